@@ -1,0 +1,43 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Release builds get the flags that make the kernels fast: no bounds/overflow checks and a CPU target with
+// AVX-512 (set MOE_TARGET_CPU to build for another CPU, or to "generic" for none). Debug builds (a plain
+// `swift build`) stay portable.
+let targetCPU = Context.environment["MOE_TARGET_CPU"] ?? "znver4"
+var fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+#if arch(x86_64)
+if targetCPU != "generic" {
+    fast.append(.unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release)))
+}
+#endif
+
+let package = Package(
+    name: "swift-moe",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "moe", targets: ["moe"]),
+        .library(name: "MoEModel", targets: ["MoEModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Raw-pointer SIMD kernels and the worker pool. Knows nothing of models or files.
+        .target(name: "MoEKernels", swiftSettings: fast),
+        // Checkpoint formats and configuration: safetensors read/write, config.json, generation_config.json.
+        .target(name: "MoEFormats", swiftSettings: fast),
+        // Architectures, forward pass with KV cache, sampler, generator.
+        .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: fast),
+        // The `moe` command line.
+        .executableTarget(
+            name: "moe",
+            dependencies: ["MoEModel", "MoEKernels", "MoEFormats",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: fast),
+        .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: fast),
+        .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats"], swiftSettings: fast),
+        .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: fast),
+        .testTarget(name: "EndToEndTests", dependencies: ["moe"], swiftSettings: fast),
+    ]
+)

@@ -1,0 +1,71 @@
+import Foundation
+
+/// The weights of a Hugging Face model directory: `model.safetensors`, or the shards that
+/// `model.safetensors.index.json` lists in its `weight_map`. Every file is memory-mapped once.
+///
+/// ```swift
+/// let checkpoint = try Checkpoint(directory: "models/tiny")
+/// let embed = try checkpoint.tensor("model.embed_tokens.weight")   // dtype, shape, pointer
+/// ```
+public final class Checkpoint: @unchecked Sendable {
+    public let directory: String
+    public let files: [SafeTensorsFile]
+    private let location: [String: TensorData]
+
+    public init(directory: String) throws {
+        self.directory = directory
+        let fm = FileManager.default
+        let index = (directory as NSString).appendingPathComponent("model.safetensors.index.json")
+        let single = (directory as NSString).appendingPathComponent("model.safetensors")
+        var files: [SafeTensorsFile] = []
+        var location: [String: TensorData] = [:]
+        if fm.fileExists(atPath: index) {
+            guard let data = fm.contents(atPath: index) else { throw FormatError.unreadable(path: index, reason: "cannot open") }
+            guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let weightMap = json["weight_map"] as? [String: String] else {
+                throw FormatError.badConfig(path: index, reason: "not a JSON object with a \"weight_map\" of tensor name → file")
+            }
+            var opened: [String: SafeTensorsFile] = [:]
+            for shard in Set(weightMap.values).sorted() {
+                guard !shard.contains("/") else { throw FormatError.badConfig(path: index, reason: "shard name '\(shard)' is not a plain file name") }
+                let file = try SafeTensorsFile(path: (directory as NSString).appendingPathComponent(shard))
+                opened[shard] = file
+                files.append(file)
+            }
+            for (name, shard) in weightMap {
+                guard let t = opened[shard]!.tensors[name] else {
+                    throw FormatError.badTensor(path: opened[shard]!.path, tensor: name, reason: "listed in the index but absent from the shard")
+                }
+                location[name] = t
+            }
+        } else if fm.fileExists(atPath: single) {
+            let file = try SafeTensorsFile(path: single)
+            files = [file]
+            location = file.tensors
+        } else {
+            throw FormatError.noCheckpoint(directory: directory)
+        }
+        self.files = files
+        self.location = location
+    }
+
+    public var tensorNames: [String] { location.keys.sorted() }
+
+    public func contains(_ name: String) -> Bool { location[name] != nil }
+
+    /// The tensor called `name`, or an error naming it and the directory.
+    public func tensor(_ name: String) throws -> TensorData {
+        guard let t = location[name] else { throw FormatError.missingTensor(tensor: name, directory: directory) }
+        return t
+    }
+
+    /// The tensor called `name`, checked to have `shape`.
+    public func tensor(_ name: String, shape: [Int]) throws -> TensorData {
+        let t = try tensor(name)
+        guard t.shape == shape else { throw FormatError.shapeMismatch(tensor: name, expected: shape, found: t.shape) }
+        return t
+    }
+
+    /// Total bytes of all tensors.
+    public var byteCount: Int { location.values.reduce(0) { $0 + $1.byteCount } }
+}

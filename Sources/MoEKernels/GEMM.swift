@@ -1,0 +1,218 @@
+// B packing for the GEMM and the public GEMM entry points (`linear` for many tokens, `sgemmNT`, `sgemmNN`).
+
+/// Where the GEMM's B[k×n] comes from.
+enum GEMMBSource {
+    /// B[kk][j] = base[kk*ld + j] (row-major k×n, f32).
+    case nn(UnsafePointer<Float>, ld: Int)
+    /// B[kk][j] = element (j, kk) of a row-major n×k matrix of `type` with `ldBytes` between rows (nn.Linear weights).
+    case nt(UnsafeRawPointer, ldBytes: Int, type: ElementType)
+}
+
+@inline(__always)
+func zipLo(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    SIMD8<Float>(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3])
+}
+
+@inline(__always)
+func zipHi(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    SIMD8<Float>(a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
+}
+
+/// Transposes an 8×8 block: 8 rows of `src` (row i at src + i*ldBytes, 8 elements of `type`) become 8 rows of
+/// 8 floats at dst + i*16. Three perfect-shuffle rounds of (row i, row i+8) pairs rotate the (row, col) index bits.
+@inline(__always)
+func transpose8(_ type: ElementType, _ src: UnsafeRawPointer, _ ldBytes: Int, _ dst: UnsafeMutablePointer<Float>) {
+    let r0 = load8(src + 0 &* ldBytes, type)
+    let r1 = load8(src + 1 &* ldBytes, type)
+    let r2 = load8(src + 2 &* ldBytes, type)
+    let r3 = load8(src + 3 &* ldBytes, type)
+    let r4 = load8(src + 4 &* ldBytes, type)
+    let r5 = load8(src + 5 &* ldBytes, type)
+    let r6 = load8(src + 6 &* ldBytes, type)
+    let r7 = load8(src + 7 &* ldBytes, type)
+    let s0_0 = zipLo(r0, r4), s0_1 = zipHi(r0, r4)
+    let s0_2 = zipLo(r1, r5), s0_3 = zipHi(r1, r5)
+    let s0_4 = zipLo(r2, r6), s0_5 = zipHi(r2, r6)
+    let s0_6 = zipLo(r3, r7), s0_7 = zipHi(r3, r7)
+    let s1_0 = zipLo(s0_0, s0_4), s1_1 = zipHi(s0_0, s0_4)
+    let s1_2 = zipLo(s0_1, s0_5), s1_3 = zipHi(s0_1, s0_5)
+    let s1_4 = zipLo(s0_2, s0_6), s1_5 = zipHi(s0_2, s0_6)
+    let s1_6 = zipLo(s0_3, s0_7), s1_7 = zipHi(s0_3, s0_7)
+    let s2_0 = zipLo(s1_0, s1_4), s2_1 = zipHi(s1_0, s1_4)
+    let s2_2 = zipLo(s1_1, s1_5), s2_3 = zipHi(s1_1, s1_5)
+    let s2_4 = zipLo(s1_2, s1_6), s2_5 = zipHi(s1_2, s1_6)
+    let s2_6 = zipLo(s1_3, s1_7), s2_7 = zipHi(s1_3, s1_7)
+    UnsafeMutableRawPointer(dst + 0 &* 16).storeBytes(of: s2_0, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(dst + 1 &* 16).storeBytes(of: s2_1, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(dst + 2 &* 16).storeBytes(of: s2_2, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(dst + 3 &* 16).storeBytes(of: s2_3, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(dst + 4 &* 16).storeBytes(of: s2_4, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(dst + 5 &* 16).storeBytes(of: s2_5, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(dst + 6 &* 16).storeBytes(of: s2_6, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(dst + 7 &* 16).storeBytes(of: s2_7, as: SIMD8<Float>.self)
+}
+
+/// Packs B[kb..<kb+kc][j0..<j0+ncb] into panels of kc×16 floats at dst (the last panel zero-padded).
+@inline(__always)
+func packNTTyped(_ type: ElementType, _ src: UnsafeRawPointer, _ ldBytes: Int, _ j0: Int, _ ncb: Int,
+                 _ kb: Int, _ kc: Int, _ dst: UnsafeMutablePointer<Float>) {
+    let es = type.byteSize
+    var p = 0
+    while p &* 16 < ncb {
+        let jp = j0 &+ p &* 16
+        let nr = min(16, ncb &- p &* 16)
+        let d = dst + p &* kc &* 16
+        let rowBase = src + jp &* ldBytes + kb &* es
+        var kk = 0
+        if nr == 16 {
+            while kk &+ 8 <= kc {
+                transpose8(type, rowBase + kk &* es, ldBytes, d + kk &* 16)
+                transpose8(type, rowBase + 8 &* ldBytes + kk &* es, ldBytes, d + (kk &* 16 &+ 8))
+                kk &+= 8
+            }
+        }
+        if kk < kc {
+            packNTEdge(type, rowBase, ldBytes, nr, kk, kc, d)
+        }
+        p &+= 1
+    }
+}
+
+@inline(never)
+func packNTEdge(_ type: ElementType, _ rowBase: UnsafeRawPointer, _ ldBytes: Int, _ nr: Int, _ k0: Int, _ kc: Int,
+                _ d: UnsafeMutablePointer<Float>) {
+    for kk in k0..<kc {
+        for jj in 0..<16 {
+            d[kk &* 16 &+ jj] = jj < nr ? loadScalar(rowBase + jj &* ldBytes, kk, type) : 0
+        }
+    }
+}
+
+@inline(never)
+func packB(_ src: GEMMBSource, _ j0: Int, _ ncb: Int, _ kb: Int, _ kc: Int, _ dst: UnsafeMutablePointer<Float>) {
+    switch src {
+    case let .nt(base, ldBytes, type):
+        switch type {
+        case .f32: packNTTyped(.f32, base, ldBytes, j0, ncb, kb, kc, dst)
+        case .bf16: packNTTyped(.bf16, base, ldBytes, j0, ncb, kb, kc, dst)
+        case .f16: packNTTyped(.f16, base, ldBytes, j0, ncb, kb, kc, dst)
+        }
+    case let .nn(base, ld):
+        var p = 0
+        while p &* 16 < ncb {
+            let jp = j0 &+ p &* 16
+            let nr = min(16, ncb &- p &* 16)
+            let d = dst + p &* kc &* 16
+            if nr == 16 {
+                for kk in 0..<kc {
+                    let s = UnsafeRawPointer(base + ((kb &+ kk) &* ld &+ jp))
+                    let o = UnsafeMutableRawPointer(d + kk &* 16)
+                    o.storeBytes(of: s.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                    o.storeBytes(of: s.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self), toByteOffset: 32,
+                                 as: SIMD8<Float>.self)
+                }
+            } else {
+                for kk in 0..<kc {
+                    let s = base + ((kb &+ kk) &* ld &+ jp)
+                    for jj in 0..<16 { d[kk &* 16 &+ jj] = jj < nr ? s[jj] : 0 }
+                }
+            }
+            p &+= 1
+        }
+    }
+}
+
+/// One thread's share: rows `ms` of C, columns `ns`, all of k.
+func gemmChunk(_ ms: Range<Int>, _ ns: Range<Int>, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+               _ b: GEMMBSource, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    if ms.isEmpty || ns.isEmpty { return }
+    let buf = ThreadScratch.current.floats(gemmKC &* gemmNC)
+    var jc = ns.lowerBound
+    while jc < ns.upperBound {
+        let ncb = min(gemmNC, ns.upperBound &- jc)
+        let panels = (ncb &+ 15) / 16
+        var kb = 0
+        while kb < k {
+            let kc = min(gemmKC, k &- kb)
+            packB(b, jc, ncb, kb, kc, buf)
+            let addC = accumulate || kb > 0
+            var i = ms.lowerBound
+            while i < ms.upperBound {
+                let mr = min(gemmMR, ms.upperBound &- i)
+                let ai = a + (i &* lda &+ kb)
+                let ci = c + (i &* ldc &+ jc)
+                for p in 0..<panels {
+                    let nr = min(16, ncb &- p &* 16)
+                    microKernelDispatch(mr, kc, ai, lda, buf + p &* kc &* 16, ci + p &* 16, ldc, nr, alpha, addC)
+                }
+                i &+= gemmMR
+            }
+            kb &+= kc
+        }
+        jc &+= ncb
+    }
+}
+
+/// C[m×n] = alpha·A·B (+C), split over the pool: by column panels first, then by rows when there are few panels.
+func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, b: GEMMBSource,
+          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, pool: WorkerPool?) {
+    if m <= 0 || n <= 0 { return }
+    if k <= 0 {
+        if !accumulate { for i in 0..<m { (c + i &* ldc).update(repeating: 0, count: n) } }
+        return
+    }
+    let threads = pool?.threads ?? 1
+    let flops = 2.0 * Double(m) * Double(n) * Double(k)
+    guard let pool, threads > 1, flops >= 2e6 else {
+        gemmChunk(0..<m, 0..<n, k, alpha, a, lda, b, c, ldc, accumulate)
+        return
+    }
+    let panels = (n + 15) / 16
+    let nParts = min(panels, threads)
+    let mParts = min(max(1, threads / nParts), (m + gemmMR - 1) / gemmMR)
+    pool.parallelFor(nParts * mParts) { idx in
+        let ns = splitRange(n, parts: nParts, index: idx % nParts, align: 16)
+        let ms = splitRange(m, parts: mParts, index: idx / nParts, align: gemmMR)
+        gemmChunk(ms, ns, k, alpha, a, lda, b, c, ldc, accumulate)
+    }
+}
+
+/// Token counts up to this use the streaming small-token kernels; larger ones the packed GEMM.
+let linearSmallTokenLimit = 8
+
+/// The Linear layer: out[t, o] = Σ_i x[t, i] · W[o, i]  (x · Wᵀ) for t in 0..<tokens, o in 0..<w.rows.
+/// x is row-major [tokens, w.cols] with row stride `ldx` (elements); out is [tokens, w.rows] with stride `ldo`.
+/// accumulate=true adds into out instead of overwriting. bf16/f16 weights are widened to f32 on the fly,
+/// f32 accumulation.
+public func linear(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, _ w: WeightMatrix,
+                   into out: UnsafeMutablePointer<Float>, ldo: Int, accumulate: Bool = false, pool: WorkerPool) {
+    precondition(tokens >= 0, "linear: negative token count")
+    if tokens == 0 || w.rows == 0 { return }
+    precondition(tokens == 1 || (ldx >= w.cols && ldo >= w.rows), "linear: leading dimension too small")
+    if w.cols == 0 {
+        if !accumulate { for t in 0..<tokens { (out + t &* ldo).update(repeating: 0, count: w.rows) } }
+        return
+    }
+    if tokens <= linearSmallTokenLimit {
+        gemvSmall(x, ldx, tokens, w, out, ldo, accumulate, pool)
+    } else {
+        gemm(m: tokens, n: w.rows, k: w.cols, alpha: 1, a: x, lda: ldx,
+             b: .nt(w.base, ldBytes: w.rowBytes, type: w.type), c: out, ldc: ldo, accumulate: accumulate, pool: pool)
+    }
+}
+
+/// C[m×n] = alpha·A[m×k]·Bᵀ (+ C if accumulate), B stored [n×k]. Leading dimensions in elements.
+public func sgemmNT(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                    b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                    accumulate: Bool, pool: WorkerPool?) {
+    gemm(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: .nt(UnsafeRawPointer(b), ldBytes: ldb &* 4, type: .f32),
+         c: c, ldc: ldc, accumulate: accumulate, pool: pool)
+}
+
+/// C[m×n] = alpha·A[m×k]·B[k×n] (+ C if accumulate), B stored [k×n]. Leading dimensions in elements.
+public func sgemmNN(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                    b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                    accumulate: Bool, pool: WorkerPool?) {
+    gemm(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: .nn(b, ld: ldb),
+         c: c, ldc: ldc, accumulate: accumulate, pool: pool)
+}

@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A per-thread, 64-byte aligned scratch buffer that only ever grows (packing buffers of the GEMM).
+final class ThreadScratch {
+    private(set) var pointer: UnsafeMutableRawPointer? = nil
+    private(set) var capacity = 0
+
+    @inline(__always)
+    func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let bytes = count &* 4
+        if bytes > capacity { grow(bytes) }
+        return pointer.unsafelyUnwrapped.assumingMemoryBound(to: Float.self)
+    }
+
+    @inline(never)
+    private func grow(_ bytes: Int) {
+        pointer?.deallocate()
+        let cap = max(bytes, capacity * 2, 1 << 16)
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 64)
+        capacity = cap
+    }
+
+    deinit { pointer?.deallocate() }
+
+    /// The calling thread's scratch buffer.
+    @inline(__always)
+    static var current: ThreadScratch {
+        if let p = pthread_getspecific(scratchKey) {
+            return Unmanaged<ThreadScratch>.fromOpaque(p).takeUnretainedValue()
+        }
+        return makeCurrent()
+    }
+
+    @inline(never)
+    private static func makeCurrent() -> ThreadScratch {
+        let s = ThreadScratch()
+        pthread_setspecific(scratchKey, Unmanaged.passRetained(s).toOpaque())
+        return s
+    }
+}
+
+#if canImport(Darwin)
+private func releaseScratch(_ p: UnsafeMutableRawPointer) {
+    Unmanaged<ThreadScratch>.fromOpaque(p).release()
+}
+#else
+private func releaseScratch(_ p: UnsafeMutableRawPointer?) {
+    if let p { Unmanaged<ThreadScratch>.fromOpaque(p).release() }
+}
+#endif
+
+private let scratchKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key, releaseScratch)
+    return key
+}()

@@ -1,0 +1,132 @@
+import MoEFormats
+import MoEKernels
+
+/// Grouped-query self-attention with RoPE and a KV cache, in the variants the supported architectures use:
+/// optional q/k/v (and o) biases, optional RMSNorm of q and k (per head as Qwen3, or over the whole
+/// projection as OLMoE), optional clamping of q, k, v (OLMoE's `clip_qkv`).
+public struct Attention: @unchecked Sendable {
+    public enum QKNorm: Sendable {
+        case none
+        /// RMSNorm over `headDim`, the same weights for every head (Qwen3, Qwen3-MoE).
+        case perHead
+        /// RMSNorm over the whole q (heads·headDim) and k (kvHeads·headDim) projections (OLMoE).
+        case wholeProjection
+    }
+
+    let heads: Int, kvHeads: Int, headDim: Int
+    let q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, o: WeightMatrix
+    let qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, oBias: [Float]?
+    let qkNorm: QKNorm
+    let qNormWeight: [Float], kNormWeight: [Float]
+    let clip: Float?
+    let eps: Float
+
+    /// Reads `{prefix}.q_proj.weight` … `{prefix}.o_proj.weight` and the optional biases and norms.
+    public init(_ c: ModelConfig, _ w: WeightReader, prefix: String, qkvBias: Bool, outputBias: Bool,
+                qkNorm: QKNorm = .none, clip: Double? = nil) throws {
+        heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim
+        let qWidth = heads * headDim, kvWidth = kvHeads * headDim
+        q = try w.matrix("\(prefix).q_proj.weight", rows: qWidth, cols: c.hiddenSize)
+        k = try w.matrix("\(prefix).k_proj.weight", rows: kvWidth, cols: c.hiddenSize)
+        v = try w.matrix("\(prefix).v_proj.weight", rows: kvWidth, cols: c.hiddenSize)
+        o = try w.matrix("\(prefix).o_proj.weight", rows: c.hiddenSize, cols: qWidth)
+        qBias = qkvBias ? try w.vector("\(prefix).q_proj.bias", count: qWidth) : nil
+        kBias = qkvBias ? try w.vector("\(prefix).k_proj.bias", count: kvWidth) : nil
+        vBias = qkvBias ? try w.vector("\(prefix).v_proj.bias", count: kvWidth) : nil
+        oBias = outputBias ? try w.vector("\(prefix).o_proj.bias", count: c.hiddenSize) : nil
+        self.qkNorm = qkNorm
+        switch qkNorm {
+        case .none:
+            qNormWeight = []; kNormWeight = []
+        case .perHead:
+            qNormWeight = try w.vector("\(prefix).q_norm.weight", count: headDim)
+            kNormWeight = try w.vector("\(prefix).k_norm.weight", count: headDim)
+        case .wholeProjection:
+            qNormWeight = try w.vector("\(prefix).q_norm.weight", count: qWidth)
+            kNormWeight = try w.vector("\(prefix).k_norm.weight", count: kvWidth)
+        }
+        self.clip = clip.map(Float.init)
+        eps = Float(c.rmsNormEps)
+    }
+
+    /// Attends `T` tokens at positions `cache.count ..< cache.count + T` (the caller advances the cache
+    /// afterwards) and adds the output projection into `residual` [T, hidden].
+    func forward(_ x: UnsafePointer<Float>, tokens T: Int, layer: Int, cache: KVCache, rope: RotaryEmbedding,
+                 residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
+        let qWidth = heads * headDim, kvWidth = kvHeads * headDim
+        let start = cache.count
+        let positions = start + T
+        let qs = ws.query.reserve(T * qWidth)
+        let ks = ws.key.reserve(T * kvWidth)
+        let vs = ws.value.reserve(T * kvWidth)
+        linear(x, ldx: hidden, tokens: T, q, into: qs, ldo: qWidth, pool: pool)
+        linear(x, ldx: hidden, tokens: T, k, into: ks, ldo: kvWidth, pool: pool)
+        linear(x, ldx: hidden, tokens: T, v, into: vs, ldo: kvWidth, pool: pool)
+        if let qBias { addBias(qs, rows: T, stride: qWidth, bias: qBias, count: qWidth) }
+        if let kBias { addBias(ks, rows: T, stride: kvWidth, bias: kBias, count: kvWidth) }
+        if let vBias { addBias(vs, rows: T, stride: kvWidth, bias: vBias, count: kvWidth) }
+
+        let half = rope.rotaryDim / 2
+        let cosTable = ws.ropeCos.pointer, sinTable = ws.ropeSin.pointer
+        qNormWeight.withUnsafeBufferPointer { qn in
+            kNormWeight.withUnsafeBufferPointer { kn in
+                for t in 0..<T {
+                    let qRow = qs + t * qWidth, kRow = ks + t * kvWidth, vRow = vs + t * kvWidth
+                    switch qkNorm {
+                    case .none: break
+                    case .perHead:
+                        for h in 0..<heads { rmsNorm(qRow + h * headDim, weight: qn.baseAddress!, count: headDim, eps: eps, into: qRow + h * headDim) }
+                        for h in 0..<kvHeads { rmsNorm(kRow + h * headDim, weight: kn.baseAddress!, count: headDim, eps: eps, into: kRow + h * headDim) }
+                    case .wholeProjection:
+                        rmsNorm(qRow, weight: qn.baseAddress!, count: qWidth, eps: eps, into: qRow)
+                        rmsNorm(kRow, weight: kn.baseAddress!, count: kvWidth, eps: eps, into: kRow)
+                    }
+                    if let clip {
+                        for i in 0..<qWidth { qRow[i] = min(max(qRow[i], -clip), clip) }
+                        for i in 0..<kvWidth { kRow[i] = min(max(kRow[i], -clip), clip) }
+                        for i in 0..<kvWidth { vRow[i] = min(max(vRow[i], -clip), clip) }
+                    }
+                    RotaryEmbedding.apply(qRow, heads: heads, headDim: headDim, rotaryDim: rope.rotaryDim,
+                                          cos: cosTable + t * half, sin: sinTable + t * half)
+                    RotaryEmbedding.apply(kRow, heads: kvHeads, headDim: headDim, rotaryDim: rope.rotaryDim,
+                                          cos: cosTable + t * half, sin: sinTable + t * half)
+                }
+            }
+        }
+        // Append this pass's keys and values to the cache.
+        let cachedK = cache.keys(layer: layer), cachedV = cache.values(layer: layer)
+        (cachedK + start * kvWidth).update(from: ks, count: T * kvWidth)
+        (cachedV + start * kvWidth).update(from: vs, count: T * kvWidth)
+
+        // softmax(q·kᵀ/√d + causal mask)·v per head, queries in chunks to bound the score buffer.
+        let out = ws.attention.reserve(T * qWidth)
+        let chunk = min(T, 128)
+        let scores = ws.scores.reserve(heads * chunk * positions)
+        let group = heads / kvHeads
+        let scale = 1 / Float(headDim).squareRoot()
+        let hd = headDim
+        var first = 0
+        while first < T {
+            let rows = min(chunk, T - first)
+            pool.parallelFor(heads) { h in
+                let s = scores + h * chunk * positions
+                let kvh = h / group
+                let visible = start + first + rows   // the last query of the chunk sees this many positions
+                sgemmNT(m: rows, n: visible, k: hd, alpha: scale, a: qs + first * qWidth + h * hd, lda: qWidth,
+                        b: cachedK + kvh * hd, ldb: kvWidth, c: s, ldc: positions, accumulate: false, pool: nil)
+                for r in 0..<rows {
+                    let row = s + r * positions
+                    let valid = start + first + r + 1
+                    softmax(row, count: valid)
+                    for j in valid..<visible { row[j] = 0 }
+                }
+                sgemmNN(m: rows, n: hd, k: visible, alpha: 1, a: s, lda: positions,
+                        b: cachedV + kvh * hd, ldb: kvWidth, c: out + first * qWidth + h * hd, ldc: qWidth,
+                        accumulate: false, pool: nil)
+            }
+            first += rows
+        }
+        linear(out, ldx: qWidth, tokens: T, o, into: residual, ldo: hidden, accumulate: true, pool: pool)
+        if let oBias { addBias(residual, rows: T, stride: hidden, bias: oBias, count: hidden) }
+    }
+}

@@ -1,0 +1,33 @@
+import MoEKernels
+
+/// The SwiGLU feed-forward network: `down(silu(gate(x)) · up(x))`. Dense layers, every expert and the
+/// shared expert are one of these.
+public struct MLP: @unchecked Sendable {
+    public let gate: WeightMatrix
+    public let up: WeightMatrix
+    public let down: WeightMatrix
+    public var width: Int { gate.rows }
+
+    public init(gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix) {
+        self.gate = gate; self.up = up; self.down = down
+    }
+
+    /// `{prefix}.gate_proj/up_proj/down_proj.weight` (or other names, as Mixtral's w1/w3/w2).
+    public init(_ w: WeightReader, prefix: String, hidden: Int, width: Int,
+                names: (gate: String, up: String, down: String) = ("gate_proj", "up_proj", "down_proj")) throws {
+        gate = try w.matrix("\(prefix).\(names.gate).weight", rows: width, cols: hidden)
+        up = try w.matrix("\(prefix).\(names.up).weight", rows: width, cols: hidden)
+        down = try w.matrix("\(prefix).\(names.down).weight", rows: hidden, cols: width)
+    }
+
+    /// out[T, hidden] (= or +=) MLP(x[T, hidden]).
+    func forward(_ x: UnsafePointer<Float>, tokens T: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
+                 ws: Workspace, pool: WorkerPool) {
+        let hidden = gate.cols, width = gate.rows
+        let g = ws.gate.reserve(T * width), u = ws.up.reserve(T * width)
+        linear(x, ldx: hidden, tokens: T, gate, into: g, ldo: width, pool: pool)
+        linear(x, ldx: hidden, tokens: T, up, into: u, ldo: width, pool: pool)
+        siluMultiply(g, u, count: T * width)
+        linear(g, ldx: width, tokens: T, down, into: out, ldo: hidden, accumulate: accumulate, pool: pool)
+    }
+}

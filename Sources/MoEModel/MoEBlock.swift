@@ -1,0 +1,121 @@
+import Foundation
+import MoEFormats
+import MoEKernels
+
+/// The mixture-of-experts feed-forward block, written once for every architecture:
+///
+///     router logits = gate(x)                  (Linear hidden → experts, no bias)
+///     p = softmax(logits)                      (f32, over all experts)
+///     w, idx = topk(p, k)                      (then w /= Σw if normTopKProb)
+///     y = Σ_j w_j · expert_idx_j(x)            (each expert a SwiGLU MLP)
+///     y += sigmoid(sharedGate · x) · shared(x) (Qwen2-MoE's shared expert, when present)
+///
+/// Dropless dispatch: tokens are grouped by the expert they chose (a counting sort), and each expert that
+/// was hit runs one matrix product over its group of tokens.
+public struct MoEBlock: @unchecked Sendable {
+    public let router: WeightMatrix
+    public let experts: [MLP]
+    public let topK: Int
+    public let normTopKProb: Bool
+    public let sharedExpert: MLP?
+    public let sharedExpertGate: [Float]?
+
+    public init(router: WeightMatrix, experts: [MLP], topK: Int, normTopKProb: Bool,
+                sharedExpert: MLP? = nil, sharedExpertGate: [Float]? = nil) {
+        self.router = router; self.experts = experts; self.topK = topK; self.normTopKProb = normTopKProb
+        self.sharedExpert = sharedExpert; self.sharedExpertGate = sharedExpertGate
+    }
+
+    /// Reads experts stored one by one (`{experts}.{e}.{gate}.weight`, as hub checkpoints) or fused as
+    /// transformers 5 keeps them (`{experts}.gate_up_proj` [E, 2·width, hidden], `{experts}.down_proj`
+    /// [E, hidden, width]).
+    public static func readExperts(_ w: WeightReader, prefix: String, count: Int, hidden: Int, width: Int,
+                                   names: (gate: String, up: String, down: String) = ("gate_proj", "up_proj", "down_proj")) throws -> [MLP] {
+        let fused = "\(prefix).gate_up_proj"
+        if w.has(fused) {
+            return try (0..<count).map { e in
+                MLP(gate: try w.stackedMatrix(fused, index: e, shape: [count, 2 * width, hidden], rows: width),
+                    up: try w.stackedMatrix(fused, index: e, shape: [count, 2 * width, hidden], rowOffset: width, rows: width),
+                    down: try w.stackedMatrix("\(prefix).down_proj", index: e, shape: [count, hidden, width], rows: hidden))
+            }
+        }
+        return try (0..<count).map { e in try MLP(w, prefix: "\(prefix).\(e)", hidden: hidden, width: width, names: names) }
+    }
+
+    /// residual[T, hidden] += MoE(x[T, hidden]).
+    func forward(_ x: UnsafePointer<Float>, tokens T: Int, residual: UnsafeMutablePointer<Float>,
+                 ws: Workspace, pool: WorkerPool) {
+        let hidden = router.cols, count = router.rows, k = topK
+        let logits = ws.routerLogits.reserve(T * count)
+        linear(x, ldx: hidden, tokens: T, router, into: logits, ldo: count, pool: pool)
+        route(logits, tokens: T, routing: &ws.routing)
+
+        // Each expert that was hit: gather its tokens, run the MLP once over them, scatter-add the weighted rows.
+        let routing = ws.routing
+        for e in 0..<count {
+            let lo = routing.offsets[e], hi = routing.offsets[e + 1]
+            if lo == hi { continue }
+            let rows = hi - lo
+            let input = ws.expertInput.reserve(rows * hidden)
+            for r in 0..<rows {
+                let token = Int(routing.order[lo + r]) / k
+                (input + r * hidden).update(from: x + token * hidden, count: hidden)
+            }
+            let out = ws.mlpOut.reserve(rows * hidden)
+            experts[e].forward(input, tokens: rows, into: out, accumulate: false, ws: ws, pool: pool)
+            for r in 0..<rows {
+                let entry = Int(routing.order[lo + r])
+                axpy(routing.weights[entry], out + r * hidden, residual + (entry / k) * hidden, count: hidden)
+            }
+        }
+
+        if let sharedExpert, let sharedExpertGate {
+            let out = ws.mlpOut.reserve(T * hidden)
+            sharedExpert.forward(x, tokens: T, into: out, accumulate: false, ws: ws, pool: pool)
+            sharedExpertGate.withUnsafeBufferPointer { g in
+                for t in 0..<T {
+                    var dot: Float = 0
+                    for i in 0..<hidden { dot += x[t * hidden + i] * g[i] }
+                    let weight = 1 / (1 + expf(-dot))
+                    axpy(weight, out + t * hidden, residual + t * hidden, count: hidden)
+                }
+            }
+        }
+    }
+
+    /// softmax → top-k → optional renormalisation, then the counting sort by expert.
+    func route(_ logits: UnsafeMutablePointer<Float>, tokens T: Int, routing: inout Routing) {
+        let count = router.rows, k = topK
+        if routing.chosen.count < T * k {
+            routing.chosen = .init(repeating: 0, count: T * k)
+            routing.weights = .init(repeating: 0, count: T * k)
+            routing.order = .init(repeating: 0, count: T * k)
+        }
+        if routing.offsets.count != count + 1 { routing.offsets = .init(repeating: 0, count: count + 1) }
+        for e in 0...count { routing.offsets[e] = 0 }
+        for t in 0..<T {
+            let p = logits + t * count
+            softmax(p, count: count)
+            var sum: Float = 0
+            for j in 0..<k {
+                // The j-th largest probability; earlier picks are marked by negating them (p ≥ 0).
+                var best = -1
+                var bestP = -Float.infinity
+                for e in 0..<count where p[e] > bestP { bestP = p[e]; best = e }
+                routing.chosen[t * k + j] = Int32(best)
+                routing.weights[t * k + j] = bestP
+                sum += bestP
+                p[best] = -1
+            }
+            if normTopKProb { for j in 0..<k { routing.weights[t * k + j] /= sum } }
+            for j in 0..<k { routing.offsets[Int(routing.chosen[t * k + j]) + 1] += 1 }
+        }
+        for e in 0..<count { routing.offsets[e + 1] += routing.offsets[e] }
+        var fill = Array(routing.offsets[0..<count])
+        for entry in 0..<(T * k) {
+            let e = Int(routing.chosen[entry])
+            routing.order[fill[e]] = Int32(entry)
+            fill[e] += 1
+        }
+    }
+}

@@ -1,0 +1,53 @@
+/// A growable f32 buffer reused across forward passes, so the hot path allocates only when a longer input
+/// than any before arrives.
+final class ScratchBuffer: @unchecked Sendable {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+
+    init(_ capacity: Int = 0) {
+        self.capacity = max(capacity, 16)
+        pointer = .allocate(capacity: self.capacity)
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// At least `count` floats (contents are not kept when it grows).
+    @inline(__always)
+    func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            pointer.deallocate()
+            capacity = count
+            pointer = .allocate(capacity: count)
+        }
+        return pointer
+    }
+}
+
+/// The activations of one forward pass, named by what they hold. Sized by the token count of the pass.
+final class Workspace: @unchecked Sendable {
+    let hidden = ScratchBuffer()      // residual stream [T, hidden]
+    let normed = ScratchBuffer()      // normalised input of a sub-layer [T, hidden]
+    let query = ScratchBuffer()       // [T, heads·headDim]
+    let key = ScratchBuffer()         // [T, kvHeads·headDim]
+    let value = ScratchBuffer()       // [T, kvHeads·headDim]
+    let attention = ScratchBuffer()   // attention output before o_proj [T, heads·headDim]
+    let scores = ScratchBuffer()      // attention probabilities [heads, chunk, positions]
+    let ropeCos = ScratchBuffer()     // [T, rotaryDim/2]
+    let ropeSin = ScratchBuffer()
+    let gate = ScratchBuffer()        // MLP / expert gate projection [rows, width]
+    let up = ScratchBuffer()          // MLP / expert up projection [rows, width]
+    let mlpOut = ScratchBuffer()      // an MLP's output before it is weighted [rows, hidden]
+    let routerLogits = ScratchBuffer() // [T, experts]
+    let expertInput = ScratchBuffer() // tokens gathered for one expert [rows, hidden]
+    let logits = ScratchBuffer()      // [rows asked for, vocab]
+    let finalNormed = ScratchBuffer() // [rows asked for, hidden]
+    var routing = Routing()
+}
+
+/// Which experts each token chose, grouped by expert (a counting sort), reused between passes.
+struct Routing {
+    var chosen: [Int32] = []          // [T, k] expert ids
+    var weights: [Float] = []         // [T, k] routing weights
+    var offsets: [Int] = []           // [experts + 1] start of each expert's group in `order`
+    var order: [Int32] = []           // flat (token·k + slot) entries sorted by expert
+}

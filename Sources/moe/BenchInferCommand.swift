@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import MoEKernels
+import MoEModel
+
+/// `moe bench infer`: prefill and decode speed, printed as `prefill tokens/s: X` and `decode tokens/s: Y`
+/// (a contract), beside the memory-bandwidth limit of decoding. As llama-bench, prefill computes logits for
+/// the last position only.
+struct BenchInfer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer",
+        abstract: "Measure prefill and decode tokens/s beside the memory-bandwidth limit.")
+
+    @OptionGroup var options: ModelOptions
+    @Option(help: "Prompt length for prefill.") var promptTokens: Int = 512
+    @Option(help: "Tokens to decode after the prompt.") var genTokens: Int = 128
+    @Option(help: "Repetitions; the figures are their mean.") var repetitions: Int = 3
+
+    func run() throws {
+        guard promptTokens > 0, genTokens > 0, repetitions > 0 else { throw ValidationError("counts must be positive") }
+        let model = try options.load()
+        let c = model.config
+        guard promptTokens + genTokens <= model.contextLength else {
+            throw ValidationError("--prompt-tokens + --gen-tokens exceed the context (\(model.contextLength))")
+        }
+        let summary = ModelSummary(model)
+        let cache = model.makeCache(capacity: promptTokens + genTokens)
+        var rng = Xoshiro256StarStar(seed: 42)
+        let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
+        let decodeInputs = (0..<genTokens).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
+
+        // Warm-up: pages the weights in and sizes every buffer.
+        cache.reset()
+        try model.forward(Array(prompt.prefix(min(64, promptTokens))), cache: cache, logitsFor: .last)
+        try model.forward([decodeInputs[0]], cache: cache, logitsFor: .last)
+
+        var prefillRates: [Double] = [], decodeRates: [Double] = []
+        for _ in 0..<repetitions {
+            cache.reset()
+            var start = ContinuousClock.now
+            try model.forward(prompt, cache: cache, logitsFor: .last)
+            prefillRates.append(Double(promptTokens) / elapsed(start))
+            start = .now
+            for t in decodeInputs { try model.forward([t], cache: cache, logitsFor: .last) }
+            decodeRates.append(Double(genTokens) / elapsed(start))
+        }
+        let bandwidth = measureReadBandwidth(pool: model.pool, bytes: 1 << 30)
+        let limit = bandwidth * 1e9 / Double(summary.bytesPerToken)
+        let decode = mean(decodeRates)
+        print("model: \(model.directory) (\(c.modelType), \(model.embedding.type)), threads \(model.pool.threads)")
+        print("prompt \(promptTokens) tokens, \(genTokens) generated, \(repetitions) repetitions")
+        print(String(format: "prefill tokens/s: %.1f", mean(prefillRates)) + String(format: "   (± %.1f)", stddev(prefillRates)))
+        print(String(format: "decode tokens/s: %.1f", decode) + String(format: "   (± %.1f)", stddev(decodeRates)))
+        print(String(format: "bytes per token: %.1f MB; read bandwidth: %.1f GB/s; bandwidth limit: %.1f tokens/s; decode at %.0f%% of it",
+                     Double(summary.bytesPerToken) / 1e6, bandwidth, limit, 100 * decode / limit))
+    }
+
+    private func elapsed(_ start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+    private func mean(_ x: [Double]) -> Double { x.reduce(0, +) / Double(x.count) }
+    private func stddev(_ x: [Double]) -> Double {
+        let m = mean(x)
+        return x.count > 1 ? (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot() : 0
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import MoEFormats
+import MoEModel
+
+/// `moe bench make-model`: writes the random Qwen3-MoE that `moe bench infer` is measured on
+/// (hidden 1024, 8 layers, 16 heads / 4 KV heads, head_dim 64, 64 experts top-8 of width 256,
+/// vocabulary 151,936, untied embeddings), as a Hugging Face directory that transformers and
+/// llama.cpp's converter read.
+struct BenchMakeModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "make-model",
+        abstract: "Write the random bench Qwen3-MoE (f32 or bf16) as a Hugging Face directory.")
+
+    @Option(help: "Output directory.") var out: String
+    @Option(help: "Weight dtype: bf16, f16 or f32.") var dtype: String = "bf16"
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Number of layers (8 for the bench model; fewer for a quick check).") var layers: Int = 8
+
+    func run() throws {
+        let storage: DType
+        switch dtype.lowercased() {
+        case "bf16", "bfloat16": storage = .bf16
+        case "f16", "float16": storage = .f16
+        case "f32", "float32": storage = .f32
+        default: throw ValidationError("--dtype must be bf16, f16 or f32")
+        }
+        let hidden = 1024, heads = 16, kvHeads = 4, headDim = 64, experts = 64, topK = 8, width = 256, vocab = 151_936
+        let config: [String: Any] = [
+            "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+            "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "num_key_value_heads": kvHeads, "head_dim": headDim, "num_experts": experts,
+            "num_experts_per_tok": topK, "moe_intermediate_size": width, "intermediate_size": 3072,
+            "decoder_sparse_step": 1, "mlp_only_layers": [Int](), "norm_topk_prob": true,
+            "vocab_size": vocab, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
+            "rope_parameters": ["rope_type": "default", "rope_theta": 1_000_000.0] as [String: Any],
+            "tie_word_embeddings": false, "hidden_act": "silu", "attention_bias": false,
+            "bos_token_id": 151_643, "eos_token_id": 151_645,
+            "dtype": storage == .bf16 ? "bfloat16" : storage == .f16 ? "float16" : "float32",
+        ]
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try AtomicFile.write(JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                             to: (out as NSString).appendingPathComponent("config.json"))
+
+        var entries: [SafeTensorsWriter.Entry] = []
+        var stream = seed
+        func random(_ name: String, _ shape: [Int], std: Float = 0.02) {
+            stream &+= 1
+            let s = stream
+            entries.append(.init(name: name, dtype: storage, shape: shape) { buffer in
+                var rng = Xoshiro256StarStar(seed: s)
+                let n = shape.reduce(1, *)
+                let values = [Float](unsafeUninitializedCapacity: n) { v, count in
+                    // Uniform with the standard deviation of N(0, std): fast and enough for a speed benchmark.
+                    let a = std * Float(3).squareRoot()
+                    for i in 0..<n { v[i] = a * (2 * Float(rng.nextUnit()) - 1) }
+                    count = n
+                }
+                try values.withUnsafeBufferPointer { try FloatEncoding.encode($0, as: storage, into: buffer) }
+            })
+        }
+        func ones(_ name: String, _ n: Int) {
+            entries.append(.floats(name, shape: [n], values: [Float](repeating: 1, count: n), as: storage))
+        }
+        random("model.embed_tokens.weight", [vocab, hidden])
+        for l in 0..<layers {
+            let p = "model.layers.\(l)"
+            ones("\(p).input_layernorm.weight", hidden)
+            ones("\(p).post_attention_layernorm.weight", hidden)
+            random("\(p).self_attn.q_proj.weight", [heads * headDim, hidden])
+            random("\(p).self_attn.k_proj.weight", [kvHeads * headDim, hidden])
+            random("\(p).self_attn.v_proj.weight", [kvHeads * headDim, hidden])
+            random("\(p).self_attn.o_proj.weight", [hidden, heads * headDim])
+            ones("\(p).self_attn.q_norm.weight", headDim)
+            ones("\(p).self_attn.k_norm.weight", headDim)
+            random("\(p).mlp.gate.weight", [experts, hidden])
+            for e in 0..<experts {
+                random("\(p).mlp.experts.\(e).gate_proj.weight", [width, hidden])
+                random("\(p).mlp.experts.\(e).up_proj.weight", [width, hidden])
+                random("\(p).mlp.experts.\(e).down_proj.weight", [hidden, width])
+            }
+        }
+        ones("model.norm.weight", hidden)
+        random("lm_head.weight", [vocab, hidden])
+        try SafeTensorsWriter.write(entries, to: (out as NSString).appendingPathComponent("model.safetensors"))
+        try AtomicFile.write(Data("{\"bos_token_id\": 151643, \"eos_token_id\": 151645}\n".utf8),
+                             to: (out as NSString).appendingPathComponent("generation_config.json"))
+        print("wrote \(out) (\(dtype), \(layers) layers)")
+    }
+}

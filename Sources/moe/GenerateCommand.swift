@@ -1,0 +1,59 @@
+import ArgumentParser
+import MoEModel
+
+/// `moe generate`: prefill the prompt, decode with the KV cache, print the generated ids.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate tokens after a prompt and print their ids (comma-separated).",
+        discussion: """
+            Sampling defaults come from the model's generation_config.json (greedy unless it sets do_sample); \
+            any flag overrides them. --temperature 0 is greedy. Filters apply in HF's order: repetition \
+            penalty, presence/frequency penalties, temperature, top-k, top-p, min-p.
+            """)
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "Prompt token ids, comma-separated, e.g. 1,2,3.")
+    var tokens: String
+
+    @Option(help: "Generate at most this many tokens.")
+    var maxTokens: Int = 32
+
+    @Option(help: "Sampling temperature; 0 = greedy.") var temperature: Float?
+    @Option(help: "Keep the k most likely tokens (0 = off).") var topK: Int?
+    @Option(help: "Keep the smallest set of tokens with this total probability (1 = off).") var topP: Float?
+    @Option(help: "Drop tokens below min-p × the top probability (0 = off).") var minP: Float?
+    @Option(help: "HF repetition penalty (1 = off).") var repetitionPenalty: Float?
+    @Option(help: "OpenAI presence penalty (0 = off).") var presencePenalty: Float?
+    @Option(help: "OpenAI frequency penalty (0 = off).") var frequencyPenalty: Float?
+    @Option(help: "Seed for reproducible sampling.") var seed: UInt64?
+    @Flag(help: "Do not stop at end-of-sequence tokens.") var ignoreEos = false
+
+    func run() throws {
+        let prompt = try parseTokenList(tokens)
+        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
+        let model = try options.load()
+        var sampling = model.defaultSampling
+        if let temperature {
+            guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
+            sampling.temperature = temperature
+            if temperature > 0 && model.generation.doSample != true { sampling.topK = 50 }   // HF's default top_k when sampling
+        }
+        if let topK { guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }; sampling.topK = topK }
+        if let topP { guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }; sampling.topP = topP }
+        if let minP { guard minP >= 0, minP <= 1 else { throw ValidationError("--min-p must be in [0, 1]") }; sampling.minP = minP }
+        if let repetitionPenalty {
+            guard repetitionPenalty > 0 else { throw ValidationError("--repetition-penalty must be > 0") }
+            sampling.repetitionPenalty = repetitionPenalty
+        }
+        if let presencePenalty { sampling.presencePenalty = presencePenalty }
+        if let frequencyPenalty { sampling.frequencyPenalty = frequencyPenalty }
+        sampling.seed = seed
+        let result = try model.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling,
+                                        stopTokens: ignoreEos ? [] : nil)
+        print(result.tokens.map(String.init).joined(separator: ","))
+        let decodeRate = result.tokens.count > 1 ? Double(result.tokens.count - 1) / result.decodeSeconds : 0
+        printError("finish_reason: \(result.finishReason.rawValue); prompt \(prompt.count) tokens in \(String(format: "%.3f", result.promptSeconds)) s; "
+                   + "\(result.tokens.count) generated at \(String(format: "%.1f", decodeRate)) tokens/s")
+    }
+}

@@ -1,0 +1,17 @@
+import ArgumentParser
+
+/// The `moe` command line: one file per subcommand.
+@main
+struct Moe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moe",
+        abstract: "swift-moe: mixture-of-experts language models in Swift.",
+        subcommands: [Generate.self, Logits.self, Inspect.self, Bench.self])
+}
+
+/// `moe bench …`: benchmarks (never tests) that print figures beside a peer's.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks: kernels and inference, beside their peers.",
+        subcommands: [BenchInfer.self, BenchMakeModel.self, BenchGEMM.self])
+}
