@@ -1,6 +1,7 @@
 // Packed, register-blocked f32 GEMM: C[m×n] = alpha·A[m×k]·B[k×n] (+C). A is read in place (row-major, lda), B is
 // packed per thread into k-major panels of 16 columns (widened from bf16/f16 while packing). The 6×16 micro-kernel
 // keeps 12 ymm accumulators (AVX2: 16 registers), loads two B vectors and broadcasts 6 A scalars per k step.
+// Each row count 1…6 is its own function (no reliance on inlining for constant folding).
 
 let gemmMR = 6
 let gemmNR = 16
@@ -38,51 +39,187 @@ func storeTileRowPartial(_ cr: UnsafeMutablePointer<Float>, _ s0: SIMD8<Float>, 
     }
 }
 
-/// mr (1…6, a constant after inlining) rows of A times one packed B panel of kc×16.
-@inline(__always)
-func microKernel(_ mr: Int, _ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
-                 _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
+/// 1 row(s) of A times one packed B panel of kc×16.
+@inline(never)
+func microKernel1(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
+                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+    let a0 = a + 0 &* lda
+    var bp = b
+    for k in 0..<kc {
+        let b0 = ldA8(bp), b1 = ldA8(bp + 8)
+        let s0 = SIMD8<Float>(repeating: a0[k])
+        c00 = c00.addingProduct(b0, s0); c01 = c01.addingProduct(b1, s0)
+        bp += 16
+    }
+    storeTileRow(c + 0 &* ldc, c00, c01, nr, alpha, addC)
+}
+
+/// 2 row(s) of A times one packed B panel of kc×16.
+@inline(never)
+func microKernel2(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
+                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+    let a0 = a + 0 &* lda
+    let a1 = a + 1 &* lda
+    var bp = b
+    for k in 0..<kc {
+        let b0 = ldA8(bp), b1 = ldA8(bp + 8)
+        let s0 = SIMD8<Float>(repeating: a0[k])
+        c00 = c00.addingProduct(b0, s0); c01 = c01.addingProduct(b1, s0)
+        let s1 = SIMD8<Float>(repeating: a1[k])
+        c10 = c10.addingProduct(b0, s1); c11 = c11.addingProduct(b1, s1)
+        bp += 16
+    }
+    storeTileRow(c + 0 &* ldc, c00, c01, nr, alpha, addC)
+    storeTileRow(c + 1 &* ldc, c10, c11, nr, alpha, addC)
+}
+
+/// 3 row(s) of A times one packed B panel of kc×16.
+@inline(never)
+func microKernel3(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
+                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
+    let a0 = a + 0 &* lda
+    let a1 = a + 1 &* lda
+    let a2 = a + 2 &* lda
+    var bp = b
+    for k in 0..<kc {
+        let b0 = ldA8(bp), b1 = ldA8(bp + 8)
+        let s0 = SIMD8<Float>(repeating: a0[k])
+        c00 = c00.addingProduct(b0, s0); c01 = c01.addingProduct(b1, s0)
+        let s1 = SIMD8<Float>(repeating: a1[k])
+        c10 = c10.addingProduct(b0, s1); c11 = c11.addingProduct(b1, s1)
+        let s2 = SIMD8<Float>(repeating: a2[k])
+        c20 = c20.addingProduct(b0, s2); c21 = c21.addingProduct(b1, s2)
+        bp += 16
+    }
+    storeTileRow(c + 0 &* ldc, c00, c01, nr, alpha, addC)
+    storeTileRow(c + 1 &* ldc, c10, c11, nr, alpha, addC)
+    storeTileRow(c + 2 &* ldc, c20, c21, nr, alpha, addC)
+}
+
+/// 4 row(s) of A times one packed B panel of kc×16.
+@inline(never)
+func microKernel4(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
+                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
+    var c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+    let a0 = a + 0 &* lda
+    let a1 = a + 1 &* lda
+    let a2 = a + 2 &* lda
+    let a3 = a + 3 &* lda
+    var bp = b
+    for k in 0..<kc {
+        let b0 = ldA8(bp), b1 = ldA8(bp + 8)
+        let s0 = SIMD8<Float>(repeating: a0[k])
+        c00 = c00.addingProduct(b0, s0); c01 = c01.addingProduct(b1, s0)
+        let s1 = SIMD8<Float>(repeating: a1[k])
+        c10 = c10.addingProduct(b0, s1); c11 = c11.addingProduct(b1, s1)
+        let s2 = SIMD8<Float>(repeating: a2[k])
+        c20 = c20.addingProduct(b0, s2); c21 = c21.addingProduct(b1, s2)
+        let s3 = SIMD8<Float>(repeating: a3[k])
+        c30 = c30.addingProduct(b0, s3); c31 = c31.addingProduct(b1, s3)
+        bp += 16
+    }
+    storeTileRow(c + 0 &* ldc, c00, c01, nr, alpha, addC)
+    storeTileRow(c + 1 &* ldc, c10, c11, nr, alpha, addC)
+    storeTileRow(c + 2 &* ldc, c20, c21, nr, alpha, addC)
+    storeTileRow(c + 3 &* ldc, c30, c31, nr, alpha, addC)
+}
+
+/// 5 row(s) of A times one packed B panel of kc×16.
+@inline(never)
+func microKernel5(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
+                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
+    var c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+    var c40 = SIMD8<Float>(), c41 = SIMD8<Float>()
+    let a0 = a + 0 &* lda
+    let a1 = a + 1 &* lda
+    let a2 = a + 2 &* lda
+    let a3 = a + 3 &* lda
+    let a4 = a + 4 &* lda
+    var bp = b
+    for k in 0..<kc {
+        let b0 = ldA8(bp), b1 = ldA8(bp + 8)
+        let s0 = SIMD8<Float>(repeating: a0[k])
+        c00 = c00.addingProduct(b0, s0); c01 = c01.addingProduct(b1, s0)
+        let s1 = SIMD8<Float>(repeating: a1[k])
+        c10 = c10.addingProduct(b0, s1); c11 = c11.addingProduct(b1, s1)
+        let s2 = SIMD8<Float>(repeating: a2[k])
+        c20 = c20.addingProduct(b0, s2); c21 = c21.addingProduct(b1, s2)
+        let s3 = SIMD8<Float>(repeating: a3[k])
+        c30 = c30.addingProduct(b0, s3); c31 = c31.addingProduct(b1, s3)
+        let s4 = SIMD8<Float>(repeating: a4[k])
+        c40 = c40.addingProduct(b0, s4); c41 = c41.addingProduct(b1, s4)
+        bp += 16
+    }
+    storeTileRow(c + 0 &* ldc, c00, c01, nr, alpha, addC)
+    storeTileRow(c + 1 &* ldc, c10, c11, nr, alpha, addC)
+    storeTileRow(c + 2 &* ldc, c20, c21, nr, alpha, addC)
+    storeTileRow(c + 3 &* ldc, c30, c31, nr, alpha, addC)
+    storeTileRow(c + 4 &* ldc, c40, c41, nr, alpha, addC)
+}
+
+/// 6 row(s) of A times one packed B panel of kc×16.
+@inline(never)
+func microKernel6(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
+                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
     var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
     var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
     var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
     var c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
     var c40 = SIMD8<Float>(), c41 = SIMD8<Float>()
     var c50 = SIMD8<Float>(), c51 = SIMD8<Float>()
-    let a0 = a + (mr > 0 ? 0 : 0) &* lda
-    let a1 = a + (mr > 1 ? 1 : 0) &* lda
-    let a2 = a + (mr > 2 ? 2 : 0) &* lda
-    let a3 = a + (mr > 3 ? 3 : 0) &* lda
-    let a4 = a + (mr > 4 ? 4 : 0) &* lda
-    let a5 = a + (mr > 5 ? 5 : 0) &* lda
+    let a0 = a + 0 &* lda
+    let a1 = a + 1 &* lda
+    let a2 = a + 2 &* lda
+    let a3 = a + 3 &* lda
+    let a4 = a + 4 &* lda
+    let a5 = a + 5 &* lda
     var bp = b
     for k in 0..<kc {
         let b0 = ldA8(bp), b1 = ldA8(bp + 8)
-        if mr > 0 { let s = SIMD8<Float>(repeating: a0[k]); c00 = c00.addingProduct(b0, s); c01 = c01.addingProduct(b1, s) }
-        if mr > 1 { let s = SIMD8<Float>(repeating: a1[k]); c10 = c10.addingProduct(b0, s); c11 = c11.addingProduct(b1, s) }
-        if mr > 2 { let s = SIMD8<Float>(repeating: a2[k]); c20 = c20.addingProduct(b0, s); c21 = c21.addingProduct(b1, s) }
-        if mr > 3 { let s = SIMD8<Float>(repeating: a3[k]); c30 = c30.addingProduct(b0, s); c31 = c31.addingProduct(b1, s) }
-        if mr > 4 { let s = SIMD8<Float>(repeating: a4[k]); c40 = c40.addingProduct(b0, s); c41 = c41.addingProduct(b1, s) }
-        if mr > 5 { let s = SIMD8<Float>(repeating: a5[k]); c50 = c50.addingProduct(b0, s); c51 = c51.addingProduct(b1, s) }
+        let s0 = SIMD8<Float>(repeating: a0[k])
+        c00 = c00.addingProduct(b0, s0); c01 = c01.addingProduct(b1, s0)
+        let s1 = SIMD8<Float>(repeating: a1[k])
+        c10 = c10.addingProduct(b0, s1); c11 = c11.addingProduct(b1, s1)
+        let s2 = SIMD8<Float>(repeating: a2[k])
+        c20 = c20.addingProduct(b0, s2); c21 = c21.addingProduct(b1, s2)
+        let s3 = SIMD8<Float>(repeating: a3[k])
+        c30 = c30.addingProduct(b0, s3); c31 = c31.addingProduct(b1, s3)
+        let s4 = SIMD8<Float>(repeating: a4[k])
+        c40 = c40.addingProduct(b0, s4); c41 = c41.addingProduct(b1, s4)
+        let s5 = SIMD8<Float>(repeating: a5[k])
+        c50 = c50.addingProduct(b0, s5); c51 = c51.addingProduct(b1, s5)
         bp += 16
     }
-    if mr > 0 { storeTileRow(c + 0 &* ldc, c00, c01, nr, alpha, addC) }
-    if mr > 1 { storeTileRow(c + 1 &* ldc, c10, c11, nr, alpha, addC) }
-    if mr > 2 { storeTileRow(c + 2 &* ldc, c20, c21, nr, alpha, addC) }
-    if mr > 3 { storeTileRow(c + 3 &* ldc, c30, c31, nr, alpha, addC) }
-    if mr > 4 { storeTileRow(c + 4 &* ldc, c40, c41, nr, alpha, addC) }
-    if mr > 5 { storeTileRow(c + 5 &* ldc, c50, c51, nr, alpha, addC) }
+    storeTileRow(c + 0 &* ldc, c00, c01, nr, alpha, addC)
+    storeTileRow(c + 1 &* ldc, c10, c11, nr, alpha, addC)
+    storeTileRow(c + 2 &* ldc, c20, c21, nr, alpha, addC)
+    storeTileRow(c + 3 &* ldc, c30, c31, nr, alpha, addC)
+    storeTileRow(c + 4 &* ldc, c40, c41, nr, alpha, addC)
+    storeTileRow(c + 5 &* ldc, c50, c51, nr, alpha, addC)
 }
 
-@inline(never)
+@inline(__always)
 func microKernelDispatch(_ mr: Int, _ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
                          _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
     switch mr {
-    case 6: microKernel(6, kc, a, lda, b, c, ldc, nr, alpha, addC)
-    case 5: microKernel(5, kc, a, lda, b, c, ldc, nr, alpha, addC)
-    case 4: microKernel(4, kc, a, lda, b, c, ldc, nr, alpha, addC)
-    case 3: microKernel(3, kc, a, lda, b, c, ldc, nr, alpha, addC)
-    case 2: microKernel(2, kc, a, lda, b, c, ldc, nr, alpha, addC)
-    case 1: microKernel(1, kc, a, lda, b, c, ldc, nr, alpha, addC)
+    case 6: microKernel6(kc, a, lda, b, c, ldc, nr, alpha, addC)
+    case 5: microKernel5(kc, a, lda, b, c, ldc, nr, alpha, addC)
+    case 4: microKernel4(kc, a, lda, b, c, ldc, nr, alpha, addC)
+    case 3: microKernel3(kc, a, lda, b, c, ldc, nr, alpha, addC)
+    case 2: microKernel2(kc, a, lda, b, c, ldc, nr, alpha, addC)
+    case 1: microKernel1(kc, a, lda, b, c, ldc, nr, alpha, addC)
     default: break
     }
 }

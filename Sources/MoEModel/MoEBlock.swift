@@ -49,35 +49,48 @@ public struct MoEBlock: @unchecked Sendable {
         let logits = ws.routerLogits.reserve(T * count)
         linear(x, ldx: hidden, tokens: T, router, into: logits, ldo: count, pool: pool)
         route(logits, tokens: T, routing: &ws.routing)
-
-        // Each expert that was hit: gather its tokens, run the MLP once over them, scatter-add the weighted rows.
         let routing = ws.routing
-        for e in 0..<count {
-            let lo = routing.offsets[e], hi = routing.offsets[e + 1]
-            if lo == hi { continue }
-            let rows = hi - lo
-            let input = ws.expertInput.reserve(rows * hidden)
-            for r in 0..<rows {
-                let token = Int(routing.order[lo + r]) / k
-                (input + r * hidden).update(from: x + token * hidden, count: hidden)
-            }
-            let out = ws.mlpOut.reserve(rows * hidden)
-            experts[e].forward(input, tokens: rows, into: out, accumulate: false, ws: ws, pool: pool)
-            for r in 0..<rows {
-                let entry = Int(routing.order[lo + r])
-                axpy(routing.weights[entry], out + r * hidden, residual + (entry / k) * hidden, count: hidden)
-            }
+
+        // Gather every (token, choice) row in expert order: expert e owns rows offsets[e] ..< offsets[e+1].
+        let entries = T * k
+        let width = experts[0].width
+        let input = ws.expertInput.reserve(entries * hidden)
+        let gate = ws.gate.reserve(entries * width), up = ws.up.reserve(entries * width)
+        let out = ws.mlpOut.reserve(entries * hidden)
+        for r in 0..<entries {
+            let token = Int(routing.order[r]) / k
+            (input + r * hidden).update(from: x + token * hidden, count: hidden)
+        }
+        let hit = routing.hit
+        func runExpert(_ e: Int, _ pool: WorkerPool) {
+            let lo = routing.offsets[e], rows = routing.offsets[e + 1] - lo
+            let mlp = experts[e]
+            linear(input + lo * hidden, ldx: hidden, tokens: rows, mlp.gate, into: gate + lo * width, ldo: width, pool: pool)
+            linear(input + lo * hidden, ldx: hidden, tokens: rows, mlp.up, into: up + lo * width, ldo: width, pool: pool)
+            siluMultiply(gate + lo * width, up + lo * width, count: rows * width)
+            linear(gate + lo * width, ldx: width, tokens: rows, mlp.down, into: out + lo * hidden, ldo: hidden, pool: pool)
+        }
+        if entries < 16 * hit.count {
+            // Few rows per expert (decode): one parallel section over the experts, each a single-threaded GEMV.
+            pool.parallelFor(hit.count) { i in runExpert(hit[i], pool) }
+        } else {
+            // Many rows per expert (prefill): one expert at a time, each product spread over the threads.
+            for e in hit { runExpert(e, pool) }
+        }
+        for r in 0..<entries {
+            let entry = Int(routing.order[r])
+            axpy(routing.weights[entry], out + r * hidden, residual + (entry / k) * hidden, count: hidden)
         }
 
         if let sharedExpert, let sharedExpertGate {
-            let out = ws.mlpOut.reserve(T * hidden)
-            sharedExpert.forward(x, tokens: T, into: out, accumulate: false, ws: ws, pool: pool)
+            let shared = ws.mlpOut.reserve(T * hidden)
+            sharedExpert.forward(x, tokens: T, into: shared, accumulate: false, ws: ws, pool: pool)
             sharedExpertGate.withUnsafeBufferPointer { g in
                 for t in 0..<T {
                     var dot: Float = 0
                     for i in 0..<hidden { dot += x[t * hidden + i] * g[i] }
                     let weight = 1 / (1 + expf(-dot))
-                    axpy(weight, out + t * hidden, residual + t * hidden, count: hidden)
+                    axpy(weight, shared + t * hidden, residual + t * hidden, count: hidden)
                 }
             }
         }
@@ -110,12 +123,18 @@ public struct MoEBlock: @unchecked Sendable {
             if normTopKProb { for j in 0..<k { routing.weights[t * k + j] /= sum } }
             for j in 0..<k { routing.offsets[Int(routing.chosen[t * k + j]) + 1] += 1 }
         }
-        for e in 0..<count { routing.offsets[e + 1] += routing.offsets[e] }
-        var fill = Array(routing.offsets[0..<count])
+        routing.hit.removeAll(keepingCapacity: true)
+        for e in 0..<count {
+            if routing.offsets[e + 1] > 0 { routing.hit.append(e) }
+            routing.offsets[e + 1] += routing.offsets[e]
+        }
+        // Place each entry at its expert's next free slot (offsets[e] advances, then is restored).
         for entry in 0..<(T * k) {
             let e = Int(routing.chosen[entry])
-            routing.order[fill[e]] = Int32(entry)
-            fill[e] += 1
+            routing.order[routing.offsets[e]] = Int32(entry)
+            routing.offsets[e] += 1
         }
+        for e in stride(from: count, to: 0, by: -1) { routing.offsets[e] = routing.offsets[e - 1] }
+        routing.offsets[0] = 0
     }
 }

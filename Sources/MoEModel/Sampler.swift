@@ -391,7 +391,11 @@ public struct Sampler {
             if state.candidates < 0 {
                 let m = Sampler.maximum(logits, count: count)
                 state.maxValue = m
-                for i in 0..<count { exps[i] = Sampler.exp(logits[i] - m) }
+                if m == -.infinity {  // everything masked: no mass anywhere (and no -inf - -inf)
+                    exps.initialize(repeating: 0, count: count)
+                } else {
+                    for i in 0..<count { exps[i] = Sampler.exp(logits[i] - m) }
+                }
             } else {
                 let m = state.maxValue
                 for j in 0..<state.candidates {

@@ -50,4 +50,5 @@ struct Routing {
     var weights: [Float] = []         // [T, k] routing weights
     var offsets: [Int] = []           // [experts + 1] start of each expert's group in `order`
     var order: [Int32] = []           // flat (token·k + slot) entries sorted by expert
+    var hit: [Int] = []               // experts chosen by at least one token, ascending
 }

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+/// Runs the built `moe` executable, as outside scripts do.
+enum CLI {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/models").path
+
+    /// The `moe` binary beside the test bundle (SwiftPM puts products and tests in one folder).
+    static let executable: String = {
+        var dir = Bundle.main.bundleURL
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("moe").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("moe").path
+    }()
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    static func run(_ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    static func temporaryCopy(_ name: String) throws -> String {
+        let dir = NSTemporaryDirectory() + "moe-e2e-" + UUID().uuidString
+        try FileManager.default.copyItem(atPath: fixtures + "/" + name, toPath: dir)
+        return dir
+    }
+}
+
+@Suite struct CLITests {
+    @Test func logitsPrintsOneRowPerPositionAsJSON() throws {
+        let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.fixtures + "/mixtral/expected.json"))) as! [String: Any]
+        let tokens = (expected["tokens"] as! [Int]).map(String.init).joined(separator: ",")
+        let r = try CLI.run(["logits", "--model", CLI.fixtures + "/mixtral", "--tokens", tokens])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(Array(json.keys) == ["logits"])
+        let rows = json["logits"] as! [[Double]]
+        let want = expected["logits"] as! [[Double]]
+        #expect(rows.count == want.count && rows[0].count == 128)
+        var diff = 0.0
+        for (a, b) in zip(rows, want) { for (x, y) in zip(a, b) { diff = max(diff, abs(x - y)) } }
+        #expect(diff <= 1e-4)
+    }
+
+    @Test func generatePrintsTheGreedyIds() throws {
+        let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CLI.fixtures + "/qwen3_moe/expected.json"))) as! [String: Any]
+        let greedy = expected["greedy"] as! [String: Any]
+        let prompt = (greedy["prompt"] as! [Int]).map(String.init).joined(separator: ",")
+        let r = try CLI.run(["generate", "--model", CLI.fixtures + "/qwen3_moe", "--tokens", prompt,
+                             "--max-tokens", "\(greedy["max_new_tokens"] as! Int)", "--temperature", "0"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == (greedy["ids"] as! [Int]).map(String.init).joined(separator: ","))
+        #expect(r.stderr.contains("finish_reason: stop"))
+    }
+
+    @Test func seededSamplingIsReproducibleAcrossRuns() throws {
+        let args = ["generate", "--model", CLI.fixtures + "/olmoe", "--tokens", "5,6,7", "--max-tokens", "10",
+                    "--temperature", "0.9", "--top-p", "0.95", "--seed", "7"]
+        let a = try CLI.run(args), b = try CLI.run(args)
+        #expect(a.status == 0 && a.stdout == b.stdout && !a.stdout.isEmpty)
+    }
+
+    @Test func inspectReportsParametersAndExperts() throws {
+        let r = try CLI.run(["inspect", "--model", CLI.fixtures + "/qwen2_moe"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("qwen2_moe") && r.stdout.contains("top-2") && r.stdout.contains("active per token"))
+        #expect(r.stdout.contains("shared expert"))
+    }
+
+    @Test func badInputsExitNonZeroWithAMessage() throws {
+        // Unreadable config.json.
+        let broken = try CLI.temporaryCopy("qwen2")
+        try Data("{".utf8).write(to: URL(fileURLWithPath: broken + "/config.json"))
+        var r = try CLI.run(["logits", "--model", broken, "--tokens", "1,2"])
+        #expect(r.status != 0 && r.stderr.contains("config.json"))
+        // Truncated safetensors.
+        let truncated = try CLI.temporaryCopy("qwen3")
+        let data = try Data(contentsOf: URL(fileURLWithPath: truncated + "/model.safetensors"))
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: truncated + "/model.safetensors"))
+        r = try CLI.run(["generate", "--model", truncated, "--tokens", "1,2"])
+        #expect(r.status != 0 && r.stderr.contains("model.safetensors") && r.stderr.contains("truncated"))
+        // Unknown architecture.
+        let unknown = try CLI.temporaryCopy("llama")
+        let config = try String(contentsOfFile: unknown + "/config.json", encoding: .utf8)
+            .replacingOccurrences(of: "\"llama\"", with: "\"mamba\"")
+        try config.write(toFile: unknown + "/config.json", atomically: true, encoding: .utf8)
+        r = try CLI.run(["inspect", "--model", unknown])
+        #expect(r.status != 0 && r.stderr.contains("mamba"))
+        // A prompt longer than the context, a bad token list, a missing directory.
+        r = try CLI.run(["logits", "--model", CLI.fixtures + "/qwen2", "--tokens", "1,x"])
+        #expect(r.status != 0 && r.stderr.contains("'x'"))
+        r = try CLI.run(["logits", "--model", "/nonexistent/model", "--tokens", "1"])
+        #expect(r.status != 0 && r.stderr.contains("/nonexistent/model"))
+        r = try CLI.run(["logits", "--model", CLI.fixtures + "/qwen2", "--tokens", "1,999"])
+        #expect(r.status != 0 && r.stderr.contains("999"))
+    }
+
+    @Test func promptLongerThanTheContextIsRefused() throws {
+        let dir = try CLI.temporaryCopy("qwen2")
+        let config = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+        let shortened = config.replacingOccurrences(of: #""max_position_embeddings": \d+"#, with: "\"max_position_embeddings\": 4",
+                                                    options: .regularExpression)
+        #expect(shortened != config)
+        try shortened.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["generate", "--model", dir, "--tokens", "1,2,3,4,5,6"])
+        #expect(r.status != 0 && r.stderr.contains("context"))
+    }
+}

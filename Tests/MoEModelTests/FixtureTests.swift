@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+import MoEFormats
+@testable import MoEModel
+
+/// The reference fixtures made by scripts/make_fixtures.py with transformers + torch.
+enum Fixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/models").path
+    static let cases = ["qwen2_moe", "qwen2_moe_step2", "qwen3_moe", "qwen3_moe_bf16", "mixtral", "olmoe",
+                        "qwen2", "qwen3", "llama"]
+
+    struct Expected: Decodable {
+        struct Greedy: Decodable { let prompt: [Int]; let max_new_tokens: Int; let ids: [Int] }
+        let model_type: String
+        let tokens: [Int]
+        let logits: [[Float]]
+        let greedy: Greedy
+    }
+
+    static func directory(_ name: String) -> String { root + "/" + name }
+
+    static func expected(_ name: String) throws -> Expected {
+        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: directory(name) + "/expected.json")))
+    }
+
+    /// A copy of a fixture in a temporary directory, to break it on purpose.
+    static func copy(_ name: String) throws -> String {
+        let dir = NSTemporaryDirectory() + "moe-fixture-" + UUID().uuidString
+        try FileManager.default.copyItem(atPath: directory(name), toPath: dir)
+        return dir
+    }
+}
+
+func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    var m: Float = 0
+    for i in 0..<b.count { m = max(m, abs(a[i] - b[i])) }
+    return m
+}
+
+@Suite struct FixtureTests {
+    @Test(arguments: Fixtures.cases)
+    func logitsMatchTransformers(_ name: String) throws {
+        let e = try Fixtures.expected(name)
+        for threads in [1, 2] {
+            let model = try Transformer(directory: Fixtures.directory(name), threads: threads)
+            #expect(model.config.modelType == e.model_type)
+            let logits = try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all)
+            let diff = maxAbsDifference(UnsafeBufferPointer(logits), e.logits.flatMap { $0 })
+            #expect(diff <= 1e-4, "\(name), \(threads) threads: max |Δlogit| = \(diff)")
+        }
+    }
+
+    @Test(arguments: Fixtures.cases)
+    func decodingWithTheCacheEqualsRecomputing(_ name: String) throws {
+        let e = try Fixtures.expected(name)
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        let vocab = model.config.vocabSize
+        let full = Array(try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all))
+        // Prefill a prefix, then one token at a time.
+        let cache = model.makeCache()
+        let split = 3
+        let prefix = Array(try model.forward(Array(e.tokens[..<split]), cache: cache, logitsFor: .all))
+        #expect(maxAbsDifference(UnsafeBufferPointer(start: full, count: split * vocab), prefix) <= 1e-5)
+        for t in split..<e.tokens.count {
+            let step = try model.forward([e.tokens[t]], cache: cache, logitsFor: .last)
+            let diff = maxAbsDifference(UnsafeBufferPointer(step), Array(full[(t * vocab)..<((t + 1) * vocab)]))
+            #expect(diff <= 1e-5, "\(name) position \(t): \(diff)")
+        }
+        #expect(cache.count == e.tokens.count)
+    }
+
+    @Test(arguments: Fixtures.cases)
+    func greedyGenerationEqualsHFGenerate(_ name: String) throws {
+        let e = try Fixtures.expected(name)
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        let result = try model.generate(prompt: e.greedy.prompt, maxTokens: e.greedy.max_new_tokens, sampling: .greedy)
+        #expect(result.tokens == e.greedy.ids)
+        #expect(result.finishReason == (e.greedy.ids.count < e.greedy.max_new_tokens ? .stop : .length))
+    }
+
+    @Test func seededSamplingIsReproducible() throws {
+        let model = try Transformer(directory: Fixtures.directory("qwen3_moe"), threads: 2)
+        var p = SamplingParameters(temperature: 1.0, topK: 0, seed: 1234)
+        let a = try model.generate(prompt: [1, 2, 3], maxTokens: 12, sampling: p, stopTokens: [])
+        let b = try model.generate(prompt: [1, 2, 3], maxTokens: 12, sampling: p, stopTokens: [])
+        #expect(a.tokens == b.tokens && a.tokens.count == 12)
+        p.seed = 99
+        let c = try model.generate(prompt: [1, 2, 3], maxTokens: 12, sampling: p, stopTokens: [])
+        #expect(c.tokens != a.tokens)
+    }
+}
+
+@Suite struct BadModelTests {
+    @Test func unknownModelTypeIsNamed() throws {
+        let dir = try Fixtures.copy("qwen2")
+        var config = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"qwen2\"", with: "\"gpt_neox\"")
+        try config.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        #expect { try Transformer(directory: dir) } throws: { error in
+            guard case ModelError.unknownArchitecture(let t, let known) = error else { return false }
+            return t == "gpt_neox" && known.contains("qwen3_moe")
+        }
+    }
+
+    @Test func missingTensorIsNamed() throws {
+        let dir = try Fixtures.copy("qwen3_moe")
+        let c = try Checkpoint(directory: dir)
+        let keep = c.tensorNames.filter { $0 != "model.layers.1.mlp.experts.3.up_proj.weight" }
+        let entries = try keep.map { name -> SafeTensorsWriter.Entry in
+            let t = try c.tensor(name)
+            let bytes = Array(UnsafeRawBufferPointer(start: t.pointer, count: t.byteCount))
+            return .init(name: name, dtype: t.dtype, shape: t.shape) { $0.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count)) }
+        }
+        try SafeTensorsWriter.write(entries, to: dir + "/model.safetensors")
+        #expect(throws: FormatError.missingTensor(tensor: "model.layers.1.mlp.experts.3.up_proj.weight", directory: dir)) {
+            try Transformer(directory: dir)
+        }
+    }
+
+    @Test func wrongShapeIsNamed() throws {
+        let dir = try Fixtures.copy("llama")
+        var config = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"intermediate_size\": 64", with: "\"intermediate_size\": 48")
+        try config.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        #expect { try Transformer(directory: dir) } throws: { error in
+            guard case FormatError.shapeMismatch(let name, let expected, let found) = error else { return false }
+            return name.hasSuffix("mlp.gate_proj.weight") && expected == [48, 32] && found == [64, 32]
+        }
+    }
+
+    @Test func unsupportedRopeTypeIsRefused() throws {
+        var p = RopeParameters()
+        p.type = "longrope"
+        #expect { try RotaryEmbedding(p, headDim: 16, maxPositionEmbeddings: 128) } throws: { "\($0)".contains("longrope") }
+    }
+
+    @Test func promptLongerThanTheContextIsAnError() throws {
+        let model = try Transformer(directory: Fixtures.directory("qwen2"))
+        let cache = model.makeCache(capacity: 4)
+        #expect(throws: ModelError.contextOverflow(tokens: 5, context: 4)) { try model.forward([1, 2, 3, 4, 5], cache: cache) }
+        #expect(throws: ModelError.self) { try model.generate(prompt: [1, 2, 3, 4], maxTokens: 2, sampling: .greedy, cache: cache) }
+        #expect(throws: ModelError.self) { try model.forward([100_000], cache: model.makeCache()) }
+    }
+}
