@@ -1,10 +1,10 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Release builds get the flags that make the kernels fast: no bounds/overflow checks and a CPU target with
-// AVX-512 (set MOE_TARGET_CPU to build for another CPU, or to "generic" for none). Debug builds (a plain
-// `swift build`) stay portable.
-let targetCPU = Context.environment["MOE_TARGET_CPU"] ?? "znver4"
+// Release builds get the flags that make the kernels fast: no bounds/overflow checks, and code for the build
+// machine's instruction set (`-target-cpu native`, like -march=native: AVX-512 where the CPU has it, else
+// AVX2 + FMA). Set MOE_TARGET_CPU to a CPU name (e.g. znver4) or to "generic". Debug builds stay portable.
+let targetCPU = Context.environment["MOE_TARGET_CPU"] ?? "native"
 var fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 #if arch(x86_64)
 if targetCPU != "generic" {
@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .executable(name: "moe", targets: ["moe"]),
         .library(name: "MoEModel", targets: ["MoEModel"]),
+        .library(name: "MoEKernels", targets: ["MoEKernels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
