@@ -15,9 +15,10 @@ final class ScratchBuffer: @unchecked Sendable {
     @inline(__always)
     func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
         if count > capacity {
+            // Grow geometrically: the attention buffers grow by one position per decoded token.
             pointer.deallocate()
-            capacity = count
-            pointer = .allocate(capacity: count)
+            capacity = max(count, capacity * 2)
+            pointer = .allocate(capacity: capacity)
         }
         return pointer
     }

@@ -4,8 +4,8 @@ import MoEKernels
 import MoEModel
 
 /// `moe bench infer`: prefill and decode speed, printed as `prefill tokens/s: X` and `decode tokens/s: Y`
-/// (a contract), beside the memory-bandwidth limit of decoding. As llama-bench, prefill computes logits for
-/// the last position only.
+/// (a contract), beside the memory-bandwidth limit of decoding. As llama-bench: prefill computes logits for
+/// the last position only, and decoding starts from a one-token context.
 struct BenchInfer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "infer",
@@ -20,11 +20,11 @@ struct BenchInfer: ParsableCommand {
         guard promptTokens > 0, genTokens > 0, repetitions > 0 else { throw ValidationError("counts must be positive") }
         let model = try options.load()
         let c = model.config
-        guard promptTokens + genTokens <= model.contextLength else {
+        guard promptTokens <= model.contextLength, genTokens + 1 <= model.contextLength else {
             throw ValidationError("--prompt-tokens + --gen-tokens exceed the context (\(model.contextLength))")
         }
         let summary = ModelSummary(model)
-        let cache = model.makeCache(capacity: promptTokens + genTokens)
+        let cache = model.makeCache(capacity: max(promptTokens, genTokens + 1))
         var rng = Xoshiro256StarStar(seed: 42)
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
         let decodeInputs = (0..<genTokens).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
@@ -40,6 +40,9 @@ struct BenchInfer: ParsableCommand {
             var start = ContinuousClock.now
             try model.forward(prompt, cache: cache, logitsFor: .last)
             prefillRates.append(Double(promptTokens) / elapsed(start))
+            // Decode from an almost empty context, as llama-bench's tg test does.
+            cache.reset()
+            try model.forward([prompt[0]], cache: cache, logitsFor: .last)
             start = .now
             for t in decodeInputs { try model.forward([t], cache: cache, logitsFor: .last) }
             decodeRates.append(Double(genTokens) / elapsed(start))
