@@ -911,6 +911,15 @@ func gemvSmall(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: Weight
         chunks = bytes >= 16 << 20 ? pool.threads * 8 : pool.threads
         chunks = min(chunks, (w.rows + 3) / 4)
     }
+    if tokens == 1 && w.type == .bf16 {
+        let split = splitEvenOdd(x, cols: w.cols)
+        let xe = UnsafePointer(split), xo = UnsafePointer(split + w.cols / 2)
+        if chunks == 1 { gemvBF16Rows(0..<w.rows, w, x, xe, xo, out, accumulate); return }
+        pool.parallelFor(chunks) { c in
+            gemvBF16Rows(splitRange(w.rows, parts: chunks, index: c, align: 4), w, x, xe, xo, out, accumulate)
+        }
+        return
+    }
     if chunks == 1 {
         gemvRows(0..<w.rows, x, ldx, tokens, w, out, ldo, accumulate)
         return
