@@ -29,10 +29,11 @@ struct BenchInfer: ParsableCommand {
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
         let decodeInputs = (0..<genTokens).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
 
-        // Warm-up: pages the weights in and sizes every buffer.
+        // Warm-up, as llama-bench: pages the weights in and sizes every buffer.
         cache.reset()
-        try model.forward(Array(prompt.prefix(min(64, promptTokens))), cache: cache, logitsFor: .last)
-        try model.forward([decodeInputs[0]], cache: cache, logitsFor: .last)
+        try model.forward(prompt, cache: cache, logitsFor: .last)
+        cache.reset()
+        for t in decodeInputs.prefix(8) { try model.forward([t], cache: cache, logitsFor: .last) }
 
         var prefillRates: [Double] = [], decodeRates: [Double] = []
         for _ in 0..<repetitions {
