@@ -28,16 +28,19 @@ let package = Package(
         .target(name: "MoEKernels", swiftSettings: fast),
         // Checkpoint formats and configuration: safetensors read/write, config.json, generation_config.json.
         .target(name: "MoEFormats", swiftSettings: fast),
+        // Tokenizers: HF tokenizer.json (BPE) and tiktoken files, pre-tokenizer patterns, chat templates.
+        .target(name: "MoETokenizer", swiftSettings: fast),
         // Architectures, forward pass with KV cache, sampler, generator.
         .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: fast),
         // The `moe` command line.
         .executableTarget(
             name: "moe",
-            dependencies: ["MoEModel", "MoEKernels", "MoEFormats",
+            dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: fast),
         .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats"], swiftSettings: fast),
+        .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: fast),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: fast),
         .testTarget(name: "EndToEndTests", dependencies: ["moe"], swiftSettings: fast),
     ]

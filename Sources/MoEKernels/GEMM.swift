@@ -1,4 +1,5 @@
 // B packing for the GEMM and the public GEMM entry points (`linear` for many tokens, `sgemmNT`, `sgemmNN`).
+// The 8×8 transpose the packing uses (`transpose8`) is generated: GEMMKernels.generated.swift.
 
 /// Where the GEMM's B[k×n] comes from.
 enum GEMMBSource {
@@ -16,40 +17,6 @@ func zipLo(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
 @inline(__always)
 func zipHi(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
     SIMD8<Float>(a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
-}
-
-/// Transposes an 8×8 block: 8 rows of `src` (row i at src + i*ldBytes, 8 elements of `type`) become 8 rows of
-/// 8 floats at dst + i*16. Three perfect-shuffle rounds of (row i, row i+8) pairs rotate the (row, col) index bits.
-@inline(__always)
-func transpose8(_ type: ElementType, _ src: UnsafeRawPointer, _ ldBytes: Int, _ dst: UnsafeMutablePointer<Float>) {
-    let r0 = load8(src + 0 &* ldBytes, type)
-    let r1 = load8(src + 1 &* ldBytes, type)
-    let r2 = load8(src + 2 &* ldBytes, type)
-    let r3 = load8(src + 3 &* ldBytes, type)
-    let r4 = load8(src + 4 &* ldBytes, type)
-    let r5 = load8(src + 5 &* ldBytes, type)
-    let r6 = load8(src + 6 &* ldBytes, type)
-    let r7 = load8(src + 7 &* ldBytes, type)
-    let s0_0 = zipLo(r0, r4), s0_1 = zipHi(r0, r4)
-    let s0_2 = zipLo(r1, r5), s0_3 = zipHi(r1, r5)
-    let s0_4 = zipLo(r2, r6), s0_5 = zipHi(r2, r6)
-    let s0_6 = zipLo(r3, r7), s0_7 = zipHi(r3, r7)
-    let s1_0 = zipLo(s0_0, s0_4), s1_1 = zipHi(s0_0, s0_4)
-    let s1_2 = zipLo(s0_1, s0_5), s1_3 = zipHi(s0_1, s0_5)
-    let s1_4 = zipLo(s0_2, s0_6), s1_5 = zipHi(s0_2, s0_6)
-    let s1_6 = zipLo(s0_3, s0_7), s1_7 = zipHi(s0_3, s0_7)
-    let s2_0 = zipLo(s1_0, s1_4), s2_1 = zipHi(s1_0, s1_4)
-    let s2_2 = zipLo(s1_1, s1_5), s2_3 = zipHi(s1_1, s1_5)
-    let s2_4 = zipLo(s1_2, s1_6), s2_5 = zipHi(s1_2, s1_6)
-    let s2_6 = zipLo(s1_3, s1_7), s2_7 = zipHi(s1_3, s1_7)
-    UnsafeMutableRawPointer(dst + 0 &* 16).storeBytes(of: s2_0, as: SIMD8<Float>.self)
-    UnsafeMutableRawPointer(dst + 1 &* 16).storeBytes(of: s2_1, as: SIMD8<Float>.self)
-    UnsafeMutableRawPointer(dst + 2 &* 16).storeBytes(of: s2_2, as: SIMD8<Float>.self)
-    UnsafeMutableRawPointer(dst + 3 &* 16).storeBytes(of: s2_3, as: SIMD8<Float>.self)
-    UnsafeMutableRawPointer(dst + 4 &* 16).storeBytes(of: s2_4, as: SIMD8<Float>.self)
-    UnsafeMutableRawPointer(dst + 5 &* 16).storeBytes(of: s2_5, as: SIMD8<Float>.self)
-    UnsafeMutableRawPointer(dst + 6 &* 16).storeBytes(of: s2_6, as: SIMD8<Float>.self)
-    UnsafeMutableRawPointer(dst + 7 &* 16).storeBytes(of: s2_7, as: SIMD8<Float>.self)
 }
 
 /// Packs B[kb..<kb+kc][j0..<j0+ncb] into panels of kc×16 floats at dst (the last panel zero-padded).

@@ -20,7 +20,7 @@ struct Generate: ParsableCommand {
     var maxTokens: Int = 32
 
     @Option(help: "Sampling temperature; 0 = greedy.") var temperature: Float?
-    @Option(help: "Keep the k most likely tokens (0 = off).") var topK: Int?
+    @Option(help: "Keep the k most likely tokens (0 = off; 50 when sampling without a generation_config top_k, as HF).") var topK: Int?
     @Option(help: "Keep the smallest set of tokens with this total probability (1 = off).") var topP: Float?
     @Option(help: "Drop tokens below min-p × the top probability (0 = off).") var minP: Float?
     @Option(help: "HF repetition penalty (1 = off).") var repetitionPenalty: Float?
