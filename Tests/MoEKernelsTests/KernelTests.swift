@@ -81,6 +81,23 @@ private func checkLinear(tokens: Int, rows: Int, cols: Int, type: ElementType, a
         }
     }
 
+    /// Every small-token path (1…8 tokens): each generated dot kernel shape (1×1 for an odd last token, 1…4×2 for
+    /// pairs) for each element type, and column counts around the 32/16/8-column loops and the scalar tail.
+    @Test func everySmallTokenKernelShape() {
+        var seed: UInt64 = 500
+        for type in [ElementType.f32, .bf16, .f16] {
+            for tokens in 1...8 {
+                for rows in [1, 2, 3, 4, 5, 6, 7, 9] {
+                    for cols in [1, 8, 15, 16, 33, 77] {
+                        checkLinear(tokens: tokens, rows: rows, cols: cols, type: type, accumulate: seed % 2 == 0,
+                                    padX: Int(seed % 3), padO: Int(seed % 2), pool: pool1, seed: seed)
+                        seed += 1
+                    }
+                }
+            }
+        }
+    }
+
     @Test func accumulateAndStrides() {
         for type in [ElementType.f32, .bf16, .f16] {
             for tokens in [1, 4, 8, 40] {
