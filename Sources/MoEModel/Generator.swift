@@ -43,10 +43,12 @@ extension Transformer {
     public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>? = nil,
                          cache: KVCache? = nil, onToken: (Int) -> Bool = { _ in true }) throws -> Generation {
         guard !prompt.isEmpty else { throw ModelError.badInput("the prompt is empty") }
-        let cache = cache ?? makeCache()
+        // Room for the prompt and what may be generated; a cache of the whole context is mostly untouched
+        // (and so never committed) memory anyway, but there is no need to ask for it.
+        let cache = cache ?? makeCache(capacity: min(contextLength, prompt.count + max(maxTokens, 1)))
         cache.reset()
-        guard prompt.count < cache.capacity else {
-            throw ModelError.contextOverflow(tokens: prompt.count + 1, context: cache.capacity)
+        guard prompt.count < min(cache.capacity, contextLength) else {
+            throw ModelError.contextOverflow(tokens: prompt.count + 1, context: min(cache.capacity, contextLength))
         }
         let stops = stopTokens ?? eosTokenIds
         var sampler = Sampler(sampling)
