@@ -58,3 +58,22 @@ public func addBias(_ x: UnsafeMutablePointer<Float>, rows: Int, stride: Int, bi
         for i in 0..<n { row[i] += bias[i] }
     }
 }
+
+/// Σ a[i] · b[i] (f32, eight lanes then one reduction).
+@inline(__always)
+public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
+    var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+    var i = 0
+    while i &+ 16 <= n {
+        let a0 = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
+        let b0 = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        let a1 = UnsafeRawPointer(a + (i &+ 8)).loadUnaligned(as: SIMD8<Float>.self)
+        let b1 = UnsafeRawPointer(b + (i &+ 8)).loadUnaligned(as: SIMD8<Float>.self)
+        acc0.addProduct(a0, b0)
+        acc1.addProduct(a1, b1)
+        i &+= 16
+    }
+    var s = (acc0 + acc1).sum()
+    while i < n { s += a[i] * b[i]; i &+= 1 }
+    return s
+}

@@ -98,8 +98,23 @@ public struct Attention: @unchecked Sendable {
         (cachedK + start * kvWidth).update(from: ks, count: T * kvWidth)
         (cachedV + start * kvWidth).update(from: vs, count: T * kvWidth)
 
-        // softmax(q·kᵀ/√d + causal mask)·v per head, queries in chunks to bound the score buffer.
         let out = ws.attention.reserve(T * qWidth)
+        if T == 1 {
+            attendOne(qs, keys: cachedK, values: cachedV, positions: positions, out: out, ws: ws, pool: pool)
+        } else {
+            attendCausal(qs, tokens: T, start: start, keys: cachedK, values: cachedV, out: out, ws: ws, pool: pool)
+        }
+        linear(out, ldx: qWidth, tokens: T, o, into: residual, ldo: hidden, accumulate: true, pool: pool)
+        if let oBias { addBias(residual, rows: T, stride: hidden, bias: oBias, count: hidden) }
+    }
+
+    /// Prefill: softmax(q·kᵀ/√d + causal mask)·v per head as matrix products, queries in chunks to bound
+    /// the score buffer.
+    private func attendCausal(_ qs: UnsafePointer<Float>, tokens T: Int, start: Int, keys cachedK: UnsafePointer<Float>,
+                              values cachedV: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                              ws: Workspace, pool: WorkerPool) {
+        let qWidth = heads * headDim, kvWidth = kvHeads * headDim
+        let positions = start + T
         let chunk = min(T, 128)
         let scores = ws.scores.reserve(heads * chunk * positions)
         let group = heads / kvHeads
@@ -126,7 +141,22 @@ public struct Attention: @unchecked Sendable {
             }
             first += rows
         }
-        linear(out, ldx: qWidth, tokens: T, o, into: residual, ldo: hidden, accumulate: true, pool: pool)
-        if let oBias { addBias(residual, rows: T, stride: hidden, bias: oBias, count: hidden) }
+    }
+
+    /// Decode: one query per head (one task each): scores by dot products with the cached keys, softmax,
+    /// then the weighted sum of the cached values — no packing, each cached row read once per head.
+    private func attendOne(_ qs: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                           positions: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
+        let kvWidth = kvHeads * headDim, hd = headDim, group = heads / kvHeads
+        let scale = 1 / Float(headDim).squareRoot()
+        let scores = ws.scores.reserve(heads * positions)
+        pool.parallelFor(heads) { h in
+            let kv = (h / group) * hd
+            let q = qs + h * hd, s = scores + h * positions, o = out + h * hd
+            for j in 0..<positions { s[j] = dot(q, keys + j * kvWidth + kv, count: hd) * scale }
+            softmax(s, count: positions)
+            o.update(repeating: 0, count: hd)
+            for j in 0..<positions { axpy(s[j], values + j * kvWidth + kv, o, count: hd) }
+        }
     }
 }
