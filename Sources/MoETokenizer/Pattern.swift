@@ -28,7 +28,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
 public enum TextPatterns {
     /// Compiles `pattern` with the project's matcher.
     public static func compile(_ pattern: String) throws -> any TextPattern {
-        try ICUPattern(pattern)
+        try UnicodeRegex(pattern)
     }
 }
 

@@ -1,0 +1,761 @@
+import Foundation
+
+final class JScope {
+    var vars: [String: JValue] = [:]
+    let parent: JScope?
+    init(parent: JScope?) { self.parent = parent }
+    func lookup(_ n: String) -> JValue? {
+        var s: JScope? = self
+        while let c = s { if let v = c.vars[n] { return v }; s = c.parent }
+        return nil
+    }
+}
+
+enum JFlow { case normal, breakLoop, continueLoop }
+
+func jerr(_ m: String) -> ChatTemplateError { .runtime(m) }
+
+/// Evaluates a parsed template the way jinja2's ImmutableSandboxedEnvironment (as configured by transformers) does.
+final class JinjaRenderer {
+    let globals: [String: JValue]
+    var macroScopes: [JScope] = []
+    let now: Date
+
+    init(context: [String: JValue], now: Date) {
+        self.now = now
+        var g: [String: JValue] = [:]
+        g["range"] = .callable(JCallable("range") { a, kw in
+            guard kw.isEmpty, (1...3).contains(a.count) else { throw jerr("range expected 1 to 3 integer arguments") }
+            let ints = try a.map { v -> Int in guard let i = jInt(v) else { throw jerr("'\(v.typeName)' object cannot be interpreted as an integer") }; return i }
+            let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
+            if step == 0 { throw jerr("range() arg 3 must not be zero") }
+            var out: [JValue] = []
+            var i = start
+            while step > 0 ? i < stop : i > stop { out.append(.int(i)); i += step; if out.count > 100_000 { throw jerr("range too big (sandbox limit)") } }
+            return .list(out)
+        })
+        g["namespace"] = .callable(JCallable("namespace") { a, kw in
+            let ns = JNamespace()
+            for p in a { guard case .dict(let d) = p else { throw jerr("namespace() positional argument must be a mapping") }; for (k, v) in d.items { ns.attrs[k] = v } }
+            for (k, v) in kw {
+                if k.hasPrefix("_") { throw jerr("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(k)'. Please rename the attribute.") }
+                ns.attrs[k] = v
+            }
+            return .namespace(ns)
+        })
+        g["dict"] = .callable(JCallable("dict") { a, kw in
+            var d = JDict()
+            for p in a { guard case .dict(let src) = p else { throw jerr("dict() positional argument must be a mapping") }; for (k, v) in src.items { d[k] = v } }
+            for (k, v) in kw { d[k] = v }
+            return .dict(d)
+        })
+        g["raise_exception"] = .callable(JCallable("raise_exception") { a, _ in
+            throw ChatTemplateError.raised(a.first.map(JPy.str) ?? "")
+        })
+        g["strftime_now"] = .callable(JCallable("strftime_now") { a, _ in
+            guard a.count == 1, case .string(let f) = a[0] else { throw jerr("strftime_now expects one format string") }
+            return .string(try jStrftime(f, now))
+        })
+        for (k, v) in context { g[k] = v }
+        globals = g
+    }
+
+    func lookup(_ name: String, _ scope: JScope) -> JValue {
+        if let v = scope.lookup(name) { return v }
+        if let v = globals[name] { return v }
+        if ["lipsum", "cycler", "joiner"].contains(name) {
+            return .callable(JCallable(name) { _, _ in throw jerr("the jinja global '\(name)' is not supported") })
+        }
+        return .undefined("'\(name)' is undefined")
+    }
+
+    // MARK: statements
+
+    func exec(_ nodes: [JNode], _ scope: JScope, _ out: inout String) throws -> JFlow {
+        for n in nodes {
+            switch n {
+            case .text(let t): out += t
+            case .output(let e):
+                let v = try eval(e, scope)
+                if case .iterator = v { throw jerr("printing a generator object (its text would be '<generator object ... at 0x...>'); add '| list'") }
+                out += JPy.str(v)
+            case .ifs(let branches, let elseBody):
+                var done = false
+                for (cond, body) in branches where try eval(cond, scope).truthy {
+                    let f = try exec(body, scope, &out)
+                    if f != .normal { return f }
+                    done = true; break
+                }
+                if !done {
+                    let f = try exec(elseBody, scope, &out)
+                    if f != .normal { return f }
+                }
+            case let .forLoop(target, iterExpr, cond, body, elseBody):
+                var items = try jIterate(try eval(iterExpr, scope))
+                if let cond {
+                    items = try items.filter { item in
+                        let s = JScope(parent: scope)
+                        try assign(target, item, s)
+                        return try eval(cond, s).truthy
+                    }
+                }
+                if items.isEmpty {
+                    let f = try exec(elseBody, scope, &out)
+                    if f != .normal { return f }
+                    continue
+                }
+                let n = items.count
+                for (idx, item) in items.enumerated() {
+                    let s = JScope(parent: scope)
+                    try assign(target, item, s)
+                    var loop = JDict()
+                    loop["index"] = .int(idx + 1); loop["index0"] = .int(idx)
+                    loop["revindex"] = .int(n - idx); loop["revindex0"] = .int(n - idx - 1)
+                    loop["first"] = .bool(idx == 0); loop["last"] = .bool(idx == n - 1)
+                    loop["length"] = .int(n); loop["depth"] = .int(1); loop["depth0"] = .int(0)
+                    loop["previtem"] = idx > 0 ? items[idx - 1] : .undefined("there is no previous item")
+                    loop["nextitem"] = idx < n - 1 ? items[idx + 1] : .undefined("there is no next item")
+                    loop["cycle"] = .callable(JCallable("cycle") { a, _ in
+                        guard !a.isEmpty else { throw jerr("no items for cycling given") }
+                        return a[idx % a.count]
+                    })
+                    s.vars["loop"] = .dict(loop)
+                    let f = try exec(body, s, &out)
+                    if f == .breakLoop { break }
+                }
+            case .set(let target, let e):
+                try assign(target, try eval(e, scope), scope)
+            case let .setBlock(name, filters, body):
+                var buf = ""
+                _ = try exec(body, scope, &buf)
+                var v = JValue.string(buf)
+                for (fname, args, line) in filters { v = try applyFilter(fname, v, args, scope, line: line) }
+                scope.vars[name] = v
+            case let .macro(name, params, body):
+                let defScope = scope
+                macroScopes.append(defScope)
+                scope.vars[name] = .callable(JCallable(name) { [unowned self] a, kw in
+                    if a.count > params.count { throw jerr("macro '\(name)' takes not more than \(params.count) argument(s)") }
+                    let s = JScope(parent: defScope)
+                    for (k, p) in params.enumerated() {
+                        if k < a.count { s.vars[p.0] = a[k] }
+                        else if let kv = kw.first(where: { $0.0 == p.0 }) { s.vars[p.0] = kv.1 }
+                        else if let d = p.1 { s.vars[p.0] = try self.eval(d, s) }
+                        else { s.vars[p.0] = .undefined("parameter '\(p.0)' was not provided") }
+                    }
+                    for (k, _) in kw where !params.contains(where: { $0.0 == k }) { throw jerr("macro '\(name)' takes no keyword argument '\(k)'") }
+                    var buf = ""
+                    _ = try self.exec(body, s, &buf)
+                    return .string(buf)
+                })
+            case let .filterBlock(filters, body):
+                var buf = ""
+                let f = try exec(body, scope, &buf)
+                var v = JValue.string(buf)
+                for (fname, args, line) in filters { v = try applyFilter(fname, v, args, scope, line: line) }
+                out += JPy.str(v)
+                if f != .normal { return f }
+            case .breakLoop: return .breakLoop
+            case .continueLoop: return .continueLoop
+            }
+        }
+        return .normal
+    }
+
+    func assign(_ target: JTarget, _ v: JValue, _ scope: JScope) throws {
+        switch target {
+        case .name(let n): scope.vars[n] = v
+        case .tuple(let ts):
+            let items: [JValue]
+            switch v {
+            case .list(let a), .tuple(let a): items = a
+            default: items = try jIterate(v)
+            }
+            if items.count != ts.count {
+                throw jerr(items.count > ts.count ? "too many values to unpack (expected \(ts.count))" : "not enough values to unpack (expected \(ts.count), got \(items.count))")
+            }
+            for (t, x) in zip(ts, items) { try assign(t, x, scope) }
+        case .attr(let n, let a):
+            guard case .namespace(let ns) = lookup(n, scope) else { throw jerr("can only assign attributes on a namespace; '\(n)' is not one") }
+            if a.hasPrefix("_") { throw jerr("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(a)'. Please rename the attribute.") }
+            ns.attrs[a] = v
+        }
+    }
+
+    // MARK: expressions
+
+    func eval(_ e: JExpr, _ scope: JScope) throws -> JValue {
+        switch e {
+        case .lit(let l):
+            switch l {
+            case .none: return .none
+            case .bool(let b): return .bool(b)
+            case .int(let i): return .int(i)
+            case .double(let d): return .double(d)
+            case .string(let s): return .string(s)
+            }
+        case .name(let n): return lookup(n, scope)
+        case .list(let items): return .list(try items.map { try eval($0, scope) })
+        case .tuple(let items): return .tuple(try items.map { try eval($0, scope) })
+        case .dict(let pairs):
+            var d = JDict()
+            for (k, v) in pairs {
+                let kv = try eval(k, scope)
+                guard case .string(let ks) = kv else { throw jerr("only string keys are supported in dict literals (got \(kv.typeName))") }
+                d[ks] = try eval(v, scope)
+            }
+            return .dict(d)
+        case .getattr(let base, let name): return try getattr(try eval(base, scope), name)
+        case .getitem(let base, let key): return try getitem(try eval(base, scope), try eval(key, scope))
+        case let .slice(base, a, b, c):
+            let v = try eval(base, scope)
+            func opt(_ x: JExpr?) throws -> Int? {
+                guard let x else { return nil }
+                let r = try eval(x, scope)
+                if case .none = r { return nil }
+                guard let i = jInt(r) else { throw jerr("slice indices must be integers or None") }
+                return i
+            }
+            return try slice(v, try opt(a), try opt(b), try opt(c))
+        case let .call(callee, args, _):
+            let f = try eval(callee, scope)
+            let a = try args.positional.map { try eval($0, scope) }
+            let kw = try args.keyword.map { ($0.0, try eval($0.1, scope)) }
+            switch f {
+            case .callable(let c): return try c.fn(a, kw)
+            case .undefined(let hint): throw jerr(hint)
+            default: throw jerr("'\(f.typeName)' object is not callable")
+            }
+        case let .filter(base, name, args, line):
+            return try applyFilter(name, try eval(base, scope), args, scope, line: line)
+        case let .test(base, name, args, negated, line):
+            let v = try eval(base, scope)
+            let a = try args.positional.map { try eval($0, scope) }
+            let r = try applyTest(name, v, a, line: line)
+            return .bool(negated ? !r : r)
+        case .not(let x): return .bool(!(try eval(x, scope).truthy))
+        case .neg(let x):
+            switch try eval(x, scope) {
+            case .int(let i): return .int(-i)
+            case .bool(let b): return .int(b ? -1 : 0)
+            case .double(let d): return .double(-d)
+            case .undefined(let h): throw jerr(h)
+            case let v: throw jerr("bad operand type for unary -: '\(v.typeName)'")
+            }
+        case .pos(let x):
+            let v = try eval(x, scope)
+            switch v {
+            case .int, .double: return v
+            case .bool(let b): return .int(b ? 1 : 0)
+            case .undefined(let h): throw jerr(h)
+            default: throw jerr("bad operand type for unary +: '\(v.typeName)'")
+            }
+        case .and(let a, let b):
+            let l = try eval(a, scope)
+            return l.truthy ? try eval(b, scope) : l
+        case .or(let a, let b):
+            let l = try eval(a, scope)
+            return l.truthy ? l : try eval(b, scope)
+        case let .binary(op, a, b):
+            let l = try eval(a, scope), r = try eval(b, scope)
+            if op == "~" { return .string(JPy.str(l) + JPy.str(r)) }
+            return try arith(op, l, r)
+        case .compare(let first, let ops):
+            var l = try eval(first, scope)
+            for (op, rhsE) in ops {
+                let r = try eval(rhsE, scope)
+                let ok: Bool
+                switch op {
+                case "==": ok = jEq(l, r)
+                case "!=": ok = !jEq(l, r)
+                case "<": ok = try jLess(l, r, "<")
+                case ">": ok = try jLess(r, l, ">")
+                case "<=": ok = try !jLess(r, l, "<=")
+                case ">=": ok = try !jLess(l, r, ">=")
+                case "in": ok = try contains(r, l)
+                default: ok = try !contains(r, l)
+                }
+                if !ok { return .bool(false) }
+                l = r
+            }
+            return .bool(true)
+        case let .cond(test, then, other):
+            if try eval(test, scope).truthy { return try eval(then, scope) }
+            if let other { return try eval(other, scope) }
+            return .undefined("the inline if-expression on line evaluated to false and no else section was defined.")
+        }
+    }
+
+    // MARK: attribute / item access
+
+    static let unsafeDictMethods: Set<String> = ["pop", "popitem", "update", "setdefault", "clear"]
+    static let unsafeListMethods: Set<String> = ["append", "pop", "extend", "insert", "remove", "sort", "reverse", "clear"]
+
+    func getattr(_ v: JValue, _ name: String) throws -> JValue {
+        if name.hasPrefix("_") {
+            if case .undefined(let h) = v { throw jerr(h) }
+            throw jerr("access to attribute '\(name)' of '\(v.typeName)' object is unsafe.")
+        }
+        switch v {
+        case .undefined(let h): throw jerr(h)
+        case .dict(let d):
+            if let m = dictMethod(d, name) { return m }
+            if JinjaRenderer.unsafeDictMethods.contains(name) { throw jerr("access to attribute '\(name)' of 'dict' object is unsafe.") }
+            return d[name] ?? .undefined("'dict object' has no attribute '\(name)'")
+        case .string(let s):
+            if let m = stringMethod(s, name) { return m }
+            return .undefined("'str object' has no attribute '\(name)'")
+        case .list(let a), .tuple(let a):
+            if JinjaRenderer.unsafeListMethods.contains(name), case .list = v { throw jerr("access to attribute '\(name)' of 'list' object is unsafe.") }
+            if name == "index" || name == "count" {
+                return .callable(JCallable(name) { args, _ in
+                    guard args.count == 1 else { throw jerr("\(name)() takes exactly one argument") }
+                    if name == "count" { return .int(a.filter { jEq($0, args[0]) }.count) }
+                    guard let i = a.firstIndex(where: { jEq($0, args[0]) }) else { throw jerr("value is not in list") }
+                    return .int(i)
+                })
+            }
+            return .undefined("'\(v.typeName) object' has no attribute '\(name)'")
+        case .namespace(let ns):
+            return ns.attrs[name] ?? .undefined("'JNamespace object' has no attribute '\(name)'")
+        default:
+            return .undefined("'\(v.typeName) object' has no attribute '\(name)'")
+        }
+    }
+
+    func getitem(_ v: JValue, _ key: JValue) throws -> JValue {
+        switch (v, key) {
+        case (.undefined(let h), _): throw jerr(h)
+        case (.dict(let d), .string(let k)):
+            if let x = d[k] { return x }
+            return try getattr(v, k)
+        case (.dict, _): return .undefined("'dict object' has no attribute \(JPy.repr(key))")
+        case (.list(let a), _), (.tuple(let a), _):
+            if case .string(let k) = key { return try getattr(v, k) }
+            guard let i = jInt(key) else { return .undefined("'\(v.typeName) object' has no attribute \(JPy.repr(key))") }
+            let j = i < 0 ? i + a.count : i
+            return j >= 0 && j < a.count ? a[j] : .undefined("'\(v.typeName) object' has no attribute '\(i)'")
+        case (.string(let s), _):
+            if case .string(let k) = key { return try getattr(v, k) }
+            guard let i = jInt(key) else { return .undefined("'str object' has no attribute \(JPy.repr(key))") }
+            let u = Array(s.unicodeScalars)
+            let j = i < 0 ? i + u.count : i
+            return j >= 0 && j < u.count ? .string(String(Character(u[j]))) : .undefined("'str object' has no attribute '\(i)'")
+        case (.namespace, .string(let k)): return try getattr(v, k)
+        case (.iterator, _): throw jerr("'generator' object is not subscriptable")
+        default:
+            if case .string(let k) = key { return try getattr(v, k) }
+            return .undefined("'\(v.typeName) object' has no attribute \(JPy.repr(key))")
+        }
+    }
+
+    func slice(_ v: JValue, _ start: Int?, _ stop: Int?, _ step: Int?) throws -> JValue {
+        func idx(_ n: Int) throws -> [Int] {
+            let st = step ?? 1
+            if st == 0 { throw jerr("slice step cannot be zero") }
+            func norm(_ x: Int?, _ def: Int, lo: Int, hi: Int) -> Int {
+                guard var x else { return def }
+                if x < 0 { x += n }
+                return min(max(x, lo), hi)
+            }
+            var out: [Int] = []
+            if st > 0 {
+                var i = norm(start, 0, lo: 0, hi: n); let e = norm(stop, n, lo: 0, hi: n)
+                while i < e { out.append(i); i += st }
+            } else {
+                var i = norm(start, n - 1, lo: -1, hi: n - 1); let e = norm(stop, -1, lo: -1, hi: n - 1)
+                while i > e { out.append(i); i += st }
+            }
+            return out
+        }
+        switch v {
+        case .list(let a): return .list(try idx(a.count).map { a[$0] })
+        case .tuple(let a): return .tuple(try idx(a.count).map { a[$0] })
+        case .string(let s):
+            let u = Array(s.unicodeScalars)
+            var r = String.UnicodeScalarView()
+            for i in try idx(u.count) { r.append(u[i]) }
+            return .string(String(r))
+        case .undefined(let h): throw jerr(h)
+        default: throw jerr("'\(v.typeName)' object is not subscriptable")
+        }
+    }
+
+    func dictMethod(_ d: JDict, _ name: String) -> JValue? {
+        switch name {
+        case "items": return .callable(JCallable("items") { _, _ in .list(d.items.map { .tuple([.string($0.0), $0.1]) }) })
+        case "keys": return .callable(JCallable("keys") { _, _ in .list(d.keys.map { .string($0) }) })
+        case "values": return .callable(JCallable("values") { _, _ in .list(d.items.map { $0.1 }) })
+        case "get":
+            return .callable(JCallable("get") { a, _ in
+                guard (1...2).contains(a.count) else { throw jerr("get expected 1 or 2 arguments") }
+                if case .string(let k) = a[0], let v = d[k] { return v }
+                return a.count > 1 ? a[1] : .none
+            })
+        case "copy": return .callable(JCallable("copy") { _, _ in .dict(d) })
+        default: return nil
+        }
+    }
+
+    func stringMethod(_ s: String, _ name: String) -> JValue? {
+        func m(_ f: @escaping ([JValue], [(String, JValue)]) throws -> JValue) -> JValue { .callable(JCallable(name, f)) }
+        func optStr(_ a: [JValue], _ i: Int) throws -> String? {
+            guard i < a.count else { return nil }
+            switch a[i] {
+            case .none: return nil
+            case .string(let x): return x
+            default: throw jerr("\(name) arg must be None or str")
+            }
+        }
+        func prefixes(_ v: JValue) throws -> [String] {
+            switch v {
+            case .string(let x): return [x]
+            case .tuple(let t), .list(let t): return try t.map { guard case .string(let x) = $0 else { throw jerr("\(name) first arg must be str or a tuple of str") }; return x }
+            default: throw jerr("\(name) first arg must be str or a tuple of str, not \(v.typeName)")
+            }
+        }
+        switch name {
+        case "strip", "lstrip", "rstrip":
+            return m { a, _ in .string(JPy.strip(s, try optStr(a, 0), left: name != "rstrip", right: name != "lstrip")) }
+        case "split", "rsplit":
+            return m { a, kw in
+                var sep = try optStr(a, 0)
+                var maxs = a.count > 1 ? (jInt(a[1]) ?? -1) : -1
+                for (k, v) in kw {
+                    if k == "sep" { if case .string(let x) = v { sep = x } else { sep = nil } }
+                    else if k == "maxsplit" { maxs = jInt(v) ?? -1 }
+                }
+                if sep == "" { throw jerr("empty separator") }
+                return .list((name == "split" ? JPy.split(s, sep, maxs) : JPy.rsplit(s, sep, maxs)).map { .string($0) })
+            }
+        case "splitlines": return m { _, _ in .list(JPy.splitlines(s).map { .string($0) }) }
+        case "startswith", "endswith":
+            return m { a, _ in
+                guard a.count == 1 else { throw jerr("\(name) takes exactly one argument in templates") }
+                let u = Array(s.unicodeScalars)
+                for p in try prefixes(a[0]) {
+                    let pu = Array(p.unicodeScalars)
+                    if pu.count <= u.count && (name == "startswith" ? Array(u.prefix(pu.count)) == pu : Array(u.suffix(pu.count)) == pu) { return .bool(true) }
+                }
+                return .bool(false)
+            }
+        case "upper": return m { _, _ in .string(s.uppercased()) }
+        case "lower": return m { _, _ in .string(s.lowercased()) }
+        case "title": return m { _, _ in .string(JPy.pyTitle(s)) }
+        case "capitalize": return m { _, _ in .string(JPy.capitalize(s)) }
+        case "replace":
+            return m { a, _ in
+                guard a.count >= 2, case .string(let o) = a[0], case .string(let n) = a[1] else { throw jerr("replace() arguments must be str") }
+                return .string(JPy.replace(s, o, n, a.count > 2 ? (jInt(a[2]) ?? -1) : -1))
+            }
+        case "find", "rfind", "index", "rindex", "count":
+            return m { a, _ in
+                guard a.count == 1, case .string(let p) = a[0] else { throw jerr("\(name)() takes one str argument in templates") }
+                let u = Array(s.unicodeScalars), pu = Array(p.unicodeScalars)
+                var hits: [Int] = []
+                var i = 0
+                while i + pu.count <= u.count {
+                    if Array(u[i..<i + pu.count]) == pu { hits.append(i); i += max(pu.count, 1); if name != "count" && name.first != "r" { break } } else { i += 1 }
+                }
+                if name == "count" { return .int(pu.isEmpty ? u.count + 1 : hits.count) }
+                let r = name.first == "r" ? hits.last : hits.first
+                if r == nil && name.hasSuffix("index") { throw jerr("substring not found") }
+                return .int(r ?? -1)
+            }
+        case "join":
+            return m { a, _ in
+                guard a.count == 1 else { throw jerr("join() takes exactly one argument") }
+                return .string(try jIterate(a[0]).map { x -> String in
+                    guard case .string(let t) = x else { throw jerr("sequence item: expected str instance, \(x.typeName) found") }
+                    return t
+                }.joined(separator: s))
+            }
+        case "format": return m { a, kw in .string(try jFormat(s, a, kw)) }
+        case "removeprefix", "removesuffix":
+            return m { a, _ in
+                guard a.count == 1, case .string(let p) = a[0] else { throw jerr("\(name)() takes one str argument") }
+                if name == "removeprefix", s.unicodeScalars.starts(with: p.unicodeScalars) { return .string(String(String.UnicodeScalarView(s.unicodeScalars.dropFirst(p.unicodeScalars.count)))) }
+                if name == "removesuffix", !p.isEmpty, Array(s.unicodeScalars).suffix(p.unicodeScalars.count) == ArraySlice(p.unicodeScalars) { return .string(String(String.UnicodeScalarView(s.unicodeScalars.dropLast(p.unicodeScalars.count)))) }
+                return .string(s)
+            }
+        case "isdigit", "isalpha", "isspace", "isupper", "islower", "isalnum", "isnumeric":
+            return m { _, _ in
+                let u = Array(s.unicodeScalars)
+                switch name {
+                case "isdigit", "isnumeric": return .bool(!u.isEmpty && u.allSatisfy { $0.properties.numericType != nil })
+                case "isalpha": return .bool(!u.isEmpty && u.allSatisfy { $0.properties.isAlphabetic })
+                case "isalnum": return .bool(!u.isEmpty && u.allSatisfy { $0.properties.isAlphabetic || $0.properties.numericType != nil })
+                case "isspace": return .bool(!u.isEmpty && u.allSatisfy(jIsSpace))
+                case "isupper": return .bool(u.contains { $0.properties.isCased } && s == s.uppercased())
+                default: return .bool(u.contains { $0.properties.isCased } && s == s.lowercased())
+                }
+            }
+        default: return nil
+        }
+    }
+
+    // MARK: operators
+
+    func arith(_ op: String, _ l: JValue, _ r: JValue) throws -> JValue {
+        if case .undefined(let h) = l { throw jerr(h) }
+        if case .undefined(let h) = r { throw jerr(h) }
+        func bad() -> ChatTemplateError { jerr("unsupported operand type(s) for \(op): '\(l.typeName)' and '\(r.typeName)'") }
+        switch op {
+        case "+":
+            switch (l, r) {
+            case (.string(let a), .string(let b)): return .string(a + b)
+            case (.list(let a), .list(let b)): return .list(a + b)
+            case (.tuple(let a), .tuple(let b)): return .tuple(a + b)
+            default: break
+            }
+        case "*":
+            switch (l, r) {
+            case (.string(let a), _): if let n = jInt(r), !r.isDouble { return .string(String(repeating: a, count: max(n, 0))) }
+            case (_, .string(let b)): if let n = jInt(l), !l.isDouble { return .string(String(repeating: b, count: max(n, 0))) }
+            case (.list(let a), _): if let n = jInt(r), !r.isDouble { return .list(Array([[JValue]](repeating: a, count: max(n, 0)).joined())) }
+            default: break
+            }
+        case "%":
+            if case .string(let f) = l { return .string(try jPercentFormat(f, r)) }
+        default: break
+        }
+        guard let a = jNumeric(l), let b = jNumeric(r) else { throw bad() }
+        switch (a, b) {
+        case (.i(let x), .i(let y)):
+            switch op {
+            case "+": let (v, o) = x.addingReportingOverflow(y); if o { throw jerr("integer overflow") }; return .int(v)
+            case "-": let (v, o) = x.subtractingReportingOverflow(y); if o { throw jerr("integer overflow") }; return .int(v)
+            case "*": let (v, o) = x.multipliedReportingOverflow(by: y); if o { throw jerr("integer overflow") }; return .int(v)
+            case "/": if y == 0 { throw jerr("division by zero") }; return .double(Double(x) / Double(y))
+            case "//": if y == 0 { throw jerr("integer division or modulo by zero") }; return .int(jFloorDiv(x, y))
+            case "%": if y == 0 { throw jerr("integer modulo by zero") }; return .int(x - jFloorDiv(x, y) * y)
+            case "**":
+                if y < 0 { return .double(pow(Double(x), Double(y))) }
+                var res = 1
+                for _ in 0..<y { let (v, o) = res.multipliedReportingOverflow(by: x); if o { throw jerr("integer overflow") }; res = v }
+                return .int(res)
+            default: throw bad()
+            }
+        default:
+            let x = a.d, y = b.d
+            switch op {
+            case "+": return .double(x + y)
+            case "-": return .double(x - y)
+            case "*": return .double(x * y)
+            case "/": if y == 0 { throw jerr("float division by zero") }; return .double(x / y)
+            case "//": if y == 0 { throw jerr("float floor division by zero") }; return .double((x / y).rounded(.down))
+            case "%":
+                if y == 0 { throw jerr("float modulo") }
+                var m = fmod(x, y); if m != 0 && (m < 0) != (y < 0) { m += y }; return .double(m)
+            case "**": return .double(pow(x, y))
+            default: throw bad()
+            }
+        }
+    }
+
+    func contains(_ container: JValue, _ item: JValue) throws -> Bool {
+        switch container {
+        case .string(let s):
+            guard case .string(let x) = item else { throw jerr("'in <string>' requires string as left operand, not \(item.typeName)") }
+            if x.isEmpty { return true }
+            return JPy.split(s, x, 1).count > 1
+        case .list(let a), .tuple(let a), .iterator(let a): return a.contains { jEq($0, item) }
+        case .dict(let d):
+            if case .string(let k) = item { return d[k] != nil }
+            return false
+        case .undefined: return false
+        default: throw jerr("argument of type '\(container.typeName)' is not iterable")
+        }
+    }
+}
+
+// MARK: helpers
+
+enum JNum { case i(Int), d(Double); var d: Double { switch self { case .i(let x): return Double(x); case .d(let x): return x } } }
+
+func jNumeric(_ v: JValue) -> JNum? {
+    switch v {
+    case .int(let i): return .i(i)
+    case .bool(let b): return .i(b ? 1 : 0)
+    case .double(let d): return .d(d)
+    default: return nil
+    }
+}
+
+extension JValue { var isDouble: Bool { if case .double = self { return true }; return false } }
+
+func jInt(_ v: JValue) -> Int? {
+    switch v {
+    case .int(let i): return i
+    case .bool(let b): return b ? 1 : 0
+    default: return nil
+    }
+}
+
+func jFloorDiv(_ x: Int, _ y: Int) -> Int {
+    let q = x / y
+    return (x % y != 0 && ((x < 0) != (y < 0))) ? q - 1 : q
+}
+
+func jEq(_ a: JValue, _ b: JValue) -> Bool {
+    switch (a, b) {
+    case (.undefined, .undefined), (.none, .none): return true
+    case (.string(let x), .string(let y)): return JPy.strEq(x, y)
+    case (.list(let x), .list(let y)), (.tuple(let x), .tuple(let y)):
+        return x.count == y.count && zip(x, y).allSatisfy { jEq($0, $1) }
+    case (.dict(let x), .dict(let y)):
+        return x.count == y.count && x.items.allSatisfy { k, v in y[k].map { jEq(v, $0) } ?? false }
+    case (.namespace(let x), .namespace(let y)): return x === y
+    case (.callable(let x), .callable(let y)): return x === y
+    default:
+        if let x = jNumeric(a), let y = jNumeric(b) {
+            if case .i(let p) = x, case .i(let q) = y { return p == q }
+            return x.d == y.d
+        }
+        return false
+    }
+}
+
+func jLess(_ a: JValue, _ b: JValue, _ op: String) throws -> Bool {
+    switch (a, b) {
+    case (.string(let x), .string(let y)): return JPy.codepointLess(x, y)
+    case (.list(let x), .list(let y)), (.tuple(let x), .tuple(let y)):
+        for (p, q) in zip(x, y) where !jEq(p, q) { return try jLess(p, q, op) }
+        return x.count < y.count
+    default:
+        if let x = jNumeric(a), let y = jNumeric(b) {
+            if case .i(let p) = x, case .i(let q) = y { return p < q }
+            return x.d < y.d
+        }
+        if case .undefined(let h) = a { throw jerr(h) }
+        if case .undefined(let h) = b { throw jerr(h) }
+        throw jerr("'\(op)' not supported between instances of '\(a.typeName)' and '\(b.typeName)'")
+    }
+}
+
+func jIterate(_ v: JValue) throws -> [JValue] {
+    switch v {
+    case .list(let a), .tuple(let a), .iterator(let a): return a
+    case .dict(let d): return d.keys.map { .string($0) }
+    case .string(let s): return s.unicodeScalars.map { .string(String(Character($0))) }
+    case .undefined: return []
+    default: throw jerr("'\(v.typeName)' object is not iterable")
+    }
+}
+
+func jLen(_ v: JValue) throws -> Int {
+    switch v {
+    case .list(let a), .tuple(let a): return a.count
+    case .dict(let d): return d.count
+    case .string(let s): return s.unicodeScalars.count
+    case .undefined: return 0
+    default: throw jerr("object of type '\(v.typeName)' has no len()")
+    }
+}
+
+/// Python `str.format` for plain `{}`, `{0}` and `{name}` fields (no format specs).
+func jFormat(_ s: String, _ a: [JValue], _ kw: [(String, JValue)]) throws -> String {
+    var out = ""
+    let u = Array(s.unicodeScalars)
+    var i = 0, auto = 0
+    while i < u.count {
+        let c = u[i]
+        if c == "{" {
+            if i + 1 < u.count, u[i + 1] == "{" { out += "{"; i += 2; continue }
+            var j = i + 1
+            var field = ""
+            while j < u.count, u[j] != "}" { field.unicodeScalars.append(u[j]); j += 1 }
+            guard j < u.count else { throw jerr("Single '{' encountered in format string") }
+            if field.contains(":") || field.contains("!") || field.contains(".") || field.contains("[") {
+                throw jerr("str.format field '{\(field)}' is not supported by the chat template renderer")
+            }
+            let v: JValue
+            if field.isEmpty {
+                guard auto < a.count else { throw jerr("Replacement index \(auto) out of range for positional args tuple") }
+                v = a[auto]; auto += 1
+            } else if let n = Int(field) {
+                guard n < a.count else { throw jerr("Replacement index \(n) out of range for positional args tuple") }
+                v = a[n]
+            } else {
+                guard let kv = kw.first(where: { $0.0 == field }) else { throw jerr("KeyError: '\(field)'") }
+                v = kv.1
+            }
+            out += JPy.str(v)
+            i = j + 1
+        } else if c == "}" {
+            if i + 1 < u.count, u[i + 1] == "}" { out += "}"; i += 2; continue }
+            throw jerr("Single '}' encountered in format string")
+        } else { out.unicodeScalars.append(c); i += 1 }
+    }
+    return out
+}
+
+/// Python `str % args` for %s, %d, %i, %r and %% only.
+func jPercentFormat(_ f: String, _ args: JValue) throws -> String {
+    var items: [JValue]
+    if case .tuple(let t) = args { items = t } else { items = [args] }
+    var out = ""
+    let u = Array(f.unicodeScalars)
+    var i = 0
+    while i < u.count {
+        if u[i] == "%", i + 1 < u.count {
+            let c = u[i + 1]
+            i += 2
+            if c == "%" { out += "%"; continue }
+            guard !items.isEmpty else { throw jerr("not enough arguments for format string") }
+            let v = items.removeFirst()
+            switch c {
+            case "s": out += JPy.str(v)
+            case "r": out += JPy.repr(v)
+            case "d", "i":
+                guard let n = jNumeric(v) else { throw jerr("%d format: a real number is required, not \(v.typeName)") }
+                switch n { case .i(let x): out += String(x); case .d(let x): out += String(Int(x)) }
+            default: throw jerr("format conversion '%\(c)' is not supported by the chat template renderer")
+            }
+        } else { out.unicodeScalars.append(u[i]); i += 1 }
+    }
+    if !items.isEmpty { throw jerr("not all arguments converted during string formatting") }
+    return out
+}
+
+/// `datetime.now().strftime(format)` for the common directives.
+func jStrftime(_ f: String, _ date: Date) throws -> String {
+    var cal = Calendar(identifier: .gregorian)
+    cal.timeZone = TimeZone.current
+    let c = cal.dateComponents([.year, .month, .day, .hour, .minute, .second, .weekday], from: date)
+    let months = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+    let days = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+    func p2(_ x: Int) -> String { x < 10 ? "0\(x)" : "\(x)" }
+    var out = ""
+    let u = Array(f)
+    var i = 0
+    while i < u.count {
+        guard u[i] == "%", i + 1 < u.count else { out.append(u[i]); i += 1; continue }
+        var d = u[i + 1]
+        var noPad = false
+        i += 2
+        if d == "-", i < u.count { noPad = true; d = u[i]; i += 1 }
+        func num(_ x: Int) -> String { noPad ? "\(x)" : p2(x) }
+        switch d {
+        case "d": out += num(c.day!)
+        case "m": out += num(c.month!)
+        case "Y": out += String(c.year!)
+        case "y": out += p2(c.year! % 100)
+        case "H": out += num(c.hour!)
+        case "I": out += num((c.hour! + 11) % 12 + 1)
+        case "M": out += num(c.minute!)
+        case "S": out += num(c.second!)
+        case "p": out += c.hour! < 12 ? "AM" : "PM"
+        case "b", "h": out += String(months[c.month! - 1].prefix(3))
+        case "B": out += months[c.month! - 1]
+        case "a": out += String(days[c.weekday! - 1].prefix(3))
+        case "A": out += days[c.weekday! - 1]
+        case "j":
+            let doy = cal.ordinality(of: .day, in: .year, for: date) ?? 1
+            out += noPad ? "\(doy)" : String(repeating: "0", count: 3 - String(doy).count) + String(doy)
+        case "%": out += "%"
+        default: throw jerr("strftime directive %\(d) is not supported by the chat template renderer")
+        }
+    }
+    return out
+}

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Renders reference chat-template outputs for Tests/MoETokenizerTests/ChatTemplateTests.swift.
+
+Uses transformers' own apply_chat_template machinery (transformers.utils.chat_template_utils.render_jinja_template,
+the function PreTrainedTokenizerBase.apply_chat_template calls), on real templates from llama.cpp's
+models/templates collection (shipped in the llama-cpp-python source distribution). No model download is needed.
+
+    ~/.cache/moe-peers/bin/python scripts/make_chat_fixtures.py [TEMPLATES_DIR]
+
+Writes Tests/Fixtures/tokenizer/chat/{*.jinja, expected.json} (or $CHAT_FIXTURES_OUT; --all renders every template).
+"""
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+
+import transformers
+from transformers.utils import chat_template_utils as ctu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.environ.get("CHAT_FIXTURES_OUT") or os.path.join(ROOT, "Tests", "Fixtures", "tokenizer", "chat")
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+SRC = ARGS[0] if ARGS else os.path.expanduser("~/.cache/moe-peers/llama.cpp/models/templates")
+# --all: every template in SRC (for a wider local check; the committed fixtures use the list below)
+ALL = "--all" in sys.argv
+
+TEMPLATES = [
+    "Qwen-Qwen2.5-7B-Instruct.jinja",
+    "Qwen-Qwen3-0.6B.jinja",
+    "Qwen-QwQ-32B.jinja",
+    "Qwen3-Coder.jinja",
+    "Qwen3.5-4B.jinja",
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja",
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja",
+    "deepseek-ai-DeepSeek-V3.1.jinja",
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+    "Mistral-Small-3.2-24B-Instruct-2506.jinja",
+    "meta-llama-Llama-3.1-8B-Instruct.jinja",
+    "meta-llama-Llama-3.2-3B-Instruct.jinja",
+    "meta-llama-Llama-3.3-70B-Instruct.jinja",
+    "google-gemma-2-2b-it.jinja",
+    "microsoft-Phi-3.5-mini-instruct.jinja",
+    "openai-gpt-oss-120b.jinja",
+    "moonshotai-Kimi-K2.jinja",
+    "GLM-4.6.jinja",
+    "MiniMax-M2.jinja",
+    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
+    "HuggingFaceTB-SmolLM3-3B.jinja",
+]
+
+# strftime_now must be reproducible: the Swift test passes the same wall-clock time.
+FIXED_NOW = _dt.datetime(2025, 3, 7, 9, 5, 3)
+
+
+class _FixedDatetime(_dt.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return FIXED_NOW
+
+
+ctu.datetime = _FixedDatetime
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a given city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {"type": "string", "description": "City name, e.g. \"Paris\""},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["location"],
+        },
+    },
+}
+
+TOOL_CALL = {
+    "id": "call12345",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": {"location": "Paris", "unit": "celsius"}},
+}
+
+CONVERSATIONS = {
+    "system_user": {
+        "messages": [
+            {"role": "system", "content": "You are a terse assistant."},
+            {"role": "user", "content": "What is 2 + 2?"},
+        ]
+    },
+    "user_only": {"messages": [{"role": "user", "content": "Hello there!"}]},
+    "multi_turn": {
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Name a prime number."},
+            {"role": "assistant", "content": "7"},
+            {"role": "user", "content": "And another one?\nOnly the number, please."},
+        ]
+    },
+    "ends_with_assistant": {
+        "messages": [
+            {"role": "user", "content": "Say hi."},
+            {"role": "assistant", "content": "Hi!"},
+        ]
+    },
+    "reasoning": {
+        "messages": [
+            {"role": "user", "content": "Is 91 prime?"},
+            {"role": "assistant", "content": "No: 91 = 7 x 13.", "reasoning_content": "91 / 7 = 13, so it is composite."},
+            {"role": "user", "content": "Is 97 prime?"},
+        ]
+    },
+    "inline_think": {
+        "messages": [
+            {"role": "user", "content": "Pick a colour."},
+            {"role": "assistant", "content": "<think>\nAny will do; blue is common.\n</think>\n\nBlue."},
+            {"role": "user", "content": "Why?"},
+        ]
+    },
+    "tools": {
+        "messages": [
+            {"role": "system", "content": "You can look up the weather."},
+            {"role": "user", "content": "What's the weather in Paris?"},
+        ],
+        "tools": [WEATHER_TOOL],
+    },
+    "tool_call": {
+        "messages": [
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+            {"role": "tool", "tool_call_id": "call12345", "name": "get_weather", "content": "{\"temperature\": 18, \"sky\": \"clear\"}"},
+        ],
+        "tools": [WEATHER_TOOL],
+    },
+    "tool_call_empty_content": {
+        "messages": [
+            {"role": "system", "content": "You can look up the weather."},
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [TOOL_CALL]},
+            {"role": "tool", "tool_call_id": "call12345", "name": "get_weather", "content": "{\"temperature\": 18, \"sky\": \"clear\"}"},
+            {"role": "assistant", "content": "It is 18 °C and clear in Paris."},
+            {"role": "user", "content": "Thanks!"},
+        ],
+        "tools": [WEATHER_TOOL],
+    },
+    "unicode": {
+        "messages": [
+            {"role": "system", "content": "Réponds en français. «Guillemets» & <tags> 'quotes' \"double\""},
+            {"role": "user", "content": "  Ünïcödé 🚀 tabs\tand trailing spaces  \n\n"},
+        ]
+    },
+}
+
+# (conversation, add_generation_prompt, extra) run for every template
+CASES = [
+    ("system_user", True, {}),
+    ("system_user", False, {}),
+    ("user_only", True, {}),
+    ("multi_turn", True, {}),
+    ("ends_with_assistant", False, {}),
+    ("reasoning", True, {}),
+    ("inline_think", True, {}),
+    ("tools", True, {}),
+    ("tool_call", True, {}),
+    ("tool_call_empty_content", True, {}),
+    ("unicode", True, {}),
+]
+THINKING_CASES = [
+    ("system_user", True, {"enable_thinking": False}),
+    ("system_user", True, {"enable_thinking": True}),
+    ("reasoning", True, {"enable_thinking": False}),
+]
+COMMON_EXTRA = {"bos_token": "<BOS>", "eos_token": "<EOS>"}
+
+
+def render(template, conv, agp, extra):
+    c = CONVERSATIONS[conv]
+    kwargs = dict(COMMON_EXTRA)
+    kwargs.update(extra)
+    try:
+        rendered, _ = ctu.render_jinja_template(
+            conversations=[json.loads(json.dumps(c["messages"]))],
+            tools=c.get("tools"),
+            chat_template=template,
+            add_generation_prompt=agp,
+            **kwargs,
+        )
+        return {"output": rendered[0]}
+    except Exception as e:  # the template raised (raise_exception) or failed: record the message
+        return {"error": str(e), "error_type": type(e).__name__}
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    cases = []
+    names = sorted(f for f in os.listdir(SRC) if f.endswith(".jinja")) if ALL else TEMPLATES
+    for name in names:
+        src = os.path.join(SRC, name)
+        shutil.copyfile(src, os.path.join(OUT, name))
+        template = open(src, encoding="utf-8").read()
+        extra_cases = THINKING_CASES if "enable_thinking" in template else []
+        for conv, agp, extra in CASES + extra_cases:
+            r = render(template, conv, agp, extra)
+            case = {"template": name, "conversation": conv, "add_generation_prompt": agp, "extra": dict(COMMON_EXTRA, **extra)}
+            case.update(r)
+            cases.append(case)
+    doc = {
+        "generator": f"scripts/make_chat_fixtures.py, transformers {transformers.__version__}",
+        "now": FIXED_NOW.strftime("%Y-%m-%dT%H:%M:%S"),
+        "conversations": CONVERSATIONS,
+        "cases": cases,
+    }
+    with open(os.path.join(OUT, "expected.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False, indent=1)
+    n_err = sum(1 for c in cases if "error" in c)
+    print(f"{len(cases)} cases ({n_err} raise) from {len(names)} templates -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()
