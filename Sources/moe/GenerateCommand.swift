@@ -1,10 +1,12 @@
 import ArgumentParser
+import Foundation
 import MoEModel
+import MoETokenizer
 
 /// `moe generate`: prefill the prompt, decode with the KV cache, print the generated ids.
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate tokens after a prompt and print their ids (comma-separated).",
+        abstract: "Generate tokens after a prompt; print the text (streamed) when the model has a tokenizer, else the ids.",
         discussion: """
             Sampling defaults come from the model's generation_config.json (greedy unless it sets do_sample); \
             any flag overrides them. --temperature 0 is greedy. Filters apply in HF's order: repetition \
@@ -13,8 +15,7 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
-    @Option(help: "Prompt token ids, comma-separated, e.g. 1,2,3.")
-    var tokens: String
+    @OptionGroup var input: PromptOptions
 
     @Option(help: "Generate at most this many tokens.")
     var maxTokens: Int = 32
@@ -28,9 +29,10 @@ struct Generate: ParsableCommand {
     @Option(help: "OpenAI frequency penalty (0 = off).") var frequencyPenalty: Float?
     @Option(help: "Seed for reproducible sampling.") var seed: UInt64?
     @Flag(help: "Do not stop at end-of-sequence tokens.") var ignoreEos = false
+    @Flag(help: "Print the generated ids (comma-separated) even when the model has a tokenizer.") var printIds = false
 
     func run() throws {
-        let prompt = try parseTokenList(tokens)
+        let (prompt, tokenizer) = try input.ids(modelDirectory: options.model)
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
         let model = try options.load()
         var sampling = model.defaultSampling
@@ -49,9 +51,21 @@ struct Generate: ParsableCommand {
         if let presencePenalty { sampling.presencePenalty = presencePenalty }
         if let frequencyPenalty { sampling.frequencyPenalty = frequencyPenalty }
         sampling.seed = seed
-        let result = try model.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling,
-                                        stopTokens: ignoreEos ? [] : nil)
-        print(result.tokens.map(String.init).joined(separator: ","))
+        var stops = model.eosTokenIds.union(tokenizer?.eosTokenIds ?? [])
+        if ignoreEos { stops = [] }
+        // With a tokenizer the text is streamed as it is generated, one complete character at a time.
+        var decoder = printIds ? nil : tokenizer.map { IncrementalDecoder(tokenizer: $0, skipSpecialTokens: true) }
+        let result = try model.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops) { id in
+            if decoder != nil, let text = decoder?.add(id), !text.isEmpty {
+                FileHandle.standardOutput.write(Data(text.utf8))
+            }
+            return true
+        }
+        if var decoder {
+            print(decoder.flush())
+        } else {
+            print(result.tokens.map(String.init).joined(separator: ","))
+        }
         let decodeRate = result.tokens.count > 1 ? Double(result.tokens.count - 1) / result.decodeSeconds : 0
         printError("finish_reason: \(result.finishReason.rawValue); prompt \(prompt.count) tokens in \(String(format: "%.3f", result.promptSeconds)) s; "
                    + "\(result.tokens.count) generated at \(String(format: "%.1f", decodeRate)) tokens/s")

@@ -8,11 +8,10 @@ struct Logits: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
-    @Option(help: "Input token ids, comma-separated, e.g. 1,2,3.")
-    var tokens: String
+    @OptionGroup var input: PromptOptions
 
     func run() throws {
-        let ids = try parseTokenList(tokens)
+        let ids = try input.ids(modelDirectory: options.model).ids
         let model = try options.load()
         let cache = model.makeCache(capacity: min(model.contextLength, ids.count))
         let logits = try model.forward(ids, cache: cache, logitsFor: .all)

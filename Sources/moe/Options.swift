@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoEKernels
 import MoEModel
+import MoETokenizer
 
 /// `--model DIR --threads N`, shared by the commands that load a model.
 struct ModelOptions: ParsableArguments {
@@ -14,6 +15,32 @@ struct ModelOptions: ParsableArguments {
     func load() throws -> Transformer {
         guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
         return try Transformer(directory: model, threads: threads)
+    }
+}
+
+/// The prompt of `moe generate` / `moe logits`: token ids, or text encoded with the model's tokenizer.
+struct PromptOptions: ParsableArguments {
+    @Option(help: "Prompt token ids, comma-separated, e.g. 1,2,3.")
+    var tokens: String?
+
+    @Option(help: "Prompt text, encoded with the model directory's tokenizer (as HF encode does, special tokens included).")
+    var prompt: String?
+
+    func validate() throws {
+        if (tokens == nil) == (prompt == nil) { throw ValidationError("give exactly one of --tokens and --prompt") }
+    }
+
+    /// The prompt's ids, and the tokenizer when the model directory has one.
+    func ids(modelDirectory: String) throws -> (ids: [Int], tokenizer: Tokenizer?) {
+        let tokenizer = FileManager.default.fileExists(atPath: modelDirectory + "/tokenizer.json")
+            ? try Tokenizer(directory: modelDirectory) : nil
+        if let tokens { return (try parseTokenList(tokens), tokenizer) }
+        guard let tokenizer else {
+            throw ValidationError("--prompt needs a tokenizer.json in \(modelDirectory); give --tokens instead")
+        }
+        let ids = tokenizer.encode(prompt ?? "")
+        guard !ids.isEmpty else { throw ValidationError("--prompt encodes to no tokens") }
+        return (ids, tokenizer)
     }
 }
 

@@ -121,3 +121,29 @@ enum CLI {
         #expect(r.status != 0 && r.stderr.contains("context"))
     }
 }
+
+@Suite struct TokenizerCLITests {
+    static let bytelevel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/tokenizer/bytelevel").path
+
+    @Test func tokenizePrintsIdsAsJSONAndDetokenizeInverts() throws {
+        let text = "Hello world, 你好! <|im_end|>"
+        let r = try CLI.run(["tokenize", "--tokenizer", Self.bytelevel, text])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(Array(json.keys) == ["ids"])
+        let ids = json["ids"] as! [Int]
+        let plain = try CLI.run(["tokenize", "--tokenizer", Self.bytelevel, "--no-special", text])
+        let plainIds = (try JSONSerialization.jsonObject(with: Data(plain.stdout.utf8)) as! [String: Any])["ids"] as! [Int]
+        #expect(ids.count == plainIds.count + 1)   // the post-processor appends <|endoftext|>
+        let back = try CLI.run(["detokenize", "--tokenizer", Self.bytelevel, plainIds.map(String.init).joined(separator: ",")])
+        #expect(back.status == 0 && back.stdout.trimmingCharacters(in: .newlines) == text)
+    }
+
+    @Test func promptWithoutATokenizerIsAClearError() throws {
+        let r = try CLI.run(["generate", "--model", CLI.fixtures + "/qwen2", "--prompt", "hi"])
+        #expect(r.status != 0 && r.stderr.contains("tokenizer.json"))
+        let both = try CLI.run(["logits", "--model", CLI.fixtures + "/qwen2", "--prompt", "hi", "--tokens", "1"])
+        #expect(both.status != 0 && both.stderr.contains("--tokens"))
+    }
+}
