@@ -26,8 +26,15 @@ struct PromptOptions: ParsableArguments {
     @Option(help: "Prompt text, encoded with the model directory's tokenizer (as HF encode does, special tokens included).")
     var prompt: String?
 
+    @Flag(help: "Send --prompt as a user message through the model's chat template (ChatML if it has none).")
+    var chat = false
+
+    @Option(help: "With --chat: a system message before the user's.")
+    var system: String?
+
     func validate() throws {
         if (tokens == nil) == (prompt == nil) { throw ValidationError("give exactly one of --tokens and --prompt") }
+        if (chat || system != nil) && prompt == nil { throw ValidationError("--chat and --system need --prompt") }
     }
 
     /// The prompt's ids, and the tokenizer when the model directory has one.
@@ -38,7 +45,14 @@ struct PromptOptions: ParsableArguments {
         guard let tokenizer else {
             throw ValidationError("--prompt needs a tokenizer.json in \(modelDirectory); give --tokens instead")
         }
-        let ids = tokenizer.encode(prompt ?? "")
+        var ids: [Int]
+        if chat {
+            let messages = (system.map { [ChatMessage(role: "system", content: $0)] } ?? [])
+                + [ChatMessage(role: "user", content: prompt ?? "")]
+            ids = try tokenizer.encodeChat(messages)
+        } else {
+            ids = tokenizer.encode(prompt ?? "")
+        }
         guard !ids.isEmpty else { throw ValidationError("--prompt encodes to no tokens") }
         return (ids, tokenizer)
     }
