@@ -152,11 +152,14 @@ private func rightmostSpaceAtStart(_ bytes: [UInt8], _ offset: Int) -> Int {
 struct ByteTrie: Sendable {
     private var children: [[UInt8: Int32]] = [[:]]
     private var values: [Int32] = [-1]
+    /// Whether some key starts with the byte: most text positions are rejected by this alone.
+    private var firstBytes = [Bool](repeating: false, count: 256)
 
     var isEmpty: Bool { children[0].isEmpty }
 
     mutating func insert(_ key: [UInt8], value: Int) {
         guard !key.isEmpty else { return }
+        firstBytes[Int(key[0])] = true
         var node = 0
         for b in key {
             if let c = children[node][b] { node = Int(c); continue }
@@ -172,6 +175,7 @@ struct ByteTrie: Sendable {
     func leftmostLongest(in bytes: [UInt8], from: Int) -> (Int, Int, Int)? {
         var start = from
         while start < bytes.count {
+            if !firstBytes[Int(bytes[start])] { start += 1; continue }
             var node = 0
             var best: (Int, Int)? = nil
             var i = start

@@ -20,12 +20,17 @@ typealias TokenBytes = [UInt8]
 ///     let bpe = try BPEModel(vocab: [("a", 0), ("b", 1), ("ab", 2)], merges: [("a", "b")], path: "t.json")
 ///     bpe.tokenize("abab")   // [2, 2]
 final class BPEModel: TokenModel, @unchecked Sendable {
-    let vocab: [TokenBytes: Int]
-    let idToToken: [String?]
+    /// Token text (UTF-8, byte-exact) → id.
+    let vocab: ByteSliceTable
+    /// id → the vocab entry holding its text (-1: no token).
+    let idToEntry: [Int32]
     /// Ids of one-scalar tokens, the usual first look-up of `merge`.
     let scalarIds: [UInt32: Int32]
     /// (left id << 32 | right id) → (rank << 32 | merged id).
-    let merges: [UInt64: UInt64]
+    let merges: PairTable
+    /// For byte-level vocabularies (GPT-2's alphabet, no subword prefix/suffix): the tokens keyed by the raw
+    /// bytes they stand for, and the id of each byte — what `ByteLevelBPE` encodes with. Nil otherwise.
+    let rawByteTokens: (ByteSliceTable, [Int32])?
     let unkToken: String?
     let fuseUnk: Bool
     let byteFallback: Bool
@@ -36,53 +41,33 @@ final class BPEModel: TokenModel, @unchecked Sendable {
     let byteIds: [Int32]
     let cache = PieceCache()
 
-    var idLimit: Int { idToToken.count }
+    var idLimit: Int { idToEntry.count }
 
-    init(vocab entries: [(String, Int)], merges mergeList: [(String, String)], path: String,
-         unkToken: String? = nil, fuseUnk: Bool = false, byteFallback: Bool = false, ignoreMerges: Bool = false,
-         continuingSubwordPrefix: String? = nil, endOfWordSuffix: String? = nil) throws {
-        var vocab: [TokenBytes: Int] = [:]
-        vocab.reserveCapacity(entries.count)
-        var maxId = -1
-        var scalarIds: [UInt32: Int32] = [:]
-        for (token, id) in entries {
-            guard id >= 0, id < 50_000_000 else { throw TokenizerError.badFile(path: path, reason: "token \(token) has invalid id \(id)") }
-            vocab[Array(token.utf8)] = id   // HF: a repeated key keeps the last id
-            maxId = max(maxId, id)
-            var scalars = token.unicodeScalars.makeIterator()
-            if let first = scalars.next(), scalars.next() == nil { scalarIds[first.value] = Int32(id) }
-        }
-        var idToToken = [String?](repeating: nil, count: maxId + 1)
-        for (token, id) in entries { idToToken[id] = token }
-        var merges: [UInt64: UInt64] = [:]
-        merges.reserveCapacity(mergeList.count)
-        let prefixLength = continuingSubwordPrefix?.utf8.count ?? 0
+    convenience init(vocab entries: [(String, Int)], merges mergeList: [(String, String)], path: String,
+                     unkToken: String? = nil, fuseUnk: Bool = false, byteFallback: Bool = false, ignoreMerges: Bool = false,
+                     continuingSubwordPrefix: String? = nil, endOfWordSuffix: String? = nil) throws {
+        var builder = BPEBuilder(path: path, tokens: entries.count, merges: mergeList.count,
+                                 continuingSubwordPrefix: continuingSubwordPrefix)
+        for (token, id) in entries { try builder.addToken(Array(token.utf8), id: id) }
         var merged: [UInt8] = []
-        for (rank, (a, b)) in mergeList.enumerated() {
-            merged.removeAll(keepingCapacity: true)
-            merged.append(contentsOf: a.utf8)
-            guard let aId = vocab[merged] else {
-                throw TokenizerError.badFile(path: path, reason: "merge #\(rank) \"\(a) \(b)\": token \"\(a)\" is not in the vocabulary")
-            }
-            guard let bId = vocab[Array(b.utf8)] else {
-                throw TokenizerError.badFile(path: path, reason: "merge #\(rank) \"\(a) \(b)\": token \"\(b)\" is not in the vocabulary")
-            }
-            merged.append(contentsOf: b.utf8.dropFirst(prefixLength))
-            guard let newId = vocab[merged] else {
-                throw TokenizerError.badFile(path: path, reason: "merge #\(rank) \"\(a) \(b)\": merged token \"\(String(decoding: merged, as: UTF8.self))\" is not in the vocabulary")
-            }
-            merges[UInt64(aId) << 32 | UInt64(bId)] = UInt64(rank) << 32 | UInt64(newId)
-        }
+        for (rank, (a, b)) in mergeList.enumerated() { try builder.addMerge(Array(a.utf8), Array(b.utf8), rank: rank, scratch: &merged) }
+        try self.init(builder, unkToken: unkToken, fuseUnk: fuseUnk, byteFallback: byteFallback, ignoreMerges: ignoreMerges,
+                      continuingSubwordPrefix: continuingSubwordPrefix, endOfWordSuffix: endOfWordSuffix)
+    }
+
+    init(_ builder: BPEBuilder, unkToken: String?, fuseUnk: Bool, byteFallback: Bool, ignoreMerges: Bool,
+         continuingSubwordPrefix: String?, endOfWordSuffix: String?) throws {
+        let vocab = builder.vocab
         var byteIds = [Int32](repeating: -1, count: 256)
         if byteFallback {
             for b in 0..<256 {
-                if let id = vocab[Array(String(format: "<0x%02X>", b).utf8)] { byteIds[b] = Int32(id) }
+                if let id = vocab.get(Array(String(format: "<0x%02X>", b).utf8)) { byteIds[b] = Int32(id) }
             }
         }
         self.vocab = vocab
-        self.idToToken = idToToken
-        self.scalarIds = scalarIds
-        self.merges = merges
+        self.idToEntry = builder.idToEntry
+        self.scalarIds = builder.scalarIds
+        self.merges = builder.merges
         self.unkToken = unkToken
         self.fuseUnk = fuseUnk
         self.byteFallback = byteFallback
@@ -90,60 +75,140 @@ final class BPEModel: TokenModel, @unchecked Sendable {
         self.continuingSubwordPrefix = continuingSubwordPrefix
         self.endOfWordSuffix = endOfWordSuffix
         self.byteIds = byteIds
+        rawByteTokens = continuingSubwordPrefix == nil && endOfWordSuffix == nil
+            ? Self.rawByteTable(vocab, scalarIds: builder.scalarIds) : nil
     }
 
-    /// Reads a tokenizer.json `model` object of type BPE.
-    convenience init(json: JSONValue, path: String) throws {
-        guard let vocabJSON = json["vocab"]?.object else {
-            throw TokenizerError.badFile(path: path, reason: "BPE model has no \"vocab\" object")
+    /// The vocabulary keyed by raw bytes when every byte's alphabet scalar is a token; tokens with a scalar
+    /// outside GPT-2's alphabet can never come out of a byte-level piece and are left out.
+    static func rawByteTable(_ vocab: ByteSliceTable, scalarIds: [UInt32: Int32]) -> (ByteSliceTable, [Int32])? {
+        var byteIds = [Int32](repeating: -1, count: 256)
+        for b in 0..<256 {
+            guard let id = scalarIds[ByteLevel.table[b].value] else { return nil }
+            byteIds[b] = id
         }
-        var entries: [(String, Int)] = []
-        entries.reserveCapacity(vocabJSON.count)
-        for (token, value) in vocabJSON {
-            guard let id = value.int else { throw TokenizerError.badFile(path: path, reason: "vocab entry \(token) has a non-integer id") }
-            entries.append((token, id))
-        }
-        var merges: [(String, String)] = []
-        if let list = json["merges"]?.array {
-            merges.reserveCapacity(list.count)
-            for (i, item) in list.enumerated() {
-                if let line = item.string {
-                    // Split on the one space, by bytes (Character-based splitting is slow and merges tokens
-                    // with following combining marks).
-                    let utf8 = line.utf8
-                    guard let space = utf8.firstIndex(of: 0x20), !utf8[utf8.index(after: space)...].contains(0x20) else {
-                        throw TokenizerError.badFile(path: path, reason: "merge #\(i) \"\(line)\" is not two tokens separated by one space")
+        var table = ByteSliceTable(capacity: vocab.count)
+        var bytes: [UInt8] = []
+        ByteLevel.inverse.withUnsafeBufferPointer { inverse in
+            vocab.forEach { token, id in
+                // The alphabet's scalars are U+0021…U+0143: one or two UTF-8 bytes.
+                bytes.removeAll(keepingCapacity: true)
+                var i = 0
+                while i < token.count {
+                    let c = Int(token[i])
+                    var v = c
+                    if c >= 0x80 {
+                        guard c & 0xE0 == 0xC0, i + 1 < token.count else { return }
+                        v = (c & 0x1F) << 6 | Int(token[i + 1] & 0x3F)
+                        i += 1
                     }
-                    merges.append((String(decoding: utf8[..<space], as: UTF8.self),
-                                    String(decoding: utf8[utf8.index(after: space)...], as: UTF8.self)))
-                } else if let pair = item.array, pair.count == 2, let a = pair[0].string, let b = pair[1].string {
-                    merges.append((a, b))
-                } else {
-                    throw TokenizerError.badFile(path: path, reason: "merge #\(i) is neither \"a b\" nor [\"a\", \"b\"]")
+                    guard v < inverse.count, inverse[v] >= 0 else { return }
+                    bytes.append(UInt8(inverse[v]))
+                    i += 1
                 }
+                table.insert(bytes, id)
             }
-        } else if let m = json["merges"], !m.isNull {
-            throw TokenizerError.badFile(path: path, reason: "BPE \"merges\" is not an array")
         }
+        return (table, byteIds)
+    }
+
+    /// Reads a tokenizer.json `model` object of type BPE; `raw` holds its vocab and merges when the
+    /// document was parsed without them (`JSONValue.parse(_:path:skipping:)`).
+    convenience init(json: JSONValue, path: String, raw: RawJSON? = nil) throws {
         if let dropout = json["dropout"]?.double, dropout > 0 {
             throw TokenizerError.unsupported("BPE dropout \(dropout) is not supported (encoding would be random)")
         }
-        try self.init(vocab: entries, merges: merges, path: path,
-                      unkToken: json["unk_token"]?.string,
+        let prefix = json["continuing_subword_prefix"]?.string
+        var builder: BPEBuilder
+        var text: [UInt8] = []
+        if let raw, raw.ranges["vocab"] != nil {
+            // Straight from the bytes: no String or JSONValue per token.
+            let size = raw.ranges["vocab"]!.count
+            builder = BPEBuilder(path: path, tokens: size / 12, merges: (raw.ranges["merges"]?.count ?? 0) / 14,
+                                 continuingSubwordPrefix: prefix)
+            _ = try raw.scan("vocab") { parser in
+                guard parser.peek() == UInt8(ascii: "{") else {
+                    throw TokenizerError.badFile(path: path, reason: "BPE model has no \"vocab\" object")
+                }
+                try parser.members { parser, token in
+                    guard parser.peek().map({ $0 == UInt8(ascii: "-") || ($0 >= 0x30 && $0 <= 0x39) }) == true else {
+                        throw TokenizerError.badFile(path: path, reason: "vocab entry \(String(decoding: token, as: UTF8.self)) has a non-integer id")
+                    }
+                    try builder.addToken(token, id: parser.integer())
+                }
+            }
+            var a: [UInt8] = [], b: [UInt8] = []
+            _ = try raw.scan("merges") { parser in
+                if parser.peek() == UInt8(ascii: "n") { _ = try parser.skipValue(); return }
+                guard parser.peek() == UInt8(ascii: "[") else {
+                    throw TokenizerError.badFile(path: path, reason: "BPE \"merges\" is not an array")
+                }
+                var rank = 0
+                try parser.items { parser in
+                    if parser.peek() == UInt8(ascii: "\"") {
+                        try parser.stringBytes(into: &text)
+                        try builder.addMerge(line: text, rank: rank, a: &a, b: &b, scratch: &text)
+                    } else if parser.peek() == UInt8(ascii: "[") {
+                        var n = 0
+                        try parser.items { parser in
+                            guard n < 2, parser.peek() == UInt8(ascii: "\"") else {
+                                throw TokenizerError.badFile(path: path, reason: "merge #\(rank) is neither \"a b\" nor [\"a\", \"b\"]")
+                            }
+                            if n == 0 { try parser.stringBytes(into: &a) } else { try parser.stringBytes(into: &b) }
+                            n += 1
+                        }
+                        guard n == 2 else {
+                            throw TokenizerError.badFile(path: path, reason: "merge #\(rank) is neither \"a b\" nor [\"a\", \"b\"]")
+                        }
+                        try builder.addMerge(a, b, rank: rank, scratch: &text)
+                    } else {
+                        throw TokenizerError.badFile(path: path, reason: "merge #\(rank) is neither \"a b\" nor [\"a\", \"b\"]")
+                    }
+                    rank += 1
+                }
+            }
+        } else {
+            guard let vocabJSON = json["vocab"]?.object else {
+                throw TokenizerError.badFile(path: path, reason: "BPE model has no \"vocab\" object")
+            }
+            let list = json["merges"]?.array ?? []
+            if list.isEmpty, let m = json["merges"], !m.isNull {
+                throw TokenizerError.badFile(path: path, reason: "BPE \"merges\" is not an array")
+            }
+            builder = BPEBuilder(path: path, tokens: vocabJSON.count, merges: list.count, continuingSubwordPrefix: prefix)
+            for (token, value) in vocabJSON {
+                guard let id = value.int else { throw TokenizerError.badFile(path: path, reason: "vocab entry \(token) has a non-integer id") }
+                try builder.addToken(Array(token.utf8), id: id)
+            }
+            var a: [UInt8] = [], b: [UInt8] = []
+            for (rank, item) in list.enumerated() {
+                if let line = item.string {
+                    try builder.addMerge(line: Array(line.utf8), rank: rank, a: &a, b: &b, scratch: &text)
+                } else if let pair = item.array, pair.count == 2, let a = pair[0].string, let b = pair[1].string {
+                    try builder.addMerge(Array(a.utf8), Array(b.utf8), rank: rank, scratch: &text)
+                } else {
+                    throw TokenizerError.badFile(path: path, reason: "merge #\(rank) is neither \"a b\" nor [\"a\", \"b\"]")
+                }
+            }
+        }
+        try self.init(builder, unkToken: json["unk_token"]?.string,
                       fuseUnk: json["fuse_unk"]?.bool ?? false,
                       byteFallback: json["byte_fallback"]?.bool ?? false,
                       ignoreMerges: json["ignore_merges"]?.bool ?? false,
-                      continuingSubwordPrefix: json["continuing_subword_prefix"]?.string,
+                      continuingSubwordPrefix: prefix,
                       endOfWordSuffix: json["end_of_word_suffix"]?.string)
     }
 
-    func token(forId id: Int) -> String? { id >= 0 && id < idToToken.count ? idToToken[id] : nil }
-    func id(forToken token: String) -> Int? { vocab[Array(token.utf8)] }
+    func token(forId id: Int) -> String? {
+        guard id >= 0, id < idToEntry.count, idToEntry[id] >= 0 else { return nil }
+        return vocab.keyString(Int(idToEntry[id]))
+    }
+    func id(forToken token: String) -> Int? { vocab.get(Array(token.utf8)) }
 
     func tokenize(_ piece: String) -> [Int] {
         if piece.isEmpty { return [] }
         let key = Array(piece.utf8)
-        if ignoreMerges, let id = vocab[key] { return [id] }
+        if ignoreMerges, let id = vocab.get(key) { return [id] }
         if let hit = cache.get(key) { return hit }
         let ids = merge(piece)
         cache.put(key, ids)
@@ -156,7 +221,7 @@ final class BPEModel: TokenModel, @unchecked Sendable {
         var symbols: [Int32] = []
         symbols.reserveCapacity(piece.utf8.count)
         var pendingUnk: Int32? = nil      // HF keeps one pending unk to fuse
-        let unkId: Int32? = unkToken.flatMap { vocab[Array($0.utf8)] }.map(Int32.init)
+        let unkId: Int32? = unkToken.flatMap { vocab.get(Array($0.utf8)) }.map(Int32.init)
         let scalars = piece.unicodeScalars
         let plain = continuingSubwordPrefix == nil && endOfWordSuffix == nil
         var index = scalars.startIndex
@@ -172,7 +237,7 @@ final class BPEModel: TokenModel, @unchecked Sendable {
                 if !isFirst, let p = continuingSubwordPrefix { text.append(contentsOf: p.utf8) }
                 text.append(contentsOf: String(scalar).utf8)
                 if index == scalars.endIndex, let s = endOfWordSuffix { text.append(contentsOf: s.utf8) }
-                found = vocab[text].map(Int32.init)
+                found = vocab.get(text).map(Int32.init)
             }
             isFirst = false
             if let id = found {
@@ -199,52 +264,76 @@ final class BPEModel: TokenModel, @unchecked Sendable {
         return mergeAll(symbols)
     }
 
-    /// HF `Word::merge_all` over a doubly linked list with a (rank, position) min-heap; stale heap entries
-    /// are recognised as HF does (the pair now at that position no longer merges into the same id).
+    /// HF `Word::merge_all` (see `bpeMerge`).
     func mergeAll(_ initial: [Int32]) -> [Int] {
-        let n = initial.count
-        if n < 2 { return initial.map(Int.init) }
-        var ids = initial
-        var prev = [Int32](repeating: -1, count: n)
-        var next = [Int32](repeating: -1, count: n)
-        var alive = [Bool](repeating: true, count: n)
-        for i in 0..<n {
-            prev[i] = Int32(i - 1)
-            next[i] = i + 1 < n ? Int32(i + 1) : -1
-        }
-        var heap = MergeHeap()
-        for i in 0..<(n - 1) {
-            if let m = merges[UInt64(UInt32(bitPattern: ids[i])) << 32 | UInt64(UInt32(bitPattern: ids[i + 1]))] {
-                heap.push(MergeEntry(rank: UInt32(m >> 32), pos: Int32(i), newId: Int32(truncatingIfNeeded: m & 0xFFFF_FFFF)))
-            }
-        }
-        while let top = heap.pop() {
-            let pos = Int(top.pos)
-            guard alive[pos], next[pos] >= 0 else { continue }
-            let right = Int(next[pos])
-            guard let m = merges[UInt64(UInt32(bitPattern: ids[pos])) << 32 | UInt64(UInt32(bitPattern: ids[right]))],
-                  Int32(truncatingIfNeeded: m & 0xFFFF_FFFF) == top.newId else { continue }
-            ids[pos] = top.newId
-            alive[right] = false
-            next[pos] = next[right]
-            if next[right] >= 0 { prev[Int(next[right])] = Int32(pos) }
-            if prev[pos] >= 0 {
-                let p = Int(prev[pos])
-                if let m = merges[UInt64(UInt32(bitPattern: ids[p])) << 32 | UInt64(UInt32(bitPattern: ids[pos]))] {
-                    heap.push(MergeEntry(rank: UInt32(m >> 32), pos: Int32(p), newId: Int32(truncatingIfNeeded: m & 0xFFFF_FFFF)))
-                }
-            }
-            if next[pos] >= 0 {
-                let q = Int(next[pos])
-                if let m = merges[UInt64(UInt32(bitPattern: ids[pos])) << 32 | UInt64(UInt32(bitPattern: ids[q]))] {
-                    heap.push(MergeEntry(rank: UInt32(m >> 32), pos: Int32(pos), newId: Int32(truncatingIfNeeded: m & 0xFFFF_FFFF)))
-                }
-            }
-        }
+        var scratch = MergeScratch()
+        scratch.ids = initial
         var out: [Int] = []
-        out.reserveCapacity(n)
-        for i in 0..<n where alive[i] { out.append(Int(ids[i])) }
+        out.reserveCapacity(initial.count)
+        bpeMerge(&scratch, merges: merges, into: &out)
         return out
+    }
+}
+
+/// A BPE vocabulary and merge table as they are read (from tokenizer.json bytes or from strings), checked
+/// as HF checks them.
+struct BPEBuilder {
+    let path: String
+    var vocab: ByteSliceTable
+    var idToEntry: [Int32] = []
+    var scalarIds: [UInt32: Int32] = [:]
+    var merges: PairTable
+    let prefixLength: Int
+
+    init(path: String, tokens: Int, merges: Int, continuingSubwordPrefix: String?) {
+        self.path = path
+        vocab = ByteSliceTable(capacity: tokens)
+        self.merges = PairTable(capacity: merges)
+        prefixLength = continuingSubwordPrefix?.utf8.count ?? 0
+    }
+
+    mutating func addToken(_ token: [UInt8], id: Int) throws {
+        guard id >= 0, id < 50_000_000 else {
+            throw TokenizerError.badFile(path: path, reason: "token \(String(decoding: token, as: UTF8.self)) has invalid id \(id)")
+        }
+        let entry = vocab.insert(token, Int32(id))   // HF: a repeated key keeps the last id
+        if id >= idToEntry.count { idToEntry.append(contentsOf: repeatElement(-1, count: id + 1 - idToEntry.count)) }
+        idToEntry[id] = Int32(entry)
+        // One scalar: one to four bytes, the first not a continuation byte, the rest all continuations.
+        if let first = token.first, token.count <= 4, first & 0xC0 != 0x80,
+           token.dropFirst().allSatisfy({ $0 & 0xC0 == 0x80 }), (first < 0x80) == (token.count == 1),
+           let scalar = String(decoding: token, as: UTF8.self).unicodeScalars.first {
+            scalarIds[scalar.value] = Int32(id)
+        }
+    }
+
+    /// A merge written "a b" (split on its one space).
+    mutating func addMerge(line: [UInt8], rank: Int, a: inout [UInt8], b: inout [UInt8], scratch: inout [UInt8]) throws {
+        guard let space = line.firstIndex(of: 0x20), !line[(space + 1)...].contains(0x20) else {
+            throw TokenizerError.badFile(path: path, reason: "merge #\(rank) \"\(String(decoding: line, as: UTF8.self))\" is not two tokens separated by one space")
+        }
+        a.removeAll(keepingCapacity: true)
+        a.append(contentsOf: line[..<space])
+        b.removeAll(keepingCapacity: true)
+        b.append(contentsOf: line[(space + 1)...])
+        try addMerge(a, b, rank: rank, scratch: &scratch)
+    }
+
+    mutating func addMerge(_ a: [UInt8], _ b: [UInt8], rank: Int, scratch merged: inout [UInt8]) throws {
+        func text(_ t: [UInt8]) -> String { String(decoding: t, as: UTF8.self) }
+        guard let aId = vocab.get(a) else {
+            throw TokenizerError.badFile(path: path, reason: "merge #\(rank) \"\(text(a)) \(text(b))\": token \"\(text(a))\" is not in the vocabulary")
+        }
+        guard let bId = vocab.get(b) else {
+            throw TokenizerError.badFile(path: path, reason: "merge #\(rank) \"\(text(a)) \(text(b))\": token \"\(text(b))\" is not in the vocabulary")
+        }
+        merged.removeAll(keepingCapacity: true)
+        merged.append(contentsOf: a)
+        merged.append(contentsOf: b.dropFirst(prefixLength))
+        guard let newId = vocab.get(merged) else {
+            throw TokenizerError.badFile(path: path, reason: "merge #\(rank) \"\(text(a)) \(text(b))\": merged token \"\(text(merged))\" is not in the vocabulary")
+        }
+        merges.insert(UInt64(aId) << 32 | UInt64(bId), UInt64(rank) << 32 | UInt64(newId))
     }
 }
 

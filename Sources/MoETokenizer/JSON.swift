@@ -49,19 +49,52 @@ enum JSONValue: Sendable {
 
     /// Parses a whole JSON document; errors name `path`, the line and the column.
     static func parse(_ data: Data, path: String) throws -> JSONValue {
-        try data.withUnsafeBytes { raw in
-            var parser = JSONParser(bytes: raw.bindMemory(to: UInt8.self), path: path)
-            return try parser.document()
+        try parse(data, path: path, skipping: []).0
+    }
+
+    /// Parses a document but leaves out the members named in `skipping` of the objects one level down
+    /// (tokenizer.json's model.vocab and model.merges: 450k strings as JSONValues cost half a second); their
+    /// values are checked for well-formedness and handed back unparsed, to be read with `RawJSON.scan`.
+    static func parse(_ data: Data, path: String, skipping: Set<String>) throws -> (JSONValue, RawJSON) {
+        var raw = RawJSON(data: data, path: path)
+        let value = try data.withUnsafeBytes { buffer in
+            var parser = JSONParser(bytes: buffer.bindMemory(to: UInt8.self), path: path)
+            parser.skipNames = skipping
+            let value = try parser.document()
+            raw.ranges = parser.skipped
+            return value
+        }
+        return (value, raw)
+    }
+}
+
+/// Members that `JSONValue.parse(_:path:skipping:)` left unparsed: byte ranges of the document.
+struct RawJSON: Sendable {
+    let data: Data
+    let path: String
+    var ranges: [String: Range<Int>] = [:]
+
+    /// Runs `body` with a parser at the start of the member `name`'s value, or returns nil without one.
+    func scan<T>(_ name: String, _ body: (inout JSONParser) throws -> T) throws -> T? {
+        guard let range = ranges[name] else { return nil }
+        return try data.withUnsafeBytes { buffer in
+            var parser = JSONParser(bytes: buffer.bindMemory(to: UInt8.self), path: path)
+            parser.pos = range.lowerBound
+            return try body(&parser)
         }
     }
 }
 
-/// A recursive-descent JSON parser over UTF-8 bytes (RFC 8259; lone surrogate escapes become U+FFFD).
-private struct JSONParser {
+/// A recursive-descent JSON parser over UTF-8 bytes (RFC 8259; lone surrogate escapes become U+FFFD). Besides
+/// building `JSONValue`s it can walk large objects and arrays member by member, giving strings as bytes.
+struct JSONParser {
     let bytes: UnsafeBufferPointer<UInt8>
     let path: String
     var pos = 0
     var depth = 0
+    /// Members not to parse one level down (see `JSONValue.parse(_:path:skipping:)`), and where they were.
+    var skipNames: Set<String> = []
+    var skipped: [String: Range<Int>] = [:]
 
     init(bytes: UnsafeBufferPointer<UInt8>, path: String) {
         self.bytes = bytes
@@ -140,7 +173,14 @@ private struct JSONParser {
             guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
             pos += 1
             skipSpace()
-            members.append((key, try parseValue()))
+            if depth == 2 && skipNames.contains(key) {
+                let start = pos
+                try skipValue()
+                skipped[key] = start..<pos
+                members.append((key, .null))
+            } else {
+                members.append((key, try parseValue()))
+            }
             skipSpace()
             guard pos < bytes.count else { throw error("unexpected end of file in an object") }
             if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
@@ -245,8 +285,112 @@ private struct JSONParser {
     }
 
     func makeString(_ buffer: UnsafeBufferPointer<UInt8>) throws -> String {
-        guard let s = String(validating: buffer, as: UTF8.self) else { throw error("invalid UTF-8 in a string") }
-        return s
+        // (`String(validating:as:)` is generic and unspecialized: a metadata look-up per string.)
+        guard isValidUTF8(buffer) else { throw error("invalid UTF-8 in a string") }
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    // MARK: Walking without building values
+
+    /// Skips one value (checking its syntax; strings are not checked for UTF-8 validity).
+    mutating func skipValue() throws {
+        guard pos < bytes.count else { throw error("unexpected end of file") }
+        switch bytes[pos] {
+        case UInt8(ascii: "{"):
+            try members { parser, _ in try parser.skipValue() }
+        case UInt8(ascii: "["):
+            try items { parser in try parser.skipValue() }
+        case UInt8(ascii: "\""):
+            pos += 1
+            while pos < bytes.count && bytes[pos] != UInt8(ascii: "\"") {
+                if bytes[pos] < 0x20 { throw error("control character in a string") }
+                pos += bytes[pos] == UInt8(ascii: "\\") ? 2 : 1
+            }
+            guard pos < bytes.count else { throw error("unterminated string") }
+            pos += 1
+        default:
+            _ = try parseValue()
+        }
+    }
+
+    /// A string value's bytes, unescaped, in place of `out`'s contents.
+    mutating func stringBytes(into out: inout [UInt8]) throws {
+        skipSpace()
+        guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else { throw error("expected a string") }
+        out.removeAll(keepingCapacity: true)
+        pos += 1
+        let start = pos
+        while pos < bytes.count {
+            let b = bytes[pos]
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { break }
+            pos += 1
+        }
+        if pos < bytes.count && bytes[pos] == UInt8(ascii: "\"") {
+            let raw = UnsafeBufferPointer(rebasing: bytes[start..<pos])
+            guard isValidUTF8(raw) else { throw error("invalid UTF-8 in a string") }
+            out.append(contentsOf: raw)
+            pos += 1
+            return
+        }
+        pos = start - 1   // escapes: the general parser
+        out.append(contentsOf: try parseString().utf8)
+    }
+
+    /// An integer value.
+    mutating func integer() throws -> Int {
+        skipSpace()
+        guard let i = try parseValue().int else { throw error("expected an integer") }
+        return i
+    }
+
+    /// Calls `body` with the parser at each member's value (after the key and colon; `body` must consume the
+    /// value) of the object at the current position.
+    mutating func members(_ body: (inout JSONParser, [UInt8]) throws -> Void) throws {
+        skipSpace()
+        guard pos < bytes.count, bytes[pos] == UInt8(ascii: "{") else { throw error("expected an object") }
+        try enter(); defer { depth -= 1 }
+        pos += 1
+        skipSpace()
+        if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") { pos += 1; return }
+        var key: [UInt8] = []
+        while true {
+            try stringBytes(into: &key)
+            skipSpace()
+            guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
+            pos += 1
+            skipSpace()
+            try body(&self, key)
+            skipSpace()
+            guard pos < bytes.count else { throw error("unexpected end of file in an object") }
+            if bytes[pos] == UInt8(ascii: ",") { pos += 1; skipSpace(); continue }
+            if bytes[pos] == UInt8(ascii: "}") { pos += 1; return }
+            throw error("expected ',' or '}' in an object")
+        }
+    }
+
+    /// Calls `body` with the parser at each item (which `body` must consume) of the array at the current position.
+    mutating func items(_ body: (inout JSONParser) throws -> Void) throws {
+        skipSpace()
+        guard pos < bytes.count, bytes[pos] == UInt8(ascii: "[") else { throw error("expected an array") }
+        try enter(); defer { depth -= 1 }
+        pos += 1
+        skipSpace()
+        if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return }
+        while true {
+            skipSpace()
+            try body(&self)
+            skipSpace()
+            guard pos < bytes.count else { throw error("unexpected end of file in an array") }
+            if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
+            if bytes[pos] == UInt8(ascii: "]") { pos += 1; return }
+            throw error("expected ',' or ']' in an array")
+        }
+    }
+
+    /// The byte at the current position (after spaces), or nil at the end.
+    mutating func peek() -> UInt8? {
+        skipSpace()
+        return pos < bytes.count ? bytes[pos] : nil
     }
 
     mutating func parseNumber() throws -> JSONValue {
@@ -275,4 +419,30 @@ private struct JSONParser {
         guard let d = Double(text) else { throw error("invalid number \(text)") }
         return .double(d)
     }
+}
+
+/// Whether `b` is well-formed UTF-8 (no overlongs, surrogates or scalars past U+10FFFF).
+func isValidUTF8(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+    var i = 0
+    let n = b.count
+    while i < n {
+        let c = b[i]
+        if c < 0x80 { i += 1; continue }
+        if c < 0xC2 { return false }
+        if c < 0xE0 {
+            guard i + 1 < n, b[i + 1] & 0xC0 == 0x80 else { return false }
+            i += 2
+        } else if c < 0xF0 {
+            guard i + 2 < n, b[i + 1] & 0xC0 == 0x80, b[i + 2] & 0xC0 == 0x80 else { return false }
+            if (c == 0xE0 && b[i + 1] < 0xA0) || (c == 0xED && b[i + 1] >= 0xA0) { return false }
+            i += 3
+        } else if c < 0xF5 {
+            guard i + 3 < n, b[i + 1] & 0xC0 == 0x80, b[i + 2] & 0xC0 == 0x80, b[i + 3] & 0xC0 == 0x80 else { return false }
+            if (c == 0xF0 && b[i + 1] < 0x90) || (c == 0xF4 && b[i + 1] >= 0x90) { return false }
+            i += 4
+        } else {
+            return false
+        }
+    }
+    return true
 }

@@ -48,10 +48,11 @@ indirect enum Normalizer: Sendable {
 
     func normalize(_ text: String) -> String {
         switch self {
-        case .nfc: return text.precomposedStringWithCanonicalMapping
-        case .nfd: return text.decomposedStringWithCanonicalMapping
-        case .nfkc: return text.precomposedStringWithCompatibilityMapping
-        case .nfkd: return text.decomposedStringWithCompatibilityMapping
+        // Foundation's normalization is slow and allocates; most text is already normalized.
+        case .nfc: return isQuickNFC(text) ? text : text.precomposedStringWithCanonicalMapping
+        case .nfd: return isASCII(text) ? text : text.decomposedStringWithCanonicalMapping
+        case .nfkc: return isASCII(text) ? text : text.precomposedStringWithCompatibilityMapping
+        case .nfkd: return isASCII(text) ? text : text.decomposedStringWithCompatibilityMapping
         case .lowercase:
             // Per scalar, like Rust's `char::to_lowercase` (no context-dependent final sigma).
             var out = ""
@@ -84,6 +85,39 @@ indirect enum Normalizer: Sendable {
             return items.reduce(text) { $1.normalize($0) }
         }
     }
+}
+
+/// Whether every byte of `text` is ASCII (which every normalization form leaves as it is).
+func isASCII(_ text: String) -> Bool {
+    var text = text
+    return text.withUTF8 { buffer in
+        var i = 0
+        var any: UInt64 = 0
+        let n = buffer.count
+        let p = UnsafeRawPointer(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!)
+        while i + 8 <= n { any |= p.loadUnaligned(fromByteOffset: i, as: UInt64.self); i += 8 }
+        while i < n { any |= UInt64(buffer[i]); i += 1 }
+        return any & 0x8080_8080_8080_8080 == 0
+    }
+}
+
+/// A sufficient test that `text` is in NFC, so that normalizing it would change nothing: every scalar is in a
+/// range whose characters have NFC_Quick_Check=Yes and canonical combining class 0 (so neither composes with
+/// nor reorders against its neighbours; checked with Python's unicodedata): below U+0300, ZWJ, dashes and quotes,
+/// arrows, symbols and dingbats (not the singletons U+2329, U+232A, U+2ADC), CJK punctuation (not the combining
+/// U+302A–U+302F), kana (not the combining U+3099/U+309A), CJK ideographs, Hangul syllables (no jamo),
+/// variation selectors, fullwidth forms, emoji pictographs. Other text gets the full normalization.
+func isQuickNFC(_ text: String) -> Bool {
+    if isASCII(text) { return true }
+    for s in text.unicodeScalars {
+        switch s.value {
+        case 0..<0x300, 0x200D, 0x2010..<0x2028, 0x2190..<0x2329, 0x232B..<0x2ADC, 0x2ADD..<0x2C00,
+             0x3000..<0x302A, 0x3030..<0x3099, 0x309B..<0x3100, 0x4E00..<0xA000, 0xAC00..<0xD7A4,
+             0xFE00..<0xFE10, 0xFF00..<0xFFF0, 0x1F300..<0x1FB00: continue
+        default: return false
+        }
+    }
+    return true
 }
 
 /// General category Mark (Mn, Mc, Me).

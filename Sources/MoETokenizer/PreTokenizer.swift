@@ -97,6 +97,18 @@ indirect enum PreTokenizer: Sendable {
         return (json["add_prefix_space"]?.bool ?? true) ? .always : .never
     }
 
+    /// The pattern text of the first regex split in this pre-tokenizer.
+    var firstPattern: String? {
+        switch self {
+        case let .split(replacer, _, _):
+            if case let .regex(p) = replacer.kind { return (p as? UnicodeRegex)?.pattern }
+            return nil
+        case let .byteLevel(_, regex): return (regex as? UnicodeRegex)?.pattern
+        case let .sequence(items): return items.lazy.compactMap(\.firstPattern).first
+        default: return nil
+        }
+    }
+
     func preTokenize(_ pieces: [Piece]) -> [Piece] {
         switch self {
         case let .sequence(items):

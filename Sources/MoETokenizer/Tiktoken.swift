@@ -10,6 +10,11 @@ final class TiktokenModel: TokenModel, @unchecked Sendable {
     let ranks: [TokenBytes: Int]
     let idToBytes: [TokenBytes?]
     let cache = PieceCache()
+    /// The ranks in a flat table (what `ByteLevelBPE` looks pieces up in).
+    let tokens: ByteSliceTable
+    /// Every pair of tokens whose concatenation is a token → (its rank << 32 | its rank): tiktoken's merge
+    /// rule as pair merges, for `bpeMerge`. Nil when a byte is not a token (never so in real rank files).
+    let pairMerges: PairTable?
 
     var idLimit: Int { idToBytes.count }
 
@@ -25,6 +30,28 @@ final class TiktokenModel: TokenModel, @unchecked Sendable {
         }
         self.ranks = ranks
         self.idToBytes = idToBytes
+        var tokens = ByteSliceTable(capacity: ranks.count)
+        for (bytes, rank) in ranks { tokens.insert(bytes, Int32(rank)) }
+        self.tokens = tokens
+        pairMerges = Self.pairMerges(idToBytes, tokens)
+    }
+
+    static func pairMerges(_ idToBytes: [TokenBytes?], _ tokens: ByteSliceTable) -> PairTable? {
+        for b in 0..<256 where tokens.get([UInt8(b)]) == nil { return nil }
+        var splits = 0
+        for case let bytes? in idToBytes { splits += max(bytes.count - 1, 0) }
+        var pairs = PairTable(capacity: splits)
+        for (rank, token) in idToBytes.enumerated() {
+            guard let token, token.count >= 2 else { continue }
+            token.withUnsafeBufferPointer { t in
+                let p = t.baseAddress!
+                for k in 1..<t.count {
+                    let left = tokens.get(p, k), right = tokens.get(p + k, t.count - k)
+                    if left >= 0 && right >= 0 { pairs.insert(PairTable.key(left, right), UInt64(rank) << 32 | UInt64(rank)) }
+                }
+            }
+        }
+        return pairs
     }
 
     /// Parses a tiktoken rank file (`load_tiktoken_bpe`): lines of "base64-token rank".

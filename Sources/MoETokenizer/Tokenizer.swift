@@ -15,6 +15,8 @@ public final class Tokenizer: Sendable {
     let decoder: TokenDecoder?
     let postProcessor: PostProcessor?
     let added: AddedVocabulary
+    /// The byte-level fast path of pre-tokenizer + model, when they are byte-level BPE (see `ByteLevelBPE`).
+    let fast: ByteLevelBPE?
 
     /// The file the tokenizer came from (tokenizer.json or the tiktoken rank file).
     public let path: String
@@ -69,20 +71,22 @@ public final class Tokenizer: Sendable {
     /// Parses tokenizer.json contents; `path` names the file in errors. `config` carries what
     /// tokenizer_config.json says (see `TokenizerConfig(data:path:)`).
     public convenience init(tokenizerJSON: Data, path: String = "tokenizer.json", config: TokenizerConfig = TokenizerConfig()) throws {
-        try self.init(json: JSONValue.parse(tokenizerJSON, path: path), path: path, config: config)
+        let (json, raw) = try JSONValue.parse(tokenizerJSON, path: path, skipping: ["vocab", "merges"])
+        try self.init(json: json, path: path, config: config, raw: raw)
     }
 
-    /// From a parsed tokenizer.json.
-    convenience init(json: JSONValue, path: String, config: TokenizerConfig = TokenizerConfig()) throws {
+    /// From a parsed tokenizer.json (`raw`: the model's vocab and merges, when left unparsed).
+    convenience init(json: JSONValue, path: String, config: TokenizerConfig = TokenizerConfig(), raw: RawJSON? = nil) throws {
         guard json.object != nil else { throw TokenizerError.badFile(path: path, reason: "the top level is not a JSON object") }
         guard let modelJSON = json["model"], modelJSON.object != nil else {
             throw TokenizerError.badFile(path: path, reason: "no \"model\" object")
         }
         let type = modelJSON["type"]?.string ?? (modelJSON["merges"] != nil ? "BPE" : "unknown")
+        let raw = raw?.ranges.isEmpty == false ? raw : nil
         guard type == "BPE" else {
             throw TokenizerError.unsupported("\(path): model type \(type) is not supported (only BPE)")
         }
-        let model = try BPEModel(json: modelJSON, path: path)
+        let model = try BPEModel(json: modelJSON, path: path, raw: raw)
         func part<T>(_ key: String, _ make: (JSONValue) throws -> T) throws -> T? {
             guard let value = json[key], !value.isNull else { return nil }
             do { return try make(value) } catch let TokenizerError.unsupported(what) {
@@ -141,6 +145,7 @@ public final class Tokenizer: Sendable {
         self.model = model
         self.decoder = decoder
         self.postProcessor = postProcessor
+        fast = ByteLevelBPE.make(preTokenizer: preTokenizer, model: model)
         let added = AddedVocabulary(addedTokens, normalizer: normalizer)
         self.added = added
         vocabSize = max(model.idLimit, (added.tokens.map(\.id).max() ?? -1) + 1)
@@ -179,6 +184,9 @@ public final class Tokenizer: Sendable {
         added.byId[id]?.content ?? model.token(forId: id)
     }
 
+    /// The regex of the first Split (or ByteLevel) pre-tokenizer, e.g. to build the matching tiktoken encoding.
+    public var preTokenizerPattern: String? { preTokenizer?.firstPattern }
+
     /// Whether `id` is an added token marked special.
     public func isSpecial(_ id: Int) -> Bool { added.isSpecial(id) }
 
@@ -195,6 +203,7 @@ public final class Tokenizer: Sendable {
             let normalized = normalizer?.normalize(raw.text) ?? raw.text
             for sub in added.split(normalized, normalized: true) {
                 if let id = sub.id { ids.append(id); continue }
+                if let fast { fast.encode(sub.text, into: &ids); continue }
                 let piece = Piece(text: sub.text, atStart: raw.offset == 0 && sub.offset == 0)
                 let pieces = preTokenizer?.preTokenize([piece]) ?? [piece]
                 for p in pieces where !p.text.isEmpty { ids.append(contentsOf: model.tokenize(p.text)) }

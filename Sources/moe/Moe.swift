@@ -13,5 +13,5 @@ struct Moe: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: kernels and inference, beside their peers.",
-        subcommands: [BenchInfer.self, BenchMakeModel.self, BenchGEMM.self])
+        subcommands: [BenchInfer.self, BenchMakeModel.self, BenchGEMM.self, BenchTokenize.self])
 }

@@ -1,0 +1,355 @@
+import Foundation
+
+// The fast encode path of byte-level BPE tokenizers (GPT-2/Llama-3/Qwen tokenizer.json, tiktoken files): the
+// pre-tokenizer regex runs over the UTF-8 bytes and each piece is looked up and merged as raw bytes, with no
+// String, Piece or Array made per piece. It gives the ids of the general path (Tokenizer.encode's
+// normalize → pre-tokenize → model.tokenize), which remains for every other tokenizer.json.
+
+/// A byte-string hash for the flat tables: 8 bytes at a time, mixed by multiplication (keys are short).
+@inline(__always)
+func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+    var h = UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15
+    var i = 0
+    while i + 8 <= n {
+        h = (h ^ UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+        h ^= h >> 31
+        i += 8
+    }
+    if i < n {
+        var w: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n { w |= UInt64(p[i]) << shift; shift += 8; i += 1 }
+        h ^= w
+    }
+    // murmur3's finalizer: every bit of the key reaches the low bits (the slot index) and the high bits (tag).
+    h ^= h >> 33
+    h = h &* 0xFF51_AFD7_ED55_8CCD
+    h ^= h >> 33
+    h = h &* 0xC4CE_B9FE_1A85_EC53
+    return h ^ (h >> 33)
+}
+
+/// An immutable-once-built map from byte strings to ids in flat arrays (open addressing, linear probing):
+/// building it allocates nothing per key, and a look-up hashes a byte slice in place.
+struct ByteSliceTable: Sendable {
+    /// The keys back to back; key e is arena[starts[e]..<starts[e + 1]].
+    private var arena: [UInt8] = []
+    private var starts: [Int32] = [0]
+    private var values: [Int32] = []
+    /// Per slot: hash high bits << 32 | (entry + 1); 0 is empty.
+    private var slots: [UInt64]
+    private var mask: Int
+
+    init(capacity: Int = 16) {
+        var size = 16
+        while size < capacity * 2 { size <<= 1 }
+        slots = [UInt64](repeating: 0, count: size)
+        mask = size - 1
+        arena.reserveCapacity(capacity * 8)
+        starts.reserveCapacity(capacity + 1)
+        values.reserveCapacity(capacity)
+    }
+
+    var count: Int { values.count }
+
+    /// Adds or replaces (a repeated key keeps the last value, as HF's vocab map does); the key's entry number.
+    @discardableResult
+    mutating func insert(_ key: UnsafeBufferPointer<UInt8>, _ value: Int32) -> Int {
+        if (values.count + 1) * 2 > slots.count { grow() }
+        let h = hashBytes(key.baseAddress ?? UnsafePointer(bitPattern: 1)!, key.count)
+        var i = Int(truncatingIfNeeded: h) & mask
+        let tag = h & 0xFFFF_FFFF_0000_0000
+        while slots[i] != 0 {
+            let e = Int(slots[i] & 0xFFFF_FFFF) - 1
+            if slots[i] & ~0xFFFF_FFFF == tag && equal(e, key) { values[e] = value; return e }
+            i = (i + 1) & mask
+        }
+        arena.append(contentsOf: key)
+        starts.append(Int32(arena.count))
+        values.append(value)
+        slots[i] = tag | UInt64(values.count)
+        return values.count - 1
+    }
+
+    @discardableResult
+    mutating func insert(_ key: [UInt8], _ value: Int32) -> Int {
+        key.withUnsafeBufferPointer { insert($0, value) }
+    }
+
+    /// The key of entry `e` as a String.
+    func keyString(_ e: Int) -> String {
+        String(decoding: arena[Int(starts[e])..<Int(starts[e + 1])], as: UTF8.self)
+    }
+
+    /// Every (key, value), in insertion order.
+    func forEach(_ body: (UnsafeBufferPointer<UInt8>, Int32) -> Void) {
+        arena.withUnsafeBufferPointer { a in
+            for e in 0..<values.count {
+                body(UnsafeBufferPointer(rebasing: a[Int(starts[e])..<Int(starts[e + 1])]), values[e])
+            }
+        }
+    }
+
+    private func equal(_ e: Int, _ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        let s = Int(starts[e])
+        guard Int(starts[e + 1]) - s == key.count else { return false }
+        for k in 0..<key.count where arena[s + k] != key[k] { return false }
+        return true
+    }
+
+    private mutating func grow() {
+        var size = slots.count * 2
+        if size < 16 { size = 16 }
+        var fresh = [UInt64](repeating: 0, count: size)
+        let m = size - 1
+        arena.withUnsafeBufferPointer { a in
+            for e in 0..<values.count {
+                let s = Int(starts[e])
+                let h = hashBytes(a.baseAddress! + s, Int(starts[e + 1]) - s)
+                var i = Int(truncatingIfNeeded: h) & m
+                while fresh[i] != 0 { i = (i + 1) & m }
+                fresh[i] = h & 0xFFFF_FFFF_0000_0000 | UInt64(e + 1)
+            }
+        }
+        slots = fresh
+        mask = m
+    }
+
+    /// The id of the `n` bytes at `p`, or -1.
+    @inline(__always)
+    func get(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int32 {
+        let h = hashBytes(p, n)
+        var i = Int(truncatingIfNeeded: h) & mask
+        let tag = h & 0xFFFF_FFFF_0000_0000
+        while true {
+            let slot = slots[i]
+            if slot == 0 { return -1 }
+            if slot & ~0xFFFF_FFFF == tag {
+                let e = Int(slot & 0xFFFF_FFFF) - 1
+                let s = Int(starts[e])
+                if Int(starts[e + 1]) - s == n {
+                    var k = 0
+                    while k < n && arena[s + k] == p[k] { k += 1 }
+                    if k == n { return values[e] }
+                }
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    func get(_ key: [UInt8]) -> Int? {
+        if key.isEmpty { return getEmpty() }
+        let id = key.withUnsafeBufferPointer { get($0.baseAddress!, $0.count) }
+        return id >= 0 ? Int(id) : nil
+    }
+
+    private func getEmpty() -> Int? {
+        for e in 0..<values.count where starts[e] == starts[e + 1] { return Int(values[e]) }
+        return nil
+    }
+}
+
+/// Merge rules keyed by a pair of ids packed into a UInt64 (left << 32 | right), in flat open-addressing
+/// arrays: a look-up is one multiply and, nearly always, one cache line.
+struct PairTable: Sendable {
+    static let absent = UInt64.max
+    private var keys: [UInt64]
+    private var values: [UInt64]
+    private var shift: UInt64
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        var bits: UInt64 = 4
+        while (1 << bits) < capacity * 2 { bits += 1 }
+        keys = [UInt64](repeating: Self.absent, count: 1 << bits)
+        values = [UInt64](repeating: 0, count: 1 << bits)
+        shift = 64 - bits
+    }
+
+    @inline(__always) static func key(_ a: Int32, _ b: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+    }
+
+    /// Adds or replaces (a repeated merge keeps the last rank, as HF's merge map does). Needs room: at most
+    /// the capacity given to init.
+    mutating func insert(_ key: UInt64, _ value: UInt64) {
+        var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        let mask = keys.count - 1
+        while keys[i] != Self.absent && keys[i] != key { i = (i + 1) & mask }
+        if keys[i] == Self.absent { count += 1 }
+        keys[i] = key
+        values[i] = value
+    }
+
+    /// The value for `key`, or `PairTable.absent`.
+    @inline(__always)
+    func get(_ key: UInt64) -> UInt64 {
+        var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        let mask = keys.count - 1
+        while true {
+            let k = keys[i]
+            if k == key { return values[i] }
+            if k == Self.absent { return Self.absent }
+            i = (i + 1) & mask
+        }
+    }
+}
+
+/// Reused buffers of `bpeMerge` (one per encode call: no allocation per piece).
+struct MergeScratch {
+    var ids: [Int32] = []
+    var prev: [Int32] = []
+    var next: [Int32] = []
+    var heap = MergeHeap()
+}
+
+/// HF `Word::merge_all` over a doubly linked list with a (rank, position) min-heap: repeatedly the
+/// lowest-ranked adjacent merge (leftmost on ties); stale heap entries are recognised as HF does (the pair now
+/// at that position no longer merges into the same id). `merges` maps a pair to rank << 32 | merged id. For
+/// tiktoken ranks (every pair whose concatenation is a token, ranked by that token) this is tiktoken's
+/// `_byte_pair_merge`. Appends the resulting ids to `out`.
+func bpeMerge(_ symbols: inout MergeScratch, merges: PairTable, into out: inout [Int]) {
+    let n = symbols.ids.count
+    if n < 2 { for id in symbols.ids { out.append(Int(id)) }; return }
+    symbols.prev.removeAll(keepingCapacity: true)
+    symbols.next.removeAll(keepingCapacity: true)
+    for i in 0..<n {
+        symbols.prev.append(Int32(i - 1))
+        symbols.next.append(i + 1 < n ? Int32(i + 1) : -1)
+    }
+    symbols.heap.items.removeAll(keepingCapacity: true)
+    @inline(__always) func push(_ pos: Int, _ left: Int32, _ right: Int32, _ heap: inout MergeHeap) {
+        let m = merges.get(PairTable.key(left, right))
+        if m != PairTable.absent {
+            heap.push(MergeEntry(rank: UInt32(m >> 32), pos: Int32(pos), newId: Int32(truncatingIfNeeded: m & 0xFFFF_FFFF)))
+        }
+    }
+    for i in 0..<(n - 1) { push(i, symbols.ids[i], symbols.ids[i + 1], &symbols.heap) }
+    // A merged-away symbol gets prev = -2 (HF marks it with len 0).
+    while let top = symbols.heap.pop() {
+        let pos = Int(top.pos)
+        guard symbols.prev[pos] != -2, symbols.next[pos] >= 0 else { continue }
+        let right = Int(symbols.next[pos])
+        let m = merges.get(PairTable.key(symbols.ids[pos], symbols.ids[right]))
+        guard m != PairTable.absent, Int32(truncatingIfNeeded: m & 0xFFFF_FFFF) == top.newId else { continue }
+        symbols.ids[pos] = top.newId
+        symbols.prev[right] = -2
+        let after = symbols.next[right]
+        symbols.next[pos] = after
+        if after >= 0 { symbols.prev[Int(after)] = Int32(pos) }
+        let before = symbols.prev[pos]
+        if before >= 0 { push(Int(before), symbols.ids[Int(before)], top.newId, &symbols.heap) }
+        if after >= 0 { push(pos, top.newId, symbols.ids[Int(after)], &symbols.heap) }
+    }
+    var i = 0
+    while i >= 0 {
+        out.append(Int(symbols.ids[i]))
+        i = Int(symbols.next[i])
+    }
+}
+
+/// Byte-level BPE on raw UTF-8: what a tokenizer.json with a regex Split (Isolated) + ByteLevel pre-tokenizer
+/// (or a ByteLevel pre-tokenizer with its GPT-2 regex) and a plain BPE model computes, and what a tiktoken
+/// file with its pattern computes. Token ids are looked up by the raw bytes they stand for (GPT-2's byte
+/// alphabet undone once, at load).
+final class ByteLevelBPE: Sendable {
+    let regex: UnicodeRegex
+    /// HF ByteLevel's add_prefix_space: a space before a stretch that does not start with one.
+    let prefixSpace: Bool
+    /// The symbol id of each byte.
+    let byteIds: [Int32]
+    /// Raw bytes → id of every token that is a byte string.
+    let tokens: ByteSliceTable
+    let merges: PairTable
+    /// A piece that is a token is that token without merging (tiktoken; HF BPE's ignore_merges).
+    let wholeTokenFirst: Bool
+    let cache: PieceCache
+
+    init(regex: UnicodeRegex, prefixSpace: Bool, byteIds: [Int32], tokens: ByteSliceTable, merges: PairTable,
+         wholeTokenFirst: Bool, cache: PieceCache) {
+        self.regex = regex
+        self.prefixSpace = prefixSpace
+        self.byteIds = byteIds
+        self.tokens = tokens
+        self.merges = merges
+        self.wholeTokenFirst = wholeTokenFirst
+        self.cache = cache
+    }
+
+    /// The fast path for `model` behind `preTokenizer`, or nil when they are not byte-level BPE as above.
+    static func make(preTokenizer: PreTokenizer?, model: any TokenModel) -> ByteLevelBPE? {
+        var regex: UnicodeRegex? = nil
+        var prefixSpace = false
+        var byteLevel = false
+        switch preTokenizer {
+        case let .sequence(items)?:
+            // Split(regex, Isolated) then ByteLevel without its own regex.
+            guard items.count == 2, case let .split(replacer, .isolated, false) = items[0],
+                  case let .regex(pattern) = replacer.kind, let r = pattern as? UnicodeRegex,
+                  case .byteLevel(false, nil) = items[1] else { return nil }
+            regex = r
+            byteLevel = true
+        case let .byteLevel(addPrefixSpace, pattern?)?:
+            guard let r = pattern as? UnicodeRegex else { return nil }
+            regex = r
+            prefixSpace = addPrefixSpace
+            byteLevel = true
+        case let .split(replacer, .isolated, false)?:
+            guard case let .regex(pattern) = replacer.kind, let r = pattern as? UnicodeRegex else { return nil }
+            regex = r
+        default:
+            return nil
+        }
+        guard let regex else { return nil }
+        if byteLevel, let bpe = model as? BPEModel, let (tokens, byteIds) = bpe.rawByteTokens {
+            return ByteLevelBPE(regex: regex, prefixSpace: prefixSpace, byteIds: byteIds, tokens: tokens,
+                                merges: bpe.merges, wholeTokenFirst: bpe.ignoreMerges, cache: bpe.cache)
+        }
+        if !byteLevel, let tiktoken = model as? TiktokenModel, let pairs = tiktoken.pairMerges {
+            var byteIds = [Int32](repeating: -1, count: 256)
+            for b in 0..<256 { byteIds[b] = tiktoken.tokens.get([UInt8(b)]).map(Int32.init) ?? -1 }
+            return ByteLevelBPE(regex: regex, prefixSpace: false, byteIds: byteIds, tokens: tiktoken.tokens,
+                                merges: pairs, wholeTokenFirst: true, cache: tiktoken.cache)
+        }
+        return nil
+    }
+
+    /// Appends the ids of `text` (one stretch between added tokens, already normalized).
+    func encode(_ text: String, into ids: inout [Int]) {
+        var text = text
+        if text.isEmpty { return }
+        if prefixSpace && text.utf8.first != 0x20 { text = " " + text }
+        text.withUTF8 { buffer in
+            let p = buffer.baseAddress!
+            let matches = regex.scalarMatches(utf8: buffer)
+            var scratch = MergeScratch()
+            // Split(Isolated): the matches and the stretches between them are the pieces.
+            var last = 0
+            var k = 0
+            while k < matches.count {
+                let start = matches[k], end = matches[k + 1]
+                if start > last { encodePiece(p + last, start - last, &ids, &scratch) }
+                if end > start { encodePiece(p + start, end - start, &ids, &scratch) }
+                last = end
+                k += 2
+            }
+            if buffer.count > last { encodePiece(p + last, buffer.count - last, &ids, &scratch) }
+        }
+    }
+
+    @inline(__always)
+    private func encodePiece(_ p: UnsafePointer<UInt8>, _ n: Int, _ ids: inout [Int], _ scratch: inout MergeScratch) {
+        if n == 1 { ids.append(Int(byteIds[Int(p[0])])); return }
+        if wholeTokenFirst {
+            let id = tokens.get(p, n)
+            if id >= 0 { ids.append(Int(id)); return }
+        }
+        let key = TokenBytes(UnsafeBufferPointer(start: p, count: n))
+        if let hit = cache.get(key) { ids.append(contentsOf: hit); return }
+        scratch.ids.removeAll(keepingCapacity: true)
+        for i in 0..<n { scratch.ids.append(byteIds[Int(p[i])]) }
+        let first = ids.count
+        bpeMerge(&scratch, merges: merges, into: &ids)
+        cache.put(key, Array(ids[first...]))
+    }
+}
