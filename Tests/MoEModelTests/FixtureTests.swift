@@ -144,3 +144,52 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         #expect(throws: ModelError.self) { try model.forward([100_000], cache: model.makeCache()) }
     }
 }
+
+@Suite struct FusedExpertsTests {
+    /// transformers 5 keeps experts fused in memory (`experts.gate_up_proj` [E, 2I, H], `experts.down_proj`
+    /// [E, H, I]); a checkpoint saved in that layout must give the same logits as the per-expert one.
+    @Test func fusedExpertLayoutGivesTheSameLogits() throws {
+        let name = "qwen3_moe"
+        let e = try Fixtures.expected(name)
+        let dir = try Fixtures.copy(name)
+        let c = try Checkpoint(directory: dir)
+        let config = try ModelConfig(directory: dir)
+        let experts = config.numExperts
+        func bytes(_ n: String) throws -> [UInt8] {
+            let t = try c.tensor(n)
+            return Array(UnsafeRawBufferPointer(start: t.pointer, count: t.byteCount))
+        }
+        var entries: [SafeTensorsWriter.Entry] = []
+        var fusedLayers = Set<String>()
+        for n in c.tensorNames {
+            if let r = n.range(of: ".mlp.experts.") {
+                fusedLayers.insert(String(n[..<r.lowerBound]))
+                continue
+            }
+            let t = try c.tensor(n), data = try bytes(n)
+            entries.append(.init(name: n, dtype: t.dtype, shape: t.shape) { $0.copyMemory(from: UnsafeRawBufferPointer(start: data, count: data.count)) })
+        }
+        #expect(!fusedLayers.isEmpty)
+        for layer in fusedLayers.sorted() {
+            var gateUp: [UInt8] = [], down: [UInt8] = []
+            var shape: (i: Int, h: Int, dtype: DType) = (0, 0, .f32)
+            for x in 0..<experts {
+                let p = "\(layer).mlp.experts.\(x)"
+                gateUp += try bytes("\(p).gate_proj.weight") + bytes("\(p).up_proj.weight")
+                down += try bytes("\(p).down_proj.weight")
+                let g = try c.tensor("\(p).gate_proj.weight")
+                shape = (g.shape[0], g.shape[1], g.dtype)
+            }
+            let (i, h, dtype) = shape
+            let gu = gateUp, dn = down
+            entries.append(.init(name: "\(layer).mlp.experts.gate_up_proj", dtype: dtype, shape: [experts, 2 * i, h]) {
+                $0.copyMemory(from: UnsafeRawBufferPointer(start: gu, count: gu.count)) })
+            entries.append(.init(name: "\(layer).mlp.experts.down_proj", dtype: dtype, shape: [experts, h, i]) {
+                $0.copyMemory(from: UnsafeRawBufferPointer(start: dn, count: dn.count)) })
+        }
+        try SafeTensorsWriter.write(entries, to: dir + "/model.safetensors")
+        let fused = try Transformer(directory: dir, threads: 2)
+        let logits = try fused.forward(e.tokens, cache: fused.makeCache(), logitsFor: .all)
+        #expect(maxAbsDifference(UnsafeBufferPointer(logits), e.logits.flatMap { $0 }) <= 1e-4)
+    }
+}
