@@ -1,29 +1,45 @@
 #!/usr/bin/env python3
 """Renders reference chat-template outputs for Tests/MoETokenizerTests/ChatTemplateTests.swift.
 
-Uses transformers' own apply_chat_template machinery (transformers.utils.chat_template_utils.render_jinja_template,
-the function PreTrainedTokenizerBase.apply_chat_template calls), on real templates from llama.cpp's
-models/templates collection (shipped in the llama-cpp-python source distribution). No model download is needed.
+The templates are real ones, verbatim: llama.cpp's models/templates collection as shipped in the source
+distribution of llama-cpp-python (vendor/llama.cpp/models/templates/*.jinja). They are fetched here, not
+committed: `pip download --no-deps --no-binary :all: --no-build-isolation llama-cpp-python==0.3.36` (with this
+python's pip; needs scikit-build-core, see scripts/setup-test-deps.sh) into a cache folder, of which only the
+*.jinja files are kept. The references come from transformers' own apply_chat_template machinery
+(transformers.utils.chat_template_utils.render_jinja_template, the function
+PreTrainedTokenizerBase.apply_chat_template calls; needs jinja2). No model download is needed.
 
-    ~/.cache/moe-peers/bin/python scripts/make_chat_fixtures.py [TEMPLATES_DIR]
+    "${MOE_TEST_VENV:-$HOME/.cache/moe-test-venv}/bin/python" scripts/make_chat_fixtures.py OUT_DIR [--all]
 
-Writes Tests/Fixtures/tokenizer/chat/{*.jinja, expected.json} (or $CHAT_FIXTURES_OUT; --all renders every template).
+Writes OUT_DIR/{expected.json, <template>.jinja...} (copies of the templates used; --all renders every
+template of the collection, for a wider local check). Template cache: $MOE_CHAT_TEMPLATES_CACHE, else
+${XDG_CACHE_HOME:-~/.cache}/moe-chat-templates (delete it to fetch again).
 """
 import datetime as _dt
+import glob
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
+import time
 
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # "PyTorch was not found"
 import transformers
 from transformers.utils import chat_template_utils as ctu
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.environ.get("CHAT_FIXTURES_OUT") or os.path.join(ROOT, "Tests", "Fixtures", "tokenizer", "chat")
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+TEMPLATES_IN_SDIST = "vendor/llama.cpp/models/templates/"
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
-SRC = ARGS[0] if ARGS else os.path.expanduser("~/.cache/moe-peers/llama.cpp/models/templates")
-# --all: every template in SRC (for a wider local check; the committed fixtures use the list below)
+if len(ARGS) != 1:
+    sys.exit(__doc__)
+OUT = os.path.abspath(ARGS[0])
+# --all: every template in the collection (for a wider local check; the tests use the list below)
 ALL = "--all" in sys.argv
+CACHE = os.environ.get("MOE_CHAT_TEMPLATES_CACHE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "moe-chat-templates")
 
 TEMPLATES = [
     "Qwen-Qwen2.5-7B-Instruct.jinja",
@@ -192,12 +208,56 @@ def render(template, conv, agp, extra):
         return {"error": str(e), "error_type": type(e).__name__}
 
 
+def fetch_templates():
+    """The templates directory of the llama-cpp-python sdist, fetched once into CACHE."""
+    dest = os.path.join(CACHE, LLAMA_CPP_PYTHON.replace("==", "-"), "templates")
+    if os.path.isfile(os.path.join(dest, ".complete")):
+        return dest, 0.0
+    start = time.monotonic()
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(dest)) as work:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+               "--disable-pip-version-check", "--no-input", "--quiet", LLAMA_CPP_PYTHON, "-d", work]
+        subprocess.run(cmd, check=True, stdout=sys.stderr)
+        sdists = glob.glob(os.path.join(work, "*.tar.gz"))
+        if len(sdists) != 1:
+            sys.exit(f"pip download left {os.listdir(work)} in {work}, expected one .tar.gz")
+        extracted = os.path.join(work, "templates")
+        os.makedirs(extracted)
+        n = 0
+        with tarfile.open(sdists[0], "r:gz") as tar:
+            for m in tar:
+                # <name>-<version>/vendor/llama.cpp/models/templates/<file>.jinja, plain files only
+                top, _, rest = m.name.partition("/")
+                if not (m.isfile() and rest.startswith(TEMPLATES_IN_SDIST) and rest.endswith(".jinja")):
+                    continue
+                base = rest[len(TEMPLATES_IN_SDIST):]
+                if "/" in base:
+                    continue
+                with tar.extractfile(m) as src, open(os.path.join(extracted, base), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                n += 1
+        if n == 0:
+            sys.exit(f"no {TEMPLATES_IN_SDIST}*.jinja in {sdists[0]}")
+        open(os.path.join(extracted, ".complete"), "w").close()
+        if os.path.isdir(dest):  # incomplete leftover
+            shutil.rmtree(dest)
+        try:
+            os.rename(extracted, dest)
+        except OSError:  # another process was first
+            if not os.path.isfile(os.path.join(dest, ".complete")):
+                raise
+    return dest, time.monotonic() - start
+
+
 def main():
+    src_dir, fetch_s = fetch_templates()
     os.makedirs(OUT, exist_ok=True)
     cases = []
-    names = sorted(f for f in os.listdir(SRC) if f.endswith(".jinja")) if ALL else TEMPLATES
+    names = sorted(f for f in os.listdir(src_dir) if f.endswith(".jinja")) if ALL else TEMPLATES
+    render_start = time.monotonic()
     for name in names:
-        src = os.path.join(SRC, name)
+        src = os.path.join(src_dir, name)
         shutil.copyfile(src, os.path.join(OUT, name))
         template = open(src, encoding="utf-8").read()
         extra_cases = THINKING_CASES if "enable_thinking" in template else []
@@ -207,7 +267,8 @@ def main():
             case.update(r)
             cases.append(case)
     doc = {
-        "generator": f"scripts/make_chat_fixtures.py, transformers {transformers.__version__}",
+        "generator": f"scripts/make_chat_fixtures.py, transformers {transformers.__version__}, "
+                     f"templates from {LLAMA_CPP_PYTHON} ({TEMPLATES_IN_SDIST})",
         "now": FIXED_NOW.strftime("%Y-%m-%dT%H:%M:%S"),
         "conversations": CONVERSATIONS,
         "cases": cases,
@@ -215,7 +276,9 @@ def main():
     with open(os.path.join(OUT, "expected.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
     n_err = sum(1 for c in cases if "error" in c)
-    print(f"{len(cases)} cases ({n_err} raise) from {len(names)} templates -> {OUT}")
+    fetched = f"fetched {LLAMA_CPP_PYTHON} in {fetch_s:.1f} s" if fetch_s else f"templates cached in {src_dir}"
+    print(f"{len(cases)} cases ({n_err} raise) from {len(names)} templates -> {OUT} "
+          f"({fetched}; rendered in {time.monotonic() - render_start:.1f} s)")
 
 
 if __name__ == "__main__":

