@@ -17,71 +17,11 @@ enum ChatFixtures {
         .deletingLastPathComponent()
     static let script = repo.appendingPathComponent("scripts/make_chat_fixtures.py")
 
-    static var environment: [String: String] { ProcessInfo.processInfo.environment }
-
-    static var python: String {
-        let venv = environment["MOE_TEST_VENV"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/moe-test-venv").path
-        return URL(fileURLWithPath: venv).appendingPathComponent("bin/python").path
-    }
-
-    /// Whether the real-template tests run: references given, a python to make them, or CI (where a missing setup fails).
-    static let enabled: Bool = {
-        if let dir = environment["MOE_CHAT_FIXTURES_DIR"], !dir.isEmpty { return true }
-        if FileManager.default.isExecutableFile(atPath: python) { return true }
-        if environment["CI"] != nil { return true }
-        print("ChatTemplateTests (real templates) skipped: MOE_CHAT_FIXTURES_DIR is unset and there is no \(python) "
-              + "(make it with `bash scripts/setup-test-deps.sh`)")
-        return false
-    }()
-
+    static let references = PythonReferences(name: "moe-chat-fixtures", environmentVariable: "MOE_CHAT_FIXTURES_DIR",
+                                             script: script, marker: "expected.json")
+    static let enabled = references.enabled
     /// The directory holding `expected.json` and the templates it names.
-    static let directory: Result<URL, ChatFixturesError> = {
-        if let dir = environment["MOE_CHAT_FIXTURES_DIR"], !dir.isEmpty {
-            return .success(URL(fileURLWithPath: dir))
-        }
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            return .failure(ChatFixturesError("MOE_CHAT_FIXTURES_DIR is unset and there is no \(python) "
-                                              + "(make it with `bash scripts/setup-test-deps.sh`)"))
-        }
-        guard let data = try? Data(contentsOf: script) else {
-            return .failure(ChatFixturesError("cannot read \(script.path)"))
-        }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325   // FNV-1a of the script (it pins the sdist version)
-        for byte in data { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        let tmp = FileManager.default.temporaryDirectory
-        let dir = tmp.appendingPathComponent("moe-chat-fixtures-\(String(hash, radix: 16))")
-        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("expected.json").path) {
-            print("chat templates: reusing \(dir.path)")
-            return .success(dir)
-        }
-        let work = tmp.appendingPathComponent("moe-chat-fixtures-\(String(hash, radix: 16)).tmp-\(getpid())")
-        try? FileManager.default.removeItem(at: work)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script.path, work.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let start = ContinuousClock.now
-        do { try process.run() } catch {
-            return .failure(ChatFixturesError("cannot run \(python): \(error)"))
-        }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            try? FileManager.default.removeItem(at: work)
-            return .failure(ChatFixturesError(
-                "\(python) \(script.path) failed (status \(process.terminationStatus)):\n\(output)"))
-        }
-        let c = (ContinuousClock.now - start).components
-        print("chat templates: made \(dir.path) in "
-              + String(format: "%.2f s", Double(c.seconds) + Double(c.attoseconds) * 1e-18) + ":\n\(output)")
-        if (try? FileManager.default.moveItem(at: work, to: dir)) == nil {   // another process was first
-            try? FileManager.default.removeItem(at: work)
-        }
-        return .success(dir)
-    }()
+    static let directory = references.directory()
 
     struct Case: Sendable, CustomTestStringConvertible {
         var template: String
@@ -144,10 +84,7 @@ enum ChatFixtures {
     }
 }
 
-struct ChatFixturesError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
+typealias ChatFixturesError = ReferenceError
 
 private let needsRealTemplates = ConditionTrait.enabled(if: ChatFixtures.enabled,
     "needs MOE_CHAT_FIXTURES_DIR or the venv of scripts/setup-test-deps.sh")

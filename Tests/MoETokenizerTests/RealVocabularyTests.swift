@@ -21,70 +21,11 @@ enum RealVocabulary {
         repo.appendingPathComponent("Tests/Fixtures/tokenizer").appendingPathComponent($0)
     }
 
-    static var environment: [String: String] { ProcessInfo.processInfo.environment }
-
-    static var python: String {
-        let venv = environment["MOE_TEST_VENV"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/moe-test-venv").path
-        return URL(fileURLWithPath: venv).appendingPathComponent("bin/python").path
-    }
-
-    /// Whether the tests run: references given, a python to make them, or CI (where a missing setup fails).
-    static let enabled: Bool = {
-        if let dir = environment["MOE_REAL_VOCAB_DIR"], !dir.isEmpty { return true }
-        if FileManager.default.isExecutableFile(atPath: python) { return true }
-        if environment["CI"] != nil { return true }
-        print("RealVocabularyTests skipped: MOE_REAL_VOCAB_DIR is unset and there is no \(python) "
-              + "(make it with `bash scripts/setup-test-deps.sh`)")
-        return false
-    }()
-
+    static let references = PythonReferences(name: "moe-real-vocab", environmentVariable: "MOE_REAL_VOCAB_DIR",
+                                             script: script, inputs: corpora, marker: "README")
+    static let enabled = references.enabled
     /// The directory holding `<name>/{tokenizer.json, tiktoken.json, vocab.tiktoken, expected.json}`.
-    static let directory: Result<URL, RealVocabularyError> = {
-        if let dir = environment["MOE_REAL_VOCAB_DIR"], !dir.isEmpty {
-            return .success(URL(fileURLWithPath: dir))
-        }
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            return .failure(RealVocabularyError("CI is set but MOE_REAL_VOCAB_DIR is unset and there is no \(python)"))
-        }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325   // FNV-1a of the script and the corpora
-        for url in [script] + corpora {
-            guard let data = try? Data(contentsOf: url) else {
-                return .failure(RealVocabularyError("cannot read \(url.path)"))
-            }
-            for byte in data { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        }
-        let tmp = FileManager.default.temporaryDirectory
-        let dir = tmp.appendingPathComponent("moe-real-vocab-\(String(hash, radix: 16))")
-        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("README").path) {
-            print("real vocabularies: reusing \(dir.path)")
-            return .success(dir)
-        }
-        let work = tmp.appendingPathComponent("moe-real-vocab-\(String(hash, radix: 16)).tmp-\(getpid())")
-        try? FileManager.default.removeItem(at: work)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script.path, work.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let start = ContinuousClock.now
-        do { try process.run() } catch {
-            return .failure(RealVocabularyError("cannot run \(python): \(error)"))
-        }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            try? FileManager.default.removeItem(at: work)
-            return .failure(RealVocabularyError(
-                "\(python) \(script.path) failed (status \(process.terminationStatus)):\n\(output)"))
-        }
-        print("real vocabularies: made \(dir.path) in \(seconds(ContinuousClock.now - start)):\n\(output)")
-        if (try? FileManager.default.moveItem(at: work, to: dir)) == nil {   // another process was first
-            try? FileManager.default.removeItem(at: work)
-        }
-        return .success(dir)
-    }()
+    static let directory = references.directory()
 
     struct Expected {
         let texts, nfc, hfDecoded, tiktokenDecoded: [String]
@@ -120,10 +61,7 @@ enum RealVocabulary {
     }
 }
 
-struct RealVocabularyError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
+typealias RealVocabularyError = ReferenceError
 
 /// A text for messages: escapes and the first 60 scalars.
 private func quoted(_ s: String) -> String {
