@@ -56,7 +56,8 @@ final class BPEModel: TokenModel, @unchecked Sendable {
     }
 
     init(_ builder: BPEBuilder, unkToken: String?, fuseUnk: Bool, byteFallback: Bool, ignoreMerges: Bool,
-         continuingSubwordPrefix: String?, endOfWordSuffix: String?) throws {
+         continuingSubwordPrefix: String?, endOfWordSuffix: String?,
+         precomputedRawBytes: RawByteTableBox? = nil) throws {
         let vocab = builder.vocab
         var byteIds = [Int32](repeating: -1, count: 256)
         if byteFallback {
@@ -75,8 +76,15 @@ final class BPEModel: TokenModel, @unchecked Sendable {
         self.continuingSubwordPrefix = continuingSubwordPrefix
         self.endOfWordSuffix = endOfWordSuffix
         self.byteIds = byteIds
-        rawByteTokens = continuingSubwordPrefix == nil && endOfWordSuffix == nil
-            ? Self.rawByteTable(vocab, scalarIds: builder.scalarIds) : nil
+        if continuingSubwordPrefix == nil && endOfWordSuffix == nil {
+            if let box = precomputedRawBytes, box.done {
+                rawByteTokens = box.result
+            } else {
+                rawByteTokens = Self.rawByteTable(vocab, scalarIds: builder.scalarIds)
+            }
+        } else {
+            rawByteTokens = nil
+        }
     }
 
     /// The vocabulary keyed by raw bytes when every byte's alphabet scalar is a token; tokens with a scalar
@@ -121,6 +129,7 @@ final class BPEModel: TokenModel, @unchecked Sendable {
         let prefix = json["continuing_subword_prefix"]?.string
         var builder: BPEBuilder
         var text: [UInt8] = []
+        var rawBox: RawByteTableBox? = nil
         if let raw, raw.ranges["vocab"] != nil {
             // Straight from the bytes: no String or JSONValue per token.
             let size = raw.ranges["vocab"]!.count
@@ -137,6 +146,20 @@ final class BPEModel: TokenModel, @unchecked Sendable {
                     try builder.addToken(token, id: parser.integer())
                 }
             }
+            // The raw-byte table depends on the vocabulary alone: build it on another core while the merges are read.
+            let endOfWordSuffix = json["end_of_word_suffix"]?.string
+            if prefix == nil && endOfWordSuffix == nil {
+                let box = RawByteTableBox()
+                let vocab = builder.vocab, scalarIds = builder.scalarIds
+                box.group.enter()
+                DispatchQueue.global(qos: .userInitiated).async {
+                    box.result = BPEModel.rawByteTable(vocab, scalarIds: scalarIds)
+                    box.done = true
+                    box.group.leave()
+                }
+                rawBox = box
+            }
+            defer { rawBox?.group.wait() }
             var a: [UInt8] = [], b: [UInt8] = []
             _ = try raw.scan("merges") { parser in
                 if parser.peek() == UInt8(ascii: "n") { _ = try parser.skipValue(); return }
@@ -147,26 +170,30 @@ final class BPEModel: TokenModel, @unchecked Sendable {
                 try parser.items { parser in
                     if parser.peek() == UInt8(ascii: "\"") {
                         try parser.stringBytes(into: &text)
-                        try builder.addMerge(line: text, rank: rank, a: &a, b: &b, scratch: &text)
+                        try builder.queueMerge(line: text, rank: rank)
                     } else if parser.peek() == UInt8(ascii: "[") {
                         var n = 0
                         try parser.items { parser in
                             guard n < 2, parser.peek() == UInt8(ascii: "\"") else {
+                                try builder.flushMerges()
                                 throw TokenizerError.badFile(path: path, reason: "merge #\(rank) is neither \"a b\" nor [\"a\", \"b\"]")
                             }
                             if n == 0 { try parser.stringBytes(into: &a) } else { try parser.stringBytes(into: &b) }
                             n += 1
                         }
                         guard n == 2 else {
+                            try builder.flushMerges()
                             throw TokenizerError.badFile(path: path, reason: "merge #\(rank) is neither \"a b\" nor [\"a\", \"b\"]")
                         }
-                        try builder.addMerge(a, b, rank: rank, scratch: &text)
+                        builder.queueMerge(a, b, rank: rank)
                     } else {
+                        try builder.flushMerges()
                         throw TokenizerError.badFile(path: path, reason: "merge #\(rank) is neither \"a b\" nor [\"a\", \"b\"]")
                     }
                     rank += 1
                 }
             }
+            try builder.flushMerges()
         } else {
             guard let vocabJSON = json["vocab"]?.object else {
                 throw TokenizerError.badFile(path: path, reason: "BPE model has no \"vocab\" object")
@@ -196,7 +223,8 @@ final class BPEModel: TokenModel, @unchecked Sendable {
                       byteFallback: json["byte_fallback"]?.bool ?? false,
                       ignoreMerges: json["ignore_merges"]?.bool ?? false,
                       continuingSubwordPrefix: prefix,
-                      endOfWordSuffix: json["end_of_word_suffix"]?.string)
+                      endOfWordSuffix: json["end_of_word_suffix"]?.string,
+                      precomputedRawBytes: { rawBox?.group.wait(); return rawBox }())
     }
 
     func token(forId id: Int) -> String? {
@@ -275,6 +303,20 @@ final class BPEModel: TokenModel, @unchecked Sendable {
     }
 }
 
+/// `BPEModel.rawByteTable`'s result, computed on another thread while the merges are read.
+final class RawByteTableBox: @unchecked Sendable {
+    let group = DispatchGroup()
+    var result: (ByteSliceTable, [Int32])? = nil
+    var done = false
+}
+
+/// What `BPEBuilder.flushMerges`' workers share: the queued bytes and their disjoint output slots.
+struct MergeResolveJob: @unchecked Sendable {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let out: UnsafeMutableBufferPointer<UInt64>
+    let keys: UnsafeMutableBufferPointer<UInt64>
+}
+
 /// A BPE vocabulary and merge table as they are read (from tokenizer.json bytes or from strings), checked
 /// as HF checks them.
 struct BPEBuilder {
@@ -305,6 +347,96 @@ struct BPEBuilder {
            let scalar = String(decoding: token, as: UTF8.self).unicodeScalars.first {
             scalarIds[scalar.value] = Int32(id)
         }
+    }
+
+    /// Merges read but not yet resolved (`queueMerge`): a's bytes then b's, back to back, per merge.
+    var pendingBytes: [UInt8] = []
+    /// Per pending merge: start of a in `pendingBytes`, a's length, b's length.
+    var pending: [(start: Int32, aLength: Int32, bLength: Int32)] = []
+    /// The rank of the first pending merge.
+    var pendingRank = 0
+
+    /// As `addMerge(line:…)` with the look-ups left for `flushMerges` (which must run before anything else
+    /// reads or adds merges); a malformed line throws after the merges before it are resolved.
+    mutating func queueMerge(line: [UInt8], rank: Int) throws {
+        guard let space = line.firstIndex(of: 0x20), !line[(space + 1)...].contains(0x20) else {
+            try flushMerges()
+            throw TokenizerError.badFile(path: path, reason: "merge #\(rank) \"\(String(decoding: line, as: UTF8.self))\" is not two tokens separated by one space")
+        }
+        if pending.isEmpty { pendingRank = rank }
+        pending.append((Int32(pendingBytes.count), Int32(space), Int32(line.count - space - 1)))
+        pendingBytes.append(contentsOf: line[..<space])
+        pendingBytes.append(contentsOf: line[(space + 1)...])
+    }
+
+    /// As `addMerge(_:_:…)` with the look-ups left for `flushMerges` (ranks follow on from the queued ones).
+    mutating func queueMerge(_ a: [UInt8], _ b: [UInt8], rank: Int) {
+        if pending.isEmpty { pendingRank = rank }
+        pending.append((Int32(pendingBytes.count), Int32(a.count), Int32(b.count)))
+        pendingBytes.append(contentsOf: a)
+        pendingBytes.append(contentsOf: b)
+    }
+
+    /// Resolves the queued merges: the vocabulary look-ups on two cores (the vocabulary is read-only by now),
+    /// then the inserts in rank order (a repeated merge keeps the last rank); errors as `addMerge` gives them,
+    /// for the first bad merge.
+    mutating func flushMerges() throws {
+        let n = pending.count
+        if n == 0 { return }
+        var results = [UInt64](repeating: UInt64.max, count: n)
+        var keys = [UInt64](repeating: 0, count: n)
+        let vocab = self.vocab
+        let prefixLength = self.prefixLength
+        let pendingList = pending
+        let baseRank = pendingRank
+        pendingBytes.withUnsafeBufferPointer { bytes in
+            results.withUnsafeMutableBufferPointer { out in keys.withUnsafeMutableBufferPointer { keyOut in
+                let job = MergeResolveJob(bytes: bytes, out: out, keys: keyOut)
+                let parts = n >= 4096 ? 2 : 1
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let lo = n * part / parts, hi = n * (part + 1) / parts
+                    var merged: [UInt8] = []
+                    for i in lo..<hi {
+                        let m = pendingList[i]
+                        let aLen = Int(m.aLength), bLen = Int(m.bLength)
+                        guard aLen > 0, bLen > 0, let base = job.bytes.baseAddress else { continue }
+                        let pa = base + Int(m.start), pb = pa + aLen
+                        let aId = vocab.get(pa, aLen)
+                        if aId < 0 { continue }
+                        let bId = vocab.get(pb, bLen)
+                        if bId < 0 { continue }
+                        var newId: Int32
+                        if prefixLength == 0 {
+                            newId = vocab.get(pa, aLen + bLen)
+                        } else {
+                            guard bLen >= prefixLength else { continue }
+                            merged.removeAll(keepingCapacity: true)
+                            merged.append(contentsOf: UnsafeBufferPointer(start: pa, count: aLen))
+                            merged.append(contentsOf: UnsafeBufferPointer(start: pb + prefixLength, count: bLen - prefixLength))
+                            if merged.isEmpty { continue }
+                            newId = merged.withUnsafeBufferPointer { vocab.get($0.baseAddress!, $0.count) }
+                        }
+                        if newId < 0 { continue }
+                        job.out[i] = UInt64(UInt32(baseRank + i)) << 32 | UInt64(UInt32(newId))
+                        job.keys[i] = UInt64(UInt32(aId)) << 32 | UInt64(UInt32(bId))
+                    }
+                }
+            } }
+        }
+        var a: [UInt8] = [], b: [UInt8] = [], scratch: [UInt8] = []
+        for i in 0..<n {
+            if results[i] != UInt64.max {
+                merges.insert(keys[i], results[i])
+            } else {
+                let m = pending[i]
+                let s = Int(m.start), aLen = Int(m.aLength), bLen = Int(m.bLength)
+                a.removeAll(keepingCapacity: true); a.append(contentsOf: pendingBytes[s..<(s + aLen)])
+                b.removeAll(keepingCapacity: true); b.append(contentsOf: pendingBytes[(s + aLen)..<(s + aLen + bLen)])
+                try addMerge(a, b, rank: baseRank + i, scratch: &scratch)
+            }
+        }
+        pending.removeAll()
+        pendingBytes.removeAll()
     }
 
     /// A merge written "a b" (split on its one space).

@@ -29,6 +29,17 @@ func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
     return h ^ (h >> 33)
 }
 
+/// One hash slot of `ByteSliceTable`: everything a probe needs (tag, length, where the key is, its value) in
+/// 16 bytes, so a look-up touches one slot cache line and the key's bytes.
+struct ByteSliceSlot: Sendable {
+    /// Hash high 16 bits << 16 | min(key length, 0xFFFF).
+    var tagLen: UInt32
+    /// entry + 1; 0 is empty.
+    var entry: UInt32
+    var offset: UInt32
+    var value: Int32
+}
+
 /// An immutable-once-built map from byte strings to ids in flat arrays (open addressing, linear probing):
 /// building it allocates nothing per key, and a look-up hashes a byte slice in place.
 struct ByteSliceTable: Sendable {
@@ -36,14 +47,13 @@ struct ByteSliceTable: Sendable {
     private var arena: [UInt8] = []
     private var starts: [Int32] = [0]
     private var values: [Int32] = []
-    /// Per slot: hash high bits << 32 | (entry + 1); 0 is empty.
-    private var slots: [UInt64]
+    private var slots: [ByteSliceSlot]
     private var mask: Int
 
     init(capacity: Int = 16) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = [UInt64](repeating: 0, count: size)
+        slots = [ByteSliceSlot](repeating: ByteSliceSlot(tagLen: 0, entry: 0, offset: 0, value: 0), count: size)
         mask = size - 1
         arena.reserveCapacity(capacity * 8)
         starts.reserveCapacity(capacity + 1)
@@ -52,22 +62,32 @@ struct ByteSliceTable: Sendable {
 
     var count: Int { values.count }
 
+    @inline(__always) private static func tagLen(_ h: UInt64, _ n: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: h >> 48) << 16 | UInt32(min(n, 0xFFFF))
+    }
+
     /// Adds or replaces (a repeated key keeps the last value, as HF's vocab map does); the key's entry number.
     @discardableResult
     mutating func insert(_ key: UnsafeBufferPointer<UInt8>, _ value: Int32) -> Int {
         if (values.count + 1) * 2 > slots.count { grow() }
-        let h = hashBytes(key.baseAddress ?? UnsafePointer(bitPattern: 1)!, key.count)
+        let base = key.baseAddress ?? UnsafePointer(bitPattern: 1)!
+        let h = hashBytes(base, key.count)
         var i = Int(truncatingIfNeeded: h) & mask
-        let tag = h & 0xFFFF_FFFF_0000_0000
-        while slots[i] != 0 {
-            let e = Int(slots[i] & 0xFFFF_FFFF) - 1
-            if slots[i] & ~0xFFFF_FFFF == tag && equal(e, key) { values[e] = value; return e }
+        let tl = Self.tagLen(h, key.count)
+        while slots[i].entry != 0 {
+            let e = Int(slots[i].entry) - 1
+            if slots[i].tagLen == tl && equal(e, key) {
+                values[e] = value
+                slots[i].value = value
+                return e
+            }
             i = (i + 1) & mask
         }
+        let offset = arena.count
         arena.append(contentsOf: key)
         starts.append(Int32(arena.count))
         values.append(value)
-        slots[i] = tag | UInt64(values.count)
+        slots[i] = ByteSliceSlot(tagLen: tl, entry: UInt32(values.count), offset: UInt32(offset), value: value)
         return values.count - 1
     }
 
@@ -84,8 +104,12 @@ struct ByteSliceTable: Sendable {
     /// Every (key, value), in insertion order.
     func forEach(_ body: (UnsafeBufferPointer<UInt8>, Int32) -> Void) {
         arena.withUnsafeBufferPointer { a in
-            for e in 0..<values.count {
-                body(UnsafeBufferPointer(rebasing: a[Int(starts[e])..<Int(starts[e + 1])]), values[e])
+            starts.withUnsafeBufferPointer { st in
+                values.withUnsafeBufferPointer { v in
+                    for e in 0..<v.count {
+                        body(UnsafeBufferPointer(rebasing: a[Int(st[e])..<Int(st[e + 1])]), v[e])
+                    }
+                }
             }
         }
     }
@@ -100,15 +124,16 @@ struct ByteSliceTable: Sendable {
     private mutating func grow() {
         var size = slots.count * 2
         if size < 16 { size = 16 }
-        var fresh = [UInt64](repeating: 0, count: size)
+        var fresh = [ByteSliceSlot](repeating: ByteSliceSlot(tagLen: 0, entry: 0, offset: 0, value: 0), count: size)
         let m = size - 1
         arena.withUnsafeBufferPointer { a in
             for e in 0..<values.count {
                 let s = Int(starts[e])
-                let h = hashBytes(a.baseAddress! + s, Int(starts[e + 1]) - s)
+                let n = Int(starts[e + 1]) - s
+                let h = hashBytes(a.baseAddress! + s, n)
                 var i = Int(truncatingIfNeeded: h) & m
-                while fresh[i] != 0 { i = (i + 1) & m }
-                fresh[i] = h & 0xFFFF_FFFF_0000_0000 | UInt64(e + 1)
+                while fresh[i].entry != 0 { i = (i + 1) & m }
+                fresh[i] = ByteSliceSlot(tagLen: Self.tagLen(h, n), entry: UInt32(e + 1), offset: UInt32(s), value: values[e])
             }
         }
         slots = fresh
@@ -118,22 +143,31 @@ struct ByteSliceTable: Sendable {
     /// The id of the `n` bytes at `p`, or -1.
     @inline(__always)
     func get(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int32 {
-        let h = hashBytes(p, n)
-        var i = Int(truncatingIfNeeded: h) & mask
-        let tag = h & 0xFFFF_FFFF_0000_0000
-        while true {
-            let slot = slots[i]
-            if slot == 0 { return -1 }
-            if slot & ~0xFFFF_FFFF == tag {
-                let e = Int(slot & 0xFFFF_FFFF) - 1
-                let s = Int(starts[e])
-                if Int(starts[e + 1]) - s == n {
-                    var k = 0
-                    while k < n && arena[s + k] == p[k] { k += 1 }
-                    if k == n { return values[e] }
+        get(p, n, hash: hashBytes(p, n))
+    }
+
+    /// As `get(_:_:)`, with the bytes' `hashBytes` already computed.
+    @inline(__always)
+    func get(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt64) -> Int32 {
+        let tl = Self.tagLen(h, n)
+        return slots.withUnsafeBufferPointer { sl in
+            arena.withUnsafeBufferPointer { a in
+                var i = Int(truncatingIfNeeded: h) & mask
+                while true {
+                    let slot = sl[i]
+                    if slot.entry == 0 { return -1 }
+                    if slot.tagLen == tl {
+                        let s = Int(slot.offset)
+                        var same = true
+                        if n >= 0xFFFF {
+                            let e = Int(slot.entry) - 1
+                            same = Int(starts[e + 1]) - Int(starts[e]) == n
+                        }
+                        if same && (n == 0 || memcmp(a.baseAddress! + s, p, n) == 0) { return slot.value }
+                    }
+                    i = (i + 1) & mask
                 }
             }
-            i = (i + 1) & mask
         }
     }
 
@@ -153,17 +187,20 @@ struct ByteSliceTable: Sendable {
 /// arrays: a look-up is one multiply and, nearly always, one cache line.
 struct PairTable: Sendable {
     static let absent = UInt64.max
-    private var keys: [UInt64]
-    private var values: [UInt64]
+    /// Key at 2i, value at 2i + 1: a probe reads one cache line.
+    private var cells: [UInt64]
     private var shift: UInt64
+    private var mask: Int
     private(set) var count = 0
 
     init(capacity: Int) {
         var bits: UInt64 = 4
         while (1 << bits) < capacity * 2 { bits += 1 }
-        keys = [UInt64](repeating: Self.absent, count: 1 << bits)
-        values = [UInt64](repeating: 0, count: 1 << bits)
+        var cells = [UInt64](repeating: 0, count: 2 << bits)
+        for i in stride(from: 0, to: cells.count, by: 2) { cells[i] = Self.absent }
+        self.cells = cells
         shift = 64 - bits
+        mask = (1 << bits) - 1
     }
 
     @inline(__always) static func key(_ a: Int32, _ b: Int32) -> UInt64 {
@@ -174,23 +211,29 @@ struct PairTable: Sendable {
     /// the capacity given to init.
     mutating func insert(_ key: UInt64, _ value: UInt64) {
         var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
-        let mask = keys.count - 1
-        while keys[i] != Self.absent && keys[i] != key { i = (i + 1) & mask }
-        if keys[i] == Self.absent { count += 1 }
-        keys[i] = key
-        values[i] = value
+        let mask = self.mask
+        let isNew = cells.withUnsafeMutableBufferPointer { c -> Bool in
+            while c[2 * i] != Self.absent && c[2 * i] != key { i = (i + 1) & mask }
+            let new = c[2 * i] == Self.absent
+            c[2 * i] = key
+            c[2 * i + 1] = value
+            return new
+        }
+        if isNew { count += 1 }
     }
 
     /// The value for `key`, or `PairTable.absent`.
     @inline(__always)
     func get(_ key: UInt64) -> UInt64 {
         var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
-        let mask = keys.count - 1
-        while true {
-            let k = keys[i]
-            if k == key { return values[i] }
-            if k == Self.absent { return Self.absent }
-            i = (i + 1) & mask
+        let mask = self.mask
+        return cells.withUnsafeBufferPointer { c in
+            while true {
+                let k = c[2 * i]
+                if k == key { return c[2 * i + 1] }
+                if k == Self.absent { return Self.absent }
+                i = (i + 1) & mask
+            }
         }
     }
 }

@@ -339,6 +339,17 @@ struct JSONParser {
     /// An integer value.
     mutating func integer() throws -> Int {
         skipSpace()
+        // Fast path: a plain non-negative integer of at most 18 digits, ended by a non-number byte.
+        var p = pos
+        var v = 0
+        while p < bytes.count, p - pos < 18, bytes[p] >= 0x30, bytes[p] <= 0x39 { v = v * 10 + Int(bytes[p] - 0x30); p += 1 }
+        if p > pos, p < bytes.count, !(bytes[pos] == 0x30 && p - pos > 1) {
+            let c = bytes[p]
+            if c != UInt8(ascii: ".") && c != UInt8(ascii: "e") && c != UInt8(ascii: "E") && !(c >= 0x30 && c <= 0x39) {
+                pos = p
+                return v
+            }
+        }
         guard let i = try parseValue().int else { throw error("expected an integer") }
         return i
     }
