@@ -55,8 +55,9 @@ public enum TemplateValue: Sendable, Equatable, Codable {
 
     /// Parses JSON text, keeping object key order.
     public init(decoding data: Data) throws {
-        var p = OrderedJSONReader(bytes: [UInt8](data))
-        self = try p.parseDocument()
+        do { self.init(try JSONValue.parse(data, path: "JSON")) } catch {
+            throw ChatTemplateError.badValue("invalid JSON: \(error)")
+        }
     }
 
     public init(parsing text: String) throws { try self.init(decoding: Data(text.utf8)) }
@@ -171,114 +172,24 @@ public enum ChatTemplateError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Minimal JSON reader that keeps object key order.
-struct OrderedJSONReader {
-    let bytes: [UInt8]
-    var i = 0
-    init(bytes: [UInt8]) { self.bytes = bytes }
-
-    mutating func fail(_ m: String) -> ChatTemplateError { .badValue("invalid JSON at byte \(i): \(m)") }
-    mutating func ws() { while i < bytes.count, [0x20, 0x0a, 0x0d, 0x09].contains(bytes[i]) { i += 1 } }
-
-    mutating func parseDocument() throws -> TemplateValue {
-        ws(); let v = try value(); ws()
-        if i != bytes.count { throw fail("trailing characters") }
-        return v
-    }
-
-    mutating func lit(_ s: String, _ v: TemplateValue) throws -> TemplateValue {
-        let u = Array(s.utf8)
-        guard i + u.count <= bytes.count, Array(bytes[i..<i + u.count]) == u else { throw fail("unexpected token") }
-        i += u.count; return v
-    }
-
-    mutating func value() throws -> TemplateValue {
-        guard i < bytes.count else { throw fail("unexpected end") }
-        switch bytes[i] {
-        case UInt8(ascii: "{"):
-            i += 1; ws()
-            var entries: [TemplateValue.TemplateEntry] = []
-            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(entries) }
-            while true {
-                ws()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected key") }
-                let k = try string(); ws()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
-                i += 1; ws()
-                let v = try value()
-                if let j = entries.firstIndex(where: { $0.key == k }) { entries[j].value = v } else { entries.append(.init(k, v)) }
-                ws()
-                guard i < bytes.count else { throw fail("unexpected end") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(entries) }
-                throw fail("expected ',' or '}'")
+extension TemplateValue {
+    /// The template value of parsed JSON (the tokenizer's own order-keeping parser); a repeated key keeps its
+    /// first place and its last value, as a Python dict does.
+    init(_ json: JSONValue) {
+        switch json {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .int(let i): self = .int(i)
+        case .double(let d): self = .double(d)
+        case .string(let s): self = .string(s)
+        case .array(let a): self = .array(a.map(TemplateValue.init))
+        case .object(let members):
+            var entries: [TemplateEntry] = []
+            for (k, v) in members {
+                if let j = entries.firstIndex(where: { $0.key == k }) { entries[j].value = TemplateValue(v) }
+                else { entries.append(TemplateEntry(k, TemplateValue(v))) }
             }
-        case UInt8(ascii: "["):
-            i += 1; ws()
-            var items: [TemplateValue] = []
-            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-            while true {
-                ws(); items.append(try value()); ws()
-                guard i < bytes.count else { throw fail("unexpected end") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-                throw fail("expected ',' or ']'")
-            }
-        case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): return try lit("true", .bool(true))
-        case UInt8(ascii: "f"): return try lit("false", .bool(false))
-        case UInt8(ascii: "n"): return try lit("null", .null)
-        default: return try number()
+            self = .object(entries)
         }
-    }
-
-    mutating func number() throws -> TemplateValue {
-        let start = i
-        var isFloat = false
-        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
-        while i < bytes.count {
-            let c = bytes[i]
-            if c >= 0x30 && c <= 0x39 { i += 1 } else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") || c == UInt8(ascii: "+") || c == UInt8(ascii: "-") { isFloat = true; i += 1 } else { break }
-        }
-        let s = String(decoding: bytes[start..<i], as: UTF8.self)
-        if !isFloat, let v = Int(s) { return .int(v) }
-        guard let d = Double(s), !s.isEmpty else { throw fail("bad number") }
-        return .double(d)
-    }
-
-    mutating func hex4() throws -> UInt32 {
-        guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16) else { throw fail("bad \\u escape") }
-        i += 4; return v
-    }
-
-    mutating func string() throws -> String {
-        i += 1
-        var out: [UInt8] = []
-        while true {
-            guard i < bytes.count else { throw fail("unterminated string") }
-            let c = bytes[i]; i += 1
-            if c == UInt8(ascii: "\"") { break }
-            if c != UInt8(ascii: "\\") { out.append(c); continue }
-            guard i < bytes.count else { throw fail("bad escape") }
-            let e = bytes[i]; i += 1
-            switch e {
-            case UInt8(ascii: "n"): out.append(0x0a)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "r"): out.append(0x0d)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0c)
-            case UInt8(ascii: "u"):
-                var cp = try hex4()
-                if cp >= 0xD800 && cp < 0xDC00, i + 6 <= bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") {
-                    i += 2
-                    let lo = try hex4()
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
-                }
-                let scalar = Unicode.Scalar(cp) ?? "\u{FFFD}"
-                out.append(contentsOf: Array(String(Character(scalar)).utf8))
-            default: out.append(e)
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
