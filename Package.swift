@@ -32,16 +32,20 @@ let package = Package(
         .target(name: "MoETokenizer", swiftSettings: fast),
         // Architectures, forward pass with KV cache, sampler, generator.
         .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: fast),
+        // Training: explicit forward/backward per layer, balance losses, optimizer, data shards, objectives.
+        .target(name: "MoETraining", dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer"], swiftSettings: fast),
         // The `moe` command line.
         .executableTarget(
             name: "moe",
-            dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer",
+            dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoETraining",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: fast),
         .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats"], swiftSettings: fast),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: fast),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: fast),
+        .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels"],
+                    swiftSettings: fast),
         .testTarget(name: "EndToEndTests", dependencies: ["moe"], swiftSettings: fast),
     ]
 )

@@ -158,6 +158,25 @@ public indirect enum JSONValue: Sendable, Equatable {
         default: return nil
         }
     }
+
+    /// The value as `JSONSerialization` objects (for writing config.json back).
+    public var foundationObject: Any {
+        switch self {
+        case let .number(d): return d == d.rounded() && abs(d) < 1e15 ? NSNumber(value: Int64(d)) : NSNumber(value: d)
+        case let .bool(b): return NSNumber(value: b)
+        case let .string(s): return s
+        case let .array(a): return a.map(\.foundationObject)
+        case let .object(o): return o.mapValues(\.foundationObject)
+        case .null: return NSNull()
+        }
+    }
+}
+
+extension ModelConfig {
+    /// config.json as written by `save_pretrained` would have it: every key read, pretty-printed, sorted.
+    public func jsonData() throws -> Data {
+        try JSONSerialization.data(withJSONObject: raw.mapValues(\.foundationObject), options: [.prettyPrinted, .sortedKeys])
+    }
 }
 
 /// Typed look-ups in a JSON object with errors that name the file and key.

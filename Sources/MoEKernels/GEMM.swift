@@ -183,3 +183,35 @@ public func sgemmNN(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float
     gemm(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: .nn(b, ld: ldb),
          c: c, ldc: ldc, accumulate: accumulate, pool: pool)
 }
+
+/// C[m×n] = alpha·Aᵀ·B (+ C if accumulate), A stored [k×m], B stored [k×n] (weight gradients: dW = dYᵀ·X).
+/// Aᵀ is materialised once in a per-thread buffer (O(k·m), small beside the O(k·m·n) product).
+public func sgemmTN(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                    b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                    accumulate: Bool, pool: WorkerPool?) {
+    if m <= 0 || n <= 0 { return }
+    let at = ThreadScratch.transposed.floats(max(m &* k, 1))
+    transpose(a, rows: k, cols: m, lda: lda, into: at, ldo: k)
+    gemm(m: m, n: n, k: k, alpha: alpha, a: at, lda: k, b: .nn(b, ld: ldb), c: c, ldc: ldc,
+         accumulate: accumulate, pool: pool)
+}
+
+/// out[j][i] = a[i][j] for a [rows×cols] (row stride lda) into out [cols×rows] (row stride ldo), in 32×32 tiles.
+public func transpose(_ a: UnsafePointer<Float>, rows: Int, cols: Int, lda: Int,
+                      into out: UnsafeMutablePointer<Float>, ldo: Int) {
+    let tile = 32
+    var i0 = 0
+    while i0 < rows {
+        let i1 = min(i0 &+ tile, rows)
+        var j0 = 0
+        while j0 < cols {
+            let j1 = min(j0 &+ tile, cols)
+            for i in i0..<i1 {
+                let src = a + i &* lda
+                for j in j0..<j1 { out[j &* ldo &+ i] = src[j] }
+            }
+            j0 = j1
+        }
+        i0 = i1
+    }
+}

@@ -30,17 +30,23 @@ final class ThreadScratch {
 
     /// The calling thread's scratch buffer.
     @inline(__always)
-    static var current: ThreadScratch {
-        if let p = pthread_getspecific(scratchKey) {
+    static var current: ThreadScratch { slot(scratchKey) }
+
+    /// A second buffer per thread, for a transposed operand that must outlive the packing buffer's reuse.
+    static var transposed: ThreadScratch { slot(transposedKey) }
+
+    @inline(__always)
+    private static func slot(_ key: pthread_key_t) -> ThreadScratch {
+        if let p = pthread_getspecific(key) {
             return Unmanaged<ThreadScratch>.fromOpaque(p).takeUnretainedValue()
         }
-        return makeCurrent()
+        return make(key)
     }
 
     @inline(never)
-    private static func makeCurrent() -> ThreadScratch {
+    private static func make(_ key: pthread_key_t) -> ThreadScratch {
         let s = ThreadScratch()
-        pthread_setspecific(scratchKey, Unmanaged.passRetained(s).toOpaque())
+        pthread_setspecific(key, Unmanaged.passRetained(s).toOpaque())
         return s
     }
 }
@@ -55,8 +61,11 @@ private func releaseScratch(_ p: UnsafeMutableRawPointer?) {
 }
 #endif
 
-private let scratchKey: pthread_key_t = {
+private func makeKey() -> pthread_key_t {
     var key = pthread_key_t()
     pthread_key_create(&key, releaseScratch)
     return key
-}()
+}
+
+private let scratchKey = makeKey()
+private let transposedKey = makeKey()

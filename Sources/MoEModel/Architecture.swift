@@ -1,13 +1,16 @@
 import MoEFormats
 
-/// One supported architecture: how a `config.json` of its `model_type` and the tensors of its checkpoint
-/// become decoder layers. The embedding (`model.embed_tokens`), final norm (`model.norm`) and LM head
-/// (`lm_head`, or the embedding when tied) are common to all of them and read by `Transformer`.
+/// One supported architecture: which tensors a `config.json` of its `model_type` calls for, layer by layer.
+/// The embedding (`model.embed_tokens`), final norm (`model.norm`) and LM head (`lm_head`, or the embedding
+/// when tied) are common to all of them. Inference (`Transformer`) and training build their layers from the
+/// same `LayerLayout`s, so an architecture is described once.
 ///
 /// Adding an architecture is one new file with a type conforming to this, plus its line in `registry`.
-public protocol Architecture {
+public protocol Architecture: Sendable {
     static var modelType: String { get }
-    static func layers(_ config: ModelConfig, _ weights: WeightReader) throws -> [DecoderLayer]
+    /// The layers' layouts. `has` tells whether the checkpoint being read holds a tensor (to pick between
+    /// naming variants); for a new model it answers false and the hub's names are chosen.
+    static func layout(_ config: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout]
 }
 
 /// `model_type` → architecture.
@@ -21,6 +24,81 @@ public enum ArchitectureRegistry {
             throw ModelError.unknownArchitecture(modelType, known: all.map { $0.modelType })
         }
         return a
+    }
+}
+
+/// What one decoder layer holds and how it computes, in checkpoint names (`prefix` = `model.layers.N`):
+/// `{prefix}.input_layernorm`, `{prefix}.self_attn.{q,k,v,o}_proj` (+ biases, q/k norms),
+/// `{prefix}.post_attention_layernorm`, then the feed-forward part.
+public struct LayerLayout: Sendable, Equatable {
+    public var prefix: String
+    public var qkvBias: Bool
+    public var outputBias: Bool
+    public var qkNorm: Attention.QKNorm
+    /// OLMoE's `clip_qkv`: q, k, v clamped to ±clip after the projections (and norms).
+    public var clip: Double?
+    public var feedForward: FeedForwardLayout
+
+    public var attentionPrefix: String { "\(prefix).self_attn" }
+}
+
+public enum FeedForwardLayout: Sendable, Equatable {
+    /// A SwiGLU MLP: `{prefix}.gate_proj`, `up_proj`, `down_proj`.
+    case dense(prefix: String, width: Int)
+    case moe(MoELayout)
+}
+
+/// A mixture-of-experts block: router `{prefix}.gate.weight` [experts, hidden], experts
+/// `{prefix}.experts.E.{gate,up,down}` (names vary), optional shared expert `{prefix}.shared_expert.*` with its
+/// sigmoid gate `{prefix}.shared_expert_gate.weight` [1, hidden].
+public struct MoELayout: Sendable, Equatable {
+    public var prefix: String
+    public var experts: Int
+    public var topK: Int
+    public var width: Int
+    public var normTopKProb: Bool
+    public var expertNames: ExpertNames
+    public var sharedWidth: Int?
+
+    public struct ExpertNames: Sendable, Equatable {
+        public var gate: String, up: String, down: String
+        public static let swiGLU = ExpertNames(gate: "gate_proj", up: "up_proj", down: "down_proj")
+        /// Mixtral's hub names.
+        public static let w1w3w2 = ExpertNames(gate: "w1", up: "w3", down: "w2")
+    }
+
+    public var routerName: String { "\(prefix).gate.weight" }
+    public func expertPrefix(_ e: Int) -> String { "\(prefix).experts.\(e)" }
+    public var sharedPrefix: String { "\(prefix).shared_expert" }
+    public var sharedGateName: String { "\(prefix).shared_expert_gate.weight" }
+}
+
+extension ModelConfig {
+    /// Whether layer `i` is a mixture-of-experts layer (Qwen2-MoE / Qwen3-MoE rule):
+    /// not in `mlp_only_layers`, experts exist, and `(i + 1) % decoder_sparse_step == 0`.
+    public func isSparseLayer(_ i: Int) -> Bool {
+        !mlpOnlyLayers.contains(i) && numExperts > 0 && (i + 1) % decoderSparseStep == 0
+    }
+
+    /// Refuses settings the engine does not implement, rather than running them wrongly.
+    public func requireSupported() throws {
+        if hiddenAct != "silu" { throw ModelError.unsupported("hidden_act '\(hiddenAct)' is not supported (only silu)") }
+        if case .bool(true)? = raw["use_sliding_window"] {
+            throw ModelError.unsupported("sliding-window attention (use_sliding_window: true) is not supported")
+        }
+        if case .bool(true)? = raw["mlp_bias"] { throw ModelError.unsupported("mlp_bias: true is not supported") }
+    }
+
+    /// Layouts of `numHiddenLayers` layers with the given attention options; the feed-forward part is MoE
+    /// where `isSparseLayer` says so (`moe(prefix, i)`), else a dense MLP of width `intermediate_size`.
+    func layerLayouts(qkvBias: Bool, outputBias: Bool, qkNorm: Attention.QKNorm = .none, clip: Double? = nil,
+                      moe: ((String) -> MoELayout)? = nil) -> [LayerLayout] {
+        (0..<numHiddenLayers).map { i in
+            let p = "model.layers.\(i)"
+            let ff: FeedForwardLayout
+            if let moe, isSparseLayer(i) { ff = .moe(moe(p)) } else { ff = .dense(prefix: "\(p).mlp", width: intermediateSize) }
+            return LayerLayout(prefix: p, qkvBias: qkvBias, outputBias: outputBias, qkNorm: qkNorm, clip: clip, feedForward: ff)
+        }
     }
 }
 
@@ -41,37 +119,30 @@ public struct DecoderLayer: Sendable {
         self.postAttentionNorm = postAttentionNorm; self.feedForward = feedForward
     }
 
-    /// The usual layout: `{prefix}.input_layernorm`, `{prefix}.self_attn`, `{prefix}.post_attention_layernorm`.
-    public init(_ c: ModelConfig, _ w: WeightReader, prefix: String, attention: Attention, feedForward: FeedForward) throws {
-        self.init(inputNorm: try w.vector("\(prefix).input_layernorm.weight", count: c.hiddenSize),
-                  attention: attention,
-                  postAttentionNorm: try w.vector("\(prefix).post_attention_layernorm.weight", count: c.hiddenSize),
-                  feedForward: feedForward)
-    }
-}
-
-extension ModelConfig {
-    /// Whether layer `i` is a mixture-of-experts layer (Qwen2-MoE / Qwen3-MoE rule):
-    /// not in `mlp_only_layers`, experts exist, and `(i + 1) % decoder_sparse_step == 0`.
-    public func isSparseLayer(_ i: Int) -> Bool {
-        !mlpOnlyLayers.contains(i) && numExperts > 0 && (i + 1) % decoderSparseStep == 0
-    }
-
-    /// Refuses settings the engine does not implement, rather than running them wrongly.
-    func requireSupported() throws {
-        if hiddenAct != "silu" { throw ModelError.unsupported("hidden_act '\(hiddenAct)' is not supported (only silu)") }
-        if case .bool(true)? = raw["use_sliding_window"] {
-            throw ModelError.unsupported("sliding-window attention (use_sliding_window: true) is not supported")
+    /// Reads the layer `layout` describes.
+    public init(_ c: ModelConfig, _ w: WeightReader, layout l: LayerLayout) throws {
+        let attention = try Attention(c, w, prefix: l.attentionPrefix, qkvBias: l.qkvBias, outputBias: l.outputBias,
+                                      qkNorm: l.qkNorm, clip: l.clip)
+        let ff: FeedForward
+        switch l.feedForward {
+        case let .dense(prefix, width):
+            ff = .dense(try MLP(w, prefix: prefix, hidden: c.hiddenSize, width: width))
+        case let .moe(m):
+            var shared: MLP?, sharedGate: [Float]?
+            if let sharedWidth = m.sharedWidth {
+                shared = try MLP(w, prefix: m.sharedPrefix, hidden: c.hiddenSize, width: sharedWidth)
+                sharedGate = try FloatEncoding.floats(w.checkpoint.tensor(m.sharedGateName, shape: [1, c.hiddenSize]))
+            }
+            let n = m.expertNames
+            ff = .moe(MoEBlock(
+                router: try w.matrix(m.routerName, rows: m.experts, cols: c.hiddenSize),
+                experts: try MoEBlock.readExperts(w, prefix: "\(m.prefix).experts", count: m.experts, hidden: c.hiddenSize,
+                                                  width: m.width, names: (n.gate, n.up, n.down)),
+                topK: m.topK, normTopKProb: m.normTopKProb, sharedExpert: shared, sharedExpertGate: sharedGate))
         }
-        if case .bool(true)? = raw["mlp_bias"] { throw ModelError.unsupported("mlp_bias: true is not supported") }
-    }
-}
-
-/// Layers of a dense model: the given attention and a SwiGLU MLP of width `intermediate_size`.
-func denseLayers(_ c: ModelConfig, _ w: WeightReader, attention: (String) throws -> Attention) throws -> [DecoderLayer] {
-    try (0..<c.numHiddenLayers).map { i in
-        let p = "model.layers.\(i)"
-        return try DecoderLayer(c, w, prefix: p, attention: attention("\(p).self_attn"),
-                                feedForward: .dense(MLP(w, prefix: "\(p).mlp", hidden: c.hiddenSize, width: c.intermediateSize)))
+        self.init(inputNorm: try w.vector("\(l.prefix).input_layernorm.weight", count: c.hiddenSize),
+                  attention: attention,
+                  postAttentionNorm: try w.vector("\(l.prefix).post_attention_layernorm.weight", count: c.hiddenSize),
+                  feedForward: ff)
     }
 }

@@ -38,7 +38,7 @@ public final class Transformer: @unchecked Sendable {
         checkpoint = try Checkpoint(directory: directory)
         let w = WeightReader(checkpoint)
         embedding = try w.matrix("model.embed_tokens.weight", rows: config.vocabSize, cols: config.hiddenSize)
-        layers = try architecture.layers(config, w)
+        layers = try architecture.layout(config, has: w.has).map { try DecoderLayer(config, w, layout: $0) }
         finalNorm = try w.vector("model.norm.weight", count: config.hiddenSize)
         if config.tieWordEmbeddings || !w.has("lm_head.weight") {
             guard config.tieWordEmbeddings else { throw FormatError.missingTensor(tensor: "lm_head.weight", directory: directory) }

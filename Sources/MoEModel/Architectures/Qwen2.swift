@@ -4,7 +4,7 @@ import MoEFormats
 enum Qwen2: Architecture {
     static let modelType = "qwen2"
 
-    static func layers(_ c: ModelConfig, _ w: WeightReader) throws -> [DecoderLayer] {
-        try denseLayers(c, w) { p in try Attention(c, w, prefix: p, qkvBias: true, outputBias: false) }
+    static func layout(_ c: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout] {
+        c.layerLayouts(qkvBias: true, outputBias: false)
     }
 }

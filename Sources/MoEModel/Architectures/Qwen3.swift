@@ -4,8 +4,8 @@ import MoEFormats
 enum Qwen3: Architecture {
     static let modelType = "qwen3"
 
-    static func layers(_ c: ModelConfig, _ w: WeightReader) throws -> [DecoderLayer] {
+    static func layout(_ c: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout] {
         let bias = c.attentionBias ?? false
-        return try denseLayers(c, w) { p in try Attention(c, w, prefix: p, qkvBias: bias, outputBias: bias, qkNorm: .perHead) }
+        return c.layerLayouts(qkvBias: bias, outputBias: bias, qkNorm: .perHead)
     }
 }

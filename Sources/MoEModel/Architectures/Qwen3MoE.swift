@@ -5,22 +5,12 @@ import MoEFormats
 enum Qwen3MoE: Architecture {
     static let modelType = "qwen3_moe"
 
-    static func layers(_ c: ModelConfig, _ w: WeightReader) throws -> [DecoderLayer] {
-        try (0..<c.numHiddenLayers).map { i in
-            let p = "model.layers.\(i)"
-            let bias = c.attentionBias ?? false
-            let attention = try Attention(c, w, prefix: "\(p).self_attn", qkvBias: bias, outputBias: bias, qkNorm: .perHead)
-            let ff: DecoderLayer.FeedForward
-            if c.isSparseLayer(i) {
-                ff = .moe(MoEBlock(
-                    router: try w.matrix("\(p).mlp.gate.weight", rows: c.numExperts, cols: c.hiddenSize),
-                    experts: try MoEBlock.readExperts(w, prefix: "\(p).mlp.experts", count: c.numExperts, hidden: c.hiddenSize,
-                                                      width: c.moeIntermediateSize ?? c.intermediateSize),
-                    topK: c.numExpertsPerToken, normTopKProb: c.normTopKProb ?? false))
-            } else {
-                ff = .dense(try MLP(w, prefix: "\(p).mlp", hidden: c.hiddenSize, width: c.intermediateSize))
-            }
-            return try DecoderLayer(c, w, prefix: p, attention: attention, feedForward: ff)
+    static func layout(_ c: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout] {
+        let bias = c.attentionBias ?? false
+        return c.layerLayouts(qkvBias: bias, outputBias: bias, qkNorm: .perHead) { p in
+            MoELayout(prefix: "\(p).mlp", experts: c.numExperts, topK: c.numExpertsPerToken,
+                      width: c.moeIntermediateSize ?? c.intermediateSize, normTopKProb: c.normTopKProb ?? false,
+                      expertNames: .swiGLU)
         }
     }
 }

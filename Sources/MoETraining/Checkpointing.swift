@@ -1,0 +1,63 @@
+import Foundation
+import MoEFormats
+import MoEKernels
+import MoEModel
+
+extension TrainableModel {
+    /// HF-style initialisation (`_init_weights`): every weight matrix ~ N(0, initializer_range²), norms 1,
+    /// biases (and the expert selection bias) 0. Deterministic for a seed.
+    public func initialize(seed: UInt64) {
+        let std: Float
+        if case let .number(r)? = config.raw["initializer_range"] { std = Float(r) } else { std = 0.02 }
+        var rng = SplitMix64(seed: seed)
+        let w = store.values!
+        for t in store.tensors {
+            let p = w + t.offset
+            if t.name.hasSuffix("norm.weight") || t.name.hasSuffix("layernorm.weight") {
+                p.update(repeating: 1, count: t.count)
+            } else if t.shape.count == 2 && !t.frozen {
+                for i in 0..<t.count { p[i] = std * rng.nextGaussian() }
+            } else {
+                p.update(repeating: 0, count: t.count)
+            }
+        }
+    }
+
+    /// Loads a Hugging Face checkpoint directory (config.json + safetensors, any float dtype) for training.
+    public static func load(directory: String, selectionBias: Bool = false,
+                            threads: Int = WorkerPool.defaultThreadCount) throws -> TrainableModel {
+        let config = try ModelConfig(directory: directory)
+        let checkpoint = try Checkpoint(directory: directory)
+        // A checkpoint that carries the expert bias keeps it even if not asked for.
+        let hasBias = checkpoint.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
+        let model = try TrainableModel(config: config, selectionBias: selectionBias || hasBias, threads: threads,
+                                       has: checkpoint.contains)
+        let w = model.store.values!
+        for t in model.store.tensors {
+            if t.frozen && !checkpoint.contains(t.name) { continue }   // a bias added now starts at zero
+            let data = try checkpoint.tensor(t.name, shape: t.shape)
+            let values = try FloatEncoding.floats(data)
+            (w + t.offset).update(from: values, count: t.count)
+        }
+        return model
+    }
+
+    /// Writes the model as a Hugging Face directory: config.json, model.safetensors (f32 by default, names
+    /// and shapes as `save_pretrained` writes them) and generation_config.json; files are replaced atomically.
+    public func save(to directory: String, dtype: DType = .f32) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let w = store.values!
+        let entries = store.tensors.map { t in
+            SafeTensorsWriter.Entry(name: t.name, dtype: dtype, shape: t.shape) { dst in
+                try FloatEncoding.encode(UnsafeBufferPointer(start: w + t.offset, count: t.count), as: dtype, into: dst)
+            }
+        }
+        try SafeTensorsWriter.write(entries, to: "\(directory)/model.safetensors")
+        try AtomicFile.write(try config.jsonData(), to: "\(directory)/config.json")
+        var generation: [String: Any] = ["_from_model_config": true]
+        if let bos = config.bosTokenId { generation["bos_token_id"] = bos }
+        if let eos = config.eosTokenIds.first { generation["eos_token_id"] = config.eosTokenIds.count == 1 ? eos : config.eosTokenIds }
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys]),
+                             to: "\(directory)/generation_config.json")
+    }
+}

@@ -1,0 +1,284 @@
+import Foundation
+
+/// The three kinds of text in the built-in demo corpus.
+public enum DemoDomain: String, CaseIterable, Sendable, Codable { case arithmetic, code, prose }
+
+public struct DemoDocument: Sendable {
+    public let domain: DemoDomain
+    public let text: String
+}
+
+/// A built-in, deterministic, multi-domain corpus for `moe demo` (no downloads).
+///
+/// Formats:
+/// - arithmetic documents: 18–26 lines `A op B = C` (op is `+`, `-` or `*`; all results are non-negative), e.g.
+///   `23 + 48 = 71`; operands are 0–99, many problems are single-digit.
+/// - code documents: two or three functions of a tiny language (`fn name(a, b) {`, `let`, `if`/`else`,
+///   `while`, `return`, 4-space indentation), followed by a `let r = name(3, 4)` call.
+/// - prose documents: a short paragraph of templated English about one character.
+/// - held-out problems: prompt `What is A op B?`, answer the decimal result (`"71"`). SFT arithmetic examples
+///   use the same user text and answer `A op B = C`: the final number in a completion is the answer
+///   (`finalNumber(in:)` reads it). An operand triple (a, op, b) is either in training text or held out, never both.
+public enum DemoCorpus {
+    /// `count` documents cycling through the domains, deterministic for a seed. Document `i` depends only on
+    /// `(seed, i)`, so a shorter list is a prefix of a longer one.
+    public static func documents(count: Int, seed: UInt64) -> [DemoDocument] {
+        (0..<max(count, 0)).map { i in
+            var rng = SplitMix64(seed: seed, stream: UInt64(i))
+            let domain = DemoDomain.allCases[i % DemoDomain.allCases.count]
+            switch domain {
+            case .arithmetic: return DemoDocument(domain: domain, text: arithmeticDocument(&rng))
+            case .code: return DemoDocument(domain: domain, text: codeDocument(&rng))
+            case .prose: return DemoDocument(domain: domain, text: Prose.paragraph(&rng))
+            }
+        }
+    }
+
+    /// Short prompts per domain for showing samples after training.
+    public static func samplePrompts(_ domain: DemoDomain) -> [String] {
+        switch domain {
+        case .arithmetic: return ["3 + 4 =", "12 + 7 =", "15 - 8 =", "6 * 7 ="]
+        case .code: return ["fn add(a, b) {", "fn count(n) {\n    let total = 0\n", "let r ="]
+        case .prose: return ["The old fox", "In the evening,", "A young girl lived"]
+        }
+    }
+
+    /// Held-out arithmetic problems with exact answers: prompt `What is A op B?`, answer e.g. `"71"`. Drawn from the
+    /// same difficulty mix as the documents, but only from operand triples the documents never use; distinct
+    /// while the held-out pool allows, repeating only when `count` outgrows it.
+    public static func arithmeticProblems(count: Int, seed: UInt64) -> [(prompt: String, answer: String)] {
+        var rng = SplitMix64(seed: seed, stream: 0xE7A1)
+        var seen = Set<Problem>(), out: [(prompt: String, answer: String)] = []
+        var misses = 0
+        while out.count < count {
+            let p = Problem.random(&rng)
+            guard p.isHeldOut else { continue }
+            if seen.contains(p) && misses < 2_000 { misses += 1; continue }
+            seen.insert(p); misses = 0
+            out.append((prompt: p.question, answer: String(p.value)))
+        }
+        return out
+    }
+
+    /// Chat-style (user, assistant) pairs: half arithmetic (`What is A op B?` → `A op B = C`, training triples
+    /// only), a quarter code, a quarter prose.
+    public static func instructions(count: Int, seed: UInt64) -> [(user: String, assistant: String)] {
+        (0..<max(count, 0)).map { i in
+            var rng = SplitMix64(seed: seed, stream: 0x5F7_0000 &+ UInt64(i))
+            switch i % 4 {
+            case 0, 1:
+                let p = Problem.training(&rng)
+                return (user: p.question, assistant: "\(p.equation) = \(p.value)")
+            case 2: return codeInstruction(&rng)
+            default: return Prose.instruction(&rng)
+            }
+        }
+    }
+
+    /// The answer an evaluator reads from a completion: its last run of digits (with a directly preceding `-`).
+    public static func finalNumber(in completion: String) -> String? {
+        let chars = Array(completion)
+        var end = chars.count
+        while end > 0, !chars[end - 1].isASCIIDigit { end -= 1 }
+        guard end > 0 else { return nil }
+        var start = end
+        while start > 0, chars[start - 1].isASCIIDigit { start -= 1 }
+        if start > 0, chars[start - 1] == "-" { start -= 1 }
+        return String(chars[start..<end])
+    }
+
+    // MARK: Arithmetic
+
+    static func arithmeticDocument(_ rng: inout SplitMix64) -> String {
+        (0..<rng.int(in: 18...26)).map { _ in
+            let p = Problem.training(&rng)
+            return "\(p.equation) = \(p.value)"
+        }.joined(separator: "\n")
+    }
+
+    /// One arithmetic problem `a op b` with a non-negative result.
+    struct Problem: Hashable {
+        let a: Int, op: Character, b: Int
+
+        var value: Int { op == "+" ? a + b : op == "-" ? a - b : a * b }
+        var equation: String { "\(a) \(op) \(b)" }
+        var question: String { "What is \(equation)?" }
+        /// About one triple in ten is held out for evaluation and RL, by a fixed hash of the operands.
+        var isHeldOut: Bool { Self.isHeldOut(a: a, op: op, b: b) }
+        static func isHeldOut(a: Int, op: Character, b: Int) -> Bool {
+            let code = op == "+" ? 1 : op == "-" ? 2 : 3
+            return (a * 31 + b * 17 + code * 7) % 10 == 0
+        }
+
+        /// The difficulty mix: mostly single digits, some 2-digit sums and differences, the times table.
+        static func random(_ rng: inout SplitMix64) -> Problem {
+            let r = rng.int(100)
+            switch r {
+            case ..<30: return Problem(a: rng.int(10), op: "+", b: rng.int(10))
+            case ..<42:
+                let big = rng.int(in: 10...99), small = rng.int(10)
+                return rng.int(2) == 0 ? Problem(a: big, op: "+", b: small) : Problem(a: small, op: "+", b: big)
+            case ..<52: return Problem(a: rng.int(in: 10...99), op: "+", b: rng.int(in: 10...99))
+            case ..<67:   // the inverse of a single-digit sum: (x + y) - y
+                let x = rng.int(10), y = rng.int(10)
+                return Problem(a: x + y, op: "-", b: y)
+            case ..<80: return Problem(a: rng.int(in: 10...99), op: "-", b: rng.int(10))
+            default: return Problem(a: rng.int(10), op: "*", b: rng.int(10))
+            }
+        }
+
+        /// A problem from the training side of the partition.
+        static func training(_ rng: inout SplitMix64) -> Problem {
+            while true { let p = random(&rng); if !p.isHeldOut { return p } }
+        }
+    }
+
+    // MARK: Code
+
+    static let functionNames = ["add", "scale", "clamp", "count", "step", "mix", "score", "blend", "shift",
+                                "total", "limit", "grow", "merge", "measure", "pick", "fold"]
+    static let paramNames = ["a", "b", "x", "y", "n", "k", "size", "rate", "width", "speed", "value", "base"]
+    static let localNames = ["t", "sum", "w", "tmp", "res", "m", "d", "q"]
+
+    static func codeDocument(_ rng: inout SplitMix64) -> String {
+        var names: [String] = []
+        var parts: [String] = []
+        for _ in 0..<rng.int(in: 2...3) {
+            var name = rng.pick(functionNames)
+            while names.contains(name) { name = rng.pick(functionNames) }
+            names.append(name)
+            parts.append(codeFunction(name: name, &rng))
+        }
+        parts.append("let r = \(rng.pick(names))(\(rng.int(in: 1...9)), \(rng.int(in: 1...9)))")
+        return parts.joined(separator: "\n\n")
+    }
+
+    /// A function of two parameters: a few `let`s, then a plain return, an `if`/`else`, or a `while` loop.
+    static func codeFunction(name: String, _ rng: inout SplitMix64) -> String {
+        let p = rng.pick(paramNames)
+        var q = rng.pick(paramNames)
+        while q == p { q = rng.pick(paramNames) }
+        var vars = [p, q], lines = ["fn \(name)(\(p), \(q)) {"]
+        func emit(_ level: Int, _ s: String) { lines.append(String(repeating: "    ", count: level) + s) }
+        func expr(_ rng: inout SplitMix64) -> String {   // `v op w` with w another variable or a digit
+            let v = rng.pick(vars)
+            let w = rng.int(4) == 0 ? String(rng.int(in: 1...9)) : rng.pick(vars.filter { $0 != v })
+            return "\(v) \(rng.pick(["+", "-", "*"])) \(w)"
+        }
+        for _ in 0..<rng.int(in: 1...2) {
+            let v = rng.pick(localNames.filter { !vars.contains($0) })
+            emit(1, "let \(v) = \(expr(&rng))")
+            vars.append(v)
+        }
+        switch rng.int(3) {
+        case 0:
+            emit(1, "return \(expr(&rng))")
+        case 1:
+            let x = rng.pick(vars), y = rng.pick(vars.filter { $0 != x })
+            emit(1, "if \(x) \(rng.pick([">", "<", "=="])) \(y) {")
+            emit(2, "return \(expr(&rng))")
+            emit(1, "} else {")
+            emit(2, "return \(expr(&rng))")
+            emit(1, "}")
+        default:
+            emit(1, "let i = 0")
+            emit(1, "let acc = 0")
+            emit(1, "while i < \(p) {")
+            emit(2, "acc = acc + \(rng.pick(vars.filter { $0 != p }))")
+            emit(2, "i = i + 1")
+            emit(1, "}")
+            emit(1, "return acc")
+        }
+        lines.append("}")
+        return lines.joined(separator: "\n")
+    }
+
+    static func codeInstruction(_ rng: inout SplitMix64) -> (user: String, assistant: String) {
+        let (a, b) = rng.pick([("a", "b"), ("x", "y"), ("m", "n"), ("left", "right")])
+        let x = rng.pick(["x", "n", "value"])
+        let tasks: [(String, String, [String])] = [
+            ("adds two numbers", "fn add(\(a), \(b)) {", ["    return \(a) + \(b)"]),
+            ("subtracts one number from another", "fn sub(\(a), \(b)) {", ["    return \(a) - \(b)"]),
+            ("multiplies two numbers", "fn mul(\(a), \(b)) {", ["    return \(a) * \(b)"]),
+            ("returns the larger of two numbers", "fn max(\(a), \(b)) {",
+             ["    if \(a) > \(b) {", "        return \(a)", "    }", "    return \(b)"]),
+            ("returns the smaller of two numbers", "fn min(\(a), \(b)) {",
+             ["    if \(a) < \(b) {", "        return \(a)", "    }", "    return \(b)"]),
+            ("doubles a number", "fn double(\(x)) {", ["    return \(x) * 2"]),
+            ("squares a number", "fn square(\(x)) {", ["    return \(x) * \(x)"]),
+            ("adds up the numbers below n", "fn sum_to(n) {",
+             ["    let i = 0", "    let total = 0", "    while i < n {", "        total = total + i",
+              "        i = i + 1", "    }", "    return total"]),
+        ]
+        let (what, head, body) = rng.pick(tasks)
+        return (user: "Write a function that \(what).", assistant: ([head] + body + ["}"]).joined(separator: "\n"))
+    }
+
+    // MARK: Prose
+
+    enum Prose {
+        static let adjectives = ["old", "young", "quiet", "clever", "tired", "brave", "small", "gentle", "curious", "hungry"]
+        static let characters: [(noun: String, pronoun: String)] = [
+            ("fox", "it"), ("owl", "it"), ("dog", "it"), ("farmer", "he"), ("sailor", "he"), ("king", "he"),
+            ("boy", "he"), ("girl", "she"), ("baker", "she"), ("teacher", "she")]
+        static let transitive = ["found", "carried", "watched", "painted", "followed", "dropped", "cleaned", "opened"]
+        static let intransitive = ["slept", "waited", "sang", "walked", "rested", "laughed", "worked"]
+        static let things = ["apple", "basket", "lantern", "letter", "boat", "door", "map", "stone", "bell", "cup"]
+        static let colours = ["red", "blue", "heavy", "wooden", "shiny", "broken", "little", "green"]
+        static let places = ["near the river", "in the quiet village", "under the tall tree", "by the old mill",
+                             "on the hill", "at the market", "in the dark forest", "beside the lake"]
+        static let times = ["at dawn", "in the evening", "every morning", "after the rain", "before supper",
+                            "at midnight", "on a cold day"]
+        static let feelings = ["happy", "tired", "worried", "proud", "calm", "hungry"]
+
+        static func article(_ word: String) -> String { "aeiou".contains(word.first ?? "x") ? "an" : "a" }
+        static func capitalized(_ s: String) -> String { s.prefix(1).uppercased() + s.dropFirst() }
+        static func object(_ rng: inout SplitMix64) -> String {
+            let c = rng.pick(colours)
+            return "\(article(c)) \(c) \(rng.pick(things))"
+        }
+
+        /// An introduction, then 3–5 sentences about the same character (by name or pronoun).
+        static func paragraph(_ rng: inout SplitMix64) -> String {
+            let (noun, pronoun) = rng.pick(characters)
+            let adjective = rng.pick(adjectives)
+            var sentences = ["\(capitalized(article(adjective))) \(adjective) \(noun) lived \(rng.pick(places))."]
+            for _ in 0..<rng.int(in: 3...5) {
+                let who = rng.int(2) == 0 ? "the \(noun)" : pronoun
+                let other = rng.pick(characters.filter { $0.noun != noun }).noun
+                let s: String
+                switch rng.int(6) {
+                case 0: s = "\(who) \(rng.pick(transitive)) \(object(&rng)) \(rng.pick(places))."
+                case 1: s = "\(rng.pick(times)), \(who) \(rng.pick(intransitive)) \(rng.pick(places))."
+                case 2: s = "\(who) felt \(rng.pick(feelings)) and \(rng.pick(intransitive)) \(rng.pick(times))."
+                case 3: s = "\(who) \(rng.pick(transitive)) \(object(&rng)) \(rng.pick(times)), then \(rng.pick(intransitive))."
+                case 4: s = "nobody knew why \(who) \(rng.pick(transitive)) \(object(&rng))."
+                default: s = "the \(other) \(rng.pick(intransitive)) \(rng.pick(places)) while \(who) \(rng.pick(intransitive))."
+                }
+                sentences.append(capitalized(s))
+            }
+            return sentences.joined(separator: " ")
+        }
+
+        static func instruction(_ rng: inout SplitMix64) -> (user: String, assistant: String) {
+            let (noun, pronoun) = rng.pick(characters)
+            let adjective = rng.pick(adjectives)
+            switch rng.int(3) {
+            case 0:
+                return (user: "Describe \(article(noun)) \(noun).",
+                        assistant: "The \(noun) was \(adjective). \(capitalized(pronoun)) \(rng.pick(intransitive)) \(rng.pick(places)) \(rng.pick(times)).")
+            case 1:
+                return (user: "Write a sentence about \(article(noun)) \(noun).",
+                        assistant: "\(capitalized(article(adjective))) \(adjective) \(noun) \(rng.pick(transitive)) \(object(&rng)) \(rng.pick(places)).")
+            default:
+                let (verb, past) = rng.pick([("sleep", "slept"), ("wait", "waited"), ("rest", "rested"), ("work", "worked")])
+                return (user: "Where did the \(noun) \(verb)?",
+                        assistant: "The \(noun) \(past) \(rng.pick(places)) \(rng.pick(times)).")
+            }
+        }
+    }
+}
+
+private extension Character {
+    var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import MoEKernels
+import MoEModel
+
+/// The balance losses of the MoE routers (all optional):
+/// - `auxLossCoef`: Switch-style auxiliary loss as HF's `load_balancing_loss_func` computes it, pooled over
+///   all MoE layers: `E · Σ_e f[e]·P[e]` with f the fraction of top-k choices and P the mean probability.
+/// - `zLossCoef`: router z-loss, mean over layers and tokens of logsumexp(router logits)².
+public struct BalanceLosses: Sendable, Codable, Equatable {
+    public var auxLossCoef: Double
+    public var zLossCoef: Double
+
+    public init(auxLossCoef: Double = 0, zLossCoef: Double = 0) {
+        self.auxLossCoef = auxLossCoef; self.zLossCoef = zLossCoef
+    }
+}
+
+/// One forward's loss, split into its parts.
+public struct LossBreakdown: Sendable, Codable {
+    /// Mean next-token cross-entropy over the target tokens.
+    public var crossEntropy: Double
+    /// The auxiliary load-balancing loss (unweighted; ≈ top-k when balanced), 0 for dense models.
+    public var aux: Double
+    /// The router z-loss (unweighted).
+    public var z: Double
+    /// crossEntropy + auxLossCoef·aux + zLossCoef·z.
+    public var total: Double
+    /// Target tokens counted (targets < 0 are ignored).
+    public var tokens: Int
+}
+
+extension TrainableModel {
+    /// Forward and backward for next-token cross-entropy plus the balance losses: `targets[i]` is the token
+    /// that should follow `inputs[i]` (a negative target is ignored, like HF's -100). Gradients are *added*
+    /// to `store.grads`, multiplied by `gradientScale` (1/accumulation steps when accumulating).
+    public func trainStep(batch B: Int, seqLen T: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>,
+                          balance: BalanceLosses, gradientScale: Float = 1) throws -> LossBreakdown {
+        try forwardHidden(batch: B, seqLen: T, inputs: inputs)
+        let n = B * T
+        let valid = (0..<n).reduce(0) { $0 + (targets[$1] >= 0 ? 1 : 0) }
+        let c = valid > 0 ? -gradientScale / Float(valid) : 0
+        let coefficients = (0..<n).map { targets[$0] >= 0 ? c : 0 }
+        let logp = head(rows: n, targets: targets, coefficients: coefficients)
+        var result = breakdown(logp: logp, targets: targets, rows: n, balance: balance)
+        result.tokens = valid
+        backwardHidden(batch: B, seqLen: T, balance: balanceGradient(balance, scale: gradientScale))
+        return result
+    }
+
+    /// The same losses without gradients (validation).
+    public func evaluate(batch B: Int, seqLen T: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>,
+                         balance: BalanceLosses) throws -> LossBreakdown {
+        try forwardHidden(batch: B, seqLen: T, inputs: inputs)
+        let logp = head(rows: B * T, targets: targets, coefficients: nil)
+        return breakdown(logp: logp, targets: targets, rows: B * T, balance: balance)
+    }
+
+    private func breakdown(logp: [Float], targets: UnsafePointer<Int32>, rows n: Int, balance: BalanceLosses) -> LossBreakdown {
+        var sum = 0.0, valid = 0
+        for i in 0..<n where targets[i] >= 0 { sum -= Double(logp[i]); valid += 1 }
+        let ce = valid > 0 ? sum / Double(valid) : 0
+        let (aux, z) = routerLosses()
+        return LossBreakdown(crossEntropy: ce, aux: aux, z: z,
+                             total: ce + balance.auxLossCoef * aux + balance.zLossCoef * z, tokens: valid)
+    }
+
+    /// The aux and z losses of the last forward.
+    func routerLosses() -> (aux: Double, z: Double) {
+        guard stats.rows > 0 else { return (0, 0) }
+        let rows = Double(stats.rows), E = Double(stats.experts)
+        var aux = 0.0
+        for e in 0..<stats.experts { aux += stats.counts[e] / rows * (stats.probabilitySums[e] / rows) }
+        return (aux * E, stats.zSum / rows)
+    }
+
+    /// The balance losses' gradient terms for the routers, from the last forward's statistics.
+    func balanceGradient(_ balance: BalanceLosses, scale: Float) -> BalanceGradient {
+        let rows = Double(max(stats.rows, 1)), E = Double(stats.experts)
+        let probability = (0..<stats.experts).map { e in
+            Float(balance.auxLossCoef * E * (stats.counts[e] / rows) / rows) * scale
+        }
+        return BalanceGradient(probability: probability, zScale: Float(balance.zLossCoef / rows) * scale)
+    }
+
+    /// The LM head over the final hidden states, in row chunks so the [rows × vocab] logits never exist at
+    /// once: returns log p(target) per row (0 where target < 0). With `coefficients` (c_i = d loss / d log p_i)
+    /// it also back-propagates in the same pass: d logits = c·(onehot − softmax), into the head's weight
+    /// gradient and `dFinal` (the gradient of the final normalised hidden states).
+    func head(rows n: Int, targets: UnsafePointer<Int32>, coefficients: [Float]?) -> [Float] {
+        let w = store.values!, g = store.grads!, V = vocab, H = hidden
+        let chunk = 256
+        let logits = logitsChunk.reserve(chunk * V)
+        let hf = finalNormed.pointer
+        let df = coefficients != nil ? dFinal.reserve(n * H) : nil
+        var logp = [Float](repeating: 0, count: n)
+        var r0 = 0
+        while r0 < n {
+            let rows = min(chunk, n - r0)
+            let x = hf + r0 * H
+            linearForward(x, rows: rows, inputs: H, outputs: V, weight: w + lmHead, bias: nil, into: logits, pool: pool)
+            forEachBlock(rows, pool: pool) { r in
+                let l = logits + r * V
+                var m = -Float.infinity
+                for j in 0..<V { m = max(m, l[j]) }
+                var s: Float = 0
+                for j in 0..<V { s += expf(l[j] - m) }
+                let lse = m + logf(s)
+                let t = Int(targets[r0 + r])
+                logp[r0 + r] = t >= 0 ? l[t] - lse : 0
+                if let coefficients {
+                    let c = coefficients[r0 + r]
+                    // d/dlogit_j of c·log p_t = c·(1[j = t] − p_j)
+                    for j in 0..<V { l[j] = -c * expf(l[j] - lse) }
+                    if t >= 0 { l[t] += c }
+                }
+            }
+            if let df {
+                linearBackward(logits, x: x, rows: rows, inputs: H, outputs: V, weight: w + lmHead, weightGrad: g + lmHead,
+                               biasGrad: nil, inputGrad: df + r0 * H, accumulateInput: false, pool: pool)
+            }
+            r0 += rows
+        }
+        return logp
+    }
+}

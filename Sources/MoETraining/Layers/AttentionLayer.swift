@@ -1,0 +1,205 @@
+import Foundation
+import MoEKernels
+import MoEModel
+
+/// Causal grouped-query self-attention over a batch of `B` sequences of `T` tokens (positions 0..<T each),
+/// with the options of `LayerLayout`: q/k/v (and o) biases, RMSNorm of q and k (per head, or over the whole
+/// projection as OLMoE), rotary embeddings. Forward saves q, k (after norm and RoPE), v, the attention
+/// probabilities and the pre-projection output; backward recomputes nothing.
+final class AttentionLayer {
+    let heads: Int, kvHeads: Int, headDim: Int, hidden: Int
+    let qkNorm: Attention.QKNorm
+    let eps: Float
+    // Offsets into the parameter store.
+    let q: Int, k: Int, v: Int, o: Int
+    let qBias: Int?, kBias: Int?, vBias: Int?, oBias: Int?
+    let qNorm: Int?, kNorm: Int?
+
+    // Saved activations.
+    let input = Floats(), qRaw = Floats(), kRaw = Floats(), qRstd = Floats(), kRstd = Floats()
+    let qs = Floats(), ks = Floats(), vs = Floats(), probs = Floats(), attended = Floats()
+    // Backward scratch.
+    let dq = Floats(), dk = Floats(), dv = Floats(), dAttended = Floats(), dProbs = Floats()
+
+    var qWidth: Int { heads * headDim }
+    var kvWidth: Int { kvHeads * headDim }
+
+    init(_ store: ParameterStore, prefix: String, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
+         qkvBias: Bool, outputBias: Bool, qkNorm: Attention.QKNorm, eps: Float) {
+        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.hidden = hidden
+        self.qkNorm = qkNorm; self.eps = eps
+        let qw = heads * headDim, kvw = kvHeads * headDim
+        q = store.add("\(prefix).q_proj.weight", shape: [qw, hidden], decay: true)
+        k = store.add("\(prefix).k_proj.weight", shape: [kvw, hidden], decay: true)
+        v = store.add("\(prefix).v_proj.weight", shape: [kvw, hidden], decay: true)
+        o = store.add("\(prefix).o_proj.weight", shape: [hidden, qw], decay: true)
+        qBias = qkvBias ? store.add("\(prefix).q_proj.bias", shape: [qw], decay: false) : nil
+        kBias = qkvBias ? store.add("\(prefix).k_proj.bias", shape: [kvw], decay: false) : nil
+        vBias = qkvBias ? store.add("\(prefix).v_proj.bias", shape: [kvw], decay: false) : nil
+        oBias = outputBias ? store.add("\(prefix).o_proj.bias", shape: [hidden], decay: false) : nil
+        switch qkNorm {
+        case .none: qNorm = nil; kNorm = nil
+        case .perHead:
+            qNorm = store.add("\(prefix).q_norm.weight", shape: [headDim], decay: false)
+            kNorm = store.add("\(prefix).k_norm.weight", shape: [headDim], decay: false)
+        case .wholeProjection:
+            qNorm = store.add("\(prefix).q_norm.weight", shape: [qw], decay: false)
+            kNorm = store.add("\(prefix).k_norm.weight", shape: [kvw], decay: false)
+        }
+    }
+
+    /// The norm's (rows, dim) for q or k: per head, or the whole projection.
+    private func normShape(tokens n: Int, width: Int) -> (rows: Int, dim: Int) {
+        qkNorm == .perHead ? (n * width / headDim, headDim) : (n, width)
+    }
+
+    /// out[N×hidden] (+)= attention(x[N×hidden]) for N = B·T tokens.
+    func forward(_ x: UnsafePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, store: ParameterStore,
+                 into out: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool) {
+        let n = B * T, w = store.values!
+        let xs = input.reserve(n * hidden)
+        xs.update(from: x, count: n * hidden)
+        let qp = qs.reserve(n * qWidth), kp = ks.reserve(n * kvWidth), vp = vs.reserve(n * kvWidth)
+        linearForward(xs, rows: n, inputs: hidden, outputs: qWidth, weight: w + q, bias: qBias.map { w + $0 }, into: qp, pool: pool)
+        linearForward(xs, rows: n, inputs: hidden, outputs: kvWidth, weight: w + k, bias: kBias.map { w + $0 }, into: kp, pool: pool)
+        linearForward(xs, rows: n, inputs: hidden, outputs: kvWidth, weight: w + v, bias: vBias.map { w + $0 }, into: vp, pool: pool)
+        if let qNorm, let kNorm {
+            let (qr, qd) = normShape(tokens: n, width: qWidth), (kr, kd) = normShape(tokens: n, width: kvWidth)
+            let qraw = qRaw.reserve(n * qWidth), kraw = kRaw.reserve(n * kvWidth)
+            qraw.update(from: qp, count: n * qWidth); kraw.update(from: kp, count: n * kvWidth)
+            rmsNormForward(qraw, rows: qr, dim: qd, weight: w + qNorm, eps: eps, into: qp, rstd: qRstd.reserve(qr), pool: pool)
+            rmsNormForward(kraw, rows: kr, dim: kd, weight: w + kNorm, eps: eps, into: kp, rstd: kRstd.reserve(kr), pool: pool)
+        }
+        rope.rotate(qp, batch: B, seqLen: T, heads: heads, headDim: headDim, inverse: false)
+        rope.rotate(kp, batch: B, seqLen: T, heads: kvHeads, headDim: headDim, inverse: false)
+
+        let p = probs.reserve(B * heads * T * T), att = attended.reserve(n * qWidth)
+        let group = heads / kvHeads, hd = headDim, qw = qWidth, kvw = kvWidth
+        let scale = 1 / Float(headDim).squareRoot()
+        pool.parallelFor(B * heads) { task in
+            let b = task / heads, h = task % heads, kvh = h / group
+            let s = p + task * T * T
+            let qh = qp + b * T * qw + h * hd, kh = kp + b * T * kvw + kvh * hd, vh = vp + b * T * kvw + kvh * hd
+            sgemmNT(m: T, n: T, k: hd, alpha: scale, a: qh, lda: qw, b: kh, ldb: kvw, c: s, ldc: T, accumulate: false, pool: nil)
+            for r in 0..<T {
+                let row = s + r * T
+                softmax(row, count: r + 1)
+                (row + r + 1).update(repeating: 0, count: T - r - 1)
+            }
+            sgemmNN(m: T, n: hd, k: T, alpha: 1, a: s, lda: T, b: vh, ldb: kvw, c: att + b * T * qw + h * hd, ldc: qw,
+                    accumulate: false, pool: nil)
+        }
+        linearForward(att, rows: n, inputs: qWidth, outputs: hidden, weight: w + o, bias: oBias.map { w + $0 }, into: out,
+                      accumulate: accumulate, pool: pool)
+    }
+
+    /// Given dOut (the gradient of this layer's output), accumulates parameter gradients and writes (or adds)
+    /// the gradient of its input into dx.
+    func backward(_ dOut: UnsafePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, store: ParameterStore,
+                  inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool) {
+        let n = B * T, w = store.values!, g = store.grads!
+        let qw = qWidth, kvw = kvWidth, hd = headDim, group = heads / kvHeads
+        let scale = 1 / Float(headDim).squareRoot()
+        let att = attended.pointer, p = probs.pointer, qp = qs.pointer, kp = ks.pointer, vp = vs.pointer
+        let dAtt = dAttended.reserve(n * qw)
+        linearBackward(dOut, x: att, rows: n, inputs: qw, outputs: hidden, weight: w + o, weightGrad: g + o,
+                       biasGrad: oBias.map { g + $0 }, inputGrad: dAtt, accumulateInput: false, pool: pool)
+
+        let dqp = dq.reserve(n * qw), dkp = dk.zeroed(n * kvw), dvp = dv.zeroed(n * kvw)
+        let dps = dProbs.reserve(B * kvHeads * T * T)
+        // One task per (sequence, kv head): the heads sharing a kv head add into the same dK, dV rows.
+        pool.parallelFor(B * kvHeads) { task in
+            let b = task / kvHeads, kvh = task % kvHeads
+            let ds = dps + task * T * T
+            let kh = kp + b * T * kvw + kvh * hd, vh = vp + b * T * kvw + kvh * hd
+            let dkh = dkp + b * T * kvw + kvh * hd, dvh = dvp + b * T * kvw + kvh * hd
+            for h in kvh * group ..< (kvh + 1) * group {
+                let s = p + (b * heads + h) * T * T
+                let doh = dAtt + b * T * qw + h * hd, qh = qp + b * T * qw + h * hd
+                // dV += Pᵀ·dO; dP = dO·Vᵀ
+                sgemmTN(m: T, n: hd, k: T, alpha: 1, a: s, lda: T, b: doh, ldb: qw, c: dvh, ldc: kvw, accumulate: true, pool: nil)
+                sgemmNT(m: T, n: T, k: hd, alpha: 1, a: doh, lda: qw, b: vh, ldb: kvw, c: ds, ldc: T, accumulate: false, pool: nil)
+                // dS = P ⊙ (dP − ⟨dP, P⟩) over the visible keys; masked entries have P = 0.
+                for r in 0..<T {
+                    let pr = s + r * T, dr = ds + r * T
+                    let c = dot(pr, dr, count: r + 1)
+                    for j in 0...r { dr[j] = pr[j] * (dr[j] - c) }
+                    (dr + r + 1).update(repeating: 0, count: T - r - 1)
+                }
+                // dQ = scale·dS·K; dK += scale·dSᵀ·Q
+                sgemmNN(m: T, n: hd, k: T, alpha: scale, a: ds, lda: T, b: kh, ldb: kvw, c: dqp + b * T * qw + h * hd, ldc: qw,
+                        accumulate: false, pool: nil)
+                sgemmTN(m: T, n: hd, k: T, alpha: scale, a: ds, lda: T, b: qh, ldb: qw, c: dkh, ldc: kvw, accumulate: true, pool: nil)
+            }
+        }
+        rope.rotate(dqp, batch: B, seqLen: T, heads: heads, headDim: hd, inverse: true)
+        rope.rotate(dkp, batch: B, seqLen: T, heads: kvHeads, headDim: hd, inverse: true)
+        if let qNorm, let kNorm {
+            let (qr, qd) = normShape(tokens: n, width: qw), (kr, kd) = normShape(tokens: n, width: kvw)
+            rmsNormBackward(dqp, x: qRaw.pointer, rows: qr, dim: qd, weight: w + qNorm, rstd: qRstd.pointer,
+                            weightGrad: g + qNorm, inputGrad: dqp, accumulate: false, pool: pool)
+            rmsNormBackward(dkp, x: kRaw.pointer, rows: kr, dim: kd, weight: w + kNorm, rstd: kRstd.pointer,
+                            weightGrad: g + kNorm, inputGrad: dkp, accumulate: false, pool: pool)
+        }
+        let xs = input.pointer
+        linearBackward(dqp, x: xs, rows: n, inputs: hidden, outputs: qw, weight: w + q, weightGrad: g + q,
+                       biasGrad: qBias.map { g + $0 }, inputGrad: dx, accumulateInput: accumulate, pool: pool)
+        linearBackward(dkp, x: xs, rows: n, inputs: hidden, outputs: kvw, weight: w + k, weightGrad: g + k,
+                       biasGrad: kBias.map { g + $0 }, inputGrad: dx, accumulateInput: true, pool: pool)
+        linearBackward(dvp, x: xs, rows: n, inputs: hidden, outputs: kvw, weight: w + v, weightGrad: g + v,
+                       biasGrad: vBias.map { g + $0 }, inputGrad: dx, accumulateInput: true, pool: pool)
+    }
+}
+
+/// cos/sin of every position up to the sequence length, and the rotation (and its inverse, for gradients)
+/// in HF's rotate-half form.
+final class RopeTable {
+    let rotaryDim: Int
+    let cos: [Float], sin: [Float]   // [positions × rotaryDim/2]
+    let positions: Int
+
+    init(_ rope: RotaryEmbedding, positions: Int) {
+        rotaryDim = rope.rotaryDim
+        self.positions = positions
+        let half = rope.rotaryDim / 2
+        var c = [Float](repeating: 0, count: positions * half), s = c
+        c.withUnsafeMutableBufferPointer { cp in
+            s.withUnsafeMutableBufferPointer { sp in
+                for t in 0..<positions { rope.table(position: t, cos: cp.baseAddress! + t * half, sin: sp.baseAddress! + t * half) }
+            }
+        }
+        cos = c; sin = s
+    }
+
+    /// Rotates [B·T × heads·headDim] rows in place by their position t; `inverse` rotates by −angle
+    /// (the transpose of the rotation, which is what the gradient needs).
+    func rotate(_ x: UnsafeMutablePointer<Float>, batch B: Int, seqLen T: Int, heads: Int, headDim: Int, inverse: Bool) {
+        let half = rotaryDim / 2, width = heads * headDim
+        cos.withUnsafeBufferPointer { cp in
+            sin.withUnsafeBufferPointer { sp in
+                for b in 0..<B {
+                    for t in 0..<T {
+                        let row = x + (b * T + t) * width
+                        let c = cp.baseAddress! + t * half, s = sp.baseAddress! + t * half
+                        for h in 0..<heads {
+                            let v = row + h * headDim
+                            if inverse {
+                                for i in 0..<half {
+                                    let a = v[i], bb = v[i + half]
+                                    v[i] = a * c[i] + bb * s[i]
+                                    v[i + half] = bb * c[i] - a * s[i]
+                                }
+                            } else {
+                                for i in 0..<half {
+                                    let a = v[i], bb = v[i + half]
+                                    v[i] = a * c[i] - bb * s[i]
+                                    v[i + half] = bb * c[i] + a * s[i]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

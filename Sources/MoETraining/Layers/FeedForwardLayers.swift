@@ -1,0 +1,291 @@
+import Foundation
+import MoEKernels
+import MoEModel
+
+/// A dense SwiGLU MLP layer (`{prefix}.gate_proj/up_proj/down_proj`), also used as Qwen2-MoE's shared expert.
+final class MLPLayer {
+    let hidden: Int, width: Int
+    let gate: Int, up: Int, down: Int
+    let input = Floats(), g = Floats(), u = Floats(), a = Floats(), scratch = Floats()
+
+    init(_ store: ParameterStore, prefix: String, hidden: Int, width: Int,
+         names: MoELayout.ExpertNames = .swiGLU) {
+        self.hidden = hidden; self.width = width
+        gate = store.add("\(prefix).\(names.gate).weight", shape: [width, hidden], decay: true)
+        up = store.add("\(prefix).\(names.up).weight", shape: [width, hidden], decay: true)
+        down = store.add("\(prefix).\(names.down).weight", shape: [hidden, width], decay: true)
+    }
+
+    func weights(_ store: ParameterStore) -> SwiGLUWeights {
+        let w = store.values!, gr = store.grads!
+        return SwiGLUWeights(gate: w + gate, up: w + up, down: w + down, gateGrad: gr + gate, upGrad: gr + up,
+                             downGrad: gr + down, hidden: hidden, width: width)
+    }
+
+    /// y[rows×hidden] = MLP(x) (overwritten).
+    func forward(_ x: UnsafePointer<Float>, rows: Int, store: ParameterStore, into y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+        let xs = input.reserve(rows * hidden)
+        xs.update(from: x, count: rows * hidden)
+        swiGLUForward(xs, rows: rows, weights(store), g: g.reserve(rows * width), u: u.reserve(rows * width),
+                      a: a.reserve(rows * width), into: y, pool: pool)
+    }
+
+    func backward(_ dy: UnsafePointer<Float>, rows: Int, store: ParameterStore, inputGrad dx: UnsafeMutablePointer<Float>,
+                  accumulate: Bool, pool: WorkerPool) {
+        swiGLUBackward(dy, x: input.pointer, rows: rows, weights(store), g: g.pointer, u: u.pointer, a: a.pointer,
+                       inputGrad: dx, accumulate: accumulate, scratch: scratch.reserve(2 * rows * width), pool: pool)
+    }
+}
+
+/// Router statistics the balance losses need, summed over the MoE layers of one forward pass.
+struct RouterStatistics {
+    var experts: Int
+    /// Σ over layers and tokens of how many of the token's top-k choices were expert e.
+    var counts: [Double]
+    /// Σ over layers and tokens of softmax probability of expert e.
+    var probabilitySums: [Double]
+    /// Σ over layers and tokens of logsumexp(router logits)² (the z-loss before averaging).
+    var zSum: Double = 0
+    /// Layers × tokens: the denominator of every mean.
+    var rows = 0
+
+    init(experts: Int) {
+        self.experts = experts
+        counts = .init(repeating: 0, count: experts); probabilitySums = counts
+    }
+}
+
+/// How the balance losses enter the router's gradient; set from the statistics after the whole forward.
+struct BalanceGradient {
+    /// d(loss)/d p[e] for every token of every layer: auxCoef · E · f[e] / rows.
+    var probability: [Float]
+    /// d(loss)/d lse for each token's logsumexp is zCoef · 2·lse / rows.
+    var zScale: Float
+}
+
+/// The mixture-of-experts layer: router → softmax → top-k (optionally renormalised; chosen with the
+/// aux-loss-free bias added when there is one) → tokens sorted by expert (dropless: every choice is kept) →
+/// one SwiGLU per expert over its rows → weighted sum, plus Qwen2-MoE's sigmoid-gated shared expert.
+final class MoELayer {
+    let hidden: Int, experts: Int, topK: Int, width: Int, normTopKProb: Bool
+    let router: Int
+    let expertWeights: [(gate: Int, up: Int, down: Int)]
+    /// DeepSeek-V3's `e_score_correction_bias`: added to the probabilities only to choose experts.
+    let selectionBias: Int?
+    let shared: MLPLayer?
+    let sharedGate: Int?
+
+    // Saved activations.
+    let input = Floats(), logits = Floats(), probs = Floats(), lse = Floats()
+    var choice: [Int32] = [], weight: [Float] = []          // [N×k]
+    var order: [Int32] = [], offsets: [Int] = []            // rows sorted by expert
+    let gathered = Floats(), g = Floats(), u = Floats(), a = Floats(), expertOut = Floats()
+    let sharedOut = Floats(), sharedGateValue = Floats()
+    // Backward scratch.
+    let dGathered = Floats(), dExpertOut = Floats(), scratch = Floats(), dLogits = Floats(), dShared = Floats()
+    /// Tokens routed to each expert in the last forward (the load the logs and the bias update read).
+    var load: [Int] = []
+
+    init(_ store: ParameterStore, layout m: MoELayout, hidden: Int, selectionBias: Bool) {
+        self.hidden = hidden; experts = m.experts; topK = m.topK; width = m.width; normTopKProb = m.normTopKProb
+        router = store.add(m.routerName, shape: [m.experts, hidden], decay: true)
+        self.selectionBias = selectionBias
+            ? store.add("\(m.prefix).gate.e_score_correction_bias", shape: [m.experts], decay: false, frozen: true) : nil
+        let n = m.expertNames
+        expertWeights = (0..<m.experts).map { e in
+            let p = m.expertPrefix(e)
+            return (store.add("\(p).\(n.gate).weight", shape: [m.width, hidden], decay: true),
+                    store.add("\(p).\(n.up).weight", shape: [m.width, hidden], decay: true),
+                    store.add("\(p).\(n.down).weight", shape: [hidden, m.width], decay: true))
+        }
+        if let sw = m.sharedWidth {
+            shared = MLPLayer(store, prefix: m.sharedPrefix, hidden: hidden, width: sw)
+            sharedGate = store.add(m.sharedGateName, shape: [1, hidden], decay: true)
+        } else {
+            shared = nil; sharedGate = nil
+        }
+    }
+
+    private func expert(_ e: Int, _ store: ParameterStore) -> SwiGLUWeights {
+        let w = store.values!, gr = store.grads!, x = expertWeights[e]
+        return SwiGLUWeights(gate: w + x.gate, up: w + x.up, down: w + x.down, gateGrad: gr + x.gate, upGrad: gr + x.up,
+                             downGrad: gr + x.down, hidden: hidden, width: width)
+    }
+
+    /// out[N×hidden] += MoE(x[N×hidden]); adds this layer's router statistics to `stats`.
+    func forward(_ x: UnsafePointer<Float>, tokens n: Int, store: ParameterStore, into out: UnsafeMutablePointer<Float>,
+                 stats: inout RouterStatistics, pool: WorkerPool) {
+        let w = store.values!, E = experts, k = topK
+        let xs = input.reserve(n * hidden)
+        xs.update(from: x, count: n * hidden)
+        let lg = logits.reserve(n * E), pr = probs.reserve(n * E), ls = lse.reserve(n)
+        linearForward(xs, rows: n, inputs: hidden, outputs: E, weight: w + router, bias: nil, into: lg, pool: pool)
+
+        // Router: softmax over all experts, then top-k (on p + bias when balancing without aux loss).
+        choice = .init(repeating: 0, count: n * k); weight = .init(repeating: 0, count: n * k)
+        let bias = selectionBias.map { UnsafePointer(w + $0) }
+        choice.withUnsafeMutableBufferPointer { ch in
+            weight.withUnsafeMutableBufferPointer { wt in
+                var score = [Float](repeating: 0, count: E)
+                for t in 0..<n {
+                    let l = lg + t * E, p = pr + t * E
+                    var m = -Float.infinity
+                    for e in 0..<E { m = max(m, l[e]) }
+                    var s: Float = 0
+                    for e in 0..<E { p[e] = expf(l[e] - m); s += p[e] }
+                    for e in 0..<E { p[e] /= s }
+                    ls[t] = m + logf(s)
+                    for e in 0..<E { score[e] = p[e] + (bias?[e] ?? 0) }
+                    var total: Float = 0
+                    for j in 0..<k {
+                        // The highest remaining score; ties go to the lower index, as torch.topk does on CPU.
+                        var best = 0, bestScore = -Float.infinity
+                        for e in 0..<E where score[e] > bestScore { best = e; bestScore = score[e] }
+                        score[best] = -.infinity
+                        ch[t * k + j] = Int32(best)
+                        wt[t * k + j] = p[best]
+                        total += p[best]
+                    }
+                    if normTopKProb { for j in 0..<k { wt[t * k + j] /= total } }
+                }
+            }
+        }
+        for t in 0..<n {
+            let p = pr + t * E
+            for e in 0..<E { stats.probabilitySums[e] += Double(p[e]) }
+            stats.zSum += Double(ls[t] * ls[t])
+        }
+        stats.rows += n
+
+        // Dispatch: a counting sort of the n·k choices by expert.
+        load = .init(repeating: 0, count: E)
+        for c in choice { load[Int(c)] += 1 }
+        for e in 0..<E { stats.counts[e] += Double(load[e]) }
+        offsets = .init(repeating: 0, count: E + 1)
+        for e in 0..<E { offsets[e + 1] = offsets[e] + load[e] }
+        order = .init(repeating: 0, count: n * k)
+        var next = offsets
+        for (i, c) in choice.enumerated() { order[next[Int(c)]] = Int32(i); next[Int(c)] += 1 }
+
+        let rows = n * k
+        let gx = gathered.reserve(rows * hidden)
+        order.withUnsafeBufferPointer { ord in
+            for r in 0..<rows { (gx + r * hidden).update(from: xs + Int(ord[r]) / k * hidden, count: hidden) }
+        }
+        let gp = g.reserve(rows * width), up = u.reserve(rows * width), ap = a.reserve(rows * width)
+        let yp = expertOut.reserve(rows * hidden)
+        runExperts(pool: pool) { e, range, inner in
+            let r0 = range.lowerBound
+            swiGLUForward(gx + r0 * hidden, rows: range.count, self.expert(e, store), g: gp + r0 * self.width,
+                          u: up + r0 * self.width, a: ap + r0 * self.width, into: yp + r0 * hidden, pool: inner)
+        }
+        // Combine: out[t] += w · expert output, in token order so the sum is the same on every run.
+        var slot = [Int](repeating: 0, count: rows)   // (token, choice) → sorted row
+        for (r, i) in order.enumerated() { slot[Int(i)] = r }
+        weight.withUnsafeBufferPointer { wt in
+            for i in 0..<rows { axpy(wt[i], yp + slot[i] * hidden, out + i / k * hidden, count: hidden) }
+        }
+
+        if let shared, let sharedGate {
+            let so = sharedOut.reserve(n * hidden), sg = sharedGateValue.reserve(n)
+            shared.forward(xs, rows: n, store: store, into: so, pool: pool)
+            for t in 0..<n {
+                let s = 1 / (1 + expf(-dot(xs + t * hidden, w + sharedGate, count: hidden)))
+                sg[t] = s
+                axpy(s, so + t * hidden, out + t * hidden, count: hidden)
+            }
+        }
+    }
+
+    /// Expert-parallel when experts are many and small (each expert's products run on one thread), else
+    /// one expert after another with the products themselves parallel.
+    private func runExperts(pool: WorkerPool, _ body: (Int, Range<Int>, WorkerPool?) -> Void) {
+        let busy = (0..<experts).filter { offsets[$0 + 1] > offsets[$0] }
+        let rows = offsets[experts]
+        if busy.count >= 2 * pool.threads && rows * hidden * width < busy.count * (1 << 22) {
+            // Largest first, so the threads finish together.
+            let sorted = busy.sorted { offsets[$0 + 1] - offsets[$0] > offsets[$1 + 1] - offsets[$1] }
+            pool.parallelFor(sorted.count) { i in
+                let e = sorted[i]
+                body(e, self.offsets[e] ..< self.offsets[e + 1], nil)
+            }
+        } else {
+            for e in busy { body(e, offsets[e] ..< offsets[e + 1], pool) }
+        }
+    }
+
+    /// Backward: parameter gradients accumulate; dx (+)= the gradient of the input. `balance` carries the
+    /// aux and z losses' share of the router gradient.
+    func backward(_ dOut: UnsafePointer<Float>, tokens n: Int, store: ParameterStore, balance: BalanceGradient,
+                  inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool) {
+        let w = store.values!, gr = store.grads!, E = experts, k = topK, rows = n * k
+        let xs = input.pointer, yp = expertOut.pointer
+        var slot = [Int](repeating: 0, count: rows)
+        for (r, i) in order.enumerated() { slot[Int(i)] = r }
+
+        // Gradient of each routing weight, and of each expert's output row.
+        var dWeight = [Float](repeating: 0, count: rows)
+        let dy = dExpertOut.reserve(rows * hidden)
+        weight.withUnsafeBufferPointer { wt in
+            for i in 0..<rows {
+                let d = dOut + i / k * hidden, r = slot[i]
+                dWeight[i] = dot(d, yp + r * hidden, count: hidden)
+                let dst = dy + r * hidden
+                for j in 0..<hidden { dst[j] = wt[i] * d[j] }
+            }
+        }
+        let gx = gathered.pointer, gp = g.pointer, up = u.pointer, ap = a.pointer
+        let dgx = dGathered.reserve(rows * hidden)
+        let sc = scratch.reserve(2 * rows * width)
+        runExperts(pool: pool) { e, range, inner in
+            let r0 = range.lowerBound
+            swiGLUBackward(dy + r0 * hidden, x: gx + r0 * hidden, rows: range.count, self.expert(e, store),
+                           g: gp + r0 * self.width, u: up + r0 * self.width, a: ap + r0 * self.width,
+                           inputGrad: dgx + r0 * hidden, accumulate: false, scratch: sc + 2 * r0 * self.width, pool: inner)
+        }
+
+        // Router: routing weights → chosen probabilities (through the renormalisation) → all probabilities
+        // (plus the aux loss's constant per-expert term) → logits (softmax, plus the z-loss's term).
+        let pr = probs.pointer, ls = lse.pointer
+        let dl = dLogits.reserve(n * E)
+        choice.withUnsafeBufferPointer { ch in
+            weight.withUnsafeBufferPointer { wt in
+                for t in 0..<n {
+                    let p = pr + t * E, d = dl + t * E
+                    for e in 0..<E { d[e] = balance.probability[e] }
+                    if normTopKProb {
+                        var total: Float = 0, inner: Float = 0
+                        for j in 0..<k { total += p[Int(ch[t * k + j])]; inner += dWeight[t * k + j] * wt[t * k + j] }
+                        for j in 0..<k { d[Int(ch[t * k + j])] += (dWeight[t * k + j] - inner) / total }
+                    } else {
+                        for j in 0..<k { d[Int(ch[t * k + j])] += dWeight[t * k + j] }
+                    }
+                    var c: Float = 0
+                    for e in 0..<E { c += p[e] * d[e] }
+                    let z = balance.zScale * 2 * ls[t]
+                    for e in 0..<E { d[e] = p[e] * (d[e] - c) + z * p[e] }
+                }
+            }
+        }
+        linearBackward(dl, x: xs, rows: n, inputs: hidden, outputs: E, weight: w + router, weightGrad: gr + router,
+                       biasGrad: nil, inputGrad: dx, accumulateInput: accumulate, pool: pool)
+        // Scatter the experts' input gradients back to their tokens.
+        order.withUnsafeBufferPointer { ord in
+            for r in 0..<rows { axpy(1, dgx + r * hidden, dx + Int(ord[r]) / k * hidden, count: hidden) }
+        }
+
+        if let shared, let sharedGate {
+            let so = sharedOut.pointer, sg = sharedGateValue.pointer
+            let ds = dShared.reserve(n * hidden)
+            let gw = w + sharedGate, gg = gr + sharedGate
+            for t in 0..<n {
+                let d = dOut + t * hidden, s = sg[t]
+                let dGate = dot(d, so + t * hidden, count: hidden) * s * (1 - s)
+                for j in 0..<hidden { ds[t * hidden + j] = s * d[j] }
+                axpy(dGate, xs + t * hidden, gg, count: hidden)
+                axpy(dGate, gw, dx + t * hidden, count: hidden)
+            }
+            shared.backward(ds, rows: n, store: store, inputGrad: dx, accumulate: true, pool: pool)
+        }
+    }
+}

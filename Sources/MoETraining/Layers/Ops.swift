@@ -1,0 +1,166 @@
+import Foundation
+import MoEKernels
+
+// The differentiable building blocks every layer is made of: Linear, RMSNorm, SwiGLU, each as an explicit
+// forward (saving what its backward needs in caller-owned buffers) and backward (accumulating into gradients).
+
+/// A growable, 64-byte aligned f32 buffer owned by one layer for one purpose (saved activations, scratch).
+/// `reserve` keeps the contents when no growth is needed, so forward can save and backward can read.
+final class Floats: @unchecked Sendable {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+
+    init(_ n: Int = 0) {
+        capacity = max(n, 16)
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity * 4, alignment: 64).bindMemory(to: Float.self, capacity: capacity)
+        pointer.initialize(repeating: 0, count: capacity)
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// At least `n` floats; reallocated (contents lost) only when growing.
+    func reserve(_ n: Int) -> UnsafeMutablePointer<Float> {
+        if n > capacity {
+            pointer.deallocate()
+            capacity = n
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: n * 4, alignment: 64).bindMemory(to: Float.self, capacity: n)
+            pointer.initialize(repeating: 0, count: n)
+        }
+        return pointer
+    }
+
+    /// `n` zeroed floats.
+    func zeroed(_ n: Int) -> UnsafeMutablePointer<Float> {
+        let p = reserve(n)
+        p.update(repeating: 0, count: n)
+        return p
+    }
+}
+
+/// y[rows×out] = x[rows×in]·Wᵀ (+ b), W stored [out×in] like nn.Linear.
+@inline(__always)
+func linearForward(_ x: UnsafePointer<Float>, rows: Int, inputs: Int, outputs: Int, weight: UnsafePointer<Float>,
+                   bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false,
+                   pool: WorkerPool?) {
+    sgemmNT(m: rows, n: outputs, k: inputs, alpha: 1, a: x, lda: inputs, b: weight, ldb: inputs, c: y, ldc: outputs,
+            accumulate: accumulate, pool: pool)
+    if let bias { addBias(y, rows: rows, stride: outputs, bias: bias, count: outputs) }
+}
+
+/// Backward of `linearForward`: dW += dyᵀ·x, db += Σ_rows dy, dx (+)= dy·W. `dx` nil skips the input gradient.
+@inline(__always)
+func linearBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, inputs: Int, outputs: Int,
+                    weight: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
+                    biasGrad: UnsafeMutablePointer<Float>?, inputGrad dx: UnsafeMutablePointer<Float>?,
+                    accumulateInput: Bool, pool: WorkerPool?) {
+    if rows == 0 { return }
+    sgemmTN(m: outputs, n: inputs, k: rows, alpha: 1, a: dy, lda: outputs, b: x, ldb: inputs, c: weightGrad,
+            ldc: inputs, accumulate: true, pool: pool)
+    if let biasGrad { addColumnSums(dy, rows: rows, cols: outputs, into: biasGrad) }
+    if let dx {
+        sgemmNN(m: rows, n: inputs, k: outputs, alpha: 1, a: dy, lda: outputs, b: weight, ldb: inputs, c: dx,
+                ldc: inputs, accumulate: accumulateInput, pool: pool)
+    }
+}
+
+/// out[j] += Σ_r a[r][j].
+@inline(__always)
+func addColumnSums(_ a: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows { axpy(1, a + r * cols, out, count: cols) }
+}
+
+/// RMSNorm over `dim` for each of `rows` rows, saving 1/rms per row for the backward.
+func rmsNormForward(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: UnsafePointer<Float>, eps: Float,
+                    into y: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, pool: WorkerPool?) {
+    let body = { (r: Int) in
+        let xr = x + r * dim
+        let s = 1 / (dot(xr, xr, count: dim) / Float(dim) + eps).squareRoot()
+        rstd[r] = s
+        let yr = y + r * dim
+        for j in 0..<dim { yr[j] = weight[j] * (xr[j] * s) }
+    }
+    forEachBlock(rows, pool: pool, body)
+}
+
+/// Backward of `rmsNormForward`: dx (+)= r·(w⊙dy) − x·r³·⟨w⊙dy, x⟩/dim; dw += Σ_rows dy⊙x·r.
+/// `dx` may alias `dy` when not accumulating.
+func rmsNormBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, dim: Int,
+                     weight: UnsafePointer<Float>, rstd: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
+                     inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool?) {
+    for r in 0..<rows {
+        let dyr = dy + r * dim, xr = x + r * dim, s = rstd[r]
+        for j in 0..<dim { weightGrad[j] += dyr[j] * xr[j] * s }
+    }
+    let body = { (r: Int) in
+        let dyr = dy + r * dim, xr = x + r * dim, dxr = dx + r * dim, s = rstd[r]
+        var d: Float = 0
+        for j in 0..<dim { d += weight[j] * dyr[j] * xr[j] }
+        let c = s * s * s * d / Float(dim)
+        if accumulate {
+            for j in 0..<dim { dxr[j] += s * weight[j] * dyr[j] - xr[j] * c }
+        } else {
+            for j in 0..<dim { dxr[j] = s * weight[j] * dyr[j] - xr[j] * c }
+        }
+    }
+    forEachBlock(rows, pool: pool, body)
+}
+
+/// Runs body(r) for r in 0..<rows, in a few contiguous blocks over the pool (inline without one).
+@inline(__always)
+func forEachBlock(_ rows: Int, pool: WorkerPool?, _ body: (Int) -> Void) {
+    guard let pool, pool.threads > 1, rows >= 64 else {
+        for r in 0..<rows { body(r) }
+        return
+    }
+    let parts = pool.threads * 4
+    pool.parallelFor(parts) { p in
+        let lo = rows * p / parts, hi = rows * (p + 1) / parts
+        for r in lo..<hi { body(r) }
+    }
+}
+
+/// The weights of one SwiGLU MLP, `down(silu(gate·x) ⊙ up·x)`, and their gradients.
+struct SwiGLUWeights {
+    var gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>, down: UnsafeMutablePointer<Float>
+    var gateGrad: UnsafeMutablePointer<Float>, upGrad: UnsafeMutablePointer<Float>, downGrad: UnsafeMutablePointer<Float>
+    var hidden: Int, width: Int
+}
+
+/// SwiGLU forward over `rows` rows of x: saves g = x·gateᵀ, u = x·upᵀ and a = silu(g)⊙u ([rows×width] each);
+/// y = a·downᵀ (+ y when accumulating).
+func swiGLUForward(_ x: UnsafePointer<Float>, rows: Int, _ w: SwiGLUWeights, g: UnsafeMutablePointer<Float>,
+                   u: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                   pool: WorkerPool?) {
+    if rows == 0 { return }
+    linearForward(x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.gate, bias: nil, into: g, pool: pool)
+    linearForward(x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.up, bias: nil, into: u, pool: pool)
+    let n = rows * w.width
+    for i in 0..<n {
+        let gi = g[i]
+        a[i] = gi / (1 + expf(-gi)) * u[i]
+    }
+    linearForward(a, rows: rows, inputs: w.width, outputs: w.hidden, weight: w.down, bias: nil, into: y, pool: pool)
+}
+
+/// SwiGLU backward: weight gradients accumulate; dx (+)= the input gradient. `scratch` holds 2·rows·width floats.
+func swiGLUBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, _ w: SwiGLUWeights,
+                    g: UnsafePointer<Float>, u: UnsafePointer<Float>, a: UnsafePointer<Float>,
+                    inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, scratch: UnsafeMutablePointer<Float>,
+                    pool: WorkerPool?) {
+    if rows == 0 { return }
+    let n = rows * w.width
+    let da = scratch, du = scratch + n
+    // da = dy·down; dDown += dyᵀ·a
+    linearBackward(dy, x: a, rows: rows, inputs: w.width, outputs: w.hidden, weight: w.down, weightGrad: w.downGrad,
+                   biasGrad: nil, inputGrad: da, accumulateInput: false, pool: pool)
+    // a = silu(g)·u: du = da·silu(g); dg = da·u·silu'(g), silu'(g) = σ(g)(1 + g(1 − σ(g))).
+    for i in 0..<n {
+        let gi = g[i], sg = 1 / (1 + expf(-gi))
+        du[i] = da[i] * gi * sg
+        da[i] = da[i] * u[i] * sg * (1 + gi * (1 - sg))
+    }
+    linearBackward(da, x: x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.gate, weightGrad: w.gateGrad,
+                   biasGrad: nil, inputGrad: dx, accumulateInput: accumulate, pool: pool)
+    linearBackward(du, x: x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.up, weightGrad: w.upGrad,
+                   biasGrad: nil, inputGrad: dx, accumulateInput: true, pool: pool)
+}

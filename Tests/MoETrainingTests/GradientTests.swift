@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+import MoEFormats
+import MoEModel
+@testable import MoETraining
+
+/// Fixtures made by scripts/make_grad_fixtures.py: tiny HF models, one batch, torch autograd's loss (aux loss
+/// included) and the gradient of every parameter.
+enum TrainingFixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/training").path
+    static let cases = ["qwen2_moe", "qwen2_moe_topk_norm", "qwen3_moe", "qwen3_moe_no_norm", "mixtral", "olmoe"]
+
+    struct Expected: Decodable {
+        let input_ids: [[Int32]]
+        let labels: [[Int32]]
+        let loss: Double
+        let ce_loss: Double
+        let aux_loss: Double
+        let router_aux_loss_coef: Double
+    }
+
+    static func directory(_ name: String) -> String { root + "/" + name }
+
+    static func expected(_ name: String) throws -> Expected {
+        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: directory(name) + "/expected.json")))
+    }
+
+    /// HF's causal-LM convention as (inputs, targets): logits at position t predict labels[t + 1]; the last
+    /// position has no target.
+    static func batch(_ e: Expected) -> (inputs: [Int32], targets: [Int32], B: Int, T: Int) {
+        let B = e.input_ids.count, T = e.input_ids[0].count
+        var targets = [Int32](repeating: -100, count: B * T)
+        for b in 0..<B { for t in 0..<(T - 1) { targets[b * T + t] = e.labels[b][t + 1] } }
+        return (e.input_ids.flatMap { $0 }, targets, B, T)
+    }
+}
+
+@Suite struct GradientTests {
+    @Test(arguments: TrainingFixtures.cases)
+    func lossAndEveryGradientMatchTorch(_ name: String) throws {
+        let e = try TrainingFixtures.expected(name)
+        let model = try TrainableModel.load(directory: TrainingFixtures.directory(name), threads: 2)
+        let (inputs, targets, B, T) = TrainingFixtures.batch(e)
+        let loss = try model.trainStep(batch: B, seqLen: T, inputs: inputs, targets: targets,
+                                       balance: BalanceLosses(auxLossCoef: e.router_aux_loss_coef))
+        #expect(abs(loss.crossEntropy - e.ce_loss) < 1e-5, "\(name): CE \(loss.crossEntropy) vs \(e.ce_loss)")
+        #expect(abs(loss.aux - e.aux_loss) < 1e-5, "\(name): aux \(loss.aux) vs \(e.aux_loss)")
+        #expect(abs(loss.total - e.loss) < 1e-5, "\(name): loss \(loss.total) vs \(e.loss)")
+
+        let reference = try SafeTensorsFile(path: TrainingFixtures.directory(name) + "/grads.safetensors")
+        #expect(Set(reference.tensors.keys) == Set(model.store.tensors.map(\.name)), "\(name): parameter names differ")
+        for t in model.store.tensors {
+            guard let r = reference.tensors[t.name] else { continue }
+            let ref = try FloatEncoding.floats(r)
+            var refMax: Float = 0, diff: Float = 0
+            for i in 0..<t.count {
+                refMax = max(refMax, abs(ref[i]))
+                diff = max(diff, abs(model.store.grads[t.offset + i] - ref[i]))
+            }
+            #expect(diff <= 1e-4 * refMax + 1e-6, "\(name): \(t.name) max |g − g_ref| \(diff), max |g_ref| \(refMax)")
+        }
+    }
+}
+
+extension TrainableModel {
+    /// Array-taking convenience for tests.
+    func trainStep(batch B: Int, seqLen T: Int, inputs: [Int32], targets: [Int32], balance: BalanceLosses) throws -> LossBreakdown {
+        try inputs.withUnsafeBufferPointer { i in
+            try targets.withUnsafeBufferPointer { t in
+                try trainStep(batch: B, seqLen: T, inputs: i.baseAddress!, targets: t.baseAddress!, balance: balance)
+            }
+        }
+    }
+}
