@@ -1,0 +1,397 @@
+import Foundation
+import MoEFormats
+import MoEKernels
+
+/// Settings of a pre-training run (saved in every checkpoint; a resumed run keeps them).
+public struct PretrainSettings: Codable, Sendable, Equatable {
+    public var steps = 1000
+    public var batchSize = 8
+    public var seqLen = 128
+    /// Micro-batches per optimizer step (gradient accumulation).
+    public var accumulation = 1
+    public var learningRate = 3e-3
+    public var schedule = "cosine"
+    public var warmup = 50
+    public var minLearningRateRatio = 0.1
+    public var adam = AdamW.Settings()
+    public var gradClip: Double? = 1.0
+    public var balance = BalanceLosses(auxLossCoef: 0.01)
+    /// γ of DeepSeek-V3's auxiliary-loss-free balancing (nil: off).
+    public var biasUpdateRate: Double?
+    public var seed: UInt64 = 1234
+    public var evalEvery = 100
+    public var evalBatches = 8
+    public var checkpointEvery = 200
+    public var logEvery = 10
+    /// Stop (and checkpoint) after this many seconds of training, whatever `steps` says.
+    public var timeLimit: Double?
+
+    public init() {}
+}
+
+/// What a finished run reports.
+public struct PretrainSummary: Codable, Sendable {
+    public var steps: Int
+    public var tokens: Int
+    public var seconds: Double
+    public var tokensPerSecond: Double
+    public var trainLoss: Double
+    public var validationLoss: Double?
+    /// Fraction of top-k choices per expert, per MoE layer, over the last logging interval.
+    public var expertLoad: [[Double]]
+}
+
+/// The pre-training loop: batches from the token shards → forward/backward (cross-entropy + balance losses)
+/// → gradient clipping → AdamW with the schedule's learning rate → expert-bias update → metrics, validation,
+/// checkpoints. Checkpoints are complete Hugging Face directories plus optimizer and trainer state
+/// (`OUT/checkpoint-N/`, written under a temporary name and renamed), so a kill never leaves a half one.
+public final class Pretrainer {
+    public let model: TrainableModel
+    public let settings: PretrainSettings
+    public let out: String
+    let optimizer: AdamW
+    let train: TokenShard, validation: TokenShard
+    /// Files copied into every checkpoint (the tokenizer's).
+    let extraFiles: [String]
+    var sampler: BatchSampler
+    public private(set) var step = 0
+    var tokensSeen = 0
+    var elapsedBefore = 0.0
+    var lastCheckpoint: String?
+    var metrics: [MetricsRecord] = []
+
+    public init(model: TrainableModel, settings: PretrainSettings, train: TokenShard, validation: TokenShard,
+                out: String, extraFiles: [String] = []) throws {
+        guard settings.seqLen <= model.config.maxPositionEmbeddings else {
+            throw TrainingError.badArgument("--seq-len \(settings.seqLen) exceeds the model's max_position_embeddings (\(model.config.maxPositionEmbeddings))")
+        }
+        guard settings.steps > 0, settings.batchSize > 0, settings.seqLen > 0, settings.accumulation > 0 else {
+            throw TrainingError.badArgument("steps, batch size, sequence length and accumulation must be positive")
+        }
+        self.model = model; self.settings = settings; self.out = out
+        self.train = train; self.validation = validation; self.extraFiles = extraFiles
+        optimizer = AdamW(model.store, settings: settings.adam)
+        sampler = try BatchSampler(tokenCount: train.count, seqLen: settings.seqLen, batchSize: settings.batchSize, seed: settings.seed)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        guard FileManager.default.isWritableFile(atPath: out) else {
+            throw TrainingError.badArgument("the output directory \(out) is not writable")
+        }
+    }
+
+    // MARK: The loop
+
+    /// Runs from the current step to `settings.steps` (or the time limit). `progress` is called after every step.
+    public func run(progress: ((TrainingProgressLine) -> Void)? = nil) throws -> PretrainSummary {
+        let B = settings.batchSize, T = settings.seqLen, n = B * T
+        var inputs = [Int32](repeating: 0, count: n), targets = inputs
+        let schedule = LearningRateSchedule.named(settings.schedule, warmup: settings.warmup, minRatio: settings.minLearningRateRatio)
+            ?? .cosine(warmup: settings.warmup, minRatio: settings.minLearningRateRatio)
+        let start = Date()
+        let firstStep = step
+        var lastLoss = Double.nan
+        var loadSum = [[Double]](repeating: [Double](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
+        var intervalLoad = loadSum
+        let metricsLog = try MetricsLog(path: "\(out)/metrics.jsonl", keepingStepsUpTo: step)
+        if settings.biasUpdateRate != nil && model.config.modelType != "deepseek_v3" {
+            FileHandle.standardError.write(Data("note: the expert selection bias is saved as e_score_correction_bias; only DeepSeek-V3's transformers class reads it, so transformers ignores it for \(model.config.modelType) (swift-moe uses it)\n".utf8))
+        }
+
+        while step < settings.steps {
+            let lr = schedule.rate(step: step, totalSteps: settings.steps, peak: settings.learningRate)
+            model.store.zeroGrads()
+            var loss = LossBreakdown(crossEntropy: 0, aux: 0, z: 0, total: 0, tokens: 0)
+            for _ in 0..<settings.accumulation {
+                inputs.withUnsafeMutableBufferPointer { i in
+                    targets.withUnsafeMutableBufferPointer { t in
+                        sampler.nextBatch(from: train, inputs: i.baseAddress!, targets: t.baseAddress!)
+                    }
+                }
+                let l = try model.trainStep(batch: B, seqLen: T, inputs: inputs, targets: targets, balance: settings.balance,
+                                            gradientScale: 1 / Float(settings.accumulation))
+                let a = Double(settings.accumulation)
+                loss.crossEntropy += l.crossEntropy / a; loss.aux += l.aux / a; loss.z += l.z / a; loss.total += l.total / a
+                loss.tokens += l.tokens
+                for (layer, load) in model.lastExpertLoad.enumerated() {
+                    for e in load.indices { loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]) }
+                }
+            }
+            guard loss.total.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
+            let norm = clipGradients(model.store, maxNorm: settings.gradClip.map(Float.init))
+            guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
+            optimizer.update(model.store, lr: Float(lr), pool: model.pool)
+            if let rate = settings.biasUpdateRate { model.updateSelectionBias(rate: Float(rate)) }
+            step += 1
+            tokensSeen += n * settings.accumulation
+            lastLoss = loss.total
+
+            let elapsed = Date().timeIntervalSince(start)
+            let rate = Double((step - firstStep) * n * settings.accumulation) / max(elapsed, 1e-9)
+            var record = MetricsRecord(step: step, loss: loss.total, crossEntropy: loss.crossEntropy, aux: loss.aux, z: loss.z,
+                                       learningRate: lr, gradNorm: Double(norm), tokensPerSecond: rate,
+                                       elapsed: elapsedBefore + elapsed)
+            if step % settings.logEvery == 0 || step == settings.steps {
+                record.expertLoad = fractions(intervalLoad)
+                intervalLoad = intervalLoad.map { $0.map { _ in 0 } }
+            }
+            let timeUp = settings.timeLimit.map { elapsed >= $0 } ?? false
+            let last = step == settings.steps || timeUp
+            if step % settings.evalEvery == 0 || last { record.validationLoss = try validationLoss() }
+            metrics.append(record)
+            try metricsLog.append(record)
+            progress?(TrainingProgressLine(step: step, steps: settings.steps, loss: loss.total,
+                                           validationLoss: record.validationLoss, tokensPerSecond: rate,
+                                           elapsed: elapsed, stepsThisRun: step - firstStep, timeLimit: settings.timeLimit))
+            if step % settings.checkpointEvery == 0 || last {
+                elapsedBefore += Date().timeIntervalSince(start) - elapsed   // time spent so far is kept below
+                try saveCheckpoint(elapsed: elapsedBefore + elapsed)
+            }
+            if timeUp { break }
+        }
+        try writePlots()
+        let seconds = Date().timeIntervalSince(start)
+        return PretrainSummary(steps: step, tokens: tokensSeen, seconds: seconds,
+                               tokensPerSecond: Double((step - firstStep) * n * settings.accumulation) / max(seconds, 1e-9),
+                               trainLoss: recentTrainLoss(fallback: lastLoss),
+                               validationLoss: metrics.last(where: { $0.validationLoss != nil })?.validationLoss,
+                               expertLoad: fractions(loadSum))
+    }
+
+    /// Mean training loss over the last logging interval (smoother than the last step's).
+    private func recentTrainLoss(fallback: Double) -> Double {
+        let tail = metrics.suffix(settings.logEvery)
+        return tail.isEmpty ? fallback : tail.reduce(0) { $0 + $1.loss } / Double(tail.count)
+    }
+
+    private func fractions(_ load: [[Double]]) -> [[Double]] {
+        load.map { l in let s = l.reduce(0, +); return l.map { s > 0 ? $0 / s : 0 } }
+    }
+
+    /// Mean loss over the first `evalBatches` batches of the validation shard (nil if it holds no window).
+    public func validationLoss() throws -> Double? {
+        let batches = BatchSampler.validationBatches(shard: validation, seqLen: settings.seqLen, batchSize: settings.batchSize,
+                                                     maxBatches: settings.evalBatches)
+        if batches.isEmpty { return nil }
+        var sum = 0.0, tokens = 0
+        for b in batches {
+            let rows = b.inputs.count / settings.seqLen
+            let l = try b.inputs.withUnsafeBufferPointer { i in
+                try b.targets.withUnsafeBufferPointer { t in
+                    try model.evaluate(batch: rows, seqLen: settings.seqLen, inputs: i.baseAddress!, targets: t.baseAddress!,
+                                       balance: settings.balance)
+                }
+            }
+            sum += l.crossEntropy * Double(l.tokens); tokens += l.tokens
+        }
+        return sum / Double(max(tokens, 1))
+    }
+
+    // MARK: Checkpoints
+
+    struct State: Codable {
+        var step: Int
+        var tokensSeen: Int
+        var elapsed: Double
+        var sampler: BatchSampler
+        var settings: PretrainSettings
+        var optimizerStep: Int
+    }
+
+    /// Writes `OUT/checkpoint-STEP/` (model, tokenizer files, optimizer moments, trainer state) through a
+    /// temporary directory, updates the model files at the top of OUT, and keeps the two newest checkpoints.
+    func saveCheckpoint(elapsed: Double) throws {
+        let name = "checkpoint-\(step)"
+        let final = "\(out)/\(name)", tmp = "\(out)/.\(name).tmp"
+        let fm = FileManager.default
+        do {
+            try? fm.removeItem(atPath: tmp)
+            try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+            try model.save(to: tmp)
+            for f in extraFiles { try fm.copyItem(atPath: f, toPath: "\(tmp)/\((f as NSString).lastPathComponent)") }
+            let w = optimizer.stateTensors(model.store)
+            try SafeTensorsWriter.write(w.map { t in
+                SafeTensorsWriter.Entry(name: t.name, dtype: .f32, shape: [t.count]) { dst in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
+                }
+            }, to: "\(tmp)/optimizer.safetensors")
+            let state = State(step: step, tokensSeen: tokensSeen, elapsed: elapsed, sampler: sampler, settings: settings,
+                              optimizerStep: optimizer.step)
+            let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try AtomicFile.write(try encoder.encode(state), to: "\(tmp)/trainer_state.json")
+            try? fm.removeItem(atPath: final)
+            guard rename(tmp, final) == 0 else { throw TrainingError.checkpointWrite(path: final, reason: String(cString: strerror(errno))) }
+            // The model at the top of OUT, for `moe generate --model OUT` and AutoModelForCausalLM.
+            for f in ["model.safetensors", "config.json", "generation_config.json"] + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
+                let data = try Data(contentsOf: URL(fileURLWithPath: "\(final)/\(f)"))
+                try AtomicFile.write(data, to: "\(out)/\(f)")
+            }
+        } catch let e as TrainingError {
+            try? fm.removeItem(atPath: tmp)
+            throw e
+        } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw TrainingError.checkpointWrite(path: final, reason: "\(error)")
+        }
+        lastCheckpoint = final
+        for old in Pretrainer.checkpoints(in: out).dropLast(2) { try? fm.removeItem(atPath: "\(out)/checkpoint-\(old)") }
+    }
+
+    /// Steps of the complete checkpoints in `directory`, oldest first.
+    public static func checkpoints(in directory: String) -> [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { n -> Int? in
+            guard n.hasPrefix("checkpoint-"), let s = Int(n.dropFirst("checkpoint-".count)),
+                  FileManager.default.fileExists(atPath: "\(directory)/\(n)/trainer_state.json") else { return nil }
+            return s
+        }.sorted()
+    }
+
+    /// Restores weights, optimizer moments, data order and step from the newest checkpoint in OUT.
+    /// Returns false when there is none.
+    @discardableResult
+    public func resume() throws -> Bool {
+        guard let last = Pretrainer.checkpoints(in: out).last else { return false }
+        let dir = "\(out)/checkpoint-\(last)"
+        let state: State
+        do {
+            state = try JSONDecoder().decode(State.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/trainer_state.json")))
+        } catch { throw TrainingError.resume("\(dir)/trainer_state.json is unreadable: \(error)") }
+        guard state.sampler.tokenCount == train.count else {
+            throw TrainingError.resume("the training data changed (\(train.count) tokens now, \(state.sampler.tokenCount) in the checkpoint)")
+        }
+        guard state.settings.batchSize == settings.batchSize, state.settings.seqLen == settings.seqLen else {
+            throw TrainingError.resume("batch size and sequence length must match the checkpoint's (\(state.settings.batchSize) × \(state.settings.seqLen))")
+        }
+        let saved = try Checkpoint(directory: dir)
+        let w = model.store.values!
+        for t in model.store.tensors {
+            let values = try FloatEncoding.floats(try saved.tensor(t.name, shape: t.shape))
+            (w + t.offset).update(from: values, count: t.count)
+        }
+        let moments = try SafeTensorsFile(path: "\(dir)/optimizer.safetensors")
+        for t in optimizer.stateTensors(model.store) {
+            guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
+                throw TrainingError.resume("\(dir)/optimizer.safetensors lacks \(t.name)")
+            }
+            t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
+        }
+        optimizer.restore(step: state.optimizerStep)
+        sampler = state.sampler
+        step = state.step; tokensSeen = state.tokensSeen; elapsedBefore = state.elapsed
+        lastCheckpoint = dir
+        metrics = MetricsLog.read(path: "\(out)/metrics.jsonl").filter { $0.step <= step }
+        return true
+    }
+
+    // MARK: Plots
+
+    /// loss.svg (training and validation loss by step) and expert_load.svg (layer × expert share of the
+    /// routed tokens over the whole run).
+    func writePlots() throws {
+        let train = PlotSeries(name: "train", points: metrics.map { (Double($0.step), $0.loss) })
+        let val = PlotSeries(name: "validation", points: metrics.compactMap { m in m.validationLoss.map { (Double(m.step), $0) } })
+        try SVGPlot.write(SVGPlot.lineChart(title: "Pre-training loss", xLabel: "step", yLabel: "loss", series: [train, val], logY: true),
+                          to: "\(out)/loss.svg")
+        if model.moeLayerCount > 0 {
+            var load = [[Double]](repeating: [Double](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
+            for m in metrics { if let l = m.expertLoad { for i in l.indices { for e in l[i].indices { load[i][e] += l[i][e] } } } }
+            load = fractions(load)
+            try SVGPlot.write(SVGPlot.heatMap(title: "Expert load (share of routed tokens)", rowLabel: "layer", columnLabel: "expert",
+                                              values: load), to: "\(out)/expert_load.svg")
+        }
+    }
+}
+
+extension TrainableModel {
+    /// DeepSeek-V3's auxiliary-loss-free balancing: after a step, each layer's overloaded experts get their
+    /// selection bias lowered by `rate`, underloaded ones raised (sign of mean load − load).
+    public func updateSelectionBias(rate: Float) {
+        let w = store.values!
+        for b in blocks {
+            guard let moe = b.moe, let bias = moe.selectionBias else { continue }
+            let mean = Float(moe.load.reduce(0, +)) / Float(max(moe.experts, 1))
+            for e in 0..<moe.experts {
+                let l = Float(moe.load[e])
+                w[bias + e] += l > mean ? -rate : (l < mean ? rate : 0)
+            }
+        }
+    }
+}
+
+/// One line of metrics.jsonl.
+public struct MetricsRecord: Codable, Sendable {
+    public var step: Int
+    public var loss: Double
+    public var crossEntropy: Double
+    public var aux: Double
+    public var z: Double
+    public var learningRate: Double
+    public var gradNorm: Double
+    public var tokensPerSecond: Double
+    public var elapsed: Double
+    public var validationLoss: Double?
+    public var expertLoad: [[Double]]?
+
+    enum CodingKeys: String, CodingKey {
+        case step, loss, aux, z, elapsed
+        case crossEntropy = "ce", learningRate = "lr", gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s"
+        case validationLoss = "val_loss", expertLoad = "expert_load"
+    }
+}
+
+/// metrics.jsonl, appended line by line; on resume the lines after the checkpoint's step are dropped so
+/// the file reads as one uninterrupted run.
+struct MetricsLog {
+    let handle: FileHandle
+    let encoder: JSONEncoder
+
+    init(path: String, keepingStepsUpTo step: Int) throws {
+        let kept = MetricsLog.read(path: path).filter { $0.step <= step }
+        encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
+        var data = Data()
+        for r in kept { data.append(try encoder.encode(r)); data.append(0x0A) }
+        try AtomicFile.write(data, to: path)
+        handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seekToEnd()
+    }
+
+    func append(_ r: MetricsRecord) throws {
+        var line = try encoder.encode(r)
+        line.append(0x0A)
+        try handle.write(contentsOf: line)
+    }
+
+    static func read(path: String) -> [MetricsRecord] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(MetricsRecord.self, from: Data($0.utf8)) }
+    }
+}
+
+/// What the progress bar shows after a step.
+public struct TrainingProgressLine: Sendable {
+    public var step: Int, steps: Int
+    public var loss: Double
+    public var validationLoss: Double?
+    public var tokensPerSecond: Double
+    public var elapsed: Double
+    public var stepsThisRun: Int
+    public var timeLimit: Double?
+
+    /// `step 120/1000 [#####...............]  loss 3.2140  val 3.3012  4,512 tok/s  ETA 3m12s`
+    public var text: String {
+        let width = 20, filled = min(width, step * width / max(steps, 1))
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        var remaining = elapsed / Double(max(stepsThisRun, 1)) * Double(steps - step)
+        if let limit = timeLimit { remaining = min(remaining, max(0, limit - elapsed)) }
+        let val = validationLoss.map { String(format: "  val %.4f", $0) } ?? ""
+        return String(format: "step %d/%d [%@]  loss %.4f%@  %.0f tok/s  ETA %@", step, steps, bar, loss, val,
+                      tokensPerSecond, formatDuration(remaining))
+    }
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    if t >= 3600 { return "\(t / 3600)h\(t % 3600 / 60)m" }
+    if t >= 60 { return "\(t / 60)m\(String(format: "%02d", t % 60))s" }
+    return "\(t)s"
+}
