@@ -6,12 +6,12 @@ struct Moe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moe",
         abstract: "swift-moe: mixture-of-experts language models in Swift.",
-        subcommands: [Generate.self, Logits.self, Inspect.self, Tokenize.self, Detokenize.self, TokenizerCommand.self, Bench.self])
+        subcommands: [Demo.self, Generate.self, Logits.self, Inspect.self, Tokenize.self, Detokenize.self, Pretrain.self, TokenizerCommand.self, Bench.self])
 }
 
 /// `moe bench …`: benchmarks (never tests) that print figures beside a peer's.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: kernels and inference, beside their peers.",
-        subcommands: [BenchInfer.self, BenchMakeModel.self, BenchGEMM.self, BenchTokenize.self])
+        subcommands: [BenchInfer.self, BenchTrain.self, BenchMakeModel.self, BenchGEMM.self, BenchTokenize.self])
 }

@@ -1,0 +1,229 @@
+import Foundation
+import MoEFormats
+import MoEKernels
+import MoEModel
+import MoETokenizer
+
+/// `moe demo`: the whole system on a built-in corpus, no downloads. Generates the multi-domain corpus,
+/// trains a byte-level BPE tokenizer on it, pre-trains a small MoE for a time budget, prints samples per
+/// domain and a routing report (which experts each domain uses, how balanced they are), and writes
+/// OUT/report.json (a contract: `{"stages": [{"name": "pretrain", "val_loss": …}], "routing": …}`) and plots.
+public struct DemoPipeline {
+    public struct Options: Sendable {
+        public var out: String
+        /// Seconds of pre-training (the step count is sized to fit from a timed step).
+        public var trainSeconds: Double = 300
+        /// A tiny corpus and model and a few steps: the whole path in seconds (tests).
+        public var quick = false
+        public var threads = WorkerPool.defaultThreadCount
+        public var seed: UInt64 = 42
+        public init(out: String) { self.out = out }
+    }
+
+    public let options: Options
+    let log: (String) -> Void
+    let progress: ((TrainingProgressLine) -> Void)?
+
+    public init(options: Options, log: @escaping (String) -> Void, progress: ((TrainingProgressLine) -> Void)? = nil) {
+        self.options = options; self.log = log; self.progress = progress
+    }
+
+    /// The model the demo trains: `qwen3_moe` with 8 experts top-2 in every layer.
+    func modelConfig(vocabSize: Int, eos: Int) throws -> ModelConfig {
+        let size: [String: Any] = options.quick
+            ? ["hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+               "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64]
+            : ["hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 32,
+               "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 192]
+        return try ModelPreset.config("tiny", vocabSize: vocabSize,
+                                      overrides: size.merging(["eos_token_id": eos, "max_position_embeddings": 256]) { $1 })
+    }
+
+    @discardableResult
+    public func run() throws -> DemoReport {
+        let out = options.out
+        try PretrainSetup.prepareOutput(out)
+        let started = Date()
+
+        // 1. Corpus and tokenizer.
+        let documents = DemoCorpus.documents(count: options.quick ? 240 : 9000, seed: options.seed)
+        let characters = documents.reduce(0) { $0 + $1.text.count }
+        log("corpus: \(documents.count) documents (arithmetic, code, prose), \(characters) characters")
+        let tokenizerDirectory = "\(out)/tokenizer"
+        let trainer = BPETrainer(vocabSize: options.quick ? 384 : 2048, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+        try trainer.train(texts: documents.map(\.text)).write(to: tokenizerDirectory)
+        let tokenizer = try Tokenizer(directory: tokenizerDirectory)
+        let eos = try PretrainSetup.eosToken(tokenizer)
+        log("tokenizer: byte-level BPE, \(tokenizer.vocabSize) tokens → \(tokenizerDirectory)")
+
+        // 2. Pre-training.
+        let pretrainDirectory = "\(out)/pretrain"
+        let (train, validation) = try PretrainSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
+                                                           validationFraction: 0.05, out: pretrainDirectory)
+        let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: eos)
+        let model = try TrainableModel(config: config, threads: options.threads)
+        model.initialize(seed: options.seed)
+        var settings = PretrainSettings()
+        settings.batchSize = options.quick ? 4 : 16
+        settings.seqLen = options.quick ? 64 : 128
+        settings.learningRate = 4e-3
+        settings.warmup = options.quick ? 2 : 40
+        settings.balance = BalanceLosses(auxLossCoef: 0.01, zLossCoef: 0.001)
+        settings.seed = options.seed
+        settings.steps = options.quick ? 12 : try stepsThatFit(model, settings, train: train)
+        settings.evalEvery = max(1, settings.steps / 10)
+        settings.checkpointEvery = max(1, settings.steps / 4)
+        settings.logEvery = max(1, min(20, settings.steps / 20))
+        settings.timeLimit = options.quick ? nil : options.trainSeconds * 1.3
+        log("model: \(config.modelType), \(config.numHiddenLayers) layers, \(config.numExperts) experts top-\(config.numExpertsPerToken), "
+            + "\(model.store.parameterCount) parameters; \(settings.steps) steps of \(settings.batchSize)×\(settings.seqLen) tokens "
+            + "(\(train.count) training tokens)")
+        let pretrainer = try Pretrainer(model: model, settings: settings, train: train, validation: validation,
+                                        out: pretrainDirectory, extraFiles: PretrainSetup.tokenizerFiles(tokenizerDirectory))
+        let summary = try pretrainer.run(progress: progress)
+        log(String(format: "pre-training: %d steps, loss %.3f, validation loss %@, %.0f tokens/s",
+                   summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.3f", $0) } ?? "n/a",
+                   summary.tokensPerSecond))
+
+        // 3. Samples per domain from the saved checkpoint, through the inference engine.
+        let inference = try Transformer(directory: pretrainDirectory, threads: options.threads)
+        var samples: [String: [DemoReport.Sample]] = [:]
+        for domain in DemoDomain.allCases {
+            for prompt in DemoCorpus.samplePrompts(domain).prefix(options.quick ? 1 : 3) {
+                let ids = tokenizer.encode(prompt, addSpecialTokens: false)
+                let g = try inference.generate(prompt: ids, maxTokens: options.quick ? 8 : 48,
+                                               sampling: SamplingParameters(temperature: 0.7, topK: 40, seed: options.seed),
+                                               stopTokens: [eos])
+                let text = tokenizer.decode(g.tokens, skipSpecialTokens: true)
+                samples[domain.rawValue, default: []].append(.init(prompt: prompt, completion: text))
+            }
+        }
+
+        // 4. Routing report on held-out documents of each domain.
+        let routing = try routingReport(model, tokenizer: tokenizer)
+        try writeRoutingPlot(routing)
+
+        let stage = DemoReport.Stage(name: "pretrain", valLoss: summary.validationLoss, trainLoss: summary.trainLoss,
+                                     steps: summary.steps, tokens: summary.tokens, seconds: summary.seconds,
+                                     tokensPerSecond: summary.tokensPerSecond, model: pretrainDirectory)
+        let report = DemoReport(stages: [stage], routing: routing, samples: samples,
+                                seconds: Date().timeIntervalSince(started))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(report), to: "\(out)/report.json")
+        return report
+    }
+
+    /// Steps that fit the time budget, from two timed forward/backward passes (gradients discarded).
+    func stepsThatFit(_ model: TrainableModel, _ s: PretrainSettings, train: TokenShard) throws -> Int {
+        var sampler = try BatchSampler(tokenCount: train.count, seqLen: s.seqLen, batchSize: s.batchSize, seed: 999)
+        let n = s.batchSize * s.seqLen
+        var inputs = [Int32](repeating: 0, count: n), targets = inputs
+        var best = Double.infinity
+        for _ in 0..<2 {
+            inputs.withUnsafeMutableBufferPointer { i in
+                targets.withUnsafeMutableBufferPointer { t in sampler.nextBatch(from: train, inputs: i.baseAddress!, targets: t.baseAddress!) }
+            }
+            let start = Date()
+            _ = try model.trainStep(batch: s.batchSize, seqLen: s.seqLen, inputs: inputs, targets: targets, balance: s.balance)
+            best = min(best, Date().timeIntervalSince(start))
+        }
+        model.store.zeroGrads()
+        // The optimizer, validation and checkpoints take roughly a tenth more.
+        return max(20, Int(options.trainSeconds / (best * 1.1)))
+    }
+
+    /// Which experts each domain's tokens choose, per MoE layer, on documents the model did not train on.
+    func routingReport(_ model: TrainableModel, tokenizer: Tokenizer) throws -> DemoReport.Routing {
+        let heldOut = DemoCorpus.documents(count: options.quick ? 9 : 60, seed: options.seed &+ 1_000_003)
+        let E = model.expertCount, L = model.moeLayerCount
+        var domains: [String: DemoReport.DomainRouting] = [:]
+        for domain in DemoDomain.allCases {
+            var counts = [[Double]](repeating: [Double](repeating: 0, count: E), count: L)
+            var tokens = 0
+            for doc in heldOut where doc.domain == domain {
+                let ids = tokenizer.encode(doc.text, addSpecialTokens: false).prefix(model.config.maxPositionEmbeddings).map(Int32.init)
+                if ids.isEmpty { continue }
+                let targets = [Int32](repeating: -100, count: ids.count)
+                _ = try model.evaluate(batch: 1, seqLen: ids.count, inputs: ids, targets: targets, balance: BalanceLosses())
+                for (l, load) in model.lastExpertLoad.enumerated() { for e in 0..<E { counts[l][e] += Double(load[e]) } }
+                tokens += ids.count
+            }
+            let share = counts.map { row in let s = row.reduce(0, +); return row.map { s > 0 ? $0 / s : 0 } }
+            let top = share.map { row in row.indices.sorted { row[$0] > row[$1] }.prefix(model.config.numExpertsPerToken).map { $0 } }
+            domains[domain.rawValue] = .init(tokens: tokens, share: share, topExperts: top,
+                                             balance: share.map(normalisedEntropy).reduce(0, +) / Double(max(L, 1)))
+        }
+        // How differently the domains route: mean over layers of the total-variation distance between domain pairs.
+        let names = DemoDomain.allCases.map(\.rawValue)
+        var distance = 0.0, pairs = 0
+        for i in names.indices { for j in names.indices where j > i {
+            for l in 0..<L {
+                let a = domains[names[i]]!.share[l], b = domains[names[j]]!.share[l]
+                distance += zip(a, b).reduce(0) { $0 + abs($1.0 - $1.1) } / 2
+                pairs += 1
+            }
+        } }
+        return .init(layers: L, experts: E, domains: domains, domainSeparation: pairs > 0 ? distance / Double(pairs) : 0)
+    }
+
+    /// routing.svg: rows = domain × layer, columns = experts, cells = share of that domain's routed tokens.
+    func writeRoutingPlot(_ r: DemoReport.Routing) throws {
+        var rows: [[Double]] = [], names: [String] = []
+        for d in DemoDomain.allCases {
+            guard let dr = r.domains[d.rawValue] else { continue }
+            for l in 0..<r.layers { rows.append(dr.share[l]); names.append("\(d.rawValue) L\(l)") }
+        }
+        try SVGPlot.write(SVGPlot.heatMap(title: "Expert share per domain and layer", rowLabel: "domain · layer", columnLabel: "expert",
+                                          values: rows, rowNames: names, cellSize: 30), to: "\(options.out)/routing.svg")
+    }
+}
+
+/// Entropy of a distribution divided by the entropy of the uniform one (1 = perfectly balanced).
+func normalisedEntropy(_ p: [Double]) -> Double {
+    guard p.count > 1 else { return 1 }
+    let h = p.reduce(0) { $1 > 0 ? $0 - $1 * log($1) : $0 }
+    return h / log(Double(p.count))
+}
+
+/// OUT/report.json.
+public struct DemoReport: Codable, Sendable {
+    public struct Stage: Codable, Sendable {
+        public var name: String
+        public var valLoss: Double?
+        public var trainLoss: Double
+        public var steps: Int
+        public var tokens: Int
+        public var seconds: Double
+        public var tokensPerSecond: Double
+        public var model: String
+        enum CodingKeys: String, CodingKey {
+            case name, steps, tokens, seconds, model
+            case valLoss = "val_loss", trainLoss = "train_loss", tokensPerSecond = "tokens_per_s"
+        }
+    }
+    public struct DomainRouting: Codable, Sendable {
+        public var tokens: Int
+        /// Per MoE layer, the share of this domain's top-k choices that went to each expert.
+        public var share: [[Double]]
+        /// Per MoE layer, the experts this domain uses most (top-k of them).
+        public var topExperts: [[Int]]
+        /// Mean over layers of the normalised entropy of `share` (1 = evenly spread).
+        public var balance: Double
+        enum CodingKeys: String, CodingKey { case tokens, share, balance; case topExperts = "top_experts" }
+    }
+    public struct Routing: Codable, Sendable {
+        public var layers: Int
+        public var experts: Int
+        public var domains: [String: DomainRouting]
+        /// Mean total-variation distance between the domains' expert shares (0 = identical routing).
+        public var domainSeparation: Double
+        enum CodingKeys: String, CodingKey { case layers, experts, domains; case domainSeparation = "domain_separation" }
+    }
+    public struct Sample: Codable, Sendable { public var prompt: String; public var completion: String }
+
+    public var stages: [Stage]
+    public var routing: Routing
+    public var samples: [String: [Sample]]
+    public var seconds: Double
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import MoEFormats
+import MoEKernels
+import MoEModel
+import MoETraining
+
+/// `moe bench train --preset bench-small [--steps N]`: training throughput beside PyTorch's.
+/// The last line, `tokens/s: X`, is a contract (scripts read it).
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Time training steps (forward, backward, AdamW) on random tokens, beside PyTorch + transformers.",
+        discussion: """
+            The model is a preset (bench-small: qwen3_moe, vocab 8192, hidden 256, 4 layers, 32 experts top-4); \
+            batch 16 × 256, AdamW lr 3e-4, aux loss 0.01, gradient clipping 1.0, f32. With a Python that has torch \
+            (--peer-python, default ~/.cache/moe-peers/bin/python), scripts/bench_train_torch.py trains the same \
+            configuration with HF Qwen3MoeForCausalLM right after, and the ratio is printed. The last line is \
+            `tokens/s: X` (swift-moe's).
+            """)
+
+    @Option(help: "Model preset.") var preset: String = "bench-small"
+    @Option(help: "Timed steps.") var steps: Int = 10
+    @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
+    @Option(help: "Sequences per batch.") var batch: Int = 16
+    @Option(help: "Tokens per sequence.") var seqLen: Int = 256
+    @Option(help: "Worker threads.") var threads: Int = 2
+    @Option(help: "Python with torch + transformers for the peer run (empty: skip the peer).")
+    var peerPython: String = NSHomeDirectory() + "/.cache/moe-peers/bin/python"
+
+    func validate() throws {
+        if steps < 1 || warmup < 0 || batch < 1 || seqLen < 2 || threads < 1 { throw ValidationError("steps, batch, seq-len and threads must be positive") }
+    }
+
+    func run() throws {
+        let config = try ModelPreset.config(preset)
+        let model = try TrainableModel(config: config, threads: threads)
+        model.initialize(seed: 1)
+        let optimizer = AdamW(model.store)
+        let n = batch * seqLen
+        var rng = SplitMix64(seed: 7)
+        let tokens = (0...n).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
+        let inputs = Array(tokens[0..<n]), targets = Array(tokens[1...n])
+        let balance = BalanceLosses(auxLossCoef: 0.01)
+        print("swift-moe: \(preset) (\(config.modelType)), \(model.store.parameterCount) parameters, batch \(batch) × \(seqLen), \(threads) threads")
+
+        var times: [Double] = []
+        for s in 0..<(warmup + steps) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            model.store.zeroGrads()
+            let loss = try inputs.withUnsafeBufferPointer { i in
+                try targets.withUnsafeBufferPointer { t in
+                    try model.trainStep(batch: batch, seqLen: seqLen, inputs: i.baseAddress!, targets: t.baseAddress!, balance: balance)
+                }
+            }
+            clipGradients(model.store, maxNorm: 1)
+            optimizer.update(model.store, lr: 3e-4, pool: model.pool)
+            let t = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if s >= warmup { times.append(t) }
+            print(String(format: "  step %2d  loss %.4f  %.3f s%@", s + 1, loss.total, t, s < warmup ? "  (warm-up)" : ""))
+        }
+        let ours = Double(n * steps) / times.reduce(0, +)
+        let flopsPerToken = trainingFLOPsPerToken(config, seqLen: seqLen)
+        let peak = matmulPeak(threads: threads)
+        let achieved = ours * flopsPerToken
+        print(String(format: "swift-moe: %.1f tokens/s, %.1f GFLOP/s of model FLOPs = %.0f%% of the measured sgemm peak (%.1f GFLOP/s), peak memory %.0f MiB",
+                     ours, achieved / 1e9, 100 * achieved / peak, peak / 1e9, peakResidentMiB()))
+
+        if !peerPython.isEmpty, FileManager.default.isExecutableFile(atPath: peerPython),
+           FileManager.default.fileExists(atPath: "scripts/bench_train_torch.py"), preset == "bench-small" {
+            print("PyTorch peer (scripts/bench_train_torch.py, run from the repository root):")
+            if let peer = runPeer() {
+                print(String(format: "ratio: swift-moe / PyTorch = %.2f× (%.1f vs %.1f tokens/s)", ours / peer, ours, peer))
+            }
+        } else {
+            print("(no PyTorch peer run: needs --peer-python with torch and the repository's scripts/ in the current directory)")
+        }
+        print(String(format: "tokens/s: %.1f", ours))
+    }
+
+    private func runPeer() -> Double? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: peerPython)
+        p.arguments = ["scripts/bench_train_torch.py", "--steps", "\(steps)", "--warmup", "\(warmup)", "--batch", "\(batch)",
+                       "--seq-len", "\(seqLen)", "--threads", "\(threads)"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        guard (try? p.run()) != nil else { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        for line in text.split(separator: "\n") { print("  " + line) }
+        guard p.terminationStatus == 0, let last = text.split(separator: "\n").last, last.hasPrefix("tokens/s: ") else { return nil }
+        return Double(last.dropFirst("tokens/s: ".count))
+    }
+}
+
+/// Model FLOPs of one training token (PaLM's accounting): 6 × the parameters a token passes through
+/// (attention projections, router, its top-k experts and any shared expert, LM head) + 12 · layers · q width ·
+/// sequence length for the attention scores and values.
+func trainingFLOPsPerToken(_ c: ModelConfig, seqLen: Int) -> Double {
+    let h = Double(c.hiddenSize), qw = Double(c.numAttentionHeads * c.headDim), kvw = Double(c.numKeyValueHeads * c.headDim)
+    var active = Double(c.vocabSize) * h
+    for i in 0..<c.numHiddenLayers {
+        active += h * (qw + 2 * kvw) + qw * h
+        if c.isSparseLayer(i) {
+            let w = Double(c.moeIntermediateSize ?? c.intermediateSize)
+            active += h * Double(c.numExperts) + Double(c.numExpertsPerToken) * 3 * h * w
+            if let s = c.sharedExpertIntermediateSize, s > 0 { active += 3 * h * Double(s) + h }
+        } else {
+            active += 3 * h * Double(c.intermediateSize)
+        }
+    }
+    return 6 * active + 12 * Double(c.numHiddenLayers) * qw * Double(seqLen)
+}
+
+/// The best sgemm rate on a 1024³ product (FLOP/s), the peak FLOP utilisation is measured against.
+func matmulPeak(threads: Int) -> Double {
+    let n = 1024
+    let pool = WorkerPool(threads: threads)
+    let a = [Float](repeating: 0.5, count: n * n), b = a
+    var c = [Float](repeating: 0, count: n * n)
+    var best = Double.infinity
+    for _ in 0..<4 {
+        let start = DispatchTime.now().uptimeNanoseconds
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    sgemmNN(m: n, n: n, k: n, alpha: 1, a: ap.baseAddress!, lda: n, b: bp.baseAddress!, ldb: n,
+                            c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool)
+                }
+            }
+        }
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return 2 * Double(n * n * n) / best
+}
+
+/// Peak resident memory of this process (getrusage's ru_maxrss, KiB on Linux).
+func peakResidentMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}

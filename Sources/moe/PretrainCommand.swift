@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import MoEFormats
+import MoETokenizer
+import MoETraining
+
+/// Training settings shared by `moe pretrain` and `moe demo`.
+struct TrainingOptions: ParsableArguments {
+    @Option(help: "Optimizer steps.") var steps: Int = 1000
+    @Option(help: "Sequences per micro-batch.") var batch: Int = 8
+    @Option(help: "Tokens per sequence.") var seqLen: Int = 128
+    @Option(help: "Micro-batches per optimizer step (gradient accumulation).") var accumulation: Int = 1
+    @Option(help: "Peak learning rate.") var lr: Double = 3e-3
+    @Option(help: "Learning-rate schedule after warm-up: cosine, wsd (warmup-stable-decay) or constant.") var schedule: String = "cosine"
+    @Option(help: "Warm-up steps.") var warmup: Int = 50
+    @Option(help: "Final learning rate as a fraction of the peak (cosine).") var minLrRatio: Double = 0.1
+    @Option(help: "AdamW weight decay (matrices only; none on norms and biases).") var weightDecay: Double = 0.1
+    @Option(help: "Clip the global gradient norm to this (0: off).") var gradClip: Double = 1.0
+    @Option(help: "Weight of the Switch-style auxiliary load-balancing loss.") var auxLossCoef: Double = 0.01
+    @Option(help: "Weight of the router z-loss.") var zLossCoef: Double = 0
+    @Option(help: "γ of DeepSeek-V3's auxiliary-loss-free balancing: a per-expert selection bias nudged after each step (0: off).")
+    var biasUpdateRate: Double = 0
+    @Option(help: "Random seed (initialisation and data order).") var seed: UInt64 = 1234
+    @Option(help: "Validation every N steps.") var evalEvery: Int = 100
+    @Option(help: "Validation batches.") var evalBatches: Int = 8
+    @Option(help: "Checkpoint every N steps.") var checkpointEvery: Int = 200
+    @Option(help: "Expert load logged every N steps.") var logEvery: Int = 10
+    @Option(help: "Fraction of the documents held out for validation.") var valFraction: Double = 0.05
+
+    func settings() throws -> PretrainSettings {
+        guard LearningRateSchedule.named(schedule, warmup: warmup) != nil else {
+            throw ValidationError("--schedule must be cosine, wsd or constant")
+        }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive") }
+        var s = PretrainSettings()
+        s.steps = steps; s.batchSize = batch; s.seqLen = seqLen; s.accumulation = accumulation
+        s.learningRate = lr; s.schedule = schedule; s.warmup = warmup; s.minLearningRateRatio = minLrRatio
+        s.adam.weightDecay = Float(weightDecay); s.gradClip = gradClip > 0 ? gradClip : nil
+        s.balance = BalanceLosses(auxLossCoef: auxLossCoef, zLossCoef: zLossCoef)
+        s.biasUpdateRate = biasUpdateRate > 0 ? biasUpdateRate : nil
+        s.seed = seed; s.evalEvery = max(1, evalEvery); s.evalBatches = max(1, evalBatches)
+        s.checkpointEvery = max(1, checkpointEvery); s.logEvery = max(1, logEvery)
+        return s
+    }
+}
+
+/// `moe pretrain --config PRESET|config.json --data FILE… --tokenizer DIR --out DIR`.
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pre-train a (mixture-of-experts) model from scratch on text files.",
+        discussion: """
+            Text files are one document each; .jsonl files hold one {"text": …} per line. Documents are tokenized \
+            once into OUT/data, separated by EOS and packed into sequences. OUT receives the model as a Hugging \
+            Face directory (config.json, model.safetensors, tokenizer files), checkpoint-N/ directories with \
+            optimizer and trainer state (the two newest kept), metrics.jsonl, loss.svg and expert_load.svg. \
+            Presets (qwen3_moe layout, vocabulary sized to the tokenizer): \(ModelPreset.names.joined(separator: ", ")).
+            """)
+
+    @Option(help: "A preset (tiny, small, bench-small) or a config.json of any supported architecture.") var config: String
+    @Option(parsing: .upToNextOption, help: "Training text: .txt (one document each) or .jsonl ({\"text\": …} per line).")
+    var data: [String] = []
+    @Option(help: "Directory with tokenizer.json (e.g. from `moe tokenizer train`).") var tokenizer: String
+    @Option(help: "Output directory.") var out: String
+    @OptionGroup var training: TrainingOptions
+    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
+    @Flag(help: "Continue from the newest checkpoint in OUT (weights, optimizer, data order, step).") var resume = false
+    @Flag(help: "No progress bar.") var quiet = false
+
+    func validate() throws {
+        if data.isEmpty { throw ValidationError("give at least one --data FILE") }
+    }
+
+    func run() throws {
+        signal(SIGXFSZ, SIG_IGN)   // a file-size limit (full disk) becomes a write error, not a kill
+        try PretrainSetup.prepareOutput(out)
+        let tok = try Tokenizer(directory: tokenizer)
+        let eos = try PretrainSetup.eosToken(tok)
+        let settings = try training.settings()
+        let modelConfig = try PretrainSetup.modelConfig(config, tokenizer: tok, eosToken: eos)
+        let (train, validation) = try PretrainSetup.shards(dataFiles: data, tokenizer: tok, eosToken: eos,
+                                                           validationFraction: training.valFraction, out: out)
+        let model = try TrainableModel(config: modelConfig, selectionBias: settings.biasUpdateRate != nil,
+                                       threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        model.initialize(seed: settings.seed)
+        let trainer = try Pretrainer(model: model, settings: settings, train: train, validation: validation, out: out,
+                                     extraFiles: PretrainSetup.tokenizerFiles(tokenizer))
+        if resume {
+            if try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
+            else { printError("no checkpoint in \(out): starting from step 0") }
+        }
+        printError("model: \(modelConfig.modelType), \(model.store.parameterCount) parameters; data: \(train.count) training tokens, \(validation.count) validation tokens")
+        let bar = TrainingBar(quiet: quiet)
+        let summary = try trainer.run { bar.show($0) }
+        bar.finish()
+        print(String(format: "trained %d steps: loss %.4f, validation loss %@, %.0f tokens/s; wrote %@",
+                     summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a",
+                     summary.tokensPerSecond, out))
+    }
+}
+
+/// Prints `TrainingProgressLine`s on stderr: redrawn in place on a terminal, every tenth of the run otherwise.
+final class TrainingBar {
+    let quiet: Bool
+    let interactive = isatty(2) != 0
+    var lastDecile = -1
+
+    init(quiet: Bool) { self.quiet = quiet }
+
+    func show(_ p: TrainingProgressLine) {
+        if quiet { return }
+        if interactive {
+            FileHandle.standardError.write(Data(("\r" + p.text + "\u{1B}[K").utf8))
+        } else {
+            let decile = p.step * 10 / max(p.steps, 1)
+            if decile != lastDecile || p.validationLoss != nil {
+                lastDecile = decile
+                FileHandle.standardError.write(Data((p.text + "\n").utf8))
+            }
+        }
+    }
+
+    func finish() {
+        if !quiet && interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
