@@ -39,13 +39,14 @@ struct BenchTrain: ParsableCommand {
         let optimizer = AdamW(model.store)
         let n = batch * seqLen
         var rng = SplitMix64(seed: 7)
-        let tokens = (0...n).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
-        let inputs = Array(tokens[0..<n]), targets = Array(tokens[1...n])
         let balance = BalanceLosses(auxLossCoef: 0.01)
         print("swift-moe: \(preset) (\(config.modelType)), \(model.store.parameterCount) parameters, batch \(batch) × \(seqLen), \(threads) threads")
 
         var times: [Double] = []
         for s in 0..<(warmup + steps) {
+            // Fresh random tokens every step, as the PyTorch side does (nothing to memorise).
+            let tokens = (0...n).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
+            let inputs = Array(tokens[0..<n]), targets = Array(tokens[1...n])
             let start = DispatchTime.now().uptimeNanoseconds
             model.store.zeroGrads()
             let loss = try inputs.withUnsafeBufferPointer { i in
