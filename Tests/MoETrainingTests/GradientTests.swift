@@ -62,14 +62,3 @@ enum TrainingFixtures {
         }
     }
 }
-
-extension TrainableModel {
-    /// Array-taking convenience for tests.
-    func trainStep(batch B: Int, seqLen T: Int, inputs: [Int32], targets: [Int32], balance: BalanceLosses) throws -> LossBreakdown {
-        try inputs.withUnsafeBufferPointer { i in
-            try targets.withUnsafeBufferPointer { t in
-                try trainStep(batch: B, seqLen: T, inputs: i.baseAddress!, targets: t.baseAddress!, balance: balance)
-            }
-        }
-    }
-}

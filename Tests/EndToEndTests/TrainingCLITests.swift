@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+/// `moe demo`, `moe pretrain` and `moe bench train` through the binary, as the README and scripts use them.
+@Suite struct TrainingCLITests {
+    private func temporaryDirectory() -> String {
+        let dir = NSTemporaryDirectory() + "moe-e2e-train-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// The README's main command, in its quick mode: report.json keeps its contract.
+    @Test func demoQuickWritesTheReport() throws {
+        let out = temporaryDirectory()
+        let r = try CLI.run(["demo", "--quick", "--quiet", "--out", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("Samples") && r.stdout.contains("Routing"))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
+        let stages = report["stages"] as! [[String: Any]]
+        #expect(stages.first?["name"] as? String == "pretrain")
+        #expect((stages.first?["val_loss"] as? Double).map { $0.isFinite && $0 > 0 } == true)
+        let routing = report["routing"] as! [String: Any]
+        #expect((routing["domains"] as! [String: Any]).keys.sorted() == ["arithmetic", "code", "prose"])
+        for f in ["pretrain/loss.svg", "pretrain/expert_load.svg", "routing.svg", "pretrain/model.safetensors", "tokenizer/tokenizer.json"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + f), "\(f) missing")
+        }
+        // The checkpoint runs in the inference engine.
+        let g = try CLI.run(["generate", "--model", out + "/pretrain", "--prompt", "12 + 7 =", "--max-tokens", "4"])
+        #expect(g.status == 0, "\(g.stderr)")
+    }
+
+    /// pretrain → resume → a write that fails (file-size limit, as a full disk): a clear error and the
+    /// previous checkpoint intact.
+    @Test func pretrainResumesAndSurvivesAFullDisk() throws {
+        let dir = temporaryDirectory()
+        let text = (0..<400).map { i in "The fox \(i % 13) ran to the river and back \(i % 7) times." }.joined(separator: "\n")
+        try text.write(toFile: dir + "/data.txt", atomically: true, encoding: .utf8)
+        var r = try CLI.run(["tokenizer", "train", "--input", dir + "/data.txt", "--vocab-size", "300", "--out", dir + "/tok", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let common = ["pretrain", "--config", "tiny", "--data", dir + "/data.txt", "--tokenizer", dir + "/tok", "--out", dir + "/run",
+                      "--batch", "2", "--seq-len", "32", "--checkpoint-every", "2", "--eval-every", "2", "--quiet"]
+        r = try CLI.run(common + ["--steps", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/run/checkpoint-2/optimizer.safetensors"))
+        r = try CLI.run(common + ["--steps", "4", "--resume"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("resumed from"))
+        let metrics = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(metrics.count == 4)
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir + "/run/checkpoint-4/model.safetensors"))
+
+        // 64 KiB is enough for metrics lines but not for a model file.
+        let quoted = ([CLI.executable] + common + ["--steps", "6", "--resume"]).map { "'\($0)'" }.joined(separator: " ")
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", "ulimit -f 64; exec \(quoted)"]
+        let err = Pipe()
+        shell.standardError = err
+        shell.standardOutput = Pipe()
+        try shell.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        shell.waitUntilExit()
+        #expect(shell.terminationStatus != 0)
+        #expect(stderr.contains("cannot write the checkpoint"), "\(stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/run/checkpoint-4/model.safetensors")) == before)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/run/checkpoint-6"))
+    }
+
+    @Test func pretrainRejectsAnEmptyCorpus() throws {
+        let dir = temporaryDirectory()
+        try "".write(toFile: dir + "/empty.txt", atomically: true, encoding: .utf8)
+        try "some words here and there".write(toFile: dir + "/seed.txt", atomically: true, encoding: .utf8)
+        _ = try CLI.run(["tokenizer", "train", "--input", dir + "/seed.txt", "--vocab-size", "270", "--out", dir + "/tok", "--quiet"])
+        let r = try CLI.run(["pretrain", "--config", "tiny", "--data", dir + "/empty.txt", "--tokenizer", dir + "/tok", "--out", dir + "/run"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("no tokens"), "\(r.stderr)")
+    }
+
+    @Test func benchTrainEndsWithTheTokensPerSecondLine() throws {
+        let r = try CLI.run(["bench", "train", "--preset", "tiny", "--steps", "1", "--warmup", "0", "--batch", "2", "--seq-len", "16",
+                             "--peer-python", ""])
+        #expect(r.status == 0, "\(r.stderr)")
+        let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("tokens/s: ") && Double(last.dropFirst("tokens/s: ".count)) != nil, "\(last)")
+    }
+}
