@@ -86,6 +86,9 @@ public final class Pretrainer {
         var inputs = [Int32](repeating: 0, count: n), targets = inputs
         let schedule = LearningRateSchedule.named(settings.schedule, warmup: settings.warmup, minRatio: settings.minLearningRateRatio)
             ?? .cosine(warmup: settings.warmup, minRatio: settings.minLearningRateRatio)
+        if step == 0, let old = Pretrainer.checkpoints(in: out).last {
+            throw TrainingError.badArgument("\(out) holds checkpoints of an earlier run (up to checkpoint-\(old)): resume it (--resume) or choose another output directory")
+        }
         let start = Date()
         let firstStep = step
         var lastLoss = Double.nan
@@ -142,8 +145,7 @@ public final class Pretrainer {
                                            validationLoss: record.validationLoss, tokensPerSecond: rate,
                                            elapsed: elapsed, stepsThisRun: step - firstStep, timeLimit: settings.timeLimit))
             if step % settings.checkpointEvery == 0 || last {
-                elapsedBefore += Date().timeIntervalSince(start) - elapsed   // time spent so far is kept below
-                try saveCheckpoint(elapsed: elapsedBefore + elapsed)
+                try saveCheckpoint(elapsed: elapsedBefore + Date().timeIntervalSince(start))
             }
             if timeUp { break }
         }

@@ -39,7 +39,11 @@ struct Demo: ParsableCommand {
         print("\n== Samples (temperature 0.7) ==")
         for (domain, samples) in report.samples.sorted(by: { $0.key < $1.key }) {
             print("[\(domain)]")
-            for s in samples { print("  \(s.prompt.debugDescription) → \((s.prompt + s.completion).debugDescription)") }
+            for s in samples {
+                // The prompt, then what the model wrote, indented as the text it is.
+                let text = (s.prompt + s.completion).split(separator: "\n", omittingEmptySubsequences: false)
+                print(text.map { "    " + $0 }.joined(separator: "\n") + "\n")
+            }
         }
         let r = report.routing
         print("\n== Routing (held-out documents; share of each domain's top-k choices per expert) ==")

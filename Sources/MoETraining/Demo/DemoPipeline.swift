@@ -58,6 +58,10 @@ public struct DemoPipeline {
 
         // 2. Pre-training.
         let pretrainDirectory = "\(out)/pretrain"
+        // A demo run starts over: an earlier run's checkpoints in its own directory go.
+        for step in Pretrainer.checkpoints(in: pretrainDirectory) {
+            try FileManager.default.removeItem(atPath: "\(pretrainDirectory)/checkpoint-\(step)")
+        }
         let (train, validation) = try PretrainSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
                                                            validationFraction: 0.05, out: pretrainDirectory)
         let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: eos)
@@ -68,7 +72,7 @@ public struct DemoPipeline {
         settings.seqLen = options.quick ? 64 : 128
         settings.learningRate = 4e-3
         settings.warmup = options.quick ? 2 : 40
-        settings.balance = BalanceLosses(auxLossCoef: 0.01, zLossCoef: 0.001)
+        settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
         settings.seed = options.seed
         settings.steps = options.quick ? 12 : try stepsThatFit(model, settings, train: train)
         settings.evalEvery = max(1, settings.steps / 10)
@@ -89,10 +93,10 @@ public struct DemoPipeline {
         let inference = try Transformer(directory: pretrainDirectory, threads: options.threads)
         var samples: [String: [DemoReport.Sample]] = [:]
         for domain in DemoDomain.allCases {
-            for prompt in DemoCorpus.samplePrompts(domain).prefix(options.quick ? 1 : 3) {
+            for (i, prompt) in DemoCorpus.samplePrompts(domain).prefix(options.quick ? 1 : 3).enumerated() {
                 let ids = tokenizer.encode(prompt, addSpecialTokens: false)
-                let g = try inference.generate(prompt: ids, maxTokens: options.quick ? 8 : 48,
-                                               sampling: SamplingParameters(temperature: 0.7, topK: 40, seed: options.seed),
+                let g = try inference.generate(prompt: ids, maxTokens: options.quick ? 8 : 40,
+                                               sampling: SamplingParameters(temperature: 0.7, topK: 40, seed: options.seed &+ UInt64(i)),
                                                stopTokens: [eos])
                 let text = tokenizer.decode(g.tokens, skipSpecialTokens: true)
                 samples[domain.rawValue, default: []].append(.init(prompt: prompt, completion: text))
