@@ -89,11 +89,40 @@ func packB(_ src: GEMMBSource, _ j0: Int, _ ncb: Int, _ kb: Int, _ kc: Int, _ ds
     }
 }
 
-/// One thread's share: rows `ms` of C, columns `ns`, all of k.
+/// Packs rows i0..<i0+mc (mc ≤ gemmMC) of a transposed A (element (r, kk) at a[kk*lda + r]), steps kb..<kb+kc,
+/// as 6-row strips, each k-major: row r of strip s at step kk is dst[(s*kc + kk)*8 + r]. The walk goes k-row by
+/// k-row so every cache line of A is read once (A's k-rows may be far apart: one page each for the LM head).
+@inline(__always)
+func packATransposed(_ a: UnsafePointer<Float>, _ lda: Int, _ m: Int, _ i0: Int, _ mc: Int, _ kb: Int, _ kc: Int,
+                     _ dst: UnsafeMutablePointer<Float>) {
+    let strips = (mc &+ gemmMR &- 1) / gemmMR
+    // Strips that can take eight in-bounds floats per step (the two past the strip are never read back).
+    let wide = m &- i0 >= 8 ? min(strips, (m &- i0 &- 8) / gemmMR &+ 1) : 0
+    var src = a + (kb &* lda &+ i0)
+    for kk in 0..<kc {
+        var s = 0
+        while s < wide {
+            UnsafeMutableRawPointer(dst + (s &* kc &+ kk) &* 8)
+                .storeBytes(of: UnsafeRawPointer(src + s &* gemmMR).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+            s &+= 1
+        }
+        while s < strips {
+            let r0 = s &* gemmMR, d = dst + (s &* kc &+ kk) &* 8
+            for r in 0..<min(gemmMR, mc &- r0) { d[r] = src[r0 &+ r] }
+            s &+= 1
+        }
+        src += lda
+    }
+}
+
+/// One thread's share: rows `ms` of C, columns `ns`, all of k. `aTransposed`: A is stored k×m (Aᵀ row-major)
+/// and is packed gemmMC rows at a time before use.
 func gemmChunk(_ ms: Range<Int>, _ ns: Range<Int>, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
-               _ b: GEMMBSource, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+               _ aTransposed: Bool, _ m: Int, _ b: GEMMBSource, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+               _ accumulate: Bool) {
     if ms.isEmpty || ns.isEmpty { return }
     let buf = ThreadScratch.current.floats(gemmKC &* gemmNC)
+    let apack = aTransposed ? ThreadScratch.packedA.floats(gemmKC &* 8 &* (gemmMC / gemmMR)) : buf
     var jc = ns.lowerBound
     while jc < ns.upperBound {
         let ncb = min(gemmNC, ns.upperBound &- jc)
@@ -106,11 +135,22 @@ func gemmChunk(_ ms: Range<Int>, _ ns: Range<Int>, _ k: Int, _ alpha: Float, _ a
             var i = ms.lowerBound
             while i < ms.upperBound {
                 let mr = min(gemmMR, ms.upperBound &- i)
-                let ai = a + (i &* lda &+ kb)
                 let ci = c + (i &* ldc &+ jc)
-                for p in 0..<panels {
-                    let nr = min(16, ncb &- p &* 16)
-                    microKernelDispatch(mr, kc, ai, lda, buf + p &* kc &* 16, ci + p &* 16, ldc, nr, alpha, addC)
+                if aTransposed {
+                    // A block of gemmMC rows is packed when its first strip comes up.
+                    let strip = (i &- ms.lowerBound) % gemmMC / gemmMR
+                    if strip == 0 { packATransposed(a, lda, m, i, min(gemmMC, ms.upperBound &- i), kb, kc, apack) }
+                    let ap = apack + strip &* kc &* 8
+                    for p in 0..<panels {
+                        let nr = min(16, ncb &- p &* 16)
+                        packedMicroKernelDispatch(mr, kc, ap, buf + p &* kc &* 16, ci + p &* 16, ldc, nr, alpha, addC)
+                    }
+                } else {
+                    let ai = a + (i &* lda &+ kb)
+                    for p in 0..<panels {
+                        let nr = min(16, ncb &- p &* 16)
+                        microKernelDispatch(mr, kc, ai, lda, buf + p &* kc &* 16, ci + p &* 16, ldc, nr, alpha, addC)
+                    }
                 }
                 i &+= gemmMR
             }
@@ -121,8 +161,9 @@ func gemmChunk(_ ms: Range<Int>, _ ns: Range<Int>, _ k: Int, _ alpha: Float, _ a
 }
 
 /// C[m×n] = alpha·A·B (+C), split over the pool: by column panels first, then by rows when there are few panels.
-func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, b: GEMMBSource,
-          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, pool: WorkerPool?) {
+/// `aTransposed`: A is given as Aᵀ, stored k×m with row stride lda.
+func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, aTransposed: Bool = false,
+          b: GEMMBSource, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, pool: WorkerPool?) {
     if m <= 0 || n <= 0 { return }
     if k <= 0 {
         if !accumulate { for i in 0..<m { (c + i &* ldc).update(repeating: 0, count: n) } }
@@ -131,16 +172,18 @@ func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: In
     let threads = pool?.threads ?? 1
     let flops = 2.0 * Double(m) * Double(n) * Double(k)
     guard let pool, threads > 1, flops >= 2e6 else {
-        gemmChunk(0..<m, 0..<n, k, alpha, a, lda, b, c, ldc, accumulate)
+        gemmChunk(0..<m, 0..<n, k, alpha, a, lda, aTransposed, m, b, c, ldc, accumulate)
         return
     }
+    // Each thread packs B for its columns and (transposed A) A for its rows: split the columns unless A is
+    // packed too and has more rows than B has columns.
     let panels = (n + 15) / 16
-    let nParts = min(panels, threads)
+    let nParts = aTransposed && m > n ? 1 : min(panels, threads)
     let mParts = min(max(1, threads / nParts), (m + gemmMR - 1) / gemmMR)
     pool.parallelFor(nParts * mParts) { idx in
         let ns = splitRange(n, parts: nParts, index: idx % nParts, align: 16)
         let ms = splitRange(m, parts: mParts, index: idx / nParts, align: gemmMR)
-        gemmChunk(ms, ns, k, alpha, a, lda, b, c, ldc, accumulate)
+        gemmChunk(ms, ns, k, alpha, a, lda, aTransposed, m, b, c, ldc, accumulate)
     }
 }
 
@@ -185,33 +228,10 @@ public func sgemmNN(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float
 }
 
 /// C[m×n] = alpha·Aᵀ·B (+ C if accumulate), A stored [k×m], B stored [k×n] (weight gradients: dW = dYᵀ·X).
-/// Aᵀ is materialised once in a per-thread buffer (O(k·m), small beside the O(k·m·n) product).
+/// Aᵀ is never materialised: blocks of gemmMC rows of Aᵀ are packed from A's columns as the GEMM reaches them.
 public func sgemmTN(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                     b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                     accumulate: Bool, pool: WorkerPool?) {
-    if m <= 0 || n <= 0 { return }
-    let at = ThreadScratch.transposed.floats(max(m &* k, 1))
-    transpose(a, rows: k, cols: m, lda: lda, into: at, ldo: k)
-    gemm(m: m, n: n, k: k, alpha: alpha, a: at, lda: k, b: .nn(b, ld: ldb), c: c, ldc: ldc,
+    gemm(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, aTransposed: true, b: .nn(b, ld: ldb), c: c, ldc: ldc,
          accumulate: accumulate, pool: pool)
-}
-
-/// out[j][i] = a[i][j] for a [rows×cols] (row stride lda) into out [cols×rows] (row stride ldo), in 32×32 tiles.
-public func transpose(_ a: UnsafePointer<Float>, rows: Int, cols: Int, lda: Int,
-                      into out: UnsafeMutablePointer<Float>, ldo: Int) {
-    let tile = 32
-    var i0 = 0
-    while i0 < rows {
-        let i1 = min(i0 &+ tile, rows)
-        var j0 = 0
-        while j0 < cols {
-            let j1 = min(j0 &+ tile, cols)
-            for i in i0..<i1 {
-                let src = a + i &* lda
-                for j in j0..<j1 { out[j &* ldo &+ i] = src[j] }
-            }
-            j0 = j1
-        }
-        i0 = i1
-    }
 }

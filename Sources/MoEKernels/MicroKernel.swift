@@ -3,11 +3,15 @@
 // keeps 12 ymm accumulators (AVX2: 16 registers), loads two B vectors and broadcasts 6 A scalars per k step.
 // Each row count 1…6 is its own function (no reliance on inlining for constant folding): microKernel1…6 in
 // GEMMKernels.generated.swift, written by scripts/kernels/generate.py (whose MR must equal gemmMR).
+// For Aᵀ·B the A rows are columns of the stored matrix: `packATransposed` copies each 6-row strip k-major
+// (8 floats per k, one vector copy per k) and microKernelPacked1…6 broadcast from there.
 
 let gemmMR = 6
 let gemmNR = 16
 let gemmKC = 256
 let gemmNC = 512
+/// Rows of a transposed A packed at once (a multiple of gemmMR).
+let gemmMC = 96
 
 @inline(__always)
 func ldA8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
@@ -51,6 +55,21 @@ func microKernelDispatch(_ mr: Int, _ kc: Int, _ a: UnsafePointer<Float>, _ lda:
     case 3: microKernel3(kc, a, lda, b, c, ldc, nr, alpha, addC)
     case 2: microKernel2(kc, a, lda, b, c, ldc, nr, alpha, addC)
     case 1: microKernel1(kc, a, lda, b, c, ldc, nr, alpha, addC)
+    default: break
+    }
+}
+
+/// The packed-A micro-kernel for the `mr` rows left in the tile; A as `packATransposed` leaves it.
+@inline(__always)
+func packedMicroKernelDispatch(_ mr: Int, _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {
+    switch mr {
+    case 6: microKernelPacked6(kc, a, b, c, ldc, nr, alpha, addC)
+    case 5: microKernelPacked5(kc, a, b, c, ldc, nr, alpha, addC)
+    case 4: microKernelPacked4(kc, a, b, c, ldc, nr, alpha, addC)
+    case 3: microKernelPacked3(kc, a, b, c, ldc, nr, alpha, addC)
+    case 2: microKernelPacked2(kc, a, b, c, ldc, nr, alpha, addC)
+    case 1: microKernelPacked1(kc, a, b, c, ldc, nr, alpha, addC)
     default: break
     }
 }

@@ -32,8 +32,8 @@ final class ThreadScratch {
     @inline(__always)
     static var current: ThreadScratch { slot(scratchKey) }
 
-    /// A second buffer per thread, for a transposed operand that must outlive the packing buffer's reuse.
-    static var transposed: ThreadScratch { slot(transposedKey) }
+    /// A second buffer per thread: the GEMM's packed A strip (transposed-A products), beside its packed B.
+    static var packedA: ThreadScratch { slot(packedAKey) }
 
     @inline(__always)
     private static func slot(_ key: pthread_key_t) -> ThreadScratch {
@@ -68,4 +68,4 @@ private func makeKey() -> pthread_key_t {
 }
 
 private let scratchKey = makeKey()
-private let transposedKey = makeKey()
+private let packedAKey = makeKey()

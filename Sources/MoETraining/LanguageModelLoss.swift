@@ -93,32 +93,34 @@ extension TrainableModel {
         let hf = finalNormed.pointer
         let df = coefficients != nil ? dFinal.reserve(n * H) : nil
         var logp = [Float](repeating: 0, count: n)
-        var r0 = 0
-        while r0 < n {
-            let rows = min(chunk, n - r0)
-            let x = hf + r0 * H
-            linearForward(x, rows: rows, inputs: H, outputs: V, weight: w + lmHead, bias: nil, into: logits, pool: pool)
-            forEachBlock(rows, pool: pool) { r in
-                let l = logits + r * V
-                var m = -Float.infinity
-                for j in 0..<V { m = max(m, l[j]) }
-                var s: Float = 0
-                for j in 0..<V { s += expf(l[j] - m) }
-                let lse = m + logf(s)
-                let t = Int(targets[r0 + r])
-                logp[r0 + r] = t >= 0 ? l[t] - lse : 0
-                if let coefficients {
-                    let c = coefficients[r0 + r]
-                    // d/dlogit_j of c·log p_t = c·(1[j = t] − p_j)
-                    for j in 0..<V { l[j] = -c * expf(l[j] - lse) }
-                    if t >= 0 { l[t] += c }
+        logp.withUnsafeMutableBufferPointer { lp in
+            let logp = lp.baseAddress!
+            var r0 = 0
+            while r0 < n {
+                let rows = min(chunk, n - r0)
+                let x = hf + r0 * H
+                linearForward(x, rows: rows, inputs: H, outputs: V, weight: w + lmHead, bias: nil, into: logits, pool: pool)
+                forEachBlock(rows, pool: pool) { r in
+                    let l = logits + r * V
+                    let t = Int(targets[r0 + r])
+                    let target = t >= 0 ? l[t] : 0
+                    // One exp per logit: l becomes e^(l − max), s their sum, p_j = e_j / s.
+                    let m = maxElement(l, count: V)
+                    let s = expShiftedSum(l, count: V, shift: m)
+                    logp[r0 + r] = t >= 0 ? target - (m + logf(s)) : 0
+                    if let coefficients {
+                        let c = coefficients[r0 + r]
+                        // d/dlogit_j of c·log p_t = c·(1[j = t] − p_j)
+                        scale(l, count: V, by: -c / s)
+                        if t >= 0 { l[t] += c }
+                    }
                 }
+                if let df {
+                    linearBackward(logits, x: x, rows: rows, inputs: H, outputs: V, weight: w + lmHead, weightGrad: g + lmHead,
+                                   biasGrad: nil, inputGrad: df + r0 * H, accumulateInput: false, pool: pool)
+                }
+                r0 += rows
             }
-            if let df {
-                linearBackward(logits, x: x, rows: rows, inputs: H, outputs: V, weight: w + lmHead, weightGrad: g + lmHead,
-                               biasGrad: nil, inputGrad: df + r0 * H, accumulateInput: false, pool: pool)
-            }
-            r0 += rows
         }
         return logp
     }

@@ -32,16 +32,43 @@ public final class AdamW {
         let s = settings
         let c1 = 1 - Foundation.pow(s.beta1, Float(step)), c2 = 1 - Foundation.pow(s.beta2, Float(step))
         let w = store.values!, g = store.grads!, m = self.m, v = self.v
-        let tensors = store.tensors.filter { !$0.frozen }
-        pool.parallelFor(tensors.count) { i in
-            let t = tensors[i]
+        // Equal slices of at most `slice` elements (tensors range from a norm to the embedding), so the threads
+        // finish together.
+        let slice = 1 << 16
+        var work: [(lo: Int, hi: Int, decay: Float)] = []
+        for t in store.tensors where !t.frozen {
             let decay: Float = t.decay ? 1 - lr * s.weightDecay : 1
-            for j in t.offset ..< t.offset + t.count {
-                let gj = g[j]
-                m[j] = s.beta1 * m[j] + (1 - s.beta1) * gj
-                v[j] = s.beta2 * v[j] + (1 - s.beta2) * gj * gj
-                let update = (m[j] / c1) / ((v[j] / c2).squareRoot() + s.eps)
-                w[j] = w[j] * decay - lr * update
+            var lo = t.offset
+            while lo < t.offset + t.count {
+                let hi = min(lo + slice, t.offset + t.count)
+                work.append((lo, hi, decay))
+                lo = hi
+            }
+        }
+        let b1 = s.beta1, b2 = s.beta2, eps = s.eps
+        work.withUnsafeBufferPointer { wb in
+            let work = wb.baseAddress!
+            pool.parallelFor(wb.count) { i in
+                let (lo, hi, decay) = work[i]
+                @inline(__always)
+                func step(_ gj: SIMD8<Float>, _ mj: SIMD8<Float>, _ vj: SIMD8<Float>, _ wj: SIMD8<Float>)
+                    -> (m: SIMD8<Float>, v: SIMD8<Float>, w: SIMD8<Float>) {
+                    let mn = b1 * mj + (1 - b1) * gj
+                    let vn = b2 * vj + (1 - b2) * gj * gj
+                    let update = (mn / c1) / ((vn / c2).squareRoot() + eps)
+                    return (mn, vn, wj * decay - lr * update)
+                }
+                var j = lo
+                while j + 8 <= hi {
+                    let r = step(load8(g + j), load8(m + j), load8(v + j), load8(w + j))
+                    store8(r.m, m + j); store8(r.v, v + j); store8(r.w, w + j)
+                    j += 8
+                }
+                while j < hi {
+                    let r = step(SIMD8(repeating: g[j]), SIMD8(repeating: m[j]), SIMD8(repeating: v[j]), SIMD8(repeating: w[j]))
+                    m[j] = r.m[0]; v[j] = r.v[0]; w[j] = r.w[0]
+                    j += 1
+                }
             }
         }
     }
@@ -64,18 +91,19 @@ public func clipGradients(_ store: ParameterStore, maxNorm: Float?) -> Float {
     let g = store.grads!
     var sum = 0.0
     for t in store.tensors where !t.frozen {
-        var s: Float = 0
+        // Eight running sums (a scalar float sum does not vectorise), added once per tensor.
+        var acc = SIMD8<Float>()
         var j = t.offset
         let end = t.offset + t.count
+        while j + 8 <= end { let x = load8(g + j); acc += x * x; j += 8 }
+        var s = acc.sum()
         while j < end { s += g[j] * g[j]; j += 1 }
         sum += Double(s)
     }
     let norm = Float(sum.squareRoot())
     if let maxNorm, norm > maxNorm, norm.isFinite {
         let scale = maxNorm / (norm + 1e-6)
-        for t in store.tensors where !t.frozen {
-            for j in t.offset ..< t.offset + t.count { g[j] *= scale }
-        }
+        for t in store.tensors where !t.frozen { MoEKernels.scale(g + t.offset, count: t.count, by: scale) }
     }
     return norm
 }

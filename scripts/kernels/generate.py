@@ -12,6 +12,7 @@ What it writes (nothing else; every other file in Sources/MoEKernels is hand-wri
   Sources/MoEKernels/GEMMKernels.generated.swift
       transpose8: the 8×8 transpose that packs nn.Linear (n×k) weights into the GEMM's k-major B panels.
       microKernel1…microKernel<MR>: mr rows of A times one packed kc×16 B panel, 2·mr ymm accumulators.
+      microKernelPacked1…<MR>: the same with A packed k-major (8 floats per k step), for Aᵀ·B (sgemmTN).
       `microKernelDispatch`, `gemmMR` and the store helpers are hand-written in MicroKernel.swift.
 
 Why generated: each variant is its own @inline(never) function with its shape baked in as constants, so no
@@ -20,7 +21,7 @@ their constants, and writing them out by hand would invite copy-paste slips.
 
 Templates: `dot_kernel` (one small-token dot kernel: an optional 32-column unroll for 1×1, a 16-column
 two-accumulator loop for one token, the 8-column loop, then finishDot per output), `micro_kernel`
-(broadcast-A × two B vectors per k step) and `transpose8` (three perfect-shuffle rounds). Change the template
+(broadcast-A × two B vectors per k step), `packed_micro_kernel` (the same over packed A) and `transpose8` (three perfect-shuffle rounds). Change the template
 or the shape lists, run the script, and commit the Swift it writes together with the change.
 
 How to run (from anywhere; paths are relative to this file):
@@ -179,14 +180,42 @@ def micro_kernel(mr):
     return "\n".join(L) + "\n"
 
 
+def packed_micro_kernel(mr):
+    """microKernelPacked<mr>: as microKernel<mr>, but A comes packed k-major: row r of step k at a[k*8 + r]."""
+    L = []
+    p = L.append
+    p(f"/// {mr} row(s) of A packed k-major (8 floats per k step, see `packATransposed`) times one packed B panel.")
+    p("@inline(never)")
+    p(f"func microKernelPacked{mr}(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,")
+    p("                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ nr: Int, _ alpha: Float, _ addC: Bool) {")
+    for r in range(mr):
+        p(f"    var c{r}0 = SIMD8<Float>(), c{r}1 = SIMD8<Float>()")
+    p("    var ap = a, bp = b")
+    p("    for _ in 0..<kc {")
+    p("        let b0 = ldA8(bp), b1 = ldA8(bp + 8)")
+    for r in range(mr):
+        p(f"        let s{r} = SIMD8<Float>(repeating: ap[{r}])")
+        p(f"        c{r}0 = c{r}0.addingProduct(b0, s{r}); c{r}1 = c{r}1.addingProduct(b1, s{r})")
+    p("        ap += 8")
+    p("        bp += 16")
+    p("    }")
+    for r in range(mr):
+        p(f"    storeTileRow(c + {r} &* ldc, c{r}0, c{r}1, nr, alpha, addC)")
+    p("}")
+    return "\n".join(L) + "\n"
+
+
 def gemm_file():
     parts = [HEADER + f"""//
 // The GEMM's unrolled pieces: `transpose8`, which `packNTTyped` (GEMM.swift) uses to pack nn.Linear weights into
-// k-major B panels, and the register-blocked micro-kernels microKernel1…{MR} that `microKernelDispatch`
-// (MicroKernel.swift) picks by the number of A rows left in the tile.
+// k-major B panels, and the register-blocked micro-kernels microKernel1…{MR} (A read in place, row-major) and
+// microKernelPacked1…{MR} (A packed k-major, for the transposed-A products) that `microKernelDispatch` and
+// `packedMicroKernelDispatch` (MicroKernel.swift) pick by the number of A rows left in the tile.
 """, transpose8()]
     for mr in range(1, MR + 1):
         parts.append(micro_kernel(mr))
+    for mr in range(1, MR + 1):
+        parts.append(packed_micro_kernel(mr))
     return "\n".join(parts)
 
 

@@ -2,6 +2,10 @@ import Foundation
 import MoEKernels
 import MoEModel
 
+/// Query rows per block of the causal attention products (a multiple of the GEMM's 6-row and 16-column tiles
+/// would waste less; 64 balances the skipped upper triangle against small-product overhead).
+let attentionQueryBlock = 64
+
 /// Causal grouped-query self-attention over a batch of `B` sequences of `T` tokens (positions 0..<T each),
 /// with the options of `LayerLayout`: q/k/v (and o) biases, RMSNorm of q and k (per head, or over the whole
 /// projection as OLMoE), rotary embeddings. Forward saves q, k (after norm and RoPE), v, the attention
@@ -70,8 +74,8 @@ final class AttentionLayer {
             rmsNormForward(qraw, rows: qr, dim: qd, weight: w + qNorm, eps: eps, into: qp, rstd: qRstd.reserve(qr), pool: pool)
             rmsNormForward(kraw, rows: kr, dim: kd, weight: w + kNorm, eps: eps, into: kp, rstd: kRstd.reserve(kr), pool: pool)
         }
-        rope.rotate(qp, batch: B, seqLen: T, heads: heads, headDim: headDim, inverse: false)
-        rope.rotate(kp, batch: B, seqLen: T, heads: kvHeads, headDim: headDim, inverse: false)
+        rope.rotate(qp, batch: B, seqLen: T, heads: heads, headDim: headDim, inverse: false, pool: pool)
+        rope.rotate(kp, batch: B, seqLen: T, heads: kvHeads, headDim: headDim, inverse: false, pool: pool)
 
         let p = probs.reserve(B * heads * T * T), att = attended.reserve(n * qWidth)
         let group = heads / kvHeads, hd = headDim, qw = qWidth, kvw = kvWidth
@@ -80,14 +84,23 @@ final class AttentionLayer {
             let b = task / heads, h = task % heads, kvh = h / group
             let s = p + task * T * T
             let qh = qp + b * T * qw + h * hd, kh = kp + b * T * kvw + kvh * hd, vh = vp + b * T * kvw + kvh * hd
-            sgemmNT(m: T, n: T, k: hd, alpha: scale, a: qh, lda: qw, b: kh, ldb: kvw, c: s, ldc: T, accumulate: false, pool: nil)
-            for r in 0..<T {
-                let row = s + r * T
-                softmax(row, count: r + 1)
-                (row + r + 1).update(repeating: 0, count: T - r - 1)
+            let ah = att + b * T * qw + h * hd
+            // Causal: queries r0..<r1 see keys 0..<r1 only, so each block multiplies just that much. Row r of P
+            // holds r + 1 probabilities, zeros up to r1 and stale values after (never read).
+            var r0 = 0
+            while r0 < T {
+                let r1 = min(r0 + attentionQueryBlock, T)
+                sgemmNT(m: r1 - r0, n: r1, k: hd, alpha: scale, a: qh + r0 * qw, lda: qw, b: kh, ldb: kvw, c: s + r0 * T,
+                        ldc: T, accumulate: false, pool: nil)
+                for r in r0..<r1 {
+                    let row = s + r * T
+                    softmax(row, count: r + 1)
+                    (row + r + 1).update(repeating: 0, count: r1 - r - 1)
+                }
+                sgemmNN(m: r1 - r0, n: hd, k: r1, alpha: 1, a: s + r0 * T, lda: T, b: vh, ldb: kvw, c: ah + r0 * qw, ldc: qw,
+                        accumulate: false, pool: nil)
+                r0 = r1
             }
-            sgemmNN(m: T, n: hd, k: T, alpha: 1, a: s, lda: T, b: vh, ldb: kvw, c: att + b * T * qw + h * hd, ldc: qw,
-                    accumulate: false, pool: nil)
         }
         linearForward(att, rows: n, inputs: qWidth, outputs: hidden, weight: w + o, bias: oBias.map { w + $0 }, into: out,
                       accumulate: accumulate, pool: pool)
@@ -115,25 +128,35 @@ final class AttentionLayer {
             let dkh = dkp + b * T * kvw + kvh * hd, dvh = dvp + b * T * kvw + kvh * hd
             for h in kvh * group ..< (kvh + 1) * group {
                 let s = p + (b * heads + h) * T * T
-                let doh = dAtt + b * T * qw + h * hd, qh = qp + b * T * qw + h * hd
-                // dV += Pᵀ·dO; dP = dO·Vᵀ
-                sgemmTN(m: T, n: hd, k: T, alpha: 1, a: s, lda: T, b: doh, ldb: qw, c: dvh, ldc: kvw, accumulate: true, pool: nil)
-                sgemmNT(m: T, n: T, k: hd, alpha: 1, a: doh, lda: qw, b: vh, ldb: kvw, c: ds, ldc: T, accumulate: false, pool: nil)
-                // dS = P ⊙ (dP − ⟨dP, P⟩) over the visible keys; masked entries have P = 0.
-                for r in 0..<T {
-                    let pr = s + r * T, dr = ds + r * T
-                    let c = dot(pr, dr, count: r + 1)
-                    for j in 0...r { dr[j] = pr[j] * (dr[j] - c) }
-                    (dr + r + 1).update(repeating: 0, count: T - r - 1)
+                let doh = dAtt + b * T * qw + h * hd, qh = qp + b * T * qw + h * hd, dqh = dqp + b * T * qw + h * hd
+                // The forward's causal query blocks: rows r0..<r1 of P (and dS) are zero beyond key r.
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(r0 + attentionQueryBlock, T), rb = r1 - r0
+                    let pb = s + r0 * T, db = ds + r0 * T
+                    // dV += Pᵀ·dO; dP = dO·Vᵀ
+                    sgemmTN(m: r1, n: hd, k: rb, alpha: 1, a: pb, lda: T, b: doh + r0 * qw, ldb: qw, c: dvh, ldc: kvw,
+                            accumulate: true, pool: nil)
+                    sgemmNT(m: rb, n: r1, k: hd, alpha: 1, a: doh + r0 * qw, lda: qw, b: vh, ldb: kvw, c: db, ldc: T,
+                            accumulate: false, pool: nil)
+                    // dS = P ⊙ (dP − ⟨dP, P⟩) over the visible keys; masked entries have P = 0.
+                    for r in r0..<r1 {
+                        let pr = s + r * T, dr = ds + r * T
+                        let c = dot(pr, dr, count: r + 1)
+                        for j in 0...r { dr[j] = pr[j] * (dr[j] - c) }
+                        (dr + r + 1).update(repeating: 0, count: r1 - r - 1)
+                    }
+                    // dQ = scale·dS·K; dK += scale·dSᵀ·Q
+                    sgemmNN(m: rb, n: hd, k: r1, alpha: scale, a: db, lda: T, b: kh, ldb: kvw, c: dqh + r0 * qw, ldc: qw,
+                            accumulate: false, pool: nil)
+                    sgemmTN(m: r1, n: hd, k: rb, alpha: scale, a: db, lda: T, b: qh + r0 * qw, ldb: qw, c: dkh, ldc: kvw,
+                            accumulate: true, pool: nil)
+                    r0 = r1
                 }
-                // dQ = scale·dS·K; dK += scale·dSᵀ·Q
-                sgemmNN(m: T, n: hd, k: T, alpha: scale, a: ds, lda: T, b: kh, ldb: kvw, c: dqp + b * T * qw + h * hd, ldc: qw,
-                        accumulate: false, pool: nil)
-                sgemmTN(m: T, n: hd, k: T, alpha: scale, a: ds, lda: T, b: qh, ldb: qw, c: dkh, ldc: kvw, accumulate: true, pool: nil)
             }
         }
-        rope.rotate(dqp, batch: B, seqLen: T, heads: heads, headDim: hd, inverse: true)
-        rope.rotate(dkp, batch: B, seqLen: T, heads: kvHeads, headDim: hd, inverse: true)
+        rope.rotate(dqp, batch: B, seqLen: T, heads: heads, headDim: hd, inverse: true, pool: pool)
+        rope.rotate(dkp, batch: B, seqLen: T, heads: kvHeads, headDim: hd, inverse: true, pool: pool)
         if let qNorm, let kNorm {
             let (qr, qd) = normShape(tokens: n, width: qw), (kr, kd) = normShape(tokens: n, width: kvw)
             rmsNormBackward(dqp, x: qRaw.pointer, rows: qr, dim: qd, weight: w + qNorm, rstd: qRstd.pointer,
@@ -173,28 +196,28 @@ final class RopeTable {
 
     /// Rotates [B·T × heads·headDim] rows in place by their position t; `inverse` rotates by −angle
     /// (the transpose of the rotation, which is what the gradient needs).
-    func rotate(_ x: UnsafeMutablePointer<Float>, batch B: Int, seqLen T: Int, heads: Int, headDim: Int, inverse: Bool) {
+    func rotate(_ x: UnsafeMutablePointer<Float>, batch B: Int, seqLen T: Int, heads: Int, headDim: Int, inverse: Bool,
+                pool: WorkerPool?) {
         let half = rotaryDim / 2, width = heads * headDim
         cos.withUnsafeBufferPointer { cp in
             sin.withUnsafeBufferPointer { sp in
-                for b in 0..<B {
-                    for t in 0..<T {
-                        let row = x + (b * T + t) * width
-                        let c = cp.baseAddress! + t * half, s = sp.baseAddress! + t * half
-                        for h in 0..<heads {
-                            let v = row + h * headDim
-                            if inverse {
-                                for i in 0..<half {
-                                    let a = v[i], bb = v[i + half]
-                                    v[i] = a * c[i] + bb * s[i]
-                                    v[i + half] = bb * c[i] - a * s[i]
-                                }
-                            } else {
-                                for i in 0..<half {
-                                    let a = v[i], bb = v[i + half]
-                                    v[i] = a * c[i] - bb * s[i]
-                                    v[i + half] = bb * c[i] + a * s[i]
-                                }
+                let cp = cp.baseAddress!, sp = sp.baseAddress!
+                forEachBlock(B * T, pool: pool) { row in
+                    let t = row % T
+                    let x = x + row * width, c = cp + t * half, s = sp + t * half
+                    for h in 0..<heads {
+                        let v = x + h * headDim
+                        if inverse {
+                            for i in 0..<half {
+                                let a = v[i], bb = v[i + half]
+                                v[i] = a * c[i] + bb * s[i]
+                                v[i + half] = bb * c[i] - a * s[i]
+                            }
+                        } else {
+                            for i in 0..<half {
+                                let a = v[i], bb = v[i + half]
+                                v[i] = a * c[i] - bb * s[i]
+                                v[i + half] = bb * c[i] + a * s[i]
                             }
                         }
                     }

@@ -124,29 +124,32 @@ final class MoELayer {
         // Router: softmax over all experts, then top-k (on p + bias when balancing without aux loss).
         choice = .init(repeating: 0, count: n * k); weight = .init(repeating: 0, count: n * k)
         let bias = selectionBias.map { UnsafePointer(w + $0) }
-        choice.withUnsafeMutableBufferPointer { ch in
-            weight.withUnsafeMutableBufferPointer { wt in
-                var score = [Float](repeating: 0, count: E)
-                for t in 0..<n {
-                    let l = lg + t * E, p = pr + t * E
-                    var m = -Float.infinity
-                    for e in 0..<E { m = max(m, l[e]) }
-                    var s: Float = 0
-                    for e in 0..<E { p[e] = expf(l[e] - m); s += p[e] }
-                    for e in 0..<E { p[e] /= s }
-                    ls[t] = m + logf(s)
-                    for e in 0..<E { score[e] = p[e] + (bias?[e] ?? 0) }
-                    var total: Float = 0
-                    for j in 0..<k {
-                        // The highest remaining score; ties go to the lower index, as torch.topk does on CPU.
-                        var best = 0, bestScore = -Float.infinity
-                        for e in 0..<E where score[e] > bestScore { best = e; bestScore = score[e] }
-                        score[best] = -.infinity
-                        ch[t * k + j] = Int32(best)
-                        wt[t * k + j] = p[best]
-                        total += p[best]
+        choice.withUnsafeMutableBufferPointer { chb in
+            weight.withUnsafeMutableBufferPointer { wtb in
+                let ch = chb.baseAddress!, wt = wtb.baseAddress!
+                forEachRange(n, pool: pool) { tokens in
+                    var score = [Float](repeating: 0, count: E)
+                    for t in tokens {
+                        let l = lg + t * E, p = pr + t * E
+                        var m = -Float.infinity
+                        for e in 0..<E { m = max(m, l[e]) }
+                        var s: Float = 0
+                        for e in 0..<E { p[e] = expf(l[e] - m); s += p[e] }
+                        for e in 0..<E { p[e] /= s }
+                        ls[t] = m + logf(s)
+                        for e in 0..<E { score[e] = p[e] + (bias?[e] ?? 0) }
+                        var total: Float = 0
+                        for j in 0..<k {
+                            // The highest remaining score; ties go to the lower index, as torch.topk does on CPU.
+                            var best = 0, bestScore = -Float.infinity
+                            for e in 0..<E where score[e] > bestScore { best = e; bestScore = score[e] }
+                            score[best] = -.infinity
+                            ch[t * k + j] = Int32(best)
+                            wt[t * k + j] = p[best]
+                            total += p[best]
+                        }
+                        if normTopKProb { for j in 0..<k { wt[t * k + j] /= total } }
                     }
-                    if normTopKProb { for j in 0..<k { wt[t * k + j] /= total } }
                 }
             }
         }
@@ -169,8 +172,9 @@ final class MoELayer {
 
         let rows = n * k
         let gx = gathered.reserve(rows * hidden)
-        order.withUnsafeBufferPointer { ord in
-            for r in 0..<rows { (gx + r * hidden).update(from: xs + Int(ord[r]) / k * hidden, count: hidden) }
+        order.withUnsafeBufferPointer { ob in
+            let ord = ob.baseAddress!
+            forEachBlock(rows, pool: pool) { r in (gx + r * hidden).update(from: xs + Int(ord[r]) / k * hidden, count: hidden) }
         }
         let gp = g.reserve(rows * width), up = u.reserve(rows * width), ap = a.reserve(rows * width)
         let yp = expertOut.reserve(rows * hidden)
@@ -179,11 +183,15 @@ final class MoELayer {
             swiGLUForward(gx + r0 * hidden, rows: range.count, self.expert(e, store), g: gp + r0 * self.width,
                           u: up + r0 * self.width, a: ap + r0 * self.width, into: yp + r0 * hidden, pool: inner)
         }
-        // Combine: out[t] += w · expert output, in token order so the sum is the same on every run.
-        var slot = [Int](repeating: 0, count: rows)   // (token, choice) → sorted row
-        for (r, i) in order.enumerated() { slot[Int(i)] = r }
-        weight.withUnsafeBufferPointer { wt in
-            for i in 0..<rows { axpy(wt[i], yp + slot[i] * hidden, out + i / k * hidden, count: hidden) }
+        // Combine: out[t] += w · expert output, each token's choices in order so the sum is the same on every run.
+        let slot = slots()
+        slot.withUnsafeBufferPointer { sb in
+            weight.withUnsafeBufferPointer { wb in
+                let sl = sb.baseAddress!, wt = wb.baseAddress!, hidden = self.hidden
+                forEachBlock(n, pool: pool) { t in
+                    for i in t * k ..< (t + 1) * k { axpy(wt[i], yp + sl[i] * hidden, out + t * hidden, count: hidden) }
+                }
+            }
         }
 
         if let shared, let sharedGate {
@@ -195,6 +203,13 @@ final class MoELayer {
                 axpy(s, so + t * hidden, out + t * hidden, count: hidden)
             }
         }
+    }
+
+    /// (token, choice) → its row in expert order: the inverse of `order`.
+    private func slots() -> [Int] {
+        var slot = [Int](repeating: 0, count: order.count)
+        for (r, i) in order.enumerated() { slot[Int(i)] = r }
+        return slot
     }
 
     /// Expert-parallel when experts are many and small (each expert's products run on one thread), else
@@ -220,18 +235,22 @@ final class MoELayer {
                   inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool) {
         let w = store.values!, gr = store.grads!, E = experts, k = topK, rows = n * k
         let xs = input.pointer, yp = expertOut.pointer
-        var slot = [Int](repeating: 0, count: rows)
-        for (r, i) in order.enumerated() { slot[Int(i)] = r }
+        let slot = slots()
 
         // Gradient of each routing weight, and of each expert's output row.
         var dWeight = [Float](repeating: 0, count: rows)
         let dy = dExpertOut.reserve(rows * hidden)
-        weight.withUnsafeBufferPointer { wt in
-            for i in 0..<rows {
-                let d = dOut + i / k * hidden, r = slot[i]
-                dWeight[i] = dot(d, yp + r * hidden, count: hidden)
-                let dst = dy + r * hidden
-                for j in 0..<hidden { dst[j] = wt[i] * d[j] }
+        slot.withUnsafeBufferPointer { sb in
+            weight.withUnsafeBufferPointer { wb in
+                dWeight.withUnsafeMutableBufferPointer { db in
+                    let sl = sb.baseAddress!, wt = wb.baseAddress!, dw = db.baseAddress!, hidden = self.hidden
+                    forEachBlock(rows, pool: pool) { i in
+                        let d = dOut + i / k * hidden, r = sl[i]
+                        dw[i] = dot(d, yp + r * hidden, count: hidden)
+                        let dst = dy + r * hidden
+                        for j in 0..<hidden { dst[j] = wt[i] * d[j] }
+                    }
+                }
             }
         }
         let gx = gathered.pointer, gp = g.pointer, up = u.pointer, ap = a.pointer
@@ -248,9 +267,11 @@ final class MoELayer {
         // (plus the aux loss's constant per-expert term) → logits (softmax, plus the z-loss's term).
         let pr = probs.pointer, ls = lse.pointer
         let dl = dLogits.reserve(n * E)
-        choice.withUnsafeBufferPointer { ch in
-            weight.withUnsafeBufferPointer { wt in
-                for t in 0..<n {
+        choice.withUnsafeBufferPointer { cb in
+            weight.withUnsafeBufferPointer { wb in
+              dWeight.withUnsafeBufferPointer { db in
+                let ch = cb.baseAddress!, wt = wb.baseAddress!, dWeight = db.baseAddress!
+                forEachBlock(n, pool: pool) { t in
                     let p = pr + t * E, d = dl + t * E
                     for e in 0..<E { d[e] = balance.probability[e] }
                     if normTopKProb {
@@ -265,13 +286,17 @@ final class MoELayer {
                     let z = balance.zScale * 2 * ls[t]
                     for e in 0..<E { d[e] = p[e] * (d[e] - c) + z * p[e] }
                 }
+              }
             }
         }
         linearBackward(dl, x: xs, rows: n, inputs: hidden, outputs: E, weight: w + router, weightGrad: gr + router,
                        biasGrad: nil, inputGrad: dx, accumulateInput: accumulate, pool: pool)
-        // Scatter the experts' input gradients back to their tokens.
-        order.withUnsafeBufferPointer { ord in
-            for r in 0..<rows { axpy(1, dgx + r * hidden, dx + Int(ord[r]) / k * hidden, count: hidden) }
+        // Scatter the experts' input gradients back to their tokens (each token's choices in order).
+        slot.withUnsafeBufferPointer { sb in
+            let sl = sb.baseAddress!, hidden = self.hidden
+            forEachBlock(n, pool: pool) { t in
+                for i in t * k ..< (t + 1) * k { axpy(1, dgx + sl[i] * hidden, dx + t * hidden, count: hidden) }
+            }
         }
 
         if let shared, let sharedGate {

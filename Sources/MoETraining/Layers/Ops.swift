@@ -37,6 +37,14 @@ final class Floats: @unchecked Sendable {
     }
 }
 
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+
+@inline(__always)
+func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
 /// y[rows×out] = x[rows×in]·Wᵀ (+ b), W stored [out×in] like nn.Linear.
 @inline(__always)
 func linearForward(_ x: UnsafePointer<Float>, rows: Int, inputs: Int, outputs: Int, weight: UnsafePointer<Float>,
@@ -87,35 +95,74 @@ func rmsNormForward(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: Unsa
 func rmsNormBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, dim: Int,
                      weight: UnsafePointer<Float>, rstd: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
                      inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool?) {
-    for r in 0..<rows {
-        let dyr = dy + r * dim, xr = x + r * dim, s = rstd[r]
-        for j in 0..<dim { weightGrad[j] += dyr[j] * xr[j] * s }
-    }
-    let body = { (r: Int) in
-        let dyr = dy + r * dim, xr = x + r * dim, dxr = dx + r * dim, s = rstd[r]
-        var d: Float = 0
-        for j in 0..<dim { d += weight[j] * dyr[j] * xr[j] }
-        let c = s * s * s * d / Float(dim)
-        if accumulate {
-            for j in 0..<dim { dxr[j] += s * weight[j] * dyr[j] - xr[j] * c }
-        } else {
-            for j in 0..<dim { dxr[j] = s * weight[j] * dyr[j] - xr[j] * c }
+    // Each part sums its rows' weight gradient into its own slice of `partial` (read before dx overwrites an
+    // aliased dy); the slices are added in part order afterwards.
+    let parts = blockCount(rows, pool: pool)
+    var partial = [Float](repeating: 0, count: parts * dim)
+    partial.withUnsafeMutableBufferPointer { pb in
+        let partial = pb.baseAddress!
+        forEachPart(rows, pool: pool) { range, part in
+            let wg = partial + part * dim
+            for r in range {
+                let dyr = dy + r * dim, xr = x + r * dim, dxr = dx + r * dim, s = rstd[r]
+                // ⟨w⊙dy, x⟩ in eight lanes (a scalar float sum would not vectorise).
+                var dv = SIMD8<Float>()
+                var j = 0
+                while j + 8 <= dim {
+                    let dyx = load8(dyr + j) * load8(xr + j)
+                    store8(load8(wg + j) + dyx * s, wg + j)
+                    dv += load8(weight + j) * dyx
+                    j += 8
+                }
+                var d = dv.sum()
+                while j < dim {
+                    wg[j] += dyr[j] * xr[j] * s
+                    d += weight[j] * dyr[j] * xr[j]
+                    j += 1
+                }
+                let c = s * s * s * d / Float(dim)
+                if accumulate {
+                    for j in 0..<dim { dxr[j] += s * weight[j] * dyr[j] - xr[j] * c }
+                } else {
+                    for j in 0..<dim { dxr[j] = s * weight[j] * dyr[j] - xr[j] * c }
+                }
+            }
         }
+        for part in 0..<parts { axpy(1, partial + part * dim, weightGrad, count: dim) }
     }
-    forEachBlock(rows, pool: pool, body)
 }
 
 /// Runs body(r) for r in 0..<rows, in a few contiguous blocks over the pool (inline without one).
 @inline(__always)
 func forEachBlock(_ rows: Int, pool: WorkerPool?, _ body: (Int) -> Void) {
-    guard let pool, pool.threads > 1, rows >= 64 else {
-        for r in 0..<rows { body(r) }
+    forEachRange(rows, pool: pool) { range in
+        for r in range { body(r) }
+    }
+}
+
+/// The parts `forEachRange` splits `rows` into (1 without a pool or for few rows); a fixed count, so a
+/// reduction over parts adds in the same order on every run.
+@inline(__always)
+func blockCount(_ rows: Int, pool: WorkerPool?) -> Int {
+    guard let pool, pool.threads > 1, rows >= 64 else { return 1 }
+    return pool.threads * 4
+}
+
+/// Runs body(range, part) over `blockCount` contiguous parts of 0..<rows, spread over the pool.
+@inline(__always)
+func forEachRange(_ rows: Int, pool: WorkerPool?, _ body: (Range<Int>) -> Void) {
+    forEachPart(rows, pool: pool) { range, _ in body(range) }
+}
+
+@inline(__always)
+func forEachPart(_ rows: Int, pool: WorkerPool?, _ body: (Range<Int>, Int) -> Void) {
+    let parts = blockCount(rows, pool: pool)
+    guard let pool, parts > 1 else {
+        body(0..<rows, 0)
         return
     }
-    let parts = pool.threads * 4
     pool.parallelFor(parts) { p in
-        let lo = rows * p / parts, hi = rows * (p + 1) / parts
-        for r in lo..<hi { body(r) }
+        body(rows * p / parts ..< rows * (p + 1) / parts, p)
     }
 }
 
@@ -134,11 +181,7 @@ func swiGLUForward(_ x: UnsafePointer<Float>, rows: Int, _ w: SwiGLUWeights, g: 
     if rows == 0 { return }
     linearForward(x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.gate, bias: nil, into: g, pool: pool)
     linearForward(x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.up, bias: nil, into: u, pool: pool)
-    let n = rows * w.width
-    for i in 0..<n {
-        let gi = g[i]
-        a[i] = gi / (1 + expf(-gi)) * u[i]
-    }
+    siluMultiply(g, u, into: a, count: rows * w.width)
     linearForward(a, rows: rows, inputs: w.width, outputs: w.hidden, weight: w.down, bias: nil, into: y, pool: pool)
 }
 
@@ -153,12 +196,8 @@ func swiGLUBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: I
     // da = dy·down; dDown += dyᵀ·a
     linearBackward(dy, x: a, rows: rows, inputs: w.width, outputs: w.hidden, weight: w.down, weightGrad: w.downGrad,
                    biasGrad: nil, inputGrad: da, accumulateInput: false, pool: pool)
-    // a = silu(g)·u: du = da·silu(g); dg = da·u·silu'(g), silu'(g) = σ(g)(1 + g(1 − σ(g))).
-    for i in 0..<n {
-        let gi = g[i], sg = 1 / (1 + expf(-gi))
-        du[i] = da[i] * gi * sg
-        da[i] = da[i] * u[i] * sg * (1 + gi * (1 - sg))
-    }
+    // a = silu(g)·u: du = da·silu(g); dg = da·u·silu'(g) (into da).
+    siluMultiplyBackward(g, u, da, upGrad: du, count: n)
     linearBackward(da, x: x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.gate, weightGrad: w.gateGrad,
                    biasGrad: nil, inputGrad: dx, accumulateInput: accumulate, pool: pool)
     linearBackward(du, x: x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.up, weightGrad: w.upGrad,
