@@ -182,6 +182,33 @@ private func refGemm(_ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: [Float],
         }
     }
 
+    /// Aᵀ·B (weight gradients): A stored [k×m]; m not a multiple of the micro-kernel's 6 rows, below 8, above
+    /// the 96-row packing block, k above the 256 blocking, with and without the pool (rows split when m > n).
+    @Test func transposedAOddSizes() {
+        var rng = Rng(12)
+        let cases: [(Int, Int, Int)] = [(1, 1, 1), (5, 17, 3), (7, 9, 300), (97, 33, 65), (200, 40, 513), (13, 130, 20)]
+        for (ci, (m, n, k)) in cases.enumerated() {
+            let accumulate = ci % 2 == 0
+            let alpha: Float = ci % 3 == 0 ? 1 : 0.37
+            let lda = m + 2, ldb = n + 3, ldc = n + 1
+            let a = rng.floats(k * lda), b = rng.floats(k * ldb), c0 = rng.floats(m * ldc)
+            var at = [Float](repeating: 0, count: m * k)   // Aᵀ, [m×k], for the reference
+            for p in 0..<k { for i in 0..<m { at[i * k + p] = a[p * lda + i] } }
+            for pool in [nil, pool2] as [WorkerPool?] {
+                var c = c0
+                sgemmTN(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: &c, ldc: ldc,
+                        accumulate: accumulate, pool: pool)
+                let (ref, mag) = refGemm(m, n, k, alpha, at, k, b, ldb, transposedB: false, c0, ldc, accumulate)
+                var worst = 0.0
+                for i in 0..<m {
+                    for j in 0..<n { worst = max(worst, abs(Double(c[i * ldc + j]) - ref[i * ldc + j]) / (mag[i * ldc + j] + 1e-30)) }
+                    #expect(c[i * ldc + n] == c0[i * ldc + n])
+                }
+                #expect(worst < 2e-6, "sgemm TN \(m)×\(n)×\(k): rel err \(worst)")
+            }
+        }
+    }
+
     @Test func zeroK() {
         var c: [Float] = [1, 2, 3, 4]
         let a: [Float] = [0], b: [Float] = [0]
