@@ -91,7 +91,8 @@ public final class TrainableModel: @unchecked Sendable {
     var lastInputs: [Int32] = []
 
     /// Runs the layers on `inputs` [B×T] and leaves the final normalised hidden states in `finalNormed`.
-    func forwardHidden(batch B: Int, seqLen T: Int, inputs: UnsafePointer<Int32>) throws {
+    /// `balanceMask` (B×T) marks the rows the balance losses count (false: padding); nil counts all.
+    func forwardHidden(batch B: Int, seqLen T: Int, inputs: UnsafePointer<Int32>, balanceMask: [Bool]? = nil) throws {
         guard T <= config.maxPositionEmbeddings else {
             throw ModelError.unsupported("sequence length \(T) exceeds the model's max_position_embeddings \(config.maxPositionEmbeddings)")
         }
@@ -105,6 +106,7 @@ public final class TrainableModel: @unchecked Sendable {
             (h + t * hidden).update(from: w + embedding + id * hidden, count: hidden)
         }
         stats = RouterStatistics(experts: config.numExperts)
+        for b in blocks { b.moe?.balanceMask = balanceMask }
         for b in blocks {
             let x = b.x.reserve(n * hidden), a = b.normed1.reserve(n * hidden)
             x.update(from: h, count: n * hidden)

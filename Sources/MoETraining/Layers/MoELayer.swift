@@ -50,6 +50,8 @@ final class MoELayer {
     let dGathered = Floats(), dExpertOut = Floats(), scratch = Floats(), dLogits = Floats(), dShared = Floats()
     /// Tokens routed to each expert in the last forward (the load the logs and the bias update read).
     var load: [Int] = []
+    /// Which rows count in the balance losses (false: padding, as HF's attention mask); nil: all.
+    var balanceMask: [Bool]?
 
     init(_ store: ParameterStore, layout m: MoELayout, hidden: Int, selectionBias: Bool) {
         self.hidden = hidden; experts = m.experts; topK = m.topK; width = m.width; normTopKProb = m.normTopKProb
@@ -118,17 +120,17 @@ final class MoELayer {
                 }
             }
         }
-        for t in 0..<n {
+        for t in 0..<n where balanceMask?[t] ?? true {
             let p = pr + t * E
             for e in 0..<E { stats.probabilitySums[e] += Double(p[e]) }
             stats.zSum += Double(ls[t] * ls[t])
+            for j in 0..<k { stats.counts[Int(choice[t * k + j])] += 1 }
+            stats.rows += 1
         }
-        stats.rows += n
 
         // Dispatch: a counting sort of the n·k choices by expert.
         load = .init(repeating: 0, count: E)
         for c in choice { load[Int(c)] += 1 }
-        for e in 0..<E { stats.counts[e] += Double(load[e]) }
         offsets = .init(repeating: 0, count: E + 1)
         for e in 0..<E { offsets[e + 1] = offsets[e] + load[e] }
         order = .init(repeating: 0, count: n * k)
@@ -236,9 +238,11 @@ final class MoELayer {
             weight.withUnsafeBufferPointer { wb in
               dWeight.withUnsafeBufferPointer { db in
                 let ch = cb.baseAddress!, wt = wb.baseAddress!, dWeight = db.baseAddress!
+                let mask = self.balanceMask
                 forEachBlock(n, pool: pool) { t in
                     let p = pr + t * E, d = dl + t * E
-                    for e in 0..<E { d[e] = balance.probability[e] }
+                    let counted = mask?[t] ?? true
+                    for e in 0..<E { d[e] = counted ? balance.probability[e] : 0 }
                     if normTopKProb {
                         var total: Float = 0, inner: Float = 0
                         for j in 0..<k { total += p[Int(ch[t * k + j])]; inner += dWeight[t * k + j] * wt[t * k + j] }
@@ -248,7 +252,7 @@ final class MoELayer {
                     }
                     var c: Float = 0
                     for e in 0..<E { c += p[e] * d[e] }
-                    let z = balance.zScale * 2 * ls[t]
+                    let z = counted ? balance.zScale * 2 * ls[t] : 0
                     for e in 0..<E { d[e] = p[e] * (d[e] - c) + z * p[e] }
                 }
               }

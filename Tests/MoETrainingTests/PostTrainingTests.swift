@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+import MoEFormats
+@testable import MoETraining
+
+/// Fixtures made by scripts/make_posttrain_fixtures.py from TRL's own trainers.
+enum PostTrainingFixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/posttraining").path
+
+    static func json(_ name: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(root)/\(name)/expected.json"))) as! [String: Any]
+    }
+
+    /// Every gradient against the fixture's grads.safetensors (max |g − g_ref| ≤ 1e-4 · max |g_ref| + 1e-6).
+    static func expectGradients(_ model: TrainableModel, _ name: String) throws {
+        let reference = try SafeTensorsFile(path: "\(root)/\(name)/grads.safetensors")
+        #expect(Set(reference.tensors.keys) == Set(model.store.tensors.map(\.name)))
+        for t in model.store.tensors {
+            guard let r = reference.tensors[t.name] else { continue }
+            let ref = try FloatEncoding.floats(r)
+            var refMax: Float = 0, diff: Float = 0
+            for i in 0..<t.count {
+                refMax = max(refMax, abs(ref[i])); diff = max(diff, abs(model.store.grads[t.offset + i] - ref[i]))
+            }
+            #expect(diff <= 1e-4 * refMax + 1e-6, "\(name): \(t.name) max |g − g_ref| \(diff), max |g_ref| \(refMax)")
+        }
+    }
+}
+
+@Suite struct DPOTests {
+    /// TRL's DPOTrainer.compute_loss (sigmoid, β 0.1, policy ≠ reference, aux loss with the attention mask):
+    /// sequence log-probs, rewards, loss and every gradient.
+    @Test func matchesTRL() throws {
+        let e = try PostTrainingFixtures.json("dpo")
+        let examples = e["examples"] as! [[String: [Int]]]
+        let batch = try DPO.batch(prompts: examples.map { $0["prompt_ids"]! }, chosen: examples.map { $0["chosen_ids"]! },
+                                  rejected: examples.map { $0["rejected_ids"]! }, pad: e["pad_token_id"] as! Int)
+        #expect(batch.inputs.map(Int.init) == (e["input_ids"] as! [[Int]]).flatMap { $0 })
+        let reference = try TrainableModel.load(directory: PostTrainingFixtures.root + "/dpo/reference", threads: 2)
+        let refLogProbs = TrainableModel.sequenceSums(try reference.tokenLogProbs(batch), batch)
+        let wantRef = (e["reference_chosen_logps"] as! [Double]) + (e["reference_rejected_logps"] as! [Double])
+        for (a, b) in zip(refLogProbs, wantRef) { #expect(abs(a - b) < 1e-4, "reference log-prob \(a) vs \(b)") }
+
+        let policy = try TrainableModel.load(directory: PostTrainingFixtures.root + "/dpo/policy", threads: 2)
+        let r = try DPO.step(policy: policy, batch: batch, referenceLogProbs: refLogProbs, beta: e["beta"] as! Double,
+                             balance: BalanceLosses(auxLossCoef: e["router_aux_loss_coef"] as! Double))
+        for (a, b) in zip(r.chosenRewards, e["chosen_rewards"] as! [Double]) { #expect(abs(a - b) < 1e-5) }
+        for (a, b) in zip(r.rejectedRewards, e["rejected_rewards"] as! [Double]) { #expect(abs(a - b) < 1e-5) }
+        #expect(abs(r.preferenceLoss - (e["dpo_loss"] as! Double)) < 1e-5)
+        #expect(abs(r.aux - (e["aux_loss"] as! Double)) < 1e-5, "aux \(r.aux)")
+        #expect(abs(r.loss - (e["loss"] as! Double)) < 1e-5)
+        try PostTrainingFixtures.expectGradients(policy, "dpo")
+    }
+}
