@@ -30,8 +30,8 @@ extension TrainableModel {
         let checkpoint = try Checkpoint(directory: directory)
         // A checkpoint that carries the expert bias keeps it even if not asked for.
         let hasBias = checkpoint.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
-        let model = try TrainableModel(config: config, selectionBias: selectionBias || hasBias, threads: threads,
-                                       has: checkpoint.contains)
+        let model = try TrainableModel(config: config, head: checkpoint.contains("score.weight") ? .score : .languageModel,
+                                       selectionBias: selectionBias || hasBias, threads: threads, has: checkpoint.contains)
         let w = model.store.values!
         for t in model.store.tensors {
             if t.frozen && !checkpoint.contains(t.name) { continue }   // a bias added now starts at zero
@@ -53,11 +53,27 @@ extension TrainableModel {
             }
         }
         try SafeTensorsWriter.write(entries, to: "\(directory)/model.safetensors")
-        try AtomicFile.write(try config.jsonData(), to: "\(directory)/config.json")
+        try AtomicFile.write(try savedConfig().jsonData(), to: "\(directory)/config.json")
         var generation: [String: Any] = ["_from_model_config": true]
         if let bos = config.bosTokenId { generation["bos_token_id"] = bos }
         if let eos = config.eosTokenIds.first { generation["eos_token_id"] = config.eosTokenIds.count == 1 ? eos : config.eosTokenIds }
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys]),
                              to: "\(directory)/generation_config.json")
+    }
+
+    /// The config as saved: a reward model names the sequence-classification class and its one label, so that
+    /// `AutoModelForSequenceClassification` loads it.
+    func savedConfig() -> ModelConfig {
+        guard head == .score else { return config }
+        var c = config
+        if case let .array(names)? = c.raw["architectures"] {
+            c.raw["architectures"] = .array(names.map { name in
+                guard case let .string(s) = name else { return name }
+                return .string(s.replacingOccurrences(of: "ForCausalLM", with: "ForSequenceClassification"))
+            })
+        }
+        c.raw["id2label"] = .object(["0": .string("LABEL_0")])
+        c.raw["label2id"] = .object(["LABEL_0": .number(0)])
+        return c
     }
 }

@@ -15,7 +15,14 @@ public final class TrainableModel: @unchecked Sendable {
     public let store = ParameterStore()
     public let pool: WorkerPool
 
-    let embedding: Int, finalNorm: Int, lmHead: Int
+    let embedding: Int, finalNorm: Int
+    /// The LM head (`lm_head.weight`, or the embedding when tied); for a reward model, `score.weight` [1, hidden].
+    let lmHead: Int
+    public let head: Head
+
+    /// What sits on the final hidden states: next-token logits, or one scalar score (HF's
+    /// `…ForSequenceClassification` with one label, as reward models are saved).
+    public enum Head: Sendable { case languageModel, score }
     let blocks: [Block]
     let rope: RotaryEmbedding
     private var ropeTable: RopeTable?
@@ -37,8 +44,8 @@ public final class TrainableModel: @unchecked Sendable {
 
     /// The model `config` describes, parameters registered under the checkpoint's names (hub naming).
     /// `selectionBias` adds DeepSeek-V3's `e_score_correction_bias` to every MoE layer.
-    public init(config: ModelConfig, selectionBias: Bool = false, threads: Int = WorkerPool.defaultThreadCount,
-                has: (String) -> Bool = { _ in false }) throws {
+    public init(config: ModelConfig, head: Head = .languageModel, selectionBias: Bool = false,
+                threads: Int = WorkerPool.defaultThreadCount, has: (String) -> Bool = { _ in false }) throws {
         try config.requireSupported()
         let arch = try ArchitectureRegistry.architecture(for: config.modelType)
         layouts = try arch.layout(config, has: has)
@@ -67,7 +74,13 @@ public final class TrainableModel: @unchecked Sendable {
         }
         self.blocks = blocks
         finalNorm = store.add("model.norm.weight", shape: [hidden], decay: false)
-        lmHead = config.tieWordEmbeddings ? embedding : store.add("lm_head.weight", shape: [vocab, hidden], decay: true)
+        self.head = head
+        switch head {
+        case .languageModel:
+            lmHead = config.tieWordEmbeddings ? embedding : store.add("lm_head.weight", shape: [vocab, hidden], decay: true)
+        case .score:
+            lmHead = store.add("score.weight", shape: [1, hidden], decay: true)
+        }
         store.allocate()
     }
 

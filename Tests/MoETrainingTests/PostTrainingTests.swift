@@ -53,3 +53,30 @@ enum PostTrainingFixtures {
         try PostTrainingFixtures.expectGradients(policy, "dpo")
     }
 }
+
+@Suite struct RewardModelTests {
+    /// TRL's RewardTrainer.compute_loss on Qwen3MoeForSequenceClassification: rewards, loss, every gradient
+    /// (score.weight included); the checkpoint saves back in the layout AutoModelForSequenceClassification reads.
+    @Test func matchesTRL() throws {
+        let e = try PostTrainingFixtures.json("reward")
+        let examples = e["examples"] as! [[String: [Int]]]
+        let batch = try RewardModeling.batch(chosen: examples.map { $0["chosen_ids"]! }, rejected: examples.map { $0["rejected_ids"]! },
+                                             pad: e["pad_token_id"] as! Int)
+        #expect(batch.inputs.map(Int.init) == (e["input_ids"] as! [[Int]]).flatMap { $0 })
+        let model = try TrainableModel.load(directory: PostTrainingFixtures.root + "/reward", threads: 2)
+        #expect(model.head == .score)
+        let r = try RewardModeling.step(model, batch: batch)
+        for (a, b) in zip(r.chosen, e["rewards_chosen"] as! [Double]) { #expect(abs(a - b) < 1e-5, "\(a) vs \(b)") }
+        for (a, b) in zip(r.rejected, e["rewards_rejected"] as! [Double]) { #expect(abs(a - b) < 1e-5, "\(a) vs \(b)") }
+        #expect(abs(r.loss - (e["loss"] as! Double)) < 1e-5)
+        try PostTrainingFixtures.expectGradients(model, "reward")
+
+        let dir = NSTemporaryDirectory() + "moe-reward-" + UUID().uuidString
+        try model.save(to: dir)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as! [String: Any]
+        #expect(config["architectures"] as? [String] == ["Qwen3MoeForSequenceClassification"])
+        #expect((config["id2label"] as? [String: String])?.count == 1)
+        let saved = try SafeTensorsFile(path: dir + "/model.safetensors")
+        #expect(saved.tensors["score.weight"]?.shape == [1, 32] && saved.tensors["lm_head.weight"] == nil)
+    }
+}
