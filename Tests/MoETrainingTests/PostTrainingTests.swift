@@ -80,3 +80,35 @@ enum PostTrainingFixtures {
         #expect(saved.tensors["score.weight"]?.shape == [1, 32] && saved.tensors["lm_head.weight"] == nil)
     }
 }
+
+@Suite struct GRPOTests {
+    /// TRL's GRPOTrainer loss (dapo, β 0.04 with the bias-corrected k3 KL, ε 0.2, old log-probs from a
+    /// perturbed policy so clipping happens both ways): advantages, loss, KL, clip fraction, every gradient.
+    @Test func matchesTRL() throws {
+        let e = try PostTrainingFixtures.json("grpo")
+        let prompt = e["prompt"] as! [Int], completions = e["completions"] as! [[Int]]
+        let batch = try PaddedBatch(sequences: completions.map { prompt + $0 }, scoredFrom: completions.map { _ in prompt.count },
+                                    pad: e["pad_token_id"] as! Int)
+        let advantages = GRPO.advantages(rewards: e["rewards"] as! [Double], groupSize: e["num_generations"] as! Int)
+        for (a, b) in zip(advantages, e["advantages"] as! [Double]) { #expect(abs(a - b) < 1e-6, "advantage \(a) vs \(b)") }
+        // [G][C] (entry t = log p of completion token t) → the batch's positions (prompt.count − 1 + t).
+        func layout(_ key: String) -> [Float] {
+            var out = [Float](repeating: 0, count: batch.rows * batch.seqLen)
+            for (g, row) in (e[key] as! [[Double]]).enumerated() {
+                for (t, v) in row.enumerated() where t < completions[g].count { out[g * batch.seqLen + prompt.count - 1 + t] = Float(v) }
+            }
+            return out
+        }
+        let policy = try TrainableModel.load(directory: PostTrainingFixtures.root + "/grpo/policy", threads: 2)
+        let r = try GRPO.step(policy: policy, batch: batch, oldLogProbs: layout("old_per_token_logps"),
+                              referenceLogProbs: layout("ref_per_token_logps"), advantages: advantages,
+                              settings: GRPO.Settings(beta: e["beta"] as! Double, epsilon: e["epsilon"] as! Double),
+                              tokensInBatch: e["num_items_in_batch"] as! Int,
+                              balance: BalanceLosses(auxLossCoef: e["router_aux_loss_coef"] as! Double))
+        #expect(abs(r.policyLoss - (e["policy_loss"] as! Double)) < 1e-5, "policy loss \(r.policyLoss)")
+        #expect(abs(r.loss - (e["loss"] as! Double)) < 1e-5, "loss \(r.loss)")
+        #expect(abs(r.kl - (e["kl_mean"] as! Double)) < 1e-5, "kl \(r.kl)")
+        #expect(abs(r.clipFraction - (e["clip_ratio_region_mean"] as! Double)) < 1e-6, "clip \(r.clipFraction)")
+        try PostTrainingFixtures.expectGradients(policy, "grpo")
+    }
+}
