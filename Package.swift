@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats"], swiftSettings: fast),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: fast),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: fast),
-        .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels"],
+        .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels", "MoETokenizer"],
                     swiftSettings: fast),
         .testTarget(name: "EndToEndTests", dependencies: ["moe"], swiftSettings: fast),
     ]

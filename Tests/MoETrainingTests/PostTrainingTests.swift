@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import MoEFormats
+import MoETokenizer
 @testable import MoETraining
 
 /// Fixtures made by scripts/make_posttrain_fixtures.py from TRL's own trainers.
@@ -110,5 +111,38 @@ enum PostTrainingFixtures {
         #expect(abs(r.kl - (e["kl_mean"] as! Double)) < 1e-5, "kl \(r.kl)")
         #expect(abs(r.clipFraction - (e["clip_ratio_region_mean"] as! Double)) < 1e-6, "clip \(r.clipFraction)")
         try PostTrainingFixtures.expectGradients(policy, "grpo")
+    }
+}
+
+@Suite struct SFTDataTests {
+    static let tokenizer: Tokenizer = {
+        let trained = try! BPETrainer(vocabSize: 300).train(texts: ["hello there, how are you? fine thanks. what is 2 + 3? it is 5."])
+        let dir = NSTemporaryDirectory() + "moe-sft-tok-" + UUID().uuidString
+        try! trained.write(to: dir)
+        return try! Tokenizer(directory: dir)
+    }()
+
+    /// Only the assistants' contents and their <|im_end|> are trained, whatever the template writes around them.
+    @Test func onlyAssistantTurnsAreTrained() throws {
+        let messages = [ChatMessage(role: "system", content: "be brief"), ChatMessage(role: "user", content: "hello there"),
+                        ChatMessage(role: "assistant", content: "fine thanks."), ChatMessage(role: "user", content: "what is 2 + 3?"),
+                        ChatMessage(role: "assistant", content: "it is 5.")]
+        let tok = SFTDataTests.tokenizer
+        let e = try SFTData.example(messages, tokenizer: tok, template: .chatML)
+        let trainedText = tok.decode(zip(e.ids, e.trained).filter(\.1).map(\.0))
+        #expect(trainedText == "fine thanks.<|im_end|>it is 5.<|im_end|>")
+        #expect(tok.decode(e.ids) == (try ChatTemplate.chatML.render(messages: messages, addGenerationPrompt: false)))
+        let batch = try SFTData.batch([e, e], pad: 0)
+        let scored = (0..<batch.seqLen).filter { batch.targets[$0] >= 0 }.map { Int(batch.targets[$0]) }
+        #expect(tok.decode(scored) == trainedText)
+    }
+
+    @Test func badConversationsNameTheLine() throws {
+        let path = NSTemporaryDirectory() + "moe-sft-\(UUID().uuidString).jsonl"
+        try "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect { try SFTData.conversations(path: path) } throws: { "\($0)".contains(":2") && "\($0)".contains("no assistant turn") }
+        try "{\"messages\": oops}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect { try SFTData.conversations(path: path) } throws: { "\($0)".contains(":1") }
     }
 }

@@ -36,6 +36,21 @@ public struct PaddedBatch: Sendable {
         self.inputs = inputs; self.targets = targets; self.attention = attention
         lengths = sequences.map(\.count)
     }
+
+    /// Sequences with their own targets ([rows × seqLen], -100 where nothing is scored).
+    public init(sequences: [[Int]], targets: [Int32], pad: Int) throws {
+        guard !sequences.isEmpty else { throw TrainingError.badArgument("a batch needs at least one sequence") }
+        let T = sequences.map(\.count).max()!
+        guard targets.count == sequences.count * T else { throw TrainingError.badArgument("targets must be rows × longest sequence") }
+        rows = sequences.count; seqLen = T
+        var inputs = [Int32](repeating: Int32(pad), count: rows * T)
+        var attention = [Bool](repeating: false, count: rows * T)
+        for (r, s) in sequences.enumerated() {
+            for (t, id) in s.enumerated() { inputs[r * T + t] = Int32(id); attention[r * T + t] = true }
+        }
+        self.inputs = inputs; self.targets = targets; self.attention = attention
+        lengths = sequences.map(\.count)
+    }
 }
 
 extension TrainableModel {
