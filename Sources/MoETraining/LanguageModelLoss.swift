@@ -32,10 +32,11 @@ public struct LossBreakdown: Sendable, Codable {
 extension TrainableModel {
     /// Forward and backward for next-token cross-entropy plus the balance losses: `targets[i]` is the token
     /// that should follow `inputs[i]` (a negative target is ignored, like HF's -100). Gradients are *added*
-    /// to `store.grads`, multiplied by `gradientScale` (1/accumulation steps when accumulating).
+    /// to `store.grads`, multiplied by `gradientScale` (1/accumulation steps when accumulating). `balanceMask`
+    /// keeps padding out of the balance losses.
     public func trainStep(batch B: Int, seqLen T: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>,
-                          balance: BalanceLosses, gradientScale: Float = 1) throws -> LossBreakdown {
-        try forwardHidden(batch: B, seqLen: T, inputs: inputs)
+                          balance: BalanceLosses, gradientScale: Float = 1, balanceMask: [Bool]? = nil) throws -> LossBreakdown {
+        try forwardHidden(batch: B, seqLen: T, inputs: inputs, balanceMask: balanceMask)
         let n = B * T
         let valid = (0..<n).reduce(0) { $0 + (targets[$1] >= 0 ? 1 : 0) }
         let c = valid > 0 ? -gradientScale / Float(valid) : 0
@@ -49,8 +50,8 @@ extension TrainableModel {
 
     /// The same losses without gradients (validation).
     public func evaluate(batch B: Int, seqLen T: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>,
-                         balance: BalanceLosses) throws -> LossBreakdown {
-        try forwardHidden(batch: B, seqLen: T, inputs: inputs)
+                         balance: BalanceLosses, balanceMask: [Bool]? = nil) throws -> LossBreakdown {
+        try forwardHidden(batch: B, seqLen: T, inputs: inputs, balanceMask: balanceMask)
         let logp = head(rows: B * T, targets: targets, coefficients: nil)
         return breakdown(logp: logp, targets: targets, rows: B * T, balance: balance)
     }
