@@ -36,6 +36,7 @@ extension TrainableModel {
     /// keeps padding out of the balance losses.
     public func trainStep(batch B: Int, seqLen T: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>,
                           balance: BalanceLosses, gradientScale: Float = 1, balanceMask: [Bool]? = nil) throws -> LossBreakdown {
+        try checkTargets(targets, count: B * T)
         try forwardHidden(batch: B, seqLen: T, inputs: inputs, balanceMask: balanceMask)
         let n = B * T
         let valid = (0..<n).reduce(0) { $0 + (targets[$1] >= 0 ? 1 : 0) }
@@ -51,6 +52,7 @@ extension TrainableModel {
     /// The same losses without gradients (validation).
     public func evaluate(batch B: Int, seqLen T: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>,
                          balance: BalanceLosses, balanceMask: [Bool]? = nil) throws -> LossBreakdown {
+        try checkTargets(targets, count: B * T)
         try forwardHidden(batch: B, seqLen: T, inputs: inputs, balanceMask: balanceMask)
         let logp = head(rows: B * T, targets: targets, coefficients: nil)
         return breakdown(logp: logp, targets: targets, rows: B * T, balance: balance)

@@ -37,7 +37,7 @@ public struct PretrainSummary: Codable, Sendable {
     public var tokensPerSecond: Double
     public var trainLoss: Double
     public var validationLoss: Double?
-    /// Fraction of top-k choices per expert, per MoE layer, over the last logging interval.
+    /// Fraction of top-k choices per expert, per MoE layer, over this run (since the start or the resume).
     public var expertLoad: [[Double]]
 }
 
@@ -47,7 +47,9 @@ public struct PretrainSummary: Codable, Sendable {
 /// (`OUT/checkpoint-N/`, written under a temporary name and renamed), so a kill never leaves a half one.
 public final class Pretrainer {
     public let model: TrainableModel
-    public let settings: PretrainSettings
+    /// The run's settings; a resumed run takes the checkpoint's, except the run controls (steps, evaluation,
+    /// checkpoint and logging intervals, time limit), which come from the caller.
+    public private(set) var settings: PretrainSettings
     public let out: String
     let optimizer: AdamW
     let train: TokenShard, validation: TokenShard
@@ -76,6 +78,17 @@ public final class Pretrainer {
         guard FileManager.default.isWritableFile(atPath: out) else {
             throw TrainingError.badArgument("the output directory \(out) is not writable")
         }
+        // Refuse up front what would not fit, rather than dying mid-run.
+        let need = Double(model.activationBytes(batch: settings.batchSize, seqLen: settings.seqLen) + model.store.count * 16)
+        let have = Double(ProcessInfo.processInfo.physicalMemory)
+        guard need < 0.9 * have else {
+            throw TrainingError.badArgument(String(format: "batch %d × %d needs about %.1f GiB (activations, weights, gradients, optimizer) of %.1f GiB: lower --batch or --seq-len",
+                                                   settings.batchSize, settings.seqLen, need / 1073741824, have / 1073741824))
+        }
+        // Half-written checkpoints of a killed run.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where name.hasPrefix(".checkpoint-") {
+            try? FileManager.default.removeItem(atPath: "\(out)/\(name)")
+        }
     }
 
     // MARK: The loop
@@ -103,6 +116,7 @@ public final class Pretrainer {
             let lr = schedule.rate(step: step, totalSteps: settings.steps, peak: settings.learningRate)
             model.store.zeroGrads()
             var loss = LossBreakdown(crossEntropy: 0, aux: 0, z: 0, total: 0, tokens: 0)
+            var stepLoad = [[Int]](repeating: [Int](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
             for _ in 0..<settings.accumulation {
                 inputs.withUnsafeMutableBufferPointer { i in
                     targets.withUnsafeMutableBufferPointer { t in
@@ -115,14 +129,16 @@ public final class Pretrainer {
                 loss.crossEntropy += l.crossEntropy / a; loss.aux += l.aux / a; loss.z += l.z / a; loss.total += l.total / a
                 loss.tokens += l.tokens
                 for (layer, load) in model.lastExpertLoad.enumerated() {
-                    for e in load.indices { loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]) }
+                    for e in load.indices {
+                        loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]); stepLoad[layer][e] += load[e]
+                    }
                 }
             }
             guard loss.total.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
             let norm = clipGradients(model.store, maxNorm: settings.gradClip.map(Float.init))
             guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
             optimizer.update(model.store, lr: Float(lr), pool: model.pool)
-            if let rate = settings.biasUpdateRate { model.updateSelectionBias(rate: Float(rate)) }
+            if let rate = settings.biasUpdateRate { model.updateSelectionBias(rate: Float(rate), load: stepLoad) }
             step += 1
             tokensSeen += n * settings.accumulation
             lastLoss = loss.total
@@ -219,8 +235,13 @@ public final class Pretrainer {
                               optimizerStep: optimizer.step)
             let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try AtomicFile.write(try encoder.encode(state), to: "\(tmp)/trainer_state.json")
-            try? fm.removeItem(atPath: final)
+            // Swap in: an existing directory of the same step is moved aside first, so one complete copy exists
+            // at every moment.
+            let old = "\(out)/.\(name).old"
+            try? fm.removeItem(atPath: old)
+            if fm.fileExists(atPath: final) { _ = rename(final, old) }
             guard rename(tmp, final) == 0 else { throw TrainingError.checkpointWrite(path: final, reason: String(cString: strerror(errno))) }
+            try? fm.removeItem(atPath: old)
             // The model at the top of OUT, for `moe generate --model OUT` and AutoModelForCausalLM.
             for f in ["model.safetensors", "config.json", "generation_config.json"] + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
                 let data = try Data(contentsOf: URL(fileURLWithPath: "\(final)/\(f)"))
@@ -264,6 +285,16 @@ public final class Pretrainer {
             throw TrainingError.resume("batch size and sequence length must match the checkpoint's (\(state.settings.batchSize) × \(state.settings.seqLen))")
         }
         let saved = try Checkpoint(directory: dir)
+        let savedBias = saved.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
+        let modelBias = model.store.tensors.contains { $0.frozen }
+        guard savedBias == modelBias else {
+            throw TrainingError.resume(savedBias ? "the checkpoint was trained with --bias-update-rate: pass it again"
+                                                 : "the checkpoint has no expert selection bias: resume without --bias-update-rate")
+        }
+        var resumed = state.settings
+        resumed.steps = settings.steps; resumed.evalEvery = settings.evalEvery; resumed.evalBatches = settings.evalBatches
+        resumed.checkpointEvery = settings.checkpointEvery; resumed.logEvery = settings.logEvery; resumed.timeLimit = settings.timeLimit
+        settings = resumed
         let w = model.store.values!
         for t in model.store.tensors {
             let values = try FloatEncoding.floats(try saved.tensor(t.name, shape: t.shape))
@@ -305,14 +336,16 @@ public final class Pretrainer {
 
 extension TrainableModel {
     /// DeepSeek-V3's auxiliary-loss-free balancing: after a step, each layer's overloaded experts get their
-    /// selection bias lowered by `rate`, underloaded ones raised (sign of mean load − load).
-    public func updateSelectionBias(rate: Float) {
+    /// selection bias lowered by `rate`, underloaded ones raised (sign of mean load − load). `load`: tokens
+    /// per expert per MoE layer over the step's micro-batches (default: the last forward's).
+    public func updateSelectionBias(rate: Float, load: [[Int]]? = nil) {
         let w = store.values!
-        for b in blocks {
-            guard let moe = b.moe, let bias = moe.selectionBias else { continue }
-            let mean = Float(moe.load.reduce(0, +)) / Float(max(moe.experts, 1))
+        let loads = load ?? lastExpertLoad
+        for (i, moe) in blocks.compactMap(\.moe).enumerated() {
+            guard let bias = moe.selectionBias else { continue }
+            let mean = Float(loads[i].reduce(0, +)) / Float(max(moe.experts, 1))
             for e in 0..<moe.experts {
-                let l = Float(moe.load[e])
+                let l = Float(loads[i][e])
                 w[bias + e] += l > mean ? -rate : (l < mean ? rate : 0)
             }
         }

@@ -102,6 +102,8 @@ public final class TrainableModel: @unchecked Sendable {
     let dResidual = Floats(), dNormed = Floats(), logitsChunk = Floats(), dFinal = Floats()
     var stats = RouterStatistics(experts: 0)
     var lastInputs: [Int32] = []
+    /// The (batch, seqLen) of the forward whose activations are saved: a backward must be for the same one.
+    var savedShape: (batch: Int, seqLen: Int)?
 
     /// Runs the layers on `inputs` [B×T] and leaves the final normalised hidden states in `finalNormed`.
     /// `balanceMask` (B×T) marks the rows the balance losses count (false: padding); nil counts all.
@@ -113,6 +115,7 @@ public final class TrainableModel: @unchecked Sendable {
         let rope = table(T)
         let h = residual.reserve(n * hidden)
         lastInputs = Array(UnsafeBufferPointer(start: inputs, count: n))
+        savedShape = nil
         for t in 0..<n {
             let id = Int(inputs[t])
             guard id >= 0 && id < vocab else { throw ModelError.unsupported("token id \(id) outside the vocabulary (\(vocab))") }
@@ -140,10 +143,35 @@ public final class TrainableModel: @unchecked Sendable {
         fi.update(from: h, count: n * hidden)
         rmsNormForward(fi, rows: n, dim: hidden, weight: w + finalNorm, eps: eps, into: finalNormed.reserve(n * hidden),
                        rstd: finalRstd.reserve(n), pool: pool)
+        savedShape = (B, T)
+    }
+
+    /// f32 bytes the saved activations and scratch of one forward/backward take (an estimate for refusing
+    /// runs that cannot fit): per layer the residual copies, q/k/v, attention probabilities, expert rows.
+    public func activationBytes(batch B: Int, seqLen T: Int) -> Int {
+        let n = B * T, c = config
+        let qkv = n * (c.numAttentionHeads + 2 * c.numKeyValueHeads) * c.headDim * 3
+        let probabilities = B * c.numAttentionHeads * T * T + B * c.numKeyValueHeads * T * T
+        let width = c.moeIntermediateSize ?? c.intermediateSize
+        let ffn = c.numExperts > 0 ? n * c.numExpertsPerToken * (3 * hidden + 5 * width) + n * c.numExperts * 3
+                                   : n * (3 * hidden + 5 * c.intermediateSize)
+        let perLayer = 10 * n * hidden + qkv + probabilities + ffn
+        return 4 * (blocks.count * perLayer + 6 * n * hidden + 256 * vocab)
+    }
+
+    /// Targets are negative (ignored, like HF's -100) or a token of the vocabulary; the head must be the LM head.
+    func checkTargets(_ targets: UnsafePointer<Int32>, count n: Int) throws {
+        guard head == .languageModel else { throw TrainingError.badArgument("this model has a score head (a reward model), not an LM head") }
+        for i in 0..<n where Int(targets[i]) >= vocab {
+            throw TrainingError.badArgument("target token \(targets[i]) is outside the vocabulary (\(vocab))")
+        }
     }
 
     /// Backward from d(loss)/d(final normalised hidden) in `dFinal`, through every layer to the embedding.
     func backwardHidden(batch B: Int, seqLen T: Int, balance: BalanceGradient) {
+        // The layers' saved activations belong to the last forward; a backward of another shape would read
+        // past them.
+        precondition(savedShape.map { $0 == (B, T) } ?? false, "backward without the matching forward (\(B)×\(T))")
         let n = B * T, w = store.values!, g = store.grads!
         let rope = table(T)
         let dh = dResidual.reserve(n * hidden)

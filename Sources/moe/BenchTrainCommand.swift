@@ -74,7 +74,8 @@ struct BenchTrain: ParsableCommand {
                 print(String(format: "ratio: swift-moe / PyTorch = %.2f× (%.1f vs %.1f tokens/s)", ours / peer, ours, peer))
             }
         } else {
-            print("(no PyTorch peer run: needs --peer-python with torch and the repository's scripts/ in the current directory)")
+            print(preset == "bench-small" ? "(no PyTorch peer run: needs --peer-python with torch and the repository's scripts/ in the current directory)"
+                                          : "(the PyTorch peer runs for --preset bench-small only)")
         }
         print(String(format: "tokens/s: %.1f", ours))
     }
@@ -141,5 +142,9 @@ func matmulPeak(threads: Int) -> Double {
 func peakResidentMiB() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
+    #if os(macOS)
+    return Double(usage.ru_maxrss) / 1048576   // bytes there
+    #else
     return Double(usage.ru_maxrss) / 1024
+    #endif
 }

@@ -21,9 +21,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "γ of DeepSeek-V3's auxiliary-loss-free balancing: a per-expert selection bias nudged after each step (0: off).")
     var biasUpdateRate: Double = 0
     @Option(help: "Random seed (initialisation and data order).") var seed: UInt64 = 1234
-    @Option(help: "Validation every N steps.") var evalEvery: Int = 100
+    @Option(help: "Validation every N steps (0: only at the end).") var evalEvery: Int = 100
     @Option(help: "Validation batches.") var evalBatches: Int = 8
-    @Option(help: "Checkpoint every N steps.") var checkpointEvery: Int = 200
+    @Option(help: "Checkpoint every N steps (0: only at the end).") var checkpointEvery: Int = 200
     @Option(help: "Expert load logged every N steps.") var logEvery: Int = 10
     @Option(help: "Fraction of the documents held out for validation.") var valFraction: Double = 0.05
 
@@ -32,14 +32,20 @@ struct TrainingOptions: ParsableArguments {
             throw ValidationError("--schedule must be cosine, wsd or constant")
         }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive") }
+        guard steps > 0, batch > 0, seqLen > 1, accumulation > 0, warmup >= 0, logEvery > 0, evalBatches > 0 else {
+            throw ValidationError("--steps, --batch, --accumulation, --log-every and --eval-batches must be positive, --seq-len at least 2, --warmup not negative")
+        }
+        guard (0...1).contains(minLrRatio) else { throw ValidationError("--min-lr-ratio must be between 0 and 1") }
+        guard (0..<1).contains(valFraction) else { throw ValidationError("--val-fraction must be in [0, 1)") }
+        guard evalEvery >= 0, checkpointEvery >= 0 else { throw ValidationError("--eval-every and --checkpoint-every must not be negative") }
         var s = PretrainSettings()
         s.steps = steps; s.batchSize = batch; s.seqLen = seqLen; s.accumulation = accumulation
         s.learningRate = lr; s.schedule = schedule; s.warmup = warmup; s.minLearningRateRatio = minLrRatio
         s.adam.weightDecay = Float(weightDecay); s.gradClip = gradClip > 0 ? gradClip : nil
         s.balance = BalanceLosses(auxLossCoef: auxLossCoef, zLossCoef: zLossCoef)
         s.biasUpdateRate = biasUpdateRate > 0 ? biasUpdateRate : nil
-        s.seed = seed; s.evalEvery = max(1, evalEvery); s.evalBatches = max(1, evalBatches)
-        s.checkpointEvery = max(1, checkpointEvery); s.logEvery = max(1, logEvery)
+        s.seed = seed; s.evalEvery = evalEvery == 0 ? Int.max : evalEvery; s.evalBatches = evalBatches
+        s.checkpointEvery = checkpointEvery == 0 ? Int.max : checkpointEvery; s.logEvery = logEvery
         return s
     }
 }

@@ -158,6 +158,30 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
             throws: { "\($0)".contains("max_position_embeddings") }
     }
 
+    /// A target outside the vocabulary, or an LM loss on a reward model, is an error, not a write past the logits.
+    @Test func badTargetsAndHeadsAreErrors() throws {
+        let model = try TrainableModel(config: try tinyConfig(), threads: 1)
+        let inputs = [Int32](repeating: 1, count: 8)
+        var targets = inputs
+        targets[3] = 64
+        #expect { try model.evaluate(batch: 1, seqLen: 8, inputs: inputs, targets: targets, balance: BalanceLosses()) }
+            throws: { "\($0)".contains("outside the vocabulary") }
+        let scorer = try TrainableModel(config: try tinyConfig(), head: .score, threads: 1)
+        #expect { try scorer.trainStep(batch: 1, seqLen: 8, inputs: inputs, targets: inputs, balance: BalanceLosses()) }
+            throws: { "\($0)".contains("score head") }
+    }
+
+    /// Batches that cannot fit in memory are refused before training starts.
+    @Test func oversizedBatchIsRefused() throws {
+        let data = temporaryDirectory()
+        let (train, val) = try syntheticShards(tokens: 2000, vocab: 64, in: data)
+        var settings = PretrainSettings()
+        settings.batchSize = 1 << 20; settings.seqLen = 32
+        let model = try TrainableModel(config: try tinyConfig(), threads: 1)
+        #expect { try Pretrainer(model: model, settings: settings, train: train, validation: val, out: temporaryDirectory()) }
+            throws: { "\($0)".contains("lower --batch") }
+    }
+
     @Test func unwritableOutputDirectoryIsRefused() throws {
         #expect { try PretrainSetup.prepareOutput("/proc/moe-cannot-write-here") } throws: { "\($0)".contains("/proc/moe-cannot-write-here") }
     }

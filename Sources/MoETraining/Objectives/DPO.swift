@@ -29,6 +29,9 @@ public enum DPO {
     public static func step(policy: TrainableModel, batch: PaddedBatch, referenceLogProbs: [Double], beta: Double,
                             balance: BalanceLosses) throws -> Result {
         let pairs = batch.rows / 2
+        guard batch.rows % 2 == 0, referenceLogProbs.count == batch.rows else {
+            throw TrainingError.badArgument("DPO needs chosen and rejected rows in pairs and one reference log-prob per row")
+        }
         let logp = try policy.tokenLogProbs(batch)
         let sums = TrainableModel.sequenceSums(logp, batch)
         var chosen: [Double] = [], rejected: [Double] = [], loss = 0.0
@@ -43,7 +46,7 @@ public enum DPO {
         }
         var tokenGradients = [Float](repeating: 0, count: logp.count)
         for i in 0..<logp.count where batch.targets[i] >= 0 { tokenGradients[i] = Float(rowGradient[i / batch.seqLen]) }
-        policy.backward(batch: batch, logProbGradients: tokenGradients, balance: balance)
+        try policy.backward(batch: batch, logProbGradients: tokenGradients, balance: balance)
         let aux = policy.routerLosses().aux
         return Result(loss: loss + balance.auxLossCoef * aux + balance.zLossCoef * policy.routerLosses().z,
                       preferenceLoss: loss, aux: aux, chosenRewards: chosen, rejectedRewards: rejected)

@@ -41,6 +41,10 @@ public enum GRPO {
     public static func step(policy: TrainableModel, batch: PaddedBatch, oldLogProbs: [Float], referenceLogProbs: [Float]?,
                             advantages: [Double], settings: Settings, tokensInBatch: Int,
                             balance: BalanceLosses) throws -> Result {
+        let positions = batch.rows * batch.seqLen
+        guard advantages.count == batch.rows, oldLogProbs.count == positions, referenceLogProbs.map({ $0.count == positions }) ?? true else {
+            throw TrainingError.badArgument("GRPO needs one advantage per row and old/reference log-probs per position of the batch")
+        }
         let logp = try policy.tokenLogProbs(batch)
         let low = 1 - settings.epsilon, high = 1 + settings.epsilon
         var gradients = [Float](repeating: 0, count: logp.count)
@@ -66,7 +70,7 @@ public enum GRPO {
             gradients[i] = Float(d * scale)
             tokens += 1
         }
-        policy.backward(batch: batch, logProbGradients: gradients, balance: balance)
+        try policy.backward(batch: batch, logProbGradients: gradients, balance: balance)
         let (aux, z) = policy.routerLosses()
         return Result(loss: loss + balance.auxLossCoef * aux + balance.zLossCoef * z, policyLoss: loss, aux: aux,
                       kl: klSum / Double(max(tokens, 1)), clipFraction: Double(clipped) / Double(max(tokens, 1)))

@@ -22,7 +22,7 @@ public enum RewardModeling {
 
     /// The score of each row: score · (final hidden state at its last real token).
     public static func scores(_ model: TrainableModel, _ batch: PaddedBatch) throws -> [Double] {
-        precondition(model.head == .score, "RewardModeling needs a model with a score head")
+        guard model.head == .score else { throw TrainingError.badArgument("a reward model needs a score head (score.weight)") }
         try model.forwardHidden(batch: batch.rows, seqLen: batch.seqLen, inputs: batch.inputs, balanceMask: batch.attention)
         let w = model.store.values!, h = model.hidden
         return (0..<batch.rows).map { r in
@@ -33,6 +33,7 @@ public enum RewardModeling {
     /// One forward and backward; gradients are added to `model.store.grads`.
     public static func step(_ model: TrainableModel, batch: PaddedBatch, balance: BalanceLosses = BalanceLosses()) throws -> Result {
         let r = try scores(model, batch)
+        guard batch.rows % 2 == 0 else { throw TrainingError.badArgument("reward pairs need as many rejected rows as chosen") }
         let pairs = batch.rows / 2, h = model.hidden, T = batch.seqLen
         var loss = 0.0
         var dScore = [Float](repeating: 0, count: batch.rows)

@@ -57,6 +57,7 @@ extension TrainableModel {
     /// log p(target) at every position of `batch` (0 where nothing is scored), keeping the activations for
     /// `backward(batch:logProbGradients:balance:)`. Padding is excluded from the router's balance statistics.
     public func tokenLogProbs(_ batch: PaddedBatch) throws -> [Float] {
+        try checkTargets(batch.targets, count: batch.targets.count)
         try forwardHidden(batch: batch.rows, seqLen: batch.seqLen, inputs: batch.inputs, balanceMask: batch.attention)
         return head(rows: batch.rows * batch.seqLen, targets: batch.targets, coefficients: nil)
     }
@@ -70,7 +71,10 @@ extension TrainableModel {
 
     /// Back-propagates an objective given d(objective)/d(log p) at each scored position, plus the balance
     /// losses of the last forward, adding to `store.grads`. Must follow `tokenLogProbs` on the same batch.
-    public func backward(batch: PaddedBatch, logProbGradients: [Float], balance: BalanceLosses) {
+    public func backward(batch: PaddedBatch, logProbGradients: [Float], balance: BalanceLosses) throws {
+        guard savedShape.map({ $0 == (batch.rows, batch.seqLen) }) ?? false, logProbGradients.count == batch.targets.count else {
+            throw TrainingError.badArgument("backward(batch:) must follow tokenLogProbs on the same batch, with one gradient per position")
+        }
         _ = head(rows: batch.rows * batch.seqLen, targets: batch.targets, coefficients: logProbGradients)
         backwardHidden(batch: batch.rows, seqLen: batch.seqLen, balance: balanceGradient(balance, scale: 1))
     }
