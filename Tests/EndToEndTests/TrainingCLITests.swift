@@ -27,6 +27,18 @@ import Testing
         // The checkpoint runs in the inference engine.
         let g = try CLI.run(["generate", "--model", out + "/pretrain", "--prompt", "12 + 7 =", "--max-tokens", "4"])
         #expect(g.status == 0, "\(g.stderr)")
+
+        // moe eval scores a text and a task file, ending with a JSON line.
+        try "3 + 4 = 7\n12 + 7 = 19\n".write(toFile: out + "/text.txt", atomically: true, encoding: .utf8)
+        let t = try CLI.run(["eval", "--model", out + "/pretrain", "--text", out + "/text.txt"])
+        #expect(t.status == 0, "\(t.stderr)")
+        let text = try JSONSerialization.jsonObject(with: Data((t.stdout.split(separator: "\n").last ?? "").utf8)) as! [String: Any]
+        #expect((text["perplexity"] as? Double).map { $0 > 1 } == true && text["bits_per_byte"] is Double)
+        try "{\"prompt\": \"3 + 4 =\", \"answer\": 7}\n{\"prompt\": \"9 - 5 =\", \"answer\": \"4\"}\n".write(toFile: out + "/tasks.jsonl", atomically: true, encoding: .utf8)
+        let k = try CLI.run(["eval", "--model", out + "/pretrain", "--tasks", out + "/tasks.jsonl", "--max-tokens", "4"])
+        #expect(k.status == 0, "\(k.stderr)")
+        let tasks = try JSONSerialization.jsonObject(with: Data((k.stdout.split(separator: "\n").last ?? "").utf8)) as! [String: Any]
+        #expect(tasks["total"] as? Int == 2 && (tasks["accuracy"] as? Double).map { (0...1).contains($0) } == true)
     }
 
     /// pretrain → resume → a write that fails (file-size limit, as a full disk): a clear error and the

@@ -1,0 +1,157 @@
+import Foundation
+import MoEModel
+import MoETokenizer
+
+/// Evaluation of a checkpoint through the inference engine: perplexity and bits per byte of a text, and
+/// greedy accuracy on question/answer tasks (`{"prompt", "answer"}` JSONL, the answer read from the
+/// completion as GSM8K's `#### N`, an `answer_regex`'s first group, or else the completion's final number).
+public enum Evaluation {
+    public struct TextResult: Codable, Sendable {
+        public var tokens: Int
+        public var bytes: Int
+        /// Mean negative log-likelihood per predicted token (nats).
+        public var loss: Double
+        public var perplexity: Double
+        public var bitsPerByte: Double
+        enum CodingKeys: String, CodingKey { case tokens, bytes, loss, perplexity; case bitsPerByte = "bits_per_byte" }
+    }
+
+    /// Non-overlapping windows of up to `window` tokens (each window's first token is context only), so the
+    /// result does not depend on anything but the text and the window.
+    public static func text(_ model: Transformer, tokenizer: Tokenizer, text: String, window: Int = 512) throws -> TextResult {
+        let ids = tokenizer.encode(text, addSpecialTokens: false)
+        guard ids.count >= 2 else { throw TrainingError.badArgument("the text has fewer than two tokens") }
+        let w = max(2, min(window, model.contextLength))
+        let cache = model.makeCache(capacity: w)
+        let vocab = model.config.vocabSize
+        var nll = 0.0, predicted = 0
+        var start = 0
+        while start + 1 < ids.count {
+            let chunk = Array(ids[start..<min(start + w, ids.count)])
+            cache.reset()
+            let logits = try model.forward(chunk, cache: cache, logitsFor: .all)
+            for t in 0..<(chunk.count - 1) {
+                let row = UnsafeBufferPointer(rebasing: logits[(t * vocab)..<((t + 1) * vocab)])
+                let m = row.max()!
+                var s = 0.0
+                for v in row { s += exp(Double(v - m)) }
+                nll += Double(m) + log(s) - Double(row[chunk[t + 1]])
+                predicted += 1
+            }
+            start += chunk.count - 1
+        }
+        let bytes = text.utf8.count
+        let loss = nll / Double(predicted)
+        return TextResult(tokens: ids.count, bytes: bytes, loss: loss, perplexity: exp(loss), bitsPerByte: nll / log(2) / Double(bytes))
+    }
+
+    /// One task: a prompt (text, or chat messages) and its expected answer.
+    public struct Task: Sendable {
+        public var prompt: String?
+        public var messages: [ChatMessage]?
+        public var answer: String
+        public var answerRegex: String?
+        public init(prompt: String, answer: String, answerRegex: String? = nil) { self.prompt = prompt; self.answer = answer; self.answerRegex = answerRegex }
+    }
+
+    public struct TaskResult: Codable, Sendable {
+        public struct Example: Codable, Sendable { public var prompt: String; public var completion: String; public var expected: String; public var extracted: String?; public var correct: Bool }
+        public var total: Int
+        public var correct: Int
+        public var accuracy: Double
+        /// The first few examples, for a look at what the model wrote.
+        public var examples: [Example]
+    }
+
+    /// Reads `{"prompt": text or [messages], "answer": …, "answer_regex"?: …}` per line.
+    public static func tasks(path: String) throws -> [Task] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw DataError.fileNotFound(path)
+        }
+        var out: [Task] = []
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.allSatisfy(\.isWhitespace) {
+            func bad(_ why: String) -> DataError { .malformedLine(path: path, line: i + 1, reason: why) }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw bad("not a JSON object") }
+            let answer: String
+            switch object["answer"] {
+            case let s as String: answer = s
+            case let n as NSNumber: answer = n.stringValue
+            default: throw bad("no \"answer\" (string or number)")
+            }
+            var task = Task(prompt: "", answer: answer, answerRegex: object["answer_regex"] as? String)
+            if let p = object["prompt"] as? String { task.prompt = p }
+            else if let m = object["prompt"] as? [[String: Any]] {
+                task.prompt = nil
+                task.messages = try m.map { d in
+                    guard let role = d["role"] as? String, let content = d["content"] as? String else { throw bad("messages need \"role\" and \"content\" strings") }
+                    return ChatMessage(role: role, content: content)
+                }
+            } else { throw bad("no \"prompt\" (text or a list of messages)") }
+            out.append(task)
+        }
+        if out.isEmpty { throw DataError.emptyCorpus(path) }
+        return out
+    }
+
+    /// Greedy completions of every task, scored by exact (numeric when both are numbers) answer match.
+    /// `chat` sends text prompts through the chat template as a user message.
+    public static func tasks(_ model: Transformer, tokenizer: Tokenizer, tasks: [Task], maxTokens: Int, chat: Bool,
+                             progress: ((Int, Int) -> Void)? = nil) throws -> TaskResult {
+        var correct = 0
+        var examples: [TaskResult.Example] = []
+        for (i, task) in tasks.enumerated() {
+            let ids: [Int]
+            if let messages = task.messages { ids = try tokenizer.encodeChat(messages) }
+            else if chat { ids = try tokenizer.encodeChat([ChatMessage(role: "user", content: task.prompt ?? "")]) }
+            else { ids = tokenizer.encode(task.prompt ?? "") }
+            let g = try model.generate(prompt: ids, maxTokens: maxTokens, sampling: SamplingParameters(temperature: 0))
+            let completion = tokenizer.decode(g.tokens, skipSpecialTokens: true)
+            let extracted = extractAnswer(completion, regex: task.answerRegex)
+            let ok = extracted.map { sameAnswer($0, expectedAnswer(task.answer)) } ?? false
+            if ok { correct += 1 }
+            if examples.count < 5 {
+                examples.append(.init(prompt: task.prompt ?? task.messages?.last?.content ?? "", completion: completion,
+                                      expected: expectedAnswer(task.answer), extracted: extracted, correct: ok))
+            }
+            progress?(i + 1, tasks.count)
+        }
+        return TaskResult(total: tasks.count, correct: correct, accuracy: Double(correct) / Double(max(tasks.count, 1)), examples: examples)
+    }
+
+    /// GSM8K's reference answers are whole solutions ending in `#### N`: the part after it.
+    public static func expectedAnswer(_ answer: String) -> String {
+        guard let r = answer.range(of: "####", options: .backwards) else { return answer.trimmingCharacters(in: .whitespacesAndNewlines) }
+        return answer[r.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The answer a completion gives: an `answer_regex`'s first capture group (or whole match), else the
+    /// number after GSM8K's `####`, else the completion's last number.
+    public static func extractAnswer(_ completion: String, regex: String?) -> String? {
+        if let regex {
+            guard let re = try? NSRegularExpression(pattern: regex),
+                  let m = re.firstMatch(in: completion, range: NSRange(completion.startIndex..., in: completion)) else { return nil }
+            let r = m.numberOfRanges > 1 && m.range(at: 1).location != NSNotFound ? m.range(at: 1) : m.range
+            return Range(r, in: completion).map { String(completion[$0]).trimmingCharacters(in: .whitespaces) }
+        }
+        if let r = completion.range(of: "####") { return lastNumber(in: String(completion[r.upperBound...]), first: true) }
+        return lastNumber(in: completion, first: false)
+    }
+
+    /// The first or last number in a text (a leading minus sign and thousands commas allowed).
+    static func lastNumber(in text: String, first: Bool) -> String? {
+        let re = try! NSRegularExpression(pattern: #"-?\d[\d,]*(\.\d+)?"#)
+        let matches = re.matches(in: text, range: NSRange(text.startIndex..., in: text))
+        guard let m = first ? matches.first : matches.last, let r = Range(m.range, in: text) else { return nil }
+        return String(text[r])
+    }
+
+    /// Numbers compare by value (commas, a `$`, trailing `.0` ignored), anything else as trimmed text.
+    public static func sameAnswer(_ a: String, _ b: String) -> Bool {
+        func number(_ s: String) -> Double? {
+            Double(s.replacingOccurrences(of: ",", with: "").replacingOccurrences(of: "$", with: "")
+                .trimmingCharacters(in: CharacterSet(charactersIn: " .\n")))
+        }
+        if let x = number(a), let y = number(b) { return x == y }
+        return a.trimmingCharacters(in: .whitespacesAndNewlines) == b.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

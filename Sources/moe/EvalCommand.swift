@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import MoEModel
+import MoETokenizer
+import MoETraining
+
+/// `moe eval --model DIR --text FILE` or `--tasks FILE.jsonl`.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a model: perplexity and bits per byte of a text, or greedy accuracy on question/answer tasks.",
+        discussion: """
+            --text FILE: the text is tokenized with the model's tokenizer and scored in non-overlapping windows \
+            (--window tokens; each window's first token is context only). --tasks FILE.jsonl: one \
+            {"prompt": text or [messages], "answer": …, "answer_regex"?: …} per line; each prompt is completed \
+            greedily (up to --max-tokens) and the answer is read from the completion as an answer_regex's first \
+            group, GSM8K's "#### N", or else its final number; numbers compare by value. The last line is \
+            JSON ({"perplexity", "bits_per_byte", …} or {"accuracy", "correct", "total", …}).
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "A UTF-8 text file to score.") var text: String?
+    @Option(help: "A JSONL file of {\"prompt\", \"answer\"} tasks.") var tasks: String?
+    @Option(help: "Tokens per scoring window (--text).") var window: Int = 512
+    @Option(help: "Most tokens generated per task (--tasks).") var maxTokens: Int = 256
+    @Option(help: "Evaluate only the first N tasks.") var limit: Int?
+    @Flag(help: "Send text prompts through the chat template as a user message (--tasks).") var chat = false
+
+    func validate() throws {
+        if (text == nil) == (tasks == nil) { throw ValidationError("give exactly one of --text and --tasks") }
+        if window < 2 || maxTokens < 1 || (limit ?? 1) < 1 { throw ValidationError("--window must be at least 2, --max-tokens and --limit positive") }
+    }
+
+    func run() throws {
+        let transformer = try model.load()
+        let tokenizer = try Tokenizer(directory: model.model)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if let text {
+            guard let data = FileManager.default.contents(atPath: text), let s = String(data: data, encoding: .utf8) else {
+                throw ValidationError("cannot read \(text) as UTF-8 text")
+            }
+            let r = try Evaluation.text(transformer, tokenizer: tokenizer, text: s, window: window)
+            printError(String(format: "%d tokens, %d bytes: loss %.4f, perplexity %.3f, %.4f bits per byte", r.tokens, r.bytes, r.loss,
+                              r.perplexity, r.bitsPerByte))
+            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+        } else if let tasks {
+            var all = try Evaluation.tasks(path: tasks)
+            if let limit { all = Array(all.prefix(limit)) }
+            let r = try Evaluation.tasks(transformer, tokenizer: tokenizer, tasks: all, maxTokens: maxTokens, chat: chat) { done, total in
+                if isatty(2) != 0 { FileHandle.standardError.write(Data("\rtask \(done)/\(total)".utf8)) }
+            }
+            if isatty(2) != 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+            for e in r.examples {
+                printError("[\(e.correct ? "right" : "wrong")] expected \(e.expected), read \(e.extracted ?? "nothing") from \(e.completion.prefix(120).debugDescription)")
+            }
+            printError(String(format: "accuracy %.1f%% (%d of %d)", 100 * r.accuracy, r.correct, r.total))
+            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+        }
+    }
+}
