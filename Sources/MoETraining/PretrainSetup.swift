@@ -2,7 +2,7 @@ import Foundation
 import MoEFormats
 import MoETokenizer
 
-/// Everything between "a config, a tokenizer and some text files" and a ready `Pretrainer`: the model's
+/// Everything between "a config, a tokenizer and some text files" and a ready `Trainer`: the model's
 /// configuration (a preset sized to the tokenizer, or a config.json), the token shards (built once into
 /// OUT/data and reused), a new model with HF initialisation, or the newest checkpoint when resuming.
 public enum PretrainSetup {

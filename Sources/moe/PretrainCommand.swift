@@ -27,7 +27,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Expert load logged every N steps.") var logEvery: Int = 10
     @Option(help: "Fraction of the documents held out for validation.") var valFraction: Double = 0.05
 
-    func settings() throws -> PretrainSettings {
+    func settings() throws -> TrainingSettings {
         guard LearningRateSchedule.named(schedule, warmup: warmup) != nil else {
             throw ValidationError("--schedule must be cosine, wsd or constant")
         }
@@ -38,7 +38,7 @@ struct TrainingOptions: ParsableArguments {
         guard (0...1).contains(minLrRatio) else { throw ValidationError("--min-lr-ratio must be between 0 and 1") }
         guard (0..<1).contains(valFraction) else { throw ValidationError("--val-fraction must be in [0, 1)") }
         guard evalEvery >= 0, checkpointEvery >= 0 else { throw ValidationError("--eval-every and --checkpoint-every must not be negative") }
-        var s = PretrainSettings()
+        var s = TrainingSettings()
         s.steps = steps; s.batchSize = batch; s.seqLen = seqLen; s.accumulation = accumulation
         s.learningRate = lr; s.schedule = schedule; s.warmup = warmup; s.minLearningRateRatio = minLrRatio
         s.adam.weightDecay = Float(weightDecay); s.gradClip = gradClip > 0 ? gradClip : nil
@@ -88,7 +88,7 @@ struct Pretrain: ParsableCommand {
         let model = try TrainableModel(config: modelConfig, selectionBias: settings.biasUpdateRate != nil,
                                        threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         model.initialize(seed: settings.seed)
-        let trainer = try Pretrainer(model: model, settings: settings, train: train, validation: validation, out: out,
+        let trainer = try Trainer(model: model, settings: settings, train: train, validation: validation, out: out,
                                      extraFiles: PretrainSetup.tokenizerFiles(tokenizer))
         if resume {
             if try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }

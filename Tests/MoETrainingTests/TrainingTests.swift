@@ -96,7 +96,7 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
     @Test func resumeEqualsAnUninterruptedRun() throws {
         let data = temporaryDirectory()
         let (train, val) = try syntheticShards(tokens: 4000, vocab: 64, in: data)
-        var settings = PretrainSettings()
+        var settings = TrainingSettings()
         settings.steps = 8; settings.batchSize = 2; settings.seqLen = 16; settings.learningRate = 5e-3; settings.warmup = 2
         settings.checkpointEvery = 4; settings.evalEvery = 4; settings.evalBatches = 2; settings.logEvery = 2
         settings.balance = BalanceLosses(auxLossCoef: 0.01, zLossCoef: 0.001)
@@ -107,11 +107,11 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
             return m
         }
         let straight = temporaryDirectory(), interrupted = temporaryDirectory()
-        _ = try Pretrainer(model: try fresh(seed: 1), settings: settings, train: train, validation: val, out: straight).run()
-        _ = try Pretrainer(model: try fresh(seed: 1), settings: settings, train: train, validation: val, out: interrupted).run()
+        _ = try Trainer(model: try fresh(seed: 1), settings: settings, train: train, validation: val, out: straight).run()
+        _ = try Trainer(model: try fresh(seed: 1), settings: settings, train: train, validation: val, out: interrupted).run()
         // Pretend the run was killed after step 4: only checkpoint-4 survives.
         try FileManager.default.removeItem(atPath: interrupted + "/checkpoint-8")
-        let resumed = try Pretrainer(model: try fresh(seed: 77), settings: settings, train: train, validation: val, out: interrupted)
+        let resumed = try Trainer(model: try fresh(seed: 77), settings: settings, train: train, validation: val, out: interrupted)
         #expect(try resumed.resume())
         #expect(resumed.step == 4)
         _ = try resumed.run()
@@ -130,14 +130,14 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
     @Test func nonFiniteLossStopsAndKeepsTheLastCheckpoint() throws {
         let data = temporaryDirectory(), out = temporaryDirectory()
         let (train, val) = try syntheticShards(tokens: 2000, vocab: 64, in: data)
-        var settings = PretrainSettings()
+        var settings = TrainingSettings()
         settings.steps = 2; settings.batchSize = 2; settings.seqLen = 16; settings.checkpointEvery = 2
         let model = try TrainableModel(config: try tinyConfig(), threads: 2)
         model.initialize(seed: 1)
-        _ = try Pretrainer(model: model, settings: settings, train: train, validation: val, out: out).run()
+        _ = try Trainer(model: model, settings: settings, train: train, validation: val, out: out).run()
         let before = try Data(contentsOf: URL(fileURLWithPath: out + "/checkpoint-2/model.safetensors"))
         settings.steps = 4
-        let again = try Pretrainer(model: model, settings: settings, train: train, validation: val, out: out)
+        let again = try Trainer(model: model, settings: settings, train: train, validation: val, out: out)
         try again.resume()
         model.store.values[model.store.tensor("model.norm.weight")!.offset] = .nan
         #expect {
@@ -151,10 +151,10 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
     @Test func sequenceLongerThanTheModelsContextIsRefused() throws {
         let data = temporaryDirectory()
         let (train, val) = try syntheticShards(tokens: 2000, vocab: 64, in: data)
-        var settings = PretrainSettings()
+        var settings = TrainingSettings()
         settings.seqLen = 64   // the tiny config allows 32
         let model = try TrainableModel(config: try tinyConfig(), threads: 1)
-        #expect { try Pretrainer(model: model, settings: settings, train: train, validation: val, out: temporaryDirectory()) }
+        #expect { try Trainer(model: model, settings: settings, train: train, validation: val, out: temporaryDirectory()) }
             throws: { "\($0)".contains("max_position_embeddings") }
     }
 
@@ -175,10 +175,10 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
     @Test func oversizedBatchIsRefused() throws {
         let data = temporaryDirectory()
         let (train, val) = try syntheticShards(tokens: 2000, vocab: 64, in: data)
-        var settings = PretrainSettings()
+        var settings = TrainingSettings()
         settings.batchSize = 1 << 20; settings.seqLen = 32
         let model = try TrainableModel(config: try tinyConfig(), threads: 1)
-        #expect { try Pretrainer(model: model, settings: settings, train: train, validation: val, out: temporaryDirectory()) }
+        #expect { try Trainer(model: model, settings: settings, train: train, validation: val, out: temporaryDirectory()) }
             throws: { "\($0)".contains("lower --batch") }
     }
 

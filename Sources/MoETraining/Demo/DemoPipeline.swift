@@ -59,7 +59,7 @@ public struct DemoPipeline {
         // 2. Pre-training.
         let pretrainDirectory = "\(out)/pretrain"
         // A demo run starts over: an earlier run's checkpoints in its own directory go.
-        for step in Pretrainer.checkpoints(in: pretrainDirectory) {
+        for step in Trainer.checkpoints(in: pretrainDirectory) {
             try FileManager.default.removeItem(atPath: "\(pretrainDirectory)/checkpoint-\(step)")
         }
         let (train, validation) = try PretrainSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
@@ -67,7 +67,7 @@ public struct DemoPipeline {
         let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: eos)
         let model = try TrainableModel(config: config, threads: options.threads)
         model.initialize(seed: options.seed)
-        var settings = PretrainSettings()
+        var settings = TrainingSettings()
         settings.batchSize = options.quick ? 4 : 16
         settings.seqLen = options.quick ? 64 : 128
         settings.learningRate = 4e-3
@@ -82,7 +82,7 @@ public struct DemoPipeline {
         log("model: \(config.modelType), \(config.numHiddenLayers) layers, \(config.numExperts) experts top-\(config.numExpertsPerToken), "
             + "\(model.store.parameterCount) parameters; \(settings.steps) steps of \(settings.batchSize)×\(settings.seqLen) tokens "
             + "(\(train.count) training tokens)")
-        let pretrainer = try Pretrainer(model: model, settings: settings, train: train, validation: validation,
+        let pretrainer = try Trainer(model: model, settings: settings, train: train, validation: validation,
                                         out: pretrainDirectory, extraFiles: PretrainSetup.tokenizerFiles(tokenizerDirectory))
         let summary = try pretrainer.run(progress: progress)
         log(String(format: "pre-training: %d steps, loss %.3f, validation loss %@, %.0f tokens/s",
@@ -119,7 +119,7 @@ public struct DemoPipeline {
     }
 
     /// Steps that fit the time budget, from two timed forward/backward passes (gradients discarded).
-    func stepsThatFit(_ model: TrainableModel, _ s: PretrainSettings, train: TokenShard) throws -> Int {
+    func stepsThatFit(_ model: TrainableModel, _ s: TrainingSettings, train: TokenShard) throws -> Int {
         var sampler = try BatchSampler(tokenCount: train.count, seqLen: s.seqLen, batchSize: s.batchSize, seed: 999)
         let n = s.batchSize * s.seqLen
         var inputs = [Int32](repeating: 0, count: n), targets = inputs

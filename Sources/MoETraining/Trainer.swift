@@ -3,7 +3,7 @@ import MoEFormats
 import MoEKernels
 
 /// Settings of a pre-training run (saved in every checkpoint; a resumed run keeps them).
-public struct PretrainSettings: Codable, Sendable, Equatable {
+public struct TrainingSettings: Codable, Sendable, Equatable {
     public var steps = 1000
     public var batchSize = 8
     public var seqLen = 128
@@ -45,45 +45,55 @@ public struct PretrainSummary: Codable, Sendable {
 /// → gradient clipping → AdamW with the schedule's learning rate → expert-bias update → metrics, validation,
 /// checkpoints. Checkpoints are complete Hugging Face directories plus optimizer and trainer state
 /// (`OUT/checkpoint-N/`, written under a temporary name and renamed), so a kill never leaves a half one.
-public final class Pretrainer {
+public final class Trainer {
     public let model: TrainableModel
     /// The run's settings; a resumed run takes the checkpoint's, except the run controls (steps, evaluation,
     /// checkpoint and logging intervals, time limit), which come from the caller.
-    public private(set) var settings: PretrainSettings
+    public private(set) var settings: TrainingSettings
     public let out: String
     let optimizer: AdamW
-    let train: TokenShard, validation: TokenShard
+    var batches: any BatchSource
+    /// What is trained ("pretrain", "sft", …): the plots' titles.
+    public let stage: String
     /// Files copied into every checkpoint (the tokenizer's).
     let extraFiles: [String]
-    var sampler: BatchSampler
     public private(set) var step = 0
     var tokensSeen = 0
+    var tokensThisRun = 0
     var elapsedBefore = 0.0
     var lastCheckpoint: String?
     var metrics: [MetricsRecord] = []
 
-    public init(model: TrainableModel, settings: PretrainSettings, train: TokenShard, validation: TokenShard,
+    /// Pre-training on token shards.
+    public convenience init(model: TrainableModel, settings: TrainingSettings, train: TokenShard, validation: TokenShard,
+                            out: String, extraFiles: [String] = []) throws {
+        try self.init(model: model, settings: settings,
+                      batches: try ShardBatches(train: train, validation: validation, batchSize: settings.batchSize,
+                                                seqLen: settings.seqLen, seed: settings.seed),
+                      stage: "pretrain", out: out, extraFiles: extraFiles)
+    }
+
+    public init(model: TrainableModel, settings: TrainingSettings, batches: any BatchSource, stage: String,
                 out: String, extraFiles: [String] = []) throws {
-        guard settings.seqLen <= model.config.maxPositionEmbeddings else {
-            throw TrainingError.badArgument("--seq-len \(settings.seqLen) exceeds the model's max_position_embeddings (\(model.config.maxPositionEmbeddings))")
+        guard batches.seqLen <= model.config.maxPositionEmbeddings else {
+            throw TrainingError.badArgument("sequence length \(batches.seqLen) exceeds the model's max_position_embeddings (\(model.config.maxPositionEmbeddings))")
         }
-        guard settings.steps > 0, settings.batchSize > 0, settings.seqLen > 0, settings.accumulation > 0 else {
+        guard settings.steps > 0, batches.batchSize > 0, batches.seqLen > 0, settings.accumulation > 0 else {
             throw TrainingError.badArgument("steps, batch size, sequence length and accumulation must be positive")
         }
         self.model = model; self.settings = settings; self.out = out
-        self.train = train; self.validation = validation; self.extraFiles = extraFiles
+        self.batches = batches; self.stage = stage; self.extraFiles = extraFiles
         optimizer = AdamW(model.store, settings: settings.adam)
-        sampler = try BatchSampler(tokenCount: train.count, seqLen: settings.seqLen, batchSize: settings.batchSize, seed: settings.seed)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         guard FileManager.default.isWritableFile(atPath: out) else {
             throw TrainingError.badArgument("the output directory \(out) is not writable")
         }
         // Refuse up front what would not fit, rather than dying mid-run.
-        let need = Double(model.activationBytes(batch: settings.batchSize, seqLen: settings.seqLen) + model.store.count * 16)
+        let need = Double(model.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + model.store.count * 16)
         let have = Double(ProcessInfo.processInfo.physicalMemory)
         guard need < 0.9 * have else {
             throw TrainingError.badArgument(String(format: "batch %d × %d needs about %.1f GiB (activations, weights, gradients, optimizer) of %.1f GiB: lower --batch or --seq-len",
-                                                   settings.batchSize, settings.seqLen, need / 1073741824, have / 1073741824))
+                                                   batches.batchSize, batches.seqLen, need / 1073741824, have / 1073741824))
         }
         // Half-written checkpoints of a killed run.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where name.hasPrefix(".checkpoint-") {
@@ -95,11 +105,9 @@ public final class Pretrainer {
 
     /// Runs from the current step to `settings.steps` (or the time limit). `progress` is called after every step.
     public func run(progress: ((TrainingProgressLine) -> Void)? = nil) throws -> PretrainSummary {
-        let B = settings.batchSize, T = settings.seqLen, n = B * T
-        var inputs = [Int32](repeating: 0, count: n), targets = inputs
         let schedule = LearningRateSchedule.named(settings.schedule, warmup: settings.warmup, minRatio: settings.minLearningRateRatio)
             ?? .cosine(warmup: settings.warmup, minRatio: settings.minLearningRateRatio)
-        if step == 0, let old = Pretrainer.checkpoints(in: out).last {
+        if step == 0, let old = Trainer.checkpoints(in: out).last {
             throw TrainingError.badArgument("\(out) holds checkpoints of an earlier run (up to checkpoint-\(old)): resume it (--resume) or choose another output directory")
         }
         let start = Date()
@@ -117,14 +125,13 @@ public final class Pretrainer {
             model.store.zeroGrads()
             var loss = LossBreakdown(crossEntropy: 0, aux: 0, z: 0, total: 0, tokens: 0)
             var stepLoad = [[Int]](repeating: [Int](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
+            var stepTokens = 0
             for _ in 0..<settings.accumulation {
-                inputs.withUnsafeMutableBufferPointer { i in
-                    targets.withUnsafeMutableBufferPointer { t in
-                        sampler.nextBatch(from: train, inputs: i.baseAddress!, targets: t.baseAddress!)
-                    }
-                }
-                let l = try model.trainStep(batch: B, seqLen: T, inputs: inputs, targets: targets, balance: settings.balance,
-                                            gradientScale: 1 / Float(settings.accumulation))
+                let b = try batches.next()
+                stepTokens += b.rows * b.seqLen
+                let l = try model.trainStep(batch: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets,
+                                            balance: settings.balance, gradientScale: 1 / Float(settings.accumulation),
+                                            balanceMask: b.attention)
                 let a = Double(settings.accumulation)
                 loss.crossEntropy += l.crossEntropy / a; loss.aux += l.aux / a; loss.z += l.z / a; loss.total += l.total / a
                 loss.tokens += l.tokens
@@ -140,11 +147,12 @@ public final class Pretrainer {
             optimizer.update(model.store, lr: Float(lr), pool: model.pool)
             if let rate = settings.biasUpdateRate { model.updateSelectionBias(rate: Float(rate), load: stepLoad) }
             step += 1
-            tokensSeen += n * settings.accumulation
+            tokensSeen += stepTokens
+            tokensThisRun += stepTokens
             lastLoss = loss.total
 
             let elapsed = Date().timeIntervalSince(start)
-            let rate = Double((step - firstStep) * n * settings.accumulation) / max(elapsed, 1e-9)
+            let rate = Double(tokensThisRun) / max(elapsed, 1e-9)
             var record = MetricsRecord(step: step, loss: loss.total, crossEntropy: loss.crossEntropy, aux: loss.aux, z: loss.z,
                                        learningRate: lr, gradNorm: Double(norm), tokensPerSecond: rate,
                                        elapsed: elapsedBefore + elapsed)
@@ -168,7 +176,7 @@ public final class Pretrainer {
         try writePlots()
         let seconds = Date().timeIntervalSince(start)
         return PretrainSummary(steps: step, tokens: tokensSeen, seconds: seconds,
-                               tokensPerSecond: Double((step - firstStep) * n * settings.accumulation) / max(seconds, 1e-9),
+                               tokensPerSecond: Double(tokensThisRun) / max(seconds, 1e-9),
                                trainLoss: recentTrainLoss(fallback: lastLoss),
                                validationLoss: metrics.last(where: { $0.validationLoss != nil })?.validationLoss,
                                expertLoad: fractions(loadSum))
@@ -186,18 +194,12 @@ public final class Pretrainer {
 
     /// Mean loss over the first `evalBatches` batches of the validation shard (nil if it holds no window).
     public func validationLoss() throws -> Double? {
-        let batches = BatchSampler.validationBatches(shard: validation, seqLen: settings.seqLen, batchSize: settings.batchSize,
-                                                     maxBatches: settings.evalBatches)
-        if batches.isEmpty { return nil }
+        let held = batches.validation(maxBatches: settings.evalBatches)
+        if held.isEmpty { return nil }
         var sum = 0.0, tokens = 0
-        for b in batches {
-            let rows = b.inputs.count / settings.seqLen
-            let l = try b.inputs.withUnsafeBufferPointer { i in
-                try b.targets.withUnsafeBufferPointer { t in
-                    try model.evaluate(batch: rows, seqLen: settings.seqLen, inputs: i.baseAddress!, targets: t.baseAddress!,
-                                       balance: settings.balance)
-                }
-            }
+        for b in held {
+            let l = try model.evaluate(batch: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets,
+                                       balance: settings.balance, balanceMask: b.attention)
             sum += l.crossEntropy * Double(l.tokens); tokens += l.tokens
         }
         return sum / Double(max(tokens, 1))
@@ -209,8 +211,8 @@ public final class Pretrainer {
         var step: Int
         var tokensSeen: Int
         var elapsed: Double
-        var sampler: BatchSampler
-        var settings: PretrainSettings
+        var batches: Data
+        var settings: TrainingSettings
         var optimizerStep: Int
     }
 
@@ -231,7 +233,7 @@ public final class Pretrainer {
                     dst.copyMemory(from: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
                 }
             }, to: "\(tmp)/optimizer.safetensors")
-            let state = State(step: step, tokensSeen: tokensSeen, elapsed: elapsed, sampler: sampler, settings: settings,
+            let state = State(step: step, tokensSeen: tokensSeen, elapsed: elapsed, batches: try batches.savedState(), settings: settings,
                               optimizerStep: optimizer.step)
             let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try AtomicFile.write(try encoder.encode(state), to: "\(tmp)/trainer_state.json")
@@ -255,7 +257,7 @@ public final class Pretrainer {
             throw TrainingError.checkpointWrite(path: final, reason: "\(error)")
         }
         lastCheckpoint = final
-        for old in Pretrainer.checkpoints(in: out).dropLast(2) { try? fm.removeItem(atPath: "\(out)/checkpoint-\(old)") }
+        for old in Trainer.checkpoints(in: out).dropLast(2) { try? fm.removeItem(atPath: "\(out)/checkpoint-\(old)") }
     }
 
     /// Steps of the complete checkpoints in `directory`, oldest first.
@@ -272,18 +274,13 @@ public final class Pretrainer {
     /// Returns false when there is none.
     @discardableResult
     public func resume() throws -> Bool {
-        guard let last = Pretrainer.checkpoints(in: out).last else { return false }
+        guard let last = Trainer.checkpoints(in: out).last else { return false }
         let dir = "\(out)/checkpoint-\(last)"
         let state: State
         do {
             state = try JSONDecoder().decode(State.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/trainer_state.json")))
         } catch { throw TrainingError.resume("\(dir)/trainer_state.json is unreadable: \(error)") }
-        guard state.sampler.tokenCount == train.count else {
-            throw TrainingError.resume("the training data changed (\(train.count) tokens now, \(state.sampler.tokenCount) in the checkpoint)")
-        }
-        guard state.settings.batchSize == settings.batchSize, state.settings.seqLen == settings.seqLen else {
-            throw TrainingError.resume("batch size and sequence length must match the checkpoint's (\(state.settings.batchSize) × \(state.settings.seqLen))")
-        }
+        try batches.restore(state.batches)
         let saved = try Checkpoint(directory: dir)
         let savedBias = saved.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
         let modelBias = model.store.tensors.contains { $0.frozen }
@@ -308,7 +305,6 @@ public final class Pretrainer {
             t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
         }
         optimizer.restore(step: state.optimizerStep)
-        sampler = state.sampler
         step = state.step; tokensSeen = state.tokensSeen; elapsedBefore = state.elapsed
         lastCheckpoint = dir
         metrics = MetricsLog.read(path: "\(out)/metrics.jsonl").filter { $0.step <= step }
@@ -322,7 +318,8 @@ public final class Pretrainer {
     func writePlots() throws {
         let train = PlotSeries(name: "train", points: metrics.map { (Double($0.step), $0.loss) })
         let val = PlotSeries(name: "validation", points: metrics.compactMap { m in m.validationLoss.map { (Double(m.step), $0) } })
-        try SVGPlot.write(SVGPlot.lineChart(title: "Pre-training loss", xLabel: "step", yLabel: "loss", series: [train, val], logY: true),
+        let title = stage == "pretrain" ? "Pre-training loss" : "\(stage.uppercased()) loss"
+        try SVGPlot.write(SVGPlot.lineChart(title: title, xLabel: "step", yLabel: "loss", series: [train, val], logY: true),
                           to: "\(out)/loss.svg")
         if model.moeLayerCount > 0 {
             var load = [[Double]](repeating: [Double](repeating: 0, count: model.expertCount), count: model.moeLayerCount)

@@ -1,0 +1,125 @@
+import Foundation
+
+/// One batch for the training loop: `rows` sequences of `seqLen` tokens, the next-token targets (negative:
+/// not scored) and which positions are real tokens (nil: all; padding stays out of the balance losses).
+public struct TrainingBatch: Sendable {
+    public var rows: Int, seqLen: Int
+    public var inputs: [Int32], targets: [Int32]
+    public var attention: [Bool]?
+}
+
+/// Where the training loop's batches come from: token-shard windows (pre-training), rendered chat examples
+/// (SFT), … Its position is saved in checkpoints so a resumed run sees the same batches.
+public protocol BatchSource {
+    /// Rows per batch and the longest row, for the memory estimate and the tokens/s figure.
+    var batchSize: Int { get }
+    var seqLen: Int { get }
+    mutating func next() throws -> TrainingBatch
+    /// Fixed validation batches (empty when there is no validation data).
+    func validation(maxBatches: Int) -> [TrainingBatch]
+    func savedState() throws -> Data
+    /// Restores a position saved by `savedState`; throws `TrainingError.resume` when it belongs to other data.
+    mutating func restore(_ state: Data) throws
+}
+
+/// Pre-training batches: shuffled packed windows of the training shard, the validation shard's first windows.
+public struct ShardBatches: BatchSource {
+    let train: TokenShard, validationShard: TokenShard
+    var sampler: BatchSampler
+    public var batchSize: Int { sampler.batchSize }
+    public var seqLen: Int { sampler.seqLen }
+
+    public init(train: TokenShard, validation: TokenShard, batchSize: Int, seqLen: Int, seed: UInt64) throws {
+        self.train = train; validationShard = validation
+        sampler = try BatchSampler(tokenCount: train.count, seqLen: seqLen, batchSize: batchSize, seed: seed)
+    }
+
+    public mutating func next() throws -> TrainingBatch {
+        var inputs = [Int32](repeating: 0, count: batchSize * seqLen), targets = inputs
+        inputs.withUnsafeMutableBufferPointer { i in
+            targets.withUnsafeMutableBufferPointer { t in sampler.nextBatch(from: train, inputs: i.baseAddress!, targets: t.baseAddress!) }
+        }
+        return TrainingBatch(rows: batchSize, seqLen: seqLen, inputs: inputs, targets: targets, attention: nil)
+    }
+
+    public func validation(maxBatches: Int) -> [TrainingBatch] {
+        BatchSampler.validationBatches(shard: validationShard, seqLen: seqLen, batchSize: batchSize, maxBatches: maxBatches).map {
+            TrainingBatch(rows: $0.inputs.count / seqLen, seqLen: seqLen, inputs: $0.inputs, targets: $0.targets, attention: nil)
+        }
+    }
+
+    public func savedState() throws -> Data { try JSONEncoder().encode(sampler) }
+
+    public mutating func restore(_ state: Data) throws {
+        let saved = try JSONDecoder().decode(BatchSampler.self, from: state)
+        guard saved.tokenCount == train.count else {
+            throw TrainingError.resume("the training data changed (\(train.count) tokens now, \(saved.tokenCount) in the checkpoint)")
+        }
+        guard saved.batchSize == batchSize, saved.seqLen == seqLen else {
+            throw TrainingError.resume("batch size and sequence length must match the checkpoint's (\(saved.batchSize) × \(saved.seqLen))")
+        }
+        sampler = saved
+    }
+}
+
+/// SFT batches: whole examples (one per row, right-padded to the batch's longest, so no attention crosses
+/// examples), in a seeded shuffled order reshuffled every epoch; validation = the held-out examples in order.
+public struct ExampleBatches: BatchSource {
+    let examples: [SFTExample], held: [SFTExample]
+    let pad: Int, seed: UInt64
+    public let batchSize: Int, seqLen: Int
+    struct Position: Codable {
+        var epoch = 0
+        var index = 0
+        /// Training examples, to tell on resume whether they are the same.
+        var count: Int
+    }
+    var position: Position
+
+    /// `examples` longer than `seqLen` tokens must have been cut or dropped by the caller.
+    public init(train: [SFTExample], validation: [SFTExample], batchSize: Int, pad: Int, seed: UInt64) throws {
+        guard !train.isEmpty else { throw TrainingError.badArgument("no training examples") }
+        examples = train; held = validation; self.batchSize = batchSize; self.pad = pad; self.seed = seed
+        seqLen = (train + validation).map(\.ids.count).max()!
+        position = Position(count: train.count)
+    }
+
+    func order(epoch: Int) -> [Int] {
+        var rng = SplitMix64(seed: seed, stream: UInt64(epoch))
+        var o = Array(0..<examples.count)
+        for i in stride(from: o.count - 1, to: 0, by: -1) { o.swapAt(i, rng.int(i + 1)) }
+        return o
+    }
+
+    public mutating func next() throws -> TrainingBatch {
+        var picked: [SFTExample] = []
+        var o = order(epoch: position.epoch)
+        while picked.count < batchSize {
+            if position.index == examples.count { position.epoch += 1; position.index = 0; o = order(epoch: position.epoch) }
+            picked.append(examples[o[position.index]])
+            position.index += 1
+        }
+        return try ExampleBatches.batch(picked, pad: pad)
+    }
+
+    static func batch(_ picked: [SFTExample], pad: Int) throws -> TrainingBatch {
+        let b = try SFTData.batch(picked, pad: pad)
+        return TrainingBatch(rows: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, attention: b.attention)
+    }
+
+    public func validation(maxBatches: Int) -> [TrainingBatch] {
+        stride(from: 0, to: min(held.count, maxBatches * batchSize), by: batchSize).compactMap {
+            try? ExampleBatches.batch(Array(held[$0..<min($0 + batchSize, held.count)]), pad: pad)
+        }
+    }
+
+    public func savedState() throws -> Data { try JSONEncoder().encode(position) }
+
+    public mutating func restore(_ state: Data) throws {
+        let saved = try JSONDecoder().decode(Position.self, from: state)
+        guard saved.count == examples.count else {
+            throw TrainingError.resume("the training examples changed (\(examples.count) now, \(saved.count) in the checkpoint)")
+        }
+        position = saved
+    }
+}
