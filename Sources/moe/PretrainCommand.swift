@@ -6,11 +6,11 @@ import MoETraining
 
 /// Training settings shared by `moe pretrain` and `moe demo`.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Optimizer steps.") var steps: Int = 1000
+    @Option(help: "Optimizer steps (default: 1000 for pre-training, one epoch for fine-tuning).") var steps: Int?
     @Option(help: "Sequences per micro-batch.") var batch: Int = 8
     @Option(help: "Tokens per sequence.") var seqLen: Int = 128
     @Option(help: "Micro-batches per optimizer step (gradient accumulation).") var accumulation: Int = 1
-    @Option(help: "Peak learning rate.") var lr: Double = 3e-3
+    @Option(help: "Peak learning rate (default: 3e-3 for pre-training, 1e-4 for fine-tuning).") var lr: Double?
     @Option(help: "Learning-rate schedule after warm-up: cosine, wsd (warmup-stable-decay) or constant.") var schedule: String = "cosine"
     @Option(help: "Warm-up steps.") var warmup: Int = 50
     @Option(help: "Final learning rate as a fraction of the peak (cosine).") var minLrRatio: Double = 0.1
@@ -27,7 +27,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Expert load logged every N steps.") var logEvery: Int = 10
     @Option(help: "Fraction of the documents held out for validation.") var valFraction: Double = 0.05
 
-    func settings() throws -> TrainingSettings {
+    /// The settings, with the command's defaults for the options left out.
+    func settings(defaultSteps: Int, defaultLearningRate: Double) throws -> TrainingSettings {
+        let steps = self.steps ?? defaultSteps, lr = self.lr ?? defaultLearningRate
         guard LearningRateSchedule.named(schedule, warmup: warmup) != nil else {
             throw ValidationError("--schedule must be cosine, wsd or constant")
         }
@@ -81,7 +83,7 @@ struct Pretrain: ParsableCommand {
         try PretrainSetup.prepareOutput(out)
         let tok = try Tokenizer(directory: tokenizer)
         let eos = try PretrainSetup.eosToken(tok)
-        let settings = try training.settings()
+        let settings = try training.settings(defaultSteps: 1000, defaultLearningRate: 3e-3)
         let modelConfig = try PretrainSetup.modelConfig(config, tokenizer: tok, eosToken: eos)
         let (train, validation) = try PretrainSetup.shards(dataFiles: data, tokenizer: tok, eosToken: eos,
                                                            validationFraction: training.valFraction, out: out)

@@ -3,7 +3,7 @@ import Testing
 
 /// `moe demo`, `moe pretrain` and `moe bench train` through the binary, as the README and scripts use them.
 @Suite struct TrainingCLITests {
-    private func temporaryDirectory() -> String {
+    func temporaryDirectory() -> String {
         let dir = NSTemporaryDirectory() + "moe-e2e-train-" + UUID().uuidString
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
@@ -94,5 +94,26 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
         #expect(last.hasPrefix("tokens/s: ") && Double(last.dropFirst("tokens/s: ".count)) != nil, "\(last)")
+    }
+}
+
+extension TrainingCLITests {
+    /// moe sft on a demo model: runs, writes a model that generates, and refuses a conversation without an
+    /// assistant turn naming its line.
+    @Test func sftFineTunesADemoModel() throws {
+        let out = temporaryDirectory()
+        let d = try CLI.run(["demo", "--quick", "--quiet", "--out", out])
+        #expect(d.status == 0, "\(d.stderr)")
+        let lines = (0..<12).map { i in "{\"messages\": [{\"role\": \"user\", \"content\": \"What is \(i) + 1?\"}, {\"role\": \"assistant\", \"content\": \"\(i) + 1 = \(i + 1)\"}]}" }
+        try lines.joined(separator: "\n").write(toFile: out + "/chat.jsonl", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["sft", "--model", out + "/pretrain", "--data", out + "/chat.jsonl", "--out", out + "/sft", "--batch", "4",
+                             "--steps", "3", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("fine-tuned 3 steps"))
+        let g = try CLI.run(["generate", "--model", out + "/sft", "--prompt", "What is 2 + 1?", "--chat", "--max-tokens", "4"])
+        #expect(g.status == 0, "\(g.stderr)")
+        try (lines[0] + "\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n").write(toFile: out + "/bad.jsonl", atomically: true, encoding: .utf8)
+        let bad = try CLI.run(["sft", "--model", out + "/pretrain", "--data", out + "/bad.jsonl", "--out", out + "/sft2"])
+        #expect(bad.status != 0 && bad.stderr.contains("bad.jsonl:2") && bad.stderr.contains("no assistant turn"), "\(bad.stderr)")
     }
 }

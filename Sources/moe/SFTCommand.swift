@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import MoETokenizer
+import MoETraining
+
+/// `moe sft --model DIR --data chat.jsonl --out DIR`: supervised fine-tuning on conversations.
+struct SFT: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sft",
+        abstract: "Supervised fine-tuning on chat conversations (loss on the assistant's tokens only).",
+        discussion: """
+            --data is JSONL, one {"messages": [{"role": "system"|"user"|"assistant", "content": …}]} per line. Each \
+            conversation is rendered with the model's chat template (ChatML when it has none); the loss covers \
+            each assistant message's content and the end-of-turn token after it, found in the rendered text (so \
+            templates that rewrite earlier turns, as Qwen3's does with reasoning, still work). One conversation per \
+            row, padded: no attention across examples. Conversations longer than --seq-len are left out (counted). \
+            OUT receives the model (a Hugging Face directory), checkpoints, metrics.jsonl and loss.svg as \
+            `moe pretrain` writes them. The MoE balance losses stay on.
+            """)
+
+    @Option(help: "The model to fine-tune (a Hugging Face directory with tokenizer.json).") var model: String
+    @Option(help: "Conversations, JSONL.") var data: String
+    @Option(help: "Output directory.") var out: String
+    @OptionGroup var training: TrainingOptions
+    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
+    @Flag(help: "Continue from the newest checkpoint in OUT.") var resume = false
+    @Flag(help: "No progress bar.") var quiet = false
+
+    func run() throws {
+        signal(SIGXFSZ, SIG_IGN)
+        try PretrainSetup.prepareOutput(out)
+        let tokenizer = try Tokenizer(directory: model)
+        let template = try tokenizer.chatTemplateOrChatML()
+        let trainable = try TrainableModel.load(directory: model, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        var kept: [SFTExample] = [], tooLong = 0
+        for conversation in try SFTData.conversations(path: data) {
+            let e = try SFTData.example(conversation, tokenizer: tokenizer, template: template)
+            if e.ids.count > training.seqLen || e.ids.count > trainable.config.maxPositionEmbeddings { tooLong += 1 } else { kept.append(e) }
+        }
+        if tooLong > 0 { printError("left out \(tooLong) conversations longer than --seq-len \(training.seqLen) tokens") }
+        // Every k-th conversation is held out for the validation loss.
+        let k = training.valFraction > 0 ? max(2, Int((1 / training.valFraction).rounded())) : Int.max
+        let held = kept.enumerated().filter { ($0.offset + 1) % k == 0 }.map(\.element)
+        let train = kept.enumerated().filter { ($0.offset + 1) % k != 0 }.map(\.element)
+        let pad = try tokenizer.padTokenId ?? PretrainSetup.eosToken(tokenizer)
+        let batches = try ExampleBatches(train: train, validation: held, batchSize: training.batch, pad: pad, seed: training.seed)
+        let epoch = (train.count + training.batch - 1) / training.batch
+        let settings = try training.settings(defaultSteps: epoch, defaultLearningRate: 1e-4)
+        let trainer = try Trainer(model: trainable, settings: settings, batches: batches, stage: "sft", out: out,
+                                  extraFiles: PretrainSetup.tokenizerFiles(model))
+        if resume, try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
+        printError("sft: \(train.count) training and \(held.count) validation conversations, \(settings.steps) steps of \(training.batch)")
+        let bar = TrainingBar(quiet: quiet)
+        let summary = try trainer.run { bar.show($0) }
+        bar.finish()
+        print(String(format: "fine-tuned %d steps: loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
+                     summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
+    }
+}
