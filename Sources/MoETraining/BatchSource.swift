@@ -1,11 +1,11 @@
 import Foundation
 
-/// One batch for the training loop: `rows` sequences of `seqLen` tokens, the next-token targets (negative:
-/// not scored) and which positions are real tokens (nil: all; padding stays out of the balance losses).
+/// One batch for the training loop: the padded token rows with their targets, and any per-row values the
+/// objective needs (DPO: the reference model's log-probs of each row).
 public struct TrainingBatch: Sendable {
-    public var rows: Int, seqLen: Int
-    public var inputs: [Int32], targets: [Int32]
-    public var attention: [Bool]?
+    public var tokens: PaddedBatch
+    public var rowValues: [Double] = []
+    public init(_ tokens: PaddedBatch, rowValues: [Double] = []) { self.tokens = tokens; self.rowValues = rowValues }
 }
 
 /// Where the training loop's batches come from: token-shard windows (pre-training), rendered chat examples
@@ -39,12 +39,12 @@ public struct ShardBatches: BatchSource {
         inputs.withUnsafeMutableBufferPointer { i in
             targets.withUnsafeMutableBufferPointer { t in sampler.nextBatch(from: train, inputs: i.baseAddress!, targets: t.baseAddress!) }
         }
-        return TrainingBatch(rows: batchSize, seqLen: seqLen, inputs: inputs, targets: targets, attention: nil)
+        return TrainingBatch(PaddedBatch(rows: batchSize, seqLen: seqLen, inputs: inputs, targets: targets))
     }
 
     public func validation(maxBatches: Int) -> [TrainingBatch] {
         BatchSampler.validationBatches(shard: validationShard, seqLen: seqLen, batchSize: batchSize, maxBatches: maxBatches).map {
-            TrainingBatch(rows: $0.inputs.count / seqLen, seqLen: seqLen, inputs: $0.inputs, targets: $0.targets, attention: nil)
+            TrainingBatch(PaddedBatch(rows: $0.inputs.count / seqLen, seqLen: seqLen, inputs: $0.inputs, targets: $0.targets))
         }
     }
 
@@ -103,8 +103,7 @@ public struct ExampleBatches: BatchSource {
     }
 
     static func batch(_ picked: [SFTExample], pad: Int) throws -> TrainingBatch {
-        let b = try SFTData.batch(picked, pad: pad)
-        return TrainingBatch(rows: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, attention: b.attention)
+        TrainingBatch(try SFTData.batch(picked, pad: pad))
     }
 
     public func validation(maxBatches: Int) -> [TrainingBatch] {

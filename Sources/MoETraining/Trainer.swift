@@ -53,6 +53,7 @@ public final class Trainer {
     public let out: String
     let optimizer: AdamW
     var batches: any BatchSource
+    let objective: any TrainingObjective
     /// What is trained ("pretrain", "sft", …): the plots' titles.
     public let stage: String
     /// Files copied into every checkpoint (the tokenizer's).
@@ -73,8 +74,8 @@ public final class Trainer {
                       stage: "pretrain", out: out, extraFiles: extraFiles)
     }
 
-    public init(model: TrainableModel, settings: TrainingSettings, batches: any BatchSource, stage: String,
-                out: String, extraFiles: [String] = []) throws {
+    public init(model: TrainableModel, settings: TrainingSettings, batches: any BatchSource,
+                objective: any TrainingObjective = LanguageModeling(), stage: String, out: String, extraFiles: [String] = []) throws {
         guard batches.seqLen <= model.config.maxPositionEmbeddings else {
             throw TrainingError.badArgument("sequence length \(batches.seqLen) exceeds the model's max_position_embeddings (\(model.config.maxPositionEmbeddings))")
         }
@@ -82,7 +83,7 @@ public final class Trainer {
             throw TrainingError.badArgument("steps, batch size, sequence length and accumulation must be positive")
         }
         self.model = model; self.settings = settings; self.out = out
-        self.batches = batches; self.stage = stage; self.extraFiles = extraFiles
+        self.batches = batches; self.objective = objective; self.stage = stage; self.extraFiles = extraFiles
         optimizer = AdamW(model.store, settings: settings.adam)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         guard FileManager.default.isWritableFile(atPath: out) else {
@@ -126,15 +127,15 @@ public final class Trainer {
             var loss = LossBreakdown(crossEntropy: 0, aux: 0, z: 0, total: 0, tokens: 0)
             var stepLoad = [[Int]](repeating: [Int](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
             var stepTokens = 0
+            var stepMetrics: [String: Double] = [:]
             for _ in 0..<settings.accumulation {
                 let b = try batches.next()
-                stepTokens += b.rows * b.seqLen
-                let l = try model.trainStep(batch: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets,
-                                            balance: settings.balance, gradientScale: 1 / Float(settings.accumulation),
-                                            balanceMask: b.attention)
-                let a = Double(settings.accumulation)
+                stepTokens += b.tokens.rows * b.tokens.seqLen
+                let r = try objective.step(model, b, balance: settings.balance, scale: 1 / Float(settings.accumulation))
+                let l = r.loss, a = Double(settings.accumulation)
                 loss.crossEntropy += l.crossEntropy / a; loss.aux += l.aux / a; loss.z += l.z / a; loss.total += l.total / a
                 loss.tokens += l.tokens
+                for (k, v) in r.metrics { stepMetrics[k, default: 0] += v / a }
                 for (layer, load) in model.lastExpertLoad.enumerated() {
                     for e in load.indices {
                         loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]); stepLoad[layer][e] += load[e]
@@ -156,13 +157,18 @@ public final class Trainer {
             var record = MetricsRecord(step: step, loss: loss.total, crossEntropy: loss.crossEntropy, aux: loss.aux, z: loss.z,
                                        learningRate: lr, gradNorm: Double(norm), tokensPerSecond: rate,
                                        elapsed: elapsedBefore + elapsed)
+            if !stepMetrics.isEmpty { record.metrics = stepMetrics }
             if step % settings.logEvery == 0 || step == settings.steps {
                 record.expertLoad = fractions(intervalLoad)
                 intervalLoad = intervalLoad.map { $0.map { _ in 0 } }
             }
             let timeUp = settings.timeLimit.map { elapsed >= $0 } ?? false
             let last = step == settings.steps || timeUp
-            if step % settings.evalEvery == 0 || last { record.validationLoss = try validationLoss() }
+            if step % settings.evalEvery == 0 || last {
+                let v = try validation()
+                record.validationLoss = v?.loss
+                if let m = v?.metrics, !m.isEmpty { record.metrics = (record.metrics ?? [:]).merging(m) { $1 } }
+            }
             metrics.append(record)
             try metricsLog.append(record)
             progress?(TrainingProgressLine(step: step, steps: settings.steps, loss: loss.total,
@@ -192,17 +198,24 @@ public final class Trainer {
         load.map { l in let s = l.reduce(0, +); return l.map { s > 0 ? $0 / s : 0 } }
     }
 
-    /// Mean loss over the first `evalBatches` batches of the validation shard (nil if it holds no window).
-    public func validationLoss() throws -> Double? {
+    /// The objective's mean loss over the first `evalBatches` validation batches (cross-entropy alone for
+    /// language modelling, as nanoGPT reports it), nil without validation data.
+    public func validationLoss() throws -> Double? { try validation()?.loss }
+
+    /// Validation loss and the objective's metrics (prefixed `val_`), averaged by the batches' weights.
+    func validation() throws -> (loss: Double, metrics: [String: Double])? {
         let held = batches.validation(maxBatches: settings.evalBatches)
         if held.isEmpty { return nil }
-        var sum = 0.0, tokens = 0
+        var sum = 0.0, weight = 0.0
+        var metrics: [String: Double] = [:]
         for b in held {
-            let l = try model.evaluate(batch: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets,
-                                       balance: settings.balance, balanceMask: b.attention)
-            sum += l.crossEntropy * Double(l.tokens); tokens += l.tokens
+            let r = try objective.evaluate(model, b, balance: settings.balance)
+            let value = objective is LanguageModeling ? r.loss.crossEntropy : r.loss.total
+            sum += value * r.weight; weight += r.weight
+            for (k, v) in r.metrics { metrics["val_" + k, default: 0] += v * r.weight }
         }
-        return sum / Double(max(tokens, 1))
+        let w = max(weight, 1e-12)
+        return (sum / w, metrics.mapValues { $0 / w })
     }
 
     // MARK: Checkpoints
@@ -362,11 +375,13 @@ public struct MetricsRecord: Codable, Sendable {
     public var elapsed: Double
     public var validationLoss: Double?
     public var expertLoad: [[Double]]?
+    /// The objective's own metrics (DPO reward accuracy and margin, …; `val_…` from validation).
+    public var metrics: [String: Double]?
 
     enum CodingKeys: String, CodingKey {
         case step, loss, aux, z, elapsed
         case crossEntropy = "ce", learningRate = "lr", gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s"
-        case validationLoss = "val_loss", expertLoad = "expert_load"
+        case validationLoss = "val_loss", expertLoad = "expert_load", metrics
     }
 }
 

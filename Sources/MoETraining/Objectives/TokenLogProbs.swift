@@ -37,6 +37,13 @@ public struct PaddedBatch: Sendable {
         lengths = sequences.map(\.count)
     }
 
+    /// Full windows of `seqLen` tokens (pre-training): no padding.
+    public init(rows: Int, seqLen: Int, inputs: [Int32], targets: [Int32]) {
+        self.rows = rows; self.seqLen = seqLen; self.inputs = inputs; self.targets = targets
+        attention = [Bool](repeating: true, count: rows * seqLen)
+        lengths = [Int](repeating: seqLen, count: rows)
+    }
+
     /// Sequences with their own targets ([rows × seqLen], -100 where nothing is scored).
     public init(sequences: [[Int]], targets: [Int32], pad: Int) throws {
         guard !sequences.isEmpty else { throw TrainingError.badArgument("a batch needs at least one sequence") }
