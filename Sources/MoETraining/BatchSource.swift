@@ -84,9 +84,12 @@ public struct ExampleBatches: BatchSource {
         position = Position(count: train.count)
     }
 
-    func order(epoch: Int) -> [Int] {
+    func order(epoch: Int) -> [Int] { ExampleBatches.shuffled(examples.count, seed: seed, epoch: epoch) }
+
+    /// 0..<count in the seeded Fisher–Yates order of `epoch`.
+    static func shuffled(_ count: Int, seed: UInt64, epoch: Int) -> [Int] {
         var rng = SplitMix64(seed: seed, stream: UInt64(epoch))
-        var o = Array(0..<examples.count)
+        var o = Array(0..<count)
         for i in stride(from: o.count - 1, to: 0, by: -1) { o.swapAt(i, rng.int(i + 1)) }
         return o
     }

@@ -7,34 +7,42 @@ extension TrainableModel {
     /// HF-style initialisation (`_init_weights`): every weight matrix ~ N(0, initializer_range²), norms 1,
     /// biases (and the expert selection bias) 0. Deterministic for a seed.
     public func initialize(seed: UInt64) {
+        for t in store.tensors { initialize(tensor: t, seed: seed &+ UInt64(t.offset)) }
+    }
+
+    /// HF's initialisation of one tensor.
+    func initialize(tensor t: ParameterStore.Tensor, seed: UInt64) {
         let std: Float
         if case let .number(r)? = config.raw["initializer_range"] { std = Float(r) } else { std = 0.02 }
         var rng = SplitMix64(seed: seed)
-        let w = store.values!
-        for t in store.tensors {
-            let p = w + t.offset
-            if t.name.hasSuffix("norm.weight") || t.name.hasSuffix("layernorm.weight") {
-                p.update(repeating: 1, count: t.count)
-            } else if t.shape.count == 2 && !t.frozen {
-                for i in 0..<t.count { p[i] = std * rng.nextGaussian() }
-            } else {
-                p.update(repeating: 0, count: t.count)
-            }
+        let p = store.values! + t.offset
+        if t.name.hasSuffix("norm.weight") {
+            p.update(repeating: 1, count: t.count)
+        } else if t.shape.count == 2 && !t.frozen {
+            for i in 0..<t.count { p[i] = std * rng.nextGaussian() }
+        } else {
+            p.update(repeating: 0, count: t.count)
         }
     }
 
     /// Loads a Hugging Face checkpoint directory (config.json + safetensors, any float dtype) for training.
-    public static func load(directory: String, selectionBias: Bool = false,
+    /// `head` nil takes the checkpoint's (a `score.weight` makes a reward model); `.score` on a language
+    /// model's checkpoint starts a reward model from it (the score head initialised as HF does).
+    public static func load(directory: String, head: Head? = nil, selectionBias: Bool = false,
                             threads: Int = WorkerPool.defaultThreadCount) throws -> TrainableModel {
         let config = try ModelConfig(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
         // A checkpoint that carries the expert bias keeps it even if not asked for.
         let hasBias = checkpoint.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
-        let model = try TrainableModel(config: config, head: checkpoint.contains("score.weight") ? .score : .languageModel,
+        let model = try TrainableModel(config: config, head: head ?? (checkpoint.contains("score.weight") ? .score : .languageModel),
                                        selectionBias: selectionBias || hasBias, threads: threads, has: checkpoint.contains)
         let w = model.store.values!
         for t in model.store.tensors {
             if t.frozen && !checkpoint.contains(t.name) { continue }   // a bias added now starts at zero
+            if t.name == "score.weight" && !checkpoint.contains(t.name) {
+                model.initialize(tensor: t, seed: 0x5C0E)
+                continue
+            }
             let data = try checkpoint.tensor(t.name, shape: t.shape)
             let values = try FloatEncoding.floats(data)
             (w + t.offset).update(from: values, count: t.count)

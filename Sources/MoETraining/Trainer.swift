@@ -334,6 +334,13 @@ public final class Trainer {
         let title = stage == "pretrain" ? "Pre-training loss" : "\(stage.uppercased()) loss"
         try SVGPlot.write(SVGPlot.lineChart(title: title, xLabel: "step", yLabel: "loss", series: [train, val], logY: true),
                           to: "\(out)/loss.svg")
+        // The objective's own metrics (DPO reward accuracy and margin, reward-model accuracy, …), train and validation.
+        let keys = Set(metrics.flatMap { $0.metrics?.keys.map { $0 } ?? [] }).sorted()
+        if !keys.isEmpty {
+            let series = keys.map { k in PlotSeries(name: k, points: metrics.compactMap { m in m.metrics?[k].map { (Double(m.step), $0) } }) }
+            try SVGPlot.write(SVGPlot.lineChart(title: "\(stage.uppercased()) metrics", xLabel: "step", yLabel: "value", series: series),
+                              to: "\(out)/metrics.svg")
+        }
         if model.moeLayerCount > 0 {
             var load = [[Double]](repeating: [Double](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
             for m in metrics { if let l = m.expertLoad { for i in l.indices { for e in l[i].indices { load[i][e] += l[i][e] } } } }

@@ -98,9 +98,8 @@ import Testing
 }
 
 extension TrainingCLITests {
-    /// moe sft on a demo model: runs, writes a model that generates, and refuses a conversation without an
-    /// assistant turn naming its line.
-    @Test func sftFineTunesADemoModel() throws {
+    /// moe sft, dpo and reward on a demo model: they run and write models that load, and bad lines are named.
+    @Test func postTrainingCommandsRunOnADemoModel() throws {
         let out = temporaryDirectory()
         let d = try CLI.run(["demo", "--quick", "--quiet", "--out", out])
         #expect(d.status == 0, "\(d.stderr)")
@@ -112,6 +111,25 @@ extension TrainingCLITests {
         #expect(r.stdout.contains("fine-tuned 3 steps"))
         let g = try CLI.run(["generate", "--model", out + "/sft", "--prompt", "What is 2 + 1?", "--chat", "--max-tokens", "4"])
         #expect(g.status == 0, "\(g.stderr)")
+        // DPO and a reward model on the same model, with text and conversational pairs.
+        let prefs = (0..<8).map { i in
+            i % 2 == 0 ? "{\"prompt\": \"\(i) + 1 =\", \"chosen\": \" \(i + 1)\", \"rejected\": \" \(i + 3)\"}"
+                       : "{\"prompt\": [{\"role\": \"user\", \"content\": \"What is \(i) + 1?\"}], \"chosen\": [{\"role\": \"assistant\", \"content\": \"\(i + 1)\"}], \"rejected\": [{\"role\": \"assistant\", \"content\": \"\(i + 2)\"}]}"
+        }
+        try prefs.joined(separator: "\n").write(toFile: out + "/prefs.jsonl", atomically: true, encoding: .utf8)
+        let dpo = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/prefs.jsonl", "--out", out + "/dpo", "--batch", "2",
+                               "--steps", "2", "--quiet"])
+        #expect(dpo.status == 0, "\(dpo.stderr)")
+        #expect(FileManager.default.fileExists(atPath: out + "/dpo/metrics.svg"))
+        let rm = try CLI.run(["reward", "train", "--model", out + "/pretrain", "--data", out + "/prefs.jsonl", "--out", out + "/rm",
+                              "--batch", "2", "--steps", "2", "--quiet"])
+        #expect(rm.status == 0, "\(rm.stderr)")
+        let score = try CLI.run(["reward", "score", "--model", out + "/rm", "--data", out + "/prefs.jsonl"])
+        #expect(score.status == 0 && score.stdout.contains("\"accuracy\""), "\(score.stderr)")
+        try "{\"prompt\": \"x\", \"chosen\": 3}\n".write(toFile: out + "/badprefs.jsonl", atomically: true, encoding: .utf8)
+        let badPrefs = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/badprefs.jsonl", "--out", out + "/dpo2"])
+        #expect(badPrefs.status != 0 && badPrefs.stderr.contains("badprefs.jsonl:1"), "\(badPrefs.stderr)")
+
         try (lines[0] + "\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n").write(toFile: out + "/bad.jsonl", atomically: true, encoding: .utf8)
         let bad = try CLI.run(["sft", "--model", out + "/pretrain", "--data", out + "/bad.jsonl", "--out", out + "/sft2"])
         #expect(bad.status != 0 && bad.stderr.contains("bad.jsonl:2") && bad.stderr.contains("no assistant turn"), "\(bad.stderr)")

@@ -5,7 +5,7 @@ import Foundation
 ///     Δ = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))     (sums over completion tokens)
 ///     loss = mean over pairs of −log σ(β·Δ)  (+ the MoE balance losses of the policy's forward)
 ///
-/// The reference log-probs are computed once per batch by the frozen reference model.
+/// The reference log-probs are computed once, before training, by the frozen reference model.
 public enum DPO {
     public struct Result: Sendable {
         public var loss: Double
@@ -25,13 +25,13 @@ public enum DPO {
                         scoredFrom: prompts.map(\.count) + prompts.map(\.count), pad: pad)
     }
 
-    /// One forward and backward of the policy; gradients are added to `policy.store.grads`.
+    /// Forward (and, with `scale`, backward: gradients × scale added to `policy.store.grads`) of the policy.
     public static func step(policy: TrainableModel, batch: PaddedBatch, referenceLogProbs: [Double], beta: Double,
-                            balance: BalanceLosses) throws -> Result {
-        let pairs = batch.rows / 2
+                            balance: BalanceLosses, scale: Float? = 1) throws -> Result {
         guard batch.rows % 2 == 0, referenceLogProbs.count == batch.rows else {
             throw TrainingError.badArgument("DPO needs chosen and rejected rows in pairs and one reference log-prob per row")
         }
+        let pairs = batch.rows / 2
         let logp = try policy.tokenLogProbs(batch)
         let sums = TrainableModel.sequenceSums(logp, batch)
         var chosen: [Double] = [], rejected: [Double] = [], loss = 0.0
@@ -44,12 +44,36 @@ public enum DPO {
             let g = -sigmoid(-z) * beta / Double(pairs)                // d/dz of −log σ(z) = −σ(−z)
             rowGradient[i] = g; rowGradient[pairs + i] = -g
         }
-        var tokenGradients = [Float](repeating: 0, count: logp.count)
-        for i in 0..<logp.count where batch.targets[i] >= 0 { tokenGradients[i] = Float(rowGradient[i / batch.seqLen]) }
-        try policy.backward(batch: batch, logProbGradients: tokenGradients, balance: balance)
-        let aux = policy.routerLosses().aux
-        return Result(loss: loss + balance.auxLossCoef * aux + balance.zLossCoef * policy.routerLosses().z,
+        if let scale {
+            var tokenGradients = [Float](repeating: 0, count: logp.count)
+            for i in 0..<logp.count where batch.targets[i] >= 0 { tokenGradients[i] = Float(rowGradient[i / batch.seqLen]) * scale }
+            try policy.backward(batch: batch, logProbGradients: tokenGradients, balance: balance, scale: scale)
+        }
+        let (aux, z) = policy.routerLosses()
+        return Result(loss: loss + balance.auxLossCoef * aux + balance.zLossCoef * z,
                       preferenceLoss: loss, aux: aux, chosenRewards: chosen, rejectedRewards: rejected)
+    }
+}
+
+/// DPO in the training loop: batches of preference pairs whose `rowValues` are the reference log-probs.
+public struct DPOObjective: TrainingObjective {
+    public var beta: Double
+    public init(beta: Double = 0.1) { self.beta = beta }
+
+    public func step(_ model: TrainableModel, _ batch: TrainingBatch, balance: BalanceLosses, scale: Float) throws -> ObjectiveResult {
+        result(try DPO.step(policy: model, batch: batch.tokens, referenceLogProbs: batch.rowValues, beta: beta, balance: balance, scale: scale))
+    }
+
+    public func evaluate(_ model: TrainableModel, _ batch: TrainingBatch, balance: BalanceLosses) throws -> ObjectiveResult {
+        result(try DPO.step(policy: model, batch: batch.tokens, referenceLogProbs: batch.rowValues, beta: beta, balance: balance, scale: nil))
+    }
+
+    private func result(_ r: DPO.Result) -> ObjectiveResult {
+        ObjectiveResult(loss: LossBreakdown(crossEntropy: r.preferenceLoss, aux: r.aux, z: 0, total: r.loss, tokens: 0),
+                        weight: Double(r.chosenRewards.count),
+                        metrics: ["reward_accuracy": r.accuracy, "reward_margin": r.margin,
+                                  "chosen_reward": r.chosenRewards.reduce(0, +) / r.chosenRewards.count.d,
+                                  "rejected_reward": r.rejectedRewards.reduce(0, +) / r.rejectedRewards.count.d])
     }
 }
 

@@ -31,7 +31,9 @@ public enum RewardModeling {
     }
 
     /// One forward and backward; gradients are added to `model.store.grads`.
-    public static func step(_ model: TrainableModel, batch: PaddedBatch, balance: BalanceLosses = BalanceLosses()) throws -> Result {
+    /// One forward and (with `scale`) backward; gradients × scale are added to `model.store.grads`.
+    public static func step(_ model: TrainableModel, batch: PaddedBatch, balance: BalanceLosses = BalanceLosses(),
+                            scale: Float? = 1) throws -> Result {
         let r = try scores(model, batch)
         guard batch.rows % 2 == 0 else { throw TrainingError.badArgument("reward pairs need as many rejected rows as chosen") }
         let pairs = batch.rows / 2, h = model.hidden, T = batch.seqLen
@@ -43,7 +45,9 @@ public enum RewardModeling {
             let g = Float(-sigmoid(-z) / Double(pairs))
             dScore[i] = g; dScore[pairs + i] = -g
         }
+        if let scale {
         // d score / d hidden = score weight; d score / d weight = hidden.
+        for i in dScore.indices { dScore[i] *= scale }
         let w = model.store.values!, g = model.store.grads!
         let df = model.dFinal.zeroed(batch.rows * T * h)
         for row in 0..<batch.rows {
@@ -51,8 +55,30 @@ public enum RewardModeling {
             axpy(dScore[row], w + model.lmHead, df + at, count: h)
             axpy(dScore[row], model.finalNormed.pointer + at, g + model.lmHead, count: h)
         }
-        model.backwardHidden(batch: batch.rows, seqLen: T, balance: model.balanceGradient(balance, scale: 1))
+        model.backwardHidden(batch: batch.rows, seqLen: T, balance: model.balanceGradient(balance, scale: scale))
+        }
         return Result(loss: loss + balance.auxLossCoef * model.routerLosses().aux, chosen: Array(r[0..<pairs]),
                       rejected: Array(r[pairs...]))
+    }
+}
+
+/// The reward model in the training loop: batches of pairs as whole sequences (chosen rows, then rejected).
+public struct RewardObjective: TrainingObjective {
+    public init() {}
+
+    public func step(_ model: TrainableModel, _ batch: TrainingBatch, balance: BalanceLosses, scale: Float) throws -> ObjectiveResult {
+        result(try RewardModeling.step(model, batch: batch.tokens, balance: balance, scale: scale), model)
+    }
+
+    public func evaluate(_ model: TrainableModel, _ batch: TrainingBatch, balance: BalanceLosses) throws -> ObjectiveResult {
+        result(try RewardModeling.step(model, batch: batch.tokens, balance: balance, scale: nil), model)
+    }
+
+    private func result(_ r: RewardModeling.Result, _ model: TrainableModel) -> ObjectiveResult {
+        let aux = model.routerLosses().aux
+        return ObjectiveResult(loss: LossBreakdown(crossEntropy: r.loss, aux: aux, z: 0, total: r.loss, tokens: 0),
+                               weight: Double(r.chosen.count),
+                               metrics: ["accuracy": r.accuracy,
+                                         "margin": zip(r.chosen, r.rejected).reduce(0) { $0 + $1.0 - $1.1 } / r.chosen.count.d])
     }
 }

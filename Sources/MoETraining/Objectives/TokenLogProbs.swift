@@ -77,12 +77,13 @@ extension TrainableModel {
     }
 
     /// Back-propagates an objective given d(objective)/d(log p) at each scored position, plus the balance
-    /// losses of the last forward, adding to `store.grads`. Must follow `tokenLogProbs` on the same batch.
-    public func backward(batch: PaddedBatch, logProbGradients: [Float], balance: BalanceLosses) throws {
+    /// losses of the last forward (× `scale`, for accumulation), adding to `store.grads`. Must follow
+    /// `tokenLogProbs` on the same batch.
+    public func backward(batch: PaddedBatch, logProbGradients: [Float], balance: BalanceLosses, scale: Float = 1) throws {
         guard savedShape.map({ $0 == (batch.rows, batch.seqLen) }) ?? false, logProbGradients.count == batch.targets.count else {
             throw TrainingError.badArgument("backward(batch:) must follow tokenLogProbs on the same batch, with one gradient per position")
         }
         _ = head(rows: batch.rows * batch.seqLen, targets: batch.targets, coefficients: logProbGradients)
-        backwardHidden(batch: batch.rows, seqLen: batch.seqLen, balance: balanceGradient(balance, scale: 1))
+        backwardHidden(batch: batch.rows, seqLen: batch.seqLen, balance: balanceGradient(balance, scale: scale))
     }
 }
