@@ -5,7 +5,11 @@ import Foundation
 public struct TrainingBatch: Sendable {
     public var tokens: PaddedBatch
     public var rowValues: [Double] = []
-    public init(_ tokens: PaddedBatch, rowValues: [Double] = []) { self.tokens = tokens; self.rowValues = rowValues }
+    /// Per-position values in the batch's layout (GRPO: the sampling policy's and the reference's log-probs).
+    public var positionValues: [String: [Float]] = [:]
+    public init(_ tokens: PaddedBatch, rowValues: [Double] = [], positionValues: [String: [Float]] = [:]) {
+        self.tokens = tokens; self.rowValues = rowValues; self.positionValues = positionValues
+    }
 }
 
 /// Where the training loop's batches come from: token-shard windows (pre-training), rendered chat examples

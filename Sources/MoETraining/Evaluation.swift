@@ -89,7 +89,7 @@ public enum Evaluation {
             } else { throw bad("no \"prompt\" (text or a list of messages)") }
             out.append(task)
         }
-        if out.isEmpty { throw DataError.emptyCorpus(path) }
+        if out.isEmpty { throw TrainingError.badArgument("no prompts in \(path)") }
         return out
     }
 

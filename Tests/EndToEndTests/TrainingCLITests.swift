@@ -126,6 +126,19 @@ extension TrainingCLITests {
         #expect(rm.status == 0, "\(rm.stderr)")
         let score = try CLI.run(["reward", "score", "--model", out + "/rm", "--data", out + "/prefs.jsonl"])
         #expect(score.status == 0 && score.stdout.contains("\"accuracy\""), "\(score.stderr)")
+        // GRPO with the exact-answer reward; an empty prompt set is refused.
+        try "{\"prompt\": \"3 + 4 =\", \"answer\": 7}\n{\"prompt\": \"2 + 2 =\", \"answer\": \"4\"}\n".write(toFile: out + "/prompts.jsonl", atomically: true, encoding: .utf8)
+        let grpo = try CLI.run(["grpo", "--model", out + "/pretrain", "--prompts", out + "/prompts.jsonl", "--reward", "exact-answer",
+                                "--out", out + "/grpo", "--group", "4", "--prompts-per-batch", "1", "--max-new-tokens", "4", "--steps", "2",
+                                "--beta", "0.04", "--quiet"])
+        #expect(grpo.status == 0 && grpo.stdout.contains("mean reward"), "\(grpo.stderr)")
+        try "\n".write(toFile: out + "/noprompts.jsonl", atomically: true, encoding: .utf8)
+        let none = try CLI.run(["grpo", "--model", out + "/pretrain", "--prompts", out + "/noprompts.jsonl", "--out", out + "/grpo2"])
+        #expect(none.status != 0 && none.stderr.contains("no prompts"), "\(none.stderr)")
+        let wrongVocab = try CLI.run(["grpo", "--model", out + "/pretrain", "--prompts", out + "/prompts.jsonl", "--out", out + "/grpo3",
+                                      "--reward", "model:" + CLI.fixtures + "/qwen3_moe"])
+        #expect(wrongVocab.status != 0 && wrongVocab.stderr.contains("score head"), "\(wrongVocab.stderr)")
+
         try "{\"prompt\": \"x\", \"chosen\": 3}\n".write(toFile: out + "/badprefs.jsonl", atomically: true, encoding: .utf8)
         let badPrefs = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/badprefs.jsonl", "--out", out + "/dpo2"])
         #expect(badPrefs.status != 0 && badPrefs.stderr.contains("badprefs.jsonl:1"), "\(badPrefs.stderr)")

@@ -115,12 +115,13 @@ enum PostTrainingFixtures {
 }
 
 @Suite struct SFTDataTests {
-    static let tokenizer: Tokenizer = {
+    static let tokenizerDirectory: String = {
         let trained = try! BPETrainer(vocabSize: 300).train(texts: ["hello there, how are you? fine thanks. what is 2 + 3? it is 5."])
         let dir = NSTemporaryDirectory() + "moe-sft-tok-" + UUID().uuidString
         try! trained.write(to: dir)
-        return try! Tokenizer(directory: dir)
+        return dir
     }()
+    static let tokenizer = try! Tokenizer(directory: tokenizerDirectory)
 
     /// Only the assistants' contents and their <|im_end|> are trained, whatever the template writes around them.
     @Test func onlyAssistantTurnsAreTrained() throws {
@@ -237,5 +238,43 @@ enum PostTrainingFixtures {
         _ = try trainer.run()
         let last = MetricsLog.read(path: out + "/metrics.jsonl").last!
         #expect((last.metrics?["val_accuracy"] ?? 0) > 0.5, "\(last.metrics ?? [:])")
+    }
+}
+
+@Suite struct GRPOTrainingTests {
+    /// GRPO with a format reward (the completion holds a digit) raises the mean reward of a random tiny
+    /// policy within a bounded number of seeded steps, with the KL to the start kept small.
+    @Test func grpoRaisesMeanReward() throws {
+        let tok = SFTDataTests.tokenizer
+        let policy = try PreferenceTrainingTests.model(tok)
+        let dir = NSTemporaryDirectory() + "moe-grpo-" + UUID().uuidString
+        try policy.save(to: dir + "-start")
+        let reference = try TrainableModel.load(directory: dir + "-start", threads: 2)
+        let prompts = (0..<4).map { (ids: tok.encode("what is \($0) + 1?", addSpecialTokens: false), answer: "\($0 + 1)") }
+        let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tok, prompts: prompts, group: 8, promptsPerBatch: 2,
+                                         maxNewTokens: 4, iterations: 2, reward: .regex(try NSRegularExpression(pattern: "[0-9]")),
+                                         scratch: dir + "/.policy", seed: 4, pad: 0)
+        var settings = TrainingSettings()
+        settings.steps = 40; settings.learningRate = 1e-2; settings.warmup = 2; settings.evalEvery = 40; settings.checkpointEvery = 40
+        let trainer = try Trainer(model: policy, settings: settings, batches: batches,
+                                  objective: GRPOObjective(settings: GRPO.Settings(beta: 0.04, epsilon: 0.2)), stage: "grpo", out: dir)
+        _ = try trainer.run()
+        let rewards = MetricsLog.read(path: dir + "/metrics.jsonl").compactMap { $0.metrics?["mean_reward"] }
+        let first = rewards.prefix(6).reduce(0, +) / 6, last = rewards.suffix(6).reduce(0, +) / 6
+        #expect(last > first + 0.2, "mean reward \(first) → \(last)")
+        let kl = MetricsLog.read(path: dir + "/metrics.jsonl").compactMap { $0.metrics?["kl"] }
+        #expect((kl.last ?? 1) < 1.0)
+    }
+}
+
+extension GRPOTrainingTests {
+    @Test func rewardModelWithAnotherVocabularyIsRefused() throws {
+        let config = try ModelPreset.config("tiny", vocabSize: 64, overrides: ["hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
+                                                                              "head_dim": 8, "num_experts": 4, "moe_intermediate_size": 16])
+        let scorer = try TrainableModel(config: config, head: .score, threads: 1)
+        let dir = NSTemporaryDirectory() + "moe-rm-vocab-" + UUID().uuidString
+        try scorer.save(to: dir)
+        #expect { try CompletionReward.parse("model:" + dir, vocabularySize: 300) } throws: { "\($0)".contains("vocabulary (64) differs") }
+        #expect { try CompletionReward.parse("regex:(", vocabularySize: 300) } throws: { "\($0)".contains("regular expression") }
     }
 }

@@ -40,7 +40,7 @@ public enum GRPO {
     /// tokens of the generation batch, when it is split into several optimisation batches).
     public static func step(policy: TrainableModel, batch: PaddedBatch, oldLogProbs: [Float], referenceLogProbs: [Float]?,
                             advantages: [Double], settings: Settings, tokensInBatch: Int,
-                            balance: BalanceLosses) throws -> Result {
+                            balance: BalanceLosses, scale gradientScale: Float? = 1) throws -> Result {
         let positions = batch.rows * batch.seqLen
         guard advantages.count == batch.rows, oldLogProbs.count == positions, referenceLogProbs.map({ $0.count == positions }) ?? true else {
             throw TrainingError.badArgument("GRPO needs one advantage per row and old/reference log-probs per position of the batch")
@@ -67,10 +67,10 @@ public enum GRPO {
                 klSum += k3 * ratio
             }
             loss += term * scale
-            gradients[i] = Float(d * scale)
+            gradients[i] = Float(d * scale * Double(gradientScale ?? 0))
             tokens += 1
         }
-        try policy.backward(batch: batch, logProbGradients: gradients, balance: balance)
+        if let gradientScale { try policy.backward(batch: batch, logProbGradients: gradients, balance: balance, scale: gradientScale) }
         let (aux, z) = policy.routerLosses()
         return Result(loss: loss + balance.auxLossCoef * aux + balance.zLossCoef * z, policyLoss: loss, aux: aux,
                       kl: klSum / Double(max(tokens, 1)), clipFraction: Double(clipped) / Double(max(tokens, 1)))

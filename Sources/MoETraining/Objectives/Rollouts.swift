@@ -1,0 +1,150 @@
+import Foundation
+import MoEModel
+import MoETokenizer
+
+/// A verifiable (or learned) reward for a completion of a task's prompt.
+public enum CompletionReward {
+    /// 1 when the completion's answer (GSM8K `####`, or its final number) equals the task's answer.
+    case exactAnswer
+    /// 1 when the completion matches the pattern (a format reward).
+    case regex(NSRegularExpression)
+    /// A reward model's score of prompt + completion.
+    case model(TrainableModel)
+
+    /// `exact-answer`, `regex:PATTERN` or `model:DIR`; a reward model must share the policy's vocabulary.
+    public static func parse(_ spec: String, vocabularySize: Int) throws -> CompletionReward {
+        if spec == "exact-answer" { return .exactAnswer }
+        if spec.hasPrefix("regex:") {
+            do { return .regex(try NSRegularExpression(pattern: String(spec.dropFirst(6)))) } catch {
+                throw TrainingError.badArgument("--reward \(spec): not a valid regular expression")
+            }
+        }
+        if spec.hasPrefix("model:") {
+            let dir = String(spec.dropFirst(6))
+            let m = try TrainableModel.load(directory: dir)
+            guard m.head == .score else { throw TrainingError.badArgument("--reward \(spec): \(dir) has no score head (train one with `moe reward train`)") }
+            guard m.config.vocabSize == vocabularySize else {
+                throw TrainingError.badArgument("--reward \(spec): the reward model's vocabulary (\(m.config.vocabSize)) differs from the policy's (\(vocabularySize))")
+            }
+            return .model(m)
+        }
+        throw TrainingError.badArgument("--reward must be exact-answer, regex:PATTERN or model:DIR")
+    }
+
+    func score(completion: String, ids: [Int], prompt: [Int], answer: String, pad: Int) throws -> Double {
+        switch self {
+        case .exactAnswer:
+            return Evaluation.extractAnswer(completion, regex: nil).map { Evaluation.sameAnswer($0, Evaluation.expectedAnswer(answer)) ? 1 : 0 } ?? 0
+        case let .regex(re):
+            return re.firstMatch(in: completion, range: NSRange(completion.startIndex..., in: completion)) != nil ? 1 : 0
+        case let .model(m):
+            let all = prompt + ids
+            let batch = try PaddedBatch(sequences: [all], targets: [Int32](repeating: -100, count: all.count), pad: pad)
+            return try RewardModeling.scores(m, batch)[0]
+        }
+    }
+}
+
+/// GRPO's batches, made online: `promptsPerBatch` prompts (in a seeded order, epoch after epoch), `group`
+/// completions each sampled from the current policy (through the inference engine, after writing the
+/// policy's weights to a scratch directory), scored, and turned into group-normalised advantages; the
+/// sampling policy's and the reference's log-probs are kept per position. Each rollout batch is used for
+/// `iterations` optimisation steps (so the clipped ratio matters from the second on).
+public final class RolloutBatches: BatchSource {
+    let policy: TrainableModel, reference: TrainableModel?
+    let tokenizer: Tokenizer
+    let prompts: [(ids: [Int], answer: String)]
+    let group: Int, promptsPerBatch: Int, maxNewTokens: Int, iterations: Int
+    let reward: CompletionReward
+    let scratch: String, seed: UInt64, pad: Int
+    public let batchSize: Int, seqLen: Int
+    struct Position: Codable { var epoch = 0, index = 0, rollouts = 0; var count: Int }
+    var position: Position
+    var current: TrainingBatch?
+    var uses = 0
+    /// Mean reward of the last rollout batch.
+    public private(set) var lastMeanReward = 0.0
+
+    public init(policy: TrainableModel, reference: TrainableModel?, tokenizer: Tokenizer, prompts: [(ids: [Int], answer: String)],
+                group: Int, promptsPerBatch: Int, maxNewTokens: Int, iterations: Int, reward: CompletionReward,
+                scratch: String, seed: UInt64, pad: Int) throws {
+        guard !prompts.isEmpty else { throw TrainingError.badArgument("no prompts") }
+        guard group >= 2 else { throw TrainingError.badArgument("GRPO needs at least 2 completions per prompt") }
+        self.policy = policy; self.reference = reference; self.tokenizer = tokenizer; self.prompts = prompts
+        self.group = group; self.promptsPerBatch = promptsPerBatch; self.maxNewTokens = maxNewTokens
+        self.iterations = max(1, iterations); self.reward = reward; self.scratch = scratch; self.seed = seed; self.pad = pad
+        batchSize = group * promptsPerBatch
+        seqLen = prompts.map(\.ids.count).max()! + maxNewTokens
+        position = Position(count: prompts.count)
+        guard seqLen <= policy.config.maxPositionEmbeddings else {
+            throw TrainingError.badArgument("prompt + --max-new-tokens (\(seqLen)) exceeds the model's context (\(policy.config.maxPositionEmbeddings))")
+        }
+    }
+
+    public func next() throws -> TrainingBatch {
+        if let current, uses < iterations { uses += 1; return current }
+        let b = try rollout()
+        current = b; uses = 1
+        return b
+    }
+
+    func rollout() throws -> TrainingBatch {
+        try policy.save(to: scratch)
+        let sampler = try Transformer(directory: scratch, threads: policy.pool.threads)
+        var sequences: [[Int]] = [], starts: [Int] = [], rewards: [Double] = []
+        var order = ExampleBatches.shuffled(prompts.count, seed: seed, epoch: position.epoch)
+        for _ in 0..<promptsPerBatch {
+            if position.index == prompts.count { position.epoch += 1; position.index = 0; order = ExampleBatches.shuffled(prompts.count, seed: seed, epoch: position.epoch) }
+            let p = prompts[order[position.index]]
+            position.index += 1
+            for g in 0..<group {
+                let s = seed &+ UInt64(position.rollouts) &* 1_000_003 &+ UInt64(sequences.count * 7 + g)
+                let gen = try sampler.generate(prompt: p.ids, maxTokens: maxNewTokens, sampling: SamplingParameters(temperature: 1, seed: s))
+                let text = tokenizer.decode(gen.tokens, skipSpecialTokens: true)
+                rewards.append(try reward.score(completion: text, ids: gen.tokens, prompt: p.ids, answer: p.answer, pad: pad))
+                sequences.append(p.ids + gen.tokens); starts.append(p.ids.count)
+            }
+        }
+        position.rollouts += 1
+        lastMeanReward = rewards.reduce(0, +) / Double(rewards.count)
+        let tokens = try PaddedBatch(sequences: sequences, scoredFrom: starts, pad: pad)
+        let old = try policy.tokenLogProbs(tokens)
+        var values = ["old": old, "reward": rewards.map(Float.init)]
+        if let reference { values["reference"] = try reference.tokenLogProbs(tokens) }
+        return TrainingBatch(tokens, rowValues: GRPO.advantages(rewards: rewards, groupSize: group), positionValues: values)
+    }
+
+    public func validation(maxBatches: Int) -> [TrainingBatch] { [] }
+
+    public func savedState() throws -> Data { try JSONEncoder().encode(position) }
+
+    public func restore(_ state: Data) throws {
+        let saved = try JSONDecoder().decode(Position.self, from: state)
+        guard saved.count == prompts.count else { throw TrainingError.resume("the prompts changed (\(prompts.count) now, \(saved.count) in the checkpoint)") }
+        position = saved; current = nil
+    }
+}
+
+/// GRPO in the training loop, on `RolloutBatches`.
+public struct GRPOObjective: TrainingObjective {
+    public var settings: GRPO.Settings
+    public init(settings: GRPO.Settings) { self.settings = settings }
+
+    public func step(_ model: TrainableModel, _ batch: TrainingBatch, balance: BalanceLosses, scale: Float) throws -> ObjectiveResult {
+        let b = batch.tokens
+        let completionTokens = b.targets.filter { $0 >= 0 }.count
+        let r = try GRPO.step(policy: model, batch: b, oldLogProbs: batch.positionValues["old"] ?? [],
+                              referenceLogProbs: batch.positionValues["reference"], advantages: batch.rowValues, settings: settings,
+                              tokensInBatch: completionTokens, balance: balance, scale: scale)
+        let rewards = batch.positionValues["reward"] ?? []
+        return ObjectiveResult(loss: LossBreakdown(crossEntropy: r.policyLoss, aux: r.aux, z: 0, total: r.loss, tokens: completionTokens),
+                               weight: Double(b.rows),
+                               metrics: ["mean_reward": Double(rewards.reduce(0, +)) / Double(max(rewards.count, 1)), "kl": r.kl,
+                                         "clip_fraction": r.clipFraction,
+                                         "completion_tokens": Double(completionTokens) / Double(max(b.rows, 1))])
+    }
+
+    public func evaluate(_ model: TrainableModel, _ batch: TrainingBatch, balance: BalanceLosses) throws -> ObjectiveResult {
+        throw TrainingError.badArgument("GRPO has no validation batches")
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import MoETokenizer
+import MoETraining
+
+/// `moe grpo --model DIR --prompts FILE --reward exact-answer|regex:PATTERN|model:DIR --out DIR`.
+struct GRPOCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grpo",
+        abstract: "Group relative policy optimisation with verifiable rewards (TRL's GRPO loss: dapo, clipped ratio, k3 KL).",
+        discussion: """
+            --prompts: JSONL, one {"prompt": text or [messages], "answer": …} per line. Each step samples --group \
+            completions (temperature 1) for each of --prompts-per-batch prompts from the current policy, scores \
+            them (exact-answer: the completion's final number or GSM8K `#### N` equals the answer; regex:PATTERN: \
+            the completion matches; model:DIR: a reward model's score), normalises the rewards within each group, \
+            and takes --iterations optimisation steps on that batch (the ratio to the sampling policy is clipped \
+            at 1 ± --epsilon). --beta > 0 adds the KL to a frozen copy of --model. Mean reward, KL and clip \
+            fraction go to metrics.jsonl and metrics.svg; the MoE balance losses stay on.
+            """)
+
+    @Option(help: "The policy to train (a Hugging Face directory with tokenizer.json).") var model: String
+    @Option(help: "Prompts with answers, JSONL.") var prompts: String
+    @Option(help: "exact-answer, regex:PATTERN or model:DIR.") var reward: String = "exact-answer"
+    @Option(help: "Output directory.") var out: String
+    @Option(help: "Completions per prompt (G).") var group: Int = 8
+    @Option(help: "Prompts per rollout batch.") var promptsPerBatch: Int = 2
+    @Option(help: "Most tokens per completion.") var maxNewTokens: Int = 64
+    @Option(help: "Optimisation steps per rollout batch.") var iterations: Int = 1
+    @Option(help: "Weight of the KL to the starting model (0: no reference model).") var beta: Double = 0
+    @Option(help: "Clipping range of the ratio.") var epsilon: Double = 0.2
+    @Flag(help: "Send text prompts through the chat template as a user message.") var chat = false
+    @OptionGroup var training: TrainingOptions
+    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
+    @Flag(help: "No progress bar.") var quiet = false
+
+    func validate() throws {
+        if group < 2 || promptsPerBatch < 1 || maxNewTokens < 1 || iterations < 1 || beta < 0 || !(epsilon > 0) {
+            throw ValidationError("--group must be at least 2; --prompts-per-batch, --max-new-tokens, --iterations positive; --beta ≥ 0; --epsilon > 0")
+        }
+    }
+
+    func run() throws {
+        signal(SIGXFSZ, SIG_IGN)
+        try PretrainSetup.prepareOutput(out)
+        let tokenizer = try Tokenizer(directory: model)
+        let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let policy = try TrainableModel.load(directory: model, threads: threads)
+        let rewardFunction = try CompletionReward.parse(reward, vocabularySize: policy.config.vocabSize)
+        let tasks = try Evaluation.tasks(path: prompts)
+        let encoded: [(ids: [Int], answer: String)] = try tasks.map { t in
+            let ids: [Int]
+            if let m = t.messages { ids = try tokenizer.encodeChat(m) }
+            else if chat { ids = try tokenizer.encodeChat([ChatMessage(role: "user", content: t.prompt ?? "")]) }
+            else { ids = tokenizer.encode(t.prompt ?? "", addSpecialTokens: false) }
+            guard !ids.isEmpty else { throw ValidationError("\(prompts): an empty prompt") }
+            return (ids, t.answer)
+        }
+        let reference = beta > 0 ? try TrainableModel.load(directory: model, threads: threads) : nil
+        let pad = try tokenizer.padTokenId ?? PretrainSetup.eosToken(tokenizer)
+        let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tokenizer, prompts: encoded, group: group,
+                                         promptsPerBatch: promptsPerBatch, maxNewTokens: maxNewTokens, iterations: iterations,
+                                         reward: rewardFunction, scratch: out + "/.rollout-policy", seed: training.seed, pad: pad)
+        var settings = try training.settings(defaultSteps: (encoded.count + promptsPerBatch - 1) / promptsPerBatch * iterations,
+                                             defaultLearningRate: 1e-5)
+        settings.accumulation = 1
+        let trainer = try Trainer(model: policy, settings: settings, batches: batches,
+                                  objective: GRPOObjective(settings: GRPO.Settings(beta: beta, epsilon: epsilon)), stage: "grpo",
+                                  out: out, extraFiles: PretrainSetup.tokenizerFiles(model))
+        printError("grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
+        let bar = TrainingBar(quiet: quiet)
+        let summary = try trainer.run { bar.show($0) }
+        bar.finish()
+        try? FileManager.default.removeItem(atPath: out + "/.rollout-policy")
+        print(String(format: "trained %d steps: last rollout mean reward %.3f; wrote %@", summary.steps, batches.lastMeanReward, out))
+    }
+}
