@@ -94,9 +94,10 @@ public enum Evaluation {
     }
 
     /// Greedy completions of every task, scored by exact (numeric when both are numbers) answer match.
-    /// `chat` sends text prompts through the chat template as a user message.
+    /// `chat` sends text prompts through the chat template as a user message; a completion ends at the first
+    /// of `stop` (cut there), at an end-of-sequence token, or after `maxTokens`.
     public static func tasks(_ model: Transformer, tokenizer: Tokenizer, tasks: [Task], maxTokens: Int, chat: Bool,
-                             progress: ((Int, Int) -> Void)? = nil) throws -> TaskResult {
+                             stop: [String] = [], progress: ((Int, Int) -> Void)? = nil) throws -> TaskResult {
         var correct = 0
         var examples: [TaskResult.Example] = []
         for (i, task) in tasks.enumerated() {
@@ -104,8 +105,14 @@ public enum Evaluation {
             if let messages = task.messages { ids = try tokenizer.encodeChat(messages) }
             else if chat { ids = try tokenizer.encodeChat([ChatMessage(role: "user", content: task.prompt ?? "")]) }
             else { ids = tokenizer.encode(task.prompt ?? "") }
-            let g = try model.generate(prompt: ids, maxTokens: maxTokens, sampling: SamplingParameters(temperature: 0))
-            let completion = tokenizer.decode(g.tokens, skipSpecialTokens: true)
+            var generated: [Int] = []
+            let g = try model.generate(prompt: ids, maxTokens: maxTokens, sampling: SamplingParameters(temperature: 0)) { token in
+                generated.append(token)
+                let text = tokenizer.decode(generated, skipSpecialTokens: true)
+                return !stop.contains { text.contains($0) }
+            }
+            var completion = tokenizer.decode(g.tokens, skipSpecialTokens: true)
+            if let cut = stop.compactMap({ completion.range(of: $0)?.lowerBound }).min() { completion = String(completion[..<cut]) }
             let extracted = extractAnswer(completion, regex: task.answerRegex)
             let ok = extracted.map { sameAnswer($0, expectedAnswer(task.answer)) } ?? false
             if ok { correct += 1 }

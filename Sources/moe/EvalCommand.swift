@@ -24,6 +24,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Most tokens generated per task (--tasks).") var maxTokens: Int = 256
     @Option(help: "Evaluate only the first N tasks.") var limit: Int?
     @Flag(help: "Send text prompts through the chat template as a user message (--tasks).") var chat = false
+    @Option(help: "End each completion at this text (repeatable; e.g. --stop '\\n' for one-line answers). Escapes \\n and \\t are read.")
+    var stop: [String] = []
 
     func validate() throws {
         if (text == nil) == (tasks == nil) { throw ValidationError("give exactly one of --text and --tasks") }
@@ -46,7 +48,8 @@ struct Eval: ParsableCommand {
         } else if let tasks {
             var all = try Evaluation.tasks(path: tasks)
             if let limit { all = Array(all.prefix(limit)) }
-            let r = try Evaluation.tasks(transformer, tokenizer: tokenizer, tasks: all, maxTokens: maxTokens, chat: chat) { done, total in
+            let stops = stop.map { $0.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\t", with: "\t") }
+            let r = try Evaluation.tasks(transformer, tokenizer: tokenizer, tasks: all, maxTokens: maxTokens, chat: chat, stop: stops) { done, total in
                 if isatty(2) != 0 { FileHandle.standardError.write(Data("\rtask \(done)/\(total)".utf8)) }
             }
             if isatty(2) != 0 { FileHandle.standardError.write(Data("\n".utf8)) }

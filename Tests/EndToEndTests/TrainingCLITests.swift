@@ -35,7 +35,7 @@ import Testing
         let text = try JSONSerialization.jsonObject(with: Data((t.stdout.split(separator: "\n").last ?? "").utf8)) as! [String: Any]
         #expect((text["perplexity"] as? Double).map { $0 > 1 } == true && text["bits_per_byte"] is Double)
         try "{\"prompt\": \"3 + 4 =\", \"answer\": 7}\n{\"prompt\": \"9 - 5 =\", \"answer\": \"4\"}\n".write(toFile: out + "/tasks.jsonl", atomically: true, encoding: .utf8)
-        let k = try CLI.run(["eval", "--model", out + "/pretrain", "--tasks", out + "/tasks.jsonl", "--max-tokens", "4"])
+        let k = try CLI.run(["eval", "--model", out + "/pretrain", "--tasks", out + "/tasks.jsonl", "--max-tokens", "6", "--stop", "\\n"])
         #expect(k.status == 0, "\(k.stderr)")
         let tasks = try JSONSerialization.jsonObject(with: Data((k.stdout.split(separator: "\n").last ?? "").utf8)) as! [String: Any]
         #expect(tasks["total"] as? Int == 2 && (tasks["accuracy"] as? Double).map { (0...1).contains($0) } == true)
