@@ -19,6 +19,7 @@ struct Demo: ParsableCommand {
     @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
     @Option(help: "Random seed.") var seed: UInt64 = 42
     @Flag(help: "A tiny corpus, model and run: the whole path in seconds (for tests).") var quick = false
+    @Flag(help: "Keep OUT/pretrain from an earlier run and redo only the stages after pre-training.") var reusePretrained = false
     @Flag(help: "No progress bar.") var quiet = false
 
     func validate() throws {
@@ -30,6 +31,7 @@ struct Demo: ParsableCommand {
         var options = DemoPipeline.Options(out: out)
         options.trainSeconds = minutes * 60
         options.quick = quick
+        options.reusePretrained = reusePretrained
         options.seed = seed
         if let threads { options.threads = max(1, threads) }
         let bar = TrainingBar(quiet: quiet)
@@ -56,10 +58,7 @@ struct Demo: ParsableCommand {
         }
         print(String(format: "domain separation: %.2f (mean total-variation distance between domains' expert shares; 0 = same experts)",
                      r.domainSeparation))
-        if let s = report.stages.first {
-            print(String(format: "\npretrain: %d steps, validation loss %@, %.0f tokens/s", s.steps,
-                         s.valLoss.map { String(format: "%.3f", $0) } ?? "n/a", s.tokensPerSecond))
-        }
+        print("\n" + report.reportCard())
         print("wrote \(out)/report.json, \(out)/pretrain/loss.svg, \(out)/pretrain/expert_load.svg, \(out)/routing.svg")
     }
 }

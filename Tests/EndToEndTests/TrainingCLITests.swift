@@ -19,6 +19,10 @@ import Testing
         let stages = report["stages"] as! [[String: Any]]
         #expect(stages.first?["name"] as? String == "pretrain")
         #expect((stages.first?["val_loss"] as? Double).map { $0.isFinite && $0 > 0 } == true)
+        // Post-training stages follow, each with its held-out task accuracy; the report card sums them up.
+        #expect(stages.map { $0["name"] as? String } == ["pretrain", "sft", "grpo"])
+        #expect(stages.allSatisfy { ($0["task_accuracy"] as? Double).map { (0...1).contains($0) } == true })
+        #expect(FileManager.default.fileExists(atPath: out + "/report.md"))
         let routing = report["routing"] as! [String: Any]
         #expect((routing["domains"] as! [String: Any]).keys.sorted() == ["arithmetic", "code", "prose"])
         for f in ["pretrain/loss.svg", "pretrain/expert_load.svg", "routing.svg", "pretrain/model.safetensors", "tokenizer/tokenizer.json"] {
@@ -105,11 +109,11 @@ extension TrainingCLITests {
         #expect(d.status == 0, "\(d.stderr)")
         let lines = (0..<12).map { i in "{\"messages\": [{\"role\": \"user\", \"content\": \"What is \(i) + 1?\"}, {\"role\": \"assistant\", \"content\": \"\(i) + 1 = \(i + 1)\"}]}" }
         try lines.joined(separator: "\n").write(toFile: out + "/chat.jsonl", atomically: true, encoding: .utf8)
-        let r = try CLI.run(["sft", "--model", out + "/pretrain", "--data", out + "/chat.jsonl", "--out", out + "/sft", "--batch", "4",
+        let r = try CLI.run(["sft", "--model", out + "/pretrain", "--data", out + "/chat.jsonl", "--out", out + "/sft-cli", "--batch", "4",
                              "--steps", "3", "--quiet"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("fine-tuned 3 steps"))
-        let g = try CLI.run(["generate", "--model", out + "/sft", "--prompt", "What is 2 + 1?", "--chat", "--max-tokens", "4"])
+        let g = try CLI.run(["generate", "--model", out + "/sft-cli", "--prompt", "What is 2 + 1?", "--chat", "--max-tokens", "4"])
         #expect(g.status == 0, "\(g.stderr)")
         // DPO and a reward model on the same model, with text and conversational pairs.
         let prefs = (0..<8).map { i in
@@ -129,7 +133,7 @@ extension TrainingCLITests {
         // GRPO with the exact-answer reward; an empty prompt set is refused.
         try "{\"prompt\": \"3 + 4 =\", \"answer\": 7}\n{\"prompt\": \"2 + 2 =\", \"answer\": \"4\"}\n".write(toFile: out + "/prompts.jsonl", atomically: true, encoding: .utf8)
         let grpo = try CLI.run(["grpo", "--model", out + "/pretrain", "--prompts", out + "/prompts.jsonl", "--reward", "exact-answer",
-                                "--out", out + "/grpo", "--group", "4", "--prompts-per-batch", "1", "--max-new-tokens", "4", "--steps", "2",
+                                "--out", out + "/grpo-cli", "--group", "4", "--prompts-per-batch", "1", "--max-new-tokens", "4", "--steps", "2",
                                 "--beta", "0.04", "--quiet"])
         #expect(grpo.status == 0 && grpo.stdout.contains("mean reward"), "\(grpo.stderr)")
         try "\n".write(toFile: out + "/noprompts.jsonl", atomically: true, encoding: .utf8)

@@ -18,10 +18,10 @@ import Testing
         return ("\(a) \(parts[1]) \(b)", c, value)
     }
 
-    /// `What is A op B?` → `A op B`.
+    /// `A op B =` → `A op B`.
     static func problemText(_ prompt: String) -> String? {
-        guard prompt.hasPrefix("What is "), prompt.hasSuffix("?") else { return nil }
-        return String(prompt.dropFirst("What is ".count).dropLast())
+        guard prompt.hasSuffix(" ="), prompt.split(separator: " ").count == 4 else { return nil }
+        return String(prompt.dropLast(2))
     }
 
     @Test func deterministicForASeed() {
@@ -64,7 +64,7 @@ import Testing
             for line in doc.text.split(separator: "\n") { if let eq = Self.parseEquation(line) { seen.insert(eq.problem) } }
         }
         for pair in DemoCorpus.instructions(count: 2_000, seed: 11) {
-            if let eq = Self.parseEquation(Substring(pair.assistant)) { seen.insert(eq.problem) }
+            if let text = Self.problemText(pair.user) { seen.insert(text) }
         }
         let problems = DemoCorpus.arithmeticProblems(count: 500, seed: 11)
         #expect(problems.count == 500)
@@ -85,18 +85,12 @@ import Testing
         let arithmetic = pairs.filter { Self.problemText($0.user) != nil }
         #expect(arithmetic.count == 100)
         for pair in arithmetic {
-            let eq = Self.parseEquation(Substring(pair.assistant))
-            #expect(eq?.problem == Self.problemText(pair.user))
-            #expect(DemoCorpus.finalNumber(in: pair.assistant) == eq.map { String($0.computed) })
+            let eq = Self.parseEquation(Substring(pair.user + " " + pair.assistant))
+            #expect(eq != nil && eq?.written == eq?.computed, "\(pair.user) \(pair.assistant)")
+            #expect(Evaluation.extractAnswer(pair.assistant, regex: nil) == eq.map { String($0.computed) })
         }
         #expect(pairs.contains { $0.user.hasPrefix("Write a function") && $0.assistant.hasPrefix("fn ") })
         #expect(pairs.contains { $0.user.hasPrefix("Describe") || $0.user.hasPrefix("Where") })
     }
 
-    @Test func finalNumberReadsTheLastNumber() {
-        #expect(DemoCorpus.finalNumber(in: "23 + 48 = 71") == "71")
-        #expect(DemoCorpus.finalNumber(in: " 71.\n") == "71")
-        #expect(DemoCorpus.finalNumber(in: "it is -5") == "-5")
-        #expect(DemoCorpus.finalNumber(in: "no idea") == nil)
-    }
 }

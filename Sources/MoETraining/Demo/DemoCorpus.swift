@@ -16,9 +16,9 @@ public struct DemoDocument: Sendable {
 /// - code documents: two or three functions of a tiny language (`fn name(a, b) {`, `let`, `if`/`else`,
 ///   `while`, `return`, 4-space indentation), followed by a `let r = name(3, 4)` call.
 /// - prose documents: a short paragraph of templated English about one character.
-/// - held-out problems: prompt `What is A op B?`, answer the decimal result (`"71"`). SFT arithmetic examples
-///   use the same user text and answer `A op B = C`: the final number in a completion is the answer
-///   (`finalNumber(in:)` reads it). An operand triple (a, op, b) is either in training text or held out, never both.
+/// - held-out problems: prompt `A op B =`, answer the decimal result (`"71"`). SFT arithmetic examples
+///   use the same user text and answer `C`; the evaluator reads a completion's final number
+///   (`Evaluation.extractAnswer`). An operand triple (a, op, b) is either in training text or held out, never both.
 public enum DemoCorpus {
     /// `count` documents cycling through the domains, deterministic for a seed. Document `i` depends only on
     /// `(seed, i)`, so a shorter list is a prefix of a longer one.
@@ -43,7 +43,7 @@ public enum DemoCorpus {
         }
     }
 
-    /// Held-out arithmetic problems with exact answers: prompt `What is A op B?`, answer e.g. `"71"`. Drawn from the
+    /// Held-out arithmetic problems with exact answers: prompt `A op B =`, answer e.g. `"71"`. Drawn from the
     /// same difficulty mix as the documents, but only from operand triples the documents never use; distinct
     /// while the held-out pool allows, repeating only when `count` outgrows it.
     public static func arithmeticProblems(count: Int, seed: UInt64) -> [(prompt: String, answer: String)] {
@@ -60,7 +60,7 @@ public enum DemoCorpus {
         return out
     }
 
-    /// Chat-style (user, assistant) pairs: half arithmetic (`What is A op B?` → `A op B = C`, training triples
+    /// Chat-style (user, assistant) pairs: half arithmetic (`A op B =` → `C`, training triples
     /// only), a quarter code, a quarter prose.
     public static func instructions(count: Int, seed: UInt64) -> [(user: String, assistant: String)] {
         (0..<max(count, 0)).map { i in
@@ -68,23 +68,11 @@ public enum DemoCorpus {
             switch i % 4 {
             case 0, 1:
                 let p = Problem.training(&rng)
-                return (user: p.question, assistant: "\(p.equation) = \(p.value)")
+                return (user: p.question, assistant: "\(p.value)")
             case 2: return codeInstruction(&rng)
             default: return Prose.instruction(&rng)
             }
         }
-    }
-
-    /// The answer an evaluator reads from a completion: its last run of digits (with a directly preceding `-`).
-    public static func finalNumber(in completion: String) -> String? {
-        let chars = Array(completion)
-        var end = chars.count
-        while end > 0, !chars[end - 1].isASCIIDigit { end -= 1 }
-        guard end > 0 else { return nil }
-        var start = end
-        while start > 0, chars[start - 1].isASCIIDigit { start -= 1 }
-        if start > 0, chars[start - 1] == "-" { start -= 1 }
-        return String(chars[start..<end])
     }
 
     // MARK: Arithmetic
@@ -102,7 +90,8 @@ public enum DemoCorpus {
 
         var value: Int { op == "+" ? a + b : op == "-" ? a - b : a * b }
         var equation: String { "\(a) \(op) \(b)" }
-        var question: String { "What is \(equation)?" }
+        /// Asked as the pre-training text writes it, so pre-trained arithmetic carries over to the chat turn.
+        var question: String { "\(equation) =" }
         /// About one triple in ten is held out for evaluation and RL, by a fixed hash of the operands.
         var isHeldOut: Bool { Self.isHeldOut(a: a, op: op, b: b) }
         static func isHeldOut(a: Int, op: Character, b: Int) -> Bool {

@@ -15,6 +15,8 @@ public struct DemoPipeline {
         public var trainSeconds: Double = 300
         /// A tiny corpus and model and a few steps: the whole path in seconds (tests).
         public var quick = false
+        /// Keep OUT/pretrain (and its tokenizer) from an earlier run and redo only what follows pre-training.
+        public var reusePretrained = false
         public var threads = WorkerPool.defaultThreadCount
         public var seed: UInt64 = 42
         public init(out: String) { self.out = out }
@@ -29,7 +31,7 @@ public struct DemoPipeline {
     }
 
     /// The model the demo trains: `qwen3_moe` with 8 experts top-2 in every layer.
-    func modelConfig(vocabSize: Int, eos: Int) throws -> ModelConfig {
+    func modelConfig(vocabSize: Int, eos: [Int]) throws -> ModelConfig {
         let size: [String: Any] = options.quick
             ? ["hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
                "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64]
@@ -45,26 +47,83 @@ public struct DemoPipeline {
         try PretrainSetup.prepareOutput(out)
         let started = Date()
 
-        // 1. Corpus and tokenizer.
+        let tokenizerDirectory = "\(out)/tokenizer", pretrainDirectory = "\(out)/pretrain"
+        let model: TrainableModel, tokenizer: Tokenizer, summary: PretrainSummary
+        if options.reusePretrained, FileManager.default.fileExists(atPath: "\(pretrainDirectory)/model.safetensors") {
+            try writeChatTemplate(tokenizerDirectory)
+            tokenizer = try Tokenizer(directory: tokenizerDirectory)
+            model = try TrainableModel.load(directory: pretrainDirectory, threads: options.threads)
+            let last = MetricsLog.read(path: "\(pretrainDirectory)/metrics.jsonl")
+            summary = PretrainSummary(steps: last.last?.step ?? 0, tokens: 0, seconds: 0, tokensPerSecond: 0,
+                                      trainLoss: last.last?.loss ?? .nan,
+                                      validationLoss: last.last(where: { $0.validationLoss != nil })?.validationLoss, expertLoad: [])
+            log("reusing the pre-trained model in \(pretrainDirectory)")
+        } else {
+            (model, tokenizer, summary) = try pretrain(tokenizerDirectory: tokenizerDirectory, pretrainDirectory: pretrainDirectory)
+        }
+        let eos = try PretrainSetup.eosToken(tokenizer)
+
+        // Samples per domain from the saved checkpoint, through the inference engine.
+        let inference = try Transformer(directory: pretrainDirectory, threads: options.threads)
+        var samples: [String: [DemoReport.Sample]] = [:]
+        for domain in DemoDomain.allCases {
+            for (i, prompt) in DemoCorpus.samplePrompts(domain).prefix(options.quick ? 1 : 3).enumerated() {
+                let ids = tokenizer.encode(prompt, addSpecialTokens: false)
+                let g = try inference.generate(prompt: ids, maxTokens: options.quick ? 8 : 40,
+                                               sampling: SamplingParameters(temperature: 0.7, topK: 40, seed: options.seed &+ UInt64(i)),
+                                               stopTokens: [eos])
+                let text = tokenizer.decode(g.tokens, skipSpecialTokens: true)
+                samples[domain.rawValue, default: []].append(.init(prompt: prompt, completion: text))
+            }
+        }
+
+        // Routing report on held-out documents of each domain.
+        let routing = try routingReport(model, tokenizer: tokenizer)
+        try writeRoutingPlot(routing)
+
+        // Post-training on the arithmetic task, accuracy on held-out problems after every stage.
+        var stages = [DemoReport.Stage(summary, name: "pretrain", model: pretrainDirectory)]
+        stages[0].taskAccuracy = try taskAccuracy(pretrainDirectory, tokenizer)
+        log(String(format: "held-out arithmetic, greedy: pre-trained %.1f%%", 100 * stages[0].taskAccuracy!))
+        let (sftDirectory, sft) = try supervisedFineTuning(from: pretrainDirectory, tokenizer: tokenizer)
+        stages.append(DemoReport.Stage(sft, name: "sft", model: sftDirectory))
+        stages[1].taskAccuracy = try taskAccuracy(sftDirectory, tokenizer)
+        log(String(format: "SFT: validation loss %@, held-out arithmetic %.1f%%", sft.validationLoss.map { String(format: "%.3f", $0) } ?? "n/a",
+                   100 * stages[1].taskAccuracy!))
+        let (rlDirectory, rl, reward) = try reinforcementLearning(from: sftDirectory, tokenizer: tokenizer)
+        stages.append(DemoReport.Stage(rl, name: "grpo", model: rlDirectory))
+        stages[2].meanReward = reward
+        stages[2].taskAccuracy = try taskAccuracy(rlDirectory, tokenizer)
+        log(String(format: "GRPO: mean reward %.2f, held-out arithmetic %.1f%%", reward, 100 * stages[2].taskAccuracy!))
+
+        let report = DemoReport(stages: stages, routing: routing, samples: samples, seconds: Date().timeIntervalSince(started))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(report), to: "\(out)/report.json")
+        try AtomicFile.write(Data(report.reportCard().utf8), to: "\(out)/report.md")
+        return report
+    }
+
+    /// Corpus → tokenizer → pre-trained model in OUT/pretrain.
+    func pretrain(tokenizerDirectory: String, pretrainDirectory: String) throws -> (TrainableModel, Tokenizer, PretrainSummary) {
         let documents = DemoCorpus.documents(count: options.quick ? 240 : 9000, seed: options.seed)
         let characters = documents.reduce(0) { $0 + $1.text.count }
         log("corpus: \(documents.count) documents (arithmetic, code, prose), \(characters) characters")
-        let tokenizerDirectory = "\(out)/tokenizer"
         let trainer = BPETrainer(vocabSize: options.quick ? 384 : 2048, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
         try trainer.train(texts: documents.map(\.text)).write(to: tokenizerDirectory)
+        try writeChatTemplate(tokenizerDirectory)
         let tokenizer = try Tokenizer(directory: tokenizerDirectory)
         let eos = try PretrainSetup.eosToken(tokenizer)
         log("tokenizer: byte-level BPE, \(tokenizer.vocabSize) tokens → \(tokenizerDirectory)")
-
-        // 2. Pre-training.
-        let pretrainDirectory = "\(out)/pretrain"
+        // Chat turns end with <|im_end|>: generation stops there as well as at <|endoftext|>.
+        let stops = [eos] + (tokenizer.id(forToken: "<|im_end|>").map { [$0] } ?? [])
         // A demo run starts over: an earlier run's checkpoints in its own directory go.
         for step in Trainer.checkpoints(in: pretrainDirectory) {
             try FileManager.default.removeItem(atPath: "\(pretrainDirectory)/checkpoint-\(step)")
         }
         let (train, validation) = try PretrainSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
                                                            validationFraction: 0.05, out: pretrainDirectory)
-        let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: eos)
+        let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops)
         let model = try TrainableModel(config: config, threads: options.threads)
         model.initialize(seed: options.seed)
         var settings = TrainingSettings()
@@ -89,33 +148,7 @@ public struct DemoPipeline {
                    summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.3f", $0) } ?? "n/a",
                    summary.tokensPerSecond))
 
-        // 3. Samples per domain from the saved checkpoint, through the inference engine.
-        let inference = try Transformer(directory: pretrainDirectory, threads: options.threads)
-        var samples: [String: [DemoReport.Sample]] = [:]
-        for domain in DemoDomain.allCases {
-            for (i, prompt) in DemoCorpus.samplePrompts(domain).prefix(options.quick ? 1 : 3).enumerated() {
-                let ids = tokenizer.encode(prompt, addSpecialTokens: false)
-                let g = try inference.generate(prompt: ids, maxTokens: options.quick ? 8 : 40,
-                                               sampling: SamplingParameters(temperature: 0.7, topK: 40, seed: options.seed &+ UInt64(i)),
-                                               stopTokens: [eos])
-                let text = tokenizer.decode(g.tokens, skipSpecialTokens: true)
-                samples[domain.rawValue, default: []].append(.init(prompt: prompt, completion: text))
-            }
-        }
-
-        // 4. Routing report on held-out documents of each domain.
-        let routing = try routingReport(model, tokenizer: tokenizer)
-        try writeRoutingPlot(routing)
-
-        let stage = DemoReport.Stage(name: "pretrain", valLoss: summary.validationLoss, trainLoss: summary.trainLoss,
-                                     steps: summary.steps, tokens: summary.tokens, seconds: summary.seconds,
-                                     tokensPerSecond: summary.tokensPerSecond, model: pretrainDirectory)
-        let report = DemoReport(stages: [stage], routing: routing, samples: samples,
-                                seconds: Date().timeIntervalSince(started))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(report), to: "\(out)/report.json")
-        return report
+        return (model, tokenizer, summary)
     }
 
     /// Steps that fit the time budget, from two timed forward/backward passes (gradients discarded).
@@ -202,9 +235,19 @@ public struct DemoReport: Codable, Sendable {
         public var seconds: Double
         public var tokensPerSecond: Double
         public var model: String
+        /// Greedy accuracy on the held-out arithmetic problems after this stage.
+        public var taskAccuracy: Double?
+        /// GRPO: the mean reward of the last rollouts.
+        public var meanReward: Double?
         enum CodingKeys: String, CodingKey {
             case name, steps, tokens, seconds, model
-            case valLoss = "val_loss", trainLoss = "train_loss", tokensPerSecond = "tokens_per_s"
+            case valLoss = "val_loss", trainLoss = "train_loss", tokensPerSecond = "tokens_per_s", taskAccuracy = "task_accuracy"
+            case meanReward = "mean_reward"
+        }
+
+        init(_ s: PretrainSummary, name: String, model: String) {
+            self.name = name; valLoss = s.validationLoss; trainLoss = s.trainLoss; steps = s.steps; tokens = s.tokens
+            seconds = s.seconds; tokensPerSecond = s.tokensPerSecond; self.model = model
         }
     }
     public struct DomainRouting: Codable, Sendable {
@@ -231,4 +274,17 @@ public struct DemoReport: Codable, Sendable {
     public var routing: Routing
     public var samples: [String: [Sample]]
     public var seconds: Double
+
+    /// The markdown report card (as nanochat prints one): a row per stage.
+    public func reportCard() -> String {
+        func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "–" }
+        var s = "# swift-moe demo report card\n\n| stage | steps | validation loss | held-out arithmetic accuracy | mean reward | seconds |\n"
+        s += "|---|---:|---:|---:|---:|---:|\n"
+        for st in stages {
+            s += "| \(st.name) | \(st.steps) | \(f(st.valLoss, "%.3f")) | \(f(st.taskAccuracy.map { $0 * 100 }, "%.1f %%")) | "
+                + "\(f(st.meanReward, "%.2f")) | \(f(st.seconds, "%.0f")) |\n"
+        }
+        s += String(format: "\nRouting: domain separation %.2f (0 = every domain uses the same experts).\n", routing.domainSeparation)
+        return s
+    }
 }

@@ -1,0 +1,90 @@
+import Foundation
+import MoEFormats
+import MoEModel
+import MoETokenizer
+
+/// The demo's post-training stages on the built-in arithmetic task: SFT on synthetic instructions (chat
+/// format), then GRPO with the exact-answer reward; each stage's greedy accuracy on held-out problems (never
+/// in the pre-training text or the instructions) goes into the report.
+extension DemoPipeline {
+    /// Held-out problems, asked as chat messages (`23 + 48 =`); the answer is the completion's last number.
+    func heldOutTasks() -> [Evaluation.Task] {
+        DemoCorpus.arithmeticProblems(count: options.quick ? 20 : 200, seed: options.seed &+ 77).map {
+            Evaluation.Task(prompt: $0.prompt, answer: $0.answer)
+        }
+    }
+
+    func taskAccuracy(_ directory: String, _ tokenizer: Tokenizer) throws -> Double {
+        let model = try Transformer(directory: directory, threads: options.threads)
+        return try Evaluation.tasks(model, tokenizer: tokenizer, tasks: heldOutTasks(), maxTokens: 16, chat: true).accuracy
+    }
+
+    /// SFT on `DemoCorpus.instructions` (arithmetic, code, prose), assistant tokens only.
+    func supervisedFineTuning(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: PretrainSummary) {
+        let template = try tokenizer.chatTemplateOrChatML()
+        let examples = try DemoCorpus.instructions(count: options.quick ? 48 : 4000, seed: options.seed &+ 5).map {
+            try SFTData.example([ChatMessage(role: "user", content: $0.user), ChatMessage(role: "assistant", content: $0.assistant)],
+                                tokenizer: tokenizer, template: template)
+        }
+        let held = examples.enumerated().filter { $0.offset % 20 == 19 }.map(\.element)
+        let train = examples.enumerated().filter { $0.offset % 20 != 19 }.map(\.element)
+        let model = try TrainableModel.load(directory: start, threads: options.threads)
+        let batches = try ExampleBatches(train: train, validation: held, batchSize: 16, pad: try PretrainSetup.eosToken(tokenizer),
+                                         seed: options.seed)
+        var settings = TrainingSettings()
+        settings.steps = options.quick ? 6 : 400
+        settings.learningRate = 1e-3; settings.warmup = options.quick ? 1 : 20
+        settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
+        settings.evalEvery = max(1, settings.steps / 5); settings.checkpointEvery = settings.steps; settings.evalBatches = 4
+        let directory = "\(options.out)/sft"
+        try removeCheckpoints(directory)
+        let trainer = try Trainer(model: model, settings: settings, batches: batches, stage: "sft", out: directory,
+                                  extraFiles: PretrainSetup.tokenizerFiles("\(options.out)/tokenizer"))
+        return (directory, try trainer.run(progress: progress))
+    }
+
+    /// GRPO from the SFT model on training-side arithmetic questions, rewarded by the exact answer.
+    func reinforcementLearning(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: PretrainSummary, reward: Double) {
+        let questions = DemoCorpus.instructions(count: options.quick ? 16 : 2000, seed: options.seed &+ 9)
+            .enumerated().filter { $0.offset % 4 < 2 }.map(\.element)   // the arithmetic ones
+        let prompts: [(ids: [Int], answer: String)] = try questions.map { q in
+            (try tokenizer.encodeChat([ChatMessage(role: "user", content: q.user)]),
+             Evaluation.extractAnswer(q.assistant, regex: nil) ?? "")
+        }
+        let policy = try TrainableModel.load(directory: start, threads: options.threads)
+        let directory = "\(options.out)/grpo"
+        try removeCheckpoints(directory)
+        let batches = try RolloutBatches(policy: policy, reference: nil, tokenizer: tokenizer, prompts: prompts, group: 8,
+                                         promptsPerBatch: options.quick ? 1 : 4, maxNewTokens: 12, iterations: 2,
+                                         reward: .exactAnswer, scratch: "\(directory)/.rollout-policy", seed: options.seed,
+                                         pad: try PretrainSetup.eosToken(tokenizer))
+        var settings = TrainingSettings()
+        settings.steps = options.quick ? 2 : 120
+        settings.learningRate = 1e-4; settings.warmup = options.quick ? 1 : 5; settings.schedule = "constant"
+        settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
+        settings.evalEvery = Int.max; settings.checkpointEvery = settings.steps
+        let trainer = try Trainer(model: policy, settings: settings, batches: batches,
+                                  objective: GRPOObjective(settings: GRPO.Settings(beta: 0, epsilon: 0.2)), stage: "grpo",
+                                  out: directory, extraFiles: PretrainSetup.tokenizerFiles("\(options.out)/tokenizer"))
+        let summary = try trainer.run(progress: progress)
+        try? FileManager.default.removeItem(atPath: "\(directory)/.rollout-policy")
+        let rewards = trainer.metrics.compactMap { $0.metrics?["mean_reward"] }
+        return (directory, summary, rewards.suffix(10).reduce(0, +) / Double(max(1, min(10, rewards.count))))
+    }
+
+    /// A demo stage starts over: an earlier run's checkpoints in its directory go.
+    func removeCheckpoints(_ directory: String) throws {
+        for step in Trainer.checkpoints(in: directory) {
+            try FileManager.default.removeItem(atPath: "\(directory)/checkpoint-\(step)")
+        }
+    }
+
+    /// ChatML without a default system prompt: short chat turns, so the question sits close to the answer.
+    func writeChatTemplate(_ tokenizerDirectory: String) throws {
+        let template = """
+            {%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}\
+            {%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}
+            """
+        try AtomicFile.write(Data(template.utf8), to: "\(tokenizerDirectory)/chat_template.jinja")
+    }
+}
