@@ -30,7 +30,7 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
 }
 
 /// What a finished run reports.
-public struct PretrainSummary: Codable, Sendable {
+public struct TrainingSummary: Codable, Sendable {
     public var steps: Int
     public var tokens: Int
     public var seconds: Double
@@ -105,7 +105,7 @@ public final class Trainer {
     // MARK: The loop
 
     /// Runs from the current step to `settings.steps` (or the time limit). `progress` is called after every step.
-    public func run(progress: ((TrainingProgressLine) -> Void)? = nil) throws -> PretrainSummary {
+    public func run(progress: ((TrainingProgressLine) -> Void)? = nil) throws -> TrainingSummary {
         let schedule = LearningRateSchedule.named(settings.schedule, warmup: settings.warmup, minRatio: settings.minLearningRateRatio)
             ?? .cosine(warmup: settings.warmup, minRatio: settings.minLearningRateRatio)
         if step == 0, let old = Trainer.checkpoints(in: out).last {
@@ -181,7 +181,7 @@ public final class Trainer {
         }
         try writePlots()
         let seconds = Date().timeIntervalSince(start)
-        return PretrainSummary(steps: step, tokens: tokensSeen, seconds: seconds,
+        return TrainingSummary(steps: step, tokens: tokensSeen, seconds: seconds,
                                tokensPerSecond: Double(tokensThisRun) / max(seconds, 1e-9),
                                trainLoss: recentTrainLoss(fallback: lastLoss),
                                validationLoss: metrics.last(where: { $0.validationLoss != nil })?.validationLoss,

@@ -41,7 +41,7 @@ struct GRPOCommand: ParsableCommand {
 
     func run() throws {
         signal(SIGXFSZ, SIG_IGN)
-        try PretrainSetup.prepareOutput(out)
+        try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
         let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
         let policy = try TrainableModel.load(directory: model, threads: threads)
@@ -56,7 +56,7 @@ struct GRPOCommand: ParsableCommand {
             return (ids, t.answer)
         }
         let reference = beta > 0 ? try TrainableModel.load(directory: model, threads: threads) : nil
-        let pad = try tokenizer.padTokenId ?? PretrainSetup.eosToken(tokenizer)
+        let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tokenizer, prompts: encoded, group: group,
                                          promptsPerBatch: promptsPerBatch, maxNewTokens: maxNewTokens, iterations: iterations,
                                          reward: rewardFunction, scratch: out + "/.rollout-policy", seed: training.seed, pad: pad)
@@ -65,7 +65,7 @@ struct GRPOCommand: ParsableCommand {
         settings.accumulation = 1
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
                                   objective: GRPOObjective(settings: GRPO.Settings(beta: beta, epsilon: epsilon)), stage: "grpo",
-                                  out: out, extraFiles: PretrainSetup.tokenizerFiles(model))
+                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
         printError("grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
         let bar = TrainingBar(quiet: quiet)
         let summary = try trainer.run { bar.show($0) }

@@ -37,20 +37,20 @@ struct DPOCommand: ParsableCommand {
 
     func run() throws {
         signal(SIGXFSZ, SIG_IGN)
-        try PretrainSetup.prepareOutput(out)
+        try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
         let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
         let policy = try TrainableModel.load(directory: model, threads: threads)
         let (train, held) = try preferencePairs(data, tokenizer: tokenizer, maxLength: min(training.seqLen, policy.config.maxPositionEmbeddings),
                                                 validationFraction: training.valFraction)
-        let pad = try tokenizer.padTokenId ?? PretrainSetup.eosToken(tokenizer)
+        let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let reference = try TrainableModel.load(directory: model, threads: threads)
         let refTrain = try referenceLogProbs(reference, train, pad: pad), refHeld = try referenceLogProbs(reference, held, pad: pad)
         let batches = try PairBatches(train: train, validation: held, reference: refTrain, validationReference: refHeld,
                                       batchSize: training.batch, pad: pad, seed: training.seed)
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-5)
         let trainer = try Trainer(model: policy, settings: settings, batches: batches, objective: DPOObjective(beta: beta), stage: "dpo",
-                                  out: out, extraFiles: PretrainSetup.tokenizerFiles(model))
+                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
         if resume, try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
         printError("dpo: \(train.count) training and \(held.count) validation pairs, β \(beta), \(settings.steps) steps of \(training.batch) pairs")
         let bar = TrainingBar(quiet: quiet)
@@ -102,17 +102,17 @@ struct RewardTrain: ParsableCommand {
 
     func run() throws {
         signal(SIGXFSZ, SIG_IGN)
-        try PretrainSetup.prepareOutput(out)
+        try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
         let scorer = try TrainableModel.load(directory: model, head: .score, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let (train, held) = try preferencePairs(data, tokenizer: tokenizer, maxLength: min(training.seqLen, scorer.config.maxPositionEmbeddings),
                                                 validationFraction: training.valFraction)
-        let pad = try tokenizer.padTokenId ?? PretrainSetup.eosToken(tokenizer)
+        let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try PairBatches(train: train, validation: held, batchSize: training.batch, pad: pad, seed: training.seed,
                                       wholeSequences: true)
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-4)
         let trainer = try Trainer(model: scorer, settings: settings, batches: batches, objective: RewardObjective(), stage: "reward",
-                                  out: out, extraFiles: PretrainSetup.tokenizerFiles(model))
+                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
         if resume, try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
         printError("reward: \(train.count) training and \(held.count) validation pairs, \(settings.steps) steps of \(training.batch) pairs")
         let bar = TrainingBar(quiet: quiet)
@@ -142,7 +142,7 @@ struct RewardScore: ParsableCommand {
         let tokenizer = try Tokenizer(directory: model)
         let scorer = try TrainableModel.load(directory: model, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         guard scorer.head == .score else { throw ValidationError("\(model) has no score head (score.weight): train one with `moe reward train`") }
-        let pad = try tokenizer.padTokenId ?? PretrainSetup.eosToken(tokenizer)
+        let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         if let data {
             let pairs = try PreferenceData.pairs(path: data, tokenizer: tokenizer)
             var right = 0, margin = 0.0

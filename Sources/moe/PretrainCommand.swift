@@ -80,18 +80,18 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         signal(SIGXFSZ, SIG_IGN)   // a file-size limit (full disk) becomes a write error, not a kill
-        try PretrainSetup.prepareOutput(out)
+        try TrainingSetup.prepareOutput(out)
         let tok = try Tokenizer(directory: tokenizer)
-        let eos = try PretrainSetup.eosToken(tok)
+        let eos = try TrainingSetup.eosToken(tok)
         let settings = try training.settings(defaultSteps: 1000, defaultLearningRate: 3e-3)
-        let modelConfig = try PretrainSetup.modelConfig(config, tokenizer: tok, eosToken: eos)
-        let (train, validation) = try PretrainSetup.shards(dataFiles: data, tokenizer: tok, eosToken: eos,
+        let modelConfig = try TrainingSetup.modelConfig(config, tokenizer: tok, eosToken: eos)
+        let (train, validation) = try TrainingSetup.shards(dataFiles: data, tokenizer: tok, eosToken: eos,
                                                            validationFraction: training.valFraction, out: out)
         let model = try TrainableModel(config: modelConfig, selectionBias: settings.biasUpdateRate != nil,
                                        threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         model.initialize(seed: settings.seed)
         let trainer = try Trainer(model: model, settings: settings, train: train, validation: validation, out: out,
-                                     extraFiles: PretrainSetup.tokenizerFiles(tokenizer))
+                                     extraFiles: TrainingSetup.tokenizerFiles(tokenizer))
         if resume {
             if try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
             else { printError("no checkpoint in \(out): starting from step 0") }

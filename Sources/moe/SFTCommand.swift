@@ -28,7 +28,7 @@ struct SFT: ParsableCommand {
 
     func run() throws {
         signal(SIGXFSZ, SIG_IGN)
-        try PretrainSetup.prepareOutput(out)
+        try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
         let template = try tokenizer.chatTemplateOrChatML()
         let trainable = try TrainableModel.load(directory: model, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
@@ -42,12 +42,12 @@ struct SFT: ParsableCommand {
         let k = training.valFraction > 0 ? max(2, Int((1 / training.valFraction).rounded())) : Int.max
         let held = kept.enumerated().filter { ($0.offset + 1) % k == 0 }.map(\.element)
         let train = kept.enumerated().filter { ($0.offset + 1) % k != 0 }.map(\.element)
-        let pad = try tokenizer.padTokenId ?? PretrainSetup.eosToken(tokenizer)
+        let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try ExampleBatches(train: train, validation: held, batchSize: training.batch, pad: pad, seed: training.seed)
         let epoch = (train.count + training.batch - 1) / training.batch
         let settings = try training.settings(defaultSteps: epoch, defaultLearningRate: 1e-4)
         let trainer = try Trainer(model: trainable, settings: settings, batches: batches, stage: "sft", out: out,
-                                  extraFiles: PretrainSetup.tokenizerFiles(model))
+                                  extraFiles: TrainingSetup.tokenizerFiles(model))
         if resume, try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
         printError("sft: \(train.count) training and \(held.count) validation conversations, \(settings.steps) steps of \(training.batch)")
         let bar = TrainingBar(quiet: quiet)

@@ -183,7 +183,7 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
     }
 
     @Test func unwritableOutputDirectoryIsRefused() throws {
-        #expect { try PretrainSetup.prepareOutput("/proc/moe-cannot-write-here") } throws: { "\($0)".contains("/proc/moe-cannot-write-here") }
+        #expect { try TrainingSetup.prepareOutput("/proc/moe-cannot-write-here") } throws: { "\($0)".contains("/proc/moe-cannot-write-here") }
     }
 
     /// The auxiliary-loss-free bias moves against the load and travels with the checkpoint under

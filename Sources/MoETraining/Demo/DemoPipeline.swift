@@ -44,24 +44,24 @@ public struct DemoPipeline {
     @discardableResult
     public func run() throws -> DemoReport {
         let out = options.out
-        try PretrainSetup.prepareOutput(out)
+        try TrainingSetup.prepareOutput(out)
         let started = Date()
 
         let tokenizerDirectory = "\(out)/tokenizer", pretrainDirectory = "\(out)/pretrain"
-        let model: TrainableModel, tokenizer: Tokenizer, summary: PretrainSummary
+        let model: TrainableModel, tokenizer: Tokenizer, summary: TrainingSummary
         if options.reusePretrained, FileManager.default.fileExists(atPath: "\(pretrainDirectory)/model.safetensors") {
             try writeChatTemplate(tokenizerDirectory)
             tokenizer = try Tokenizer(directory: tokenizerDirectory)
             model = try TrainableModel.load(directory: pretrainDirectory, threads: options.threads)
             let last = MetricsLog.read(path: "\(pretrainDirectory)/metrics.jsonl")
-            summary = PretrainSummary(steps: last.last?.step ?? 0, tokens: 0, seconds: 0, tokensPerSecond: 0,
+            summary = TrainingSummary(steps: last.last?.step ?? 0, tokens: 0, seconds: 0, tokensPerSecond: 0,
                                       trainLoss: last.last?.loss ?? .nan,
                                       validationLoss: last.last(where: { $0.validationLoss != nil })?.validationLoss, expertLoad: [])
             log("reusing the pre-trained model in \(pretrainDirectory)")
         } else {
             (model, tokenizer, summary) = try pretrain(tokenizerDirectory: tokenizerDirectory, pretrainDirectory: pretrainDirectory)
         }
-        let eos = try PretrainSetup.eosToken(tokenizer)
+        let eos = try TrainingSetup.eosToken(tokenizer)
 
         // Samples per domain from the saved checkpoint, through the inference engine.
         let inference = try Transformer(directory: pretrainDirectory, threads: options.threads)
@@ -105,7 +105,7 @@ public struct DemoPipeline {
     }
 
     /// Corpus → tokenizer → pre-trained model in OUT/pretrain.
-    func pretrain(tokenizerDirectory: String, pretrainDirectory: String) throws -> (TrainableModel, Tokenizer, PretrainSummary) {
+    func pretrain(tokenizerDirectory: String, pretrainDirectory: String) throws -> (TrainableModel, Tokenizer, TrainingSummary) {
         let documents = DemoCorpus.documents(count: options.quick ? 240 : 9000, seed: options.seed)
         let characters = documents.reduce(0) { $0 + $1.text.count }
         log("corpus: \(documents.count) documents (arithmetic, code, prose), \(characters) characters")
@@ -113,7 +113,7 @@ public struct DemoPipeline {
         try trainer.train(texts: documents.map(\.text)).write(to: tokenizerDirectory)
         try writeChatTemplate(tokenizerDirectory)
         let tokenizer = try Tokenizer(directory: tokenizerDirectory)
-        let eos = try PretrainSetup.eosToken(tokenizer)
+        let eos = try TrainingSetup.eosToken(tokenizer)
         log("tokenizer: byte-level BPE, \(tokenizer.vocabSize) tokens → \(tokenizerDirectory)")
         // Chat turns end with <|im_end|>: generation stops there as well as at <|endoftext|>.
         let stops = [eos] + (tokenizer.id(forToken: "<|im_end|>").map { [$0] } ?? [])
@@ -121,7 +121,7 @@ public struct DemoPipeline {
         for step in Trainer.checkpoints(in: pretrainDirectory) {
             try FileManager.default.removeItem(atPath: "\(pretrainDirectory)/checkpoint-\(step)")
         }
-        let (train, validation) = try PretrainSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
+        let (train, validation) = try TrainingSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
                                                            validationFraction: 0.05, out: pretrainDirectory)
         let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops)
         let model = try TrainableModel(config: config, threads: options.threads)
@@ -142,7 +142,7 @@ public struct DemoPipeline {
             + "\(model.store.parameterCount) parameters; \(settings.steps) steps of \(settings.batchSize)×\(settings.seqLen) tokens "
             + "(\(train.count) training tokens)")
         let pretrainer = try Trainer(model: model, settings: settings, train: train, validation: validation,
-                                        out: pretrainDirectory, extraFiles: PretrainSetup.tokenizerFiles(tokenizerDirectory))
+                                        out: pretrainDirectory, extraFiles: TrainingSetup.tokenizerFiles(tokenizerDirectory))
         let summary = try pretrainer.run(progress: progress)
         log(String(format: "pre-training: %d steps, loss %.3f, validation loss %@, %.0f tokens/s",
                    summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.3f", $0) } ?? "n/a",
@@ -245,7 +245,7 @@ public struct DemoReport: Codable, Sendable {
             case meanReward = "mean_reward"
         }
 
-        init(_ s: PretrainSummary, name: String, model: String) {
+        init(_ s: TrainingSummary, name: String, model: String) {
             self.name = name; valLoss = s.validationLoss; trainLoss = s.trainLoss; steps = s.steps; tokens = s.tokens
             seconds = s.seconds; tokensPerSecond = s.tokensPerSecond; self.model = model
         }

@@ -20,7 +20,7 @@ extension DemoPipeline {
     }
 
     /// SFT on `DemoCorpus.instructions` (arithmetic, code, prose), assistant tokens only.
-    func supervisedFineTuning(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: PretrainSummary) {
+    func supervisedFineTuning(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: TrainingSummary) {
         let template = try tokenizer.chatTemplateOrChatML()
         let examples = try DemoCorpus.instructions(count: options.quick ? 48 : 4000, seed: options.seed &+ 5).map {
             try SFTData.example([ChatMessage(role: "user", content: $0.user), ChatMessage(role: "assistant", content: $0.assistant)],
@@ -29,7 +29,7 @@ extension DemoPipeline {
         let held = examples.enumerated().filter { $0.offset % 20 == 19 }.map(\.element)
         let train = examples.enumerated().filter { $0.offset % 20 != 19 }.map(\.element)
         let model = try TrainableModel.load(directory: start, threads: options.threads)
-        let batches = try ExampleBatches(train: train, validation: held, batchSize: 16, pad: try PretrainSetup.eosToken(tokenizer),
+        let batches = try ExampleBatches(train: train, validation: held, batchSize: 16, pad: try TrainingSetup.eosToken(tokenizer),
                                          seed: options.seed)
         var settings = TrainingSettings()
         settings.steps = options.quick ? 6 : 400
@@ -39,12 +39,12 @@ extension DemoPipeline {
         let directory = "\(options.out)/sft"
         try removeCheckpoints(directory)
         let trainer = try Trainer(model: model, settings: settings, batches: batches, stage: "sft", out: directory,
-                                  extraFiles: PretrainSetup.tokenizerFiles("\(options.out)/tokenizer"))
+                                  extraFiles: TrainingSetup.tokenizerFiles("\(options.out)/tokenizer"))
         return (directory, try trainer.run(progress: progress))
     }
 
     /// GRPO from the SFT model on training-side arithmetic questions, rewarded by the exact answer.
-    func reinforcementLearning(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: PretrainSummary, reward: Double) {
+    func reinforcementLearning(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: TrainingSummary, reward: Double) {
         let questions = DemoCorpus.instructions(count: options.quick ? 16 : 2000, seed: options.seed &+ 9)
             .enumerated().filter { $0.offset % 4 < 2 }.map(\.element)   // the arithmetic ones
         let prompts: [(ids: [Int], answer: String)] = try questions.map { q in
@@ -57,7 +57,7 @@ extension DemoPipeline {
         let batches = try RolloutBatches(policy: policy, reference: nil, tokenizer: tokenizer, prompts: prompts, group: 8,
                                          promptsPerBatch: options.quick ? 1 : 4, maxNewTokens: 12, iterations: 2,
                                          reward: .exactAnswer, scratch: "\(directory)/.rollout-policy", seed: options.seed,
-                                         pad: try PretrainSetup.eosToken(tokenizer))
+                                         pad: try TrainingSetup.eosToken(tokenizer))
         var settings = TrainingSettings()
         settings.steps = options.quick ? 2 : 120
         settings.learningRate = 1e-4; settings.warmup = options.quick ? 1 : 5; settings.schedule = "constant"
@@ -65,7 +65,7 @@ extension DemoPipeline {
         settings.evalEvery = Int.max; settings.checkpointEvery = settings.steps
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
                                   objective: GRPOObjective(settings: GRPO.Settings(beta: 0, epsilon: 0.2)), stage: "grpo",
-                                  out: directory, extraFiles: PretrainSetup.tokenizerFiles("\(options.out)/tokenizer"))
+                                  out: directory, extraFiles: TrainingSetup.tokenizerFiles("\(options.out)/tokenizer"))
         let summary = try trainer.run(progress: progress)
         try? FileManager.default.removeItem(atPath: "\(directory)/.rollout-policy")
         let rewards = trainer.metrics.compactMap { $0.metrics?["mean_reward"] }

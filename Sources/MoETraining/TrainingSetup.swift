@@ -5,7 +5,7 @@ import MoETokenizer
 /// Everything between "a config, a tokenizer and some text files" and a ready `Trainer`: the model's
 /// configuration (a preset sized to the tokenizer, or a config.json), the token shards (built once into
 /// OUT/data and reused), a new model with HF initialisation, or the newest checkpoint when resuming.
-public enum PretrainSetup {
+public enum TrainingSetup {
     /// `config`: a preset name or a config.json path (or a directory holding one).
     public static func modelConfig(_ config: String, tokenizer: Tokenizer, eosToken: Int) throws -> ModelConfig {
         if ModelPreset.names.contains(config) {
