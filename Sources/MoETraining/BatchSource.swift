@@ -129,3 +129,12 @@ public struct ExampleBatches: BatchSource {
         position = saved
     }
 }
+
+/// Every k-th item held out for validation (k = 1/fraction, at least 2; none when the fraction is 0), the
+/// rest for training — deterministic, and spread over the whole data.
+public func splitForValidation<T>(_ items: [T], fraction: Double) -> (train: [T], validation: [T]) {
+    let k = fraction > 0 ? max(2, Int((1 / fraction).rounded())) : Int.max
+    var train: [T] = [], validation: [T] = []
+    for (i, item) in items.enumerated() { if (i + 1) % k == 0 { validation.append(item) } else { train.append(item) } }
+    return (train, validation)
+}

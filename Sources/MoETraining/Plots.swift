@@ -1,4 +1,5 @@
 import Foundation
+import MoEFormats
 
 /// One named line of a line chart. Points with a non-finite coordinate are skipped when drawing.
 public struct PlotSeries: Sendable {
@@ -137,15 +138,7 @@ public enum SVGPlot {
     /// Writes `svg` to `path` atomically: a temporary file in the same directory, then rename(2) over `path`,
     /// so a viewer never sees a half-written chart.
     public static func write(_ svg: String, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).\(UUID().uuidString).tmp")
-        try Data(svg.utf8).write(to: tmp)
-        if rename(tmp.path, url.path) != 0 {
-            let code = POSIXErrorCode(rawValue: errno) ?? .EIO
-            try? FileManager.default.removeItem(at: tmp)
-            throw POSIXError(code)
-        }
+        try AtomicFile.write(Data(svg.utf8), to: path)
     }
 
     // MARK: - Axes

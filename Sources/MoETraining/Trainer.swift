@@ -210,8 +210,7 @@ public final class Trainer {
         var metrics: [String: Double] = [:]
         for b in held {
             let r = try objective.evaluate(model, b, balance: settings.balance)
-            let value = objective is LanguageModeling ? r.loss.crossEntropy : r.loss.total
-            sum += value * r.weight; weight += r.weight
+            sum += r.reported * r.weight; weight += r.weight
             for (k, v) in r.metrics { metrics["val_" + k, default: 0] += v * r.weight }
         }
         let w = max(weight, 1e-12)

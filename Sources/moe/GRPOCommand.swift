@@ -66,10 +66,8 @@ struct GRPOCommand: ParsableCommand {
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
                                   objective: GRPOObjective(settings: GRPO.Settings(beta: beta, epsilon: epsilon)), stage: "grpo",
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
-        printError("grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
-        let bar = TrainingBar(quiet: quiet)
-        let summary = try trainer.run { bar.show($0) }
-        bar.finish()
+        let summary = try runTraining(trainer, resume: false, quiet: quiet,
+                              "grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
         try? FileManager.default.removeItem(atPath: out + "/.rollout-policy")
         print(String(format: "trained %d steps: last rollout mean reward %.3f; wrote %@", summary.steps, batches.lastMeanReward, out))
     }

@@ -9,9 +9,8 @@ func preferencePairs(_ path: String, tokenizer: Tokenizer, maxLength: Int, valid
     let all = try PreferenceData.pairs(path: path, tokenizer: tokenizer)
     let kept = all.filter { $0.prompt.count + max($0.chosen.count, $0.rejected.count) <= maxLength }
     if kept.count < all.count { printError("left out \(all.count - kept.count) pairs longer than --seq-len \(maxLength) tokens") }
-    let k = validationFraction > 0 ? max(2, Int((1 / validationFraction).rounded())) : Int.max
-    return (kept.enumerated().filter { ($0.offset + 1) % k != 0 }.map(\.element),
-            kept.enumerated().filter { ($0.offset + 1) % k == 0 }.map(\.element))
+    let (train, held) = splitForValidation(kept, fraction: validationFraction)
+    return (train, held)
 }
 
 /// `moe dpo --model DIR --data prefs.jsonl --out DIR [--beta 0.1]`.
@@ -51,11 +50,8 @@ struct DPOCommand: ParsableCommand {
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-5)
         let trainer = try Trainer(model: policy, settings: settings, batches: batches, objective: DPOObjective(beta: beta), stage: "dpo",
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
-        if resume, try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
-        printError("dpo: \(train.count) training and \(held.count) validation pairs, β \(beta), \(settings.steps) steps of \(training.batch) pairs")
-        let bar = TrainingBar(quiet: quiet)
-        let summary = try trainer.run { bar.show($0) }
-        bar.finish()
+        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+                              "dpo: \(train.count) training and \(held.count) validation pairs, β \(beta), \(settings.steps) steps of \(training.batch) pairs")
         print(String(format: "aligned %d steps: DPO loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
     }
@@ -113,11 +109,8 @@ struct RewardTrain: ParsableCommand {
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-4)
         let trainer = try Trainer(model: scorer, settings: settings, batches: batches, objective: RewardObjective(), stage: "reward",
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
-        if resume, try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
-        printError("reward: \(train.count) training and \(held.count) validation pairs, \(settings.steps) steps of \(training.batch) pairs")
-        let bar = TrainingBar(quiet: quiet)
-        let summary = try trainer.run { bar.show($0) }
-        bar.finish()
+        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+                              "reward: \(train.count) training and \(held.count) validation pairs, \(settings.steps) steps of \(training.batch) pairs")
         print(String(format: "trained %d steps: loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
     }

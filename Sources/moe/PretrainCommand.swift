@@ -92,18 +92,25 @@ struct Pretrain: ParsableCommand {
         model.initialize(seed: settings.seed)
         let trainer = try Trainer(model: model, settings: settings, train: train, validation: validation, out: out,
                                      extraFiles: TrainingSetup.tokenizerFiles(tokenizer))
-        if resume {
-            if try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
-            else { printError("no checkpoint in \(out): starting from step 0") }
-        }
-        printError("model: \(modelConfig.modelType), \(model.store.parameterCount) parameters; data: \(train.count) training tokens, \(validation.count) validation tokens")
-        let bar = TrainingBar(quiet: quiet)
-        let summary = try trainer.run { bar.show($0) }
-        bar.finish()
+        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+                              "model: \(modelConfig.modelType), \(model.store.parameterCount) parameters; data: \(train.count) training tokens, \(validation.count) validation tokens")
         print(String(format: "trained %d steps: loss %.4f, validation loss %@, %.0f tokens/s; wrote %@",
                      summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a",
                      summary.tokensPerSecond, out))
     }
+}
+
+/// The end of every training command: resume when asked, say what is trained, run with the progress bar.
+func runTraining(_ trainer: Trainer, resume: Bool, quiet: Bool, _ description: String) throws -> TrainingSummary {
+    if resume {
+        if try trainer.resume() { printError("resumed from \(trainer.out)/checkpoint-\(trainer.step)") }
+        else { printError("no checkpoint in \(trainer.out): starting from step 0") }
+    }
+    printError(description)
+    let bar = TrainingBar(quiet: quiet)
+    let summary = try trainer.run { bar.show($0) }
+    bar.finish()
+    return summary
 }
 
 /// Prints `TrainingProgressLine`s on stderr: redrawn in place on a terminal, every tenth of the run otherwise.

@@ -38,21 +38,15 @@ struct SFT: ParsableCommand {
             if e.ids.count > training.seqLen || e.ids.count > trainable.config.maxPositionEmbeddings { tooLong += 1 } else { kept.append(e) }
         }
         if tooLong > 0 { printError("left out \(tooLong) conversations longer than --seq-len \(training.seqLen) tokens") }
-        // Every k-th conversation is held out for the validation loss.
-        let k = training.valFraction > 0 ? max(2, Int((1 / training.valFraction).rounded())) : Int.max
-        let held = kept.enumerated().filter { ($0.offset + 1) % k == 0 }.map(\.element)
-        let train = kept.enumerated().filter { ($0.offset + 1) % k != 0 }.map(\.element)
+        let (train, held) = splitForValidation(kept, fraction: training.valFraction)
         let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try ExampleBatches(train: train, validation: held, batchSize: training.batch, pad: pad, seed: training.seed)
         let epoch = (train.count + training.batch - 1) / training.batch
         let settings = try training.settings(defaultSteps: epoch, defaultLearningRate: 1e-4)
         let trainer = try Trainer(model: trainable, settings: settings, batches: batches, stage: "sft", out: out,
                                   extraFiles: TrainingSetup.tokenizerFiles(model))
-        if resume, try trainer.resume() { printError("resumed from \(out)/checkpoint-\(trainer.step)") }
-        printError("sft: \(train.count) training and \(held.count) validation conversations, \(settings.steps) steps of \(training.batch)")
-        let bar = TrainingBar(quiet: quiet)
-        let summary = try trainer.run { bar.show($0) }
-        bar.finish()
+        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+                              "sft: \(train.count) training and \(held.count) validation conversations, \(settings.steps) steps of \(training.batch)")
         print(String(format: "fine-tuned %d steps: loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
     }

@@ -1,10 +1,9 @@
 import Foundation
+import MoEFormats
 #if canImport(Glibc)
 import Glibc
-private let sysWrite = Glibc.write
 #else
 import Darwin
-private let sysWrite = Darwin.write
 #endif
 
 /// What can go wrong reading a corpus, writing or reading token shards, or sampling batches.
@@ -81,12 +80,12 @@ public enum TokenShardFile {
         guard vocabSize > 0, vocabSize <= 1 << 32 else { throw DataError.invalidArgument("vocabulary size \(vocabSize) out of range") }
         if let bad = tokens.first(where: { Int($0) >= vocabSize }) { throw DataError.tokenOutOfRange(token: Int(bad), vocabSize: vocabSize) }
         let width = vocabSize <= 65536 ? 2 : 4
-        try writeAtomically(to: path) { fd in
+        try AtomicFile.write(to: path) { file in
             var header = magic
             withUnsafeBytes(of: UInt32(width).littleEndian) { header += $0 }
             withUnsafeBytes(of: UInt32(0)) { header += $0 }
             withUnsafeBytes(of: UInt64(tokens.count).littleEndian) { header += $0 }
-            try writeAll(fd, header, path: path)
+            try file.write(contentsOf: header)
             // Converted in chunks so a large shard never needs a second full-size copy.
             var chunk = [UInt8](repeating: 0, count: 1 << 20)
             var i = 0
@@ -98,40 +97,12 @@ public enum TokenShardFile {
                         else { raw.storeBytes(of: tokens[i + k].littleEndian, toByteOffset: 4 * k, as: UInt32.self) }
                     }
                 }
-                try writeAll(fd, chunk[0..<(n * width)], path: path)
+                try file.write(contentsOf: chunk[0..<(n * width)])
                 i += n
             }
         }
     }
 
-    /// Temp file in the same directory (so rename is atomic), fsync, then rename: a crash leaves the old file or the new one.
-    static func writeAtomically(to path: String, _ body: (Int32) throws -> Void) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw DataError.unreadable(path: tmp, reason: "cannot create: \(String(cString: strerror(errno)))") }
-        do {
-            try body(fd)
-            guard fsync(fd) == 0 else { throw DataError.unreadable(path: tmp, reason: "fsync failed: \(String(cString: strerror(errno)))") }
-            close(fd)
-            guard rename(tmp, path) == 0 else { throw DataError.unreadable(path: path, reason: "rename failed: \(String(cString: strerror(errno)))") }
-        } catch {
-            close(fd)
-            unlink(tmp)
-            throw error
-        }
-    }
-
-    static func writeAll<C: ContiguousBytes>(_ fd: Int32, _ bytes: C, path: String) throws {
-        try bytes.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = sysWrite(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw DataError.unreadable(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
-                done += n
-            }
-        }
-    }
 }
 
 /// A memory-mapped token shard: `let shard = try TokenShard(path: "train.bin"); shard[0]`.
@@ -291,7 +262,7 @@ public struct TokenizedCorpus {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let json = try encoder.encode(manifest)
-        try TokenShardFile.writeAtomically(to: manifestPath) { try TokenShardFile.writeAll($0, json, path: manifestPath) }
+        try AtomicFile.write(json, to: manifestPath)
         return (try TokenShard(path: trainPath), try TokenShard(path: valPath))
     }
 

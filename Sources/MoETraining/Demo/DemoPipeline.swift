@@ -117,10 +117,7 @@ public struct DemoPipeline {
         log("tokenizer: byte-level BPE, \(tokenizer.vocabSize) tokens → \(tokenizerDirectory)")
         // Chat turns end with <|im_end|>: generation stops there as well as at <|endoftext|>.
         let stops = [eos] + (tokenizer.id(forToken: "<|im_end|>").map { [$0] } ?? [])
-        // A demo run starts over: an earlier run's checkpoints in its own directory go.
-        for step in Trainer.checkpoints(in: pretrainDirectory) {
-            try FileManager.default.removeItem(atPath: "\(pretrainDirectory)/checkpoint-\(step)")
-        }
+        try removeCheckpoints(pretrainDirectory)
         let (train, validation) = try TrainingSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
                                                            validationFraction: 0.05, out: pretrainDirectory)
         let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops)
@@ -153,16 +150,12 @@ public struct DemoPipeline {
 
     /// Steps that fit the time budget, from two timed forward/backward passes (gradients discarded).
     func stepsThatFit(_ model: TrainableModel, _ s: TrainingSettings, train: TokenShard) throws -> Int {
-        var sampler = try BatchSampler(tokenCount: train.count, seqLen: s.seqLen, batchSize: s.batchSize, seed: 999)
-        let n = s.batchSize * s.seqLen
-        var inputs = [Int32](repeating: 0, count: n), targets = inputs
+        var batches = try ShardBatches(train: train, validation: train, batchSize: s.batchSize, seqLen: s.seqLen, seed: 999)
         var best = Double.infinity
         for _ in 0..<2 {
-            inputs.withUnsafeMutableBufferPointer { i in
-                targets.withUnsafeMutableBufferPointer { t in sampler.nextBatch(from: train, inputs: i.baseAddress!, targets: t.baseAddress!) }
-            }
+            let batch = try batches.next()
             let start = Date()
-            _ = try model.trainStep(batch: s.batchSize, seqLen: s.seqLen, inputs: inputs, targets: targets, balance: s.balance)
+            _ = try LanguageModeling().step(model, batch, balance: s.balance, scale: 1)
             best = min(best, Date().timeIntervalSince(start))
         }
         model.store.zeroGrads()

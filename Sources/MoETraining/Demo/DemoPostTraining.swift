@@ -26,8 +26,7 @@ extension DemoPipeline {
             try SFTData.example([ChatMessage(role: "user", content: $0.user), ChatMessage(role: "assistant", content: $0.assistant)],
                                 tokenizer: tokenizer, template: template)
         }
-        let held = examples.enumerated().filter { $0.offset % 20 == 19 }.map(\.element)
-        let train = examples.enumerated().filter { $0.offset % 20 != 19 }.map(\.element)
+        let (train, held) = splitForValidation(examples, fraction: 0.05)
         let model = try TrainableModel.load(directory: start, threads: options.threads)
         let batches = try ExampleBatches(train: train, validation: held, batchSize: 16, pad: try TrainingSetup.eosToken(tokenizer),
                                          seed: options.seed)

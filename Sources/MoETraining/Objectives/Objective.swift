@@ -15,6 +15,13 @@ public struct ObjectiveResult: Sendable {
     public var loss: LossBreakdown
     public var weight: Double
     public var metrics: [String: Double] = [:]
+    /// The loss validation reports: the total, except for language modelling, which reports cross-entropy
+    /// alone (as nanoGPT and HF do).
+    public var reported: Double
+
+    public init(loss: LossBreakdown, weight: Double, metrics: [String: Double] = [:], reported: Double? = nil) {
+        self.loss = loss; self.weight = weight; self.metrics = metrics; self.reported = reported ?? loss.total
+    }
 }
 
 /// Next-token cross-entropy on the scored targets (pre-training, SFT) plus the balance losses.
@@ -25,13 +32,13 @@ public struct LanguageModeling: TrainingObjective {
         let b = batch.tokens
         let l = try model.trainStep(batch: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, balance: balance,
                                     gradientScale: scale, balanceMask: b.attention)
-        return ObjectiveResult(loss: l, weight: Double(l.tokens))
+        return ObjectiveResult(loss: l, weight: Double(l.tokens), reported: l.crossEntropy)
     }
 
     public func evaluate(_ model: TrainableModel, _ batch: TrainingBatch, balance: BalanceLosses) throws -> ObjectiveResult {
         let b = batch.tokens
         let l = try model.evaluate(batch: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, balance: balance,
                                    balanceMask: b.attention)
-        return ObjectiveResult(loss: l, weight: Double(l.tokens))
+        return ObjectiveResult(loss: l, weight: Double(l.tokens), reported: l.crossEntropy)
     }
 }
