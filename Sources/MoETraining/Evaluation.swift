@@ -63,8 +63,9 @@ public enum Evaluation {
         public var examples: [Example]
     }
 
-    /// Reads `{"prompt": text or [messages], "answer": …, "answer_regex"?: …}` per line.
-    public static func tasks(path: String) throws -> [Task] {
+    /// Reads `{"prompt": text or [messages], "answer": …, "answer_regex"?: …}` per line (`requireAnswer: false`:
+    /// prompts alone, as PPO takes them).
+    public static func tasks(path: String, requireAnswer: Bool = true) throws -> [Task] {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw DataError.fileNotFound(path)
         }
@@ -76,7 +77,9 @@ public enum Evaluation {
             switch object["answer"] {
             case let s as String: answer = s
             case let n as NSNumber: answer = n.stringValue
-            default: throw bad("no \"answer\" (string or number)")
+            default:
+                guard !requireAnswer else { throw bad("no \"answer\" (string or number)") }
+                answer = ""
             }
             var task = Task(prompt: "", answer: answer, answerRegex: object["answer_regex"] as? String)
             if let p = object["prompt"] as? String { task.prompt = p }

@@ -88,13 +88,18 @@ extension TrainableModel {
     /// The LM head over the final hidden states, in row chunks so the [rows × vocab] logits never exist at
     /// once: returns log p(target) per row (0 where target < 0). With `coefficients` (c_i = d loss / d log p_i)
     /// it also back-propagates in the same pass: d logits = c·(onehot − softmax), into the head's weight
-    /// gradient and `dFinal` (the gradient of the final normalised hidden states).
-    func head(rows n: Int, targets: UnsafePointer<Int32>, coefficients: [Float]?) -> [Float] {
+    /// gradient and `dFinal` (the gradient of the final normalised hidden states). `temperature` divides the
+    /// logits first (log-probs of tokens sampled at that temperature, as TRL computes them); `entropy`, when
+    /// given, receives each row's entropy of that distribution.
+    func head(rows n: Int, targets: UnsafePointer<Int32>, coefficients: [Float]?, temperature: Float = 1,
+              entropy: UnsafeMutablePointer<Float>? = nil) -> [Float] {
         let w = store.values!, g = store.grads!, V = vocab, H = hidden
         let chunk = 256
         let logits = logitsChunk.reserve(chunk * V)
         let hf = finalNormed.pointer
         let df = coefficients != nil ? dFinal.reserve(n * H) : nil
+        let scaled = entropy != nil ? UnsafeMutablePointer<Float>.allocate(capacity: chunk * V) : nil
+        defer { scaled?.deallocate() }
         var logp = [Float](repeating: 0, count: n)
         logp.withUnsafeMutableBufferPointer { lp in
             let logp = lp.baseAddress!
@@ -106,13 +111,18 @@ extension TrainableModel {
                 forEachBlock(rows, pool: pool) { r in
                     let l = logits + r * V
                     let t = Int(targets[r0 + r])
+                    if temperature != 1 { scale(l, count: V, by: 1 / temperature) }
+                    if let scaled { (scaled + r * V).update(from: l, count: V) }
                     let target = t >= 0 ? l[t] : 0
                     // One exp per logit: l becomes e^(l − max), s their sum, p_j = e_j / s.
                     let m = maxElement(l, count: V)
                     let s = expShiftedSum(l, count: V, shift: m)
                     logp[r0 + r] = t >= 0 ? target - (m + logf(s)) : 0
+                    // H = −Σ p_j log p_j = m + log s − Σ p_j·l_j
+                    if let entropy, let scaled { entropy[r0 + r] = m + logf(s) - dot(l, scaled + r * V, count: V) / s }
                     if let coefficients {
-                        let c = coefficients[r0 + r]
+                        // The 1/T of the scaled logits comes back in their gradient.
+                        let c = coefficients[r0 + r] / temperature
                         // d/dlogit_j of c·log p_t = c·(1[j = t] − p_j)
                         scale(l, count: V, by: -c / s)
                         if t >= 0 { l[t] += c }

@@ -84,26 +84,33 @@ public final class AdamW {
     func restore(step: Int) { self.step = step }
 }
 
-/// Global L2 norm of the (non-frozen) gradients; scales them down to `maxNorm` when above it (as
-/// `torch.nn.utils.clip_grad_norm_`). Returns the norm before clipping.
+/// Global L2 norm of the (non-frozen) gradients of one or more stores (models trained together); scales them
+/// down to `maxNorm` when above it (as `torch.nn.utils.clip_grad_norm_`). Returns the norm before clipping.
 @discardableResult
-public func clipGradients(_ store: ParameterStore, maxNorm: Float?) -> Float {
-    let g = store.grads!
+public func clipGradients(_ store: ParameterStore, maxNorm: Float?) -> Float { clipGradients([store], maxNorm: maxNorm) }
+
+@discardableResult
+public func clipGradients(_ stores: [ParameterStore], maxNorm: Float?) -> Float {
     var sum = 0.0
-    for t in store.tensors where !t.frozen {
-        // Eight running sums (a scalar float sum does not vectorise), added once per tensor.
-        var acc = SIMD8<Float>()
-        var j = t.offset
-        let end = t.offset + t.count
-        while j + 8 <= end { let x = load8(g + j); acc += x * x; j += 8 }
-        var s = acc.sum()
-        while j < end { s += g[j] * g[j]; j += 1 }
-        sum += Double(s)
+    for store in stores {
+        let g = store.grads!
+        for t in store.tensors where !t.frozen {
+            // Eight running sums (a scalar float sum does not vectorise), added once per tensor.
+            var acc = SIMD8<Float>()
+            var j = t.offset
+            let end = t.offset + t.count
+            while j + 8 <= end { let x = load8(g + j); acc += x * x; j += 8 }
+            var s = acc.sum()
+            while j < end { s += g[j] * g[j]; j += 1 }
+            sum += Double(s)
+        }
     }
     let norm = Float(sum.squareRoot())
     if let maxNorm, norm > maxNorm, norm.isFinite {
         let scale = maxNorm / (norm + 1e-6)
-        for t in store.tensors where !t.frozen { MoEKernels.scale(g + t.offset, count: t.count, by: scale) }
+        for store in stores {
+            for t in store.tensors where !t.frozen { MoEKernels.scale(store.grads! + t.offset, count: t.count, by: scale) }
+        }
     }
     return norm
 }

@@ -52,6 +52,9 @@ public final class Trainer {
     public private(set) var settings: TrainingSettings
     public let out: String
     let optimizer: AdamW
+    /// Models trained beside `model` on the same objective (PPO's value model): optimised with the same
+    /// schedule, clipped together with it, saved in `checkpoint-N/NAME/` and `OUT/NAME/`.
+    let jointlyTrained: [(name: String, model: TrainableModel, optimizer: AdamW)]
     var batches: any BatchSource
     let objective: any TrainingObjective
     /// What is trained ("pretrain", "sft", …): the plots' titles.
@@ -75,7 +78,8 @@ public final class Trainer {
     }
 
     public init(model: TrainableModel, settings: TrainingSettings, batches: any BatchSource,
-                objective: any TrainingObjective = LanguageModeling(), stage: String, out: String, extraFiles: [String] = []) throws {
+                objective: any TrainingObjective = LanguageModeling(), stage: String, out: String, extraFiles: [String] = [],
+                jointlyTrained: [(name: String, model: TrainableModel)] = []) throws {
         guard batches.seqLen <= model.config.maxPositionEmbeddings else {
             throw TrainingError.badArgument("sequence length \(batches.seqLen) exceeds the model's max_position_embeddings (\(model.config.maxPositionEmbeddings))")
         }
@@ -85,12 +89,15 @@ public final class Trainer {
         self.model = model; self.settings = settings; self.out = out
         self.batches = batches; self.objective = objective; self.stage = stage; self.extraFiles = extraFiles
         optimizer = AdamW(model.store, settings: settings.adam)
+        self.jointlyTrained = jointlyTrained.map { ($0.name, $0.model, AdamW($0.model.store, settings: settings.adam)) }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         guard FileManager.default.isWritableFile(atPath: out) else {
             throw TrainingError.badArgument("the output directory \(out) is not writable")
         }
         // Refuse up front what would not fit, rather than dying mid-run.
-        let need = Double(model.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + model.store.count * 16)
+        let need = Double(([model] + jointlyTrained.map(\.model)).reduce(0) {
+            $0 + $1.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + $1.store.count * 16
+        })
         let have = Double(ProcessInfo.processInfo.physicalMemory)
         guard need < 0.9 * have else {
             throw TrainingError.badArgument(String(format: "batch %d × %d needs about %.1f GiB (activations, weights, gradients, optimizer) of %.1f GiB: lower --batch or --seq-len",
@@ -124,6 +131,7 @@ public final class Trainer {
         while step < settings.steps {
             let lr = schedule.rate(step: step, totalSteps: settings.steps, peak: settings.learningRate)
             model.store.zeroGrads()
+            for j in jointlyTrained { j.model.store.zeroGrads() }
             var loss = LossBreakdown(crossEntropy: 0, aux: 0, z: 0, total: 0, tokens: 0)
             var stepLoad = [[Int]](repeating: [Int](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
             var stepTokens = 0
@@ -143,9 +151,10 @@ public final class Trainer {
                 }
             }
             guard loss.total.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
-            let norm = clipGradients(model.store, maxNorm: settings.gradClip.map(Float.init))
+            let norm = clipGradients([model.store] + jointlyTrained.map(\.model.store), maxNorm: settings.gradClip.map(Float.init))
             guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
             optimizer.update(model.store, lr: Float(lr), pool: model.pool)
+            for j in jointlyTrained { j.optimizer.update(j.model.store, lr: Float(lr), pool: j.model.pool) }
             if let rate = settings.biasUpdateRate { model.updateSelectionBias(rate: Float(rate), load: stepLoad) }
             step += 1
             tokensSeen += stepTokens
@@ -237,14 +246,15 @@ public final class Trainer {
         do {
             try? fm.removeItem(atPath: tmp)
             try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-            try model.save(to: tmp)
-            for f in extraFiles { try fm.copyItem(atPath: f, toPath: "\(tmp)/\((f as NSString).lastPathComponent)") }
-            let w = optimizer.stateTensors(model.store)
-            try SafeTensorsWriter.write(w.map { t in
-                SafeTensorsWriter.Entry(name: t.name, dtype: .f32, shape: [t.count]) { dst in
-                    dst.copyMemory(from: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
-                }
-            }, to: "\(tmp)/optimizer.safetensors")
+            for (directory, m, o) in [(tmp, model, optimizer)] + jointlyTrained.map({ ("\(tmp)/\($0.name)", $0.model, $0.optimizer) }) {
+                try m.save(to: directory)
+                for f in extraFiles { try fm.copyItem(atPath: f, toPath: "\(directory)/\((f as NSString).lastPathComponent)") }
+                try SafeTensorsWriter.write(o.stateTensors(m.store).map { t in
+                    SafeTensorsWriter.Entry(name: t.name, dtype: .f32, shape: [t.count]) { dst in
+                        dst.copyMemory(from: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
+                    }
+                }, to: "\(directory)/optimizer.safetensors")
+            }
             let state = State(step: step, tokensSeen: tokensSeen, elapsed: elapsed, batches: try batches.savedState(), settings: settings,
                               optimizerStep: optimizer.step)
             let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -257,9 +267,12 @@ public final class Trainer {
             guard rename(tmp, final) == 0 else { throw TrainingError.checkpointWrite(path: final, reason: String(cString: strerror(errno))) }
             try? fm.removeItem(atPath: old)
             // The model at the top of OUT, for `moe generate --model OUT` and AutoModelForCausalLM.
-            for f in ["model.safetensors", "config.json", "generation_config.json"] + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
-                let data = try Data(contentsOf: URL(fileURLWithPath: "\(final)/\(f)"))
-                try AtomicFile.write(data, to: "\(out)/\(f)")
+            for sub in [""] + jointlyTrained.map({ "/\($0.name)" }) {
+                try fm.createDirectory(atPath: out + sub, withIntermediateDirectories: true)
+                for f in ["model.safetensors", "config.json", "generation_config.json"] + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
+                    let data = try Data(contentsOf: URL(fileURLWithPath: "\(final)\(sub)/\(f)"))
+                    try AtomicFile.write(data, to: "\(out)\(sub)/\(f)")
+                }
             }
         } catch let e as TrainingError {
             try? fm.removeItem(atPath: tmp)
@@ -304,19 +317,22 @@ public final class Trainer {
         resumed.steps = settings.steps; resumed.evalEvery = settings.evalEvery; resumed.evalBatches = settings.evalBatches
         resumed.checkpointEvery = settings.checkpointEvery; resumed.logEvery = settings.logEvery; resumed.timeLimit = settings.timeLimit
         settings = resumed
-        let w = model.store.values!
-        for t in model.store.tensors {
-            let values = try FloatEncoding.floats(try saved.tensor(t.name, shape: t.shape))
-            (w + t.offset).update(from: values, count: t.count)
-        }
-        let moments = try SafeTensorsFile(path: "\(dir)/optimizer.safetensors")
-        for t in optimizer.stateTensors(model.store) {
-            guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
-                throw TrainingError.resume("\(dir)/optimizer.safetensors lacks \(t.name)")
+        for (directory, m, o) in [(dir, model, optimizer)] + jointlyTrained.map({ ("\(dir)/\($0.name)", $0.model, $0.optimizer) }) {
+            let checkpoint = directory == dir ? saved : try Checkpoint(directory: directory)
+            let w = m.store.values!
+            for t in m.store.tensors {
+                let values = try FloatEncoding.floats(try checkpoint.tensor(t.name, shape: t.shape))
+                (w + t.offset).update(from: values, count: t.count)
             }
-            t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
+            let moments = try SafeTensorsFile(path: "\(directory)/optimizer.safetensors")
+            for t in o.stateTensors(m.store) {
+                guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
+                    throw TrainingError.resume("\(directory)/optimizer.safetensors lacks \(t.name)")
+                }
+                t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
+            }
+            o.restore(step: state.optimizerStep)
         }
-        optimizer.restore(step: state.optimizerStep)
         step = state.step; tokensSeen = state.tokensSeen; elapsedBefore = state.elapsed
         lastCheckpoint = dir
         metrics = MetricsLog.read(path: "\(out)/metrics.jsonl").filter { $0.step <= step }

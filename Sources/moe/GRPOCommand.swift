@@ -10,7 +10,7 @@ struct GRPOCommand: ParsableCommand {
         abstract: "Group relative policy optimisation with verifiable rewards (TRL's GRPO loss: dapo, clipped ratio, k3 KL).",
         discussion: """
             --prompts: JSONL, one {"prompt": text or [messages], "answer": …} per line. Each step samples --group \
-            completions (temperature 1) for each of --prompts-per-batch prompts from the current policy, scores \
+            completions (at --temperature) for each of --prompts-per-batch prompts from the current policy, scores \
             them (exact-answer: the completion's final number or GSM8K `#### N` equals the answer; regex:PATTERN: \
             the completion matches; model:DIR: a reward model's score), normalises the rewards within each group, \
             and takes --iterations optimisation steps on that batch (the ratio to the sampling policy is clipped \
@@ -28,14 +28,16 @@ struct GRPOCommand: ParsableCommand {
     @Option(help: "Optimisation steps per rollout batch.") var iterations: Int = 1
     @Option(help: "Weight of the KL to the starting model (0: no reference model).") var beta: Double = 0
     @Option(help: "Clipping range of the ratio.") var epsilon: Double = 0.2
+    @Option(help: "Sampling temperature (the log-probs are taken at it too, as TRL does).") var temperature: Double = 1
     @Flag(help: "Send text prompts through the chat template as a user message.") var chat = false
     @OptionGroup var training: TrainingOptions
     @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
     @Flag(help: "No progress bar.") var quiet = false
+    @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
 
     func validate() throws {
-        if group < 2 || promptsPerBatch < 1 || maxNewTokens < 1 || iterations < 1 || beta < 0 || !(epsilon > 0) {
-            throw ValidationError("--group must be at least 2; --prompts-per-batch, --max-new-tokens, --iterations positive; --beta ≥ 0; --epsilon > 0")
+        if group < 2 || promptsPerBatch < 1 || maxNewTokens < 1 || iterations < 1 || beta < 0 || !(epsilon > 0) || !(temperature > 0) {
+            throw ValidationError("--group must be at least 2; --prompts-per-batch, --max-new-tokens, --iterations positive; --beta ≥ 0; --epsilon and --temperature > 0")
         }
     }
 
@@ -59,14 +61,15 @@ struct GRPOCommand: ParsableCommand {
         let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tokenizer, prompts: encoded, group: group,
                                          promptsPerBatch: promptsPerBatch, maxNewTokens: maxNewTokens, iterations: iterations,
-                                         reward: rewardFunction, scratch: out + "/.rollout-policy", seed: training.seed, pad: pad)
+                                         reward: rewardFunction, scratch: out + "/.rollout-policy", seed: training.seed, pad: pad,
+                                         temperature: temperature)
         var settings = try training.settings(defaultSteps: (encoded.count + promptsPerBatch - 1) / promptsPerBatch * iterations,
                                              defaultLearningRate: 1e-5)
         settings.accumulation = 1
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
-                                  objective: GRPOObjective(settings: GRPO.Settings(beta: beta, epsilon: epsilon)), stage: "grpo",
+                                  objective: GRPOObjective(settings: GRPO.Settings(beta: beta, epsilon: epsilon, temperature: temperature)), stage: "grpo",
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
-        let summary = try runTraining(trainer, resume: false, quiet: quiet,
+        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
                               "grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
         try? FileManager.default.removeItem(atPath: out + "/.rollout-policy")
         print(String(format: "trained %d steps: last rollout mean reward %.3f; wrote %@", summary.steps, batches.lastMeanReward, out))

@@ -11,14 +11,17 @@ public struct DemoDocument: Sendable {
 /// A built-in, deterministic, multi-domain corpus for `moe demo` (no downloads).
 ///
 /// Formats:
-/// - arithmetic documents: 18–26 lines `A op B = C` (op is `+`, `-` or `*`; all results are non-negative), e.g.
-///   `23 + 48 = 71`; operands are 0–99, many problems are single-digit.
+/// - arithmetic documents: 18–26 lines, each either an equation `A op B = C` (single-digit sums and products,
+///   the inverse differences, two-digit ± one-digit; all results non-negative) or a two-digit sum worked
+///   digit by digit: `What is 47 + 38? 7 + 8 = 15, 4 + 3 + 1 = 8, so 47 + 38 = 85.`
 /// - code documents: two or three functions of a tiny language (`fn name(a, b) {`, `let`, `if`/`else`,
 ///   `while`, `return`, 4-space indentation), followed by a `let r = name(3, 4)` call.
 /// - prose documents: a short paragraph of templated English about one character.
-/// - held-out problems: prompt `A op B =`, answer the decimal result (`"71"`). SFT arithmetic examples
-///   use the same user text and answer `C`; the evaluator reads a completion's final number
-///   (`Evaluation.extractAnswer`). An operand triple (a, op, b) is either in training text or held out, never both.
+/// - the task (`arithmeticProblems`): prompt `What is A + B?` for two-digit A and B, answer the sum (`"85"`).
+///   SFT examples answer it with the worked steps; the evaluator reads a completion's final number
+///   (`Evaluation.extractAnswer`). About one pair (A, B) in ten is held out: never in the pre-training text,
+///   the instructions or the RL prompts. What carries over to held-out sums is the procedure and the
+///   single-digit facts its steps use.
 public enum DemoCorpus {
     /// `count` documents cycling through the domains, deterministic for a seed. Document `i` depends only on
     /// `(seed, i)`, so a shorter list is a prefix of a longer one.
@@ -37,21 +40,20 @@ public enum DemoCorpus {
     /// Short prompts per domain for showing samples after training.
     public static func samplePrompts(_ domain: DemoDomain) -> [String] {
         switch domain {
-        case .arithmetic: return ["3 + 4 =", "12 + 7 =", "15 - 8 =", "6 * 7 ="]
+        case .arithmetic: return ["3 + 4 =", "What is 27 + 45?", "15 - 8 =", "6 * 7 ="]
         case .code: return ["fn add(a, b) {", "fn count(n) {\n    let total = 0\n", "let r ="]
         case .prose: return ["The old fox", "In the evening,", "A young girl lived"]
         }
     }
 
-    /// Held-out arithmetic problems with exact answers: prompt `A op B =`, answer e.g. `"71"`. Drawn from the
-    /// same difficulty mix as the documents, but only from operand triples the documents never use; distinct
-    /// while the held-out pool allows, repeating only when `count` outgrows it.
+    /// Held-out two-digit sums with exact answers: prompt `What is A + B?`, answer e.g. `"85"`; distinct while
+    /// the held-out pool allows, repeating only when `count` outgrows it.
     public static func arithmeticProblems(count: Int, seed: UInt64) -> [(prompt: String, answer: String)] {
         var rng = SplitMix64(seed: seed, stream: 0xE7A1)
-        var seen = Set<Problem>(), out: [(prompt: String, answer: String)] = []
+        var seen = Set<Sum>(), out: [(prompt: String, answer: String)] = []
         var misses = 0
         while out.count < count {
-            let p = Problem.random(&rng)
+            let p = Sum.random(&rng)
             guard p.isHeldOut else { continue }
             if seen.contains(p) && misses < 2_000 { misses += 1; continue }
             seen.insert(p); misses = 0
@@ -60,65 +62,81 @@ public enum DemoCorpus {
         return out
     }
 
-    /// Chat-style (user, assistant) pairs: half arithmetic (`A op B =` → `C`, training triples
-    /// only), a quarter code, a quarter prose.
+    /// Chat-style (user, assistant) pairs: half two-digit sums answered step by step (training pairs only),
+    /// a quarter code, a quarter prose.
     public static func instructions(count: Int, seed: UInt64) -> [(user: String, assistant: String)] {
         (0..<max(count, 0)).map { i in
             var rng = SplitMix64(seed: seed, stream: 0x5F7_0000 &+ UInt64(i))
             switch i % 4 {
             case 0, 1:
-                let p = Problem.training(&rng)
-                return (user: p.question, assistant: "\(p.value)")
+                let p = Sum.training(&rng)
+                return (user: p.question, assistant: p.workedAnswer)
             case 2: return codeInstruction(&rng)
             default: return Prose.instruction(&rng)
             }
         }
     }
 
+    /// Questions of the task from the training side, with their answers (the RL prompts).
+    public static func trainingProblems(count: Int, seed: UInt64) -> [(prompt: String, answer: String)] {
+        var rng = SplitMix64(seed: seed, stream: 0x7EA1)
+        return (0..<max(count, 0)).map { _ in let p = Sum.training(&rng); return (prompt: p.question, answer: String(p.value)) }
+    }
+
     // MARK: Arithmetic
 
     static func arithmeticDocument(_ rng: inout SplitMix64) -> String {
         (0..<rng.int(in: 18...26)).map { _ in
-            let p = Problem.training(&rng)
+            if rng.int(100) < 40 { let s = Sum.training(&rng); return "\(s.question) \(s.workedAnswer)" }
+            let p = Problem.random(&rng)
             return "\(p.equation) = \(p.value)"
         }.joined(separator: "\n")
     }
 
-    /// One arithmetic problem `a op b` with a non-negative result.
+    /// The task: a two-digit sum, answered units first, then tens with the carry.
+    struct Sum: Hashable {
+        let a: Int, b: Int
+
+        var value: Int { a + b }
+        var question: String { "What is \(a) + \(b)?" }
+        /// `7 + 8 = 15, 4 + 3 + 1 = 8, so 47 + 38 = 85.`
+        var workedAnswer: String {
+            let units = a % 10 + b % 10, carry = units / 10
+            let tens = a / 10 + b / 10 + carry
+            let tensStep = carry > 0 ? "\(a / 10) + \(b / 10) + 1 = \(tens)" : "\(a / 10) + \(b / 10) = \(tens)"
+            return "\(a % 10) + \(b % 10) = \(units), \(tensStep), so \(a) + \(b) = \(value)."
+        }
+        /// About one pair in ten is held out, by a fixed hash of the operands.
+        var isHeldOut: Bool { (a * 31 + b * 17) % 10 == 0 }
+
+        static func random(_ rng: inout SplitMix64) -> Sum { Sum(a: rng.int(in: 10...99), b: rng.int(in: 10...99)) }
+        static func training(_ rng: inout SplitMix64) -> Sum {
+            while true { let s = random(&rng); if !s.isHeldOut { return s } }
+        }
+    }
+
+    /// One equation `a op b` with a non-negative result (the single-digit facts the worked sums use, and more).
     struct Problem: Hashable {
         let a: Int, op: Character, b: Int
 
         var value: Int { op == "+" ? a + b : op == "-" ? a - b : a * b }
         var equation: String { "\(a) \(op) \(b)" }
-        /// Asked as the pre-training text writes it, so pre-trained arithmetic carries over to the chat turn.
-        var question: String { "\(equation) =" }
-        /// About one triple in ten is held out for evaluation and RL, by a fixed hash of the operands.
-        var isHeldOut: Bool { Self.isHeldOut(a: a, op: op, b: b) }
-        static func isHeldOut(a: Int, op: Character, b: Int) -> Bool {
-            let code = op == "+" ? 1 : op == "-" ? 2 : 3
-            return (a * 31 + b * 17 + code * 7) % 10 == 0
-        }
 
-        /// The difficulty mix: mostly single digits, some 2-digit sums and differences, the times table.
+        /// The mix: mostly single digits (sums, also of three with a 1 as the carry steps need), two-digit ±
+        /// one-digit, the times table.
         static func random(_ rng: inout SplitMix64) -> Problem {
             let r = rng.int(100)
             switch r {
-            case ..<30: return Problem(a: rng.int(10), op: "+", b: rng.int(10))
-            case ..<42:
+            case ..<35: return Problem(a: rng.int(10), op: "+", b: rng.int(10))
+            case ..<50:
                 let big = rng.int(in: 10...99), small = rng.int(10)
                 return rng.int(2) == 0 ? Problem(a: big, op: "+", b: small) : Problem(a: small, op: "+", b: big)
-            case ..<52: return Problem(a: rng.int(in: 10...99), op: "+", b: rng.int(in: 10...99))
-            case ..<67:   // the inverse of a single-digit sum: (x + y) - y
+            case ..<65:   // the inverse of a single-digit sum: (x + y) - y
                 let x = rng.int(10), y = rng.int(10)
                 return Problem(a: x + y, op: "-", b: y)
             case ..<80: return Problem(a: rng.int(in: 10...99), op: "-", b: rng.int(10))
             default: return Problem(a: rng.int(10), op: "*", b: rng.int(10))
             }
-        }
-
-        /// A problem from the training side of the partition.
-        static func training(_ rng: inout SplitMix64) -> Problem {
-            while true { let p = random(&rng); if !p.isHeldOut { return p } }
         }
     }
 

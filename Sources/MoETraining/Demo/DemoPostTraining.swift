@@ -7,7 +7,7 @@ import MoETokenizer
 /// format), then GRPO with the exact-answer reward; each stage's greedy accuracy on held-out problems (never
 /// in the pre-training text or the instructions) goes into the report.
 extension DemoPipeline {
-    /// Held-out problems, asked as chat messages (`23 + 48 =`); the answer is the completion's last number.
+    /// Held-out problems, asked as chat messages (`What is 23 + 48?`); the answer is the completion's last number.
     func heldOutTasks() -> [Evaluation.Task] {
         DemoCorpus.arithmeticProblems(count: options.quick ? 20 : 200, seed: options.seed &+ 77).map {
             Evaluation.Task(prompt: $0.prompt, answer: $0.answer)
@@ -16,7 +16,7 @@ extension DemoPipeline {
 
     func taskAccuracy(_ directory: String, _ tokenizer: Tokenizer) throws -> Double {
         let model = try Transformer(directory: directory, threads: options.threads)
-        return try Evaluation.tasks(model, tokenizer: tokenizer, tasks: heldOutTasks(), maxTokens: 16, chat: true).accuracy
+        return try Evaluation.tasks(model, tokenizer: tokenizer, tasks: heldOutTasks(), maxTokens: 40, chat: true).accuracy
     }
 
     /// SFT on `DemoCorpus.instructions` (arithmetic, code, prose), assistant tokens only.
@@ -44,17 +44,14 @@ extension DemoPipeline {
 
     /// GRPO from the SFT model on training-side arithmetic questions, rewarded by the exact answer.
     func reinforcementLearning(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: TrainingSummary, reward: Double) {
-        let questions = DemoCorpus.instructions(count: options.quick ? 16 : 2000, seed: options.seed &+ 9)
-            .enumerated().filter { $0.offset % 4 < 2 }.map(\.element)   // the arithmetic ones
-        let prompts: [(ids: [Int], answer: String)] = try questions.map { q in
-            (try tokenizer.encodeChat([ChatMessage(role: "user", content: q.user)]),
-             Evaluation.extractAnswer(q.assistant, regex: nil) ?? "")
+        let prompts: [(ids: [Int], answer: String)] = try DemoCorpus.trainingProblems(count: options.quick ? 8 : 2000, seed: options.seed &+ 9).map {
+            (try tokenizer.encodeChat([ChatMessage(role: "user", content: $0.prompt)]), $0.answer)
         }
         let policy = try TrainableModel.load(directory: start, threads: options.threads)
         let directory = "\(options.out)/grpo"
         try removeCheckpoints(directory)
         let batches = try RolloutBatches(policy: policy, reference: nil, tokenizer: tokenizer, prompts: prompts, group: 8,
-                                         promptsPerBatch: options.quick ? 1 : 4, maxNewTokens: 12, iterations: 2,
+                                         promptsPerBatch: options.quick ? 1 : 4, maxNewTokens: 40, iterations: 2,
                                          reward: .exactAnswer, scratch: "\(directory)/.rollout-policy", seed: options.seed,
                                          pad: try TrainingSetup.eosToken(tokenizer))
         var settings = TrainingSettings()

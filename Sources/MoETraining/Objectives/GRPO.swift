@@ -11,7 +11,11 @@ public enum GRPO {
     public struct Settings: Sendable, Codable {
         public var beta = 0.0
         public var epsilon = 0.2
-        public init(beta: Double = 0, epsilon: Double = 0.2) { self.beta = beta; self.epsilon = epsilon }
+        /// The sampling temperature: every log-prob (policy, old, reference) is taken under softmax(logits / T).
+        public var temperature = 1.0
+        public init(beta: Double = 0, epsilon: Double = 0.2, temperature: Double = 1) {
+            self.beta = beta; self.epsilon = epsilon; self.temperature = temperature
+        }
     }
 
     public struct Result: Sendable {
@@ -22,6 +26,8 @@ public enum GRPO {
         public var kl: Double
         /// Share of completion tokens whose ratio was clipped (outside 1 ± ε on the side that matters).
         public var clipFraction: Double
+        /// Mean entropy of the policy's next-token distribution over completion tokens.
+        public var entropy: Double
     }
 
     /// Group-normalised advantages of consecutive groups of `groupSize` rewards.
@@ -45,10 +51,10 @@ public enum GRPO {
         guard advantages.count == batch.rows, oldLogProbs.count == positions, referenceLogProbs.map({ $0.count == positions }) ?? true else {
             throw TrainingError.badArgument("GRPO needs one advantage per row and old/reference log-probs per position of the batch")
         }
-        let logp = try policy.tokenLogProbs(batch)
+        let (logp, entropy) = try policy.tokenLogProbsAndEntropy(batch, temperature: Float(settings.temperature))
         let low = 1 - settings.epsilon, high = 1 + settings.epsilon
         var gradients = [Float](repeating: 0, count: logp.count)
-        var loss = 0.0, klSum = 0.0, clipped = 0, tokens = 0
+        var loss = 0.0, klSum = 0.0, entropySum = 0.0, clipped = 0, tokens = 0
         let scale = 1 / Double(max(tokensInBatch, 1))
         for i in 0..<logp.count where batch.targets[i] >= 0 {
             let a = advantages[i / batch.seqLen], lp = Double(logp[i])
@@ -68,11 +74,14 @@ public enum GRPO {
             }
             loss += term * scale
             gradients[i] = Float(d * scale * Double(gradientScale ?? 0))
+            entropySum += Double(entropy[i])
             tokens += 1
         }
-        if let gradientScale { try policy.backward(batch: batch, logProbGradients: gradients, balance: balance, scale: gradientScale) }
+        if let gradientScale { try policy.backward(batch: batch, logProbGradients: gradients, balance: balance, scale: gradientScale,
+                                                             temperature: Float(settings.temperature)) }
         let (aux, z) = policy.routerLosses()
         return Result(loss: loss + balance.auxLossCoef * aux + balance.zLossCoef * z, policyLoss: loss, aux: aux,
-                      kl: klSum / Double(max(tokens, 1)), clipFraction: Double(clipped) / Double(max(tokens, 1)))
+                      kl: klSum / Double(max(tokens, 1)), clipFraction: Double(clipped) / Double(max(tokens, 1)),
+                      entropy: entropySum / Double(max(tokens, 1)))
     }
 }

@@ -57,22 +57,32 @@ public final class RolloutBatches: BatchSource {
     let group: Int, promptsPerBatch: Int, maxNewTokens: Int, iterations: Int
     let reward: CompletionReward
     let scratch: String, seed: UInt64, pad: Int
+    /// Sampling temperature; the old and reference log-probs are taken at it too.
+    let temperature: Double
     public let batchSize: Int, seqLen: Int
     struct Position: Codable { var epoch = 0, index = 0, rollouts = 0; var count: Int }
     var position: Position
     var current: TrainingBatch?
     var uses = 0
+    /// The rollout batch being optimised, kept in checkpoints so that a run resumed between two of its
+    /// `iterations` goes on with the same samples.
+    struct Rollout: Codable {
+        var sequences: [[Int]], starts: [Int], advantages: [Double], values: [String: [Float]], uses: Int
+    }
+    var currentRollout: Rollout?
     /// Mean reward of the last rollout batch.
     public private(set) var lastMeanReward = 0.0
 
     public init(policy: TrainableModel, reference: TrainableModel?, tokenizer: Tokenizer, prompts: [(ids: [Int], answer: String)],
                 group: Int, promptsPerBatch: Int, maxNewTokens: Int, iterations: Int, reward: CompletionReward,
-                scratch: String, seed: UInt64, pad: Int) throws {
+                scratch: String, seed: UInt64, pad: Int, temperature: Double = 1) throws {
+        guard temperature > 0, temperature.isFinite else { throw TrainingError.badArgument("the sampling temperature must be positive") }
         guard !prompts.isEmpty else { throw TrainingError.badArgument("no prompts") }
         guard group >= 2 else { throw TrainingError.badArgument("GRPO needs at least 2 completions per prompt") }
         self.policy = policy; self.reference = reference; self.tokenizer = tokenizer; self.prompts = prompts
         self.group = group; self.promptsPerBatch = promptsPerBatch; self.maxNewTokens = maxNewTokens
         self.iterations = max(1, iterations); self.reward = reward; self.scratch = scratch; self.seed = seed; self.pad = pad
+        self.temperature = temperature
         batchSize = group * promptsPerBatch
         seqLen = prompts.map(\.ids.count).max()! + maxNewTokens
         position = Position(count: prompts.count)
@@ -82,7 +92,7 @@ public final class RolloutBatches: BatchSource {
     }
 
     public func next() throws -> TrainingBatch {
-        if let current, uses < iterations { uses += 1; return current }
+        if let current, uses < iterations { uses += 1; currentRollout?.uses = uses; return current }
         let b = try rollout()
         current = b; uses = 1
         return b
@@ -99,7 +109,7 @@ public final class RolloutBatches: BatchSource {
             position.index += 1
             for g in 0..<group {
                 let s = seed &+ UInt64(position.rollouts) &* 1_000_003 &+ UInt64(sequences.count * 7 + g)
-                let gen = try sampler.generate(prompt: p.ids, maxTokens: maxNewTokens, sampling: SamplingParameters(temperature: 1, seed: s))
+                let gen = try sampler.generate(prompt: p.ids, maxTokens: maxNewTokens, sampling: SamplingParameters(temperature: Float(temperature), seed: s))
                 let text = tokenizer.decode(gen.tokens, skipSpecialTokens: true)
                 rewards.append(try reward.score(completion: text, ids: gen.tokens, prompt: p.ids, answer: p.answer, pad: pad))
                 sequences.append(p.ids + gen.tokens); starts.append(p.ids.count)
@@ -108,20 +118,33 @@ public final class RolloutBatches: BatchSource {
         position.rollouts += 1
         lastMeanReward = rewards.reduce(0, +) / Double(rewards.count)
         let tokens = try PaddedBatch(sequences: sequences, scoredFrom: starts, pad: pad)
-        let old = try policy.tokenLogProbs(tokens)
+        let old = try policy.tokenLogProbs(tokens, temperature: Float(temperature))
         var values = ["old": old, "reward": rewards.map(Float.init)]
-        if let reference { values["reference"] = try reference.tokenLogProbs(tokens) }
-        return TrainingBatch(tokens, rowValues: GRPO.advantages(rewards: rewards, groupSize: group), positionValues: values)
+        if let reference { values["reference"] = try reference.tokenLogProbs(tokens, temperature: Float(temperature)) }
+        let advantages = GRPO.advantages(rewards: rewards, groupSize: group)
+        currentRollout = Rollout(sequences: sequences, starts: starts, advantages: advantages, values: values, uses: 1)
+        return TrainingBatch(tokens, rowValues: advantages, positionValues: values)
     }
 
     public func validation(maxBatches: Int) -> [TrainingBatch] { [] }
 
-    public func savedState() throws -> Data { try JSONEncoder().encode(position) }
+    struct Saved: Codable { var position: Position; var rollout: Rollout? }
+
+    public func savedState() throws -> Data {
+        try JSONEncoder().encode(Saved(position: position, rollout: uses < iterations ? currentRollout : nil))
+    }
 
     public func restore(_ state: Data) throws {
-        let saved = try JSONDecoder().decode(Position.self, from: state)
-        guard saved.count == prompts.count else { throw TrainingError.resume("the prompts changed (\(prompts.count) now, \(saved.count) in the checkpoint)") }
-        position = saved; current = nil
+        let saved = try JSONDecoder().decode(Saved.self, from: state)
+        guard saved.position.count == prompts.count else {
+            throw TrainingError.resume("the prompts changed (\(prompts.count) now, \(saved.position.count) in the checkpoint)")
+        }
+        position = saved.position; current = nil; uses = 0; currentRollout = saved.rollout
+        if let r = saved.rollout {
+            current = TrainingBatch(try PaddedBatch(sequences: r.sequences, scoredFrom: r.starts, pad: pad), rowValues: r.advantages,
+                                    positionValues: r.values)
+            uses = r.uses
+        }
     }
 }
 
@@ -140,7 +163,7 @@ public struct GRPOObjective: TrainingObjective {
         return ObjectiveResult(loss: LossBreakdown(crossEntropy: r.policyLoss, aux: r.aux, z: 0, total: r.loss, tokens: completionTokens),
                                weight: Double(b.rows),
                                metrics: ["mean_reward": Double(rewards.reduce(0, +)) / Double(max(rewards.count, 1)), "kl": r.kl,
-                                         "clip_fraction": r.clipFraction,
+                                         "clip_fraction": r.clipFraction, "entropy": r.entropy,
                                          "completion_tokens": Double(completionTokens) / Double(max(b.rows, 1))])
     }
 

@@ -63,10 +63,22 @@ public struct PaddedBatch: Sendable {
 extension TrainableModel {
     /// log p(target) at every position of `batch` (0 where nothing is scored), keeping the activations for
     /// `backward(batch:logProbGradients:balance:)`. Padding is excluded from the router's balance statistics.
-    public func tokenLogProbs(_ batch: PaddedBatch) throws -> [Float] {
+    /// `temperature`: log-probs under softmax(logits / T), the distribution tokens sampled at T came from.
+    public func tokenLogProbs(_ batch: PaddedBatch, temperature: Float = 1) throws -> [Float] {
         try checkTargets(batch.targets, count: batch.targets.count)
         try forwardHidden(batch: batch.rows, seqLen: batch.seqLen, inputs: batch.inputs, balanceMask: batch.attention)
-        return head(rows: batch.rows * batch.seqLen, targets: batch.targets, coefficients: nil)
+        return head(rows: batch.rows * batch.seqLen, targets: batch.targets, coefficients: nil, temperature: temperature)
+    }
+
+    /// `tokenLogProbs` and the entropy of the (temperature-scaled) next-token distribution at every position.
+    public func tokenLogProbsAndEntropy(_ batch: PaddedBatch, temperature: Float = 1) throws -> (logProbs: [Float], entropy: [Float]) {
+        try checkTargets(batch.targets, count: batch.targets.count)
+        try forwardHidden(batch: batch.rows, seqLen: batch.seqLen, inputs: batch.inputs, balanceMask: batch.attention)
+        var entropy = [Float](repeating: 0, count: batch.targets.count)
+        let logp = entropy.withUnsafeMutableBufferPointer {
+            head(rows: batch.rows * batch.seqLen, targets: batch.targets, coefficients: nil, temperature: temperature, entropy: $0.baseAddress!)
+        }
+        return (logp, entropy)
     }
 
     /// Per-sequence sums of `tokenLogProbs`.
@@ -79,11 +91,12 @@ extension TrainableModel {
     /// Back-propagates an objective given d(objective)/d(log p) at each scored position, plus the balance
     /// losses of the last forward (× `scale`, for accumulation), adding to `store.grads`. Must follow
     /// `tokenLogProbs` on the same batch.
-    public func backward(batch: PaddedBatch, logProbGradients: [Float], balance: BalanceLosses, scale: Float = 1) throws {
+    public func backward(batch: PaddedBatch, logProbGradients: [Float], balance: BalanceLosses, scale: Float = 1,
+                         temperature: Float = 1) throws {
         guard savedShape.map({ $0 == (batch.rows, batch.seqLen) }) ?? false, logProbGradients.count == batch.targets.count else {
             throw TrainingError.badArgument("backward(batch:) must follow tokenLogProbs on the same batch, with one gradient per position")
         }
-        _ = head(rows: batch.rows * batch.seqLen, targets: batch.targets, coefficients: logProbGradients)
+        _ = head(rows: batch.rows * batch.seqLen, targets: batch.targets, coefficients: logProbGradients, temperature: temperature)
         backwardHidden(batch: batch.rows, seqLen: batch.seqLen, balance: balanceGradient(balance, scale: scale))
     }
 }
