@@ -64,6 +64,10 @@ public final class Trainer {
     var elapsedBefore = 0.0
     var lastCheckpoint: String?
     var metrics: [MetricsRecord] = []
+    /// LoRA: the adapters are trained (and checkpointed) instead of the model's weights, which stay as loaded.
+    public let lora: LoRAAdapters?
+    /// What the optimizer steps: the adapters' store with LoRA, the model's otherwise.
+    var trainedStore: ParameterStore { lora?.store ?? model.store }
 
     /// Pre-training on token shards.
     public convenience init(model: TrainableModel, settings: TrainingSettings, train: TokenShard, validation: TokenShard,
@@ -75,7 +79,8 @@ public final class Trainer {
     }
 
     public init(model: TrainableModel, settings: TrainingSettings, batches: any BatchSource,
-                objective: any TrainingObjective = LanguageModeling(), stage: String, out: String, extraFiles: [String] = []) throws {
+                objective: any TrainingObjective = LanguageModeling(), stage: String, out: String, extraFiles: [String] = [],
+                lora: LoRAAdapters? = nil) throws {
         guard batches.seqLen <= model.config.maxPositionEmbeddings else {
             throw TrainingError.badArgument("sequence length \(batches.seqLen) exceeds the model's max_position_embeddings (\(model.config.maxPositionEmbeddings))")
         }
@@ -84,13 +89,19 @@ public final class Trainer {
         }
         self.model = model; self.settings = settings; self.out = out
         self.batches = batches; self.objective = objective; self.stage = stage; self.extraFiles = extraFiles
-        optimizer = AdamW(model.store, settings: settings.adam)
+        self.lora = lora
+        if lora != nil && settings.biasUpdateRate != nil {
+            throw TrainingError.badArgument("--bias-update-rate changes the base model, which LoRA keeps frozen: leave one out")
+        }
+        lora?.apply(to: model)
+        optimizer = AdamW(lora?.store ?? model.store, settings: settings.adam)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         guard FileManager.default.isWritableFile(atPath: out) else {
             throw TrainingError.badArgument("the output directory \(out) is not writable")
         }
         // Refuse up front what would not fit, rather than dying mid-run.
-        let need = Double(model.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + model.store.count * 16)
+        let stateBytes = lora.map { model.store.count * 8 + $0.memoryBytes } ?? model.store.count * 16   // LoRA: no moments of the base
+        let need = Double(model.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + stateBytes)
         let have = Double(ProcessInfo.processInfo.physicalMemory)
         guard need < 0.9 * have else {
             throw TrainingError.badArgument(String(format: "batch %d × %d needs about %.1f GiB (activations, weights, gradients, optimizer) of %.1f GiB: lower --batch or --seq-len",
@@ -124,6 +135,7 @@ public final class Trainer {
         while step < settings.steps {
             let lr = schedule.rate(step: step, totalSteps: settings.steps, peak: settings.learningRate)
             model.store.zeroGrads()
+            lora?.store.zeroGrads()
             var loss = LossBreakdown(crossEntropy: 0, aux: 0, z: 0, total: 0, tokens: 0)
             var stepLoad = [[Int]](repeating: [Int](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
             var stepTokens = 0
@@ -143,9 +155,11 @@ public final class Trainer {
                 }
             }
             guard loss.total.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
-            let norm = clipGradients(model.store, maxNorm: settings.gradClip.map(Float.init))
+            lora?.accumulateGradients(from: model)
+            let norm = clipGradients(trainedStore, maxNorm: settings.gradClip.map(Float.init))
             guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
-            optimizer.update(model.store, lr: Float(lr), pool: model.pool)
+            optimizer.update(trainedStore, lr: Float(lr), pool: model.pool)
+            lora?.apply(to: model)
             if let rate = settings.biasUpdateRate { model.updateSelectionBias(rate: Float(rate), load: stepLoad) }
             step += 1
             tokensSeen += stepTokens
@@ -237,9 +251,9 @@ public final class Trainer {
         do {
             try? fm.removeItem(atPath: tmp)
             try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-            try model.save(to: tmp)
+            if let lora { try lora.save(to: tmp) } else { try model.save(to: tmp) }
             for f in extraFiles { try fm.copyItem(atPath: f, toPath: "\(tmp)/\((f as NSString).lastPathComponent)") }
-            let w = optimizer.stateTensors(model.store)
+            let w = optimizer.stateTensors(trainedStore)
             try SafeTensorsWriter.write(w.map { t in
                 SafeTensorsWriter.Entry(name: t.name, dtype: .f32, shape: [t.count]) { dst in
                     dst.copyMemory(from: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
@@ -257,7 +271,7 @@ public final class Trainer {
             guard rename(tmp, final) == 0 else { throw TrainingError.checkpointWrite(path: final, reason: String(cString: strerror(errno))) }
             try? fm.removeItem(atPath: old)
             // The model at the top of OUT, for `moe generate --model OUT` and AutoModelForCausalLM.
-            for f in ["model.safetensors", "config.json", "generation_config.json"] + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
+            for f in (lora == nil ? ["model.safetensors", "config.json", "generation_config.json"] : LoRAAdapters.files) + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
                 let data = try Data(contentsOf: URL(fileURLWithPath: "\(final)/\(f)"))
                 try AtomicFile.write(data, to: "\(out)/\(f)")
             }
@@ -293,24 +307,13 @@ public final class Trainer {
             state = try JSONDecoder().decode(State.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/trainer_state.json")))
         } catch { throw TrainingError.resume("\(dir)/trainer_state.json is unreadable: \(error)") }
         try batches.restore(state.batches)
-        let saved = try Checkpoint(directory: dir)
-        let savedBias = saved.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
-        let modelBias = model.store.tensors.contains { $0.frozen }
-        guard savedBias == modelBias else {
-            throw TrainingError.resume(savedBias ? "the checkpoint was trained with --bias-update-rate: pass it again"
-                                                 : "the checkpoint has no expert selection bias: resume without --bias-update-rate")
-        }
+        if let lora { try restoreAdapters(lora, from: dir) } else { try restoreModel(from: dir) }
         var resumed = state.settings
         resumed.steps = settings.steps; resumed.evalEvery = settings.evalEvery; resumed.evalBatches = settings.evalBatches
         resumed.checkpointEvery = settings.checkpointEvery; resumed.logEvery = settings.logEvery; resumed.timeLimit = settings.timeLimit
         settings = resumed
-        let w = model.store.values!
-        for t in model.store.tensors {
-            let values = try FloatEncoding.floats(try saved.tensor(t.name, shape: t.shape))
-            (w + t.offset).update(from: values, count: t.count)
-        }
         let moments = try SafeTensorsFile(path: "\(dir)/optimizer.safetensors")
-        for t in optimizer.stateTensors(model.store) {
+        for t in optimizer.stateTensors(trainedStore) {
             guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
                 throw TrainingError.resume("\(dir)/optimizer.safetensors lacks \(t.name)")
             }
@@ -321,6 +324,34 @@ public final class Trainer {
         lastCheckpoint = dir
         metrics = MetricsLog.read(path: "\(out)/metrics.jsonl").filter { $0.step <= step }
         return true
+    }
+
+    /// The model's weights from a checkpoint of a full (not LoRA) run.
+    private func restoreModel(from dir: String) throws {
+        if FileManager.default.fileExists(atPath: "\(dir)/adapter_config.json") {
+            throw TrainingError.resume("\(dir) holds LoRA adapters: pass the run's --lora-rank (and --lora-alpha, --lora-targets) again")
+        }
+        let saved = try Checkpoint(directory: dir)
+        let savedBias = saved.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
+        let modelBias = model.store.tensors.contains { $0.frozen }
+        guard savedBias == modelBias else {
+            throw TrainingError.resume(savedBias ? "the checkpoint was trained with --bias-update-rate: pass it again"
+                                                 : "the checkpoint has no expert selection bias: resume without --bias-update-rate")
+        }
+        let w = model.store.values!
+        for t in model.store.tensors {
+            let values = try FloatEncoding.floats(try saved.tensor(t.name, shape: t.shape))
+            (w + t.offset).update(from: values, count: t.count)
+        }
+    }
+
+    /// LoRA: the adapters from a checkpoint of a LoRA run (same rank, α and targets), applied to the model.
+    private func restoreAdapters(_ lora: LoRAAdapters, from dir: String) throws {
+        guard FileManager.default.fileExists(atPath: "\(dir)/adapter_config.json") else {
+            throw TrainingError.resume("\(dir) holds a full model, not LoRA adapters: resume without --lora-rank")
+        }
+        do { try lora.load(from: dir) } catch { throw TrainingError.resume("\(error)") }
+        lora.apply(to: model)
     }
 
     // MARK: Plots
