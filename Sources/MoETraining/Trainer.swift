@@ -67,6 +67,10 @@ public final class Trainer {
     var elapsedBefore = 0.0
     var lastCheckpoint: String?
     var metrics: [MetricsRecord] = []
+    /// LoRA: the adapters are trained (and checkpointed) instead of the model's weights, which stay as loaded.
+    public let lora: LoRAAdapters?
+    /// What the optimizer steps: the adapters' store with LoRA, the model's otherwise.
+    var trainedStore: ParameterStore { lora?.store ?? model.store }
 
     /// Pre-training on token shards.
     public convenience init(model: TrainableModel, settings: TrainingSettings, train: TokenShard, validation: TokenShard,
@@ -79,7 +83,7 @@ public final class Trainer {
 
     public init(model: TrainableModel, settings: TrainingSettings, batches: any BatchSource,
                 objective: any TrainingObjective = LanguageModeling(), stage: String, out: String, extraFiles: [String] = [],
-                jointlyTrained: [(name: String, model: TrainableModel)] = []) throws {
+                lora: LoRAAdapters? = nil, jointlyTrained: [(name: String, model: TrainableModel)] = []) throws {
         guard batches.seqLen <= model.config.maxPositionEmbeddings else {
             throw TrainingError.badArgument("sequence length \(batches.seqLen) exceeds the model's max_position_embeddings (\(model.config.maxPositionEmbeddings))")
         }
@@ -88,16 +92,21 @@ public final class Trainer {
         }
         self.model = model; self.settings = settings; self.out = out
         self.batches = batches; self.objective = objective; self.stage = stage; self.extraFiles = extraFiles
-        optimizer = AdamW(model.store, settings: settings.adam)
+        self.lora = lora
+        if lora != nil && settings.biasUpdateRate != nil {
+            throw TrainingError.badArgument("--bias-update-rate changes the base model, which LoRA keeps frozen: leave one out")
+        }
+        lora?.apply(to: model)
+        optimizer = AdamW(lora?.store ?? model.store, settings: settings.adam)
         self.jointlyTrained = jointlyTrained.map { ($0.name, $0.model, AdamW($0.model.store, settings: settings.adam)) }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         guard FileManager.default.isWritableFile(atPath: out) else {
             throw TrainingError.badArgument("the output directory \(out) is not writable")
         }
         // Refuse up front what would not fit, rather than dying mid-run.
-        let need = Double(([model] + jointlyTrained.map(\.model)).reduce(0) {
-            $0 + $1.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + $1.store.count * 16
-        })
+        let stateBytes = lora.map { model.store.count * 8 + $0.memoryBytes } ?? model.store.count * 16   // LoRA: no moments of the base
+        let need = Double(model.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + stateBytes
+                          + jointlyTrained.reduce(0) { $0 + $1.model.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + $1.model.store.count * 16 })
         let have = Double(ProcessInfo.processInfo.physicalMemory)
         guard need < 0.9 * have else {
             throw TrainingError.badArgument(String(format: "batch %d × %d needs about %.1f GiB (activations, weights, gradients, optimizer) of %.1f GiB: lower --batch or --seq-len",
@@ -131,6 +140,7 @@ public final class Trainer {
         while step < settings.steps {
             let lr = schedule.rate(step: step, totalSteps: settings.steps, peak: settings.learningRate)
             model.store.zeroGrads()
+            lora?.store.zeroGrads()
             for j in jointlyTrained { j.model.store.zeroGrads() }
             var loss = LossBreakdown(crossEntropy: 0, aux: 0, z: 0, total: 0, tokens: 0)
             var stepLoad = [[Int]](repeating: [Int](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
@@ -151,10 +161,12 @@ public final class Trainer {
                 }
             }
             guard loss.total.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
-            let norm = clipGradients([model.store] + jointlyTrained.map(\.model.store), maxNorm: settings.gradClip.map(Float.init))
+            lora?.accumulateGradients(from: model)
+            let norm = clipGradients([trainedStore] + jointlyTrained.map(\.model.store), maxNorm: settings.gradClip.map(Float.init))
             guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
-            optimizer.update(model.store, lr: Float(lr), pool: model.pool)
+            optimizer.update(trainedStore, lr: Float(lr), pool: model.pool)
             for j in jointlyTrained { j.optimizer.update(j.model.store, lr: Float(lr), pool: j.model.pool) }
+            lora?.apply(to: model)
             if let rate = settings.biasUpdateRate { model.updateSelectionBias(rate: Float(rate), load: stepLoad) }
             step += 1
             tokensSeen += stepTokens
@@ -246,15 +258,13 @@ public final class Trainer {
         do {
             try? fm.removeItem(atPath: tmp)
             try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-            for (directory, m, o) in [(tmp, model, optimizer)] + jointlyTrained.map({ ("\(tmp)/\($0.name)", $0.model, $0.optimizer) }) {
-                try m.save(to: directory)
-                for f in extraFiles { try fm.copyItem(atPath: f, toPath: "\(directory)/\((f as NSString).lastPathComponent)") }
-                try SafeTensorsWriter.write(o.stateTensors(m.store).map { t in
-                    SafeTensorsWriter.Entry(name: t.name, dtype: .f32, shape: [t.count]) { dst in
-                        dst.copyMemory(from: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
-                    }
-                }, to: "\(directory)/optimizer.safetensors")
+            if let lora { try lora.save(to: tmp) } else { try model.save(to: tmp) }
+            try Self.writeMoments(optimizer, trainedStore, to: "\(tmp)/optimizer.safetensors")
+            for j in jointlyTrained {
+                try j.model.save(to: "\(tmp)/\(j.name)")
+                try Self.writeMoments(j.optimizer, j.model.store, to: "\(tmp)/\(j.name)/optimizer.safetensors")
             }
+            for f in extraFiles { try fm.copyItem(atPath: f, toPath: "\(tmp)/\((f as NSString).lastPathComponent)") }
             let state = State(step: step, tokensSeen: tokensSeen, elapsed: elapsed, batches: try batches.savedState(), settings: settings,
                               optimizerStep: optimizer.step)
             let encoder = JSONEncoder(); encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -267,11 +277,14 @@ public final class Trainer {
             guard rename(tmp, final) == 0 else { throw TrainingError.checkpointWrite(path: final, reason: String(cString: strerror(errno))) }
             try? fm.removeItem(atPath: old)
             // The model at the top of OUT, for `moe generate --model OUT` and AutoModelForCausalLM.
-            for sub in [""] + jointlyTrained.map({ "/\($0.name)" }) {
-                try fm.createDirectory(atPath: out + sub, withIntermediateDirectories: true)
-                for f in ["model.safetensors", "config.json", "generation_config.json"] + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
-                    let data = try Data(contentsOf: URL(fileURLWithPath: "\(final)\(sub)/\(f)"))
-                    try AtomicFile.write(data, to: "\(out)\(sub)/\(f)")
+            let modelFiles = ["model.safetensors", "config.json", "generation_config.json"]
+            for f in (lora == nil ? modelFiles : LoRAAdapters.files) + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
+                try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: "\(final)/\(f)")), to: "\(out)/\(f)")
+            }
+            for j in jointlyTrained {
+                try fm.createDirectory(atPath: "\(out)/\(j.name)", withIntermediateDirectories: true)
+                for f in modelFiles {
+                    try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: "\(final)/\(j.name)/\(f)")), to: "\(out)/\(j.name)/\(f)")
                 }
             }
         } catch let e as TrainingError {
@@ -306,6 +319,51 @@ public final class Trainer {
             state = try JSONDecoder().decode(State.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/trainer_state.json")))
         } catch { throw TrainingError.resume("\(dir)/trainer_state.json is unreadable: \(error)") }
         try batches.restore(state.batches)
+        if let lora { try restoreAdapters(lora, from: dir) } else { try restoreModel(from: dir) }
+        var resumed = state.settings
+        resumed.steps = settings.steps; resumed.evalEvery = settings.evalEvery; resumed.evalBatches = settings.evalBatches
+        resumed.checkpointEvery = settings.checkpointEvery; resumed.logEvery = settings.logEvery; resumed.timeLimit = settings.timeLimit
+        settings = resumed
+        try Self.readMoments(optimizer, trainedStore, from: "\(dir)/optimizer.safetensors", step: state.optimizerStep)
+        for j in jointlyTrained {
+            let saved = try Checkpoint(directory: "\(dir)/\(j.name)")
+            let w = j.model.store.values!
+            for t in j.model.store.tensors {
+                (w + t.offset).update(from: try FloatEncoding.floats(try saved.tensor(t.name, shape: t.shape)), count: t.count)
+            }
+            try Self.readMoments(j.optimizer, j.model.store, from: "\(dir)/\(j.name)/optimizer.safetensors", step: state.optimizerStep)
+        }
+        step = state.step; tokensSeen = state.tokensSeen; elapsedBefore = state.elapsed
+        lastCheckpoint = dir
+        metrics = MetricsLog.read(path: "\(out)/metrics.jsonl").filter { $0.step <= step }
+        return true
+    }
+
+    /// AdamW's moments of `store` as a safetensors file.
+    static func writeMoments(_ optimizer: AdamW, _ store: ParameterStore, to path: String) throws {
+        try SafeTensorsWriter.write(optimizer.stateTensors(store).map { t in
+            SafeTensorsWriter.Entry(name: t.name, dtype: .f32, shape: [t.count]) { dst in
+                dst.copyMemory(from: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
+            }
+        }, to: path)
+    }
+
+    static func readMoments(_ optimizer: AdamW, _ store: ParameterStore, from path: String, step: Int) throws {
+        let moments = try SafeTensorsFile(path: path)
+        for t in optimizer.stateTensors(store) {
+            guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
+                throw TrainingError.resume("\(path) lacks \(t.name)")
+            }
+            t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
+        }
+        optimizer.restore(step: step)
+    }
+
+    /// The model's weights from a checkpoint of a full (not LoRA) run.
+    private func restoreModel(from dir: String) throws {
+        if FileManager.default.fileExists(atPath: "\(dir)/adapter_config.json") {
+            throw TrainingError.resume("\(dir) holds LoRA adapters: pass the run's --lora-rank (and --lora-alpha, --lora-targets) again")
+        }
         let saved = try Checkpoint(directory: dir)
         let savedBias = saved.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
         let modelBias = model.store.tensors.contains { $0.frozen }
@@ -313,30 +371,20 @@ public final class Trainer {
             throw TrainingError.resume(savedBias ? "the checkpoint was trained with --bias-update-rate: pass it again"
                                                  : "the checkpoint has no expert selection bias: resume without --bias-update-rate")
         }
-        var resumed = state.settings
-        resumed.steps = settings.steps; resumed.evalEvery = settings.evalEvery; resumed.evalBatches = settings.evalBatches
-        resumed.checkpointEvery = settings.checkpointEvery; resumed.logEvery = settings.logEvery; resumed.timeLimit = settings.timeLimit
-        settings = resumed
-        for (directory, m, o) in [(dir, model, optimizer)] + jointlyTrained.map({ ("\(dir)/\($0.name)", $0.model, $0.optimizer) }) {
-            let checkpoint = directory == dir ? saved : try Checkpoint(directory: directory)
-            let w = m.store.values!
-            for t in m.store.tensors {
-                let values = try FloatEncoding.floats(try checkpoint.tensor(t.name, shape: t.shape))
-                (w + t.offset).update(from: values, count: t.count)
-            }
-            let moments = try SafeTensorsFile(path: "\(directory)/optimizer.safetensors")
-            for t in o.stateTensors(m.store) {
-                guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
-                    throw TrainingError.resume("\(directory)/optimizer.safetensors lacks \(t.name)")
-                }
-                t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
-            }
-            o.restore(step: state.optimizerStep)
+        let w = model.store.values!
+        for t in model.store.tensors {
+            let values = try FloatEncoding.floats(try saved.tensor(t.name, shape: t.shape))
+            (w + t.offset).update(from: values, count: t.count)
         }
-        step = state.step; tokensSeen = state.tokensSeen; elapsedBefore = state.elapsed
-        lastCheckpoint = dir
-        metrics = MetricsLog.read(path: "\(out)/metrics.jsonl").filter { $0.step <= step }
-        return true
+    }
+
+    /// LoRA: the adapters from a checkpoint of a LoRA run (same rank, α and targets), applied to the model.
+    private func restoreAdapters(_ lora: LoRAAdapters, from dir: String) throws {
+        guard FileManager.default.fileExists(atPath: "\(dir)/adapter_config.json") else {
+            throw TrainingError.resume("\(dir) holds a full model, not LoRA adapters: resume without --lora-rank")
+        }
+        do { try lora.load(from: dir) } catch { throw TrainingError.resume("\(error)") }
+        lora.apply(to: model)
     }
 
     // MARK: Plots

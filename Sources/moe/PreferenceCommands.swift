@@ -22,7 +22,8 @@ struct DPOCommand: ParsableCommand {
             --data: one {"prompt", "chosen", "rejected"} per line, each text or a list of chat messages (TRL's \
             preference shape). The reference log-probs are computed once, before training, by a frozen copy of \
             --model. Logs the DPO loss, reward accuracy and margin (train and validation) in metrics.jsonl and \
-            metrics.svg; the MoE balance losses stay on. OUT is written as `moe pretrain` writes it.
+            metrics.svg; the MoE balance losses stay on. OUT is written as `moe pretrain` writes it. With --lora-rank \
+            only LoRA adapters are trained (the reference stays the base model) and OUT holds the adapter in PEFT's layout.
             """)
 
     @Option(help: "The model to align (a Hugging Face directory with tokenizer.json).") var model: String
@@ -30,6 +31,7 @@ struct DPOCommand: ParsableCommand {
     @Option(help: "Output directory.") var out: String
     @Option(help: "β: how far the policy may move from the reference.") var beta: Double = 0.1
     @OptionGroup var training: TrainingOptions
+    @OptionGroup var lora: LoRAOptions
     @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
     @Flag(help: "Continue from the newest checkpoint in OUT.") var resume = false
     @Flag(help: "No progress bar.") var quiet = false
@@ -49,7 +51,8 @@ struct DPOCommand: ParsableCommand {
                                       batchSize: training.batch, pad: pad, seed: training.seed)
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-5)
         let trainer = try Trainer(model: policy, settings: settings, batches: batches, objective: DPOObjective(beta: beta), stage: "dpo",
-                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
+                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model),
+                                  lora: try lora.adapters(for: policy, base: model, seed: training.seed))
         let summary = try runTraining(trainer, resume: resume, quiet: quiet,
                               "dpo: \(train.count) training and \(held.count) validation pairs, β \(beta), \(settings.steps) steps of \(training.batch) pairs")
         print(String(format: "aligned %d steps: DPO loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,

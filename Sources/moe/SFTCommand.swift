@@ -15,13 +15,15 @@ struct SFT: ParsableCommand {
             templates that rewrite earlier turns, as Qwen3's does with reasoning, still work). One conversation per \
             row, padded: no attention across examples. Conversations longer than --seq-len are left out (counted). \
             OUT receives the model (a Hugging Face directory), checkpoints, metrics.jsonl and loss.svg as \
-            `moe pretrain` writes them. The MoE balance losses stay on.
+            `moe pretrain` writes them. The MoE balance losses stay on. With --lora-rank only LoRA adapters are \
+            trained (the base weights stay as they are) and OUT holds the adapter in PEFT's layout instead of the model.
             """)
 
     @Option(help: "The model to fine-tune (a Hugging Face directory with tokenizer.json).") var model: String
     @Option(help: "Conversations, JSONL.") var data: String
     @Option(help: "Output directory.") var out: String
     @OptionGroup var training: TrainingOptions
+    @OptionGroup var lora: LoRAOptions
     @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
     @Flag(help: "Continue from the newest checkpoint in OUT.") var resume = false
     @Flag(help: "No progress bar.") var quiet = false
@@ -44,7 +46,8 @@ struct SFT: ParsableCommand {
         let epoch = (train.count + training.batch - 1) / training.batch
         let settings = try training.settings(defaultSteps: epoch, defaultLearningRate: 1e-4)
         let trainer = try Trainer(model: trainable, settings: settings, batches: batches, stage: "sft", out: out,
-                                  extraFiles: TrainingSetup.tokenizerFiles(model))
+                                  extraFiles: TrainingSetup.tokenizerFiles(model),
+                                  lora: try lora.adapters(for: trainable, base: model, seed: training.seed))
         let summary = try runTraining(trainer, resume: resume, quiet: quiet,
                               "sft: \(train.count) training and \(held.count) validation conversations, \(settings.steps) steps of \(training.batch)")
         print(String(format: "fine-tuned %d steps: loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,

@@ -152,3 +152,42 @@ extension TrainingCLITests {
         #expect(bad.status != 0 && bad.stderr.contains("bad.jsonl:2") && bad.stderr.contains("no assistant turn"), "\(bad.stderr)")
     }
 }
+
+extension TrainingCLITests {
+    /// moe sft and dpo with --lora-rank write PEFT's adapter files (no model), resume, and `moe lora merge` makes a
+    /// model that generates; bad ranks and adapters that do not fit are refused.
+    @Test func sftAndDPOWithLoRAThenMerge() throws {
+        let out = temporaryDirectory()
+        let d = try CLI.run(["demo", "--quick", "--quiet", "--out", out])
+        #expect(d.status == 0, "\(d.stderr)")
+        let lines = (0..<12).map { i in "{\"messages\": [{\"role\": \"user\", \"content\": \"What is \(i) + 1?\"}, {\"role\": \"assistant\", \"content\": \"\(i) + 1 = \(i + 1)\"}]}" }
+        try lines.joined(separator: "\n").write(toFile: out + "/chat.jsonl", atomically: true, encoding: .utf8)
+        let sft = ["sft", "--model", out + "/pretrain", "--data", out + "/chat.jsonl", "--out", out + "/lora", "--batch", "4", "--quiet",
+                   "--lora-rank", "4", "--lora-alpha", "8", "--checkpoint-every", "2"]
+        let r = try CLI.run(sft + ["--steps", "2"])
+        #expect(r.status == 0 && r.stderr.contains("LoRA: rank 4"), "\(r.stderr)")
+        let resumed = try CLI.run(sft + ["--steps", "3", "--resume"])
+        #expect(resumed.status == 0 && resumed.stderr.contains("resumed from"), "\(resumed.stderr)")
+        for f in ["adapter_config.json", "adapter_model.safetensors", "checkpoint-3/adapter_model.safetensors"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/lora/" + f), "\(f) missing")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out + "/lora/model.safetensors"))
+        let merge = try CLI.run(["lora", "merge", "--model", out + "/pretrain", "--adapter", out + "/lora", "--out", out + "/merged"])
+        #expect(merge.status == 0, "\(merge.stderr)")
+        let g = try CLI.run(["generate", "--model", out + "/merged", "--prompt", "What is 2 + 1?", "--chat", "--max-tokens", "4"])
+        #expect(g.status == 0, "\(g.stderr)")
+
+        try "{\"prompt\": \"1 + 1 =\", \"chosen\": \" 2\", \"rejected\": \" 3\"}\n{\"prompt\": \"2 + 1 =\", \"chosen\": \" 3\", \"rejected\": \" 4\"}\n"
+            .write(toFile: out + "/prefs.jsonl", atomically: true, encoding: .utf8)
+        let dpo = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/prefs.jsonl", "--out", out + "/dpo", "--batch", "2",
+                               "--steps", "2", "--quiet", "--lora-rank", "2", "--lora-targets", "q_proj,v_proj", "--val-fraction", "0"])
+        #expect(dpo.status == 0 && FileManager.default.fileExists(atPath: out + "/dpo/adapter_model.safetensors"), "\(dpo.stderr)")
+
+        let zero = try CLI.run(sft + ["--out", out + "/bad", "--lora-rank", "0"])
+        #expect(zero.status != 0 && zero.stderr.contains("--lora-rank must be positive"), "\(zero.stderr)")
+        let target = try CLI.run(sft + ["--out", out + "/bad", "--lora-targets", "qproj"])
+        #expect(target.status != 0 && target.stderr.contains("'qproj' matches no weight"), "\(target.stderr)")
+        let misfit = try CLI.run(["lora", "merge", "--model", CLI.fixtures + "/qwen3_moe", "--adapter", out + "/lora", "--out", out + "/bad"])
+        #expect(misfit.status != 0 && misfit.stderr.contains("adapter_model.safetensors: model.layers."), "\(misfit.stderr)")
+    }
+}
