@@ -46,7 +46,8 @@ struct DPOCommand: ParsableCommand {
                                                 validationFraction: training.valFraction)
         let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let reference = try TrainableModel.load(directory: model, threads: threads)
-        let refTrain = try referenceLogProbs(reference, train, pad: pad), refHeld = try referenceLogProbs(reference, held, pad: pad)
+        let refTrain = try DPO.referenceLogProbs(reference, train, batchSize: training.batch, pad: pad)
+        let refHeld = try DPO.referenceLogProbs(reference, held, batchSize: training.batch, pad: pad)
         let batches = try PairBatches(train: train, validation: held, reference: refTrain, validationReference: refHeld,
                                       batchSize: training.batch, pad: pad, seed: training.seed)
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-5)
@@ -57,18 +58,6 @@ struct DPOCommand: ParsableCommand {
                               "dpo: \(train.count) training and \(held.count) validation pairs, β \(beta), \(settings.steps) steps of \(training.batch) pairs")
         print(String(format: "aligned %d steps: DPO loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
-    }
-
-    /// The frozen reference's summed completion log-probs of each pair, computed once.
-    private func referenceLogProbs(_ reference: TrainableModel, _ pairs: [PreferencePair], pad: Int) throws -> [(chosen: Double, rejected: Double)] {
-        var out: [(chosen: Double, rejected: Double)] = []
-        for start in stride(from: 0, to: pairs.count, by: max(1, training.batch)) {
-            let group = Array(pairs[start..<min(start + max(1, training.batch), pairs.count)])
-            let batch = try DPO.batch(prompts: group.map(\.prompt), chosen: group.map(\.chosen), rejected: group.map(\.rejected), pad: pad)
-            let sums = TrainableModel.sequenceSums(try reference.tokenLogProbs(batch), batch)
-            for i in group.indices { out.append((sums[i], sums[group.count + i])) }
-        }
-        return out
     }
 }
 

@@ -20,7 +20,7 @@ import Testing
         #expect(stages.first?["name"] as? String == "pretrain")
         #expect((stages.first?["val_loss"] as? Double).map { $0.isFinite && $0 > 0 } == true)
         // Post-training stages follow, each with its held-out task accuracy; the report card sums them up.
-        #expect(stages.map { $0["name"] as? String } == ["pretrain", "sft", "grpo"])
+        #expect(stages.map { $0["name"] as? String } == ["pretrain", "sft", "dpo", "grpo"])
         #expect(stages.allSatisfy { ($0["task_accuracy"] as? Double).map { (0...1).contains($0) } == true })
         #expect(FileManager.default.fileExists(atPath: out + "/report.md"))
         let routing = report["routing"] as! [String: Any]

@@ -18,10 +18,20 @@ import Testing
         return ("\(a) \(parts[1]) \(b)", c, value)
     }
 
-    /// `A op B =` → `A op B`.
-    static func problemText(_ prompt: String) -> String? {
-        guard prompt.hasSuffix(" ="), prompt.split(separator: " ").count == 4 else { return nil }
-        return String(prompt.dropLast(2))
+    /// `What is A + B?…` → (A, B).
+    static func sumQuestion(_ text: Substring) -> (a: Int, b: Int)? {
+        guard text.hasPrefix("What is "), let q = text.firstIndex(of: "?") else { return nil }
+        let parts = text[text.index(text.startIndex, offsetBy: 8)..<q].split(separator: " ")
+        guard parts.count == 3, parts[1] == "+", let a = Int(parts[0]), let b = Int(parts[2]) else { return nil }
+        return (a, b)
+    }
+
+    /// The worked answer of A + B, written out independently of the corpus code.
+    static func worked(_ a: Int, _ b: Int) -> String {
+        let (a1, a0, b1, b0) = (a / 10, a % 10, b / 10, b % 10)
+        let carry = a0 + b0 >= 10
+        let tens = carry ? "\(a1) + \(b1) + 1 = \(a1 + b1 + 1)" : "\(a1) + \(b1) = \(a1 + b1)"
+        return "\(a0) + \(b0) = \(a0 + b0), \(tens), so \(a) + \(b) = \(a + b)."
     }
 
     @Test func deterministicForASeed() {
@@ -49,32 +59,44 @@ import Testing
     }
 
     @Test func arithmeticDocumentsAreCorrect() {
+        var worked = 0
         for doc in DemoCorpus.documents(count: 300, seed: 2) where doc.domain == .arithmetic {
             for line in doc.text.split(separator: "\n") {
+                if let (a, b) = Self.sumQuestion(line) {
+                    #expect(line == "What is \(a) + \(b)? " + Self.worked(a, b), "\(line)")
+                    #expect((10...99).contains(a) && (10...99).contains(b))
+                    worked += 1
+                    continue
+                }
                 let eq = Self.parseEquation(line)
-                #expect(eq != nil, "not an equation: \(line)")
+                #expect(eq != nil, "neither an equation nor a worked sum: \(line)")
                 if let eq { #expect(eq.written == eq.computed && eq.computed >= 0, "\(line)") }
             }
         }
+        #expect(worked > 500)
     }
 
-    @Test func heldOutProblemsNeverAppearInDocumentsOrInstructions() {
-        var seen = Set<String>()
+    @Test func heldOutProblemsNeverAppearInDocumentsInstructionsOrRLPrompts() {
+        var seen = Set<[Int]>()
         for doc in DemoCorpus.documents(count: 3_000, seed: 11) where doc.domain == .arithmetic {
-            for line in doc.text.split(separator: "\n") { if let eq = Self.parseEquation(line) { seen.insert(eq.problem) } }
+            for line in doc.text.split(separator: "\n") { if let (a, b) = Self.sumQuestion(line) { seen.insert([a, b]) } }
         }
         for pair in DemoCorpus.instructions(count: 2_000, seed: 11) {
-            if let text = Self.problemText(pair.user) { seen.insert(text) }
+            if let (a, b) = Self.sumQuestion(Substring(pair.user)) { seen.insert([a, b]) }
         }
+        for p in DemoCorpus.trainingProblems(count: 2_000, seed: 11) {
+            if let (a, b) = Self.sumQuestion(Substring(p.prompt)) { seen.insert([a, b]) }
+        }
+        #expect(seen.count > 2_000)
         let problems = DemoCorpus.arithmeticProblems(count: 500, seed: 11)
         #expect(problems.count == 500)
-        #expect(Set(problems.map(\.prompt)).count > 250)   // mostly distinct
+        #expect(Set(problems.map(\.prompt)).count == 500)   // distinct
         for (prompt, answer) in problems {
-            let text = Self.problemText(prompt)
-            #expect(text != nil, "prompt format: \(prompt)")
-            guard let text, let eq = Self.parseEquation(Substring("\(text) = \(answer)")) else { continue }
-            #expect(eq.written == eq.computed, "\(prompt) \(answer)")
-            #expect(!seen.contains(text), "held-out \(text) appears in training text")
+            let q = Self.sumQuestion(Substring(prompt))
+            #expect(q != nil, "prompt format: \(prompt)")
+            guard let (a, b) = q else { continue }
+            #expect(answer == String(a + b))
+            #expect(!seen.contains([a, b]), "held-out \(prompt) appears in training text")
         }
     }
 
@@ -82,15 +104,14 @@ import Testing
         let pairs = DemoCorpus.instructions(count: 200, seed: 5)
         #expect(pairs.count == 200)
         #expect(pairs.allSatisfy { !$0.user.isEmpty && !$0.assistant.isEmpty })
-        let arithmetic = pairs.filter { Self.problemText($0.user) != nil }
+        let arithmetic = pairs.filter { Self.sumQuestion(Substring($0.user)) != nil }
         #expect(arithmetic.count == 100)
         for pair in arithmetic {
-            let eq = Self.parseEquation(Substring(pair.user + " " + pair.assistant))
-            #expect(eq != nil && eq?.written == eq?.computed, "\(pair.user) \(pair.assistant)")
-            #expect(Evaluation.extractAnswer(pair.assistant, regex: nil) == eq.map { String($0.computed) })
+            let (a, b) = Self.sumQuestion(Substring(pair.user))!
+            #expect(pair.assistant == Self.worked(a, b))
+            #expect(Evaluation.extractAnswer(pair.assistant, regex: nil) == String(a + b))
         }
         #expect(pairs.contains { $0.user.hasPrefix("Write a function") && $0.assistant.hasPrefix("fn ") })
         #expect(pairs.contains { $0.user.hasPrefix("Describe") || $0.user.hasPrefix("Where") })
     }
-
 }

@@ -83,6 +83,16 @@ public enum DemoCorpus {
         return (0..<max(count, 0)).map { _ in let p = Sum.training(&rng); return (prompt: p.question, answer: String(p.value)) }
     }
 
+    /// Preference pairs on training sums: the chosen answer is the worked one, the rejected one makes a mistake
+    /// small models make — a digit copied from the wrong operand, or the carry dropped.
+    public static func preferencePairs(count: Int, seed: UInt64) -> [(prompt: String, chosen: String, rejected: String)] {
+        var rng = SplitMix64(seed: seed, stream: 0xD90)
+        return (0..<max(count, 0)).map { _ in
+            let s = Sum.training(&rng)
+            return (prompt: s.question, chosen: s.workedAnswer, rejected: s.mistake(&rng))
+        }
+    }
+
     // MARK: Arithmetic
 
     static func arithmeticDocument(_ rng: inout SplitMix64) -> String {
@@ -106,6 +116,22 @@ public enum DemoCorpus {
             let tensStep = carry > 0 ? "\(a / 10) + \(b / 10) + 1 = \(tens)" : "\(a / 10) + \(b / 10) = \(tens)"
             return "\(a % 10) + \(b % 10) = \(units), \(tensStep), so \(a) + \(b) = \(value)."
         }
+        /// A wrong worked answer: B's tens or units digit copied from A (the whole answer then follows that
+        /// misread B), or, when that changes nothing, the carry dropped from the tens step.
+        func mistake(_ rng: inout SplitMix64) -> String {
+            let misread = rng.int(2) == 0 ? a / 10 * 10 + b % 10 : b / 10 * 10 + a % 10
+            if misread != b {
+                let wrong = Sum(a: a, b: misread).workedAnswer
+                // The question's numbers are restated as asked half the time.
+                return rng.int(2) == 0 ? wrong : wrong.replacingOccurrences(of: "so \(a) + \(misread) =", with: "so \(a) + \(b) =")
+            }
+            let units = a % 10 + b % 10
+            let tens = a / 10 + b / 10   // the carry forgotten (or, without one, an extra 1 added)
+            let tensStep = units >= 10 ? "\(a / 10) + \(b / 10) = \(tens)" : "\(a / 10) + \(b / 10) + 1 = \(tens + 1)"
+            let total = (units >= 10 ? tens : tens + 1) * 10 + units % 10
+            return "\(a % 10) + \(b % 10) = \(units), \(tensStep), so \(a) + \(b) = \(total)."
+        }
+
         /// About one pair in ten is held out, by a fixed hash of the operands.
         var isHeldOut: Bool { (a * 31 + b * 17) % 10 == 0 }
 

@@ -90,11 +90,16 @@ public struct DemoPipeline {
         stages[1].taskAccuracy = try taskAccuracy(sftDirectory, tokenizer)
         log(String(format: "SFT: validation loss %@, held-out arithmetic %.1f%%", sft.validationLoss.map { String(format: "%.3f", $0) } ?? "n/a",
                    100 * stages[1].taskAccuracy!))
-        let (rlDirectory, rl, reward) = try reinforcementLearning(from: sftDirectory, tokenizer: tokenizer)
+        let (dpoDirectory, dpo) = try preferenceOptimization(from: sftDirectory, tokenizer: tokenizer)
+        stages.append(DemoReport.Stage(dpo, name: "dpo", model: dpoDirectory))
+        stages[2].taskAccuracy = try taskAccuracy(dpoDirectory, tokenizer)
+        log(String(format: "DPO: validation loss %@, held-out arithmetic %.1f%%", dpo.validationLoss.map { String(format: "%.3f", $0) } ?? "n/a",
+                   100 * stages[2].taskAccuracy!))
+        let (rlDirectory, rl, reward) = try reinforcementLearning(from: dpoDirectory, tokenizer: tokenizer)
         stages.append(DemoReport.Stage(rl, name: "grpo", model: rlDirectory))
-        stages[2].meanReward = reward
-        stages[2].taskAccuracy = try taskAccuracy(rlDirectory, tokenizer)
-        log(String(format: "GRPO: mean reward %.2f, held-out arithmetic %.1f%%", reward, 100 * stages[2].taskAccuracy!))
+        stages[3].meanReward = reward
+        stages[3].taskAccuracy = try taskAccuracy(rlDirectory, tokenizer)
+        log(String(format: "GRPO: mean reward %.2f, held-out arithmetic %.1f%%", reward, 100 * stages[3].taskAccuracy!))
 
         let report = DemoReport(stages: stages, routing: routing, samples: samples, seconds: Date().timeIntervalSince(started))
         let encoder = JSONEncoder()

@@ -25,6 +25,20 @@ public enum DPO {
                         scoredFrom: prompts.map(\.count) + prompts.map(\.count), pad: pad)
     }
 
+    /// The frozen reference's summed completion log-probs of each pair, computed once before training.
+    public static func referenceLogProbs(_ reference: TrainableModel, _ pairs: [PreferencePair], batchSize: Int,
+                                         pad: Int) throws -> [(chosen: Double, rejected: Double)] {
+        var out: [(chosen: Double, rejected: Double)] = []
+        let size = max(1, batchSize)
+        for start in stride(from: 0, to: pairs.count, by: size) {
+            let group = Array(pairs[start..<min(start + size, pairs.count)])
+            let b = try batch(prompts: group.map(\.prompt), chosen: group.map(\.chosen), rejected: group.map(\.rejected), pad: pad)
+            let sums = TrainableModel.sequenceSums(try reference.tokenLogProbs(b), b)
+            for i in group.indices { out.append((sums[i], sums[group.count + i])) }
+        }
+        return out
+    }
+
     /// Forward (and, with `scale`, backward: gradients × scale added to `policy.store.grads`) of the policy.
     public static func step(policy: TrainableModel, batch: PaddedBatch, referenceLogProbs: [Double], beta: Double,
                             balance: BalanceLosses, scale: Float? = 1) throws -> Result {

@@ -32,17 +32,8 @@ public enum PreferenceData {
                     throw bad("a conversational prompt needs \"chosen\" and \"rejected\" message lists")
                 }
                 if template == nil { template = try tokenizer.chatTemplateOrChatML() }
-                var extra: [String: TemplateValue] = [:]
-                if let bos = tokenizer.bosToken { extra["bos_token"] = .string(bos) }
-                if let eos = tokenizer.eosToken { extra["eos_token"] = .string(eos) }
-                let p = try template!.render(messages: prompt, addGenerationPrompt: true, extra: extra)
-                func completion(_ c: [ChatMessage]) throws -> [Int] {
-                    let full = try template!.render(messages: prompt + c, addGenerationPrompt: false, extra: extra)
-                    guard full.hasPrefix(p) else { throw bad("the chat template does not render the prompt as a prefix of the conversation") }
-                    return tokenizer.encode(String(full.dropFirst(p.count)), addSpecialTokens: false)
-                }
-                out.append(PreferencePair(prompt: tokenizer.encode(p, addSpecialTokens: false), chosen: try completion(chosen),
-                                          rejected: try completion(rejected)))
+                do { out.append(try pair(prompt: prompt, chosen: chosen, rejected: rejected, tokenizer: tokenizer, template: template!)) }
+                catch { throw bad("\(error)") }
             } else if let prompt = o["prompt"] as? String, let chosen = o["chosen"] as? String, let rejected = o["rejected"] as? String {
                 let eos = tokenizer.eosTokenIds.first.map { [$0] } ?? []
                 out.append(PreferencePair(prompt: tokenizer.encode(prompt, addSpecialTokens: false),
@@ -55,6 +46,23 @@ public enum PreferenceData {
         }
         if out.isEmpty { throw DataError.emptyCorpus(path) }
         return out
+    }
+
+    /// A conversational pair: the prompt rendered with the generation prompt, each completion as the rest of
+    /// the rendered conversation.
+    public static func pair(prompt: [ChatMessage], chosen: [ChatMessage], rejected: [ChatMessage], tokenizer: Tokenizer,
+                            template: ChatTemplate) throws -> PreferencePair {
+        var extra: [String: TemplateValue] = [:]
+        if let bos = tokenizer.bosToken { extra["bos_token"] = .string(bos) }
+        if let eos = tokenizer.eosToken { extra["eos_token"] = .string(eos) }
+        let p = try template.render(messages: prompt, addGenerationPrompt: true, extra: extra)
+        func completion(_ c: [ChatMessage]) throws -> [Int] {
+            let full = try template.render(messages: prompt + c, addGenerationPrompt: false, extra: extra)
+            guard full.hasPrefix(p) else { throw TrainingError.badArgument("the chat template does not render the prompt as a prefix of the conversation") }
+            return tokenizer.encode(String(full.dropFirst(p.count)), addSpecialTokens: false)
+        }
+        return PreferencePair(prompt: tokenizer.encode(p, addSpecialTokens: false), chosen: try completion(chosen),
+                              rejected: try completion(rejected))
     }
 }
 
