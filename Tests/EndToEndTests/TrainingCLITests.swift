@@ -142,6 +142,25 @@ extension TrainingCLITests {
         let wrongVocab = try CLI.run(["grpo", "--model", out + "/pretrain", "--prompts", out + "/prompts.jsonl", "--out", out + "/grpo3",
                                       "--reward", "model:" + CLI.fixtures + "/qwen3_moe"])
         #expect(wrongVocab.status != 0 && wrongVocab.stderr.contains("score head"), "\(wrongVocab.stderr)")
+        // PPO with the reward model (the value model starts from it): the policy goes to OUT, the value model to
+        // OUT/value; a reward "model" without a score head is refused.
+        let ppo = try CLI.run(["ppo", "--policy", out + "/pretrain", "--reward", out + "/rm", "--prompts", out + "/prompts.jsonl",
+                               "--out", out + "/ppo", "--prompts-per-batch", "2", "--response-length", "4", "--ppo-epochs", "2",
+                               "--steps", "2", "--missing-eos-penalty", "1", "--quiet"])
+        #expect(ppo.status == 0 && ppo.stdout.contains("mean score"), "\(ppo.stderr)")
+        for f in ["model.safetensors", "value/model.safetensors", "value/config.json", "tokenizer.json", "metrics.jsonl"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/ppo/" + f), "ppo/\(f) missing")
+        }
+        let ppoMetrics = (try? String(contentsOfFile: out + "/ppo/metrics.jsonl", encoding: .utf8))?.split(separator: "\n") ?? []
+        #expect(ppoMetrics.count == 2 && ppoMetrics.allSatisfy { $0.contains("\"mean_score\"") && $0.contains("\"value_loss\"") })
+        let g2 = try CLI.run(["generate", "--model", out + "/ppo", "--prompt", "3 + 4 =", "--max-tokens", "3"])
+        #expect(g2.status == 0, "\(g2.stderr)")
+        let noScore = try CLI.run(["ppo", "--policy", out + "/pretrain", "--reward", out + "/pretrain", "--prompts", out + "/prompts.jsonl",
+                                   "--out", out + "/ppo2", "--steps", "1", "--quiet"])
+        #expect(noScore.status != 0 && noScore.stderr.contains("score head"), "\(noScore.stderr)")
+        let noPrompts = try CLI.run(["ppo", "--policy", out + "/pretrain", "--reward", out + "/rm", "--prompts", out + "/noprompts.jsonl",
+                                     "--out", out + "/ppo3", "--quiet"])
+        #expect(noPrompts.status != 0 && noPrompts.stderr.contains("no prompts"), "\(noPrompts.stderr)")
 
         try "{\"prompt\": \"x\", \"chosen\": 3}\n".write(toFile: out + "/badprefs.jsonl", atomically: true, encoding: .utf8)
         let badPrefs = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/badprefs.jsonl", "--out", out + "/dpo2"])

@@ -223,8 +223,17 @@ public final class PPORollouts: BatchSource {
         guard reward.head == .score, value.head == .score else {
             throw TrainingError.badArgument("the reward and value models need a score head (train one with `moe reward train`)")
         }
+        guard policy.head == .languageModel, reference.head == .languageModel else {
+            throw TrainingError.badArgument("the policy and the reference need a language-model head (lm_head), not a score head")
+        }
         for (name, m) in [("reward", reward), ("value", value), ("reference", reference)] where m.config.vocabSize != policy.config.vocabSize {
             throw TrainingError.badArgument("the \(name) model's vocabulary (\(m.config.vocabSize)) differs from the policy's (\(policy.config.vocabSize))")
+        }
+        for (i, p) in prompts.enumerated() {
+            guard !p.isEmpty else { throw TrainingError.badArgument("prompt \(i + 1) is empty") }
+            if let id = p.first(where: { $0 < 0 || $0 >= policy.config.vocabSize }) {
+                throw TrainingError.badArgument("prompt \(i + 1) holds token id \(id), outside the policy's vocabulary (\(policy.config.vocabSize))")
+            }
         }
         guard promptsPerBatch > 0, responseLength > 0, settings.temperature > 0 else {
             throw TrainingError.badArgument("prompts per batch, response length and temperature must be positive")
