@@ -121,10 +121,10 @@ extension TrainingCLITests {
                        : "{\"prompt\": [{\"role\": \"user\", \"content\": \"What is \(i) + 1?\"}], \"chosen\": [{\"role\": \"assistant\", \"content\": \"\(i + 1)\"}], \"rejected\": [{\"role\": \"assistant\", \"content\": \"\(i + 2)\"}]}"
         }
         try prefs.joined(separator: "\n").write(toFile: out + "/prefs.jsonl", atomically: true, encoding: .utf8)
-        let dpo = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/prefs.jsonl", "--out", out + "/dpo", "--batch", "2",
+        let dpo = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/prefs.jsonl", "--out", out + "/dpo-cli", "--batch", "2",
                                "--steps", "2", "--quiet"])
         #expect(dpo.status == 0, "\(dpo.stderr)")
-        #expect(FileManager.default.fileExists(atPath: out + "/dpo/metrics.svg"))
+        #expect(FileManager.default.fileExists(atPath: out + "/dpo-cli/metrics.svg"))
         let rm = try CLI.run(["reward", "train", "--model", out + "/pretrain", "--data", out + "/prefs.jsonl", "--out", out + "/rm",
                               "--batch", "2", "--steps", "2", "--quiet"])
         #expect(rm.status == 0, "\(rm.stderr)")
@@ -198,9 +198,9 @@ extension TrainingCLITests {
 
         try "{\"prompt\": \"1 + 1 =\", \"chosen\": \" 2\", \"rejected\": \" 3\"}\n{\"prompt\": \"2 + 1 =\", \"chosen\": \" 3\", \"rejected\": \" 4\"}\n"
             .write(toFile: out + "/prefs.jsonl", atomically: true, encoding: .utf8)
-        let dpo = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/prefs.jsonl", "--out", out + "/dpo", "--batch", "2",
+        let dpo = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/prefs.jsonl", "--out", out + "/dpo-lora", "--batch", "2",
                                "--steps", "2", "--quiet", "--lora-rank", "2", "--lora-targets", "q_proj,v_proj", "--val-fraction", "0"])
-        #expect(dpo.status == 0 && FileManager.default.fileExists(atPath: out + "/dpo/adapter_model.safetensors"), "\(dpo.stderr)")
+        #expect(dpo.status == 0 && FileManager.default.fileExists(atPath: out + "/dpo-lora/adapter_model.safetensors"), "\(dpo.stderr)")
 
         let zero = try CLI.run(sft + ["--out", out + "/bad", "--lora-rank", "0"])
         #expect(zero.status != 0 && zero.stderr.contains("--lora-rank must be positive"), "\(zero.stderr)")

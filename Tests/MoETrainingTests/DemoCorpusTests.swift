@@ -100,6 +100,17 @@ import Testing
         }
     }
 
+    @Test func preferencePairsPreferTheRightWorkedAnswer() {
+        let pairs = DemoCorpus.preferencePairs(count: 300, seed: 4)
+        #expect(pairs.count == 300)
+        for p in pairs {
+            guard let (a, b) = Self.sumQuestion(Substring(p.prompt)) else { Issue.record("prompt format: \(p.prompt)"); continue }
+            #expect(p.chosen == Self.worked(a, b))
+            #expect(Evaluation.extractAnswer(p.rejected, regex: nil) != String(a + b), "\(p.prompt) \(p.rejected)")
+            #expect(!DemoCorpus.Sum(a: a, b: b).isHeldOut)
+        }
+    }
+
     @Test func instructionsCoverAllDomainsInTheEvaluatedFormat() {
         let pairs = DemoCorpus.instructions(count: 200, seed: 5)
         #expect(pairs.count == 200)

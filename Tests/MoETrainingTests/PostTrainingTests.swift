@@ -268,6 +268,42 @@ enum PostTrainingFixtures {
 }
 
 extension GRPOTrainingTests {
+    /// A GRPO run at temperature 0.7 stopped mid-rollout (after 3 steps of 2 per rollout) and resumed equals an
+    /// uninterrupted one: same samples, rewards, losses and final weights.
+    @Test func resumeEqualsAnUninterruptedRun() throws {
+        let tok = SFTDataTests.tokenizer
+        let dir = NSTemporaryDirectory() + "moe-grpo-resume-" + UUID().uuidString
+        try PreferenceTrainingTests.model(tok).save(to: dir + "/start")
+        func trainer(_ out: String) throws -> Trainer {
+            let policy = try TrainableModel.load(directory: dir + "/start", threads: 2)
+            let prompts = (0..<4).map { (ids: tok.encode("what is \($0) + 1?", addSpecialTokens: false), answer: "\($0 + 1)") }
+            let batches = try RolloutBatches(policy: policy, reference: try TrainableModel.load(directory: dir + "/start", threads: 2),
+                                             tokenizer: tok, prompts: prompts, group: 4, promptsPerBatch: 2, maxNewTokens: 4, iterations: 2,
+                                             reward: .regex(try NSRegularExpression(pattern: "[0-9]")), scratch: out + "/.policy", seed: 4,
+                                             pad: 0, temperature: 0.7)
+            var settings = TrainingSettings()
+            settings.steps = 6; settings.learningRate = 1e-2; settings.warmup = 1; settings.evalEvery = 6; settings.checkpointEvery = 3
+            return try Trainer(model: policy, settings: settings, batches: batches,
+                               objective: GRPOObjective(settings: GRPO.Settings(beta: 0.04, epsilon: 0.2, temperature: 0.7)),
+                               stage: "grpo", out: out)
+        }
+        _ = try trainer(dir + "/straight").run()
+        _ = try trainer(dir + "/interrupted").run()
+        try FileManager.default.removeItem(atPath: dir + "/interrupted/checkpoint-6")
+        let resumed = try trainer(dir + "/interrupted")
+        #expect(try resumed.resume())
+        #expect(resumed.step == 3)
+        _ = try resumed.run()
+        let a = MetricsLog.read(path: dir + "/straight/metrics.jsonl"), b = MetricsLog.read(path: dir + "/interrupted/metrics.jsonl")
+        #expect(a.map(\.step) == Array(1...6) && b.map(\.step) == Array(1...6))
+        for (x, y) in zip(a, b) {
+            #expect(abs(x.loss - y.loss) <= 1e-6, "step \(x.step): \(x.loss) vs \(y.loss)")
+            #expect(x.metrics?["mean_reward"] == y.metrics?["mean_reward"], "step \(x.step)")
+        }
+        let x = try SafeTensorsFile(path: dir + "/straight/model.safetensors"), y = try SafeTensorsFile(path: dir + "/interrupted/model.safetensors")
+        for (name, t) in x.tensors { #expect(try FloatEncoding.floats(t) == FloatEncoding.floats(y.tensors[name]!), "\(name)") }
+    }
+
     @Test func rewardModelWithAnotherVocabularyIsRefused() throws {
         let config = try ModelPreset.config("tiny", vocabSize: 64, overrides: ["hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
                                                                               "head_dim": 8, "num_experts": 4, "moe_intermediate_size": 16])

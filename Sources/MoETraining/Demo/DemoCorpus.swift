@@ -132,8 +132,10 @@ public enum DemoCorpus {
             return "\(a % 10) + \(b % 10) = \(units), \(tensStep), so \(a) + \(b) = \(total)."
         }
 
-        /// About one pair in ten is held out, by a fixed hash of the operands.
-        var isHeldOut: Bool { (a * 31 + b * 17) % 10 == 0 }
+        /// About one pair in ten is held out, by a multiplicative hash of the operands: scattered over the
+        /// grid, so every units-digit and tens-digit pair of a held-out sum also occurs in training sums (a
+        /// linear rule like (a + 7b) mod 10 would hold out whole units-digit pairs).
+        var isHeldOut: Bool { (UInt32(truncatingIfNeeded: (a * 100 + b) &* 2_654_435_761) >> 16) % 10 == 0 }
 
         static func random(_ rng: inout SplitMix64) -> Sum { Sum(a: rng.int(in: 10...99), b: rng.int(in: 10...99)) }
         static func training(_ rng: inout SplitMix64) -> Sum {

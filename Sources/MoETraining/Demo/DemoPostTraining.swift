@@ -3,9 +3,10 @@ import MoEFormats
 import MoEModel
 import MoETokenizer
 
-/// The demo's post-training stages on the built-in arithmetic task: SFT on synthetic instructions (chat
-/// format), then GRPO with the exact-answer reward; each stage's greedy accuracy on held-out problems (never
-/// in the pre-training text or the instructions) goes into the report.
+/// The demo's post-training stages on the built-in arithmetic task (two-digit sums worked digit by digit): SFT
+/// on synthetic instructions (chat format), DPO on right-vs-wrong worked answers, then GRPO with the
+/// exact-answer reward; each stage's greedy accuracy on held-out sums (never in the pre-training text, the
+/// instructions, the preference pairs or the RL prompts) goes into the report.
 extension DemoPipeline {
     /// Held-out problems, asked as chat messages (`What is 23 + 48?`); the answer is the completion's last number.
     func heldOutTasks() -> [Evaluation.Task] {
@@ -31,9 +32,9 @@ extension DemoPipeline {
         let batches = try ExampleBatches(train: train, validation: held, batchSize: 16, pad: try TrainingSetup.eosToken(tokenizer),
                                          seed: options.seed)
         var settings = TrainingSettings()
-        let env = ProcessInfo.processInfo.environment
-        settings.steps = options.quick ? 6 : Int(env["X_SFT_STEPS"] ?? "400")!
-        settings.learningRate = Double(env["X_SFT_LR"] ?? "1e-3")!; settings.warmup = options.quick ? 1 : 20
+        // Short on purpose: enough to learn the chat format and most of the task, leaving the RL stage room.
+        settings.steps = options.quick ? 6 : 120
+        settings.learningRate = 1e-3; settings.warmup = options.quick ? 1 : 20
         settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
         settings.evalEvery = max(1, settings.steps / 5); settings.checkpointEvery = settings.steps; settings.evalBatches = 4
         let directory = "\(options.out)/sft"
@@ -47,8 +48,7 @@ extension DemoPipeline {
     /// reference is `start` itself, its log-probs computed once.
     func preferenceOptimization(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: TrainingSummary) {
         let template = try tokenizer.chatTemplateOrChatML()
-        let env = ProcessInfo.processInfo.environment
-        let pairs = try DemoCorpus.preferencePairs(count: options.quick ? 24 : Int(env["X_DPO_PAIRS"] ?? "1600")!, seed: options.seed &+ 13).map {
+        let pairs = try DemoCorpus.preferencePairs(count: options.quick ? 24 : 1600, seed: options.seed &+ 13).map {
             try PreferenceData.pair(prompt: [ChatMessage(role: "user", content: $0.prompt)],
                                     chosen: [ChatMessage(role: "assistant", content: $0.chosen)],
                                     rejected: [ChatMessage(role: "assistant", content: $0.rejected)], tokenizer: tokenizer, template: template)
@@ -61,39 +61,40 @@ extension DemoPipeline {
                                       validationReference: try DPO.referenceLogProbs(policy, held, batchSize: 16, pad: pad),
                                       batchSize: 8, pad: pad, seed: options.seed)
         var settings = TrainingSettings()
-        settings.steps = options.quick ? 3 : Int(env["X_DPO_STEPS"] ?? "200")!
-        settings.learningRate = Double(env["X_DPO_LR"] ?? "1e-4")!; settings.warmup = options.quick ? 1 : 10
+        // DPO moves fast (1e-4 undoes SFT in 200 steps here): a small rate.
+        settings.steps = options.quick ? 3 : 100
+        settings.learningRate = 5e-6; settings.warmup = options.quick ? 1 : 10
         settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
         settings.evalEvery = max(1, settings.steps / 5); settings.checkpointEvery = settings.steps; settings.evalBatches = 4
         let directory = "\(options.out)/dpo"
         try removeCheckpoints(directory)
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
-                                  objective: DPOObjective(beta: Double(env["X_DPO_BETA"] ?? "0.1")!), stage: "dpo",
+                                  objective: DPOObjective(beta: 0.1), stage: "dpo",
                                   out: directory, extraFiles: TrainingSetup.tokenizerFiles("\(options.out)/tokenizer"))
         return (directory, try trainer.run(progress: progress))
     }
 
-    /// GRPO from the SFT model on training-side arithmetic questions, rewarded by the exact answer.
+    /// GRPO from `start` on training-side sums, rewarded by the exact answer: 8 prompts × 8 completions sampled at
+    /// temperature 0.7, two optimisation passes each, β 0.04 to the start model.
     func reinforcementLearning(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: TrainingSummary, reward: Double) {
         let prompts: [(ids: [Int], answer: String)] = try DemoCorpus.trainingProblems(count: options.quick ? 8 : 2000, seed: options.seed &+ 9).map {
             (try tokenizer.encodeChat([ChatMessage(role: "user", content: $0.prompt)]), $0.answer)
         }
-        let env = ProcessInfo.processInfo.environment
         let policy = try TrainableModel.load(directory: start, threads: options.threads)
         let reference = try TrainableModel.load(directory: start, threads: options.threads)
         let directory = "\(options.out)/grpo"
         try removeCheckpoints(directory)
         let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tokenizer, prompts: prompts, group: 8,
-                                         promptsPerBatch: options.quick ? 1 : Int(env["X_RL_PROMPTS"] ?? "8")!, maxNewTokens: 40, iterations: 2,
+                                         promptsPerBatch: options.quick ? 1 : 8, maxNewTokens: 40, iterations: 2,
                                          reward: .exactAnswer, scratch: "\(directory)/.rollout-policy", seed: options.seed,
-                                         pad: try TrainingSetup.eosToken(tokenizer), temperature: Double(env["X_RL_T"] ?? "1")!)
+                                         pad: try TrainingSetup.eosToken(tokenizer), temperature: 0.7)
         var settings = TrainingSettings()
-        settings.steps = options.quick ? 2 : Int(env["X_RL_STEPS"] ?? "120")!
-        settings.learningRate = Double(env["X_RL_LR"] ?? "1e-4")!; settings.warmup = options.quick ? 1 : 5; settings.schedule = "constant"
+        settings.steps = options.quick ? 2 : 150
+        settings.learningRate = 3e-5; settings.warmup = options.quick ? 1 : 5; settings.schedule = "constant"
         settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
         settings.evalEvery = Int.max; settings.checkpointEvery = settings.steps
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
-                                  objective: GRPOObjective(settings: GRPO.Settings(beta: Double(env["X_RL_BETA"] ?? "0.04")!, epsilon: 0.2, temperature: Double(env["X_RL_T"] ?? "1")!)), stage: "grpo",
+                                  objective: GRPOObjective(settings: GRPO.Settings(beta: 0.04, epsilon: 0.2, temperature: 0.7)), stage: "grpo",
                                   out: directory, extraFiles: TrainingSetup.tokenizerFiles("\(options.out)/tokenizer"))
         let summary = try trainer.run(progress: progress)
         try? FileManager.default.removeItem(atPath: "\(directory)/.rollout-policy")
