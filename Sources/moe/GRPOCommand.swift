@@ -49,14 +49,7 @@ struct GRPOCommand: ParsableCommand {
         let policy = try TrainableModel.load(directory: model, threads: threads)
         let rewardFunction = try CompletionReward.parse(reward, vocabularySize: policy.config.vocabSize)
         let tasks = try Evaluation.tasks(path: prompts)
-        let encoded: [(ids: [Int], answer: String)] = try tasks.map { t in
-            let ids: [Int]
-            if let m = t.messages { ids = try tokenizer.encodeChat(m) }
-            else if chat { ids = try tokenizer.encodeChat([ChatMessage(role: "user", content: t.prompt ?? "")]) }
-            else { ids = tokenizer.encode(t.prompt ?? "", addSpecialTokens: false) }
-            guard !ids.isEmpty else { throw ValidationError("\(prompts): an empty prompt") }
-            return (ids, t.answer)
-        }
+        let encoded = zip(try encodePrompts(tasks, tokenizer: tokenizer, chat: chat, path: prompts), tasks).map { (ids: $0, answer: $1.answer) }
         let reference = beta > 0 ? try TrainableModel.load(directory: model, threads: threads) : nil
         let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tokenizer, prompts: encoded, group: group,
@@ -73,5 +66,17 @@ struct GRPOCommand: ParsableCommand {
                               "grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
         try? FileManager.default.removeItem(atPath: out + "/.rollout-policy")
         print(String(format: "trained %d steps: last rollout mean reward %.3f; wrote %@", summary.steps, batches.lastMeanReward, out))
+    }
+}
+
+/// RL prompts as token ids: chat messages through the template, text as it is (or as a user message with `chat`).
+func encodePrompts(_ tasks: [Evaluation.Task], tokenizer: Tokenizer, chat: Bool, path: String) throws -> [[Int]] {
+    try tasks.map { t in
+        let ids: [Int]
+        if let m = t.messages { ids = try tokenizer.encodeChat(m) }
+        else if chat { ids = try tokenizer.encodeChat([ChatMessage(role: "user", content: t.prompt ?? "")]) }
+        else { ids = tokenizer.encode(t.prompt ?? "", addSpecialTokens: false) }
+        guard !ids.isEmpty else { throw ValidationError("\(path): an empty prompt") }
+        return ids
     }
 }

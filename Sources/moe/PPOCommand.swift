@@ -61,14 +61,7 @@ struct PPOCommand: ParsableCommand {
         let reference = try TrainableModel.load(directory: policy, threads: threads)
         let rewardModel = try TrainableModel.load(directory: reward, threads: threads)
         let valueModel = try TrainableModel.load(directory: value ?? reward, head: .score, threads: threads)
-        let encoded: [[Int]] = try Evaluation.tasks(path: prompts, requireAnswer: false).map { t in
-            let ids: [Int]
-            if let m = t.messages { ids = try tokenizer.encodeChat(m) }
-            else if chat { ids = try tokenizer.encodeChat([ChatMessage(role: "user", content: t.prompt ?? "")]) }
-            else { ids = tokenizer.encode(t.prompt ?? "", addSpecialTokens: false) }
-            guard !ids.isEmpty else { throw ValidationError("\(prompts): an empty prompt") }
-            return ids
-        }
+        let encoded = try encodePrompts(try Evaluation.tasks(path: prompts, requireAnswer: false), tokenizer: tokenizer, chat: chat, path: prompts)
         var ppo = PPO.Settings()
         ppo.klCoef = klCoef; ppo.klEstimator = klEstimator; ppo.gamma = gamma; ppo.lambda = lam; ppo.clipRange = cliprange
         ppo.clipRangeValue = cliprangeValue; ppo.valueCoef = vfCoef; ppo.temperature = temperature

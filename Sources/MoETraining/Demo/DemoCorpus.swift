@@ -62,14 +62,16 @@ public enum DemoCorpus {
         return out
     }
 
-    /// Chat-style (user, assistant) pairs: half two-digit sums answered step by step (training pairs only),
-    /// a quarter code, a quarter prose.
+    /// Chat-style (user, assistant) pairs: half two-digit sums answered step by step (training pairs only), a
+    /// quarter code, a quarter prose. The sums never carry: what the carry step looks like in a chat answer is
+    /// left for the RL stage to find (pre-training text has it), so the report shows what RL adds.
     public static func instructions(count: Int, seed: UInt64) -> [(user: String, assistant: String)] {
         (0..<max(count, 0)).map { i in
             var rng = SplitMix64(seed: seed, stream: 0x5F7_0000 &+ UInt64(i))
             switch i % 4 {
             case 0, 1:
-                let p = Sum.training(&rng)
+                var p = Sum.training(&rng)
+                while p.carries { p = Sum.training(&rng) }
                 return (user: p.question, assistant: p.workedAnswer)
             case 2: return codeInstruction(&rng)
             default: return Prose.instruction(&rng)
@@ -116,6 +118,9 @@ public enum DemoCorpus {
             let tensStep = carry > 0 ? "\(a / 10) + \(b / 10) + 1 = \(tens)" : "\(a / 10) + \(b / 10) = \(tens)"
             return "\(a % 10) + \(b % 10) = \(units), \(tensStep), so \(a) + \(b) = \(value)."
         }
+        /// The units add up to 10 or more.
+        var carries: Bool { a % 10 + b % 10 >= 10 }
+
         /// A wrong worked answer: B's tens or units digit copied from A (the whole answer then follows that
         /// misread B), or, when that changes nothing, the carry dropped from the tens step.
         func mistake(_ rng: inout SplitMix64) -> String {

@@ -31,12 +31,7 @@ extension DemoPipeline {
         let model = try TrainableModel.load(directory: start, threads: options.threads)
         let batches = try ExampleBatches(train: train, validation: held, batchSize: 16, pad: try TrainingSetup.eosToken(tokenizer),
                                          seed: options.seed)
-        var settings = TrainingSettings()
-        // Short on purpose: enough to learn the chat format and most of the task, leaving the RL stage room.
-        settings.steps = options.quick ? 6 : 120
-        settings.learningRate = 1e-3; settings.warmup = options.quick ? 1 : 20
-        settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
-        settings.evalEvery = max(1, settings.steps / 5); settings.checkpointEvery = settings.steps; settings.evalBatches = 4
+        let settings = stageSettings(steps: options.quick ? 6 : 200, learningRate: 1e-3, warmup: options.quick ? 1 : 20)
         let directory = "\(options.out)/sft"
         try removeCheckpoints(directory)
         let trainer = try Trainer(model: model, settings: settings, batches: batches, stage: "sft", out: directory,
@@ -60,12 +55,8 @@ extension DemoPipeline {
                                       reference: try DPO.referenceLogProbs(policy, train, batchSize: 16, pad: pad),
                                       validationReference: try DPO.referenceLogProbs(policy, held, batchSize: 16, pad: pad),
                                       batchSize: 8, pad: pad, seed: options.seed)
-        var settings = TrainingSettings()
-        // DPO moves fast (1e-4 undoes SFT in 200 steps here): a small rate.
-        settings.steps = options.quick ? 3 : 100
-        settings.learningRate = 5e-6; settings.warmup = options.quick ? 1 : 10
-        settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
-        settings.evalEvery = max(1, settings.steps / 5); settings.checkpointEvery = settings.steps; settings.evalBatches = 4
+        // DPO moves fast (1e-4 undoes the SFT in 200 steps here): a small rate.
+        let settings = stageSettings(steps: options.quick ? 3 : 100, learningRate: 5e-6, warmup: options.quick ? 1 : 10)
         let directory = "\(options.out)/dpo"
         try removeCheckpoints(directory)
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
@@ -88,11 +79,8 @@ extension DemoPipeline {
                                          promptsPerBatch: options.quick ? 1 : 8, maxNewTokens: 40, iterations: 2,
                                          reward: .exactAnswer, scratch: "\(directory)/.rollout-policy", seed: options.seed,
                                          pad: try TrainingSetup.eosToken(tokenizer), temperature: 0.7)
-        var settings = TrainingSettings()
-        settings.steps = options.quick ? 2 : 150
-        settings.learningRate = 3e-5; settings.warmup = options.quick ? 1 : 5; settings.schedule = "constant"
-        settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
-        settings.evalEvery = Int.max; settings.checkpointEvery = settings.steps
+        var settings = stageSettings(steps: options.quick ? 2 : 150, learningRate: 3e-5, warmup: options.quick ? 1 : 5)
+        settings.schedule = "constant"; settings.evalEvery = Int.max
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
                                   objective: GRPOObjective(settings: GRPO.Settings(beta: 0.04, epsilon: 0.2, temperature: 0.7)), stage: "grpo",
                                   out: directory, extraFiles: TrainingSetup.tokenizerFiles("\(options.out)/tokenizer"))
@@ -100,6 +88,15 @@ extension DemoPipeline {
         try? FileManager.default.removeItem(atPath: "\(directory)/.rollout-policy")
         let rewards = trainer.metrics.compactMap { $0.metrics?["mean_reward"] }
         return (directory, summary, rewards.suffix(10).reduce(0, +) / Double(max(1, min(10, rewards.count))))
+    }
+
+    /// A post-training stage's settings: the balance losses on, validation five times, one checkpoint at the end.
+    func stageSettings(steps: Int, learningRate: Double, warmup: Int) -> TrainingSettings {
+        var settings = TrainingSettings()
+        settings.steps = steps; settings.learningRate = learningRate; settings.warmup = warmup
+        settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
+        settings.evalEvery = max(1, steps / 5); settings.checkpointEvery = steps; settings.evalBatches = 4
+        return settings
     }
 
     /// A demo stage starts over: an earlier run's checkpoints in its directory go.
