@@ -225,12 +225,7 @@ enum LoRAFixtures {
         #expect(try resumed.resume())
         #expect(resumed.step == 4)
         _ = try resumed.run()
-        let a = MetricsLog.read(path: straight + "/metrics.jsonl"), b = MetricsLog.read(path: interrupted + "/metrics.jsonl")
-        #expect(a.map(\.step) == Array(1...8) && b.map(\.step) == Array(1...8))
-        for (x, y) in zip(a, b) {
-            #expect(abs(x.loss - y.loss) <= 1e-6, "step \(x.step): \(x.loss) vs \(y.loss)")
-            if let vx = x.validationLoss, let vy = y.validationLoss { #expect(abs(vx - vy) <= 1e-6) }
-        }
+        expectSameRun(straight, interrupted, steps: 8)
         let x = try SafeTensorsFile(path: straight + "/adapter_model.safetensors"), y = try SafeTensorsFile(path: interrupted + "/adapter_model.safetensors")
         for (name, t) in x.tensors { #expect(try FloatEncoding.floats(t) == FloatEncoding.floats(y.tensors[name]!), "\(name)") }
         // A full-model trainer refuses the LoRA checkpoint, and a LoRA trainer of another rank too.

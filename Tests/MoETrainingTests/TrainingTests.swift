@@ -115,12 +115,7 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
         #expect(try resumed.resume())
         #expect(resumed.step == 4)
         _ = try resumed.run()
-        let a = MetricsLog.read(path: straight + "/metrics.jsonl"), b = MetricsLog.read(path: interrupted + "/metrics.jsonl")
-        #expect(a.map(\.step) == Array(1...8) && b.map(\.step) == Array(1...8))
-        for (x, y) in zip(a, b) {
-            #expect(abs(x.loss - y.loss) <= 1e-6, "step \(x.step): \(x.loss) vs \(y.loss)")
-            if let vx = x.validationLoss, let vy = y.validationLoss { #expect(abs(vx - vy) <= 1e-6) }
-        }
+        expectSameRun(straight, interrupted, steps: 8)
         for f in ["loss.svg", "expert_load.svg", "model.safetensors", "config.json"] {
             #expect(FileManager.default.fileExists(atPath: interrupted + "/" + f), "\(f) missing")
         }
@@ -246,5 +241,20 @@ extension TrainableModel {
                           into: o.baseAddress!, pool: pool)
         }
         return out
+    }
+}
+
+/// A resumed run's metrics.jsonl reads as the uninterrupted run's: steps 1...`steps`, losses and validation
+/// losses within 1e-6, the objective's `metrics` (rewards, value losses, …) within 1e-6.
+func expectSameRun(_ straight: String, _ interrupted: String, steps: Int, metrics: [String] = [],
+                   sourceLocation: SourceLocation = #_sourceLocation) {
+    let a = MetricsLog.read(path: straight + "/metrics.jsonl"), b = MetricsLog.read(path: interrupted + "/metrics.jsonl")
+    #expect(a.map(\.step) == Array(1...steps) && b.map(\.step) == Array(1...steps), sourceLocation: sourceLocation)
+    for (x, y) in zip(a, b) {
+        #expect(abs(x.loss - y.loss) <= 1e-6, "step \(x.step): \(x.loss) vs \(y.loss)", sourceLocation: sourceLocation)
+        if let vx = x.validationLoss, let vy = y.validationLoss { #expect(abs(vx - vy) <= 1e-6, sourceLocation: sourceLocation) }
+        for k in metrics {
+            #expect(abs((x.metrics?[k] ?? .nan) - (y.metrics?[k] ?? .nan)) <= 1e-6, "step \(x.step) \(k)", sourceLocation: sourceLocation)
+        }
     }
 }
