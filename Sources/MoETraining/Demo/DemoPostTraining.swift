@@ -79,7 +79,7 @@ extension DemoPipeline {
                                          promptsPerBatch: options.quick ? 1 : 8, maxNewTokens: 40, iterations: 2,
                                          reward: .exactAnswer, scratch: "\(directory)/.rollout-policy", seed: options.seed,
                                          pad: try TrainingSetup.eosToken(tokenizer), temperature: 0.7)
-        var settings = stageSettings(steps: options.quick ? 2 : 150, learningRate: 3e-5, warmup: options.quick ? 1 : 5)
+        var settings = stageSettings(steps: options.quick ? 2 : 250, learningRate: 3e-5, warmup: options.quick ? 1 : 5)
         settings.schedule = "constant"; settings.evalEvery = Int.max
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
                                   objective: GRPOObjective(settings: GRPO.Settings(beta: 0.04, epsilon: 0.2, temperature: 0.7)), stage: "grpo",
