@@ -31,9 +31,7 @@ struct GRPOCommand: ParsableCommand {
     @Option(help: "Sampling temperature (the log-probs are taken at it too, as TRL does).") var temperature: Double = 1
     @Flag(help: "Send text prompts through the chat template as a user message.") var chat = false
     @OptionGroup var training: TrainingOptions
-    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
-    @Flag(help: "No progress bar.") var quiet = false
-    @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
+    @OptionGroup var runOptions: RunOptions
 
     func validate() throws {
         if group < 2 || promptsPerBatch < 1 || maxNewTokens < 1 || iterations < 1 || beta < 0 || !(epsilon > 0) || !(temperature > 0) {
@@ -45,7 +43,7 @@ struct GRPOCommand: ParsableCommand {
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
-        let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threads = runOptions.threadCount
         let policy = try TrainableModel.load(directory: model, threads: threads)
         let rewardFunction = try CompletionReward.parse(reward, vocabularySize: policy.config.vocabSize)
         let tasks = try Evaluation.tasks(path: prompts)
@@ -62,7 +60,7 @@ struct GRPOCommand: ParsableCommand {
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
                                   objective: GRPOObjective(settings: GRPO.Settings(beta: beta, epsilon: epsilon, temperature: temperature)), stage: "grpo",
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
-        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+        let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
         try? FileManager.default.removeItem(atPath: out + "/.rollout-policy")
         print(String(format: "trained %d steps: last rollout mean reward %.3f; wrote %@", summary.steps, batches.lastMeanReward, out))

@@ -40,9 +40,7 @@ struct PPOCommand: ParsableCommand {
     @Flag(help: "Whiten the rewards before GAE.") var whitenRewards = false
     @Flag(help: "Send text prompts through the chat template as a user message.") var chat = false
     @OptionGroup var training: TrainingOptions
-    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
-    @Flag(help: "No progress bar.") var quiet = false
-    @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
+    @OptionGroup var runOptions: RunOptions
 
     func validate() throws {
         if promptsPerBatch < 1 || responseLength < 1 || ppoEpochs < 1 || !(temperature > 0) || klCoef < 0 || !(cliprange > 0)
@@ -56,7 +54,7 @@ struct PPOCommand: ParsableCommand {
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: policy)
-        let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threads = runOptions.threadCount
         let policyModel = try TrainableModel.load(directory: policy, threads: threads)
         let reference = try TrainableModel.load(directory: policy, threads: threads)
         let rewardModel = try TrainableModel.load(directory: reward, threads: threads)
@@ -76,7 +74,7 @@ struct PPOCommand: ParsableCommand {
         let trainer = try Trainer(model: policyModel, settings: settings, batches: batches,
                                   objective: PPOObjective(value: valueModel, settings: ppo), stage: "ppo", out: out,
                                   extraFiles: TrainingSetup.tokenizerFiles(policy), jointlyTrained: [("value", valueModel)])
-        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+        let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                                       "ppo: \(encoded.count) prompts, \(promptsPerBatch) per rollout, \(settings.steps) steps")
         try? FileManager.default.removeItem(atPath: out + "/.rollout-policy")
         print(String(format: "trained %d steps: last rollout mean score %.3f; wrote %@ (value model in %@/value)", summary.steps,

@@ -32,15 +32,13 @@ struct DPOCommand: ParsableCommand {
     @Option(help: "β: how far the policy may move from the reference.") var beta: Double = 0.1
     @OptionGroup var training: TrainingOptions
     @OptionGroup var lora: LoRAOptions
-    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
-    @Flag(help: "Continue from the newest checkpoint in OUT.") var resume = false
-    @Flag(help: "No progress bar.") var quiet = false
+    @OptionGroup var runOptions: RunOptions
 
     func run() throws {
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
-        let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threads = runOptions.threadCount
         let policy = try TrainableModel.load(directory: model, threads: threads)
         let (train, held) = try preferencePairs(data, tokenizer: tokenizer, maxLength: min(training.seqLen, policy.config.maxPositionEmbeddings),
                                                 validationFraction: training.valFraction)
@@ -54,7 +52,7 @@ struct DPOCommand: ParsableCommand {
         let trainer = try Trainer(model: policy, settings: settings, batches: batches, objective: DPOObjective(beta: beta), stage: "dpo",
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model),
                                   lora: try lora.adapters(for: policy, base: model, seed: training.seed))
-        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+        let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "dpo: \(train.count) training and \(held.count) validation pairs, β \(beta), \(settings.steps) steps of \(training.batch) pairs")
         print(String(format: "aligned %d steps: DPO loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
@@ -84,15 +82,13 @@ struct RewardTrain: ParsableCommand {
     @Option(help: "Preference pairs, JSONL.") var data: String
     @Option(help: "Output directory.") var out: String
     @OptionGroup var training: TrainingOptions
-    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
-    @Flag(help: "Continue from the newest checkpoint in OUT.") var resume = false
-    @Flag(help: "No progress bar.") var quiet = false
+    @OptionGroup var runOptions: RunOptions
 
     func run() throws {
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
-        let scorer = try TrainableModel.load(directory: model, head: .score, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let scorer = try TrainableModel.load(directory: model, head: .score, threads: runOptions.threadCount)
         let (train, held) = try preferencePairs(data, tokenizer: tokenizer, maxLength: min(training.seqLen, scorer.config.maxPositionEmbeddings),
                                                 validationFraction: training.valFraction)
         let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
@@ -101,7 +97,7 @@ struct RewardTrain: ParsableCommand {
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-4)
         let trainer = try Trainer(model: scorer, settings: settings, batches: batches, objective: RewardObjective(), stage: "reward",
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
-        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+        let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "reward: \(train.count) training and \(held.count) validation pairs, \(settings.steps) steps of \(training.batch) pairs")
         print(String(format: "trained %d steps: loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))

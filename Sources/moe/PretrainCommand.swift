@@ -5,6 +5,15 @@ import MoETokenizer
 import MoETraining
 
 /// Training settings shared by `moe pretrain` and `moe demo`.
+/// The run controls every training command shares.
+struct RunOptions: ParsableArguments {
+    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
+    @Flag(help: "Continue from the newest checkpoint in OUT (weights, optimizer, data order, step).") var resume = false
+    @Flag(help: "No progress bar.") var quiet = false
+
+    var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
+}
+
 struct TrainingOptions: ParsableArguments {
     @Option(help: "Optimizer steps (default: 1000 for pre-training, one epoch for fine-tuning).") var steps: Int?
     @Option(help: "Sequences per micro-batch.") var batch: Int = 8
@@ -70,9 +79,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Directory with tokenizer.json (e.g. from `moe tokenizer train`).") var tokenizer: String
     @Option(help: "Output directory.") var out: String
     @OptionGroup var training: TrainingOptions
-    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
-    @Flag(help: "Continue from the newest checkpoint in OUT (weights, optimizer, data order, step).") var resume = false
-    @Flag(help: "No progress bar.") var quiet = false
+    @OptionGroup var runOptions: RunOptions
 
     func validate() throws {
         if data.isEmpty { throw ValidationError("give at least one --data FILE") }
@@ -88,11 +95,11 @@ struct Pretrain: ParsableCommand {
         let (train, validation) = try TrainingSetup.shards(dataFiles: data, tokenizer: tok, eosToken: eos,
                                                            validationFraction: training.valFraction, out: out)
         let model = try TrainableModel(config: modelConfig, selectionBias: settings.biasUpdateRate != nil,
-                                       threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+                                       threads: runOptions.threadCount)
         model.initialize(seed: settings.seed)
         let trainer = try Trainer(model: model, settings: settings, train: train, validation: validation, out: out,
                                      extraFiles: TrainingSetup.tokenizerFiles(tokenizer))
-        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+        let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "model: \(modelConfig.modelType), \(model.store.parameterCount) parameters; data: \(train.count) training tokens, \(validation.count) validation tokens")
         print(String(format: "trained %d steps: loss %.4f, validation loss %@, %.0f tokens/s; wrote %@",
                      summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a",

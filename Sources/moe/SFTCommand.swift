@@ -24,16 +24,14 @@ struct SFT: ParsableCommand {
     @Option(help: "Output directory.") var out: String
     @OptionGroup var training: TrainingOptions
     @OptionGroup var lora: LoRAOptions
-    @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
-    @Flag(help: "Continue from the newest checkpoint in OUT.") var resume = false
-    @Flag(help: "No progress bar.") var quiet = false
+    @OptionGroup var runOptions: RunOptions
 
     func run() throws {
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
         let template = try tokenizer.chatTemplateOrChatML()
-        let trainable = try TrainableModel.load(directory: model, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let trainable = try TrainableModel.load(directory: model, threads: runOptions.threadCount)
         var kept: [SFTExample] = [], tooLong = 0
         for conversation in try SFTData.conversations(path: data) {
             let e = try SFTData.example(conversation, tokenizer: tokenizer, template: template)
@@ -48,7 +46,7 @@ struct SFT: ParsableCommand {
         let trainer = try Trainer(model: trainable, settings: settings, batches: batches, stage: "sft", out: out,
                                   extraFiles: TrainingSetup.tokenizerFiles(model),
                                   lora: try lora.adapters(for: trainable, base: model, seed: training.seed))
-        let summary = try runTraining(trainer, resume: resume, quiet: quiet,
+        let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "sft: \(train.count) training and \(held.count) validation conversations, \(settings.steps) steps of \(training.batch)")
         print(String(format: "fine-tuned %d steps: loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
