@@ -22,6 +22,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
     ],
     targets: [
         // Raw-pointer SIMD kernels and the worker pool. Knows nothing of models or files.
@@ -34,10 +38,18 @@ let package = Package(
         .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: fast),
         // Training: explicit forward/backward per layer, balance losses, optimizer, data shards, objectives.
         .target(name: "MoETraining", dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer"], swiftSettings: fast),
+        // Serving: the continuous-batching engine, the OpenAI-compatible HTTP API, the SQLite usage ledger.
+        .target(name: "MoEServing",
+                dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "GRDB", package: "GRDB.swift"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                swiftSettings: fast),
         // The `moe` command line.
         .executableTarget(
             name: "moe",
-            dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoETraining",
+            dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoETraining", "MoEServing",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: fast),
@@ -45,6 +57,10 @@ let package = Package(
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: fast),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: fast),
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels", "MoETokenizer"],
+                    swiftSettings: fast),
+        .testTarget(name: "MoEServingTests",
+                    dependencies: ["MoEServing", "MoEModel", "MoETokenizer",
+                                   .product(name: "HummingbirdTesting", package: "hummingbird")],
                     swiftSettings: fast),
         .testTarget(name: "EndToEndTests", dependencies: ["moe"], swiftSettings: fast),
     ]
