@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels", "MoETokenizer"],
                     swiftSettings: fast),
         .testTarget(name: "MoEServingTests",
-                    dependencies: ["MoEServing", "MoEModel", "MoETokenizer",
+                    dependencies: ["MoEServing", "MoEModel", "MoETokenizer", "MoETraining",
                                    .product(name: "HummingbirdTesting", package: "hummingbird")],
                     swiftSettings: fast),
         .testTarget(name: "EndToEndTests", dependencies: ["moe"], swiftSettings: fast),

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
+import MoEKernels
+import MoEServing
 import MoETraining
 
 /// `moe demo [--out DIR]`: the main job — corpus → tokenizer → pre-trained MoE → samples and routing report.
-struct Demo: ParsableCommand {
+struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a small MoE from scratch on a built-in corpus and show what its experts do (no downloads).",
         discussion: """
@@ -21,12 +23,14 @@ struct Demo: ParsableCommand {
     @Flag(help: "A tiny corpus, model and run: the whole path in seconds (for tests).") var quick = false
     @Flag(help: "Keep OUT/pretrain from an earlier run and redo only the stages after pre-training.") var reusePretrained = false
     @Flag(help: "No progress bar.") var quiet = false
+    @Flag(help: "When done, serve the final model through the OpenAI-compatible API (as `moe serve`; ledger OUT/ledger.sqlite).") var serve = false
+    @Option(help: "With --serve: the port (0: any free port).") var port = 8080
 
     func validate() throws {
         if !(minutes > 0) { throw ValidationError("--minutes must be positive") }
     }
 
-    func run() throws {
+    func run() async throws {
         signal(SIGXFSZ, SIG_IGN)
         var options = DemoPipeline.Options(out: out)
         options.trainSeconds = minutes * 60
@@ -60,5 +64,12 @@ struct Demo: ParsableCommand {
                      r.domainSeparation))
         print("\n" + report.reportCard())
         print("wrote \(out)/report.json, \(out)/pretrain/loss.svg, \(out)/pretrain/expert_load.svg, \(out)/routing.svg")
+        if serve, let final = report.stages.last?.model {
+            var options = ServerOptions()
+            options.port = port
+            options.ledgerPath = "\(out)/ledger.sqlite"
+            print("\nserving \(final) (Ctrl-C stops)")
+            try await Serve.serve(directory: final, threads: threads ?? WorkerPool.defaultThreadCount, options: options)
+        }
     }
 }

@@ -1,1 +1,364 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import MoEModel
 import Testing
+@testable import MoEServing
+
+/// Router-level tests: every endpoint and every error status, through HummingbirdTesting (no sockets).
+@Suite(.serialized) struct ServingRouterTests {
+    /// A server over the test model with a fresh ledger; `keys` are written to a key file when given.
+    static func server(keys: [String]? = nil, configure: (inout ServerOptions) -> Void = { _ in }) throws -> ModelServer {
+        var options = ServerOptions()
+        options.ledgerPath = TestModel.ledgerPath()
+        options.parallel = 4
+        options.priceInput = 2
+        options.priceOutput = 6
+        if let keys {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("moe-keys-\(UUID().uuidString)").path
+            try (keys.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            options.apiKeysFile = path
+        }
+        configure(&options)
+        return try ModelServer(model: TestModel.transformer(), tokenizer: TestModel.tokenizer(), options: options)
+    }
+
+    static func body(_ object: Any) -> ByteBuffer { ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object)) }
+
+    static func object(_ response: TestResponse) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
+    }
+
+    /// `{"error": {...}}` with the expected status; returns the error object.
+    @discardableResult
+    static func expectError(_ response: TestResponse, _ status: HTTPResponse.Status, param: String? = nil,
+                            sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+        #expect(response.status == status, sourceLocation: sourceLocation)
+        let error = try #require(try object(response)["error"] as? [String: Any], sourceLocation: sourceLocation)
+        #expect(error["message"] is String, sourceLocation: sourceLocation)
+        #expect(error["type"] is String, sourceLocation: sourceLocation)
+        #expect(error.keys.contains("param") && error.keys.contains("code"), sourceLocation: sourceLocation)
+        if let param { #expect(error["param"] as? String == param, sourceLocation: sourceLocation) }
+        return error
+    }
+
+    static let json: HTTPFields = [.contentType: "application/json"]
+
+    static func chat(_ content: String = "Hello, world!", extra: [String: Any] = [:]) -> ByteBuffer {
+        body(["model": "tiny-chat", "messages": [["role": "user", "content": content]], "max_tokens": 8].merging(extra) { $1 })
+    }
+
+    /// The `data:` payloads of a server-sent-event body.
+    static func events(_ response: TestResponse) -> [String] {
+        String(buffer: response.body).components(separatedBy: "\n\n").filter { !$0.isEmpty }.map {
+            $0.hasPrefix("data: ") ? String($0.dropFirst(6)) : "NOT DATA: \($0)"
+        }
+    }
+
+    @Test func healthModelsMetricsAndPage() async throws {
+        let server = try Self.server()
+        try await server.makeApplication().test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(try Self.object(r)["status"] as? String == "ok")
+            }
+            try await client.execute(uri: "/v1/models", method: .get) { r in
+                let data = try #require(try Self.object(r)["data"] as? [[String: Any]])
+                #expect(data.map { $0["id"] as? String } == ["tiny-chat"])
+                #expect(data[0]["object"] as? String == "model")
+            }
+            try await client.execute(uri: "/v1/models/tiny-chat", method: .get) { r in #expect(r.status == .ok) }
+            try await client.execute(uri: "/v1/models/nope", method: .get) { r in try Self.expectError(r, .badRequest, param: "model") }
+            try await client.execute(uri: "/", method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(String(buffer: r.body).contains("/v1/chat/completions"))
+            }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json, body: Self.chat()) { r in
+                #expect(r.status == .ok)
+            }
+            try await client.execute(uri: "/metrics", method: .get) { r in
+                let text = String(buffer: r.body)
+                for name in ["moe_requests_total", "moe_prompt_tokens_total", "moe_completion_tokens_total",
+                             "moe_time_to_first_token_seconds_bucket", "moe_decode_tokens_per_second", "moe_queue_depth", "moe_batch_size"] {
+                    #expect(text.contains(name), "missing \(name)")
+                }
+                #expect(text.contains("moe_requests_total{endpoint=\"chat.completions\",status=\"200\"} 1"))
+            }
+            try await client.execute(uri: "/nowhere", method: .get) { r in try Self.expectError(r, .notFound) }
+        }
+    }
+
+    @Test func chatCompletionAndLedger() async throws {
+        let server = try Self.server()
+        try await server.makeApplication().test(.router) { client in
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json,
+                                     body: Self.chat(extra: ["temperature": 0, "max_tokens": 6])) { r in
+                #expect(r.status == .ok)
+                let o = try Self.object(r)
+                #expect(o["object"] as? String == "chat.completion")
+                #expect((o["id"] as? String)?.hasPrefix("chatcmpl-") == true)
+                #expect(o["model"] as? String == "tiny-chat")
+                let choice = try #require((o["choices"] as? [[String: Any]])?.first)
+                #expect(choice["finish_reason"] as? String == "length")
+                let message = try #require(choice["message"] as? [String: Any])
+                #expect(message["role"] as? String == "assistant")
+                #expect(message["content"] is String)
+                let usage = try #require(o["usage"] as? [String: Any])
+                #expect(usage["completion_tokens"] as? Int == 6)
+                let prompt = try #require(usage["prompt_tokens"] as? Int)
+                let expected = try TestModel.tokenizer().encodeChat([.init(role: "user", content: "Hello, world!")]).count
+                #expect(prompt == expected)
+                #expect(usage["total_tokens"] as? Int == prompt + 6)
+                #expect((usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int == 0)
+            }
+        }
+        let rows = try server.ledger.summary(keyHash: nil, since: nil)
+        #expect(rows.count == 1)
+        let row = try #require(rows.first)
+        #expect(row.requests == 1 && row.completionTokens == 6)
+        #expect(abs(row.costUSD - (Double(row.promptTokens) * 2 + 6 * 6) / 1e6) < 1e-12)
+    }
+
+    @Test func streamingEndsWithUsageAndDone() async throws {
+        let server = try Self.server()
+        try await server.makeApplication().test(.router) { client in
+            let body = Self.chat(extra: ["stream": true, "stream_options": ["include_usage": true], "max_tokens": 5, "temperature": 0])
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json, body: body) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.contentType] == "text/event-stream")
+                let events = Self.events(r)
+                #expect(events.last == "[DONE]")
+                let chunks = try events.dropLast().map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+                #expect(chunks.allSatisfy { $0["object"] as? String == "chat.completion.chunk" })
+                let first = try #require((chunks.first?["choices"] as? [[String: Any]])?.first)
+                #expect((first["delta"] as? [String: Any])?["role"] as? String == "assistant")
+                let usageChunk = try #require(chunks.last)
+                #expect((usageChunk["choices"] as? [Any])?.isEmpty == true)
+                #expect((usageChunk["usage"] as? [String: Any])?["completion_tokens"] as? Int == 5)
+                let finishes = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String }
+                #expect(finishes == ["length"])
+                // The same text as without streaming (greedy).
+                let streamed = chunks.compactMap { (($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String }.joined()
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json,
+                                         body: Self.chat(extra: ["max_tokens": 5, "temperature": 0])) { r in
+                    let whole = ((try Self.object(r)["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
+                    #expect(whole == streamed)
+                }
+            }
+        }
+        #expect(try server.ledger.summary(keyHash: nil, since: nil).first?.requests == 2)
+    }
+
+    @Test func completionsLogprobsChoicesSeedAndCache() async throws {
+        let server = try Self.server()
+        try await server.makeApplication().test(.router) { client in
+            let base: [String: Any] = ["model": "tiny-chat", "prompt": "The quick brown fox", "max_tokens": 4]
+            try await client.execute(uri: "/v1/completions", method: .post, headers: Self.json,
+                                     body: Self.body(base.merging(["logprobs": 3, "temperature": 0]) { $1 })) { r in
+                #expect(r.status == .ok)
+                let o = try Self.object(r)
+                #expect(o["object"] as? String == "text_completion")
+                let choice = try #require((o["choices"] as? [[String: Any]])?.first)
+                #expect(choice["text"] is String)
+                let lp = try #require(choice["logprobs"] as? [String: Any])
+                let values = try #require(lp["token_logprobs"] as? [Double])
+                #expect(values.count == 4 && values.allSatisfy { $0 <= 0 })
+                #expect((lp["top_logprobs"] as? [[String: Double]])?.allSatisfy { $0.count == 3 } == true)
+                // Greedy: the chosen token is the most likely one.
+                let tops = try #require(lp["top_logprobs"] as? [[String: Double]])
+                for (v, top) in zip(values, tops) { #expect(abs(v - top.values.max()!) < 1e-5) }
+            }
+            // The same prompt again reuses all but its last token from the cache.
+            let promptTokens = try TestModel.tokenizer().encode("The quick brown fox").count
+            try await client.execute(uri: "/v1/completions", method: .post, headers: Self.json, body: Self.body(base)) { r in
+                let usage = try #require(try Self.object(r)["usage"] as? [String: Any])
+                #expect((usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int == promptTokens - 1)
+            }
+            // n choices, and a seed makes sampling reproducible.
+            let sampled = Self.body(base.merging(["n": 3, "seed": 11, "temperature": 1.0, "max_tokens": 6]) { $1 })
+            var texts: [[String]] = []
+            for _ in 0..<2 {
+                try await client.execute(uri: "/v1/completions", method: .post, headers: Self.json, body: sampled) { r in
+                    let choices = try #require(try Self.object(r)["choices"] as? [[String: Any]])
+                    #expect(choices.map { $0["index"] as? Int } == [0, 1, 2])
+                    texts.append(choices.compactMap { $0["text"] as? String })
+                    #expect((try Self.object(r)["usage"] as? [String: Any])?["completion_tokens"] as? Int == 18)
+                }
+            }
+            #expect(texts[0] == texts[1])
+            #expect(Set(texts[0]).count > 1)
+            // Token-id prompts.
+            try await client.execute(uri: "/v1/completions", method: .post, headers: Self.json,
+                                     body: Self.body(["model": "tiny-chat", "prompt": [1, 2, 3], "max_tokens": 2])) { r in
+                #expect((try Self.object(r)["usage"] as? [String: Any])?["prompt_tokens"] as? Int == 3)
+            }
+        }
+    }
+
+    @Test func stopStringsCutTheText() async throws {
+        let server = try Self.server()
+        try await server.makeApplication().test(.router) { client in
+            let greedy: [String: Any] = ["model": "tiny-chat", "prompt": "Hello", "max_tokens": 12, "temperature": 0]
+            var full = ""
+            try await client.execute(uri: "/v1/completions", method: .post, headers: Self.json, body: Self.body(greedy)) { r in
+                full = try #require(((try Self.object(r)["choices"] as? [[String: Any]])?.first?["text"]) as? String)
+            }
+            try #require(full.count >= 4)
+            let stop = String(full.dropFirst(full.count / 2).prefix(2))
+            let expected = String(full[..<full.range(of: stop)!.lowerBound])
+            for stream in [false, true] {
+                let body = Self.body(greedy.merging(["stop": stop, "stream": stream]) { $1 })
+                try await client.execute(uri: "/v1/completions", method: .post, headers: Self.json, body: body) { r in
+                    if stream {
+                        let chunks = Self.events(r).dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                        let choices = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first }
+                        #expect(choices.compactMap { $0["text"] as? String }.joined() == expected)
+                        #expect(choices.compactMap { $0["finish_reason"] as? String } == ["stop"])
+                    } else {
+                        let choice = try #require((try Self.object(r)["choices"] as? [[String: Any]])?.first)
+                        #expect(choice["text"] as? String == expected)
+                        #expect(choice["finish_reason"] as? String == "stop")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func tokenizeAndDetokenize() async throws {
+        let server = try Self.server()
+        try await server.makeApplication().test(.router) { client in
+            var tokens: [Int] = []
+            try await client.execute(uri: "/tokenize", method: .post, headers: Self.json,
+                                     body: Self.body(["model": "tiny-chat", "prompt": "Hello, world!"])) { r in
+                let o = try Self.object(r)
+                tokens = try #require(o["tokens"] as? [Int])
+                #expect(tokens == (try TestModel.tokenizer().encode("Hello, world!")))
+                #expect(o["count"] as? Int == tokens.count)
+            }
+            try await client.execute(uri: "/detokenize", method: .post, headers: Self.json,
+                                     body: Self.body(["tokens": tokens])) { r in
+                #expect(try Self.object(r)["prompt"] as? String == "Hello, world!")
+            }
+            try await client.execute(uri: "/detokenize", method: .post, headers: Self.json, body: Self.body(["tokens": [-1]])) { r in
+                try Self.expectError(r, .badRequest, param: "tokens")
+            }
+            try await client.execute(uri: "/tokenize", method: .post, headers: Self.json, body: Self.body(["prompt": 5])) { r in
+                try Self.expectError(r, .badRequest, param: "prompt")
+            }
+        }
+    }
+
+    @Test func badRequestsAre400AndTheServerKeepsServing() async throws {
+        let server = try Self.server()
+        try await server.makeApplication().test(.router) { client in
+            let cases: [(ByteBuffer, String?)] = [
+                (ByteBuffer(string: "{not json"), nil),
+                (ByteBuffer(string: ""), nil),
+                (ByteBuffer(bytes: [0x7B, 0x22, 0xFF, 0xFE, 0x22, 0x3A, 0x31, 0x7D]), nil),   // invalid UTF-8
+                (ByteBuffer(string: "[1, 2, 3]"), nil),
+                (Self.body(["messages": [["role": "user", "content": "hi"]]]), "model"),
+                (Self.body(["model": "gpt-4", "messages": [["role": "user", "content": "hi"]]]), "model"),
+                (Self.body(["model": "tiny-chat"]), "messages"),
+                (Self.body(["model": "tiny-chat", "messages": []]), "messages"),
+                (Self.body(["model": "tiny-chat", "messages": "hi"]), "messages"),
+                (Self.body(["model": "tiny-chat", "messages": [["content": "hi"]]]), "messages[0].role"),
+                (Self.chat(extra: ["temperature": "hot"]), "temperature"),
+                (Self.chat(extra: ["temperature": 5]), "temperature"),
+                (Self.chat(extra: ["temperature": -1]), "temperature"),
+                (Self.chat(extra: ["max_tokens": -3]), "max_tokens"),
+                (Self.chat(extra: ["max_tokens": 0]), "max_tokens"),
+                (Self.chat(extra: ["max_tokens": 1e300]), "max_tokens"),
+                (Self.chat(extra: ["top_p": 0]), "top_p"),
+                (Self.chat(extra: ["top_p": 1.5]), "top_p"),
+                (Self.chat(extra: ["n": 0]), "n"),
+                (Self.chat(extra: ["n": 1000]), "n"),
+                (Self.chat(extra: ["presence_penalty": 3]), "presence_penalty"),
+                (Self.chat(extra: ["frequency_penalty": -9]), "frequency_penalty"),
+                (Self.chat(extra: ["top_k": -5]), "top_k"),
+                (Self.chat(extra: ["min_p": 2]), "min_p"),
+                (Self.chat(extra: ["repetition_penalty": 0]), "repetition_penalty"),
+                (Self.chat(extra: ["logprobs": true, "top_logprobs": 50]), "top_logprobs"),
+                (Self.chat(extra: ["top_logprobs": 2]), "top_logprobs"),
+                (Self.chat(extra: ["stop": ["a", "b", "c", "d", "e"]]), "stop"),
+                (Self.chat(extra: ["stream_options": ["include_usage": true]]), "stream_options"),
+                (Self.chat(extra: ["seed": "x"]), "seed"),
+                (Self.chat(String(repeating: "Hello, world! ", count: 400)), "messages"),
+                (Self.body(["model": "tiny-chat", "prompt": [1, 99999]]), "prompt"),
+                (Self.body(["model": "tiny-chat", "prompt": ["a", "b"]]), "prompt"),
+            ]
+            for (i, (body, param)) in cases.enumerated() {
+                let uri = param == "prompt" ? "/v1/completions" : "/v1/chat/completions"
+                try await client.execute(uri: uri, method: .post, headers: Self.json, body: body) { r in
+                    #expect(r.status == .badRequest, "case \(i): \(String(buffer: body).prefix(80))")
+                    let error = try Self.expectError(r, .badRequest)
+                    if let param { #expect(error["param"] as? String == param, "case \(i)") }
+                }
+            }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json, body: Self.chat()) { r in
+                #expect(r.status == .ok)
+            }
+        }
+        // Refused requests are not billed.
+        #expect(try server.ledger.summary(keyHash: nil, since: nil).first?.requests == 1)
+    }
+
+    @Test func keysBodyLimitQueueAndQuota() async throws {
+        let server = try Self.server(keys: ["sk-alpha", "sk-beta"]) { o in
+            o.maxBodyBytes = 4096
+            o.dailyTokenQuota = 60
+        }
+        try await server.makeApplication().test(.router) { client in
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json, body: Self.chat()) { r in
+                try Self.expectError(r, .unauthorized)
+            }
+            var wrong = Self.json
+            wrong[.authorization] = "Bearer sk-gamma"
+            try await client.execute(uri: "/v1/models", method: .get, headers: wrong) { r in try Self.expectError(r, .unauthorized) }
+            var alpha = Self.json
+            alpha[.authorization] = "Bearer sk-alpha"
+            try await client.execute(uri: "/v1/models", method: .get, headers: alpha) { r in #expect(r.status == .ok) }
+            // Open endpoints need no key.
+            try await client.execute(uri: "/health", method: .get) { r in #expect(r.status == .ok) }
+            // 413 before anything is parsed.
+            let huge = ByteBuffer(string: "{\"model\": \"tiny-chat\", \"messages\": [{\"role\": \"user\", \"content\": \"" + String(repeating: "x", count: 10_000) + "\"}]}")
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: alpha, body: huge) { r in
+                try Self.expectError(r, .contentTooLarge)
+            }
+            // The quota: 60 tokens a day per key; the first request fits, then 429; the other key is untouched.
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: alpha, body: Self.chat(extra: ["max_tokens": 40])) { r in
+                #expect(r.status == .ok)
+                let usage = try #require(try Self.object(r)["usage"] as? [String: Any])
+                #expect(try #require(usage["total_tokens"] as? Int) <= 60)
+            }
+            var spent = false
+            for _ in 0..<4 where !spent {
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: alpha, body: Self.chat()) { r in
+                    if r.status == .tooManyRequests {
+                        spent = true
+                        #expect(try Self.expectError(r, .tooManyRequests)["code"] as? String == "insufficient_quota")
+                    }
+                }
+            }
+            #expect(spent)
+            var beta = Self.json
+            beta[.authorization] = "Bearer sk-beta"
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: beta, body: Self.chat()) { r in
+                #expect(r.status == .ok)
+            }
+        }
+        // Keys are stored hashed.
+        let rows = try server.ledger.summary(keyHash: nil, since: nil)
+        #expect(rows.count == 2)
+        #expect(rows.allSatisfy { !$0.keyHash.contains("sk-") && $0.keyHash.count == 64 })
+    }
+
+    @Test func fullQueueIs429() async throws {
+        let server = try Self.server { $0.queueLimit = 0 }
+        try await server.makeApplication().test(.router) { client in
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json, body: Self.chat()) { r in
+                #expect(try Self.expectError(r, .tooManyRequests)["code"] as? String == "rate_limit_exceeded")
+            }
+            try await client.execute(uri: "/health", method: .get) { r in #expect(r.status == .ok) }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+import Foundation
+import MoEModel
+import MoETokenizer
+
+// Request bodies of the OpenAI API, as JSON names them. Unknown fields are ignored (as vLLM and llama.cpp do);
+// a known field of the wrong type or out of range is a 400 naming it.
+
+/// `POST /v1/chat/completions`.
+struct ChatCompletionRequest: Decodable {
+    var model: String
+    var messages: [Message]
+    var generation: GenerationFields
+
+    struct Message: Decodable {
+        var role: String
+        var content: String?
+        var name: String?
+
+        enum CodingKeys: String, CodingKey { case role, content, name }
+
+        /// `content` is a string, null, or an array of parts of which the text parts are kept.
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            role = try c.decode(String.self, forKey: .role)
+            name = try c.decodeIfPresent(String.self, forKey: .name)
+            if let text = try? c.decodeIfPresent(String.self, forKey: .content) {
+                content = text
+            } else if let parts = try? c.decodeIfPresent([ContentPart].self, forKey: .content) {
+                content = parts.compactMap(\.text).joined()
+            } else if try c.decodeNil(forKey: .content) {
+                content = nil
+            } else {
+                throw DecodingError.typeMismatch(String.self, .init(codingPath: c.codingPath + [CodingKeys.content],
+                                                                    debugDescription: "content must be a string or an array of text parts"))
+            }
+        }
+    }
+
+    struct ContentPart: Decodable {
+        var type: String
+        var text: String?
+    }
+
+    enum CodingKeys: String, CodingKey { case model, messages }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decode(String.self, forKey: .model)
+        messages = try c.decode([Message].self, forKey: .messages)
+        generation = try GenerationFields(from: decoder)
+    }
+}
+
+/// `POST /v1/completions`.
+struct CompletionRequest: Decodable {
+    var model: String
+    var prompt: Prompt
+    var echo: Bool
+    var generation: GenerationFields
+
+    /// A string, or token ids (one prompt per request: arrays of several prompts are refused).
+    enum Prompt {
+        case text(String)
+        case tokens([Int])
+    }
+
+    enum CodingKeys: String, CodingKey { case model, prompt, echo }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decode(String.self, forKey: .model)
+        echo = try c.decodeIfPresent(Bool.self, forKey: .echo) ?? false
+        if let text = try? c.decode(String.self, forKey: .prompt) {
+            prompt = .text(text)
+        } else if let ids = try? c.decode([Int].self, forKey: .prompt) {
+            prompt = .tokens(ids)
+        } else if let texts = try? c.decode([String].self, forKey: .prompt), texts.count == 1 {
+            prompt = .text(texts[0])
+        } else if let batches = try? c.decode([[Int]].self, forKey: .prompt), batches.count == 1 {
+            prompt = .tokens(batches[0])
+        } else if c.contains(.prompt) {
+            throw DecodingError.typeMismatch(String.self, .init(codingPath: [CodingKeys.prompt],
+                                                                debugDescription: "prompt must be a string or an array of token ids (one prompt per request)"))
+        } else {
+            throw DecodingError.keyNotFound(CodingKeys.prompt, .init(codingPath: [], debugDescription: "prompt is required"))
+        }
+        generation = try GenerationFields(from: decoder)
+    }
+}
+
+/// The generation fields both endpoints share, as sent.
+struct GenerationFields: Decodable {
+    var temperature: Double?
+    var topP: Double?
+    var topK: Int?
+    var minP: Double?
+    var repetitionPenalty: Double?
+    var presencePenalty: Double?
+    var frequencyPenalty: Double?
+    var maxTokens: Int?
+    var maxCompletionTokens: Int?
+    var n: Int?
+    var seed: Int64?
+    var stop: [String]?
+    var stream: Bool?
+    var streamOptions: StreamOptions?
+    /// Chat: a boolean. Completions: the number of alternatives (0…20).
+    var logprobs: LogprobsField?
+    var topLogprobs: Int?
+    var ignoreEos: Bool?
+    var user: String?
+
+    struct StreamOptions: Decodable {
+        var includeUsage: Bool?
+        enum CodingKeys: String, CodingKey { case includeUsage = "include_usage" }
+    }
+
+    enum LogprobsField {
+        case flag(Bool)
+        case count(Int)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case temperature, n, seed, stop, stream, logprobs, user
+        case topP = "top_p", topK = "top_k", minP = "min_p"
+        case repetitionPenalty = "repetition_penalty", presencePenalty = "presence_penalty"
+        case frequencyPenalty = "frequency_penalty", maxTokens = "max_tokens"
+        case maxCompletionTokens = "max_completion_tokens", streamOptions = "stream_options"
+        case topLogprobs = "top_logprobs", ignoreEos = "ignore_eos"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        temperature = try c.decodeIfPresent(Double.self, forKey: .temperature)
+        topP = try c.decodeIfPresent(Double.self, forKey: .topP)
+        topK = try c.decodeIfPresent(Int.self, forKey: .topK)
+        minP = try c.decodeIfPresent(Double.self, forKey: .minP)
+        repetitionPenalty = try c.decodeIfPresent(Double.self, forKey: .repetitionPenalty)
+        presencePenalty = try c.decodeIfPresent(Double.self, forKey: .presencePenalty)
+        frequencyPenalty = try c.decodeIfPresent(Double.self, forKey: .frequencyPenalty)
+        maxTokens = try c.decodeIfPresent(Int.self, forKey: .maxTokens)
+        maxCompletionTokens = try c.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
+        n = try c.decodeIfPresent(Int.self, forKey: .n)
+        seed = try c.decodeIfPresent(Int64.self, forKey: .seed)
+        if let one = try? c.decodeIfPresent(String.self, forKey: .stop) {
+            stop = [one]
+        } else {
+            stop = try c.decodeIfPresent([String].self, forKey: .stop)
+        }
+        stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
+        streamOptions = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
+        if let flag = try? c.decodeIfPresent(Bool.self, forKey: .logprobs) {
+            logprobs = .flag(flag)
+        } else if let count = try c.decodeIfPresent(Int.self, forKey: .logprobs) {
+            logprobs = .count(count)
+        }
+        topLogprobs = try c.decodeIfPresent(Int.self, forKey: .topLogprobs)
+        ignoreEos = try c.decodeIfPresent(Bool.self, forKey: .ignoreEos)
+        user = try c.decodeIfPresent(String.self, forKey: .user)
+    }
+}
+
+/// A validated request, ready for the engine.
+struct GenerationPlan: Sendable {
+    var prompt: [Int]
+    var maxTokens: Int
+    var sampling: SamplingParameters
+    var stopTokens: Set<Int>
+    var stopStrings: [String]
+    var choices: Int
+    var topLogprobs: Int?
+    var stream: Bool
+    var includeUsage: Bool
+
+    /// Checks every field against OpenAI's ranges. `defaultMaxTokens` is nil for "the rest of the context".
+    init(_ f: GenerationFields, prompt: [Int], chat: Bool, model: Transformer, stopTokens: Set<Int>,
+         defaultMaxTokens: Int?) throws(APIError) {
+        let context = model.contextLength
+        guard !prompt.isEmpty else { throw .invalidRequest("The prompt is empty.", param: chat ? "messages" : "prompt") }
+        guard prompt.count < context else {
+            throw .invalidRequest("This model's maximum context length is \(context) tokens; the prompt has \(prompt.count) (one position must be left to generate).",
+                                  param: chat ? "messages" : "prompt", code: "context_length_exceeded")
+        }
+        self.prompt = prompt
+        let room = context - prompt.count
+        let asked = f.maxCompletionTokens ?? f.maxTokens
+        if let asked, asked < 1 {
+            throw .invalidRequest("'\(f.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens")' must be at least 1; got \(asked).",
+                                  param: f.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens")
+        }
+        // More than the context leaves is cut to what fits: the choice then ends with finish_reason "length".
+        maxTokens = min(asked ?? defaultMaxTokens ?? room, room)
+
+        // Unset fields: the model's generation_config when it samples by default (as vLLM does), else OpenAI's
+        // defaults (temperature 1, top_p 1).
+        var s = model.generation.doSample == true ? model.defaultSampling : SamplingParameters(temperature: 1)
+        func check(_ value: Double?, _ name: String, _ range: ClosedRange<Double>) throws(APIError) -> Float? {
+            guard let value else { return nil }
+            guard value.isFinite, range.contains(value) else {
+                throw .invalidRequest("'\(name)' must be between \(range.lowerBound) and \(range.upperBound); got \(value).", param: name)
+            }
+            return Float(value)
+        }
+        if let t = try check(f.temperature, "temperature", 0...2) { s.temperature = t }
+        if let p = try check(f.topP, "top_p", 0...1) {
+            guard p > 0 else { throw .invalidRequest("'top_p' must be greater than 0; got 0.", param: "top_p") }
+            s.topP = p
+        }
+        if let k = f.topK {
+            guard k >= -1 else { throw .invalidRequest("'top_k' must be -1 or 0 (off) or a positive integer; got \(k).", param: "top_k") }
+            s.topK = max(k, 0)
+        }
+        if let m = try check(f.minP, "min_p", 0...1) { s.minP = m }
+        if let r = try check(f.repetitionPenalty, "repetition_penalty", 0...10) {
+            guard r > 0 else { throw .invalidRequest("'repetition_penalty' must be greater than 0.", param: "repetition_penalty") }
+            s.repetitionPenalty = r
+        }
+        if let p = try check(f.presencePenalty, "presence_penalty", -2...2) { s.presencePenalty = p }
+        if let p = try check(f.frequencyPenalty, "frequency_penalty", -2...2) { s.frequencyPenalty = p }
+        s.seed = f.seed.map { UInt64(bitPattern: $0) }
+        sampling = s
+
+        choices = f.n ?? 1
+        guard (1...16).contains(choices) else { throw .invalidRequest("'n' must be between 1 and 16; got \(choices).", param: "n") }
+        let stops = (f.stop ?? []).filter { !$0.isEmpty }
+        guard stops.count <= 4 else { throw .invalidRequest("'stop' holds at most 4 sequences; got \(stops.count).", param: "stop") }
+        stopStrings = stops
+        self.stopTokens = f.ignoreEos == true ? [] : stopTokens
+
+        switch (chat, f.logprobs) {
+        case (_, nil), (true, .flag(false)?):
+            guard f.topLogprobs == nil || f.topLogprobs == 0 || chat == false else {
+                throw .invalidRequest("'top_logprobs' needs 'logprobs': true.", param: "top_logprobs")
+            }
+            topLogprobs = nil
+        case (true, .flag(true)?):
+            let top = f.topLogprobs ?? 0
+            guard (0...20).contains(top) else { throw .invalidRequest("'top_logprobs' must be between 0 and 20; got \(top).", param: "top_logprobs") }
+            topLogprobs = top
+        case (false, .count(let top)?):
+            guard (0...20).contains(top) else { throw .invalidRequest("'logprobs' must be between 0 and 20; got \(top).", param: "logprobs") }
+            topLogprobs = top
+        case (true, .count?):
+            throw .invalidRequest("'logprobs' must be a boolean for chat completions (use 'top_logprobs' for alternatives).", param: "logprobs")
+        case (false, .flag?):
+            throw .invalidRequest("'logprobs' must be an integer (0 to 20) for completions.", param: "logprobs")
+        }
+        stream = f.stream ?? false
+        includeUsage = f.streamOptions?.includeUsage ?? false
+        if f.streamOptions != nil && !stream {
+            throw .invalidRequest("'stream_options' is only allowed when 'stream' is true.", param: "stream_options")
+        }
+    }
+
+    /// The engine request of choice `index` (`seed + index`, so choices differ but stay reproducible).
+    func request(choice index: Int) -> GenerationRequest {
+        var s = sampling
+        if let seed = s.seed { s.seed = seed &+ UInt64(index) }
+        return GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, topLogprobs: topLogprobs)
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import MoETokenizer
+
+/// Response bodies of the OpenAI API, built as JSON objects so that fields OpenAI sends as explicit `null`
+/// (`logprobs`, `finish_reason` while streaming, `usage` on chunks) are sent the same way.
+struct ResponseShapes: Sendable {
+    let id: String
+    let created: Int
+    let model: String
+    let tokenizer: Tokenizer
+    let chat: Bool
+
+    /// "chatcmpl-…" or "cmpl-…" plus 24 random hex digits.
+    static func newID(chat: Bool) -> String {
+        var g = SystemRandomNumberGenerator()
+        let hex = (0..<3).map { _ in String(g.next() as UInt64, radix: 16) }.joined()
+        return (chat ? "chatcmpl-" : "cmpl-") + String(hex.prefix(24))
+    }
+
+    static func usage(prompt: Int, completion: Int, cached: Int) -> [String: Any] {
+        ["prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+         "prompt_tokens_details": ["cached_tokens": cached]]
+    }
+
+    /// A whole (non-streamed) response.
+    func body(choices: [(index: Int, text: String, logprobs: [TokenLogprob]?, finish: String)], usage: [String: Any]) -> [String: Any] {
+        let list: [[String: Any]] = choices.map { c in
+            var choice: [String: Any] = ["index": c.index, "finish_reason": c.finish,
+                                         "logprobs": c.logprobs.map(logprobsObject) ?? NSNull()]
+            if chat {
+                choice["message"] = ["role": "assistant", "content": c.text, "refusal": NSNull()] as [String: Any]
+            } else {
+                choice["text"] = c.text
+            }
+            return choice
+        }
+        return ["id": id, "object": chat ? "chat.completion" : "text_completion", "created": created, "model": model,
+                "system_fingerprint": ResponseShapes.fingerprint, "choices": list, "usage": usage]
+    }
+
+    /// One streamed chunk of choice `index`. `first` adds the assistant role to a chat delta.
+    func chunk(index: Int, text: String, logprobs: [TokenLogprob]?, finish: String?, first: Bool, includeUsage: Bool) -> [String: Any] {
+        var choice: [String: Any] = ["index": index, "finish_reason": finish ?? NSNull(),
+                                     "logprobs": logprobs.map(logprobsObject) ?? NSNull()]
+        if chat {
+            var delta: [String: Any] = [:]
+            if first { delta["role"] = "assistant" }
+            if !text.isEmpty || first { delta["content"] = text }
+            choice["delta"] = delta
+        } else {
+            choice["text"] = text
+        }
+        var chunk: [String: Any] = ["id": id, "object": chat ? "chat.completion.chunk" : "text_completion", "created": created,
+                                    "model": model, "system_fingerprint": ResponseShapes.fingerprint, "choices": [choice]]
+        if includeUsage { chunk["usage"] = NSNull() }
+        return chunk
+    }
+
+    /// The last chunk when `stream_options.include_usage`: no choices, the usage of the whole request.
+    func usageChunk(_ usage: [String: Any]) -> [String: Any] {
+        ["id": id, "object": chat ? "chat.completion.chunk" : "text_completion", "created": created, "model": model,
+         "system_fingerprint": ResponseShapes.fingerprint, "choices": [Any](), "usage": usage]
+    }
+
+    /// Chat: `{"content": [{token, logprob, bytes, top_logprobs}]}`. Completions: `{tokens, token_logprobs,
+    /// top_logprobs, text_offset}`.
+    func logprobsObject(_ entries: [TokenLogprob]) -> [String: Any] {
+        if chat {
+            return ["content": entries.map { e -> [String: Any] in
+                var entry = tokenEntry(e.token, e.logprob)
+                entry["top_logprobs"] = e.top.map { tokenEntry($0.token, $0.logprob) }
+                return entry
+            }, "refusal": NSNull()]
+        }
+        var offset = 0
+        var offsets: [Int] = []
+        let tokens = entries.map { e -> String in
+            let t = tokenizer.decode([e.token])
+            offsets.append(offset)
+            offset += t.utf16.count
+            return t
+        }
+        return ["tokens": tokens, "token_logprobs": entries.map { Double($0.logprob) },
+                "top_logprobs": entries.map { e in
+                    Dictionary(e.top.map { (tokenizer.decode([$0.token]), Double($0.logprob)) }, uniquingKeysWith: { a, _ in a })
+                },
+                "text_offset": offsets]
+    }
+
+    private func tokenEntry(_ token: Int, _ logprob: Float) -> [String: Any] {
+        let text = tokenizer.decode([token])
+        return ["token": text, "logprob": Double(logprob), "bytes": Array(text.utf8).map(Int.init)]
+    }
+
+    static let fingerprint = "swift-moe"
+}
+
+/// JSON bytes of an object built above (keys sorted, so bodies are stable).
+func jsonData(_ object: Any) -> Data {
+    (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+}

@@ -1,0 +1,64 @@
+import MoEModel
+
+/// What one sequence should generate: the engine's unit of work (an OpenAI request with `n` choices is `n`
+/// of these).
+public struct GenerationRequest: Sendable {
+    /// Prompt token ids (at least one, fewer than the context length).
+    public var prompt: [Int]
+    /// Generate at most this many tokens (the end of the context stops a sequence earlier).
+    public var maxTokens: Int
+    public var sampling: SamplingParameters
+    /// Ids that end the sequence (finish reason `stop`); they are counted as generated but not shown.
+    public var stopTokens: Set<Int>
+    /// nil: no log-probabilities. 0…20: each token's log-probability plus this many most likely alternatives.
+    public var topLogprobs: Int?
+
+    public init(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>,
+                topLogprobs: Int? = nil) {
+        self.prompt = prompt
+        self.maxTokens = maxTokens
+        self.sampling = sampling
+        self.stopTokens = stopTokens
+        self.topLogprobs = topLogprobs
+    }
+}
+
+/// A token's log-probability under the model (log-softmax of the raw logits, before penalties and
+/// temperature, as vLLM and llama.cpp report them) and the most likely alternatives at its position.
+public struct TokenLogprob: Sendable, Equatable {
+    public struct Alternative: Sendable, Equatable {
+        public var token: Int
+        public var logprob: Float
+    }
+    public var token: Int
+    public var logprob: Float
+    public var top: [Alternative]
+}
+
+/// What the engine reports for one sequence, in order: `prefilled` once, `token` per shown token, then
+/// `finished` once (unless the consumer cancelled first).
+public enum GenerationEvent: Sendable, Equatable {
+    /// The prompt ran; `cachedTokens` of it were reused from an earlier prompt's KV cache.
+    case prefilled(promptTokens: Int, cachedTokens: Int)
+    case token(Int, TokenLogprob?)
+    /// `stopToken` is the end-of-sequence id that ended it (generated, counted, not shown).
+    case finished(FinishReason, stopToken: Int?)
+}
+
+/// Why the engine refused a request.
+public enum EngineError: Error, Equatable, CustomStringConvertible {
+    /// The waiting queue is full (the server answers 429).
+    case queueFull(limit: Int)
+    /// The engine has stopped (the server is shutting down).
+    case shutDown
+    /// The request cannot run (empty prompt, prompt over the context, bad token id).
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .queueFull(let limit): return "the server is busy: \(limit) requests are already waiting; retry later"
+        case .shutDown: return "the server is shutting down"
+        case .invalid(let message): return message
+        }
+    }
+}

@@ -1,0 +1,344 @@
+import Foundation
+import MoEModel
+
+/// Continuous batching: one thread owns the model and, step after step, runs one batched decode over every
+/// active sequence (their expert work grouped across sequences by the MoE block), admitting new requests
+/// between steps and dropping those whose consumer went away.
+///
+/// ```swift
+/// let engine = InferenceEngine(model: model, parallel: 8)
+/// engine.start()
+/// let stream = try engine.submit(GenerationRequest(prompt: ids, maxTokens: 64, sampling: .greedy, stopTokens: model.eosTokenIds))
+/// for await event in stream.events { … }     // .prefilled, .token…, .finished
+/// ```
+///
+/// Per step: admit waiting requests into free slots (each prompt reuses the KV cache of its longest common
+/// prefix with any slot's tokens, then prefills the rest and samples its first token); then one
+/// `Transformer.decode` over the last token of every active sequence, and one sample per row.
+public final class InferenceEngine: @unchecked Sendable {
+    public let model: Transformer
+    /// Sequences decoded together at most.
+    public let parallel: Int
+    /// Requests allowed to wait for a slot; more are refused (`EngineError.queueFull`).
+    public let queueLimit: Int
+
+    /// A consumer's view of one submitted sequence. Stopping iteration (or `cancel()`) frees its slot
+    /// before the next step.
+    public struct Stream: Sendable {
+        public let id: Int
+        public let events: AsyncStream<GenerationEvent>
+        let engine: InferenceEngine
+        public func cancel() { engine.cancel(id) }
+    }
+
+    /// Counters for /metrics.
+    public struct Snapshot: Sendable {
+        public var waiting = 0
+        public var active = 0
+        public var steps = 0
+        public var generatedTokens = 0
+        public var prefilledTokens = 0
+        public var cachedTokens = 0
+    }
+
+    private struct Pending {
+        let id: Int
+        let request: GenerationRequest
+        let continuation: AsyncStream<GenerationEvent>.Continuation
+    }
+
+    /// A running sequence (engine thread only).
+    private final class Sequence {
+        let id: Int
+        let request: GenerationRequest
+        let continuation: AsyncStream<GenerationEvent>.Continuation
+        let slot: Int
+        var sampler: Sampler
+        var history: [Int]
+        var generated: [Int] = []
+        /// The last sampled token, fed to the next decode step.
+        var next = 0
+        init(_ p: Pending, slot: Int) {
+            id = p.id; request = p.request; continuation = p.continuation; self.slot = slot
+            sampler = Sampler(p.request.sampling)
+            history = p.request.prompt
+        }
+    }
+
+    /// A KV cache and the tokens whose keys and values it holds (kept after a sequence ends, for reuse).
+    private struct Slot {
+        let cache: KVCache
+        var tokens: [Int] = []
+        var busy = false
+        var lastUsed = 0
+    }
+
+    private let lock = NSCondition()
+    // Guarded by `lock`:
+    private var waiting: [Pending] = []
+    private var cancelled: Set<Int> = []
+    private var running = false
+    private var stopping = false
+    private var nextID = 0
+    private var snapshot = Snapshot()
+    // Engine thread only:
+    private var slots: [Slot]
+    private var active: [Sequence] = []
+    private var clock = 0
+    private var rawLogits: [Float] = []
+    private var thread: Thread?
+
+    public init(model: Transformer, parallel: Int, queueLimit: Int? = nil) {
+        self.model = model
+        self.parallel = max(1, parallel)
+        self.queueLimit = queueLimit ?? max(64, 8 * parallel)
+        slots = (0..<max(1, parallel)).map { _ in Slot(cache: model.makeCache()) }
+    }
+
+    /// Starts the engine thread (idempotent).
+    public func start() {
+        lock.lock(); defer { lock.unlock() }
+        guard !running, !stopping else { return }
+        running = true
+        let thread = Thread { [self] in loop() }
+        thread.name = "moe-engine"
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops after the current step; every unfinished stream ends (without a `finished` event).
+    public func shutdown() {
+        lock.lock()
+        stopping = true
+        lock.signal()
+        lock.unlock()
+    }
+
+    public var statistics: Snapshot {
+        lock.lock(); defer { lock.unlock() }
+        return snapshot
+    }
+
+    /// Queues a request. Throws `queueFull` when `queueLimit` requests already wait, `invalid` for a
+    /// prompt that cannot run.
+    public func submit(_ request: GenerationRequest) throws(EngineError) -> Stream {
+        guard !request.prompt.isEmpty else { throw .invalid("the prompt is empty") }
+        guard request.prompt.count < model.contextLength else {
+            throw .invalid("the prompt has \(request.prompt.count) tokens; the context holds \(model.contextLength) and one must be left to generate")
+        }
+        let vocab = model.config.vocabSize
+        if let bad = request.prompt.first(where: { $0 < 0 || $0 >= vocab }) {
+            throw .invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))")
+        }
+        lock.lock(); defer { lock.unlock() }
+        guard !stopping else { throw .shutDown }
+        guard waiting.count < queueLimit else { throw .queueFull(limit: queueLimit) }
+        let id = nextID
+        nextID += 1
+        let (events, continuation) = AsyncStream.makeStream(of: GenerationEvent.self)
+        continuation.onTermination = { [weak self] reason in
+            if case .cancelled = reason { self?.cancel(id) }
+        }
+        waiting.append(Pending(id: id, request: request, continuation: continuation))
+        snapshot.waiting = waiting.count
+        lock.signal()
+        return Stream(id: id, events: events, engine: self)
+    }
+
+    func cancel(_ id: Int) {
+        lock.lock()
+        cancelled.insert(id)
+        lock.signal()
+        lock.unlock()
+    }
+
+    // MARK: - The engine thread
+
+    private func loop() {
+        while true {
+            lock.lock()
+            while !stopping && waiting.isEmpty && active.isEmpty && cancelled.isEmpty { lock.wait() }
+            if stopping {
+                let left = waiting
+                waiting.removeAll()
+                lock.unlock()
+                for p in left { p.continuation.finish() }
+                for s in active { s.continuation.finish() }
+                active.removeAll()
+                return
+            }
+            let dropped = cancelled
+            cancelled.removeAll()
+            waiting.removeAll { p in
+                guard dropped.contains(p.id) else { return false }
+                p.continuation.finish()
+                return true
+            }
+            var admitted: [Pending] = []
+            let room = parallel - active.count + active.filter { dropped.contains($0.id) }.count
+            while admitted.count < room, !waiting.isEmpty { admitted.append(waiting.removeFirst()) }
+            snapshot.waiting = waiting.count
+            lock.unlock()
+
+            for s in active where dropped.contains(s.id) { release(s) }
+            active.removeAll { dropped.contains($0.id) }
+            for p in admitted { admit(p) }
+            if !active.isEmpty { step() }
+
+            lock.lock()
+            snapshot.active = active.count
+            lock.unlock()
+        }
+    }
+
+    /// Finds a slot, reuses the longest cached prefix, prefills the rest and samples the first token.
+    private func admit(_ p: Pending) {
+        let prompt = p.request.prompt
+        // Never reuse the whole prompt: its last token must run to give the logits of the first new token.
+        let limit = prompt.count - 1
+        var source = -1, sourceLength = 0
+        for (i, slot) in slots.enumerated() {
+            let n = commonPrefix(slot.tokens, prompt, limit: limit)
+            if n > sourceLength { source = i; sourceLength = n }
+        }
+        let free = slots.indices.filter { !slots[$0].busy }
+        guard let target = (source >= 0 && !slots[source].busy) ? source
+                : free.max(by: { (commonPrefix(slots[$0].tokens, prompt, limit: limit), -slots[$0].lastUsed)
+                                 < (commonPrefix(slots[$1].tokens, prompt, limit: limit), -slots[$1].lastUsed) })
+        else {
+            // Cannot happen: admission is bounded by `parallel` free slots.
+            p.continuation.finish()
+            return
+        }
+        var reused = commonPrefix(slots[target].tokens, prompt, limit: limit)
+        if source >= 0, source != target, sourceLength > reused,
+           (try? slots[target].cache.copyPrefix(from: slots[source].cache, count: sourceLength)) != nil {
+            reused = sourceLength
+        } else {
+            slots[target].cache.truncate(to: reused)
+        }
+        clock += 1
+        slots[target].busy = true
+        slots[target].lastUsed = clock
+        slots[target].tokens = Array(prompt[..<reused])
+
+        let sequence = Sequence(p, slot: target)
+        let logits: UnsafeMutableBufferPointer<Float>
+        do {
+            logits = try model.forward(Array(prompt[reused...]), cache: slots[target].cache, logitsFor: .last)
+        } catch {
+            // Validated at submission; a failure here leaves the slot's cache unusable for reuse.
+            slots[target].tokens = []
+            slots[target].busy = false
+            p.continuation.finish()
+            return
+        }
+        slots[target].tokens = prompt
+        lock.lock()
+        snapshot.prefilledTokens += prompt.count - reused
+        snapshot.cachedTokens += reused
+        lock.unlock()
+        p.continuation.yield(.prefilled(promptTokens: prompt.count, cachedTokens: reused))
+        if p.request.maxTokens <= 0 {
+            finish(sequence, .length, stopToken: nil)
+            return
+        }
+        if sample(sequence, logits.baseAddress!) { active.append(sequence) }
+    }
+
+    /// One batched decode over every active sequence, then one sample per row.
+    private func step() {
+        let tokens = active.map(\.next)
+        let caches = active.map { slots[$0.slot].cache }
+        let logits: UnsafeMutableBufferPointer<Float>
+        do {
+            logits = try model.decode(tokens, caches: caches)
+        } catch {
+            // Room is checked before a token is fed; end everything rather than spin.
+            for s in active { finish(s, .length, stopToken: nil) }
+            active.removeAll()
+            return
+        }
+        for (i, s) in active.enumerated() { slots[s.slot].tokens.append(tokens[i]) }
+        let vocab = model.config.vocabSize
+        var keep: [Sequence] = []
+        keep.reserveCapacity(active.count)
+        for (i, s) in active.enumerated() where sample(s, logits.baseAddress! + i * vocab) { keep.append(s) }
+        active = keep
+        lock.lock()
+        snapshot.steps += 1
+        lock.unlock()
+    }
+
+    /// Samples the next token of `s` from its logits row; returns whether it goes on.
+    private func sample(_ s: Sequence, _ row: UnsafeMutablePointer<Float>) -> Bool {
+        let vocab = model.config.vocabSize
+        if s.request.topLogprobs != nil {
+            // The sampler rewrites the row; log-probabilities are of the raw logits.
+            if rawLogits.count < vocab { rawLogits = .init(repeating: 0, count: vocab) }
+            rawLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: row, count: vocab) }
+        }
+        let token = s.sampler.sample(row, count: vocab, history: s.history, generated: s.generated)
+        let logprob = s.request.topLogprobs.map { top in
+            rawLogits.withUnsafeBufferPointer { Self.logprob(of: token, logits: $0.baseAddress!, count: vocab, top: top) }
+        }
+        s.generated.append(token)
+        s.history.append(token)
+        lock.lock()
+        snapshot.generatedTokens += 1
+        lock.unlock()
+        if s.request.stopTokens.contains(token) {
+            finish(s, .stop, stopToken: token)
+            return false
+        }
+        s.continuation.yield(.token(token, logprob))
+        s.next = token
+        // The next decode step needs one free position for this token.
+        if s.generated.count >= s.request.maxTokens || slots[s.slot].cache.count >= slots[s.slot].cache.capacity {
+            finish(s, .length, stopToken: nil)
+            return false
+        }
+        return true
+    }
+
+    private func finish(_ s: Sequence, _ reason: FinishReason, stopToken: Int?) {
+        s.continuation.yield(.finished(reason, stopToken: stopToken))
+        s.continuation.finish()
+        release(s)
+    }
+
+    private func release(_ s: Sequence) {
+        slots[s.slot].busy = false
+    }
+
+    /// log-softmax of the raw logits at `token`, and the `top` most likely tokens.
+    static func logprob(of token: Int, logits: UnsafePointer<Float>, count: Int, top: Int) -> TokenLogprob {
+        var maximum = -Float.infinity
+        for i in 0..<count { maximum = max(maximum, logits[i]) }
+        var sum: Float = 0
+        for i in 0..<count { sum += expf(logits[i] - maximum) }
+        let logZ = maximum + logf(sum)
+        var best: [TokenLogprob.Alternative] = []
+        if top > 0 {
+            // A small insertion-sorted list: `top` is at most 20.
+            for i in 0..<count {
+                let v = logits[i]
+                if best.count == top, let last = best.last, v <= last.logprob { continue }
+                let at = best.firstIndex { v > $0.logprob } ?? best.count
+                best.insert(.init(token: i, logprob: v), at: at)
+                if best.count > top { best.removeLast() }
+            }
+            for j in best.indices { best[j].logprob -= logZ }
+        }
+        return TokenLogprob(token: token, logprob: logits[token] - logZ, top: best)
+    }
+}
+
+/// Length of the common prefix of `a` and `b`, at most `limit`.
+func commonPrefix(_ a: [Int], _ b: [Int], limit: Int) -> Int {
+    let n = min(a.count, b.count, limit)
+    var i = 0
+    while i < n && a[i] == b[i] { i += 1 }
+    return i
+}

@@ -1,0 +1,56 @@
+import Foundation
+
+/// Bills one request: the ledger row (committed before the response's last byte is sent), the quota, the
+/// metrics, and the `usage` object of the response.
+struct Accounting: Sendable {
+    let server: ModelServer
+    let keyHash: String
+    let endpoint: UsageRecord.Endpoint
+    /// Tokens reserved against the key's quota when the request was admitted.
+    let reserved: Int
+    let start: ContinuousClock.Instant
+    let promptTokens: Int
+
+    /// Writes the ledger row and returns the usage object. `status` 499: the client went away, and the row
+    /// holds what was generated until then.
+    func commit(_ results: [ChoiceRun.Result], status: Int) async throws -> [String: Any] {
+        let completion = results.reduce(0) { $0 + $1.completionTokens }
+        let cached = results.first?.cachedTokens ?? 0
+        let latency = start.duration(to: .now)
+        let firstToken = results.compactMap(\.firstTokenAt).min().map { start.duration(to: $0) }
+        // One reason per row: a cut-short request is "cancelled"; with several choices, "length" if any ran out.
+        let reasons = results.map { $0.finishReason ?? "cancelled" }
+        let finish: UsageRecord.FinishReason = status == 499 || reasons.contains("cancelled") ? .cancelled
+            : reasons.contains("length") ? .length : .stop
+        let cost = server.pricing.cost(prompt: promptTokens, completion: completion)
+        let record = UsageRecord(keyHash: keyHash, model: server.modelID, endpoint: endpoint, promptTokens: promptTokens,
+                                 cachedTokens: cached, completionTokens: completion, latencyMs: milliseconds(latency),
+                                 timeToFirstTokenMs: firstToken.map(milliseconds), finishReason: finish, costUSD: cost,
+                                 status: status)
+        // The row first, then the quota (the tracker reads a key's day from the ledger when it first sees it).
+        defer { server.quota.settle(keyHash: keyHash, reserved: reserved, used: promptTokens + completion) }
+        do {
+            try await server.ledger.record(record)
+        } catch {
+            throw APIError.server("The usage ledger could not be written: \(error)")
+        }
+        let m = server.metrics
+        m.promptTokens.increment(by: Int64(promptTokens))
+        m.cachedTokens.increment(by: Int64(cached))
+        m.completionTokens.increment(by: Int64(completion))
+        if let firstToken { m.timeToFirstToken.record(seconds(firstToken)) }
+        for r in results where r.completionTokens > 1 {
+            if let first = r.firstTokenAt {
+                let decode = seconds(first.duration(to: .now))
+                if decode > 0 { m.decodeRate.record(Double(r.completionTokens - 1) / decode) }
+            }
+        }
+        return ResponseShapes.usage(prompt: promptTokens, completion: completion, cached: cached)
+    }
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+}
+
+func milliseconds(_ d: Duration) -> Double { seconds(d) * 1000 }

@@ -1,0 +1,297 @@
+import Foundation
+import Hummingbird
+import MoEModel
+import MoETokenizer
+
+/// The HTTP API: OpenAI's `/v1/chat/completions`, `/v1/completions`, `/v1/models`, plus `/health`,
+/// `/metrics`, `/tokenize`, `/detokenize` and a chat page at `/`.
+extension ModelServer {
+    public func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.middlewares.add(OpenAIErrorMiddleware(metrics: metrics, maxBodyBytes: options.maxBodyBytes))
+        router.get("/") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: ChatPage.html(model: self.modelID))))
+        }
+        router.get("/health") { _, _ in
+            json(["status": "ok", "model": self.modelID, "active": self.engine.statistics.active,
+                  "waiting": self.engine.statistics.waiting])
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.render(engine: self.engine.statistics))))
+        }
+        router.get("/v1/models") { request, _ in
+            _ = try self.authorize(request)
+            return json(["object": "list", "data": [self.modelObject]])
+        }
+        router.get("/v1/models/:id") { request, context in
+            _ = try self.authorize(request)
+            let id = context.parameters.get("id") ?? ""
+            guard id == self.modelID else { throw APIError.unknownModel(id, available: self.modelID) }
+            return json(self.modelObject)
+        }
+        router.post("/v1/chat/completions") { request, _ in try await self.completions(request, chat: true) }
+        router.post("/v1/completions") { request, _ in try await self.completions(request, chat: false) }
+        router.post("/tokenize") { request, _ in try await self.tokenize(request) }
+        router.post("/detokenize") { request, _ in try await self.detokenize(request) }
+        return router
+    }
+
+    var modelObject: [String: Any] {
+        ["id": modelID, "object": "model", "created": created, "owned_by": "swift-moe",
+         "max_model_len": model.contextLength]
+    }
+
+    // MARK: - Completions
+
+    /// Both completion endpoints: parse and validate, check key and quota, submit `n` choices, then answer as
+    /// one JSON body or as server-sent events. The ledger row is committed before the last byte is sent.
+    func completions(_ request: Request, chat: Bool) async throws -> Response {
+        let start = ContinuousClock.now
+        let endpoint: UsageRecord.Endpoint = chat ? .chatCompletions : .completions
+        let keyHash = try authorize(request)
+        let body = try await readBody(request)
+        guard let tokenizer else {
+            throw APIError.invalidRequest("The model '\(modelID)' has no tokenizer.json, so it cannot take text.")
+        }
+        var plan: GenerationPlan
+        if chat {
+            let r = try decode(ChatCompletionRequest.self, body)
+            try checkModel(r.model)
+            guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
+            let messages = r.messages.map { ChatMessage(role: $0.role, content: $0.content ?? "", name: $0.name) }
+            let prompt: [Int]
+            do { prompt = try tokenizer.encodeChat(messages) } catch {
+                throw APIError.invalidRequest("The chat template could not render these messages: \(error)", param: "messages")
+            }
+            plan = try GenerationPlan(r.generation, prompt: prompt, chat: true, model: model, stopTokens: stopTokens,
+                                      defaultMaxTokens: nil)
+        } else {
+            let r = try decode(CompletionRequest.self, body)
+            try checkModel(r.model)
+            let prompt: [Int]
+            switch r.prompt {
+            case .text(let text): prompt = tokenizer.encode(text)
+            case .tokens(let ids):
+                if let bad = ids.first(where: { $0 < 0 || $0 >= model.config.vocabSize }) {
+                    throw APIError.invalidRequest("Token id \(bad) is outside the vocabulary (0..<\(model.config.vocabSize)).", param: "prompt")
+                }
+                prompt = ids
+            }
+            // OpenAI's default for the legacy completions endpoint.
+            plan = try GenerationPlan(r.generation, prompt: prompt, chat: false, model: model, stopTokens: stopTokens,
+                                      defaultMaxTokens: 16)
+            if r.echo { throw APIError.invalidRequest("'echo' is not supported.", param: "echo") }
+        }
+
+        // The quota must cover the worst case of every choice: generation is capped by what is left today.
+        if let left = try quota.remaining(keyHash: keyHash) {
+            let room = left / plan.choices - plan.prompt.count
+            guard room >= 1 else {
+                throw APIError.quotaExceeded("This key's daily quota of \(options.dailyTokenQuota ?? 0) tokens is spent (\(left) left; "
+                                             + "this request needs \(plan.choices * (plan.prompt.count + 1))). It resets at 00:00 UTC.")
+            }
+            plan.maxTokens = min(plan.maxTokens, room)
+        }
+        let reserved = plan.choices * (plan.prompt.count + plan.maxTokens)
+        do { try quota.reserve(keyHash: keyHash, tokens: reserved) } catch let e as QuotaExceeded {
+            throw APIError.quotaExceeded(e.description)
+        }
+        var streams: [InferenceEngine.Stream] = []
+        do {
+            for i in 0..<plan.choices { streams.append(try engine.submit(plan.request(choice: i))) }
+        } catch {
+            for s in streams { s.cancel() }
+            quota.settle(keyHash: keyHash, reserved: reserved, used: 0)
+            switch error {
+            case .queueFull, .shutDown: throw APIError.overloaded(error.description)
+            case .invalid(let message): throw APIError.invalidRequest(message)
+            }
+        }
+        let shapes = ResponseShapes(id: ResponseShapes.newID(chat: chat), created: Int(Date().timeIntervalSince1970),
+                                    model: modelID, tokenizer: tokenizer, chat: chat)
+        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings)
+        let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
+                                 promptTokens: plan.prompt.count)
+        if plan.stream {
+            let plan = plan
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                            body: ResponseBody { writer in
+                                try await self.stream(run, shapes: shapes, plan: plan, account: account, writer: &writer)
+                            })
+        }
+        let results = await run.collect()
+        let usage = try await account.commit(results, status: 200)
+        let choices = results.map { r in
+            (index: r.index, text: r.text, logprobs: plan.topLogprobs == nil ? nil : r.logprobs, finish: r.finishReason ?? "length")
+        }
+        metrics.request(endpoint: endpoint.rawValue, status: 200)
+        return json(shapes.body(choices: choices, usage: usage))
+    }
+
+    /// Server-sent events: one chunk per piece of text, the finish reason on each choice's last chunk, the
+    /// usage chunk when asked for, the ledger commit, then `data: [DONE]`.
+    func stream(_ run: ChoiceRun, shapes: ResponseShapes, plan: GenerationPlan, account: Accounting,
+                writer: inout any ResponseBodyWriter) async throws {
+        var started = Set<Int>()
+        do {
+            try await run.forEachPiece { index, piece in
+                let first = started.insert(index).inserted
+                let chunk = shapes.chunk(index: index, text: piece.text,
+                                         logprobs: plan.topLogprobs == nil ? nil : piece.logprobs,
+                                         finish: piece.finishReason, first: first, includeUsage: plan.includeUsage)
+                try await writer.write(event(chunk))
+            }
+        } catch {
+            // The client went away: its choices were cancelled; bill what was generated.
+            _ = try? await account.commit(run.results, status: 499)
+            metrics.request(endpoint: account.endpoint.rawValue, status: 499)
+            throw error
+        }
+        let usage = try await account.commit(run.results, status: 200)
+        if plan.includeUsage { try await writer.write(event(shapes.usageChunk(usage))) }
+        try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+        try await writer.finish(nil)
+        metrics.request(endpoint: account.endpoint.rawValue, status: 200)
+    }
+
+    private func event(_ object: [String: Any]) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "data: ")
+        buffer.writeBytes(jsonData(object))
+        buffer.writeString("\n\n")
+        return buffer
+    }
+
+    // MARK: - Tokenizer endpoints
+
+    /// vLLM's `{"prompt"}` or `{"messages"}`, or llama.cpp's `{"content"}` → `{"tokens", "count", "max_model_len"}`.
+    func tokenize(_ request: Request) async throws -> Response {
+        _ = try authorize(request)
+        let body = try await readBody(request)
+        guard let tokenizer else { throw APIError.invalidRequest("The model '\(modelID)' has no tokenizer.json.") }
+        struct Body: Decodable {
+            var model: String?
+            var prompt: String?
+            var content: String?
+            var messages: [ChatCompletionRequest.Message]?
+            var addSpecialTokens: Bool?
+            enum CodingKeys: String, CodingKey {
+                case model, prompt, content, messages
+                case addSpecialTokens = "add_special_tokens"
+            }
+        }
+        let r = try decode(Body.self, body)
+        if let model = r.model { try checkModel(model) }
+        let tokens: [Int]
+        if let messages = r.messages {
+            do { tokens = try tokenizer.encodeChat(messages.map { ChatMessage(role: $0.role, content: $0.content ?? "", name: $0.name) }) } catch {
+                throw APIError.invalidRequest("The chat template could not render these messages: \(error)", param: "messages")
+            }
+        } else if let text = r.prompt ?? r.content {
+            tokens = tokenizer.encode(text, addSpecialTokens: r.addSpecialTokens ?? true)
+        } else {
+            throw APIError.invalidRequest("Missing required parameter: 'prompt' (or 'messages').", param: "prompt")
+        }
+        return json(["tokens": tokens, "count": tokens.count, "max_model_len": model.contextLength])
+    }
+
+    /// `{"tokens": [...]}` → `{"prompt": text, "content": text}` (vLLM's and llama.cpp's names).
+    func detokenize(_ request: Request) async throws -> Response {
+        _ = try authorize(request)
+        let body = try await readBody(request)
+        guard let tokenizer else { throw APIError.invalidRequest("The model '\(modelID)' has no tokenizer.json.") }
+        struct Body: Decodable {
+            var model: String?
+            var tokens: [Int]
+        }
+        let r = try decode(Body.self, body)
+        if let model = r.model { try checkModel(model) }
+        if let bad = r.tokens.first(where: { $0 < 0 || $0 >= max(model.config.vocabSize, tokenizer.vocabSize) }) {
+            throw APIError.invalidRequest("Token id \(bad) is outside the vocabulary.", param: "tokens")
+        }
+        let text = tokenizer.decode(r.tokens)
+        return json(["prompt": text, "content": text])
+    }
+
+    // MARK: - Shared checks
+
+    /// The hash of the request's key; "open" when the server has no key file. Throws 401.
+    func authorize(_ request: Request) throws -> String {
+        guard let keys else { return "open" }
+        // "Authorization: Bearer KEY" (the scheme is case-insensitive, RFC 9110 §11.1).
+        let header = request.headers[.authorization] ?? ""
+        let token = header.lowercased().hasPrefix("bearer ") ? String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces) : nil
+        guard let hash = keys.authorize(bearer: token) else { throw APIError.unauthorized }
+        return hash
+    }
+
+    func readBody(_ request: Request) async throws -> ByteBuffer {
+        let limit = options.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw APIError.bodyTooLarge(limit: limit) }
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch let error as HTTPResponseError where error.status == .contentTooLarge {
+            throw APIError.bodyTooLarge(limit: limit)
+        }
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
+        let data = Data(body.readableBytesView)
+        guard !data.isEmpty else { throw APIError.invalidRequest("The request body is empty; send a JSON object.") }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let error as DecodingError {
+            throw APIError.decoding(error)
+        } catch {
+            throw APIError.invalidRequest("The body is not valid JSON: \(error.localizedDescription)")
+        }
+    }
+
+    func checkModel(_ name: String) throws {
+        guard name == modelID else { throw APIError.unknownModel(name, available: modelID) }
+    }
+
+    /// End-of-sequence ids of the model and of its tokenizer.
+    var stopTokens: Set<Int> { model.eosTokenIds.union(tokenizer?.eosTokenIds ?? []) }
+}
+
+/// A JSON response.
+func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: jsonData(object))))
+}
+
+/// Answers every error in OpenAI's shape; anything that is not an `APIError` or an HTTP error is the
+/// server's fault (500).
+struct OpenAIErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let metrics: ServerMetrics
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let error: APIError
+        do {
+            return try await next(request, context)
+        } catch let e as APIError {
+            error = e
+        } catch let e as HTTPResponseError {
+            switch e.status {
+            case .notFound: error = .notFound(request.uri.path)
+            case .contentTooLarge: error = .bodyTooLarge(limit: maxBodyBytes)
+            case .methodNotAllowed:
+                error = APIError(status: 405, message: "\(request.method) is not allowed on \(request.uri.path).", type: "invalid_request_error")
+            default:
+                error = APIError(status: Int(e.status.code), message: "\(e.status.reasonPhrase)", type: e.status.code < 500 ? "invalid_request_error" : "server_error")
+            }
+        } catch let other {
+            error = .server("Internal error: \(other)")
+        }
+        switch request.uri.path {
+        case "/v1/chat/completions": metrics.request(endpoint: "chat.completions", status: error.status)
+        case "/v1/completions": metrics.request(endpoint: "completions", status: error.status)
+        default: break
+        }
+        return Response(status: .init(code: error.status), headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: error.json)))
+    }
+}

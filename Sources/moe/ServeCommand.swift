@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import MoEKernels
+import MoEServing
+
+/// `moe serve`: the OpenAI-compatible HTTP API over one model. The flags are a contract.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a model through an OpenAI-compatible HTTP API with continuous batching and a usage ledger.",
+        discussion: """
+            Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, \
+            GET /metrics (Prometheus), POST /tokenize, POST /detokenize, GET / (a chat page). The model's id is \
+            its directory name. Every request is written to the SQLite ledger (--ledger) before its last byte \
+            is sent; `moe usage` sums it. SIGINT/SIGTERM stop accepting, finish the requests in flight, then exit.
+            """)
+
+    @Option(help: "A Hugging Face model directory with a tokenizer (config.json, safetensors, tokenizer.json).")
+    var model: String
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port, printed at start).") var port = 8080
+    @Option(help: "A file with one API key per line; without it the API is open.") var apiKeys: String?
+    @Option(help: "The SQLite usage ledger.") var ledger = UsageLedger.defaultPath
+    @Option(help: "USD per million prompt tokens.") var priceInput = 0.0
+    @Option(help: "USD per million generated tokens.") var priceOutput = 0.0
+    @Option(help: "Sequences decoded together (continuous batching).") var parallel = 8
+    @Option(help: "Tokens (prompt + generated) each key may use per UTC day.") var dailyTokenQuota: Int?
+    @Option(help: "Largest accepted request body, in bytes.") var maxBodyBytes = 1 << 20
+    @Option(help: "Requests that may wait for a slot before new ones get 429 (default: 8 per slot, at least 64).") var queueLimit: Int?
+    @Option(help: "Worker threads for the kernels (default: the number of cores).") var threads = WorkerPool.defaultThreadCount
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
+        guard priceInput >= 0, priceOutput >= 0, priceInput.isFinite, priceOutput.isFinite else {
+            throw ValidationError("--price-input and --price-output must be ≥ 0")
+        }
+        if let q = dailyTokenQuota, q < 1 { throw ValidationError("--daily-token-quota must be at least 1") }
+        if let q = queueLimit, q < 0 { throw ValidationError("--queue-limit must be ≥ 0") }
+    }
+
+    var options: ServerOptions {
+        var o = ServerOptions()
+        o.host = host; o.port = port; o.apiKeysFile = apiKeys; o.ledgerPath = ledger
+        o.priceInput = priceInput; o.priceOutput = priceOutput; o.parallel = parallel
+        o.dailyTokenQuota = dailyTokenQuota; o.maxBodyBytes = maxBodyBytes; o.queueLimit = queueLimit
+        return o
+    }
+
+    func run() async throws {
+        try await Serve.serve(directory: model, threads: threads, options: options)
+    }
+
+    /// Loads and serves until SIGINT/SIGTERM; prints `listening on http://HOST:PORT` once it accepts.
+    static func serve(directory: String, threads: Int, options: ServerOptions) async throws {
+        let server = try ModelServer(directory: directory, threads: threads, options: options)
+        printError(server.banner)
+        try await server.run { port in
+            // Unbuffered: scripts wait for this line to know the port.
+            FileHandle.standardOutput.write(Data("listening on http://\(options.host):\(port)\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import MoEModel
+import Testing
+@testable import MoEServing
+
+@Suite struct EngineTests {
+    /// Runs one request to its end: the tokens shown, the finish reason and the cached prompt tokens.
+    static func run(_ stream: InferenceEngine.Stream) async -> (tokens: [Int], finish: FinishReason?, stopToken: Int?, cached: Int) {
+        var tokens: [Int] = [], finish: FinishReason?, stopToken: Int?, cached = 0
+        for await event in stream.events {
+            switch event {
+            case let .prefilled(_, c): cached = c
+            case let .token(t, _): tokens.append(t)
+            case let .finished(r, s): finish = r; stopToken = s
+            }
+        }
+        return (tokens, finish, stopToken, cached)
+    }
+
+    /// Sequences decoded together (joining at different steps, different lengths and samplers) give exactly
+    /// what each gives alone through `Transformer.generate`.
+    @Test func batchedEqualsOneAtATime() async throws {
+        let model = try TestModel.transformer()
+        let reference = try TestModel.transformer()
+        let engine = InferenceEngine(model: model, parallel: 3)
+        engine.start()
+        defer { engine.shutdown() }
+        var rng = Xoshiro256StarStar(seed: 5)
+        let requests: [GenerationRequest] = (0..<7).map { i in
+            let prompt = (0..<(3 + i * 5)).map { _ in Int(rng.next() % 300) }
+            var sampling = i % 2 == 0 ? SamplingParameters.greedy : SamplingParameters(temperature: 0.9, topK: 40, seed: UInt64(i))
+            sampling.repetitionPenalty = i == 3 ? 1.3 : 1
+            return GenerationRequest(prompt: prompt, maxTokens: 4 + 3 * i, sampling: sampling, stopTokens: [])
+        }
+        let streams = try requests.map { try engine.submit($0) }
+        var results: [[Int]] = []
+        for s in streams { results.append(await Self.run(s).tokens) }
+        for (r, got) in zip(requests, results) {
+            let expected = try reference.generate(prompt: r.prompt, maxTokens: r.maxTokens, sampling: r.sampling, stopTokens: [])
+            #expect(got == expected.tokens)
+        }
+        #expect(engine.statistics.steps < requests.reduce(0) { $0 + $1.maxTokens }, "decode steps were shared")
+    }
+
+    @Test func stopTokenPrefixReuseAndCancel() async throws {
+        let model = try TestModel.transformer()
+        let engine = InferenceEngine(model: model, parallel: 2)
+        engine.start()
+        defer { engine.shutdown() }
+        let prompt = Array(10..<40)
+        let first = await Self.run(try engine.submit(GenerationRequest(prompt: prompt, maxTokens: 5, sampling: .greedy, stopTokens: [])))
+        #expect(first.tokens.count == 5 && first.finish == .length && first.cached == 0)
+        // Stopping at the third greedy token: two shown, the stop token reported.
+        let stopped = await Self.run(try engine.submit(GenerationRequest(prompt: prompt, maxTokens: 5, sampling: .greedy,
+                                                                         stopTokens: [first.tokens[2]])))
+        #expect(stopped.tokens == Array(first.tokens.prefix(2)))
+        #expect(stopped.finish == .stop && stopped.stopToken == first.tokens[2])
+        #expect(stopped.cached == prompt.count - 1)
+        // A longer prompt sharing 20 tokens reuses them.
+        let longer = await Self.run(try engine.submit(GenerationRequest(prompt: Array(prompt.prefix(20)) + [7, 8, 9], maxTokens: 1,
+                                                                        sampling: .greedy, stopTokens: [])))
+        #expect(longer.cached == 20)
+        // Cancelling ends the stream without `finished`, and frees the slot for others.
+        let endless = try engine.submit(GenerationRequest(prompt: [1, 2, 3], maxTokens: 200, sampling: .greedy, stopTokens: []))
+        var seen = 0
+        for await event in endless.events {
+            if case .token = event { seen += 1 }
+            if seen == 3 { endless.cancel() }
+            if case .finished = event { Issue.record("a cancelled stream finished") }
+        }
+        #expect(seen >= 3 && seen < 200)
+        let after = await Self.run(try engine.submit(GenerationRequest(prompt: [4, 5], maxTokens: 2, sampling: .greedy, stopTokens: [])))
+        #expect(after.tokens.count == 2)
+    }
+
+    @Test func refusals() throws {
+        let model = try TestModel.transformer()
+        let engine = InferenceEngine(model: model, parallel: 1, queueLimit: 1)
+        #expect(throws: EngineError.self) { try engine.submit(GenerationRequest(prompt: [], maxTokens: 1, sampling: .greedy, stopTokens: [])) }
+        #expect(throws: EngineError.self) {
+            try engine.submit(GenerationRequest(prompt: Array(repeating: 1, count: model.contextLength), maxTokens: 1, sampling: .greedy, stopTokens: []))
+        }
+        #expect(throws: EngineError.self) { try engine.submit(GenerationRequest(prompt: [100_000], maxTokens: 1, sampling: .greedy, stopTokens: [])) }
+        // Not started: the first waits, the second finds the queue full.
+        _ = try engine.submit(GenerationRequest(prompt: [1], maxTokens: 1, sampling: .greedy, stopTokens: []))
+        #expect(throws: EngineError.queueFull(limit: 1)) {
+            try engine.submit(GenerationRequest(prompt: [1], maxTokens: 1, sampling: .greedy, stopTokens: []))
+        }
+    }
+
+    @Test func stopStringsHoldBackPartialMatches() {
+        var s = StopStrings(["\n\n", "END"])
+        #expect(s.add("Hello\n") == ("Hello", false))
+        #expect(s.add("world E") == ("\nworld ", false))
+        #expect(s.add("N") == ("", false))
+        #expect(s.add("Dgame") == ("", true))
+        var t = StopStrings(["xyz"])
+        #expect(t.add("abx") == ("ab", false))
+        #expect(t.flush() == "x")
+        var none = StopStrings([])
+        #expect(none.add("anything") == ("anything", false))
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import MoEFormats
+import MoEModel
+import MoETokenizer
+import MoETraining
+@testable import MoEServing
+
+/// A tiny random qwen3_moe (2 layers, 8 experts) with a byte-level BPE tokenizer trained on a few sentences
+/// and a ChatML template: enough to exercise every endpoint in milliseconds. Made once per test process.
+enum TestModel {
+    static let directory: String = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-serving-model-\(getpid())/tiny-chat").path
+        do {
+            let texts = (0..<40).map { i in "The quick brown fox \(i) jumps over the lazy dog. Hello, world! Ünïcödé 你好 \(i * 7)." }
+            try BPETrainer(vocabSize: 320).train(texts: texts).write(to: dir)
+            let template = """
+                {%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}\
+                {%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}
+                """
+            try Data(template.utf8).write(to: URL(fileURLWithPath: "\(dir)/chat_template.jinja"))
+            let tokenizer = try Tokenizer(directory: dir)
+            let eos = tokenizer.id(forToken: "<|im_end|>")!
+            let config = try ModelPreset.config("tiny", vocabSize: tokenizer.vocabSize, overrides: ["eos_token_id": eos])
+            let model = try TrainableModel(config: config, threads: 1)
+            model.initialize(seed: 7)
+            try model.save(to: dir)
+        } catch {
+            fatalError("could not make the test model: \(error)")
+        }
+        return dir
+    }()
+
+    static func transformer() throws -> Transformer { try Transformer(directory: directory, threads: 1) }
+    static func tokenizer() throws -> Tokenizer { try Tokenizer(directory: directory) }
+
+    /// A fresh ledger path.
+    static func ledgerPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("moe-ledger-\(UUID().uuidString).sqlite").path
+    }
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Load generator for OpenAI-compatible servers: aggregate generated tokens/s and time to first token at
+1, 4, 8 and 16 concurrent streams, for `moe serve` and llama.cpp's server (llama-cpp-python[server]) on the
+same model, side by side. A benchmark, not a test.
+
+    # both servers, started and stopped here (the bf16 bench model; its GGUF from scripts/llamacpp_peer.sh):
+    ~/.cache/moe-peers/bin/python scripts/serve_bench.py \
+        --moe-model bench-models/qwen3moe-bf16-tok --gguf bench-models/qwen3moe-bf16-bf16.gguf
+    # or any running server:
+    python scripts/serve_bench.py --url http://127.0.0.1:8080/v1 --model NAME
+
+Each stream sends a different prompt of --prompt-tokens tokens (distinct first token: no prefix reuse)
+and asks for exactly --gen-tokens tokens (end-of-sequence suppressed: `ignore_eos` for moe, `logit_bias`
+for llama.cpp). TTFT is from sending the request to the first streamed text; aggregate tokens/s is all
+generated tokens over the wall time of the whole round. Prints one table per server and the ratios.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+try:
+    import httpx
+except ImportError:  # openai 3.x depends on httpx2, httpx's successor with the same API
+    import httpx2 as httpx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def stream_one(url, model, prompt, gen_tokens, extra, key):
+    body = {"model": model, "prompt": prompt, "max_tokens": gen_tokens, "temperature": 0, "stream": True, **extra}
+    headers = {"Authorization": f"Bearer {key}"}
+    start = time.perf_counter()
+    first = None
+    chunks = 0
+    usage = None
+    with httpx.stream("POST", f"{url}/completions", json=body, headers=headers, timeout=600) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                break
+            obj = json.loads(data)
+            if obj.get("usage"):
+                usage = obj["usage"]
+            if obj.get("choices"):
+                chunks += 1
+                if first is None:
+                    first = time.perf_counter()
+    end = time.perf_counter()
+    tokens = usage["completion_tokens"] if usage else chunks
+    return {"ttft": (first or end) - start, "tokens": tokens, "seconds": end - start}
+
+
+def round_of(url, model, streams, prompts, gen_tokens, extra, key):
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(streams) as pool:
+        results = list(pool.map(lambda p: stream_one(url, model, p, gen_tokens, extra, key), prompts[:streams]))
+    wall = time.perf_counter() - start
+    tokens = sum(r["tokens"] for r in results)
+    ttfts = sorted(r["ttft"] for r in results)
+    return {"streams": streams, "tokens": tokens, "wall": wall, "tok_s": tokens / wall,
+            "ttft_mean": sum(ttfts) / len(ttfts), "ttft_max": ttfts[-1]}
+
+
+def bench(name, url, model, levels, prompts, gen_tokens, extra, key, warmup=True):
+    if warmup:
+        round_of(url, model, 1, prompts, 4, extra, key)
+    rows = []
+    for n in levels:
+        r = round_of(url, model, n, prompts, gen_tokens, extra, key)
+        rows.append(r)
+        print(f"{name:>10} streams {n:>2}: {r['tok_s']:7.1f} tok/s aggregate ({r['tokens']} tokens in {r['wall']:.1f} s), "
+              f"TTFT mean {r['ttft_mean'] * 1000:7.0f} ms, max {r['ttft_max'] * 1000:7.0f} ms", flush=True)
+    return rows
+
+
+def wait_ready(url, proc, seconds=300):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/models", timeout=2, headers={"Authorization": "Bearer x"}).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"server at {url} not ready after {seconds} s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--moe-model", help="model directory for `moe serve` (started here)")
+    ap.add_argument("--moe-binary", default=os.path.join(ROOT, ".build/release/moe"))
+    ap.add_argument("--gguf", help="GGUF of the same model for llama-cpp-python's server (started here)")
+    ap.add_argument("--url", help="an already running OpenAI-compatible server (…/v1)")
+    ap.add_argument("--model", help="model id for --url")
+    ap.add_argument("--levels", default="1,4,8,16")
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=16, help="moe serve --parallel")
+    ap.add_argument("--port", type=int, default=18080)
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    # Prompts: words that tokenize to about one token each; a distinct leading word per stream.
+    rng = random.Random(1)
+    words = ["alpha", "beta", "gamma", "delta", "river", "stone", "cloud", "green", "light", "north", "south", "paper"]
+    prompts = [f"Story {i}: " + " ".join(rng.choice(words) for _ in range(args.prompt_tokens - 4)) for i in range(max(levels))]
+
+    results = {}
+    if args.url:
+        results["server"] = bench("server", args.url, args.model, levels, prompts, args.gen_tokens, {"ignore_eos": True}, "x")
+    if args.moe_model:
+        port = args.port
+        cmd = [args.moe_binary, "serve", "--model", args.moe_model, "--port", str(port), "--parallel", str(args.parallel),
+               "--threads", str(args.threads), "--ledger", f"/tmp/serve-bench-{os.getpid()}.sqlite",
+               "--queue-limit", "256"]
+        print("$ " + " ".join(cmd), flush=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}/v1"
+            wait_ready(url, proc)
+            model = os.path.basename(os.path.normpath(args.moe_model))
+            results["moe"] = bench("moe", url, model, levels, prompts, args.gen_tokens,
+                                   {"ignore_eos": True, "stream_options": {"include_usage": True}}, "x")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+    if args.gguf:
+        port = args.port + 1
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", args.gguf, "--port", str(port), "--n_threads",
+               str(args.threads), "--n_threads_batch", str(args.threads), "--n_ctx", "4096"]
+        print("$ " + " ".join(cmd), flush=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}/v1"
+            wait_ready(url, proc)
+            model = httpx.get(f"{url}/models").json()["data"][0]["id"]
+            # llama.cpp has no ignore_eos on this endpoint: forbid the end-of-text ids instead.
+            bias = {"logit_bias": {"151643": -100, "151645": -100}}
+            results["llama.cpp"] = bench("llama.cpp", url, model, levels, prompts, args.gen_tokens, bias, "x")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+    if "moe" in results:
+        base = results["moe"][0]["tok_s"]
+        for r in results["moe"]:
+            line = f"streams {r['streams']:>2}: moe {r['tok_s']:7.1f} tok/s = {r['tok_s'] / base:4.2f}x its single stream"
+            if "llama.cpp" in results:
+                peer = next(p for p in results["llama.cpp"] if p["streams"] == r["streams"])
+                line += f"; llama.cpp server {peer['tok_s']:7.1f} tok/s; moe/llama.cpp = {r['tok_s'] / peer['tok_s']:4.2f}x"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
