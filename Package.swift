@@ -60,8 +60,9 @@ let package = Package(
                     swiftSettings: fast),
         .testTarget(name: "MoEServingTests",
                     dependencies: ["MoEServing", "MoEModel", "MoETokenizer", "MoETraining",
-                                   .product(name: "HummingbirdTesting", package: "hummingbird")],
+                                   .product(name: "HummingbirdTesting", package: "hummingbird"),
+                                   .product(name: "GRDB", package: "GRDB.swift")],
                     swiftSettings: fast),
-        .testTarget(name: "EndToEndTests", dependencies: ["moe"], swiftSettings: fast),
+        .testTarget(name: "EndToEndTests", dependencies: ["moe", "MoEServing"], swiftSettings: fast),
     ]
 )
