@@ -133,15 +133,22 @@ struct GenerationFields: Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         temperature = try c.decodeIfPresent(Double.self, forKey: .temperature)
         topP = try c.decodeIfPresent(Double.self, forKey: .topP)
-        topK = try c.decodeIfPresent(Int.self, forKey: .topK)
         minP = try c.decodeIfPresent(Double.self, forKey: .minP)
         repetitionPenalty = try c.decodeIfPresent(Double.self, forKey: .repetitionPenalty)
         presencePenalty = try c.decodeIfPresent(Double.self, forKey: .presencePenalty)
         frequencyPenalty = try c.decodeIfPresent(Double.self, forKey: .frequencyPenalty)
-        maxTokens = try c.decodeIfPresent(Int.self, forKey: .maxTokens)
-        maxCompletionTokens = try c.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
-        n = try c.decodeIfPresent(Int.self, forKey: .n)
-        seed = try c.decodeIfPresent(Int64.self, forKey: .seed)
+        // A number too large for an integer is reported against its field (JSONDecoder's error has no path).
+        func integer<T: Decodable & FixedWidthInteger>(_ key: CodingKeys, _ type: T.Type = Int.self) throws -> T? {
+            do { return try c.decodeIfPresent(T.self, forKey: key) } catch DecodingError.dataCorrupted {
+                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key],
+                                                        debugDescription: "expected an integer between \(T.min) and \(T.max)."))
+            }
+        }
+        topK = try integer(.topK)
+        maxTokens = try integer(.maxTokens)
+        maxCompletionTokens = try integer(.maxCompletionTokens)
+        n = try integer(.n)
+        seed = try integer(.seed, Int64.self)
         if let one = try? c.decodeIfPresent(String.self, forKey: .stop) {
             stop = [one]
         } else {
@@ -151,10 +158,10 @@ struct GenerationFields: Decodable {
         streamOptions = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
         if let flag = try? c.decodeIfPresent(Bool.self, forKey: .logprobs) {
             logprobs = .flag(flag)
-        } else if let count = try c.decodeIfPresent(Int.self, forKey: .logprobs) {
+        } else if let count = try integer(.logprobs) {
             logprobs = .count(count)
         }
-        topLogprobs = try c.decodeIfPresent(Int.self, forKey: .topLogprobs)
+        topLogprobs = try integer(.topLogprobs)
         ignoreEos = try c.decodeIfPresent(Bool.self, forKey: .ignoreEos)
         user = try c.decodeIfPresent(String.self, forKey: .user)
     }

@@ -181,7 +181,10 @@ public final class InferenceEngine: @unchecked Sendable {
             snapshot.waiting = waiting.count
             lock.unlock()
 
-            for s in active where dropped.contains(s.id) { release(s) }
+            for s in active where dropped.contains(s.id) {
+                s.continuation.finish()
+                release(s)
+            }
             active.removeAll { dropped.contains($0.id) }
             for p in admitted { admit(p) }
             if !active.isEmpty { step() }
