@@ -29,5 +29,35 @@ public final class KVCache: @unchecked Sendable {
     /// Keeps the first `n` positions (for reusing a shared prefix).
     public func truncate(to n: Int) { count = min(count, max(n, 0)) }
 
+    /// Copies the first `n` positions of every layer from `other` and keeps exactly those (`count = n`): a
+    /// sequence that starts with another's prefix skips recomputing it. The caches must have the same layers
+    /// and row width (capacities may differ).
+    ///
+    /// ```swift
+    /// try slot.copyPrefix(from: systemPromptCache, count: systemPromptCache.count)
+    /// try model.forward(userTurn, cache: slot)    // continues after the shared prefix
+    /// ```
+    ///
+    /// Throws `badInput` for a cache of another shape or `n` beyond what `other` holds, `contextOverflow` when
+    /// `n` exceeds this cache's capacity.
+    public func copyPrefix(from other: KVCache, count n: Int) throws {
+        guard other.layers == layers, other.rowWidth == rowWidth else {
+            throw ModelError.badInput("copyPrefix: caches of different shapes (\(other.layers) layers × \(other.rowWidth) "
+                                      + "into \(layers) × \(rowWidth))")
+        }
+        guard n >= 0, n <= other.count else {
+            throw ModelError.badInput("copyPrefix: \(n) positions asked for, the source holds \(other.count)")
+        }
+        guard n <= capacity else { throw ModelError.contextOverflow(tokens: n, context: capacity) }
+        if other !== self {
+            // Layer by layer: the rows of a layer are contiguous, but the layers sit `capacity` rows apart.
+            for layer in 0..<layers {
+                keys(layer: layer).update(from: other.keys(layer: layer), count: n * rowWidth)
+                values(layer: layer).update(from: other.values(layer: layer), count: n * rowWidth)
+            }
+        }
+        count = n
+    }
+
     public var byteCount: Int { 2 * layers * capacity * rowWidth * MemoryLayout<Float>.size }
 }
