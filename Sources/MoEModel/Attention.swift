@@ -50,12 +50,73 @@ public struct Attention: @unchecked Sendable {
     }
 
     /// Attends `T` tokens at positions `cache.count ..< cache.count + T` (the caller advances the cache
-    /// afterwards) and adds the output projection into `residual` [T, hidden].
+    /// afterwards) and adds the output projection into `residual` [T, hidden]. `ws.ropeCos`/`ws.ropeSin` hold
+    /// one table row per token, for those positions.
     func forward(_ x: UnsafePointer<Float>, tokens T: Int, layer: Int, cache: KVCache, rope: RotaryEmbedding,
                  residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
         let qWidth = heads * headDim, kvWidth = kvHeads * headDim
         let start = cache.count
-        let positions = start + T
+        let (qs, ks, vs) = project(x, tokens: T, rope: rope, hidden: hidden, ws: ws, pool: pool)
+        // Append this pass's keys and values to the cache.
+        let cachedK = cache.keys(layer: layer), cachedV = cache.values(layer: layer)
+        (cachedK + start * kvWidth).update(from: ks, count: T * kvWidth)
+        (cachedV + start * kvWidth).update(from: vs, count: T * kvWidth)
+
+        let out = ws.attention.reserve(T * qWidth)
+        if T == 1 {
+            let positions = start + 1
+            let scores = ws.scores.reserve(heads * positions)
+            pool.parallelFor(heads) { h in
+                attendOne(qs, head: h, keys: cachedK, values: cachedV, positions: positions,
+                          scores: scores + h * positions, out: out)
+            }
+        } else {
+            attendCausal(qs, tokens: T, start: start, keys: cachedK, values: cachedV, out: out, ws: ws, pool: pool)
+        }
+        outputProjection(out, tokens: T, residual: residual, hidden: hidden, pool: pool)
+    }
+
+    /// Batched decode: row `b` of x [B, hidden] is the next token of the sequence in `caches[b]`, at position
+    /// `caches[b].count` (the caller advances the caches afterwards; `ws.ropeCos`/`ws.ropeSin` row b holds that
+    /// position's table). The projections run over all B rows at once; attention runs per (sequence, head).
+    ///
+    /// ```swift
+    /// attention.forward(normed, caches: [a, b], layer: 0, rope: rope, residual: h, hidden: H, ws: ws, pool: pool)
+    /// ```
+    func forward(_ x: UnsafePointer<Float>, caches: [KVCache], layer: Int, rope: RotaryEmbedding,
+                 residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
+        let B = caches.count
+        let qWidth = heads * headDim, kvWidth = kvHeads * headDim
+        let (qs, ks, vs) = project(x, tokens: B, rope: rope, hidden: hidden, ws: ws, pool: pool)
+        var longest = 0
+        for b in 0..<B {
+            let cache = caches[b], position = cache.count
+            (cache.keys(layer: layer) + position * kvWidth).update(from: ks + b * kvWidth, count: kvWidth)
+            (cache.values(layer: layer) + position * kvWidth).update(from: vs + b * kvWidth, count: kvWidth)
+            longest = max(longest, position + 1)
+        }
+        // Every (sequence, head) pair gets a score row of the longest sequence's length: one reservation, no
+        // per-step offsets table, and the rows a shorter sequence leaves unused are never touched.
+        let out = ws.attention.reserve(B * qWidth)
+        let scores = ws.scores.reserve(B * heads * longest)
+        caches.withUnsafeBufferPointer { caches in
+            pool.parallelFor(B * heads) { task in
+                let b = task / heads, h = task % heads
+                let cache = caches[b]
+                attendOne(qs + b * qWidth, head: h, keys: cache.keys(layer: layer), values: cache.values(layer: layer),
+                          positions: cache.count + 1, scores: scores + task * longest, out: out + b * qWidth)
+            }
+        }
+        outputProjection(out, tokens: B, residual: residual, hidden: hidden, pool: pool)
+    }
+
+    /// q [T, heads·headDim], k and v [T, kvHeads·headDim] in the workspace: the projections of x [T, hidden] with
+    /// their biases, q/k norms and clipping, and RoPE applied to q and k (row t by table row t of
+    /// `ws.ropeCos`/`ws.ropeSin`). Shared by prefill, decode and batched decode.
+    private func project(_ x: UnsafePointer<Float>, tokens T: Int, rope: RotaryEmbedding, hidden: Int, ws: Workspace,
+                         pool: WorkerPool) -> (q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+                                               v: UnsafeMutablePointer<Float>) {
+        let qWidth = heads * headDim, kvWidth = kvHeads * headDim
         let qs = ws.query.reserve(T * qWidth)
         let ks = ws.key.reserve(T * kvWidth)
         let vs = ws.value.reserve(T * kvWidth)
@@ -93,18 +154,13 @@ public struct Attention: @unchecked Sendable {
                 }
             }
         }
-        // Append this pass's keys and values to the cache.
-        let cachedK = cache.keys(layer: layer), cachedV = cache.values(layer: layer)
-        (cachedK + start * kvWidth).update(from: ks, count: T * kvWidth)
-        (cachedV + start * kvWidth).update(from: vs, count: T * kvWidth)
+        return (qs, ks, vs)
+    }
 
-        let out = ws.attention.reserve(T * qWidth)
-        if T == 1 {
-            attendOne(qs, keys: cachedK, values: cachedV, positions: positions, out: out, ws: ws, pool: pool)
-        } else {
-            attendCausal(qs, tokens: T, start: start, keys: cachedK, values: cachedV, out: out, ws: ws, pool: pool)
-        }
-        linear(out, ldx: qWidth, tokens: T, o, into: residual, ldo: hidden, accumulate: true, pool: pool)
+    /// residual[T, hidden] += o(attention output [T, heads·headDim]) (+ o's bias).
+    private func outputProjection(_ out: UnsafePointer<Float>, tokens T: Int, residual: UnsafeMutablePointer<Float>,
+                                  hidden: Int, pool: WorkerPool) {
+        linear(out, ldx: heads * headDim, tokens: T, o, into: residual, ldo: hidden, accumulate: true, pool: pool)
         if let oBias { addBias(residual, rows: T, stride: hidden, bias: oBias, count: hidden) }
     }
 
@@ -143,20 +199,21 @@ public struct Attention: @unchecked Sendable {
         }
     }
 
-    /// Decode: one query per head (one task each): scores by dot products with the cached keys, softmax,
-    /// then the weighted sum of the cached values — no packing, each cached row read once per head.
-    private func attendOne(_ qs: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                           positions: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
-        let kvWidth = kvHeads * headDim, hd = headDim, group = heads / kvHeads
+    /// Decode, one head of one query: scores by dot products with the `positions` cached keys, softmax, then
+    /// the weighted sum of the cached values — no packing, each cached row read once. `qs` is the query row
+    /// [heads·headDim], `out` its output row; `scores` holds `positions` floats for this head alone, so heads
+    /// (and sequences) run as independent tasks.
+    @inline(__always)
+    private func attendOne(_ qs: UnsafePointer<Float>, head h: Int, keys: UnsafePointer<Float>,
+                           values: UnsafePointer<Float>, positions: Int, scores s: UnsafeMutablePointer<Float>,
+                           out: UnsafeMutablePointer<Float>) {
+        let kvWidth = kvHeads * headDim, hd = headDim
         let scale = 1 / Float(headDim).squareRoot()
-        let scores = ws.scores.reserve(heads * positions)
-        pool.parallelFor(heads) { h in
-            let kv = (h / group) * hd
-            let q = qs + h * hd, s = scores + h * positions, o = out + h * hd
-            for j in 0..<positions { s[j] = dot(q, keys + j * kvWidth + kv, count: hd) * scale }
-            softmax(s, count: positions)
-            o.update(repeating: 0, count: hd)
-            for j in 0..<positions { axpy(s[j], values + j * kvWidth + kv, o, count: hd) }
-        }
+        let kv = (h / (heads / kvHeads)) * hd
+        let q = qs + h * hd, o = out + h * hd
+        for j in 0..<positions { s[j] = dot(q, keys + j * kvWidth + kv, count: hd) * scale }
+        softmax(s, count: positions)
+        o.update(repeating: 0, count: hd)
+        for j in 0..<positions { axpy(s[j], values + j * kvWidth + kv, o, count: hd) }
     }
 }

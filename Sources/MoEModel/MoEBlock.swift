@@ -71,7 +71,8 @@ public struct MoEBlock: @unchecked Sendable {
             linear(gate + lo * width, ldx: width, tokens: rows, mlp.down, into: out + lo * hidden, ldo: hidden, pool: pool)
         }
         if entries < 16 * hit.count {
-            // Few rows per expert (decode): one parallel section over the experts, each a single-threaded GEMV.
+            // Few rows per expert (decode; batched decode too: with B ≤ 16 sequences the mean is below 16 unless
+            // all B chose the same k experts): one parallel section over the experts, each a single-threaded GEMV.
             pool.parallelFor(hit.count) { i in runExpert(hit[i], pool) }
         } else {
             // Many rows per expert (prefill): one expert at a time, each product spread over the threads.

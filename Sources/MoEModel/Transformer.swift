@@ -65,27 +65,65 @@ public final class Transformer: @unchecked Sendable {
     public func forward(_ tokens: [Int], cache: KVCache, logitsFor rows: LogitsRows = .last) throws -> UnsafeMutableBufferPointer<Float> {
         let T = tokens.count
         guard T > 0 else { throw ModelError.badInput("no tokens to run") }
+        try requireFits(cache)
         guard cache.count + T <= cache.capacity else {
             throw ModelError.contextOverflow(tokens: cache.count + T, context: cache.capacity)
         }
-        for t in tokens where !(0..<config.vocabSize).contains(t) {
-            throw ModelError.badInput("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
-        }
-        let H = config.hiddenSize
-        let h = ws.hidden.reserve(T * H)
-        let normed = ws.normed.reserve(T * H)
-        for (t, id) in tokens.enumerated() { loadRow(embedding, row: id, into: h + t * H) }
-
+        try requireInVocabulary(tokens)
+        let h = embed(tokens)
         let half = rope.rotaryDim / 2
         let cosTable = ws.ropeCos.reserve(T * half), sinTable = ws.ropeSin.reserve(T * half)
         for t in 0..<T { rope.table(position: cache.count + t, cos: cosTable + t * half, sin: sinTable + t * half) }
+        runLayers(h, tokens: T) { i, attention, normed in
+            attention.forward(normed, tokens: T, layer: i, cache: cache, rope: rope, residual: h,
+                              hidden: config.hiddenSize, ws: ws, pool: pool)
+        }
+        cache.count += T
 
+        switch rows {
+        case .all: return logits(h, firstRow: 0, count: T)
+        case .last: return logits(h, firstRow: T - 1, count: 1)
+        case .none: return UnsafeMutableBufferPointer(start: ws.logits.pointer, count: 0)
+        }
+    }
+
+    // The parts of a pass that `forward` and the batched `decode` share: they differ only in the positions
+    // their rows sit at and in which cache each row's attention reads.
+
+    /// Refuses a cache made for another shape of model (its layout would be read out of bounds).
+    func requireFits(_ cache: KVCache) throws {
+        guard cache.layers == layers.count, cache.rowWidth == config.numKeyValueHeads * config.headDim else {
+            throw ModelError.badInput("the KV cache (\(cache.layers) layers × \(cache.rowWidth)) is not shaped for this model "
+                                      + "(\(layers.count) layers × \(config.numKeyValueHeads * config.headDim))")
+        }
+    }
+
+    func requireInVocabulary(_ tokens: [Int]) throws {
+        for t in tokens where !(0..<config.vocabSize).contains(t) {
+            throw ModelError.badInput("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
+        }
+    }
+
+    /// The residual stream [T, hidden] in the workspace, holding the tokens' embedding rows.
+    func embed(_ tokens: [Int]) -> UnsafeMutablePointer<Float> {
+        let H = config.hiddenSize
+        let h = ws.hidden.reserve(tokens.count * H)
+        for (t, id) in tokens.enumerated() { loadRow(embedding, row: id, into: h + t * H) }
+        return h
+    }
+
+    /// Every decoder layer over the T rows of the residual stream `h`; `attend(i, attention, normed)` adds
+    /// layer i's attention of the normalised rows into `h` (the caller picks the cache(s) and positions).
+    func runLayers(_ h: UnsafeMutablePointer<Float>, tokens T: Int,
+                   attend: (Int, Attention, UnsafeMutablePointer<Float>) -> Void) {
+        let H = config.hiddenSize
+        let normed = ws.normed.reserve(T * H)
         let eps = Float(config.rmsNormEps)
         for (i, layer) in layers.enumerated() {
             layer.inputNorm.withUnsafeBufferPointer { w in
                 for t in 0..<T { rmsNorm(h + t * H, weight: w.baseAddress!, count: H, eps: eps, into: normed + t * H) }
             }
-            layer.attention.forward(normed, tokens: T, layer: i, cache: cache, rope: rope, residual: h, hidden: H, ws: ws, pool: pool)
+            attend(i, layer.attention, normed)
             layer.postAttentionNorm.withUnsafeBufferPointer { w in
                 for t in 0..<T { rmsNorm(h + t * H, weight: w.baseAddress!, count: H, eps: eps, into: normed + t * H) }
             }
@@ -94,15 +132,12 @@ public final class Transformer: @unchecked Sendable {
             case .moe(let block): block.forward(normed, tokens: T, residual: h, ws: ws, pool: pool)
             }
         }
-        cache.count += T
+    }
 
-        let first: Int, count: Int
-        switch rows {
-        case .all: (first, count) = (0, T)
-        case .last: (first, count) = (T - 1, 1)
-        case .none: return UnsafeMutableBufferPointer(start: ws.logits.pointer, count: 0)
-        }
-        let V = config.vocabSize
+    /// Final norm and LM head for rows `firstRow ..< firstRow + count` of `h`: logits [count, vocab].
+    func logits(_ h: UnsafePointer<Float>, firstRow first: Int, count: Int) -> UnsafeMutableBufferPointer<Float> {
+        let H = config.hiddenSize, V = config.vocabSize
+        let eps = Float(config.rmsNormEps)
         let finalNormed = ws.finalNormed.reserve(count * H)
         finalNorm.withUnsafeBufferPointer { w in
             for r in 0..<count { rmsNorm(h + (first + r) * H, weight: w.baseAddress!, count: H, eps: eps, into: finalNormed + r * H) }

@@ -6,6 +6,13 @@ import MoEModel
 /// `moe bench infer`: prefill and decode speed, printed as `prefill tokens/s: X` and `decode tokens/s: Y`
 /// (a contract), beside the memory-bandwidth limit of decoding. As llama-bench: prefill computes logits for
 /// the last position only, and decoding starts from a one-token context.
+///
+/// `--batch N` times decoding as N sequences stepping together through `Transformer.decode` (continuous
+/// batching) and adds the aggregate rate over all of them:
+///
+/// ```
+/// moe bench infer --model bench-models/qwen3moe-bf16 --batch 8
+/// ```
 struct BenchInfer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "infer",
@@ -15,9 +22,11 @@ struct BenchInfer: ParsableCommand {
     @Option(help: "Prompt length for prefill.") var promptTokens: Int = 512
     @Option(help: "Tokens to decode after the prompt.") var genTokens: Int = 128
     @Option(help: "Repetitions; the figures are their mean.") var repetitions: Int = 3
+    @Option(help: "Sequences decoded together per step (batched decode); 1 times plain one-sequence decoding.")
+    var batch: Int = 1
 
     func run() throws {
-        guard promptTokens > 0, genTokens > 0, repetitions > 0 else { throw ValidationError("counts must be positive") }
+        guard promptTokens > 0, genTokens > 0, repetitions > 0, batch > 0 else { throw ValidationError("counts must be positive") }
         let model = try options.load()
         let c = model.config
         guard promptTokens <= model.contextLength, genTokens + 1 <= model.contextLength else {
@@ -35,7 +44,21 @@ struct BenchInfer: ParsableCommand {
         cache.reset()
         for t in decodeInputs.prefix(8) { try model.forward([t], cache: cache, logitsFor: .last) }
 
-        var prefillRates: [Double] = [], decodeRates: [Double] = []
+        // Batched decode: sequence b starts from its own one-token context and steps through its own inputs.
+        let caches = batch > 1 ? (0..<batch).map { _ in model.makeCache(capacity: genTokens + 1) } : []
+        let batchInputs = batch > 1 ? (0..<genTokens).map { _ in (0..<batch).map { _ in Int(rng.next() % UInt64(c.vocabSize)) } } : []
+        func startBatch() throws {
+            for (b, cache) in caches.enumerated() {
+                cache.reset()
+                try model.forward([prompt[b % promptTokens]], cache: cache, logitsFor: .last)
+            }
+        }
+        if batch > 1 {
+            try startBatch()
+            for step in batchInputs.prefix(8) { _ = try model.decode(step, caches: caches) }
+        }
+
+        var prefillRates: [Double] = [], decodeRates: [Double] = [], batchRates: [Double] = []
         for _ in 0..<repetitions {
             cache.reset()
             var start = ContinuousClock.now
@@ -47,6 +70,12 @@ struct BenchInfer: ParsableCommand {
             start = .now
             for t in decodeInputs { try model.forward([t], cache: cache, logitsFor: .last) }
             decodeRates.append(Double(genTokens) / elapsed(start))
+            if batch > 1 {
+                try startBatch()
+                start = .now
+                for step in batchInputs { _ = try model.decode(step, caches: caches) }
+                batchRates.append(Double(genTokens * batch) / elapsed(start))
+            }
         }
         let bandwidth = measureReadBandwidth(pool: model.pool, bytes: 1 << 30)
         let limit = bandwidth * 1e9 / Double(summary.bytesPerToken)
@@ -57,6 +86,11 @@ struct BenchInfer: ParsableCommand {
         print(String(format: "decode tokens/s: %.1f", decode) + String(format: "   (± %.1f)", stddev(decodeRates)))
         print(String(format: "bytes per token: %.1f MB; read bandwidth: %.1f GB/s; bandwidth limit: %.1f tokens/s; decode at %.0f%% of it",
                      Double(summary.bytesPerToken) / 1e6, bandwidth, limit, 100 * decode / limit))
+        if batch > 1 {
+            let aggregate = mean(batchRates)
+            print(String(format: "batched decode, %d sequences: aggregate tokens/s: %.1f   (± %.1f); %.1f per sequence; %.2fx one sequence",
+                         batch, aggregate, stddev(batchRates), aggregate / Double(batch), aggregate / decode))
+        }
     }
 
     private func elapsed(_ start: ContinuousClock.Instant) -> Double {

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+@testable import MoEModel
+
+/// Largest |a − b| over the row, relative to the row's scale (logits of the larger fixtures reach ~10).
+private func relativeDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    var diff: Float = 0, scale: Float = 1
+    for i in 0..<b.count { diff = max(diff, abs(a[i] - b[i])); scale = max(scale, abs(b[i])) }
+    return diff / scale
+}
+
+/// Token ids from a fixed linear congruential walk, so every run decodes the same sequences.
+private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
+    var s = UInt64(seed) &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+    return (0..<count).map { _ in
+        s = s &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Int((s >> 33) % UInt64(vocab))
+    }
+}
+
+@Suite struct BatchedDecodeTests {
+    /// Sequences with prompts of 1, 5 and 9 tokens decode together, a fourth joins after two steps and the
+    /// shortest leaves after five; at every step each row's logits must equal that sequence decoded alone.
+    @Test(arguments: Fixtures.cases, [1, 2])
+    func batchedDecodeEqualsDecodingEachSequenceAlone(_ name: String, threads: Int) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: threads)
+        let vocab = model.config.vocabSize
+        let steps = 8
+        struct Sequence { var prompt: [Int]; var next: [Int]; var joins: Int; var leaves: Int }
+        let sequences = [
+            Sequence(prompt: tokens(1, seed: 1, vocab: vocab), next: tokens(steps, seed: 11, vocab: vocab), joins: 0, leaves: 5),
+            Sequence(prompt: tokens(5, seed: 2, vocab: vocab), next: tokens(steps, seed: 12, vocab: vocab), joins: 0, leaves: steps),
+            Sequence(prompt: tokens(9, seed: 3, vocab: vocab), next: tokens(steps, seed: 13, vocab: vocab), joins: 0, leaves: steps),
+            Sequence(prompt: tokens(3, seed: 4, vocab: vocab), next: tokens(steps, seed: 14, vocab: vocab), joins: 2, leaves: steps),
+        ]
+        // Reference: each sequence alone, prefill then one `forward` per token.
+        let expected: [[[Float]]] = try sequences.map { s in
+            let cache = model.makeCache(capacity: 32)
+            try model.forward(s.prompt, cache: cache, logitsFor: .none)
+            return try s.next[s.joins..<s.leaves].map { Array(try model.forward([$0], cache: cache, logitsFor: .last)) }
+        }
+
+        let caches = sequences.map { _ in model.makeCache(capacity: 32) }
+        for step in 0..<steps {
+            for (i, s) in sequences.enumerated() where s.joins == step {
+                try model.forward(s.prompt, cache: caches[i], logitsFor: .none)
+            }
+            let active = sequences.indices.filter { sequences[$0].joins <= step && step < sequences[$0].leaves }
+            let logits = try model.decode(active.map { sequences[$0].next[step] }, caches: active.map { caches[$0] })
+            #expect(logits.count == active.count * vocab)
+            for (row, i) in active.enumerated() {
+                let got = UnsafeBufferPointer(rebasing: logits[(row * vocab)..<((row + 1) * vocab)])
+                let diff = relativeDifference(got, expected[i][step - sequences[i].joins])
+                #expect(diff <= 1e-4, "\(name), \(threads) threads, step \(step), sequence \(i): relative |Δlogit| = \(diff)")
+            }
+        }
+        for (i, s) in sequences.enumerated() {
+            #expect(caches[i].count == s.prompt.count + s.leaves - s.joins)
+        }
+    }
+
+    /// More sequences than the small-token GEMV takes at once (the LM head and projections then run as a GEMM,
+    /// and experts see groups of many rows).
+    @Test(arguments: ["qwen3_moe", "qwen2_moe", "llama"])
+    func manySequencesAtOnce(_ name: String) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        let vocab = model.config.vocabSize
+        let B = 20
+        let prompts = (0..<B).map { tokens(1 + $0 % 6, seed: 100 + $0, vocab: vocab) }
+        let next = tokens(B, seed: 7, vocab: vocab)
+        var expected: [[Float]] = []
+        let caches = try prompts.map { p in
+            let reference = model.makeCache(capacity: 16)
+            try model.forward(p, cache: reference, logitsFor: .none)
+            expected.append(Array(try model.forward([next[expected.count]], cache: reference, logitsFor: .last)))
+            let cache = model.makeCache(capacity: 16)
+            try model.forward(p, cache: cache, logitsFor: .none)
+            return cache
+        }
+        let logits = try model.decode(next, caches: caches)
+        for b in 0..<B {
+            let diff = relativeDifference(UnsafeBufferPointer(rebasing: logits[(b * vocab)..<((b + 1) * vocab)]), expected[b])
+            #expect(diff <= 1e-4, "\(name) sequence \(b): relative |Δlogit| = \(diff)")
+        }
+    }
+
+    @Test func badBatchesAreRefusedBeforeAnyCacheMoves() throws {
+        let model = try Transformer(directory: Fixtures.directory("qwen3_moe"), threads: 2)
+        let a = model.makeCache(capacity: 4), b = model.makeCache(capacity: 4)
+        try model.forward([1, 2], cache: a)
+        try model.forward([1, 2, 3, 4], cache: b)   // full
+        #expect(throws: ModelError.self) { try model.decode([], caches: []) }
+        #expect(throws: ModelError.self) { try model.decode([1, 2], caches: [a]) }
+        #expect(throws: ModelError.self) { try model.decode([1], caches: [a, b]) }
+        #expect(throws: ModelError.contextOverflow(tokens: 5, context: 4)) { try model.decode([1, 2], caches: [a, b]) }
+        #expect(throws: ModelError.self) { try model.decode([1, model.config.vocabSize], caches: [a, model.makeCache()]) }
+        #expect(throws: ModelError.self) { try model.decode([1, -1], caches: [a, model.makeCache()]) }
+        #expect(throws: ModelError.self) { try model.decode([1, 2], caches: [a, a]) }
+        let other = try Transformer(directory: Fixtures.directory("llama"), threads: 1)
+        #expect(throws: ModelError.self) { try model.decode([1], caches: [other.makeCache()]) }
+        #expect(a.count == 2 && b.count == 4)
+        // A good batch still runs after the refusals.
+        _ = try model.decode([3], caches: [a])
+        #expect(a.count == 3)
+    }
+
+    /// A cache given a copied prefix continues exactly as one that computed the prefix itself.
+    @Test(arguments: ["qwen3_moe", "olmoe", "qwen2"])
+    func copiedPrefixContinuesLikeARecomputedOne(_ name: String) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        let vocab = model.config.vocabSize
+        let shared = tokens(6, seed: 21, vocab: vocab), rest = tokens(3, seed: 22, vocab: vocab)
+        let source = model.makeCache(capacity: 32)
+        try model.forward(shared + tokens(4, seed: 23, vocab: vocab), cache: source, logitsFor: .none)   // more than the prefix
+
+        let recomputed = model.makeCache(capacity: 32)
+        let expected = Array(try model.forward(shared + rest, cache: recomputed, logitsFor: .last))
+        let expectedStep = Array(try model.forward([5], cache: recomputed, logitsFor: .last))
+
+        let copy = model.makeCache(capacity: 16)   // capacities may differ
+        try model.forward([9, 9, 9], cache: copy, logitsFor: .none)   // stale contents that must not survive
+        try copy.copyPrefix(from: source, count: shared.count)
+        #expect(copy.count == shared.count)
+        let got = try model.forward(rest, cache: copy, logitsFor: .last)
+        #expect(relativeDifference(UnsafeBufferPointer(got), expected) <= 1e-5)
+        let step = try model.decode([5], caches: [copy])
+        #expect(relativeDifference(UnsafeBufferPointer(step), expectedStep) <= 1e-4)
+    }
+
+    @Test func copyPrefixRefusesMismatches() throws {
+        let model = try Transformer(directory: Fixtures.directory("qwen3_moe"), threads: 1)
+        let other = try Transformer(directory: Fixtures.directory("llama"), threads: 1)
+        let source = model.makeCache(capacity: 8)
+        try model.forward([1, 2, 3, 4, 5], cache: source)
+        let small = model.makeCache(capacity: 2)
+        #expect(throws: ModelError.self) { try other.makeCache().copyPrefix(from: source, count: 2) }
+        #expect(throws: ModelError.self) { try model.makeCache().copyPrefix(from: source, count: 6) }
+        #expect(throws: ModelError.self) { try model.makeCache().copyPrefix(from: source, count: -1) }
+        #expect(throws: ModelError.contextOverflow(tokens: 3, context: 2)) { try small.copyPrefix(from: source, count: 3) }
+        try source.copyPrefix(from: source, count: 3)   // onto itself: keeps the prefix
+        #expect(source.count == 3)
+    }
+}
