@@ -137,12 +137,16 @@ struct GenerationFields: Decodable {
         repetitionPenalty = try c.decodeIfPresent(Double.self, forKey: .repetitionPenalty)
         presencePenalty = try c.decodeIfPresent(Double.self, forKey: .presencePenalty)
         frequencyPenalty = try c.decodeIfPresent(Double.self, forKey: .frequencyPenalty)
-        // A number too large for an integer is reported against its field (JSONDecoder's error has no path).
+        // JSONDecoder reports a number that does not fit (1e300 for an Int, 1.5 for an Int) as corrupt data
+        // with no path; name the field instead.
         func integer<T: Decodable & FixedWidthInteger>(_ key: CodingKeys, _ type: T.Type = Int.self) throws -> T? {
-            do { return try c.decodeIfPresent(T.self, forKey: key) } catch DecodingError.dataCorrupted {
-                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key],
-                                                        debugDescription: "expected an integer between \(T.min) and \(T.max)."))
-            }
+            do {
+                return try c.decodeIfPresent(T.self, forKey: key)
+            } catch let error as DecodingError {
+                guard case .dataCorrupted = error else { throw error }
+            } catch {}
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key],
+                                                    debugDescription: "expected an integer between \(T.min) and \(T.max)."))
         }
         topK = try integer(.topK)
         maxTokens = try integer(.maxTokens)
