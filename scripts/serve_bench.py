@@ -139,7 +139,9 @@ def main():
     if args.gguf:
         port = args.port + 1
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", args.gguf, "--port", str(port), "--n_threads",
-               str(args.threads), "--n_threads_batch", str(args.threads), "--n_ctx", "4096"]
+               str(args.threads), "--n_threads_batch", str(args.threads), "--n_ctx", "4096",
+               # Queue concurrent requests instead of cutting the running one short (its default).
+               "--interrupt_requests", "False"]
         print("$ " + " ".join(cmd), flush=True)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
