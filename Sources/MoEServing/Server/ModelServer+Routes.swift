@@ -60,12 +60,7 @@ extension ModelServer {
             let r = try decode(ChatCompletionRequest.self, body)
             try checkModel(r.model)
             guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
-            let messages = r.messages.map { ChatMessage(role: $0.role, content: $0.content ?? "", name: $0.name) }
-            let prompt: [Int]
-            do { prompt = try tokenizer.encodeChat(messages) } catch {
-                throw APIError.invalidRequest("The chat template could not render these messages: \(error)", param: "messages")
-            }
-            plan = try GenerationPlan(r.generation, prompt: prompt, chat: true, model: model, stopTokens: stopTokens,
+            plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer), chat: true, model: model, stopTokens: stopTokens,
                                       defaultMaxTokens: nil)
         } else {
             let r = try decode(CompletionRequest.self, body)
@@ -167,9 +162,6 @@ extension ModelServer {
 
     /// vLLM's `{"prompt"}` or `{"messages"}`, or llama.cpp's `{"content"}` → `{"tokens", "count", "max_model_len"}`.
     func tokenize(_ request: Request) async throws -> Response {
-        _ = try authorize(request)
-        let body = try await readBody(request)
-        guard let tokenizer else { throw APIError.invalidRequest("The model '\(modelID)' has no tokenizer.json.") }
         struct Body: Decodable {
             var model: String?
             var prompt: String?
@@ -181,13 +173,10 @@ extension ModelServer {
                 case addSpecialTokens = "add_special_tokens"
             }
         }
-        let r = try decode(Body.self, body)
-        if let model = r.model { try checkModel(model) }
+        let (r, tokenizer) = try await tokenizerRequest(request, Body.self, model: \.model)
         let tokens: [Int]
         if let messages = r.messages {
-            do { tokens = try tokenizer.encodeChat(messages.map { ChatMessage(role: $0.role, content: $0.content ?? "", name: $0.name) }) } catch {
-                throw APIError.invalidRequest("The chat template could not render these messages: \(error)", param: "messages")
-            }
+            tokens = try render(messages, tokenizer)
         } else if let text = r.prompt ?? r.content {
             tokens = tokenizer.encode(text, addSpecialTokens: r.addSpecialTokens ?? true)
         } else {
@@ -198,15 +187,11 @@ extension ModelServer {
 
     /// `{"tokens": [...]}` → `{"prompt": text, "content": text}` (vLLM's and llama.cpp's names).
     func detokenize(_ request: Request) async throws -> Response {
-        _ = try authorize(request)
-        let body = try await readBody(request)
-        guard let tokenizer else { throw APIError.invalidRequest("The model '\(modelID)' has no tokenizer.json.") }
         struct Body: Decodable {
             var model: String?
             var tokens: [Int]
         }
-        let r = try decode(Body.self, body)
-        if let model = r.model { try checkModel(model) }
+        let (r, tokenizer) = try await tokenizerRequest(request, Body.self, model: \.model)
         if let bad = r.tokens.first(where: { $0 < 0 || $0 >= max(model.config.vocabSize, tokenizer.vocabSize) }) {
             throw APIError.invalidRequest("Token id \(bad) is outside the vocabulary.", param: "tokens")
         }
@@ -214,7 +199,26 @@ extension ModelServer {
         return json(["prompt": text, "content": text])
     }
 
+    /// What the tokenizer endpoints start with: the key, the body, its model (when named), the tokenizer.
+    private func tokenizerRequest<T: Decodable>(_ request: Request, _ type: T.Type, model: KeyPath<T, String?>) async throws -> (T, Tokenizer) {
+        _ = try authorize(request)
+        let body = try await readBody(request)
+        guard let tokenizer else { throw APIError.invalidRequest("The model '\(modelID)' has no tokenizer.json.") }
+        let r = try decode(T.self, body)
+        if let name = r[keyPath: model] { try checkModel(name) }
+        return (r, tokenizer)
+    }
+
     // MARK: - Shared checks
+
+    /// Messages through the model's chat template, as token ids.
+    func render(_ messages: [ChatCompletionRequest.Message], _ tokenizer: Tokenizer) throws -> [Int] {
+        do {
+            return try tokenizer.encodeChat(messages.map { ChatMessage(role: $0.role, content: $0.content ?? "", name: $0.name) })
+        } catch {
+            throw APIError.invalidRequest("The chat template could not render these messages: \(error)", param: "messages")
+        }
+    }
 
     /// The hash of the request's key; "open" when the server has no key file. Throws 401.
     func authorize(_ request: Request) throws -> String {
