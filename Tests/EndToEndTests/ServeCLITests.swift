@@ -12,7 +12,7 @@ final class ServerProcess {
 
     init(_ arguments: [String], timeout: Double = 300) throws {
         errorLog = NSTemporaryDirectory() + "moe-serve-\(UUID().uuidString).log"
-        FileManager.default.createFile(atPath: errorLog, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
         process.executableURL = URL(fileURLWithPath: CLI.executable)
         process.arguments = arguments
         let out = Pipe()

@@ -17,24 +17,29 @@ final class ServerMetrics: Sendable {
     let steps: Gauge
 
     init() {
-        promptTokens = registry.makeCounter(name: "moe_prompt_tokens_total", help: "Prompt tokens of answered requests.")
-        cachedTokens = registry.makeCounter(name: "moe_cached_prompt_tokens_total", help: "Prompt tokens whose KV cache was reused.")
-        completionTokens = registry.makeCounter(name: "moe_completion_tokens_total", help: "Generated tokens.")
+        promptTokens = registry.makeCounter(descriptor: Self.name("prompt_tokens", "total", "Prompt tokens of answered requests."))
+        cachedTokens = registry.makeCounter(descriptor: Self.name("cached_prompt_tokens", "total", "Prompt tokens whose KV cache was reused."))
+        completionTokens = registry.makeCounter(descriptor: Self.name("completion_tokens", "total", "Generated tokens."))
         timeToFirstToken = registry.makeValueHistogram(
-            name: "moe_time_to_first_token_seconds", buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-            help: "From the request's arrival to its first generated token.")
+            descriptor: Self.name("time_to_first_token", "seconds", "From the request's arrival to its first generated token."),
+            buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
         decodeRate = registry.makeValueHistogram(
-            name: "moe_decode_tokens_per_second", buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
-            help: "Per request: generated tokens after the first over the time they took.")
-        queueDepth = registry.makeGauge(name: "moe_queue_depth", help: "Requests waiting for a decoding slot.")
-        batchSize = registry.makeGauge(name: "moe_batch_size", help: "Sequences in the current decode step.")
-        meanBatchSize = registry.makeGauge(name: "moe_mean_batch_size", help: "Generated tokens per decode step since start.")
-        steps = registry.makeGauge(name: "moe_decode_steps", help: "Batched decode steps since start.")
+            descriptor: Self.name("decode_tokens", "per_second", "Per request: generated tokens after the first over the time they took."),
+            buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
+        queueDepth = registry.makeGauge(descriptor: Self.name("queue_depth", "", "Requests waiting for a decoding slot."))
+        batchSize = registry.makeGauge(descriptor: Self.name("batch_size", "", "Sequences in the current decode step."))
+        meanBatchSize = registry.makeGauge(descriptor: Self.name("mean_batch_size", "", "Generated tokens per decode step since start."))
+        steps = registry.makeGauge(descriptor: Self.name("decode_steps", "", "Batched decode steps since start."))
+    }
+
+    /// `moe_<metric>_<unit>`.
+    static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "moe", metricName: metric, unitName: unit, helpText: help)
     }
 
     func request(endpoint: String, status: Int) {
-        registry.makeCounter(name: "moe_requests_total", labels: [("endpoint", endpoint), ("status", String(status))],
-                             help: "Requests by endpoint and HTTP status.").increment()
+        registry.makeCounter(descriptor: Self.name("requests", "total", "Requests by endpoint and HTTP status."),
+                             labels: [("endpoint", endpoint), ("status", String(status))]).increment()
     }
 
     /// The text exposition, with the engine's gauges read now.
