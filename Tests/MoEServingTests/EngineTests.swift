@@ -60,17 +60,29 @@ import Testing
         let longer = await Self.run(try engine.submit(GenerationRequest(prompt: Array(prompt.prefix(20)) + [7, 8, 9], maxTokens: 1,
                                                                         sampling: .greedy, stopTokens: [])))
         #expect(longer.cached == 20)
-        // Cancelling ends the stream without `finished`, and frees the slot for others.
+        // Cancelling ends the stream without `finished`, and frees the slot for others. The engine is held
+        // after its third step until the cancel is in, so it cannot finish first however slow the consumer.
+        let gate = DispatchSemaphore(value: 0)
+        let steps = StepCounter()
+        engine.observeSteps { if steps.increment() == 3 { gate.wait() } }
         let endless = try engine.submit(GenerationRequest(prompt: [1, 2, 3], maxTokens: 200, sampling: .greedy, stopTokens: []))
-        var seen = 0
+        var seen = 0, cancelled = false
         for await event in endless.events {
             if case .token = event { seen += 1 }
-            if seen == 3 { endless.cancel() }
+            if seen == 3 && !cancelled { endless.cancel(); cancelled = true; gate.signal() }
             if case .finished = event { Issue.record("a cancelled stream finished") }
         }
+        engine.observeSteps(nil)
         #expect(seen >= 3 && seen < 200)
         let after = await Self.run(try engine.submit(GenerationRequest(prompt: [4, 5], maxTokens: 2, sampling: .greedy, stopTokens: [])))
         #expect(after.tokens.count == 2)
+    }
+
+    /// Steps seen by the engine thread (the observer), read by the test.
+    final class StepCounter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        func increment() -> Int { lock.lock(); defer { lock.unlock() }; count += 1; return count }
     }
 
     @Test func refusals() throws {

@@ -81,6 +81,7 @@ public final class InferenceEngine: @unchecked Sendable {
     private var stopping = false
     private var nextID = 0
     private var snapshot = Snapshot()
+    private var afterStep: (@Sendable () -> Void)?
     // Engine thread only:
     private var slots: [Slot]
     private var active: [Sequence] = []
@@ -146,6 +147,12 @@ public final class InferenceEngine: @unchecked Sendable {
         return Stream(id: id, events: events, engine: self)
     }
 
+    /// Runs `body` on the engine thread after every decode step (tests use it to hold the engine at a known
+    /// point; nil removes it).
+    func observeSteps(_ body: (@Sendable () -> Void)?) {
+        lock.lock(); afterStep = body; lock.unlock()
+    }
+
     func cancel(_ id: Int) {
         lock.lock()
         cancelled.insert(id)
@@ -191,7 +198,9 @@ public final class InferenceEngine: @unchecked Sendable {
 
             lock.lock()
             snapshot.active = active.count
+            let observer = afterStep
             lock.unlock()
+            observer?()
         }
     }
 
