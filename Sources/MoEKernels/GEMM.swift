@@ -189,6 +189,9 @@ func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: In
 
 /// Token counts up to this use the streaming small-token kernels; larger ones the packed GEMM.
 let linearSmallTokenLimit = 8
+/// bf16 weights keep the streaming kernels up to this many tokens (batched decode of up to 16 sequences): they
+/// read each weight row once for all tokens, where the GEMM would widen every weight into its f32 panels first.
+let bf16SmallTokenLimit = 16
 
 /// The Linear layer: out[t, o] = Σ_i x[t, i] · W[o, i]  (x · Wᵀ) for t in 0..<tokens, o in 0..<w.rows.
 /// x is row-major [tokens, w.cols] with row stride `ldx` (elements); out is [tokens, w.rows] with stride `ldo`.
@@ -203,7 +206,7 @@ public func linear(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, _ w: Weight
         if !accumulate { for t in 0..<tokens { (out + t &* ldo).update(repeating: 0, count: w.rows) } }
         return
     }
-    if tokens <= linearSmallTokenLimit {
+    if tokens <= linearSmallTokenLimit || (w.type == .bf16 && tokens <= bf16SmallTokenLimit) {
         gemvSmall(x, ldx, tokens, w, out, ldo, accumulate, pool)
     } else {
         gemm(m: tokens, n: w.rows, k: w.cols, alpha: 1, a: x, lda: ldx,

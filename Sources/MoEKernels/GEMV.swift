@@ -1,7 +1,7 @@
-// Small-token Linear: out[t, o] = Σ_i x[t, i] · W[o, i] for tokens 1…8. W is streamed once. Tokens go in pairs: for a
-// pair, a block of 4 rows is read (the rows share each x load) and re-read from L1 by the next pair; for one token
-// (an odd last one), rows are read one after another. One token against bf16 weights — decode — goes to
-// GEMVBF16.swift instead. The dot products keep full SIMD8 (one ymm) accumulators and reduce them once per row.
+// Small-token Linear: out[t, o] = Σ_i x[t, i] · W[o, i] for a few tokens. W is streamed once. Tokens go in pairs: a
+// block of 4 rows is read for the first pair (the rows share each x load) and re-read from L1 by the next pairs; for
+// one token (or an odd last one), rows are read one after another. bf16 weights — decode, batched decode, experts —
+// go to GEMVBF16.swift instead. The dot products keep full SIMD8 (one ymm) accumulators and reduce them once per row.
 //
 // This file holds the hand-written part: loads, reductions, the kernel table and the row/thread split. The
 // kernels themselves, one function per (element type, rows, tokens) shape, are in GEMVKernels.generated.swift,
@@ -96,23 +96,30 @@ func dotKernel(_ type: ElementType, _ nr: Int, _ nt: Int) -> DotKernel {
 func gemvRows(_ rows: Range<Int>, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int,
               _ w: WeightMatrix, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
     let rb = w.rowBytes, cols = w.cols, type = w.type
-    var t = 0
-    // One kernel per (rows, tokens) shape; the 4-row kernel runs over the bulk of the range.
-    while t < tokens {
-        let nt = min(2, tokens &- t)
+    if tokens == 1 {
         // One token: rows one after another (a single sequential stream for the prefetchers).
-        let fullRows = nt == 1 ? 1 : 4
-        let full = dotKernel(type, fullRows, nt)
-        let xt = x + t &* ldx
-        var r = rows.lowerBound
-        while r &+ fullRows <= rows.upperBound {
-            full(w.base + r &* rb, rb, cols, xt, ldx, out + (t &* ldo &+ r), ldo, accumulate)
-            r &+= fullRows
+        let one = dotKernel(type, 1, 1)
+        for r in rows { one(w.base + r &* rb, rb, cols, x, ldx, out + r, ldo, accumulate) }
+        return
+    }
+    // Several tokens: a block of 4 rows at a time, for every pair of tokens before the next block, so the block
+    // comes from memory once and from L1 for the other pairs (token pairs outermost would stream the whole
+    // range from memory once per pair).
+    var r = rows.lowerBound
+    while r < rows.upperBound {
+        let nr = min(4, rows.upperBound &- r)
+        let pair = dotKernel(type, nr, 2)
+        var t = 0
+        while t &+ 2 <= tokens {
+            pair(w.base + r &* rb, rb, cols, x + t &* ldx, ldx, out + (t &* ldo &+ r), ldo, accumulate)
+            t &+= 2
         }
-        if r < rows.upperBound {
-            dotKernel(type, rows.upperBound &- r, nt)(w.base + r &* rb, rb, cols, xt, ldx, out + (t &* ldo &+ r), ldo, accumulate)
+        if t < tokens {
+            // An odd last token: the block's rows one by one.
+            let one = dotKernel(type, 1, 1)
+            for i in r..<(r &+ nr) { one(w.base + i &* rb, rb, cols, x + t &* ldx, ldx, out + (t &* ldo &+ i), ldo, accumulate) }
         }
-        t &+= 2
+        r &+= nr
     }
 }
 
@@ -125,12 +132,22 @@ func gemvSmall(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: Weight
         chunks = bytes >= 16 << 20 ? pool.threads * 8 : pool.threads
         chunks = min(chunks, (w.rows + 3) / 4)
     }
-    if tokens == 1 && w.type == .bf16 {
-        let split = splitEvenOdd(x, cols: w.cols)
-        let xe = UnsafePointer(split), xo = UnsafePointer(split + w.cols / 2)
-        if chunks == 1 { gemvBF16Rows(0..<w.rows, w, x, xe, xo, out, accumulate); return }
-        pool.parallelFor(chunks) { c in
-            gemvBF16Rows(splitRange(w.rows, parts: chunks, index: c, align: 4), w, x, xe, xo, out, accumulate)
+    if w.type == .bf16 {
+        // bf16 goes to GEMVBF16.swift, with x split once (by the calling thread) into even and odd elements.
+        let split = UnsafePointer(splitEvenOdd(x, ldx: ldx, tokens: tokens, cols: w.cols))
+        if tokens == 1 {
+            let xe = split, xo = split + w.cols / 2
+            if chunks == 1 { gemvBF16Rows(0..<w.rows, w, x, xe, xo, out, accumulate); return }
+            pool.parallelFor(chunks) { c in
+                gemvBF16Rows(splitRange(w.rows, parts: chunks, index: c, align: 4), w, x, xe, xo, out, accumulate)
+            }
+        } else {
+            let lds = 2 &* (w.cols / 2)
+            if chunks == 1 { gemvBF16Tokens(0..<w.rows, w, x, ldx, split, lds, tokens, out, ldo, accumulate); return }
+            pool.parallelFor(chunks) { c in
+                gemvBF16Tokens(splitRange(w.rows, parts: chunks, index: c, align: 4), w, x, ldx, split, lds, tokens,
+                               out, ldo, accumulate)
+            }
         }
         return
     }

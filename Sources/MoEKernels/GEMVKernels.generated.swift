@@ -462,3 +462,108 @@ func dot_f16_4x2(_ w: UnsafeRawPointer, _ rowBytes: Int, _ cols: Int, _ x: Unsaf
     finishDot(a30, w3, .f16, x0, k, cols, out + (0 &* ldo &+ 3), accumulate)
     finishDot(a31, w3, .f16, x1, k, cols, out + (1 &* ldo &+ 3), accumulate)
 }
+
+// The several-token bf16 kernels behind `gemvBF16Tokens` (GEMVBF16.swift): dotRows_bf16_x<T> reads each of its
+// rows once for T tokens of x split into even and odd elements, widening bf16 pairs with bit operations.
+
+@inline(never)
+func dotRows_bf16_x1(_ w: UnsafeRawPointer, _ rowBytes: Int, _ rows: Int, _ cols: Int, _ xs: UnsafePointer<Float>,
+                      _ ldxs: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ out: UnsafeMutablePointer<Float>,
+                      _ ldo: Int, _ accumulate: Bool) {
+    let pairs = cols / 2
+    let mask = SIMD8<UInt32>(repeating: 0xFFFF_0000)
+    let e0 = xs + 0 &* ldxs, o0 = e0 + pairs
+    for r in 0..<rows {
+        let w0 = w + r &* rowBytes
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>()
+        var k = 0   // pair index: elements 2k and 2k+1
+        while k &+ 8 <= pairs {
+            let u = (w0 + k &* 4).loadUnaligned(as: SIMD8<UInt32>.self)
+            let we = bf16Even(u), wo = bf16Odd(u, mask)
+            a0 = a0.addingProduct(we, ldx8(e0 + k)); b0 = b0.addingProduct(wo, ldx8(o0 + k))
+            k &+= 8
+        }
+        storeDot(hsum(a0 + b0), w0, x + 0 &* ldx, 2 &* k, cols, out + (0 &* ldo &+ r), accumulate)
+    }
+}
+
+@inline(never)
+func dotRows_bf16_x2(_ w: UnsafeRawPointer, _ rowBytes: Int, _ rows: Int, _ cols: Int, _ xs: UnsafePointer<Float>,
+                      _ ldxs: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ out: UnsafeMutablePointer<Float>,
+                      _ ldo: Int, _ accumulate: Bool) {
+    let pairs = cols / 2
+    let mask = SIMD8<UInt32>(repeating: 0xFFFF_0000)
+    let e0 = xs + 0 &* ldxs, o0 = e0 + pairs
+    let e1 = xs + 1 &* ldxs, o1 = e1 + pairs
+    for r in 0..<rows {
+        let w0 = w + r &* rowBytes
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(); var a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        var k = 0   // pair index: elements 2k and 2k+1
+        while k &+ 8 <= pairs {
+            let u = (w0 + k &* 4).loadUnaligned(as: SIMD8<UInt32>.self)
+            let we = bf16Even(u), wo = bf16Odd(u, mask)
+            a0 = a0.addingProduct(we, ldx8(e0 + k)); b0 = b0.addingProduct(wo, ldx8(o0 + k))
+            a1 = a1.addingProduct(we, ldx8(e1 + k)); b1 = b1.addingProduct(wo, ldx8(o1 + k))
+            k &+= 8
+        }
+        storeDot(hsum(a0 + b0), w0, x + 0 &* ldx, 2 &* k, cols, out + (0 &* ldo &+ r), accumulate)
+        storeDot(hsum(a1 + b1), w0, x + 1 &* ldx, 2 &* k, cols, out + (1 &* ldo &+ r), accumulate)
+    }
+}
+
+@inline(never)
+func dotRows_bf16_x3(_ w: UnsafeRawPointer, _ rowBytes: Int, _ rows: Int, _ cols: Int, _ xs: UnsafePointer<Float>,
+                      _ ldxs: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ out: UnsafeMutablePointer<Float>,
+                      _ ldo: Int, _ accumulate: Bool) {
+    let pairs = cols / 2
+    let mask = SIMD8<UInt32>(repeating: 0xFFFF_0000)
+    let e0 = xs + 0 &* ldxs, o0 = e0 + pairs
+    let e1 = xs + 1 &* ldxs, o1 = e1 + pairs
+    let e2 = xs + 2 &* ldxs, o2 = e2 + pairs
+    for r in 0..<rows {
+        let w0 = w + r &* rowBytes
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(); var a1 = SIMD8<Float>(), b1 = SIMD8<Float>(); var a2 = SIMD8<Float>(), b2 = SIMD8<Float>()
+        var k = 0   // pair index: elements 2k and 2k+1
+        while k &+ 8 <= pairs {
+            let u = (w0 + k &* 4).loadUnaligned(as: SIMD8<UInt32>.self)
+            let we = bf16Even(u), wo = bf16Odd(u, mask)
+            a0 = a0.addingProduct(we, ldx8(e0 + k)); b0 = b0.addingProduct(wo, ldx8(o0 + k))
+            a1 = a1.addingProduct(we, ldx8(e1 + k)); b1 = b1.addingProduct(wo, ldx8(o1 + k))
+            a2 = a2.addingProduct(we, ldx8(e2 + k)); b2 = b2.addingProduct(wo, ldx8(o2 + k))
+            k &+= 8
+        }
+        storeDot(hsum(a0 + b0), w0, x + 0 &* ldx, 2 &* k, cols, out + (0 &* ldo &+ r), accumulate)
+        storeDot(hsum(a1 + b1), w0, x + 1 &* ldx, 2 &* k, cols, out + (1 &* ldo &+ r), accumulate)
+        storeDot(hsum(a2 + b2), w0, x + 2 &* ldx, 2 &* k, cols, out + (2 &* ldo &+ r), accumulate)
+    }
+}
+
+@inline(never)
+func dotRows_bf16_x4(_ w: UnsafeRawPointer, _ rowBytes: Int, _ rows: Int, _ cols: Int, _ xs: UnsafePointer<Float>,
+                      _ ldxs: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ out: UnsafeMutablePointer<Float>,
+                      _ ldo: Int, _ accumulate: Bool) {
+    let pairs = cols / 2
+    let mask = SIMD8<UInt32>(repeating: 0xFFFF_0000)
+    let e0 = xs + 0 &* ldxs, o0 = e0 + pairs
+    let e1 = xs + 1 &* ldxs, o1 = e1 + pairs
+    let e2 = xs + 2 &* ldxs, o2 = e2 + pairs
+    let e3 = xs + 3 &* ldxs, o3 = e3 + pairs
+    for r in 0..<rows {
+        let w0 = w + r &* rowBytes
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(); var a1 = SIMD8<Float>(), b1 = SIMD8<Float>(); var a2 = SIMD8<Float>(), b2 = SIMD8<Float>(); var a3 = SIMD8<Float>(), b3 = SIMD8<Float>()
+        var k = 0   // pair index: elements 2k and 2k+1
+        while k &+ 8 <= pairs {
+            let u = (w0 + k &* 4).loadUnaligned(as: SIMD8<UInt32>.self)
+            let we = bf16Even(u), wo = bf16Odd(u, mask)
+            a0 = a0.addingProduct(we, ldx8(e0 + k)); b0 = b0.addingProduct(wo, ldx8(o0 + k))
+            a1 = a1.addingProduct(we, ldx8(e1 + k)); b1 = b1.addingProduct(wo, ldx8(o1 + k))
+            a2 = a2.addingProduct(we, ldx8(e2 + k)); b2 = b2.addingProduct(wo, ldx8(o2 + k))
+            a3 = a3.addingProduct(we, ldx8(e3 + k)); b3 = b3.addingProduct(wo, ldx8(o3 + k))
+            k &+= 8
+        }
+        storeDot(hsum(a0 + b0), w0, x + 0 &* ldx, 2 &* k, cols, out + (0 &* ldo &+ r), accumulate)
+        storeDot(hsum(a1 + b1), w0, x + 1 &* ldx, 2 &* k, cols, out + (1 &* ldo &+ r), accumulate)
+        storeDot(hsum(a2 + b2), w0, x + 2 &* ldx, 2 &* k, cols, out + (2 &* ldo &+ r), accumulate)
+        storeDot(hsum(a3 + b3), w0, x + 3 &* ldx, 2 &* k, cols, out + (3 &* ldo &+ r), accumulate)
+    }
+}

@@ -28,7 +28,14 @@ struct BenchGEMM: ParsableCommand {
     @Option(help: "Bytes read by the memory bandwidth measurement.")
     var bandwidthBytes: Int = 1 << 30
 
+    @Option(help: ArgumentHelp("Time only the batched-decode shapes (LM head t×151936×1024, expert t×256×1024 and "
+                               + "t×1024×256, bf16) for these token counts, e.g. 1,4,8,16.", valueName: "t,t,..."))
+    var decodeBatches: String?
+
     func validate() throws {
+        if let decodeBatches {
+            guard !parsedDecodeBatches(decodeBatches).isEmpty else { throw ValidationError("--decode-batches: a list like 1,4,8,16") }
+        }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard repetitions >= 1 else { throw ValidationError("--repeat must be at least 1") }
     }
@@ -48,6 +55,13 @@ struct BenchGEMM: ParsableCommand {
         print(pad("shape (t×out×in)", 20) + pad("weights", 8) + lpad("ours GF/s", 11) + lpad("BLAS GF/s", 11)
               + lpad("ratio", 8) + lpad("ours GB/s", 11) + lpad("BLAS GB/s", 11))
 
+        if let decodeBatches {
+            // Weights read once per call whatever t is, so the GB/s column is comparable across t.
+            for (o, i) in [(151936, 1024), (256, 1024), (1024, 256)] {
+                for t in parsedDecodeBatches(decodeBatches) { bench(t, o, i, .bf16, pool, blas, bandwidthColumn: true) }
+            }
+            return
+        }
         let shapes: [(Int, Int, Int)] = [(512, 1024, 1024), (512, 256, 1024), (64, 256, 1024), (64, 1024, 256),
                                          (1, 151936, 1024)]
         for (t, o, i) in shapes {
@@ -56,8 +70,13 @@ struct BenchGEMM: ParsableCommand {
         bench(2048, 2048, 2048, .f32, pool, blas)
     }
 
+    private func parsedDecodeBatches(_ list: String) -> [Int] {
+        let counts = list.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return counts.allSatisfy { $0 >= 1 } ? counts : []
+    }
+
     private func bench(_ tokens: Int, _ outs: Int, _ ins: Int, _ type: ElementType, _ pool: WorkerPool,
-                       _ blas: OpenBLAS?) {
+                       _ blas: OpenBLAS?, bandwidthColumn: Bool = false) {
         var rng = SplitMix(seed: UInt64(tokens &* 31 &+ outs &* 7 &+ ins))
         let wf = UnsafeMutablePointer<Float>.allocate(capacity: outs * ins)
         let x = UnsafeMutablePointer<Float>.allocate(capacity: tokens * ins)
@@ -96,7 +115,7 @@ struct BenchGEMM: ParsableCommand {
         } else {
             line += lpad("-", 11) + lpad("-", 8)
         }
-        if tokens == 1 {
+        if tokens == 1 || bandwidthColumn {
             line += lpad(String(format: "%.1f", Double(outs * ins * type.byteSize) / ours / 1e9), 11)
             if let theirs { line += lpad(String(format: "%.1f", Double(outs * ins * 4) / theirs / 1e9), 11) }
         }

@@ -98,6 +98,20 @@ private func checkLinear(tokens: Int, rows: Int, cols: Int, type: ElementType, a
         }
     }
 
+    /// bf16 weights take their own small-token kernels up to 16 tokens (batched decode): token groups of 1…4 and
+    /// several groups over blocks of rows (more rows than one block of `bf16TokensBlockBytes` holds), with column
+    /// counts around the 16-column vector loop and an odd last column.
+    @Test func severalTokensOfBF16() {
+        var seed: UInt64 = 900
+        for tokens in [2, 3, 4, 5, 7, 8, 9, 12, 13, 16] {
+            for (rows, cols) in [(5, 16), (9, 33), (3, 1), (70, 1030), (40, 2047)] {
+                checkLinear(tokens: tokens, rows: rows, cols: cols, type: .bf16, accumulate: seed % 2 == 0,
+                            padX: Int(seed % 3), padO: Int(seed % 4), pool: seed % 3 == 0 ? pool1 : pool2, seed: seed)
+                seed += 1
+            }
+        }
+    }
+
     @Test func accumulateAndStrides() {
         for type in [ElementType.f32, .bf16, .f16] {
             for tokens in [1, 4, 8, 40] {

@@ -8,6 +8,9 @@ What it writes (nothing else; every other file in Sources/MoEKernels is hand-wri
       accumulators reduced once per row by `finishDot`. Only the shapes `gemvRows` asks for are emitted
       (GEMV_SHAPES below); `dotKernel` in GEMV.swift is the table that maps (type, R, T) to them.
       The one-token bf16 case does not come here at all: `gemvSmall` sends it to GEMVBF16.swift.
+      dotRows_bf16_x<T>: the several-token bf16 kernels of `gemvBF16Tokens` (GEMVBF16.swift): rows one after another,
+      each read once for T tokens, bf16 pairs widened with bit operations against x split into even and odd
+      elements (BF16_TOKEN_COUNTS; `bf16TokensKernel` in GEMVBF16.swift is their table).
 
   Sources/MoEKernels/GEMMKernels.generated.swift
       transpose8: the 8×8 transpose that packs nn.Linear (n×k) weights into the GEMM's k-major B panels.
@@ -109,6 +112,50 @@ def dot_kernel(tname, tcase, es, ld, R, T):
     return "\n".join(L) + "\n"
 
 
+# Token counts T of the several-token bf16 kernels behind `gemvBF16Tokens` (GEMVBF16.swift): groups of up to four
+# tokens (four tokens' split x, 16 KB at hidden 1024, stay in L1).
+BF16_TOKEN_COUNTS = [1, 2, 3, 4]
+
+
+def bf16_tokens_kernel(T):
+    """dotRows_bf16_x<T>: out[t*ldo + r] (=|+=) W[r, :] · x[t, :] for r < rows, t < T, bf16 W read as UInt32 pairs.
+
+    x comes split (xs: token t's even elements at xs + t*ldxs, its odd ones `pairs` floats further), so the even
+    weight of a pair is `u << 16` and the odd one `u & 0xFFFF0000`: each 16 weights are widened once (two ALU
+    operations) and shared by the T tokens. Rows go one after another inside the kernel (one sequential stream for
+    the prefetchers: interleaved rows measured slower on weights streamed from memory; one call for many rows)."""
+    # With few tokens the even and odd products get their own accumulators: twice the independent FMA chains.
+    split = T <= 4
+    L = []
+    p = L.append
+    p("@inline(never)")
+    p(f"func dotRows_bf16_x{T}(_ w: UnsafeRawPointer, _ rowBytes: Int, _ rows: Int, _ cols: Int, _ xs: UnsafePointer<Float>,")
+    p("                      _ ldxs: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ out: UnsafeMutablePointer<Float>,")
+    p("                      _ ldo: Int, _ accumulate: Bool) {")
+    p("    let pairs = cols / 2")
+    p("    let mask = SIMD8<UInt32>(repeating: 0xFFFF_0000)")
+    for t in range(T):
+        p(f"    let e{t} = xs + {t} &* ldxs, o{t} = e{t} + pairs")
+    p("    for r in 0..<rows {")
+    p("        let w0 = w + r &* rowBytes")
+    p("        " + "; ".join(f"var a{t} = SIMD8<Float>()" + (f", b{t} = SIMD8<Float>()" if split else "") for t in range(T)))
+    p("        var k = 0   // pair index: elements 2k and 2k+1")
+    p("        while k &+ 8 <= pairs {")
+    p("            let u = (w0 + k &* 4).loadUnaligned(as: SIMD8<UInt32>.self)")
+    p("            let we = bf16Even(u), wo = bf16Odd(u, mask)")
+    for t in range(T):
+        odd = f"b{t}" if split else f"a{t}"
+        p(f"            a{t} = a{t}.addingProduct(we, ldx8(e{t} + k)); {odd} = {odd}.addingProduct(wo, ldx8(o{t} + k))")
+    p("            k &+= 8")
+    p("        }")
+    for t in range(T):
+        acc = f"a{t} + b{t}" if split else f"a{t}"
+        p(f"        storeDot(hsum({acc}), w0, x + {t} &* ldx, 2 &* k, cols, out + ({t} &* ldo &+ r), accumulate)")
+    p("    }")
+    p("}")
+    return "\n".join(L) + "\n"
+
+
 def gemv_file():
     parts = [HEADER + """//
 // The small-token dot-product kernels behind `gemvRows` (GEMV.swift): dot_<type>_<R>x<T> multiplies R consecutive
@@ -118,11 +165,20 @@ def gemv_file():
     for tname, tcase, es, ld in TYPES:
         for R, T in GEMV_SHAPES:
             parts.append(dot_kernel(tname, tcase, es, ld, R, T))
+    parts.append("""// The several-token bf16 kernels behind `gemvBF16Tokens` (GEMVBF16.swift): dotRows_bf16_x<T> reads each of its
+// rows once for T tokens of x split into even and odd elements, widening bf16 pairs with bit operations.
+""")
+    for T in BF16_TOKEN_COUNTS:
+        parts.append(bf16_tokens_kernel(T))
     return "\n".join(parts)
 
 
 def gemv_names():
     return {f"dot_{tname}_{R}x{T}" for tname, _, _, _ in TYPES for R, T in GEMV_SHAPES}
+
+
+def bf16_tokens_names():
+    return {f"dotRows_bf16_x{T}" for T in BF16_TOKEN_COUNTS}
 
 
 # --- GEMM ---------------------------------------------------------------------------------------------
@@ -233,6 +289,11 @@ def check_dispatch():
     if named != gemv_names():
         problems.append(f"GEMV.swift dotKernel names {sorted(named - gemv_names())} not generated, "
                         f"generated {sorted(gemv_names() - named)} not in the table")
+    table = re.search(r"func bf16TokensKernel\(.*?\n}\n", (SRC / "GEMVBF16.swift").read_text(), re.S)
+    named = set(re.findall(r"return (dotRows_\w+)", table.group(0))) if table else set()
+    if named != bf16_tokens_names():
+        problems.append(f"GEMVBF16.swift bf16TokensKernel names {sorted(named - bf16_tokens_names())} not generated, "
+                        f"generated {sorted(bf16_tokens_names() - named)} not in the table")
     m = re.search(r"^let gemmMR = (\d+)$", (SRC / "MicroKernel.swift").read_text(), re.M)
     if not m or int(m.group(1)) != MR:
         problems.append(f"MicroKernel.swift gemmMR is {m.group(1) if m else '?'}, generator MR is {MR}")
