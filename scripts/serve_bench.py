@@ -12,7 +12,8 @@ same model, side by side. A benchmark, not a test.
 Each stream sends a different prompt of --prompt-tokens tokens (distinct first token: no prefix reuse)
 and asks for exactly --gen-tokens tokens (end-of-sequence suppressed: `ignore_eos` for moe, `logit_bias`
 for llama.cpp). TTFT is from sending the request to the first streamed text; aggregate tokens/s is all
-generated tokens over the wall time of the whole round. Prints one table per server and the ratios.
+generated tokens over the wall time of the whole round. Every level runs --repeat times (levels interleaved)
+and its median round is reported. Prints one table per server and the ratios.
 """
 import argparse
 import concurrent.futures
@@ -70,14 +71,20 @@ def round_of(url, model, streams, prompts, gen_tokens, extra, key):
             "ttft_mean": sum(ttfts) / len(ttfts), "ttft_max": ttfts[-1]}
 
 
-def bench(name, url, model, levels, prompts, gen_tokens, extra, key, warmup=True):
-    if warmup:
-        round_of(url, model, 1, prompts, 4, extra, key)
+def bench(name, url, model, levels, prompts, gen_tokens, extra, key, repeat):
+    """Runs every level `repeat` times, the levels interleaved (drift on a shared machine hits them alike), and
+    keeps each level's median round by tokens/s."""
+    round_of(url, model, 1, prompts, 4, extra, key)  # warm-up
+    runs = {n: [] for n in levels}
+    for _ in range(repeat):
+        for n in levels:
+            runs[n].append(round_of(url, model, n, prompts, gen_tokens, extra, key))
     rows = []
     for n in levels:
-        r = round_of(url, model, n, prompts, gen_tokens, extra, key)
+        r = sorted(runs[n], key=lambda x: x["tok_s"])[len(runs[n]) // 2]
         rows.append(r)
-        print(f"{name:>10} streams {n:>2}: {r['tok_s']:7.1f} tok/s aggregate ({r['tokens']} tokens in {r['wall']:.1f} s), "
+        spread = f" (runs {min(x['tok_s'] for x in runs[n]):.1f}…{max(x['tok_s'] for x in runs[n]):.1f})" if repeat > 1 else ""
+        print(f"{name:>10} streams {n:>2}: {r['tok_s']:7.1f} tok/s aggregate{spread} ({r['tokens']} tokens in {r['wall']:.1f} s), "
               f"TTFT mean {r['ttft_mean'] * 1000:7.0f} ms, max {r['ttft_max'] * 1000:7.0f} ms", flush=True)
     return rows
 
@@ -109,6 +116,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=16, help="moe serve --parallel")
     ap.add_argument("--port", type=int, default=18080)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per level; the median is reported")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -119,7 +127,7 @@ def main():
 
     results = {}
     if args.url:
-        results["server"] = bench("server", args.url, args.model, levels, prompts, args.gen_tokens, {"ignore_eos": True}, "x")
+        results["server"] = bench("server", args.url, args.model, levels, prompts, args.gen_tokens, {"ignore_eos": True}, "x", args.repeat)
     if args.moe_model:
         port = args.port
         cmd = [args.moe_binary, "serve", "--model", args.moe_model, "--port", str(port), "--parallel", str(args.parallel),
@@ -132,7 +140,7 @@ def main():
             wait_ready(url, proc)
             model = os.path.basename(os.path.normpath(args.moe_model))
             results["moe"] = bench("moe", url, model, levels, prompts, args.gen_tokens,
-                                   {"ignore_eos": True, "stream_options": {"include_usage": True}}, "x")
+                                   {"ignore_eos": True, "stream_options": {"include_usage": True}}, "x", args.repeat)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -150,7 +158,7 @@ def main():
             model = httpx.get(f"{url}/models").json()["data"][0]["id"]
             # llama.cpp has no ignore_eos on this endpoint: forbid the end-of-text ids instead.
             bias = {"logit_bias": {"151643": -100, "151645": -100}}
-            results["llama.cpp"] = bench("llama.cpp", url, model, levels, prompts, args.gen_tokens, bias, "x")
+            results["llama.cpp"] = bench("llama.cpp", url, model, levels, prompts, args.gen_tokens, bias, "x", args.repeat)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
