@@ -33,11 +33,7 @@ func gemvBF16Rows(_ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Floa
             a0.addProduct(bf16Even(u), ldx8(xe + k)); a1.addProduct(bf16Odd(u, mask), ldx8(xo + k))
             k &+= 8
         }
-        var s = hsum((a0 + a2) + (a1 + a3))
-        var c = k &* 2
-        let h = p.assumingMemoryBound(to: UInt16.self)
-        while c < cols { s += Float(bitPattern: UInt32(h[c]) &<< 16) * x[c]; c &+= 1 }
-        out[r] = accumulate ? out[r] + s : s
+        storeDot(hsum((a0 + a2) + (a1 + a3)), p, x, k &* 2, cols, out + r, accumulate)
     }
 }
 
@@ -46,12 +42,6 @@ func gemvBF16Rows(_ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Floa
 /// The odd elements of eight bf16 pairs, as f32; `mask` is 0xFFFF0000 in every lane.
 @inline(__always) func bf16Odd(_ u: SIMD8<UInt32>, _ mask: SIMD8<UInt32>) -> SIMD8<Float> {
     unsafeBitCast(u & mask, to: SIMD8<Float>.self)
-}
-
-/// x's even and odd elements, side by side in the calling thread's scratch: [xe (cols/2) | xo (cols/2)].
-@inline(__always)
-func splitEvenOdd(_ x: UnsafePointer<Float>, cols: Int) -> UnsafeMutablePointer<Float> {
-    splitEvenOdd(x, ldx: cols, tokens: 1, cols: cols)
 }
 
 /// The even/odd split of `tokens` rows of x (row stride `ldx`) in the calling thread's scratch: row t's evens at
