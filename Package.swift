@@ -31,7 +31,7 @@ let package = Package(
         // Raw-pointer SIMD kernels and the worker pool. Knows nothing of models or files.
         .target(name: "MoEKernels", swiftSettings: fast),
         // Checkpoint formats and configuration: safetensors read/write, config.json, generation_config.json.
-        .target(name: "MoEFormats", swiftSettings: fast),
+        .target(name: "MoEFormats", dependencies: ["MoEKernels"], swiftSettings: fast),
         // Tokenizers: HF tokenizer.json (BPE) and tiktoken files, pre-tokenizer patterns, chat templates.
         .target(name: "MoETokenizer", swiftSettings: fast),
         // Architectures, forward pass with KV cache, sampler, generator.
@@ -53,7 +53,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fast),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: fast),
-        .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats"], swiftSettings: fast),
+        .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats", "MoEKernels"], swiftSettings: fast),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: fast),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: fast),
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels", "MoETokenizer"],

@@ -7,7 +7,7 @@ import Foundation
 /// let checkpoint = try Checkpoint(directory: "models/tiny")
 /// let embed = try checkpoint.tensor("model.embed_tokens.weight")   // dtype, shape, pointer
 /// ```
-public final class Checkpoint: @unchecked Sendable {
+public final class Checkpoint: TensorStore, @unchecked Sendable {
     public let directory: String
     public let files: [SafeTensorsFile]
     private let location: [String: TensorData]
@@ -59,13 +59,33 @@ public final class Checkpoint: @unchecked Sendable {
         return t
     }
 
+    public var fileCount: Int { files.count }
+    public var source: String { directory }
+
+    /// Total bytes of all tensors.
+    public var byteCount: Int { location.values.reduce(0) { $0 + $1.byteCount } }
+}
+
+/// Where a model's weights come from, by Hugging Face tensor name: a safetensors `Checkpoint`, or a GGUF file
+/// whose tensors `GGUFCheckpoint` presents under those names.
+public protocol TensorStore: AnyObject, Sendable {
+    /// The directory or file the weights were read from (for messages).
+    var source: String { get }
+    var tensorNames: [String] { get }
+    /// Files the weights span.
+    var fileCount: Int { get }
+    /// Total bytes of all tensors.
+    var byteCount: Int { get }
+    func contains(_ name: String) -> Bool
+    /// The tensor called `name`, or an error naming it.
+    func tensor(_ name: String) throws -> TensorData
+}
+
+extension TensorStore {
     /// The tensor called `name`, checked to have `shape`.
     public func tensor(_ name: String, shape: [Int]) throws -> TensorData {
         let t = try tensor(name)
         guard t.shape == shape else { throw FormatError.shapeMismatch(tensor: name, expected: shape, found: t.shape) }
         return t
     }
-
-    /// Total bytes of all tensors.
-    public var byteCount: Int { location.values.reduce(0) { $0 + $1.byteCount } }
 }

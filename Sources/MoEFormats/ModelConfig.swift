@@ -17,6 +17,9 @@ public struct RopeParameters: Sendable, Equatable {
     public var mscaleAllDim: Double?
     public var truncate: Bool?
     public var partialRotaryFactor: Double = 1
+    /// Per-frequency divisors (GGUF's `rope_freqs.weight`, which llama.cpp's converter writes for Llama 3 scaling
+    /// instead of its parameters): inverse frequency i is divided by factor i.
+    public var frequencyFactors: [Float]?
 
     public init() {}
 }

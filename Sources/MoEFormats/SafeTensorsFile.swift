@@ -1,4 +1,5 @@
 import Foundation
+import MoEKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,8 +13,18 @@ public struct TensorData: @unchecked Sendable {
     public let pointer: UnsafeRawPointer
     public let byteCount: Int
     public let owner: AnyObject
+    /// Set for GGUF tensors in a ggml block format: the data are rows of blocks of this type (`dtype` is then `.u8`).
+    public let quant: QuantType?
+
+    public init(name: String, dtype: DType, shape: [Int], pointer: UnsafeRawPointer, byteCount: Int, owner: AnyObject,
+                quant: QuantType? = nil) {
+        self.name = name; self.dtype = dtype; self.shape = shape; self.pointer = pointer
+        self.byteCount = byteCount; self.owner = owner; self.quant = quant
+    }
 
     public var elementCount: Int { shape.reduce(1, *) }
+    /// The stored type's name: a safetensors dtype ("BF16") or a ggml block type ("Q4_K").
+    public var typeName: String { quant?.description ?? dtype.rawValue }
 }
 
 /// One `.safetensors` file, memory-mapped read-only: weights keep their stored dtype and are paged in by

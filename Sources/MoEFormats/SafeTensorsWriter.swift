@@ -1,4 +1,5 @@
 import Foundation
+import MoEKernels
 
 /// Writes `.safetensors` files that `transformers` and the `safetensors` library load.
 ///
@@ -112,6 +113,13 @@ public enum FloatEncoding {
     /// Reads any float tensor as f32 values (for small tensors: norms, biases, tests).
     public static func floats(_ t: TensorData) throws -> [Float] {
         let n = t.elementCount
+        if let q = t.quant {
+            guard n % q.blockElements == 0 else { throw FormatError.badTensor(path: "", tensor: t.name, reason: "not whole \(q) blocks") }
+            return [Float](unsafeUninitializedCapacity: n) { buf, count in
+                q.dequantize(t.pointer, into: buf.baseAddress!, count: n)
+                count = n
+            }
+        }
         switch t.dtype {
         case .f32:
             return Array(UnsafeBufferPointer(start: t.pointer.assumingMemoryBound(to: Float.self), count: n))

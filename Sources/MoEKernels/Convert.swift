@@ -79,6 +79,7 @@ func widen(_ src: UnsafeRawPointer, _ type: ElementType, _ dst: UnsafeMutablePoi
     case .f32: dst.update(from: src.assumingMemoryBound(to: Float.self), count: count)
     case .bf16: bf16ToFloat(src.assumingMemoryBound(to: UInt16.self), dst, count: count)
     case .f16: f16ToFloat(src.assumingMemoryBound(to: UInt16.self), dst, count: count)
+    case let .quantized(q): q.dequantize(src, into: dst, count: count)
     }
 }
 

@@ -63,6 +63,7 @@ func packB(_ src: GEMMBSource, _ j0: Int, _ ncb: Int, _ kb: Int, _ kc: Int, _ ds
         case .f32: packNTTyped(.f32, base, ldBytes, j0, ncb, kb, kc, dst)
         case .bf16: packNTTyped(.bf16, base, ldBytes, j0, ncb, kb, kc, dst)
         case .f16: packNTTyped(.f16, base, ldBytes, j0, ncb, kb, kc, dst)
+        case .quantized: preconditionFailure("packB: quantised rows go through quantizedLinear")
         }
     case let .nn(base, ld):
         var p = 0
@@ -206,7 +207,9 @@ public func linear(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, _ w: Weight
         if !accumulate { for t in 0..<tokens { (out + t &* ldo).update(repeating: 0, count: w.rows) } }
         return
     }
-    if tokens <= linearSmallTokenLimit || (w.type == .bf16 && tokens <= bf16SmallTokenLimit) {
+    if case let .quantized(q) = w.type {
+        quantizedLinear(x, ldx, tokens, w, q, out, ldo, accumulate, pool)
+    } else if tokens <= linearSmallTokenLimit || (w.type == .bf16 && tokens <= bf16SmallTokenLimit) {
         gemvSmall(x, ldx, tokens, w, out, ldo, accumulate, pool)
     } else {
         gemm(m: tokens, n: w.rows, k: w.cols, alpha: 1, a: x, lda: ldx,

@@ -32,6 +32,7 @@ func load8(_ p: UnsafeRawPointer, _ type: ElementType) -> SIMD8<Float> {
     case .f32: return load8F32(p)
     case .bf16: return load8BF16(p)
     case .f16: return load8F16(p)
+    case .quantized: preconditionFailure("load8: quantised rows go through quantizedLinear")
     }
 }
 
@@ -41,6 +42,7 @@ func loadScalar(_ p: UnsafeRawPointer, _ i: Int, _ type: ElementType) -> Float {
     case .f32: return p.load(fromByteOffset: i &* 4, as: Float.self)
     case .bf16: return bf16Value(p.load(fromByteOffset: i &* 2, as: UInt16.self))
     case .f16: return f16Value(p.load(fromByteOffset: i &* 2, as: UInt16.self))
+    case .quantized: preconditionFailure("loadScalar: quantised rows go through quantizedLinear")
     }
 }
 

@@ -35,6 +35,9 @@ final class ThreadScratch {
     /// A second buffer per thread: the GEMM's packed A strip (transposed-A products), beside its packed B.
     static var packedA: ThreadScratch { slot(packedAKey) }
 
+    /// A third buffer per thread: quantised weight rows dequantised for the f32 kernels (`quantizedLinear`).
+    static var dequantized: ThreadScratch { slot(dequantizedKey) }
+
     @inline(__always)
     private static func slot(_ key: pthread_key_t) -> ThreadScratch {
         if let p = pthread_getspecific(key) {
@@ -69,3 +72,4 @@ private func makeKey() -> pthread_key_t {
 
 private let scratchKey = makeKey()
 private let packedAKey = makeKey()
+private let dequantizedKey = makeKey()

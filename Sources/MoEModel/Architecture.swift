@@ -131,7 +131,7 @@ public struct DecoderLayer: Sendable {
             var shared: MLP?, sharedGate: [Float]?
             if let sharedWidth = m.sharedWidth {
                 shared = try MLP(w, prefix: m.sharedPrefix, hidden: c.hiddenSize, width: sharedWidth)
-                sharedGate = try FloatEncoding.floats(w.checkpoint.tensor(m.sharedGateName, shape: [1, c.hiddenSize]))
+                sharedGate = try FloatEncoding.floats(w.store.tensor(m.sharedGateName, shape: [1, c.hiddenSize]))
             }
             let n = m.expertNames
             ff = .moe(MoEBlock(

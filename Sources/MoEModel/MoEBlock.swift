@@ -26,9 +26,10 @@ public struct MoEBlock: @unchecked Sendable {
         self.sharedExpert = sharedExpert; self.sharedExpertGate = sharedExpertGate
     }
 
-    /// Reads experts stored one by one (`{experts}.{e}.{gate}.weight`, as hub checkpoints) or fused as
+    /// Reads experts stored one by one (`{experts}.{e}.{gate}.weight`, as hub checkpoints), fused as
     /// transformers 5 keeps them (`{experts}.gate_up_proj` [E, 2·width, hidden], `{experts}.down_proj`
-    /// [E, hidden, width]).
+    /// [E, hidden, width]), or stacked per projection as GGUF keeps them (`{experts}.gate_proj`, `up_proj`
+    /// [E, width, hidden], `down_proj`).
     public static func readExperts(_ w: WeightReader, prefix: String, count: Int, hidden: Int, width: Int,
                                    names: (gate: String, up: String, down: String) = ("gate_proj", "up_proj", "down_proj")) throws -> [MLP] {
         let fused = "\(prefix).gate_up_proj"
@@ -36,6 +37,14 @@ public struct MoEBlock: @unchecked Sendable {
             return try (0..<count).map { e in
                 MLP(gate: try w.stackedMatrix(fused, index: e, shape: [count, 2 * width, hidden], rows: width),
                     up: try w.stackedMatrix(fused, index: e, shape: [count, 2 * width, hidden], rowOffset: width, rows: width),
+                    down: try w.stackedMatrix("\(prefix).down_proj", index: e, shape: [count, hidden, width], rows: hidden))
+            }
+        }
+        if w.has("\(prefix).gate_proj") {
+            // Stacked one matrix per projection (GGUF's ffn_{gate,up,down}_exps).
+            return try (0..<count).map { e in
+                MLP(gate: try w.stackedMatrix("\(prefix).gate_proj", index: e, shape: [count, width, hidden], rows: width),
+                    up: try w.stackedMatrix("\(prefix).up_proj", index: e, shape: [count, width, hidden], rows: width),
                     down: try w.stackedMatrix("\(prefix).down_proj", index: e, shape: [count, hidden, width], rows: hidden))
             }
         }

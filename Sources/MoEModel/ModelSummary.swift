@@ -17,7 +17,7 @@ public struct ModelSummary: Sendable {
     public var denseLayers = 0
 
     public init(_ model: Transformer) {
-        func size(_ m: WeightMatrix) -> (params: Int, bytes: Int) { (m.rows * m.cols, m.rows * m.cols * m.type.byteSize) }
+        func size(_ m: WeightMatrix) -> (params: Int, bytes: Int) { (m.rows * m.cols, m.rows * m.rowBytes) }
         func add(_ m: WeightMatrix, active: Bool = true, read: Bool = true) {
             let s = size(m)
             totalParameters += s.params; weightBytes += s.bytes
@@ -32,7 +32,7 @@ public struct ModelSummary: Sendable {
         func addMLP(_ m: MLP, active: Bool) { for w in [m.gate, m.up, m.down] { add(w, active: active, read: active) } }
 
         add(model.embedding, read: false)
-        bytesPerToken += model.embedding.cols * model.embedding.type.byteSize
+        bytesPerToken += model.embedding.rowBytes
         for layer in model.layers {
             addVector(layer.inputNorm); addVector(layer.postAttentionNorm)
             let a = layer.attention

@@ -20,7 +20,13 @@ public struct RotaryEmbedding: Sendable {
         rotaryDim = dim
         let base = Float(p.theta)
         // 1 / base^(2i/dim), computed as torch does: pow in f32 then reciprocal.
-        let plain: [Float] = stride(from: 0, to: dim, by: 2).map { 1 / Foundation.pow(base, Float($0) / Float(dim)) }
+        var plain: [Float] = stride(from: 0, to: dim, by: 2).map { 1 / Foundation.pow(base, Float($0) / Float(dim)) }
+        if let factors = p.frequencyFactors {
+            guard factors.count == plain.count else {
+                throw ModelError.badInput("rope frequency factors: \(factors.count) values for \(plain.count) frequencies")
+            }
+            for i in plain.indices { plain[i] /= factors[i] }
+        }
         func need(_ v: Double?, _ name: String) throws -> Double {
             guard let v else { throw ModelError.unsupported("rope type '\(p.type)' needs '\(name)' in its parameters") }
             return v

@@ -15,8 +15,10 @@ import MoEKernels
 public final class Transformer: @unchecked Sendable {
     public let config: ModelConfig
     public let generation: GenerationConfig
+    /// The model directory, or the GGUF file, it was loaded from.
     public let directory: String
-    public let checkpoint: Checkpoint
+    /// Its weights: a safetensors `Checkpoint` or a `GGUFCheckpoint`.
+    public let checkpoint: any TensorStore
     public let embedding: WeightMatrix
     public let layers: [DecoderLayer]
     public let finalNorm: [Float]
@@ -28,14 +30,27 @@ public final class Transformer: @unchecked Sendable {
     /// Which positions' logits a forward pass returns.
     public enum LogitsRows: Sendable { case all, last, none }
 
+    /// Loads a Hugging Face model directory (config.json + safetensors) or a GGUF file (`*.gguf`; the first part
+    /// of a split file).
     public init(directory: String, threads: Int = WorkerPool.defaultThreadCount) throws {
         self.directory = directory
-        let config = try ModelConfig(directory: directory)
+        let config: ModelConfig
+        if GGUFCheckpoint.isGGUF(directory) {
+            let gguf = try GGUFCheckpoint(path: directory)
+            config = gguf.config
+            checkpoint = gguf
+            var generation = GenerationConfig()
+            generation.eosTokenIds = config.eosTokenIds
+            generation.bosTokenId = config.bosTokenId
+            self.generation = generation
+        } else {
+            config = try ModelConfig(directory: directory)
+            generation = try GenerationConfig(directory: directory)
+            checkpoint = try Checkpoint(directory: directory)
+        }
         self.config = config
-        generation = try GenerationConfig(directory: directory)
         let architecture = try ArchitectureRegistry.architecture(for: config.modelType)
         try config.requireSupported()
-        checkpoint = try Checkpoint(directory: directory)
         let w = WeightReader(checkpoint)
         embedding = try w.matrix("model.embed_tokens.weight", rows: config.vocabSize, cols: config.hiddenSize)
         layers = try architecture.layout(config, has: w.has).map { try DecoderLayer(config, w, layout: $0) }

@@ -23,10 +23,10 @@ struct Inspect: ParsableCommand {
                 : n >= 1 << 20 ? String(format: "%.1f MiB", Double(n) / Double(1 << 20))
                 : String(format: "%.1f KiB", Double(n) / 1024)
         }
-        let dtypes = Set(model.checkpoint.tensorNames.compactMap { try? model.checkpoint.tensor($0).dtype.rawValue }).sorted()
+        let dtypes = Set(model.checkpoint.tensorNames.compactMap { try? model.checkpoint.tensor($0).typeName }).sorted()
         print("model:            \(model.directory)")
         print("architecture:     \(c.modelType)")
-        print("weights:          \(dtypes.joined(separator: ", ")) in \(model.checkpoint.files.count) file(s)")
+        print("weights:          \(dtypes.joined(separator: ", ")) in \(model.checkpoint.fileCount) file(s)")
         print("layers:           \(c.numHiddenLayers) (\(s.moeLayers) MoE, \(s.denseLayers) dense)")
         print("hidden:           \(c.hiddenSize); heads \(c.numAttentionHeads) / kv heads \(c.numKeyValueHeads), head_dim \(c.headDim)")
         if c.isMoE {

@@ -6,7 +6,7 @@ import MoETokenizer
 
 /// `--model DIR --threads N`, shared by the commands that load a model.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "A Hugging Face model directory (config.json + safetensors).")
+    @Option(help: "A Hugging Face model directory (config.json + safetensors) or a GGUF file.")
     var model: String
 
     @Option(help: "Worker threads for the kernels (default: the number of cores).")

@@ -34,6 +34,8 @@ private func makeWeights(_ rows: Int, _ cols: Int, _ type: ElementType, _ rng: i
         var h = [UInt16](repeating: 0, count: f.count)
         floatToF16(f, &h, count: f.count)
         return (h.withUnsafeBytes { Array($0) }, h.map { Float(Float16(bitPattern: $0)) })
+    case .quantized:
+        preconditionFailure("quantised weights are tested in GGUFModelTests")
     }
 }
 

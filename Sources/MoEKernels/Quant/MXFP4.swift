@@ -1,0 +1,25 @@
+/// MXFP4 (OCP microscaling FP4, gpt-oss's experts): 32 values as one E8M0 exponent byte and 16 bytes of E2M1 codes
+/// (as Q4_0's nibbles); value = 2^(e−127) · fp4(q). ggml keeps the E2M1 values doubled and the scale halved.
+enum MXFP4: QuantBlockFormat {
+    static let name = "MXFP4"
+    static let elements = 32
+    static let bytes = 17
+    /// E2M1 values, doubled (ggml's `kvalues_mxfp4`).
+    static let values: SIMD16<Int8> = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12]
+
+    /// 2^(e−128) as f32 (ggml's `ggml_e8m0_to_fp32_half`), subnormal for e < 2.
+    @inline(__always)
+    static func halfScale(_ e: UInt8) -> Float {
+        Float(bitPattern: e < 2 ? UInt32(0x0020_0000) << UInt32(e) : UInt32(e &- 1) << 23)
+    }
+
+    @inline(__always)
+    static func dequantize(_ block: UnsafeRawPointer, into y: UnsafeMutablePointer<Float>) {
+        let d = halfScale(byte(block, 0))
+        for j in 0..<16 {
+            let q = byte(block, 1 &+ j)
+            y[j] = d * Float(values[Int(q & 0x0F)])
+            y[j &+ 16] = d * Float(values[Int(q >> 4)])
+        }
+    }
+}

@@ -1,0 +1,106 @@
+/// ggml's block-quantised weight formats, one case per type with ggml's type id (`ggml_type`) as raw value.
+///
+/// A quantised row of `n` values is `n / elements` blocks of `bytes` bytes each; every block holds its own scales.
+/// Each type is declared once, in its own file (`Q8_0.swift`, `Q4_K.swift`, …), as a `QuantBlockFormat`: its
+/// layout, its dequantisation (bit for bit ggml's `dequantize_row_*` and gguf-py's `dequantize`) and, where
+/// swift-moe writes the type, its quantisation. Kernels, the GGUF reader and writer all go through this table.
+/// Adding a type: one file with its `QuantBlockFormat`, plus its case and `format` line here.
+public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
+    case q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8
+    case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14
+    case iq4_nl = 20, iq4_xs = 23, mxfp4 = 39
+
+    /// The type's block format.
+    public var format: any QuantBlockFormat.Type {
+        switch self {
+        case .q4_0: return Q4_0.self
+        case .q4_1: return Q4_1.self
+        case .q5_0: return Q5_0.self
+        case .q5_1: return Q5_1.self
+        case .q8_0: return Q8_0.self
+        case .q2_K: return Q2_K.self
+        case .q3_K: return Q3_K.self
+        case .q4_K: return Q4_K.self
+        case .q5_K: return Q5_K.self
+        case .q6_K: return Q6_K.self
+        case .iq4_nl: return IQ4_NL.self
+        case .iq4_xs: return IQ4_XS.self
+        case .mxfp4: return MXFP4.self
+        }
+    }
+
+    /// Values per block (32, or 256 for the K-quants and IQ4_XS).
+    public var blockElements: Int { format.elements }
+    /// Bytes per block.
+    public var blockBytes: Int { format.bytes }
+    /// ggml's name, e.g. "Q4_K".
+    public var description: String { format.name }
+
+    /// Bytes of a row of `count` values, or nil when `count` is not a whole number of blocks.
+    public func rowBytes(_ count: Int) -> Int? {
+        count % blockElements == 0 ? count / blockElements * blockBytes : nil
+    }
+
+    /// Dequantises `count` values (a whole number of blocks) at `src` into `dst`.
+    /// (One case per type, so that each call is specialised and the block loop inlined.)
+    @inline(__always)
+    public func dequantize(_ src: UnsafeRawPointer, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .q4_0: Q4_0.dequantizeRow(src, into: dst, count: count)
+        case .q4_1: Q4_1.dequantizeRow(src, into: dst, count: count)
+        case .q5_0: Q5_0.dequantizeRow(src, into: dst, count: count)
+        case .q5_1: Q5_1.dequantizeRow(src, into: dst, count: count)
+        case .q8_0: Q8_0.dequantizeRow(src, into: dst, count: count)
+        case .q2_K: Q2_K.dequantizeRow(src, into: dst, count: count)
+        case .q3_K: Q3_K.dequantizeRow(src, into: dst, count: count)
+        case .q4_K: Q4_K.dequantizeRow(src, into: dst, count: count)
+        case .q5_K: Q5_K.dequantizeRow(src, into: dst, count: count)
+        case .q6_K: Q6_K.dequantizeRow(src, into: dst, count: count)
+        case .iq4_nl: IQ4_NL.dequantizeRow(src, into: dst, count: count)
+        case .iq4_xs: IQ4_XS.dequantizeRow(src, into: dst, count: count)
+        case .mxfp4: MXFP4.dequantizeRow(src, into: dst, count: count)
+        }
+    }
+}
+
+/// One ggml block type: its layout and its dequantisation. Conforming types are namespaces (no instances); the
+/// kernels call them through `QuantType`'s switch, so each call site is specialised for its type.
+public protocol QuantBlockFormat {
+    /// ggml's name of the type, e.g. "Q8_0".
+    static var name: String { get }
+    /// Values per block.
+    static var elements: Int { get }
+    /// Bytes per block.
+    static var bytes: Int { get }
+    /// The `elements` values of the block at `block`, as ggml computes them.
+    static func dequantize(_ block: UnsafeRawPointer, into y: UnsafeMutablePointer<Float>)
+}
+
+extension QuantBlockFormat {
+    /// Dequantises `count` values (a whole number of blocks).
+    @inline(__always)
+    public static func dequantizeRow(_ src: UnsafeRawPointer, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        var b = 0, y = dst
+        let blocks = count / elements
+        while b < blocks {
+            dequantize(src + b &* bytes, into: y)
+            y += elements
+            b &+= 1
+        }
+    }
+}
+
+// Helpers shared by the block formats.
+
+/// An IEEE half at byte `offset` of `p`, as f32.
+@inline(__always)
+func half(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
+    f16Value(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+}
+
+/// Byte `i` of `p`.
+@inline(__always)
+func byte(_ p: UnsafeRawPointer, _ i: Int) -> UInt8 { p.load(fromByteOffset: i, as: UInt8.self) }
+
+/// The 4-bit non-linear grid of IQ4_NL and IQ4_XS (ggml's `kvalues_iq4nl`).
+let iq4nlValues: SIMD16<Int8> = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]

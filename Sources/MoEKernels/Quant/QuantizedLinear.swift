@@ -1,0 +1,48 @@
+// Linear with quantised weights: out[t, o] (=|+=) Σ_i x[t, i] · W[o, i] for W in a ggml block format.
+//
+// Each thread takes a contiguous range of rows and walks it a few rows at a time: the rows' blocks are dequantised
+// into the thread's scratch (a small f32 matrix that stays in L1/L2), which the f32 kernels then multiply by every
+// token — the streaming kernels for a few tokens (decode, batched decode), the packed GEMM for more (prefill). So
+// each quantised row is read from memory once per call, and no dequantised copy of the model ever exists. Kernels
+// that work on the blocks directly (integer dot products) are the next step for speed.
+
+/// Bytes of f32 scratch one step dequantises: small enough to stay in L2 beside the GEMM's packed panels.
+let dequantizedStepBytes = 64 << 10
+
+func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: WeightMatrix, _ q: QuantType,
+                     _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, _ pool: WorkerPool) {
+    let step = max(4, dequantizedStepBytes / max(1, w.cols &* 4)) & ~3
+    var chunks = 1
+    if pool.threads > 1 && w.rows >= 8 {
+        let bytes = w.rows &* w.rowBytes
+        chunks = min(bytes >= 4 << 20 ? pool.threads &* 4 : pool.threads, (w.rows + 3) / 4)
+    }
+    if chunks == 1 {
+        quantizedRows(0..<w.rows, step, x, ldx, tokens, w, q, out, ldo, accumulate)
+        return
+    }
+    pool.parallelFor(chunks) { c in
+        let rows = splitRange(w.rows, parts: chunks, index: c, align: 4)
+        if !rows.isEmpty { quantizedRows(rows, step, x, ldx, tokens, w, q, out, ldo, accumulate) }
+    }
+}
+
+/// One thread's rows, `step` at a time: dequantise, then multiply with the f32 kernels.
+func quantizedRows(_ rows: Range<Int>, _ step: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int,
+                   _ w: WeightMatrix, _ q: QuantType, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
+    let cols = w.cols, rowBytes = w.rowBytes
+    let scratch = ThreadScratch.dequantized.floats(step &* cols)
+    var r = rows.lowerBound
+    while r < rows.upperBound {
+        let n = min(step, rows.upperBound &- r)
+        for i in 0..<n { q.dequantize(w.base + (r &+ i) &* rowBytes, into: scratch + i &* cols, count: cols) }
+        let block = WeightMatrix(base: UnsafeRawPointer(scratch), rows: n, cols: cols, type: .f32)
+        if tokens <= linearSmallTokenLimit {
+            gemvRows(0..<n, x, ldx, tokens, block, out + r, ldo, accumulate)
+        } else {
+            gemmChunk(0..<tokens, 0..<n, cols, 1, x, ldx, false, tokens, .nt(UnsafeRawPointer(scratch), ldBytes: cols &* 4, type: .f32),
+                      out + r, ldo, accumulate)
+        }
+        r &+= n
+    }
+}

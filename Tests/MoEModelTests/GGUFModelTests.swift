@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+import MoEFormats
+import MoEKernels
+@testable import MoEModel
+
+/// Models read from the GGUF files of scripts/make_gguf_fixtures.py (llama.cpp's converter and quantiser).
+enum GGUFModelFixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/gguf").path
+    static let architectures = ["qwen2_moe", "qwen3_moe", "mixtral", "olmoe", "qwen2", "qwen3", "llama"]
+    static let quantized = ["f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "mxfp4",
+                            "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs", "q4_k_m"]
+
+    struct Architecture: Decodable {
+        let file: String, tokens: [Int], logits: [[Float]], reference: String, llama_greedy: [Int]
+    }
+    struct Quantized: Decodable {
+        let file: String, types: [String], tokens: [Int]
+        let llama_logits: [[Float]], llama_greedy: [Int], exact_logits: [[Float]], exact_greedy: [Int]
+    }
+
+    static func load<T: Decodable>(_ dir: String) throws -> [String: T] {
+        try JSONDecoder().decode([String: T].self, from: Data(contentsOf: URL(fileURLWithPath: "\(root)/\(dir)/expected.json")))
+    }
+}
+
+/// Greedy continuation of `prompt`: `count` argmax ids, decoding one at a time with the cache.
+func greedyIDs(_ model: Transformer, prompt: [Int], count: Int) throws -> [Int] {
+    let cache = model.makeCache(capacity: prompt.count + count)
+    var logits = Array(try model.forward(prompt, cache: cache, logitsFor: .last))
+    var ids: [Int] = []
+    for _ in 0..<count {
+        let next = logits.indices.max { logits[$0] < logits[$1] }!
+        ids.append(next)
+        logits = Array(try model.forward([next], cache: cache, logitsFor: .last))
+    }
+    return ids
+}
+
+@Suite struct GGUFModelTests {
+    /// Each architecture converted by llama.cpp gives transformers' logits on the HF model it came from (llama.cpp's
+    /// where the GGUF keeps less than config.json), and llama.cpp's greedy ids.
+    @Test(arguments: GGUFModelFixtures.architectures)
+    func architecturesMatchTheirReference(_ name: String) throws {
+        let e: GGUFModelFixtures.Architecture = try #require(try GGUFModelFixtures.load("arch")[name])
+        for threads in [1, 2] {
+            let model = try Transformer(directory: "\(GGUFModelFixtures.root)/arch/\(e.file)", threads: threads)
+            let logits = try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all)
+            let diff = maxAbsDifference(UnsafeBufferPointer(logits), e.logits.flatMap { $0 })
+            #expect(diff <= 1e-4, "\(name) (\(threads) threads) vs \(e.reference): max |Δlogit| = \(diff)")
+        }
+        let model = try Transformer(directory: "\(GGUFModelFixtures.root)/arch/\(e.file)", threads: 2)
+        #expect(try greedyIDs(model, prompt: e.tokens, count: e.llama_greedy.count) == e.llama_greedy)
+    }
+
+    /// Every block type: ours is within 1e-4 of the exact reference (llama.cpp on the weights dequantised in f32),
+    /// at least as close as llama.cpp itself, and greedy ids equal llama.cpp's.
+    @Test(arguments: GGUFModelFixtures.quantized)
+    func quantizedModelsMatchTheExactReference(_ name: String) throws {
+        let e: GGUFModelFixtures.Quantized = try #require(try GGUFModelFixtures.load("quant")[name])
+        let model = try Transformer(directory: "\(GGUFModelFixtures.root)/quant/\(e.file)", threads: 2)
+        let exact = e.exact_logits.flatMap { $0 }
+        let logits = try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all)
+        let ours = maxAbsDifference(UnsafeBufferPointer(logits), exact)
+        let llama = zip(e.llama_logits.flatMap { $0 }, exact).map { abs($0 - $1) }.max()!
+        #expect(ours <= 1e-4, "\(name): ours vs exact \(ours)")
+        #expect(ours <= llama, "\(name): ours vs exact \(ours), llama.cpp vs exact \(llama)")
+        #expect(try greedyIDs(model, prompt: e.tokens, count: e.exact_greedy.count) == e.exact_greedy)
+        if e.llama_greedy != e.exact_greedy { print("\(name): llama.cpp's greedy ids \(e.llama_greedy) differ from the exact \(e.exact_greedy)") }
+    }
+
+    /// The quantised path through `linear` at every token count the kernels split on (GEMV, GEMM), against the
+    /// f32 product with the dequantised weights.
+    @Test(arguments: [1, 3, 8, 9, 40])
+    func quantizedLinearEqualsDequantizedProduct(tokens: Int) throws {
+        let model = try Transformer(directory: "\(GGUFModelFixtures.root)/quant/q4_k.gguf", threads: 2)
+        let w = model.layers[0].attention.q
+        var dense = [Float](repeating: 0, count: w.rows * w.cols)
+        for r in 0..<w.rows { dense.withUnsafeMutableBufferPointer { loadRow(w, row: r, into: $0.baseAddress! + r * w.cols) } }
+        let x = (0..<(tokens * w.cols)).map { Float(sin(Double($0) * 0.37)) }
+        var out = [Float](repeating: 1, count: tokens * w.rows)
+        linear(x, ldx: w.cols, tokens: tokens, w, into: &out, ldo: w.rows, accumulate: true, pool: model.pool)
+        var worst: Float = 0
+        for t in 0..<tokens {
+            for r in 0..<w.rows {
+                var s: Float = 1
+                for i in 0..<w.cols { s += x[t * w.cols + i] * dense[r * w.cols + i] }
+                worst = max(worst, abs(s - out[t * w.rows + r]))
+            }
+        }
+        #expect(worst <= 1e-4, "tokens \(tokens): \(worst)")
+    }
+}

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Makes the GGUF fixtures (Tests/Fixtures/gguf) with llama.cpp's own tools, for GGUFTests.
+
+  blocks.gguf      every block type swift-moe reads, as random blocks (valid scales), beside what gguf-py's
+                   `gguf.quants.dequantize` makes of them (tensors `<type>.expected`, f32): dequantisation must
+                   match bit for bit.
+  arch/<case>.gguf the tiny HF fixtures of Tests/Fixtures/models converted to f32 GGUF by llama.cpp's
+                   `convert_hf_to_gguf.py` (a tiny byte-level tokenizer is added for the converter, declared
+                   `qwen2` to its pre-tokenizer check); their logits must equal the HF logits of expected.json.
+  quant/<type>.gguf two small Qwen3-MoE models (hidden 64 for the 32-value block types, hidden 256 for the
+                   256-value ones) converted to f32 and quantised by llama.cpp's quantiser
+                   (`llama_cpp.llama_model_quantize`, `pure`: every matrix in the type, except the router, which
+                   llama.cpp never quantises), plus a Q4_K_M mix. quant/expected.json holds, per file, the prompt,
+                   llama.cpp's logits (f32 KV cache) and greedy ids, and the exact reference: llama.cpp's logits on
+                   the same weights dequantised by gguf-py into an f32 GGUF (so only the activations' rounding
+                   differs: llama.cpp quantises them to 8 bits for its dot products, swift-moe keeps f32).
+
+Run with the peers venv (torch, transformers, llama-cpp-python; `bash ../shared/tools/peers-setup.sh`):
+    ~/.cache/moe-peers/bin/python scripts/make_gguf_fixtures.py
+"""
+import ctypes, json, os, shutil, subprocess, sys, tempfile
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "Tests/Fixtures/gguf")
+PEERS = os.environ.get("PEERS_VENV", os.path.expanduser("~/.cache/moe-peers"))
+LLAMA = os.path.join(PEERS, "llama.cpp")
+sys.path[:0] = [os.path.join(LLAMA, "gguf-py")]
+import gguf  # noqa: E402  (llama.cpp's own gguf-py, the converter's)
+
+PROMPT = [1, 5, 17, 42, 99, 3, 64, 120, 7, 33]
+GREEDY = 6
+
+
+def blocks_fixture(path):
+    """Random blocks of every type with finite scales, and gguf-py's dequantisation of them."""
+    rng = np.random.default_rng(7)
+    w = gguf.GGUFWriter(path, arch="blocks")
+    Q = gguf.GGMLQuantizationType
+    # The f16 scales' byte offsets per block (randomised bytes there could be inf/NaN).
+    halves = {Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q5_0: [0], Q.Q5_1: [0, 2], Q.Q8_0: [0], Q.Q2_K: [80, 82],
+              Q.Q3_K: [108], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208], Q.IQ4_NL: [0], Q.IQ4_XS: [0]}
+    for qt in [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.IQ4_NL, Q.IQ4_XS,
+               Q.MXFP4]:
+        elements, size = gguf.GGML_QUANT_SIZES[qt]
+        rows, blocks = 3, 2
+        raw = rng.integers(0, 256, size=(rows * blocks, size), dtype=np.uint8)
+        for off in halves.get(qt, []):
+            d = rng.uniform(-0.05, 0.05, size=rows * blocks).astype(np.float16)
+            d[0] = np.float16(6.0e-8)  # a subnormal half
+            raw[:, off:off + 2] = d.view(np.uint8).reshape(-1, 2)
+        if qt == Q.MXFP4:
+            raw[:, 0] = rng.integers(0, 256, size=rows * blocks)
+            raw[0, 0], raw[1, 0] = 0, 1  # the subnormal scales
+        data = raw.reshape(rows, blocks * size)
+        expected = gguf.quants.dequantize(data, qt).astype(np.float32)
+        assert expected.shape == (rows, blocks * elements)
+        w.add_tensor(qt.name, data, raw_dtype=qt)
+        w.add_tensor(qt.name + ".expected", expected)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+
+def add_tokenizer(directory, vocab_size):
+    """A byte-level BPE tokenizer of `vocab_size` - 2 byte tokens and one merge (the last id is left for the special
+    token that some tokenizer classes add): what the converter needs to write a vocabulary; tests feed ids."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from transformers import PreTrainedTokenizerFast
+    chars = pre_tokenizers.ByteLevel.alphabet()
+    byte_chars = sorted(chars)[:vocab_size - 2]
+    vocab = {c: i for i, c in enumerate(byte_chars)}
+    vocab[byte_chars[0] + byte_chars[1]] = len(vocab)   # llama.cpp wants at least one merge
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[(byte_chars[0], byte_chars[1])]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(directory)
+
+
+def convert(hf_dir, out, outtype="f32"):
+    code = f"""
+import sys
+sys.path[:0] = [{LLAMA!r}, {os.path.join(LLAMA, 'gguf-py')!r}]
+import convert_hf_to_gguf as convert
+import conversion.base as base
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
+import conversion.llama as llama
+llama.LlamaModel.set_vocab = lambda self: self._set_vocab_gpt2()
+sys.argv = ["convert_hf_to_gguf", {hf_dir!r}, "--outfile", {out!r}, "--outtype", {outtype!r}]
+convert.main()
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL, stderr=None if os.environ.get("VERBOSE") else subprocess.DEVNULL)
+
+
+def quantize(src, dst, ftype):
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    params.pure = ftype not in (15,)  # Q4_K_M keeps llama.cpp's mix
+    assert llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)) == 0, dst
+
+
+def dequantized_copy(src, dst):
+    """Every tensor of `src` dequantised by gguf-py into f32, same metadata: the exact reference's weights."""
+    r = gguf.GGUFReader(src)
+    arch = r.fields["general.architecture"].contents()
+    w = gguf.GGUFWriter(dst, arch=arch)
+    for name, field in r.fields.items():
+        if name.startswith("GGUF.") or name in ("general.architecture", "general.file_type"):
+            continue
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(name, field.contents(), vtype, sub_type=field.types[-1])
+        else:
+            w.add_key_value(name, field.contents(), vtype)
+    for t in r.tensors:
+        values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w.add_tensor(t.name, values.reshape([int(d) for d in reversed(t.shape)]))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+
+def llama_logits(path):
+    """llama.cpp's logits for every prompt position (f32 KV cache), and its greedy continuation."""
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=path, n_ctx=64, n_batch=64, n_threads=2, logits_all=True, verbose=False,
+                          type_k=0, type_v=0, flash_attn=False)
+    llm.eval(PROMPT)
+    logits = np.array(llm.scores[:len(PROMPT)], dtype=np.float32)
+    greedy = []
+    nxt = int(np.argmax(logits[-1]))
+    for _ in range(GREEDY):
+        greedy.append(nxt)
+        llm.eval([nxt])
+        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    del llm
+    return logits, greedy
+
+
+def make_qwen3_moe(directory, hidden, width, heads, head_dim, seed, layers=2):
+    import torch
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+    torch.manual_seed(seed)
+    config = Qwen3MoeConfig(vocab_size=128, hidden_size=hidden, intermediate_size=width, moe_intermediate_size=width,
+                            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
+                            head_dim=head_dim, num_experts=4, num_experts_per_tok=2, norm_topk_prob=True,
+                            max_position_embeddings=256, rms_norm_eps=1e-6, rope_theta=10000.0,
+                            tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, initializer_range=0.08)
+    model = Qwen3MoeForCausalLM(config).eval()
+    with torch.no_grad():   # norms away from 1, so that they matter
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+    model.save_pretrained(directory)
+    add_tokenizer(directory, 128)
+
+
+def make_qwen2_moe(directory):
+    import torch
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+    torch.manual_seed(3)
+    config = Qwen2MoeConfig(vocab_size=128, hidden_size=32, intermediate_size=48, moe_intermediate_size=32,
+                            shared_expert_intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, norm_topk_prob=False,
+                            decoder_sparse_step=1, max_position_embeddings=256, rope_theta=1e6,
+                            tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, initializer_range=0.15)
+    model = Qwen2MoeForCausalLM(config).eval()
+    with torch.no_grad():   # random q/k/v biases
+        for name, p in model.named_parameters():
+            if name.endswith("proj.bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    model.save_pretrained(directory)
+    add_tokenizer(directory, 128)
+
+
+def make_olmoe(directory):
+    import torch
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+    torch.manual_seed(4)
+    config = OlmoeConfig(vocab_size=128, hidden_size=32, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, num_experts=4, num_experts_per_tok=2,
+                         norm_topk_prob=False, max_position_embeddings=256, rope_theta=10000.0,
+                         tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                         initializer_range=0.15)
+    OlmoeForCausalLM(config).eval().save_pretrained(directory)
+    add_tokenizer(directory, 128)
+
+
+def transformers_logits(directory):
+    import torch
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        return model(torch.tensor([PROMPT])).logits[0].float().numpy()
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    blocks_fixture(os.path.join(OUT, "blocks.gguf"))
+    print("blocks.gguf")
+
+    tmp = tempfile.mkdtemp(prefix="moe-gguf-")
+    os.makedirs(os.path.join(OUT, "arch"), exist_ok=True)
+    expected = {}
+    cases = {}
+    for case in ["mixtral", "qwen2", "qwen3", "llama"]:
+        cases[case] = os.path.join(tmp, case)
+        shutil.copytree(os.path.join(ROOT, "Tests/Fixtures/models", case), cases[case])
+    # llama.cpp's qwen2moe/qwen3moe have no dense layers, which the HF fixtures of those have, and its olmoe no
+    # grouped-query attention: models that llama.cpp runs, made here.
+    cases["olmoe"] = os.path.join(tmp, "olmoe")
+    make_olmoe(cases["olmoe"])
+    cases["qwen2_moe"] = os.path.join(tmp, "qwen2_moe")
+    make_qwen2_moe(cases["qwen2_moe"])
+    cases["qwen3_moe"] = os.path.join(tmp, "qwen3_moe")
+    make_qwen3_moe(cases["qwen3_moe"], hidden=32, width=32, heads=4, head_dim=16, seed=5)
+    arch_expected = {}
+    for case, hf in cases.items():
+        if not os.path.exists(os.path.join(hf, "tokenizer.json")):
+            add_tokenizer(hf, json.load(open(os.path.join(hf, "config.json")))["vocab_size"])
+        out = os.path.join(OUT, "arch", case + ".gguf")
+        convert(hf, out)
+        logits, greedy = llama_logits(out)
+        hf_logits = transformers_logits(hf)
+        # Where the GGUF holds less than config.json (llama.cpp's Qwen3 converter drops `llama3` RoPE scaling),
+        # llama.cpp's logits are the reference: the file is what the tests read.
+        agree = float(np.abs(logits - hf_logits).max()) < 1e-4
+        arch_expected[case] = {"file": case + ".gguf", "tokens": PROMPT, "llama_greedy": greedy,
+                               "reference": "transformers" if agree else "llama.cpp",
+                               "logits": (hf_logits if agree else logits).tolist()}
+        print(f"arch/{case}.gguf {os.path.getsize(out)} bytes, llama.cpp vs HF {np.abs(logits - hf_logits).max():.2e}")
+    with open(os.path.join(OUT, "arch", "expected.json"), "w") as f:
+        json.dump(arch_expected, f)
+
+    os.makedirs(os.path.join(OUT, "quant"), exist_ok=True)
+    small, large = os.path.join(tmp, "small"), os.path.join(tmp, "large")
+    make_qwen3_moe(small, hidden=64, width=64, heads=2, head_dim=32, seed=11)
+    make_qwen3_moe(large, hidden=256, width=256, heads=4, head_dim=64, seed=12, layers=1)
+    f32 = {}
+    for name, d in [("small", small), ("large", large)]:
+        f32[name] = os.path.join(tmp, name + ".f32.gguf")
+        convert(d, f32[name])
+    # llama.cpp file types (llama_ftype): with `pure`, every matrix of the type's base block type.
+    ftypes = {"f16": ("small", 1), "bf16": ("small", 32), "q8_0": ("small", 7), "q4_0": ("small", 2),
+              "q4_1": ("small", 3), "q5_0": ("small", 8), "q5_1": ("small", 9), "iq4_nl": ("small", 25),
+              "mxfp4": ("small", 38), "q2_k": ("large", 10), "q3_k": ("large", 11), "q4_k": ("large", 14),
+              "q5_k": ("large", 16), "q6_k": ("large", 18), "iq4_xs": ("large", 30), "q4_k_m": ("large", 15)}
+    for name, (base, ftype) in ftypes.items():
+        out = os.path.join(OUT, "quant", name + ".gguf")
+        quantize(f32[base], out, ftype)
+        exact_path = os.path.join(tmp, name + ".dequantized.gguf")
+        dequantized_copy(out, exact_path)
+        logits, greedy = llama_logits(out)
+        exact, exact_greedy = llama_logits(exact_path)
+        types = sorted({t.tensor_type.name for t in gguf.GGUFReader(out).tensors})
+        expected[name] = {"file": name + ".gguf", "types": types, "tokens": PROMPT,
+                          "llama_logits": logits.tolist(), "llama_greedy": greedy,
+                          "exact_logits": exact.tolist(), "exact_greedy": exact_greedy}
+        err = float(np.abs(logits - exact).max())
+        print(f"quant/{name}.gguf {os.path.getsize(out)} bytes, types {types}, llama.cpp vs exact {err:.2e}")
+    with open(os.path.join(OUT, "quant", "expected.json"), "w") as f:
+        json.dump(expected, f)
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
