@@ -33,7 +33,7 @@ let package = Package(
         // Checkpoint formats and configuration: safetensors read/write, config.json, generation_config.json.
         .target(name: "MoEFormats", dependencies: ["MoEKernels"], swiftSettings: fast),
         // Tokenizers: HF tokenizer.json (BPE) and tiktoken files, pre-tokenizer patterns, chat templates.
-        .target(name: "MoETokenizer", swiftSettings: fast),
+        .target(name: "MoETokenizer", dependencies: ["MoEFormats"], swiftSettings: fast),
         // Architectures, forward pass with KV cache, sampler, generator.
         .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: fast),
         // Training: explicit forward/backward per layer, balance losses, optimizer, data shards, objectives.

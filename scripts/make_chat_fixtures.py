@@ -208,9 +208,10 @@ def render(template, conv, agp, extra):
         return {"error": str(e), "error_type": type(e).__name__}
 
 
-def fetch_templates():
-    """The templates directory of the llama-cpp-python sdist, fetched once into CACHE."""
-    dest = os.path.join(CACHE, LLAMA_CPP_PYTHON.replace("==", "-"), "templates")
+def fetch_from_sdist(name, wanted):
+    """Files of the llama-cpp-python sdist for which wanted(path inside the sdist) gives a file name, fetched
+    once into CACHE/<version>/<name>."""
+    dest = os.path.join(CACHE, LLAMA_CPP_PYTHON.replace("==", "-"), name)
     if os.path.isfile(os.path.join(dest, ".complete")):
         return dest, 0.0
     start = time.monotonic()
@@ -222,23 +223,20 @@ def fetch_templates():
         sdists = glob.glob(os.path.join(work, "*.tar.gz"))
         if len(sdists) != 1:
             sys.exit(f"pip download left {os.listdir(work)} in {work}, expected one .tar.gz")
-        extracted = os.path.join(work, "templates")
+        extracted = os.path.join(work, name)
         os.makedirs(extracted)
         n = 0
         with tarfile.open(sdists[0], "r:gz") as tar:
             for m in tar:
-                # <name>-<version>/vendor/llama.cpp/models/templates/<file>.jinja, plain files only
                 top, _, rest = m.name.partition("/")
-                if not (m.isfile() and rest.startswith(TEMPLATES_IN_SDIST) and rest.endswith(".jinja")):
-                    continue
-                base = rest[len(TEMPLATES_IN_SDIST):]
-                if "/" in base:
+                base = wanted(rest) if m.isfile() else None
+                if not base:
                     continue
                 with tar.extractfile(m) as src, open(os.path.join(extracted, base), "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 n += 1
         if n == 0:
-            sys.exit(f"no {TEMPLATES_IN_SDIST}*.jinja in {sdists[0]}")
+            sys.exit(f"nothing for {name} in {sdists[0]}")
         open(os.path.join(extracted, ".complete"), "w").close()
         if os.path.isdir(dest):  # incomplete leftover
             shutil.rmtree(dest)
@@ -248,6 +246,28 @@ def fetch_templates():
             if not os.path.isfile(os.path.join(dest, ".complete")):
                 raise
     return dest, time.monotonic() - start
+
+
+def fetch_templates():
+    """The templates directory of the llama-cpp-python sdist: <name>-<version>/vendor/llama.cpp/models/templates/
+    <file>.jinja, plain files only."""
+    def wanted(rest):
+        if not (rest.startswith(TEMPLATES_IN_SDIST) and rest.endswith(".jinja")):
+            return None
+        base = rest[len(TEMPLATES_IN_SDIST):]
+        return None if "/" in base else base
+    return fetch_from_sdist("templates", wanted)
+
+
+VOCAB_IN_SDIST = "vendor/llama.cpp/models/"
+
+
+def fetch_vocabularies():
+    """llama.cpp's vocabulary test files (models/ggml-vocab-*.gguf with .inp/.out), for GGUFVocabularyTests."""
+    def wanted(rest):
+        base = rest[len(VOCAB_IN_SDIST):] if rest.startswith(VOCAB_IN_SDIST) else ""
+        return base if base.startswith("ggml-vocab-") and "/" not in base else None
+    return fetch_from_sdist("vocab", wanted)
 
 
 def main():
@@ -275,6 +295,12 @@ def main():
     }
     with open(os.path.join(OUT, "expected.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
+    # llama.cpp's vocabulary tests, linked beside the chat fixtures when asked (MOE_LLAMA_VOCAB_DIR).
+    vocab_link = os.environ.get("MOE_LLAMA_VOCAB_DIR")
+    if vocab_link:
+        vocab_dir, _ = fetch_vocabularies()
+        if not os.path.exists(vocab_link):
+            os.symlink(vocab_dir, vocab_link)
     n_err = sum(1 for c in cases if "error" in c)
     fetched = f"fetched {LLAMA_CPP_PYTHON} in {fetch_s:.1f} s" if fetch_s else f"templates cached in {src_dir}"
     print(f"{len(cases)} cases ({n_err} raise) from {len(names)} templates -> {OUT} "

@@ -34,7 +34,9 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         let transformer = try model.load()
-        let tokenizer = try Tokenizer(directory: model.model)
+        guard let tokenizer = try Tokenizer.forModel(model.model) else {
+            throw ValidationError("\(model.model) has no tokenizer (tokenizer.json, or a GGUF file's)")
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if let text {

@@ -39,11 +39,10 @@ struct PromptOptions: ParsableArguments {
 
     /// The prompt's ids, and the tokenizer when the model directory has one.
     func ids(modelDirectory: String) throws -> (ids: [Int], tokenizer: Tokenizer?) {
-        let tokenizer = FileManager.default.fileExists(atPath: modelDirectory + "/tokenizer.json")
-            ? try Tokenizer(directory: modelDirectory) : nil
+        let tokenizer = try Tokenizer.forModel(modelDirectory)
         if let tokens { return (try parseTokenList(tokens), tokenizer) }
         guard let tokenizer else {
-            throw ValidationError("--prompt needs a tokenizer.json in \(modelDirectory); give --tokens instead")
+            throw ValidationError("--prompt needs a tokenizer (tokenizer.json, or a GGUF file's) in \(modelDirectory); give --tokens instead")
         }
         var ids: [Int]
         if chat {

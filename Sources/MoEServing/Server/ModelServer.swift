@@ -58,11 +58,10 @@ public final class ModelServer: Sendable {
         engine = InferenceEngine(model: model, parallel: options.parallel, queueLimit: options.queueLimit)
     }
 
-    /// Loads the model and its tokenizer (when the directory has one) from `directory`.
+    /// Loads the model and its tokenizer (when it has one) from `directory`: an HF model directory or a GGUF file.
     public convenience init(directory: String, threads: Int, options: ServerOptions) throws {
         let model = try Transformer(directory: directory, threads: threads)
-        let hasTokenizer = FileManager.default.fileExists(atPath: "\(directory)/tokenizer.json")
-        try self.init(model: model, tokenizer: hasTokenizer ? Tokenizer(directory: directory) : nil, options: options)
+        try self.init(model: model, tokenizer: Tokenizer.forModel(directory), options: options)
     }
 
     /// The application: the router and the engine as a service, so a graceful shutdown first stops accepting
