@@ -41,16 +41,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw FormatError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FormatError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        let size = Int(st.st_size)
-        guard size >= 8 else { throw FormatError.truncated(path: path, reason: "\(size) bytes, shorter than the 8-byte header length") }
-        guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
-            throw FormatError.unreadable(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
-        }
+        let (map, size) = try mapReadOnly(path, minimumSize: 8, tooShort: "shorter than the 8-byte header length")
         let parsed: ([String: TensorData], [String: String])
         do {
             parsed = try Self.parse(base: UnsafeRawPointer(map), size: size, path: path)
@@ -69,6 +60,25 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     deinit { munmap(base, mappedSize) }
+}
+
+/// Maps the file at `path` read-only (private); an error names the file when it cannot be opened or mapped, or is
+/// shorter than `minimumSize` bytes (`tooShort` says what the size falls short of).
+func mapReadOnly(_ path: String, minimumSize: Int, tooShort: String) throws -> (UnsafeMutableRawPointer, Int) {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw FormatError.unreadable(path: path, reason: String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw FormatError.unreadable(path: path, reason: String(cString: strerror(errno))) }
+    let size = Int(st.st_size)
+    guard size >= minimumSize else { throw FormatError.truncated(path: path, reason: "\(size) bytes, \(tooShort)") }
+    guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
+        throw FormatError.unreadable(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+    }
+    return (map, size)
+}
+
+extension SafeTensorsFile {
 
     private final class Placeholder {}
 

@@ -41,16 +41,7 @@ public final class GGUFFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw FormatError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FormatError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        let size = Int(st.st_size)
-        guard size >= 24 else { throw FormatError.truncated(path: path, reason: "\(size) bytes, shorter than a GGUF header") }
-        guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
-            throw FormatError.unreadable(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
-        }
+        let (map, size) = try mapReadOnly(path, minimumSize: 24, tooShort: "shorter than a GGUF header")
         do {
             var reader = GGUFReader(base: UnsafeRawPointer(map), size: size, path: path)
             let parsed = try reader.parse()
