@@ -4,6 +4,9 @@
   blocks.gguf      every block type swift-moe reads, as random blocks (valid scales), beside what gguf-py's
                    `gguf.quants.dequantize` makes of them (tensors `<type>.expected`, f32): dequantisation must
                    match bit for bit.
+  quantize.gguf    rows of f32 values of several shapes of distribution (tensor `input`) and llama.cpp's quantiser's
+                   blocks of them for every type swift-moe writes (tensor `<type>`, from `ggml_quantize_chunk` in
+                   llama-cpp-python's libggml-base, no importance matrix): `quantize` must match bit for bit.
   arch/<case>.gguf the tiny HF fixtures of Tests/Fixtures/models converted to f32 GGUF by llama.cpp's
                    `convert_hf_to_gguf.py` (a tiny byte-level tokenizer is added for the converter, declared
                    `qwen2` to its pre-tokenizer check); their logits must equal the HF logits of expected.json.
@@ -16,7 +19,7 @@
                    differs: llama.cpp quantises them to 8 bits for its dot products, swift-moe keeps f32).
 
 Run with the peers venv (torch, transformers, llama-cpp-python; `bash ../shared/tools/peers-setup.sh`):
-    ~/.cache/moe-peers/bin/python scripts/make_gguf_fixtures.py
+    ~/.cache/moe-peers/bin/python scripts/make_gguf_fixtures.py [quantize]   (quantize: only quantize.gguf)
 """
 import ctypes, json, os, shutil, subprocess, sys, tempfile
 import numpy as np
@@ -192,8 +195,50 @@ def transformers_logits(directory):
         return model(torch.tensor([PROMPT])).logits[0].float().numpy()
 
 
+def quantize_fixture(path):
+    """f32 rows that exercise the scale searches, and llama.cpp's blocks of them for every type."""
+    import llama_cpp
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-base.so"))
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    rng = np.random.default_rng(3)
+    n = 512
+    rows = [rng.normal(0, 0.02, n),                       # typical weights
+            rng.normal(0, 1, n) * rng.choice([1, 1, 1, 1, 1, 1, 1, 25], n),  # outliers
+            rng.uniform(0, 1, n),                         # one-signed
+            -rng.uniform(0, 1, n),
+            rng.standard_t(2, n),                         # heavy tails
+            rng.normal(0, 1e-6, n),                       # tiny
+            rng.normal(0, 300, n),                        # large
+            np.full(n, 0.37), np.zeros(n),                # constant, zero
+            np.where(np.arange(n) % 64 < 16, 0, rng.normal(0, 1, n)),  # zero groups inside blocks
+            np.where(np.arange(n) < 256, 0, rng.normal(0, 1, n)),      # a zero super-block
+            rng.integers(-8, 8, n) * 0.125,               # on a grid already
+            rng.normal(0, 1, n) ** 3,
+            rng.laplace(0, 0.05, n),
+            np.sin(np.arange(n) * 0.1) * 0.5,
+            rng.normal(0.3, 0.05, n)]
+    data = np.ascontiguousarray(np.stack(rows).astype(np.float32))
+    w = gguf.GGUFWriter(path, arch="quantize")
+    w.add_tensor("input", data)
+    Q = gguf.GGMLQuantizationType
+    for qt in [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.IQ4_NL, Q.IQ4_XS,
+               Q.MXFP4]:
+        elements, size = gguf.GGML_QUANT_SIZES[qt]
+        out = np.zeros((data.shape[0], n // elements * size), dtype=np.uint8)
+        written = lib.ggml_quantize_chunk(int(qt), data.ctypes.data, out.ctypes.data, 0, data.shape[0], n, None)
+        assert written == out.size, (qt.name, written, out.size)
+        w.add_tensor(qt.name, out, raw_dtype=qt)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    quantize_fixture(os.path.join(OUT, "quantize.gguf"))
+    print("quantize.gguf")
+    if sys.argv[1:] == ["quantize"]:
+        return
     blocks_fixture(os.path.join(OUT, "blocks.gguf"))
     print("blocks.gguf")
 

@@ -53,6 +53,24 @@ private func expectError(_ data: Data, _ fragments: String...) throws {
         #expect(checked == QuantType.allCases.count)
     }
 
+    /// quantize.gguf: f32 rows (typical, outliers, one-signed, tiny, huge, constant, zero, zero groups…) and
+    /// llama.cpp's `ggml_quantize_chunk` blocks of them for every type.
+    @Test(arguments: QuantType.allCases)
+    func quantisationEqualsLlamaCppBitForBit(_ q: QuantType) throws {
+        let file = try GGUFFile(path: GGUFFixtures.root + "/quantize.gguf")
+        let input = try #require(file.tensor("input"))
+        let expected = try #require(file.tensor(q.description), "quantize.gguf lacks \(q)")
+        let rows = input.dims[1], n = input.dims[0]
+        let rowBytes = try #require(q.rowBytes(n))
+        #expect(expected.byteCount == rows * rowBytes)
+        var out = [UInt8](repeating: 0xAA, count: rows * rowBytes)
+        let x = input.pointer.assumingMemoryBound(to: Float.self)
+        out.withUnsafeMutableBytes { q.quantize(x, into: $0.baseAddress!, count: rows * n) }
+        let reference = UnsafeRawBufferPointer(start: expected.pointer, count: expected.byteCount)
+        let badBlocks = Set((0..<out.count).filter { out[$0] != reference[$0] }.map { $0 / q.blockBytes })
+        #expect(badBlocks.isEmpty, "\(q): \(badBlocks.count) of \(out.count / q.blockBytes) blocks differ, e.g. block \(badBlocks.min() ?? -1) (row \((badBlocks.min() ?? 0) / (rowBytes / q.blockBytes)))")
+    }
+
     @Test func writesAndReadsBack() throws {
         let path = try write(try sampleWriter().encoded())
         let f = try GGUFFile(path: path)

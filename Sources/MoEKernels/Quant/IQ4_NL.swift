@@ -14,4 +14,11 @@ enum IQ4_NL: QuantBlockFormat {
             y[j &+ 16] = d * Float(iq4nlValues[Int(q >> 4)])
         }
     }
+
+    /// ggml's `quantize_iq4_nl` (what llama.cpp's quantiser writes): the grid scale by least squares over 15 trials.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        var d: UInt16 = 0, unusedHigh: UInt16 = 0
+        iq4Quantize(x, count: 32, scaleBits: &d, packed: block + 2, scalesHigh: &unusedHigh, scalesLow: nil)
+        block.storeBytes(of: d.littleEndian, toByteOffset: 0, as: UInt16.self)
+    }
 }

@@ -23,4 +23,12 @@ enum IQ4_XS: QuantBlockFormat {
             }
         }
     }
+
+    /// ggml's `quantize_iq4_xs`: IQ4_NL's search per group, then 6-bit group scales under an f16 super-scale.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        var d: UInt16 = 0, high: UInt16 = 0
+        iq4Quantize(x, count: 256, scaleBits: &d, packed: block + 8, scalesHigh: &high, scalesLow: block + 4)
+        block.storeBytes(of: d.littleEndian, toByteOffset: 0, as: UInt16.self)
+        block.storeBytes(of: high.littleEndian, toByteOffset: 2, as: UInt16.self)
+    }
 }

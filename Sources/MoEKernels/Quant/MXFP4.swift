@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// MXFP4 (OCP microscaling FP4, gpt-oss's experts): 32 values as one E8M0 exponent byte and 16 bytes of E2M1 codes
 /// (as Q4_0's nibbles); value = 2^(e−127) · fp4(q). ggml keeps the E2M1 values doubled and the scale halved.
 enum MXFP4: QuantBlockFormat {
@@ -20,6 +26,26 @@ enum MXFP4: QuantBlockFormat {
             let q = byte(block, 1 &+ j)
             y[j] = d * Float(values[Int(q & 0x0F)])
             y[j &+ 16] = d * Float(values[Int(q >> 4)])
+        }
+    }
+
+    /// ggml's `quantize_row_mxfp4_ref`: exponent floor(log2 amax) − 2, each value to its nearest E2M1 code.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        var amax: Float = 0
+        for j in 0..<32 where amax < abs(x[j]) { amax = abs(x[j]) }
+        let e = amax > 0 ? UInt8(truncatingIfNeeded: Int(Float(floorf(log2f(amax))) - 2 + 127)) : 0
+        let d = halfScale(e)
+        block.storeBytes(of: e, toByteOffset: 0, as: UInt8.self)
+        @inline(__always) func nearest(_ v: Float) -> UInt8 {
+            var best = 0, bestError = abs(Float(values[0]) * d - v)
+            for i in 1..<16 {
+                let error = abs(Float(values[i]) * d - v)
+                if error < bestError { best = i; bestError = error }
+            }
+            return UInt8(best)
+        }
+        for j in 0..<16 {
+            block.storeBytes(of: nearest(x[j]) | (nearest(x[j &+ 16]) << 4), toByteOffset: 1 &+ j, as: UInt8.self)
         }
     }
 }

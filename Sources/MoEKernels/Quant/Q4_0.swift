@@ -14,4 +14,17 @@ enum Q4_0: QuantBlockFormat {
             y[j &+ 16] = d * Float(Int(q >> 4) &- 8)
         }
     }
+
+    /// ggml's `quantize_row_q4_0_ref`: d = −max/8 for the value of largest magnitude.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        var amax: Float = 0, max: Float = 0
+        for j in 0..<32 where amax < abs(x[j]) { amax = abs(x[j]); max = x[j] }
+        let d = max / -8
+        let id: Float = d != 0 ? 1 / d : 0
+        storeHalf(block, 0, d)
+        for j in 0..<16 {
+            let lo = UInt8(Swift.min(15, Int(x[j] * id + 8.5))), hi = UInt8(Swift.min(15, Int(x[j &+ 16] * id + 8.5)))
+            block.storeBytes(of: lo | (hi << 4), toByteOffset: 2 &+ j, as: UInt8.self)
+        }
+    }
 }

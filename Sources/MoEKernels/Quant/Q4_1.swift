@@ -13,4 +13,22 @@ enum Q4_1: QuantBlockFormat {
             y[j &+ 16] = d * Float(q >> 4) + m
         }
     }
+
+    /// ggml's `quantize_row_q4_1_ref`: d = (max − min)/15, m = min.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        var min = Float.greatestFiniteMagnitude, max = -Float.greatestFiniteMagnitude
+        for j in 0..<32 {
+            if x[j] < min { min = x[j] }
+            if x[j] > max { max = x[j] }
+        }
+        let d = (max - min) / 15
+        let id: Float = d != 0 ? 1 / d : 0
+        storeHalf(block, 0, d)
+        storeHalf(block, 2, min)
+        for j in 0..<16 {
+            let lo = UInt8(Swift.min(15, Int((x[j] - min) * id + 0.5)))
+            let hi = UInt8(Swift.min(15, Int((x[j &+ 16] - min) * id + 0.5)))
+            block.storeBytes(of: lo | (hi << 4), toByteOffset: 4 &+ j, as: UInt8.self)
+        }
+    }
 }

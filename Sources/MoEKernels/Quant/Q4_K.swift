@@ -29,4 +29,70 @@ enum Q4_K: QuantBlockFormat {
             out += 64
         }
     }
+
+    /// ggml's `quantize_row_q4_K_ref`: per group of 32, `make_qkx2_quants` weighted by rms + |x|; scales and mins
+    /// to 6 bits under f16 super-scales, then codes again against the rounded scales.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        quantizeScaleMin(x, into: block, nmax: 15, rmin: -1, steps: 20)
+    }
+
+    /// Q4_K's and Q5_K's shared quantiser (they differ in the code range, the search and how codes are packed):
+    /// fills bytes 0..<16 (d, dmin, packed scales) and returns the codes in `codes` (256 values in [0, nmax]).
+    static func quantizeScaleMin(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer, nmax: Int,
+                                 rmin: Float, steps: Int, codes: ((UnsafePointer<UInt8>) -> Void)? = nil) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256 + 32) { buffer in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 32 + 16) { floats in
+            let L = buffer.baseAddress!, trial = L + 256
+            let weights = floats.baseAddress!, scales = weights + 32, mins = weights + 40
+            var maxScale: Float = 0, maxMin: Float = 0
+            for j in 0..<8 {
+                let xg = x + 32 &* j
+                var sumX2: Float = 0
+                for l in 0..<32 { sumX2 += xg[l] * xg[l] }
+                let average = (sumX2 / 32).squareRoot()
+                for l in 0..<32 { weights[l] = average + abs(xg[l]) }
+                (scales[j], mins[j]) = asymmetricQuants(32, nmax, xg, weights, L + 32 &* j, trial,
+                                                        rmin: rmin, rdelta: 0.1, steps: steps, absolute: false)
+                if scales[j] > maxScale { maxScale = scales[j] }
+                if mins[j] > maxMin { maxMin = mins[j] }
+            }
+            let invScale: Float = maxScale > 0 ? 63 / maxScale : 0
+            let invMin: Float = maxMin > 0 ? 63 / maxMin : 0
+            var packed = [UInt8](repeating: 0, count: 12)
+            for j in 0..<8 {
+                let ls = Swift.min(63, UInt8(truncatingIfNeeded: nearestInt(invScale * scales[j])))
+                let lm = Swift.min(63, UInt8(truncatingIfNeeded: nearestInt(invMin * mins[j])))
+                if j < 4 {
+                    packed[j] = ls
+                    packed[j &+ 4] = lm
+                } else {
+                    packed[j &+ 4] = (ls & 0x0F) | ((lm & 0x0F) << 4)
+                    packed[j &- 4] |= (ls >> 4) << 6
+                    packed[j] |= (lm >> 4) << 6
+                }
+            }
+            storeHalf(block, 0, maxScale / 63)
+            storeHalf(block, 2, maxMin / 63)
+            for j in 0..<12 { block.storeBytes(of: packed[j], toByteOffset: 4 &+ j, as: UInt8.self) }
+            let d = half(block, 0), dmin = half(block, 2)
+            for j in 0..<8 {
+                let (sc, m) = scaleMin(j, block + 4)
+                let dl = d * Float(sc)
+                if dl == 0 { continue }
+                let ml = dmin * Float(m)
+                for i in 0..<32 {
+                    L[32 &* j &+ i] = UInt8(Swift.max(0, Swift.min(nmax, nearestInt((x[32 &* j &+ i] + ml) / dl))))
+                }
+            }
+            if let codes { codes(L) } else {
+                for pair in 0..<4 {
+                    for l in 0..<32 {
+                        let j = 64 &* pair &+ l
+                        block.storeBytes(of: L[j] | (L[j &+ 32] << 4), toByteOffset: 16 &+ 32 &* pair &+ l, as: UInt8.self)
+                    }
+                }
+            }
+        }
+        }
+    }
 }

@@ -17,4 +17,21 @@ enum Q5_0: QuantBlockFormat {
             y[j &+ 16] = d * Float(Int(hi) &- 16)
         }
     }
+
+    /// ggml's `quantize_row_q5_0_ref`: d = −max/16 for the value of largest magnitude.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        var amax: Float = 0, max: Float = 0
+        for j in 0..<32 where amax < abs(x[j]) { amax = abs(x[j]); max = x[j] }
+        let d = max / -16
+        let id: Float = d != 0 ? 1 / d : 0
+        storeHalf(block, 0, d)
+        var qh: UInt32 = 0
+        for j in 0..<16 {
+            let lo = UInt32(Swift.min(31, Int(x[j] * id + 16.5))), hi = UInt32(Swift.min(31, Int(x[j &+ 16] * id + 16.5)))
+            block.storeBytes(of: UInt8((lo & 0x0F) | ((hi & 0x0F) << 4)), toByteOffset: 6 &+ j, as: UInt8.self)
+            qh |= ((lo & 0x10) >> 4) << UInt32(j)
+            qh |= ((hi & 0x10) >> 4) << UInt32(j &+ 16)
+        }
+        block.storeBytes(of: qh.littleEndian, toByteOffset: 2, as: UInt32.self)
+    }
 }

@@ -17,4 +17,26 @@ enum Q5_1: QuantBlockFormat {
             y[j &+ 16] = d * Float(hi) + m
         }
     }
+
+    /// ggml's `quantize_row_q5_1_ref`: d = (max − min)/31, m = min.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        var min = Float.greatestFiniteMagnitude, max = -Float.greatestFiniteMagnitude
+        for j in 0..<32 {
+            if x[j] < min { min = x[j] }
+            if x[j] > max { max = x[j] }
+        }
+        let d = (max - min) / 31
+        let id: Float = d != 0 ? 1 / d : 0
+        storeHalf(block, 0, d)
+        storeHalf(block, 2, min)
+        var qh: UInt32 = 0
+        for j in 0..<16 {
+            let lo = UInt32(UInt8(truncatingIfNeeded: Int((x[j] - min) * id + 0.5)))
+            let hi = UInt32(UInt8(truncatingIfNeeded: Int((x[j &+ 16] - min) * id + 0.5)))
+            block.storeBytes(of: UInt8((lo & 0x0F) | ((hi & 0x0F) << 4)), toByteOffset: 8 &+ j, as: UInt8.self)
+            qh |= ((lo & 0x10) >> 4) << UInt32(j)
+            qh |= ((hi & 0x10) >> 4) << UInt32(j &+ 16)
+        }
+        block.storeBytes(of: qh.littleEndian, toByteOffset: 4, as: UInt32.self)
+    }
 }

@@ -28,4 +28,21 @@ enum Q5_K: QuantBlockFormat {
             out += 64
         }
     }
+
+    /// ggml's `quantize_row_q5_K_ref`: Q4_K's scheme with 5-bit codes (a narrower search), the fifth bits apart.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        Q4_K.quantizeScaleMin(x, into: block, nmax: 31, rmin: -0.5, steps: 15) { L in
+            for l in 0..<32 {
+                var high: UInt8 = 0
+                for pair in 0..<4 {
+                    let j = 64 &* pair &+ l
+                    let l1 = L[j], l2 = L[j &+ 32]
+                    if l1 > 15 { high |= 1 << UInt8(2 &* pair) }
+                    if l2 > 15 { high |= 2 << UInt8(2 &* pair) }
+                    block.storeBytes(of: (l1 & 0x0F) | ((l2 & 0x0F) << 4), toByteOffset: 48 &+ 32 &* pair &+ l, as: UInt8.self)
+                }
+                block.storeBytes(of: high, toByteOffset: 16 &+ l, as: UInt8.self)
+            }
+        }
+    }
 }

@@ -26,4 +26,48 @@ enum Q6_K: QuantBlockFormat {
             }
         }
     }
+
+    /// ggml's `quantize_row_q6_K_ref`: per group of 16, `make_qx_quants` (x²-weighted); the signed scales to 8 bits
+    /// under an f16 super-scale (−128/max), then codes again against the rounded scales.
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: 256) { buffer in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { scales in
+            let L = buffer.baseAddress!
+            var maxScale: Float = 0, maxAbsScale: Float = 0
+            for g in 0..<16 {
+                scales[g] = symmetricQuants(16, 32, x + 16 &* g, L + 16 &* g)
+                if abs(scales[g]) > maxAbsScale { maxAbsScale = abs(scales[g]); maxScale = scales[g] }
+            }
+            if maxAbsScale < groupMaxEpsilon {
+                block.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+                return
+            }
+            let iscale = -128 / maxScale
+            storeHalf(block, 208, 1 / iscale)
+            for g in 0..<16 {
+                block.storeBytes(of: Int8(truncatingIfNeeded: Swift.min(127, nearestInt(iscale * scales[g]))),
+                                 toByteOffset: 192 &+ g, as: Int8.self)
+            }
+            let d = half(block, 208)
+            for g in 0..<16 {
+                let dl = d * Float(block.load(fromByteOffset: 192 &+ g, as: Int8.self))
+                if dl == 0 { continue }
+                for i in 0..<16 {
+                    L[16 &* g &+ i] = Int8(Swift.max(-32, Swift.min(31, nearestInt(x[16 &* g &+ i] / dl))) &+ 32)
+                }
+            }
+            for part in 0..<2 {
+                let ql = 64 &* part, qh = 128 &+ 32 &* part, base = 128 &* part
+                for l in 0..<32 {
+                    let q1 = UInt8(L[base &+ l]), q2 = UInt8(L[base &+ l &+ 32])
+                    let q3 = UInt8(L[base &+ l &+ 64]), q4 = UInt8(L[base &+ l &+ 96])
+                    block.storeBytes(of: (q1 & 0x0F) | ((q3 & 0x0F) << 4), toByteOffset: ql &+ l, as: UInt8.self)
+                    block.storeBytes(of: (q2 & 0x0F) | ((q4 & 0x0F) << 4), toByteOffset: ql &+ l &+ 32, as: UInt8.self)
+                    block.storeBytes(of: (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6),
+                                     toByteOffset: qh &+ l, as: UInt8.self)
+                }
+            }
+        }
+        }
+    }
 }

@@ -41,6 +41,13 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         count % blockElements == 0 ? count / blockElements * blockBytes : nil
     }
 
+    /// Quantises `count` finite values (a whole number of blocks) at `src` into blocks at `dst`, as llama.cpp's
+    /// quantiser does. Callers check finiteness first: NaN has no code.
+    public func quantize(_ src: UnsafePointer<Float>, into dst: UnsafeMutableRawPointer, count: Int) {
+        let f = format
+        for b in 0..<count / f.elements { f.quantize(src + b * f.elements, into: dst + b * f.bytes) }
+    }
+
     /// Dequantises `count` values (a whole number of blocks) at `src` into `dst`.
     /// (One case per type, so that each call is specialised and the block loop inlined.)
     @inline(__always)
@@ -74,6 +81,9 @@ public protocol QuantBlockFormat {
     static var bytes: Int { get }
     /// The `elements` values of the block at `block`, as ggml computes them.
     static func dequantize(_ block: UnsafeRawPointer, into y: UnsafeMutablePointer<Float>)
+    /// Quantises `elements` finite values into the block at `block`, bit for bit as llama.cpp's quantiser
+    /// (`ggml_quantize_chunk` without an importance matrix).
+    static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer)
 }
 
 extension QuantBlockFormat {
@@ -91,6 +101,12 @@ extension QuantBlockFormat {
 }
 
 // Helpers shared by the block formats.
+
+/// Stores `value` as an IEEE half (round to nearest even) at byte `offset` of `p`.
+@inline(__always)
+func storeHalf(_ p: UnsafeMutableRawPointer, _ offset: Int, _ value: Float) {
+    p.storeBytes(of: f16Bits(value).littleEndian, toByteOffset: offset, as: UInt16.self)
+}
 
 /// An IEEE half at byte `offset` of `p`, as f32.
 @inline(__always)
