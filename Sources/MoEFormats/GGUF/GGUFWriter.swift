@@ -1,7 +1,8 @@
 import Foundation
 
 /// Writes GGUF version 3 files that llama.cpp and gguf-py read: metadata in the given order, then tensor infos,
-/// then each tensor's data at a multiple of the alignment. Written atomically (a temporary file renamed over
+/// then each tensor's data at a multiple of the alignment. Tensor data is produced one tensor at a time while the
+/// file is written (a model never sits in memory whole). Written atomically (a temporary file renamed over
 /// `path`), so a killed write never leaves a half file under the name.
 public struct GGUFWriter {
     public struct Tensor {
@@ -9,11 +10,19 @@ public struct GGUFWriter {
         /// ggml dimensions: `dims[0]` varies fastest (a `rows × cols` matrix is `[cols, rows]`).
         public var dims: [Int]
         public var type: GGUFTensorType
-        /// The encoded data: `dims.product / block.elements * block.bytes` bytes.
-        public var data: Data
+        /// Encoded size: `dims.product / block.elements * block.bytes` bytes.
+        public var byteCount: Int
+        /// Fills the tensor's encoded bytes (a buffer of `byteCount`), when the data section is written.
+        public var fill: (UnsafeMutableRawBufferPointer) throws -> Void
 
+        public init(name: String, dims: [Int], type: GGUFTensorType, byteCount: Int,
+                    fill: @escaping (UnsafeMutableRawBufferPointer) throws -> Void) {
+            self.name = name; self.dims = dims; self.type = type; self.byteCount = byteCount; self.fill = fill
+        }
+
+        /// A tensor whose encoded bytes are at hand.
         public init(name: String, dims: [Int], type: GGUFTensorType, data: Data) {
-            self.name = name; self.dims = dims; self.type = type; self.data = data
+            self.init(name: name, dims: dims, type: type, byteCount: data.count) { $0.copyBytes(from: data) }
         }
     }
 
@@ -29,6 +38,20 @@ public struct GGUFWriter {
 
     /// The whole file's bytes.
     public func encoded() throws -> Data {
+        var file = Data()
+        try write { file.append(contentsOf: $0) }
+        return file
+    }
+
+    /// Writes the file atomically.
+    public func write(to path: String) throws {
+        try AtomicFile.write(to: path) { handle in
+            try write { try handle.write(contentsOf: Data($0)) }
+        }
+    }
+
+    /// Produces the file in order through `sink`: the header, then each tensor's data as it is filled.
+    private func write(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         var out = Data()
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
@@ -67,29 +90,33 @@ public struct GGUFWriter {
         for t in tensors {
             let block = t.type.block
             let count = t.dims.reduce(1, *)
-            guard let cols = t.dims.first, cols % block.elements == 0, t.data.count == count / block.elements * block.bytes else {
+            guard let cols = t.dims.first, cols % block.elements == 0, t.byteCount == count / block.elements * block.bytes else {
                 throw FormatError.badTensor(path: "(GGUF writer)", tensor: t.name,
-                                            reason: "\(t.data.count) bytes do not hold dims \(t.dims) of \(t.type)")
+                                            reason: "\(t.byteCount) bytes do not hold dims \(t.dims) of \(t.type)")
             }
             string(t.name)
             u32(UInt32(t.dims.count))
             for d in t.dims { u64(UInt64(d)) }
             u32(t.type.id)
             u64(UInt64(offset))
-            offset += (t.data.count + alignment - 1) / alignment * alignment
+            offset += (t.byteCount + alignment - 1) / alignment * alignment
         }
-        func pad() { while out.count % alignment != 0 { out.append(0) } }
-        pad()
+        var written = out.count
+        func pad() throws {
+            let zeros = [UInt8](repeating: 0, count: (alignment - written % alignment) % alignment)
+            try zeros.withUnsafeBytes { try sink($0) }
+            written += zeros.count
+        }
+        try out.withUnsafeBytes { try sink($0) }
+        try pad()
         for t in tensors {
-            out.append(t.data)
-            pad()
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(t.byteCount, 1), alignment: 64)
+            defer { buffer.deallocate() }
+            let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<t.byteCount])
+            try t.fill(data)
+            try sink(UnsafeRawBufferPointer(data))
+            written += t.byteCount
+            try pad()
         }
-        return out
-    }
-
-    /// Writes the file atomically.
-    public func write(to path: String) throws {
-        let data = try encoded()
-        try AtomicFile.write(to: path) { try $0.write(contentsOf: data) }
     }
 }
