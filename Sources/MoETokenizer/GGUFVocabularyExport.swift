@@ -16,7 +16,7 @@ extension Tokenizer {
         if canonical == #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"# {
             canonical = String(canonical.dropLast(4))
         }
-        return ["gpt-2", "llama-bpe", "qwen2", "qwen35"].first { ggufPreTokenizerPatterns[$0] == canonical }
+        return ["gpt-2", "llama-bpe", "qwen2", "qwen35"].first { ggufPreTokenizers[$0]?.patterns == [canonical] }
     }
 
     /// The `tokenizer.*` metadata of this tokenizer for a model whose embedding has `vocabularySize` rows.
