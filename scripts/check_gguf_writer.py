@@ -27,7 +27,7 @@ gguf = fx.gguf
 
 ROOT = fx.ROOT
 MOE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, ".build/release/moe")
-PRESETS = {"q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9, "q2_k": 10, "q2_k_s": 21, "q3_k_s": 11,
+PRESETS = {"q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9, "q2_k": 10, "q3_k_s": 11,
            "q3_k_m": 12, "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18,
            "iq4_nl": 25, "iq4_xs": 30, "mxfp4_moe": 38, "f16": 1, "bf16": 32, "f32": 0}
 failures = []

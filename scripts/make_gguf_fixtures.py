@@ -7,6 +7,8 @@
   quantize.gguf    rows of f32 values of several shapes of distribution (tensor `input`) and llama.cpp's quantiser's
                    blocks of them for every type swift-moe writes (tensor `<type>`, from `ggml_quantize_chunk` in
                    llama-cpp-python's libggml-base, no importance matrix): `quantize` must match bit for bit.
+  writer/          llama-quantize's files from some arch/*.gguf (`moe quantize` must write them byte for byte) and
+                   mix.json, the tensor types llama.cpp's presets give two 16-layer models.
   arch/<case>.gguf the tiny HF fixtures of Tests/Fixtures/models converted to f32 GGUF by llama.cpp's
                    `convert_hf_to_gguf.py` (a tiny byte-level tokenizer is added for the converter, declared
                    `qwen2` to its pre-tokenizer check); their logits must equal the HF logits of expected.json.
@@ -19,7 +21,7 @@
                    differs: llama.cpp quantises them to 8 bits for its dot products, swift-moe keeps f32).
 
 Run with the peers venv (torch, transformers, llama-cpp-python; `bash ../shared/tools/peers-setup.sh`):
-    ~/.cache/moe-peers/bin/python scripts/make_gguf_fixtures.py [quantize]   (quantize: only quantize.gguf)
+    ~/.cache/moe-peers/bin/python scripts/make_gguf_fixtures.py [quantize|writer]   (only quantize.gguf / writer/)
 """
 import ctypes, json, os, shutil, subprocess, sys, tempfile
 import numpy as np
@@ -233,11 +235,75 @@ def quantize_fixture(path):
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 
 
+WRITER_PRESETS = {"qwen3_moe": {"q4_k_m": 15, "q3_k_m": 12, "iq4_xs": 30, "mxfp4_moe": 38},
+                  "mixtral": {"q4_k_m": 15, "q2_k": 10}, "llama": {"q5_k_m": 17, "q6_k": 18}}
+MIX_PRESETS = {"q2_k": 10, "q3_k_s": 11, "q3_k_m": 12, "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15,
+               "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18, "iq4_nl": 25, "iq4_xs": 30, "mxfp4_moe": 38, "q8_0": 7}
+
+
+def llama_quantize_mix(src, dst, ftype):
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    assert llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)) == 0, dst
+
+
+def writer_fixtures(tmp):
+    """writer/<case>.<preset>.gguf: llama-quantize's files from arch/<case>.gguf, which `moe quantize` must
+    reproduce byte for byte; writer/mix.json: the type llama.cpp gives every tensor of two 16-layer models
+    (Qwen3-MoE with 8 experts, dense Llama; 256-wide so that no K-quant falls back) under each preset."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+    os.makedirs(os.path.join(OUT, "writer"), exist_ok=True)
+    for case, presets in WRITER_PRESETS.items():
+        for name, ftype in presets.items():
+            out = os.path.join(OUT, "writer", f"{case}.{name}.gguf")
+            llama_quantize_mix(os.path.join(OUT, "arch", case + ".gguf"), out, ftype)
+            print(f"writer/{case}.{name}.gguf {os.path.getsize(out)} bytes")
+    torch.manual_seed(0)
+    models = {
+        "qwen3_moe": Qwen3MoeForCausalLM(Qwen3MoeConfig(
+            vocab_size=128, hidden_size=256, intermediate_size=256, moe_intermediate_size=256, num_hidden_layers=16,
+            num_attention_heads=4, num_key_value_heads=1, head_dim=64, num_experts=8, num_experts_per_tok=2,
+            tie_word_embeddings=False)),
+        "llama": LlamaForCausalLM(LlamaConfig(
+            vocab_size=128, hidden_size=256, intermediate_size=256, num_hidden_layers=16, num_attention_heads=4,
+            num_key_value_heads=4, tie_word_embeddings=True)),
+    }
+    mix = {}
+    for case, model in models.items():
+        hf = os.path.join(tmp, "mix-" + case)
+        model.save_pretrained(hf)
+        add_tokenizer(hf, 128)
+        f32 = hf + ".gguf"
+        convert(hf, f32)
+        tensors = [[t.name, [int(d) for d in t.shape]] for t in gguf.GGUFReader(f32).tensors]
+        types = {}
+        for name, ftype in MIX_PRESETS.items():
+            out = os.path.join(tmp, f"mix-{case}.{name}.gguf")
+            llama_quantize_mix(f32, out, ftype)
+            types[name] = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out).tensors}
+            os.remove(out)
+        mix[case] = {"architecture": gguf.GGUFReader(f32).fields["general.architecture"].contents(),
+                     "layers": model.config.num_hidden_layers, "heads": model.config.num_attention_heads,
+                     "kv_heads": model.config.num_key_value_heads,
+                     "experts": getattr(model.config, "num_experts", 0), "tensors": tensors, "types": types}
+    with open(os.path.join(OUT, "writer", "mix.json"), "w") as f:
+        json.dump(mix, f)
+    print("writer/mix.json")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     quantize_fixture(os.path.join(OUT, "quantize.gguf"))
     print("quantize.gguf")
     if sys.argv[1:] == ["quantize"]:
+        return
+    if sys.argv[1:] == ["writer"]:
+        tmp = tempfile.mkdtemp(prefix="moe-gguf-")
+        writer_fixtures(tmp)
+        shutil.rmtree(tmp)
         return
     blocks_fixture(os.path.join(OUT, "blocks.gguf"))
     print("blocks.gguf")
@@ -303,6 +369,7 @@ def main():
         print(f"quant/{name}.gguf {os.path.getsize(out)} bytes, types {types}, llama.cpp vs exact {err:.2e}")
     with open(os.path.join(OUT, "quant", "expected.json"), "w") as f:
         json.dump(expected, f)
+    writer_fixtures(tmp)
     shutil.rmtree(tmp)
 
 

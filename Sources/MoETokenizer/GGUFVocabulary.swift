@@ -142,7 +142,10 @@ extension Tokenizer {
 
     /// The tokenizer of a model: a directory's tokenizer.json (or nil when it has none), or a GGUF file's metadata.
     public static func forModel(_ path: String) throws -> Tokenizer? {
-        if GGUFCheckpoint.isGGUF(path) { return try Tokenizer(gguf: GGUFFile(path: path)) }
+        if GGUFCheckpoint.isGGUF(path) {
+            let file = try GGUFFile(path: path)
+            return try file.string("tokenizer.ggml.model") == nil ? nil : Tokenizer(gguf: file)
+        }
         guard FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("tokenizer.json")) else { return nil }
         return try Tokenizer(directory: path)
     }

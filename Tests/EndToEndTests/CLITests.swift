@@ -147,3 +147,52 @@ enum CLI {
         #expect(both.status != 0 && both.stderr.contains("--tokens"))
     }
 }
+
+/// `moe convert` and `moe quantize` as outside scripts call them; with MOE_PEERS_PYTHON (a python with
+/// llama-cpp-python, torch and transformers: ../shared/tools/peers-setup.sh), scripts/check_gguf_writer.py compares
+/// every preset with llama.cpp's quantiser and converter and runs the files in llama.cpp.
+@Suite struct GGUFWriterCLITests {
+    static let gguf = URL(fileURLWithPath: CLI.fixtures).deletingLastPathComponent().appendingPathComponent("gguf").path
+
+    @Test func quantizeWritesLlamaQuantizesFile() throws {
+        let out = NSTemporaryDirectory() + "moe-e2e-\(UUID().uuidString).gguf"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let r = try CLI.run(["quantize", "--model", Self.gguf + "/arch/mixtral.gguf", "--type", "Q4_K_M", "--out", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("wrote \(out): ") && r.stdout.contains("bits per weight"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == Data(contentsOf: URL(fileURLWithPath: Self.gguf + "/writer/mixtral.q4_k_m.gguf")))
+        let bad = try CLI.run(["quantize", "--model", Self.gguf + "/arch/mixtral.gguf", "--type", "iq2_xxs", "--out", out])
+        #expect(bad.status != 0 && bad.stderr.contains("unknown --type 'iq2_xxs'"))
+    }
+
+    @Test func convertedModelRunsAsTheDirectory() throws {
+        let out = NSTemporaryDirectory() + "moe-e2e-\(UUID().uuidString).gguf"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let r = try CLI.run(["convert", "--model", CLI.fixtures + "/qwen3_moe", "--type", "bf16", "--out", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let tokens = "1,5,17,42"
+        let a = try CLI.run(["logits", "--model", CLI.fixtures + "/qwen3_moe", "--tokens", tokens])
+        let b = try CLI.run(["logits", "--model", out, "--tokens", tokens])
+        #expect(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let x = (try JSONSerialization.jsonObject(with: Data(a.stdout.utf8)) as! [String: [[Double]]])["logits"]!.joined()
+        let y = (try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as! [String: [[Double]]])["logits"]!.joined()
+        // bf16 weights: close to the f32 directory's logits, not equal.
+        #expect(x.count == y.count && zip(x, y).allSatisfy { abs($0 - $1) < 0.05 })
+    }
+
+    @Test func llamaCppAgreesWithEveryPreset() throws {
+        guard let python = ProcessInfo.processInfo.environment["MOE_PEERS_PYTHON"], !python.isEmpty else { return }
+        let script = URL(fileURLWithPath: CLI.fixtures).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/check_gguf_writer.py").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script, CLI.executable]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(text.split(separator: "\n").filter { $0.hasPrefix("FAIL") }.joined(separator: "\n"))")
+    }
+}

@@ -5,7 +5,7 @@ import MoEKernels
 /// `moe quantize --type q4_k_m` gives every tensor the type `llama-quantize … Q4_K_M` gives it: more bits for the
 /// attention V and FFN down matrices of some layers (`use_more_bits`), Q6_K for the output matrix, Q8_0 for
 /// 8-expert models' attention, fallbacks for rows that are not whole 256-value blocks. Only the rules that the
-/// presets below reach are here (the IQ1/IQ2/IQ3 and ternary presets need an importance matrix and are not offered;
+/// presets below reach are here (the IQ1/IQ2/IQ3, Q2_K_S and ternary presets need an importance matrix and are not offered;
 /// the Falcon and Llama-70B special cases concern architectures swift-moe does not write).
 public struct GGUFQuantMix: Sendable {
     /// A preset: its name (lower case, as `moe quantize --type` takes it), llama.cpp's `llama_ftype` id
@@ -22,7 +22,7 @@ public struct GGUFQuantMix: Sendable {
         Preset(name: "q4_0", fileType: 2, base: .quantized(.q4_0)), Preset(name: "q4_1", fileType: 3, base: .quantized(.q4_1)),
         Preset(name: "q5_0", fileType: 8, base: .quantized(.q5_0)), Preset(name: "q5_1", fileType: 9, base: .quantized(.q5_1)),
         Preset(name: "q8_0", fileType: 7, base: .quantized(.q8_0)),
-        Preset(name: "q2_k", fileType: 10, base: .quantized(.q2_K)), Preset(name: "q2_k_s", fileType: 21, base: .quantized(.q2_K)),
+        Preset(name: "q2_k", fileType: 10, base: .quantized(.q2_K)),
         Preset(name: "q3_k_s", fileType: 11, base: .quantized(.q3_K)), Preset(name: "q3_k_m", fileType: 12, base: .quantized(.q3_K)),
         Preset(name: "q3_k_l", fileType: 13, base: .quantized(.q3_K)),
         Preset(name: "q4_k_s", fileType: 14, base: .quantized(.q4_K)), Preset(name: "q4_k_m", fileType: 15, base: .quantized(.q4_K)),
@@ -153,7 +153,6 @@ public struct GGUFQuantMix: Sendable {
             type = dims.count > 2 && dims[2] > 1 ? .quantized(.mxfp4) : .quantized(.q8_0)
         } else if Self.isAttentionV(category) {
             if f == "q2_k" { type = .quantized(gqa >= 4 ? .q4_K : .q3_K) }
-            else if f == "q2_k_s" && gqa >= 4 { type = .quantized(.q4_K) }
             else if f == "q3_k_m" { type = .quantized(s.attentionV < 2 ? .q5_K : .q4_K) }
             else if f == "q3_k_l" { type = .quantized(.q5_K) }
             else if (f == "iq4_nl" || f == "iq4_xs") && gqa >= 4 { type = .quantized(.q5_K) }
@@ -166,7 +165,6 @@ public struct GGUFQuantMix: Sendable {
         } else if category == .ffnDown {
             let (i, n) = try layer(s.ffnDown)
             if f == "q2_k" { type = .quantized(.q3_K) }
-            else if f == "q2_k_s" { if i < n / 8 { type = .quantized(.q4_K) } }
             else if f == "q3_k_m" { type = .quantized(i < n / 16 ? .q5_K : .q4_K) }
             else if f == "q3_k_l" { type = .quantized(.q5_K) }
             else if f == "q4_k_m" { if moreBits(i, n) { type = .quantized(.q6_K) } }
