@@ -140,7 +140,7 @@ extension Tokenizer {
                       decoder: .sequence(decoders), postProcessor: vocabulary.postProcessor, config: vocabulary.config)
     }
 
-    /// The tokenizer of a model: a directory's tokenizer.json (or nil when it has none), or a GGUF file's metadata.
+    /// The tokenizer of a model: a directory's tokenizer.json or a GGUF file's metadata; nil when the model has none.
     public static func forModel(_ path: String) throws -> Tokenizer? {
         if GGUFCheckpoint.isGGUF(path) {
             let file = try GGUFFile(path: path)

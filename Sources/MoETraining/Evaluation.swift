@@ -13,36 +13,83 @@ public enum Evaluation {
         public var loss: Double
         public var perplexity: Double
         public var bitsPerByte: Double
-        enum CodingKeys: String, CodingKey { case tokens, bytes, loss, perplexity; case bitsPerByte = "bits_per_byte" }
+        /// With a reference model (llama.cpp's `perplexity --kl-divergence`): the reference's perplexity, the mean
+        /// and 99th percentile over predicted tokens of KL(reference ‖ model) in nats, and how often both put the
+        /// same token first.
+        public var referencePerplexity: Double?
+        public var klDivergence: Double?
+        public var klDivergenceP99: Double?
+        public var top1Agreement: Double?
+        enum CodingKeys: String, CodingKey {
+            case tokens, bytes, loss, perplexity
+            case bitsPerByte = "bits_per_byte", referencePerplexity = "reference_perplexity"
+            case klDivergence = "kl_divergence", klDivergenceP99 = "kl_divergence_p99", top1Agreement = "top1_agreement"
+        }
     }
 
     /// Non-overlapping windows of up to `window` tokens (each window's first token is context only), so the
-    /// result does not depend on anything but the text and the window.
-    public static func text(_ model: Transformer, tokenizer: Tokenizer, text: String, window: Int = 512) throws -> TextResult {
+    /// result does not depend on anything but the text and the window. With `reference` (a model of the same
+    /// vocabulary, e.g. the f32 model a quantised one came from), each predicted token's distribution is also
+    /// compared with the reference's.
+    public static func text(_ model: Transformer, reference: Transformer? = nil, tokenizer: Tokenizer, text: String,
+                            window: Int = 512, progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> TextResult {
         let ids = tokenizer.encode(text, addSpecialTokens: false)
         guard ids.count >= 2 else { throw TrainingError.badArgument("the text has fewer than two tokens") }
-        let w = max(2, min(window, model.contextLength))
-        let cache = model.makeCache(capacity: w)
         let vocab = model.config.vocabSize
-        var nll = 0.0, predicted = 0
+        if let reference, reference.config.vocabSize != vocab {
+            throw TrainingError.badArgument("the reference has \(reference.config.vocabSize) tokens, the model \(vocab)")
+        }
+        let w = max(2, min(window, model.contextLength, reference?.contextLength ?? .max))
+        let cache = model.makeCache(capacity: w)
+        let referenceCache = reference?.makeCache(capacity: w)
+        var nll = 0.0, referenceNLL = 0.0, predicted = 0
+        var divergences: [Double] = [], sameTop = 0
         var start = 0
         while start + 1 < ids.count {
             let chunk = Array(ids[start..<min(start + w, ids.count)])
             cache.reset()
             let logits = try model.forward(chunk, cache: cache, logitsFor: .all)
+            var referenceLogits: [Float]?
+            if let reference, let referenceCache {
+                referenceCache.reset()
+                referenceLogits = Array(try reference.forward(chunk, cache: referenceCache, logitsFor: .all))
+            }
             for t in 0..<(chunk.count - 1) {
-                let row = UnsafeBufferPointer(rebasing: logits[(t * vocab)..<((t + 1) * vocab)])
-                let m = row.max()!
-                var s = 0.0
-                for v in row { s += exp(Double(v - m)) }
-                nll += Double(m) + log(s) - Double(row[chunk[t + 1]])
+                let q = logProbabilities(logits[(t * vocab)..<((t + 1) * vocab)])
+                nll -= q[chunk[t + 1]]
+                if let referenceLogits {
+                    let p = logProbabilities(referenceLogits[(t * vocab)..<((t + 1) * vocab)])
+                    referenceNLL -= p[chunk[t + 1]]
+                    var kl = 0.0
+                    for v in 0..<vocab where p[v] > -60 { kl += exp(p[v]) * (p[v] - q[v]) }
+                    divergences.append(max(kl, 0))
+                    if q.indices.max(by: { q[$0] < q[$1] }) == p.indices.max(by: { p[$0] < p[$1] }) { sameTop += 1 }
+                }
                 predicted += 1
             }
             start += chunk.count - 1
+            progress?(start + 1, ids.count)
         }
         let bytes = text.utf8.count
         let loss = nll / Double(predicted)
-        return TextResult(tokens: ids.count, bytes: bytes, loss: loss, perplexity: exp(loss), bitsPerByte: nll / log(2) / Double(bytes))
+        var result = TextResult(tokens: ids.count, bytes: bytes, loss: loss, perplexity: exp(loss), bitsPerByte: nll / log(2) / Double(bytes))
+        if reference != nil {
+            divergences.sort()
+            result.referencePerplexity = exp(referenceNLL / Double(predicted))
+            result.klDivergence = divergences.reduce(0, +) / Double(predicted)
+            result.klDivergenceP99 = divergences[min(divergences.count - 1, Int((Double(divergences.count) * 0.99).rounded(.up)) - 1)]
+            result.top1Agreement = Double(sameTop) / Double(predicted)
+        }
+        return result
+    }
+
+    /// log softmax of one row of logits, in double precision.
+    static func logProbabilities<Row: Collection<Float>>(_ row: Row) -> [Double] {
+        let m = Double(row.max()!)
+        var s = 0.0
+        for v in row { s += exp(Double(v) - m) }
+        let logZ = m + log(s)
+        return row.map { Double($0) - logZ }
     }
 
     /// One task: a prompt (text, or chat messages) and its expected answer.

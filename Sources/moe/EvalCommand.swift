@@ -14,11 +14,15 @@ struct Eval: ParsableCommand {
             {"prompt": text or [messages], "answer": …, "answer_regex"?: …} per line; each prompt is completed \
             greedily (up to --max-tokens) and the answer is read from the completion as an answer_regex's first \
             group, GSM8K's "#### N", or else its final number; numbers compare by value. The last line is \
-            JSON ({"perplexity", "bits_per_byte", …} or {"accuracy", "correct", "total", …}).
+            JSON ({"perplexity", "bits_per_byte", …} or {"accuracy", "correct", "total", …}). With --reference MODEL \
+            (--text): also "reference_perplexity", "kl_divergence" (mean KL(reference ‖ model), nats), \
+            "kl_divergence_p99" and "top1_agreement".
             """)
 
     @OptionGroup var model: ModelOptions
     @Option(help: "A UTF-8 text file to score.") var text: String?
+    @Option(help: "With --text: a reference model (e.g. the f32 model a quantised file came from) to compare each token's distribution with: KL divergence (mean, 99th percentile) and top-1 agreement, as llama.cpp's perplexity --kl-divergence.")
+    var reference: String?
     @Option(help: "A JSONL file of {\"prompt\", \"answer\"} tasks.") var tasks: String?
     @Option(help: "Tokens per scoring window (--text).") var window: Int = 512
     @Option(help: "Most tokens generated per task (--tasks).") var maxTokens: Int = 256
@@ -30,6 +34,7 @@ struct Eval: ParsableCommand {
     func validate() throws {
         if (text == nil) == (tasks == nil) { throw ValidationError("give exactly one of --text and --tasks") }
         if window < 2 || maxTokens < 1 || (limit ?? 1) < 1 { throw ValidationError("--window must be at least 2, --max-tokens and --limit positive") }
+        if reference != nil && text == nil { throw ValidationError("--reference needs --text") }
     }
 
     func run() throws {
@@ -43,9 +48,22 @@ struct Eval: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: text), let s = String(data: data, encoding: .utf8) else {
                 throw ValidationError("cannot read \(text) as UTF-8 text")
             }
-            let r = try Evaluation.text(transformer, tokenizer: tokenizer, text: s, window: window)
+            let referenceModel = try reference.map { path -> Transformer in
+                var options = model
+                options.model = path
+                return try options.load()
+            }
+            let bar = ProgressBar(label: "eval", unit: .items)
+            let r = try Evaluation.text(transformer, reference: referenceModel, tokenizer: tokenizer, text: s, window: window) {
+                bar.update(done: $0, total: $1)
+            }
+            bar.finish()
             printError(String(format: "%d tokens, %d bytes: loss %.4f, perplexity %.3f, %.4f bits per byte", r.tokens, r.bytes, r.loss,
                               r.perplexity, r.bitsPerByte))
+            if let kl = r.klDivergence, let p99 = r.klDivergenceP99, let top1 = r.top1Agreement, let ref = r.referencePerplexity {
+                printError(String(format: "vs reference (perplexity %.3f): KL divergence mean %.6f, p99 %.6f nats; top-1 agreement %.2f%%",
+                                  ref, kl, p99, 100 * top1))
+            }
             print(String(decoding: try encoder.encode(r), as: UTF8.self))
         } else if let tasks {
             var all = try Evaluation.tasks(path: tasks)
