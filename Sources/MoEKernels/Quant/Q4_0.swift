@@ -27,4 +27,18 @@ enum Q4_0: QuantBlockFormat {
             block.storeBytes(of: lo | (hi << 4), toByteOffset: 2 &+ j, as: UInt8.self)
         }
     }
+
+    /// Σ value·x over the block: nibbles widened in registers; Σ(q − 8)·x = Σq·x − 8·Σx.
+    @inline(__always)
+    static func dot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float> {
+        var s = SIMD8<Float>(), xs = SIMD8<Float>()
+        for k in 0..<2 {
+            let v = bytes8(block + (2 &+ 8 &* k))
+            let xl = load8U(x + 8 &* k), xh = load8U(x + (16 &+ 8 &* k))
+            s.addProduct(SIMD8<Float>(v & 15), xl)
+            s.addProduct(SIMD8<Float>(v &>> 4), xh)
+            xs += xl + xh
+        }
+        return (s - 8 * xs) * half(block, 0)
+    }
 }

@@ -95,4 +95,30 @@ enum Q4_K: QuantBlockFormat {
         }
         }
     }
+
+    /// Σ value·x over the block: per group of 32, d·scale·Σq·x − dmin·min·Σx, the nibbles widened in registers.
+    @inline(__always)
+    static func dot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float> {
+        let d = half(block, 0), dmin = half(block, 2)
+        var acc = SIMD8<Float>(), mins = SIMD8<Float>()
+        for pair in 0..<4 {
+            let q = block + (16 &+ 32 &* pair)
+            let (s1, m1) = scaleMin(2 &* pair, block + 4), (s2, m2) = scaleMin(2 &* pair &+ 1, block + 4)
+            let xa = x + 64 &* pair, xb = xa + 32
+            var lo = SIMD8<Float>(), hi = SIMD8<Float>(), sumLo = SIMD8<Float>(), sumHi = SIMD8<Float>()
+            for k in 0..<4 {
+                let v = bytes8(q + 8 &* k)
+                let xl = load8U(xa + 8 &* k), xh = load8U(xb + 8 &* k)
+                lo.addProduct(SIMD8<Float>(v & 15), xl)
+                hi.addProduct(SIMD8<Float>(v &>> 4), xh)
+                sumLo += xl
+                sumHi += xh
+            }
+            acc.addProduct(lo, SIMD8(repeating: d * Float(s1)))
+            acc.addProduct(hi, SIMD8(repeating: d * Float(s2)))
+            mins.addProduct(sumLo, SIMD8(repeating: dmin * Float(m1)))
+            mins.addProduct(sumHi, SIMD8(repeating: dmin * Float(m2)))
+        }
+        return acc - mins
+    }
 }

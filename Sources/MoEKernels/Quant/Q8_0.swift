@@ -21,4 +21,20 @@ enum Q8_0: QuantBlockFormat {
             block.storeBytes(of: Int8(truncatingIfNeeded: Int((x[j] * id).rounded())), toByteOffset: 2 &+ j, as: Int8.self)
         }
     }
+
+    /// Σ value·x over the block, as eight partial sums: codes widened to f32 in registers, scaled once.
+    @inline(__always)
+    static func dot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float> {
+        var s0 = codes8(block + 2) * load8U(x)
+        var s1 = codes8(block + 10) * load8U(x + 8)
+        s0.addProduct(codes8(block + 18), load8U(x + 16))
+        s1.addProduct(codes8(block + 26), load8U(x + 24))
+        return (s0 + s1) * half(block, 0)
+    }
+
+    /// Eight signed byte codes at `p` as f32.
+    @inline(__always)
+    static func codes8(_ p: UnsafeRawPointer) -> SIMD8<Float> {
+        SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<Int8>.self)))
+    }
 }

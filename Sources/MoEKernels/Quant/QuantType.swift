@@ -48,6 +48,27 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         for b in 0..<count / f.elements { f.quantize(src + b * f.elements, into: dst + b * f.bytes) }
     }
 
+    /// out[r] (=|+=) Σ_i W[r, i]·x[i] for one token: the decode kernel, blocks dotted in registers (no dequantised
+    /// copy), two blocks in flight per row. One case per type, so that each loop is specialised.
+    func dotRows(_ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                 _ accumulate: Bool) {
+        switch self {
+        case .q4_0: dotRowsOf(Q4_0.self, rows, w, x, out, accumulate)
+        case .q4_1: dotRowsOf(Q4_1.self, rows, w, x, out, accumulate)
+        case .q5_0: dotRowsOf(Q5_0.self, rows, w, x, out, accumulate)
+        case .q5_1: dotRowsOf(Q5_1.self, rows, w, x, out, accumulate)
+        case .q8_0: dotRowsOf(Q8_0.self, rows, w, x, out, accumulate)
+        case .q2_K: dotRowsOf(Q2_K.self, rows, w, x, out, accumulate)
+        case .q3_K: dotRowsOf(Q3_K.self, rows, w, x, out, accumulate)
+        case .q4_K: dotRowsOf(Q4_K.self, rows, w, x, out, accumulate)
+        case .q5_K: dotRowsOf(Q5_K.self, rows, w, x, out, accumulate)
+        case .q6_K: dotRowsOf(Q6_K.self, rows, w, x, out, accumulate)
+        case .iq4_nl: dotRowsOf(IQ4_NL.self, rows, w, x, out, accumulate)
+        case .iq4_xs: dotRowsOf(IQ4_XS.self, rows, w, x, out, accumulate)
+        case .mxfp4: dotRowsOf(MXFP4.self, rows, w, x, out, accumulate)
+        }
+    }
+
     /// Dequantises `count` values (a whole number of blocks) at `src` into `dst`.
     /// (One case per type, so that each call is specialised and the block loop inlined.)
     @inline(__always)
@@ -84,6 +105,9 @@ public protocol QuantBlockFormat {
     /// Quantises `elements` finite values into the block at `block`, bit for bit as llama.cpp's quantiser
     /// (`ggml_quantize_chunk` without an importance matrix).
     static func quantize(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer)
+    /// Σ value·x over the block's `elements` values, as eight partial sums: the decode kernel's inner step (types
+    /// without their own dequantise the block on the stack and multiply).
+    static func dot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float>
 }
 
 extension QuantBlockFormat {
@@ -100,7 +124,43 @@ extension QuantBlockFormat {
     }
 }
 
+extension QuantBlockFormat {
+    @inline(__always)
+    public static func dot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float> {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: elements) { buffer in
+            let y = buffer.baseAddress!
+            dequantize(block, into: y)
+            var acc = SIMD8<Float>()
+            for i in stride(from: 0, to: elements, by: 8) { acc.addProduct(load8U(y + i), load8U(x + i)) }
+            return acc
+        }
+    }
+}
+
+@inline(__always)
+func dotRowsOf<F: QuantBlockFormat>(_ format: F.Type, _ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
+                                    _ out: UnsafeMutablePointer<Float>, _ accumulate: Bool) {
+    let blocks = w.cols / F.elements, rowBytes = w.rowBytes
+    for r in rows {
+        var p = w.base + r &* rowBytes, xp = x
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        var b = 0
+        while b &+ 2 <= blocks {
+            a0 += F.dot(p, xp)
+            a1 += F.dot(p + F.bytes, xp + F.elements)
+            p += 2 &* F.bytes; xp += 2 &* F.elements; b &+= 2
+        }
+        if b < blocks { a0 += F.dot(p, xp) }
+        let s = (a0 + a1).sum()
+        out[r] = accumulate ? out[r] + s : s
+    }
+}
+
 // Helpers shared by the block formats.
+
+/// Eight unsigned bytes at `p`, widened to Int32 lanes.
+@inline(__always)
+func bytes8(_ p: UnsafeRawPointer) -> SIMD8<Int32> { SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<UInt8>.self)) }
 
 /// Stores `value` as an IEEE half (round to nearest even) at byte `offset` of `p`.
 @inline(__always)

@@ -3,8 +3,9 @@
 // Each thread takes a contiguous range of rows and walks it a few rows at a time: the rows' blocks are dequantised
 // into the thread's scratch (a small f32 matrix that stays in L1/L2), which the f32 kernels then multiply by every
 // token — the streaming kernels for a few tokens (decode, batched decode), the packed GEMM for more (prefill). So
-// each quantised row is read from memory once per call, and no dequantised copy of the model ever exists. Kernels
-// that work on the blocks directly (integer dot products) are the next step for speed.
+// each quantised row is read from memory once per call, and no dequantised copy of the model ever exists. One
+// token (decode) skips the scratch: each block is dotted with x in registers (`QuantBlockFormat.dot`). Integer dot
+// products on quantised activations, as llama.cpp does, are the next step for speed.
 
 /// Bytes of f32 scratch one step dequantises: small enough to stay in L2 beside the GEMM's packed panels.
 let dequantizedStepBytes = 64 << 10
@@ -30,6 +31,10 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
 /// One thread's rows, `step` at a time: dequantise, then multiply with the f32 kernels.
 func quantizedRows(_ rows: Range<Int>, _ step: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int,
                    _ w: WeightMatrix, _ q: QuantType, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
+    if tokens == 1 {
+        q.dotRows(rows, w, x, out, accumulate)
+        return
+    }
     let cols = w.cols, rowBytes = w.rowBytes
     let scratch = ThreadScratch.dequantized.floats(step &* cols)
     var r = rows.lowerBound
