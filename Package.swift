@@ -28,8 +28,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
     ],
     targets: [
+        // AVX2 block-format dot products (byte-wide vector work Swift's SIMD types do not express well), chosen at
+        // run time from the CPU's features; MoEKernels falls back to its Swift kernels elsewhere.
+        .target(name: "CMoEKernels", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
         // Raw-pointer SIMD kernels and the worker pool. Knows nothing of models or files.
-        .target(name: "MoEKernels", swiftSettings: fast),
+        .target(name: "MoEKernels", dependencies: ["CMoEKernels"], swiftSettings: fast),
         // Checkpoint formats and configuration: safetensors read/write, config.json, generation_config.json.
         .target(name: "MoEFormats", dependencies: ["MoEKernels"], swiftSettings: fast),
         // Tokenizers: HF tokenizer.json (BPE) and tiktoken files, pre-tokenizer patterns, chat templates.

@@ -35,8 +35,8 @@ enum Q4_0: QuantBlockFormat {
         for k in 0..<2 {
             let v = bytes8(block + (2 &+ 8 &* k))
             let xl = load8U(x + 8 &* k), xh = load8U(x + (16 &+ 8 &* k))
-            s.addProduct(SIMD8<Float>(v & 15), xl)
-            s.addProduct(SIMD8<Float>(v &>> 4), xh)
+            s.addProduct(float8(v & 15), xl)
+            s.addProduct(float8(v &>> 4), xh)
             xs += xl + xh
         }
         return (s - 8 * xs) * half(block, 0)

@@ -109,8 +109,8 @@ enum Q4_K: QuantBlockFormat {
             for k in 0..<4 {
                 let v = bytes8(q + 8 &* k)
                 let xl = load8U(xa + 8 &* k), xh = load8U(xb + 8 &* k)
-                lo.addProduct(SIMD8<Float>(v & 15), xl)
-                hi.addProduct(SIMD8<Float>(v &>> 4), xh)
+                lo.addProduct(float8(v & 15), xl)
+                hi.addProduct(float8(v &>> 4), xh)
                 sumLo += xl
                 sumHi += xh
             }

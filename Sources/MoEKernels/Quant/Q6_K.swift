@@ -71,29 +71,35 @@ enum Q6_K: QuantBlockFormat {
         }
     }
 
-    /// Σ value·x over the block: 6-bit codes assembled from their low nibbles and high pairs in registers, each
-    /// 16-value group scaled by d·scale.
+    /// Σ value·x over the block: 6-bit codes assembled from their low nibbles and high pairs in Int32 lanes (the
+    /// high pair moved into place with one shift and mask each), each 16-value group's sum scaled once by d·scale.
     @inline(__always)
     static func dot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float> {
         let d = half(block, 208)
-        var acc = SIMD8<Float>()
+        let m15 = SIMD8<Int32>(repeating: 15), m48 = SIMD8<Int32>(repeating: 48), bias = SIMD8<Int32>(repeating: 32)
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         for n in 0..<2 {
             let ql = block + 64 &* n, qh = block + (128 &+ 32 &* n), sc = block + (192 &+ 8 &* n)
             let xn = x + 128 &* n
-            for l in stride(from: 0, to: 32, by: 8) {
-                let g = l / 16
-                let lo = bytes8(ql + l), lo2 = bytes8(ql + (l &+ 32)), h = bytes8(qh + l)
-                let q1 = SIMD8<Float>(((lo & 15) | ((h & 3) &<< 4)) &- 32)
-                let q2 = SIMD8<Float>(((lo2 & 15) | (((h &>> 2) & 3) &<< 4)) &- 32)
-                let q3 = SIMD8<Float>(((lo &>> 4) | (((h &>> 4) & 3) &<< 4)) &- 32)
-                let q4 = SIMD8<Float>(((lo2 &>> 4) | (((h &>> 6) & 3) &<< 4)) &- 32)
-                func scale(_ i: Int) -> SIMD8<Float> { SIMD8(repeating: d * Float(sc.load(fromByteOffset: i, as: Int8.self))) }
-                acc.addProduct(q1 * load8U(xn + l), scale(g))
-                acc.addProduct(q2 * load8U(xn + (l &+ 32)), scale(g &+ 2))
-                acc.addProduct(q3 * load8U(xn + (l &+ 64)), scale(g &+ 4))
-                acc.addProduct(q4 * load8U(xn + (l &+ 96)), scale(g &+ 6))
+            for g in 0..<2 {
+                var p1 = SIMD8<Float>(), p2 = SIMD8<Float>(), p3 = SIMD8<Float>(), p4 = SIMD8<Float>()
+                for k in 0..<2 {
+                    let l = 16 &* g &+ 8 &* k
+                    let lo = bytes8(ql + l), lo2 = bytes8(ql + (l &+ 32)), h = bytes8(qh + l)
+                    p1.addProduct(float8(((lo & m15) | ((h &<< 4) & m48)) &- bias), load8U(xn + l))
+                    p2.addProduct(float8(((lo2 & m15) | ((h &<< 2) & m48)) &- bias), load8U(xn + (l &+ 32)))
+                    p3.addProduct(float8(((lo &>> 4) | (h & m48)) &- bias), load8U(xn + (l &+ 64)))
+                    p4.addProduct(float8(((lo2 &>> 4) | ((h &>> 2) & m48)) &- bias), load8U(xn + (l &+ 96)))
+                }
+                @inline(__always) func scale(_ i: Int) -> SIMD8<Float> {
+                    SIMD8(repeating: d * Float(sc.load(fromByteOffset: i, as: Int8.self)))
+                }
+                acc0.addProduct(p1, scale(g))
+                acc1.addProduct(p2, scale(g &+ 2))
+                acc0.addProduct(p3, scale(g &+ 4))
+                acc1.addProduct(p4, scale(g &+ 6))
             }
         }
-        return acc
+        return acc0 + acc1
     }
 }

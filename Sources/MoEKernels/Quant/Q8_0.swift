@@ -35,6 +35,6 @@ enum Q8_0: QuantBlockFormat {
     /// Eight signed byte codes at `p` as f32.
     @inline(__always)
     static func codes8(_ p: UnsafeRawPointer) -> SIMD8<Float> {
-        SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<Int8>.self)))
+        float8(int8s8(p))
     }
 }

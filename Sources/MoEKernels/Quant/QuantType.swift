@@ -1,3 +1,6 @@
+import CMoEKernels
+import Foundation
+
 /// ggml's block-quantised weight formats, one case per type with ggml's type id (`ggml_type`) as raw value.
 ///
 /// A quantised row of `n` values is `n / elements` blocks of `bytes` bytes each; every block holds its own scales.
@@ -49,9 +52,10 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     /// out[r] (=|+=) Σ_i W[r, i]·x[i] for one token: the decode kernel, blocks dotted in registers (no dequantised
-    /// copy), two blocks in flight per row. One case per type, so that each loop is specialised.
+    /// copy), two blocks in flight per row. One case per type, so that each loop is specialised; Q4_K and Q6_K use
+    /// the C target's AVX2 kernels where the CPU has them, unless `portable`.
     func dotRows(_ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                 _ accumulate: Bool) {
+                 _ accumulate: Bool, portable: Bool = !quantDotAVX2) {
         switch self {
         case .q4_0: dotRowsOf(Q4_0.self, rows, w, x, out, accumulate)
         case .q4_1: dotRowsOf(Q4_1.self, rows, w, x, out, accumulate)
@@ -60,9 +64,19 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         case .q8_0: dotRowsOf(Q8_0.self, rows, w, x, out, accumulate)
         case .q2_K: dotRowsOf(Q2_K.self, rows, w, x, out, accumulate)
         case .q3_K: dotRowsOf(Q3_K.self, rows, w, x, out, accumulate)
-        case .q4_K: dotRowsOf(Q4_K.self, rows, w, x, out, accumulate)
+        case .q4_K:
+            if !portable {
+                moe_dot_rows_q4_K(w.base, w.rowBytes, w.cols / 256, x, out, rows.lowerBound, rows.upperBound, accumulate ? 1 : 0)
+            } else {
+                dotRowsOf(Q4_K.self, rows, w, x, out, accumulate)
+            }
         case .q5_K: dotRowsOf(Q5_K.self, rows, w, x, out, accumulate)
-        case .q6_K: dotRowsOf(Q6_K.self, rows, w, x, out, accumulate)
+        case .q6_K:
+            if !portable {
+                moe_dot_rows_q6_K(w.base, w.rowBytes, w.cols / 256, x, out, rows.lowerBound, rows.upperBound, accumulate ? 1 : 0)
+            } else {
+                dotRowsOf(Q6_K.self, rows, w, x, out, accumulate)
+            }
         case .iq4_nl: dotRowsOf(IQ4_NL.self, rows, w, x, out, accumulate)
         case .iq4_xs: dotRowsOf(IQ4_XS.self, rows, w, x, out, accumulate)
         case .mxfp4: dotRowsOf(MXFP4.self, rows, w, x, out, accumulate)
@@ -137,7 +151,14 @@ extension QuantBlockFormat {
     }
 }
 
-@inline(__always)
+/// Whether the C target's AVX2 kernels run here (CPU with AVX2, FMA and F16C); MOE_PORTABLE_KERNELS=1 forces the
+/// Swift kernels (to compare the two).
+let quantDotAVX2: Bool = moe_quant_avx2_available() != 0
+    && ProcessInfo.processInfo.environment["MOE_PORTABLE_KERNELS"] != "1"
+
+/// One specialisation per type, each its own function (kept out of line so that the block kernel and its SIMD
+/// conversions inline into it).
+@inline(never)
 func dotRowsOf<F: QuantBlockFormat>(_ format: F.Type, _ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
                                     _ out: UnsafeMutablePointer<Float>, _ accumulate: Bool) {
     let blocks = w.cols / F.elements, rowBytes = w.rowBytes
@@ -158,9 +179,28 @@ func dotRowsOf<F: QuantBlockFormat>(_ format: F.Type, _ rows: Range<Int>, _ w: W
 
 // Helpers shared by the block formats.
 
+// The SIMD conversions below are spelled lane by lane: the standard library's generic vector conversions are not
+// always inlined into the kernels (each became a call), while these become one vpmovzxbd/vpmovsxbd or vcvtdq2ps.
+
 /// Eight unsigned bytes at `p`, widened to Int32 lanes.
 @inline(__always)
-func bytes8(_ p: UnsafeRawPointer) -> SIMD8<Int32> { SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<UInt8>.self)) }
+func bytes8(_ p: UnsafeRawPointer) -> SIMD8<Int32> {
+    let b = p.assumingMemoryBound(to: UInt8.self)
+    return SIMD8<Int32>(Int32(b[0]), Int32(b[1]), Int32(b[2]), Int32(b[3]), Int32(b[4]), Int32(b[5]), Int32(b[6]), Int32(b[7]))
+}
+
+/// Eight signed bytes at `p`, widened to Int32 lanes.
+@inline(__always)
+func int8s8(_ p: UnsafeRawPointer) -> SIMD8<Int32> {
+    let b = p.assumingMemoryBound(to: Int8.self)
+    return SIMD8<Int32>(Int32(b[0]), Int32(b[1]), Int32(b[2]), Int32(b[3]), Int32(b[4]), Int32(b[5]), Int32(b[6]), Int32(b[7]))
+}
+
+/// Int32 lanes as f32.
+@inline(__always)
+func float8(_ v: SIMD8<Int32>) -> SIMD8<Float> {
+    SIMD8<Float>(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]), Float(v[4]), Float(v[5]), Float(v[6]), Float(v[7]))
+}
 
 /// Stores `value` as an IEEE half (round to nearest even) at byte `offset` of `p`.
 @inline(__always)

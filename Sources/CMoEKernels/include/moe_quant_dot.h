@@ -1,0 +1,19 @@
+// Dot products of ggml block rows with f32 activations, for the CPU instructions Swift's SIMD types do not express
+// well: byte-wide shuffles, shifts and sign-extensions of 32-byte vectors (AVX2). MoEKernels calls these only when
+// `moe_quant_avx2_available()` says the CPU has AVX2, FMA and F16C; elsewhere it uses its portable Swift kernels.
+#ifndef MOE_QUANT_DOT_H
+#define MOE_QUANT_DOT_H
+#include <stddef.h>
+
+/// 1 when the CPU running this has AVX2, FMA and F16C (and this file was built for x86-64), else 0.
+int moe_quant_avx2_available(void);
+
+/// out[r] (= or +=) Σ_i W[r, i]·x[i] for r in [row_begin, row_end): W's rows are `blocks` Q6_K blocks (210 bytes
+/// each), row r at base + r·row_bytes.
+void moe_dot_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const float *x, float *out,
+                       size_t row_begin, size_t row_end, int accumulate);
+/// The same for Q4_K rows (144-byte blocks).
+void moe_dot_rows_q4_K(const void *base, size_t row_bytes, size_t blocks, const float *x, float *out,
+                       size_t row_begin, size_t row_end, int accumulate);
+
+#endif
