@@ -4,6 +4,7 @@
 // byte operation instead of 8.
 #include "moe_quant_dot.h"
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -40,7 +41,7 @@ TARGET static inline __m256 dot16s(__m128i q, const float *x) {
 
 TARGET static float dot_q6_K(const uint8_t *b, const float *x, size_t blocks) {
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), b32 = _mm256_set1_epi8(32);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (size_t i = 0; i < blocks; i++, b += 210, x += 256) {
         const float d = half_at(b + 208);
         const int8_t *sc = (const int8_t *)(b + 192);
@@ -58,12 +59,12 @@ TARGET static float dot_q6_K(const uint8_t *b, const float *x, size_t blocks) {
                 const __m256i v = _mm256_sub_epi8(q[k], b32);
                 const float *xk = x + 128 * n + 32 * k;
                 const int s = 8 * n + 2 * k;
-                acc0 = _mm256_fmadd_ps(dot16s(_mm256_castsi256_si128(v), xk), _mm256_set1_ps(d * sc[s]), acc0);
-                acc1 = _mm256_fmadd_ps(dot16s(_mm256_extracti128_si256(v, 1), xk + 16), _mm256_set1_ps(d * sc[s + 1]), acc1);
+                acc[k] = _mm256_fmadd_ps(dot16s(_mm256_castsi256_si128(v), xk), _mm256_set1_ps(d * sc[s]), acc[k]);
+                acc[k] = _mm256_fmadd_ps(dot16s(_mm256_extracti128_si256(v, 1), xk + 16), _mm256_set1_ps(d * sc[s + 1]), acc[k]);
             }
         }
     }
-    return hsum(_mm256_add_ps(acc0, acc1));
+    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
 // Q4_K's 6-bit scale and min of group j from the 12 packed bytes (ggml's get_scale_min_k4).
@@ -76,38 +77,35 @@ static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
     }
 }
 
-// Σ q·x and Σ x over 32 values whose codes are the 32 bytes of `q` (unsigned).
-TARGET static inline void dot32u(__m256i q, const float *x, __m256 *qx, __m256 *sx) {
+// Σ q·x over 32 values whose codes are the 32 bytes of `q` (unsigned).
+TARGET static inline __m256 dot32u(__m256i q, const float *x) {
     const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    const __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8), x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
-    __m256 a = _mm256_mul_ps(f8u(lo), x0);
-    __m256 b = _mm256_mul_ps(f8u(_mm_srli_si128(lo, 8)), x1);
-    a = _mm256_fmadd_ps(f8u(hi), x2, a);
-    b = _mm256_fmadd_ps(f8u(_mm_srli_si128(hi, 8)), x3, b);
-    *qx = _mm256_add_ps(a, b);
-    *sx = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+    __m256 a = _mm256_mul_ps(f8u(lo), _mm256_loadu_ps(x));
+    __m256 b = _mm256_mul_ps(f8u(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(x + 8));
+    a = _mm256_fmadd_ps(f8u(hi), _mm256_loadu_ps(x + 16), a);
+    b = _mm256_fmadd_ps(f8u(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(x + 24), b);
+    return _mm256_add_ps(a, b);
 }
 
-TARGET static float dot_q4_K(const uint8_t *b, const float *x, size_t blocks) {
+// `group_sums`: Σx per 32 values (the same for every row, so computed once per call).
+TARGET static float dot_q4_K(const uint8_t *b, const float *x, const float *group_sums, size_t blocks) {
     const __m256i m0f = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
-    for (size_t i = 0; i < blocks; i++, b += 144, x += 256) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float mins = 0;
+    for (size_t i = 0; i < blocks; i++, b += 144, x += 256, group_sums += 8) {
         const float d = half_at(b), dmin = half_at(b + 2);
         for (int p = 0; p < 4; p++) {
             uint8_t s1, m1, s2, m2;
             scale_min_k4(2 * p, b + 4, &s1, &m1);
             scale_min_k4(2 * p + 1, b + 4, &s2, &m2);
             const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * p));
-            __m256 qa, xa, qb, xb;
-            dot32u(_mm256_and_si256(Q, m0f), x + 64 * p, &qa, &xa);
-            dot32u(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f), x + 64 * p + 32, &qb, &xb);
-            acc = _mm256_fmadd_ps(qa, _mm256_set1_ps(d * s1), acc);
-            acc = _mm256_fmadd_ps(qb, _mm256_set1_ps(d * s2), acc);
-            mins = _mm256_fmadd_ps(xa, _mm256_set1_ps(dmin * m1), mins);
-            mins = _mm256_fmadd_ps(xb, _mm256_set1_ps(dmin * m2), mins);
+            acc0 = _mm256_fmadd_ps(dot32u(_mm256_and_si256(Q, m0f), x + 64 * p), _mm256_set1_ps(d * s1), acc0);
+            acc1 = _mm256_fmadd_ps(dot32u(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f), x + 64 * p + 32),
+                                   _mm256_set1_ps(d * s2), acc1);
+            mins += dmin * (m1 * group_sums[2 * p] + m2 * group_sums[2 * p + 1]);
         }
     }
-    return hsum(_mm256_sub_ps(acc, mins));
+    return hsum(_mm256_add_ps(acc0, acc1)) - mins;
 }
 
 void moe_dot_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const float *x, float *out,
@@ -120,10 +118,19 @@ void moe_dot_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const 
 
 void moe_dot_rows_q4_K(const void *base, size_t row_bytes, size_t blocks, const float *x, float *out,
                        size_t row_begin, size_t row_end, int accumulate) {
+    float sums_on_stack[256];
+    float *sums = blocks * 8 <= 256 ? sums_on_stack : malloc(blocks * 8 * sizeof(float));
+    if (!sums) return;
+    for (size_t g = 0; g < blocks * 8; g++) {
+        float s = 0;
+        for (int i = 0; i < 32; i++) s += x[32 * g + i];
+        sums[g] = s;
+    }
     for (size_t r = row_begin; r < row_end; r++) {
-        const float s = dot_q4_K((const uint8_t *)base + r * row_bytes, x, blocks);
+        const float s = dot_q4_K((const uint8_t *)base + r * row_bytes, x, sums, blocks);
         out[r] = accumulate ? out[r] + s : s;
     }
+    if (sums != sums_on_stack) free(sums);
 }
 
 #else
