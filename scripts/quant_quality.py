@@ -69,9 +69,8 @@ def main():
         if llama_tokens != ours["tokens"]:
             print(f"note: llama.cpp tokenizes the text into {llama_tokens} tokens, swift-moe into {ours['tokens']}", file=sys.stderr)
         size = os.path.getsize(path)
-        rows.append((preset.upper().replace("_M", "_M"), size, ours, theirs))
+        rows.append((preset.upper(), size, ours, theirs))
         print(f"{preset}: done", file=sys.stderr)
-    weights = None
     import gguf  # noqa: E402
     reader = gguf.GGUFReader(os.path.join(tmp, "f32.gguf"))
     weights = sum(int(np.prod(t.shape)) for t in reader.tensors)
