@@ -469,7 +469,7 @@ struct BPEBuilder {
     }
 }
 
-struct MergeEntry {
+struct MergeEntry: HeapOrdered {
     var rank: UInt32
     var pos: Int32
     var newId: Int32
@@ -480,11 +480,19 @@ struct MergeEntry {
     }
 }
 
-/// A binary min-heap of merge candidates.
-struct MergeHeap {
-    var items: [MergeEntry] = []
+/// An element of a `BinaryHeap`: `before` says which of two comes out first.
+protocol HeapOrdered {
+    func before(_ other: Self) -> Bool
+}
 
-    mutating func push(_ e: MergeEntry) {
+/// A binary heap: `pop` returns the element that comes `before` all others (merge candidates of the BPE models).
+struct BinaryHeap<Element: HeapOrdered> {
+    private var items: [Element] = []
+
+    /// Empties the heap, keeping its storage (reused across words).
+    mutating func removeAll() { items.removeAll(keepingCapacity: true) }
+
+    mutating func push(_ e: Element) {
         items.append(e)
         var i = items.count - 1
         while i > 0 {
@@ -495,7 +503,7 @@ struct MergeHeap {
         }
     }
 
-    mutating func pop() -> MergeEntry? {
+    mutating func pop() -> Element? {
         guard let first = items.first else { return nil }
         let last = items.removeLast()
         if items.isEmpty { return first }
@@ -514,6 +522,9 @@ struct MergeHeap {
         return first
     }
 }
+
+/// Byte-level BPE's merge candidates, lowest rank first.
+typealias MergeHeap = BinaryHeap<MergeEntry>
 
 /// A bounded, thread-safe cache of piece → ids (HF caches up to 10,000 words; results never depend on it).
 final class PieceCache: @unchecked Sendable {

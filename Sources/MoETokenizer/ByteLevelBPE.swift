@@ -260,7 +260,7 @@ func bpeMerge(_ symbols: inout MergeScratch, merges: PairTable, into out: inout 
         symbols.prev.append(Int32(i - 1))
         symbols.next.append(i + 1 < n ? Int32(i + 1) : -1)
     }
-    symbols.heap.items.removeAll(keepingCapacity: true)
+    symbols.heap.removeAll()
     @inline(__always) func push(_ pos: Int, _ left: Int32, _ right: Int32, _ heap: inout MergeHeap) {
         let m = merges.get(PairTable.key(left, right))
         if m != PairTable.absent {

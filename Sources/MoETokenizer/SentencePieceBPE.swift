@@ -159,7 +159,7 @@ func utf8SequenceLength(leadByte byte: UInt8) -> Int {
 
 /// A candidate merge of two adjacent symbols into the token of `score`; `size` is the merged byte length, which
 /// tells a stale candidate from a live one.
-struct SentencePieceBigram {
+struct SentencePieceBigram: HeapOrdered {
     var score: Float
     var left: Int32
     var right: Int32
@@ -171,37 +171,5 @@ struct SentencePieceBigram {
     }
 }
 
-/// A binary max-heap of merge candidates in `SentencePieceBigram.before` order.
-struct SentencePieceBigramQueue {
-    private var items: [SentencePieceBigram] = []
-
-    mutating func push(_ bigram: SentencePieceBigram) {
-        items.append(bigram)
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard items[i].before(items[parent]) else { break }
-            items.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func pop() -> SentencePieceBigram? {
-        guard let first = items.first else { return nil }
-        let last = items.removeLast()
-        if items.isEmpty { return first }
-        items[0] = last
-        var i = 0
-        let n = items.count
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < n, items[l].before(items[m]) { m = l }
-            if r < n, items[r].before(items[m]) { m = r }
-            if m == i { break }
-            items.swapAt(i, m)
-            i = m
-        }
-        return first
-    }
-}
+/// SentencePiece merge candidates, highest score first (ties: leftmost).
+typealias SentencePieceBigramQueue = BinaryHeap<SentencePieceBigram>
