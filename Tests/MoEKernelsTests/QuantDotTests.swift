@@ -3,27 +3,36 @@ import Testing
 @testable import MoEKernels
 
 /// The decode kernels of every block type (`QuantType.dotRows`: the Swift kernels and, where the CPU has AVX2, the
-/// C target's) against the dequantised rows multiplied in double precision.
+/// C target's) against the dequantised rows multiplied in double precision. The C kernels round the activations to
+/// 16 bits per group of 32 (each off by at most its group's largest magnitude / 65,534): their bound adds that.
 @Suite struct QuantDotTests {
-    @Test(arguments: QuantType.allCases)
-    func dotRowsEqualTheDequantisedProduct(_ q: QuantType) {
-        let rows = 5, cols = 512
+    /// 512 columns; and 8,448, past the C kernels' stack buffer for the quantised activations, with a group of 32
+    /// zeros and an outlier among the activations.
+    @Test(arguments: QuantType.allCases, [512, 8448])
+    func dotRowsEqualTheDequantisedProduct(_ q: QuantType, cols: Int) {
+        let rows = 5
         var seed: UInt64 = 0x1234_5678 &+ UInt64(q.rawValue)
         func uniform() -> Float {
             seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return Float(Double(seed >> 11) / Double(1 << 53)) * 2 - 1
         }
         let values = (0..<(rows * cols)).map { i in uniform() * (i % 97 == 0 ? 4 : 0.5) }
-        let x = (0..<cols).map { _ in uniform() }
+        var x = (0..<cols).map { _ in uniform() }
+        if cols > 512 {
+            for i in 64..<96 { x[i] = 0 }
+            x[200] = 40
+        }
         let rowBytes = q.rowBytes(cols)!
         var blocks = [UInt8](repeating: 0, count: rows * rowBytes)
         blocks.withUnsafeMutableBytes { q.quantize(values, into: $0.baseAddress!, count: rows * cols) }
         var dense = [Float](repeating: 0, count: cols)
-        var expected = [Double](repeating: 0, count: rows)
+        var expected = [Double](repeating: 0, count: rows), activationRounding = [Double](repeating: 0, count: rows)
+        let groupMax = stride(from: 0, to: cols, by: 32).map { g in x[g..<(g + 32)].map { abs(Double($0)) }.max()! }
         blocks.withUnsafeBytes { b in
             for r in 0..<rows {
                 q.dequantize(b.baseAddress! + r * rowBytes, into: &dense, count: cols)
                 expected[r] = 0.25 + zip(dense, x).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+                activationRounding[r] = dense.indices.reduce(0) { $0 + abs(Double(dense[$1])) * groupMax[$1 / 32] / 65534 }
             }
         }
         for portable in quantDotAVX2 ? [true, false] : [true] {
@@ -33,8 +42,33 @@ import Testing
                 q.dotRows(0..<rows, w, x, &out, true, portable: portable)
             }
             for r in 0..<rows {
-                #expect(abs(Double(out[r]) - expected[r]) <= 1e-4 * max(1, abs(expected[r])),
+                let bound = 1e-4 * max(1, abs(expected[r])) + (portable ? 0 : activationRounding[r])
+                #expect(abs(Double(out[r]) - expected[r]) <= bound,
                         "\(q) row \(r) (\(portable ? "Swift" : "AVX2")): \(out[r]) vs \(expected[r])")
+            }
+        }
+    }
+}
+
+extension QuantDotTests {
+    /// A NaN or infinite activation makes every output NaN or infinite (as f32 products would), on both paths:
+    /// the AVX2 kernels' integer activations must not hide it.
+    @Test(arguments: [QuantType.q4_0, .q8_0, .q4_K, .q6_K])
+    func nonFiniteActivationsStayVisible(_ q: QuantType) {
+        let rows = 3, cols = 256
+        let values = (0..<(rows * cols)).map { Float(($0 * 37) % 101) / 50 - 1 }
+        var blocks = [UInt8](repeating: 0, count: rows * q.rowBytes(cols)!)
+        blocks.withUnsafeMutableBytes { q.quantize(values, into: $0.baseAddress!, count: rows * cols) }
+        for bad in [Float.nan, .infinity] {
+            var x = (0..<cols).map { Float($0 % 7) - 3 }
+            x[77] = bad
+            for portable in quantDotAVX2 ? [true, false] : [true] {
+                var out = [Float](repeating: 0, count: rows)
+                blocks.withUnsafeBytes { b in
+                    let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
+                    q.dotRows(0..<rows, w, x, &out, false, portable: portable)
+                }
+                #expect(out.allSatisfy { !$0.isFinite }, "\(q) \(bad) (\(portable ? "Swift" : "AVX2")): \(out)")
             }
         }
     }

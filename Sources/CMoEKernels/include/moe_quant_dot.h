@@ -1,5 +1,6 @@
 // Dot products of ggml block rows with f32 activations, for the CPU instructions Swift's SIMD types do not express
-// well: byte-wide shuffles, shifts and sign-extensions of 32-byte vectors (AVX2). MoEKernels calls these only when
+// well: byte-wide shuffles, shifts and sign-extensions of 32-byte vectors, and 16-bit integer products (AVX2).
+// The activations are quantised to int16 per 32 values (≈1e-5 relative on a dot product; quant_dot.c). MoEKernels calls these only when
 // `moe_quant_avx2_available()` says the CPU has AVX2, FMA and F16C; elsewhere it uses its portable Swift kernels.
 #ifndef MOE_QUANT_DOT_H
 #define MOE_QUANT_DOT_H
@@ -14,6 +15,12 @@ void moe_dot_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const 
                        size_t row_begin, size_t row_end, int accumulate);
 /// The same for Q4_K rows (144-byte blocks).
 void moe_dot_rows_q4_K(const void *base, size_t row_bytes, size_t blocks, const float *x, float *out,
+                       size_t row_begin, size_t row_end, int accumulate);
+/// The same for Q4_0 rows (`blocks` 18-byte blocks of 32 values).
+void moe_dot_rows_q4_0(const void *base, size_t row_bytes, size_t blocks, const float *x, float *out,
+                       size_t row_begin, size_t row_end, int accumulate);
+/// The same for Q8_0 rows (`blocks` 34-byte blocks of 32 values).
+void moe_dot_rows_q8_0(const void *base, size_t row_bytes, size_t blocks, const float *x, float *out,
                        size_t row_begin, size_t row_end, int accumulate);
 
 #endif

@@ -52,16 +52,26 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     /// out[r] (=|+=) Σ_i W[r, i]·x[i] for one token: the decode kernel, blocks dotted in registers (no dequantised
-    /// copy), two blocks in flight per row. One case per type, so that each loop is specialised; Q4_K and Q6_K use
-    /// the C target's AVX2 kernels where the CPU has them, unless `portable`.
+    /// copy), two blocks in flight per row. One case per type, so that each loop is specialised; Q4_0, Q8_0, Q4_K and
+    /// Q6_K use the C target's AVX2 integer kernels where the CPU has them, unless `portable`.
     func dotRows(_ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                  _ accumulate: Bool, portable: Bool = !quantDotAVX2) {
         switch self {
-        case .q4_0: dotRowsOf(Q4_0.self, rows, w, x, out, accumulate)
+        case .q4_0:
+            if !portable {
+                moe_dot_rows_q4_0(w.base, w.rowBytes, w.cols / 32, x, out, rows.lowerBound, rows.upperBound, accumulate ? 1 : 0)
+            } else {
+                dotRowsOf(Q4_0.self, rows, w, x, out, accumulate)
+            }
         case .q4_1: dotRowsOf(Q4_1.self, rows, w, x, out, accumulate)
         case .q5_0: dotRowsOf(Q5_0.self, rows, w, x, out, accumulate)
         case .q5_1: dotRowsOf(Q5_1.self, rows, w, x, out, accumulate)
-        case .q8_0: dotRowsOf(Q8_0.self, rows, w, x, out, accumulate)
+        case .q8_0:
+            if !portable {
+                moe_dot_rows_q8_0(w.base, w.rowBytes, w.cols / 32, x, out, rows.lowerBound, rows.upperBound, accumulate ? 1 : 0)
+            } else {
+                dotRowsOf(Q8_0.self, rows, w, x, out, accumulate)
+            }
         case .q2_K: dotRowsOf(Q2_K.self, rows, w, x, out, accumulate)
         case .q3_K: dotRowsOf(Q3_K.self, rows, w, x, out, accumulate)
         case .q4_K:
