@@ -3,10 +3,11 @@ import Foundation
 import MoEFormats
 import MoEModel
 
-/// `moe bench make-model`: writes the random Qwen3-MoE that `moe bench infer` is measured on
-/// (hidden 1024, 8 layers, 16 heads / 4 KV heads, head_dim 64, 64 experts top-8 of width 256,
-/// vocabulary 151,936, untied embeddings), as a Hugging Face directory that transformers and
-/// llama.cpp's converter read.
+/// `moe bench make-model`: writes the random Qwen3-MoE that `moe bench infer` is measured on, as a Hugging Face
+/// directory that transformers and llama.cpp's converter read. `--size bench` (735M parameters): hidden 1024,
+/// 8 layers, 16 heads / 4 KV heads, head_dim 64, 64 experts top-8 of width 256, vocabulary 151,936, untied
+/// embeddings. `--size 7b` (7.2B parameters, 1.6B active, 14.4 GB in bf16): a size users run, where decode is
+/// bandwidth-bound — hidden 2048, 16 layers, 32 heads / 4 KV heads, 64 experts top-8 of width 1024.
 struct BenchMakeModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "make-model",
@@ -15,7 +16,8 @@ struct BenchMakeModel: ParsableCommand {
     @Option(help: "Output directory.") var out: String
     @Option(help: "Weight dtype: bf16, f16 or f32.") var dtype: String = "bf16"
     @Option(help: "Random seed.") var seed: UInt64 = 0
-    @Option(help: "Number of layers (8 for the bench model; fewer for a quick check).") var layers: Int = 8
+    @Option(help: "bench (735M parameters) or 7b (7.2B, 1.6B active).") var size: String = "bench"
+    @Option(help: "Number of layers (default 8 for bench, 16 for 7b; fewer for a quick check).") var layers: Int?
 
     func run() throws {
         let storage: DType
@@ -25,7 +27,13 @@ struct BenchMakeModel: ParsableCommand {
         case "f32", "float32": storage = .f32
         default: throw ValidationError("--dtype must be bf16, f16 or f32")
         }
-        let hidden = 1024, heads = 16, kvHeads = 4, headDim = 64, experts = 64, topK = 8, width = 256, vocab = 151_936
+        let hidden: Int, heads: Int, width: Int, layers: Int
+        switch size.lowercased() {
+        case "bench": (hidden, heads, width, layers) = (1024, 16, 256, self.layers ?? 8)
+        case "7b": (hidden, heads, width, layers) = (2048, 32, 1024, self.layers ?? 16)
+        default: throw ValidationError("--size must be bench or 7b")
+        }
+        let kvHeads = 4, headDim = 64, experts = 64, topK = 8, vocab = 151_936
         let config: [String: Any] = [
             "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
             "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
@@ -85,6 +93,6 @@ struct BenchMakeModel: ParsableCommand {
         try SafeTensorsWriter.write(entries, to: (out as NSString).appendingPathComponent("model.safetensors"))
         try AtomicFile.write(Data("{\"bos_token_id\": 151643, \"eos_token_id\": 151645}\n".utf8),
                              to: (out as NSString).appendingPathComponent("generation_config.json"))
-        print("wrote \(out) (\(dtype), \(layers) layers)")
+        print("wrote \(out) (\(size), \(dtype), \(layers) layers)")
     }
 }

@@ -4,15 +4,17 @@
 // into the thread's scratch (a small f32 matrix that stays in L1/L2), which the f32 kernels then multiply by every
 // token — the streaming kernels for a few tokens (decode, batched decode), the packed GEMM for more (prefill). So
 // each quantised row is read from memory once per call, and no dequantised copy of the model ever exists. One
-// token (decode) skips the scratch: each block is dotted with x in registers (`QuantBlockFormat.dot`). Integer dot
-// products on quantised activations, as llama.cpp does, are the next step for speed.
+// token (decode) skips the scratch: each block is dotted with x in registers (`QuantType.dotRows`: integer products
+// on 16-bit activations in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types).
 
 /// Bytes of f32 scratch one step dequantises: small enough to stay in L2 beside the GEMM's packed panels.
 let dequantizedStepBytes = 64 << 10
 
 func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: WeightMatrix, _ q: QuantType,
                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, _ pool: WorkerPool) {
-    let step = max(4, dequantizedStepBytes / max(1, w.cols &* 4)) & ~3
+    // Whole 16-row panels of the GEMM: a step of 8 rows (2,048 columns) left half of each micro-kernel idle and
+    // halved prefill.
+    let step = max(16, dequantizedStepBytes / max(1, w.cols &* 4)) & ~15
     var chunks = 1
     if pool.threads > 1 && w.rows >= 8 {
         let bytes = w.rows &* w.rowBytes
