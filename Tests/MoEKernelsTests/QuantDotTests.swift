@@ -73,3 +73,37 @@ extension QuantDotTests {
         }
     }
 }
+
+extension QuantDotTests {
+    /// The several-token kernels (batched decode), 1–8 tokens with a row stride wider than the row, accumulating:
+    /// each token's outputs as its own dot products, within the bound of the activations' rounding.
+    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q8_0, .q4_K, .q6_K], [2, 5, 8])
+    func severalTokensEqualTheDequantisedProduct(_ q: QuantType, tokens: Int) {
+        let rows = 7, cols = 512, ldx = cols + 3, ldo = rows + 2
+        let values = (0..<(rows * cols)).map { Float(($0 * 7919) % 1009) / 504.5 - 1 }
+        let x = (0..<(tokens * ldx)).map { Float(($0 * 104_729) % 997) / 498.5 - 1 }
+        var blocks = [UInt8](repeating: 0, count: rows * q.rowBytes(cols)!)
+        blocks.withUnsafeMutableBytes { q.quantize(values, into: $0.baseAddress!, count: rows * cols) }
+        var out = [Float](repeating: 0.5, count: tokens * ldo)
+        var dense = [Float](repeating: 0, count: cols)
+        blocks.withUnsafeBytes { b in
+            let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
+            q.dotRowsTokens(0..<rows, w, x, ldx, tokens, &out, ldo, true)
+            for r in 0..<rows {
+                q.dequantize(b.baseAddress! + r * q.rowBytes(cols)!, into: &dense, count: cols)
+                for t in 0..<tokens {
+                    let xt = x[(t * ldx)..<(t * ldx + cols)]
+                    let expected = 0.5 + zip(dense, xt).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                    let rounding = dense.indices.reduce(0.0) { sum, i in
+                        let g = t * ldx + i / 32 * 32
+                        return sum + abs(Double(dense[i])) * Double(x[g..<(g + 32)].map { abs($0) }.max()!) / 65534
+                    }
+                    #expect(abs(Double(out[t * ldo + r]) - expected) <= 1e-4 * max(1, abs(expected)) + rounding,
+                            "\(q) row \(r) token \(t): \(out[t * ldo + r]) vs \(expected)")
+                }
+            }
+        }
+        // The padding between rows of the output is untouched.
+        for t in 0..<tokens { #expect(out[t * ldo + rows] == 0.5 && out[t * ldo + rows + 1] == 0.5) }
+    }
+}

@@ -23,4 +23,15 @@ void moe_dot_rows_q4_0(const void *base, size_t row_bytes, size_t blocks, const 
 void moe_dot_rows_q8_0(const void *base, size_t row_bytes, size_t blocks, const float *x, float *out,
                        size_t row_begin, size_t row_end, int accumulate);
 
+/// Several tokens at once (batched decode): out[t·ldo + r] (= or +=) Σ_i W[r, i]·x[t·ldx + i] for t < tokens and
+/// r in [row_begin, row_end); each row's codes are unpacked once for up to four tokens.
+void moe_dot_rows_tokens_q4_0(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx,
+                              size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+void moe_dot_rows_tokens_q8_0(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx,
+                              size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+void moe_dot_rows_tokens_q4_K(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx,
+                              size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+void moe_dot_rows_tokens_q6_K(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx,
+                              size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+
 #endif

@@ -93,6 +93,29 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
+    /// The several-token decode kernel (batched decode): out[t·ldo + r] (=|+=) Σ_i W[r, i]·x[t·ldx + i] for the rows
+    /// and tokens, each row's codes unpacked once for up to four tokens. Only where the C target has the type's
+    /// integer kernel and the CPU runs it (`hasTokensKernel`).
+    func dotRowsTokens(_ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int,
+                       _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
+        let kernel: @convention(c) (UnsafeRawPointer?, Int, Int, UnsafePointer<Float>?, Int, Int,
+                                    UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
+        switch self {
+        case .q4_0: kernel = moe_dot_rows_tokens_q4_0
+        case .q8_0: kernel = moe_dot_rows_tokens_q8_0
+        case .q4_K: kernel = moe_dot_rows_tokens_q4_K
+        case .q6_K: kernel = moe_dot_rows_tokens_q6_K
+        default: preconditionFailure("\(self) has no several-token kernel")
+        }
+        kernel(w.base, w.rowBytes, w.cols / blockElements, x, ldx, tokens, out, ldo, rows.lowerBound, rows.upperBound,
+               accumulate ? 1 : 0)
+    }
+
+    /// Whether `dotRowsTokens` runs for this type here.
+    var hasTokensKernel: Bool {
+        quantDotAVX2 && (self == .q4_0 || self == .q8_0 || self == .q4_K || self == .q6_K)
+    }
+
     /// Dequantises `count` values (a whole number of blocks) at `src` into `dst`.
     /// (One case per type, so that each call is specialised and the block loop inlined.)
     @inline(__always)

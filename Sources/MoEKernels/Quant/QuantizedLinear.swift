@@ -5,7 +5,8 @@
 // token — the streaming kernels for a few tokens (decode, batched decode), the packed GEMM for more (prefill). So
 // each quantised row is read from memory once per call, and no dequantised copy of the model ever exists. One
 // token (decode) skips the scratch: each block is dotted with x in registers (`QuantType.dotRows`: integer products
-// on 16-bit activations in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types).
+// on 16-bit activations in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types), and so
+// are a few tokens (batched decode) where the C target has the type.
 
 /// Bytes of f32 scratch one step dequantises: small enough to stay in L2 beside the GEMM's packed panels.
 let dequantizedStepBytes = 64 << 10
@@ -35,6 +36,10 @@ func quantizedRows(_ rows: Range<Int>, _ step: Int, _ x: UnsafePointer<Float>, _
                    _ w: WeightMatrix, _ q: QuantType, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
     if tokens == 1 {
         q.dotRows(rows, w, x, out, accumulate)
+        return
+    }
+    if tokens <= linearSmallTokenLimit && q.hasTokensKernel {
+        q.dotRowsTokens(rows, w, x, ldx, tokens, out, ldo, accumulate)
         return
     }
     let cols = w.cols, rowBytes = w.rowBytes
