@@ -54,9 +54,9 @@ func greedyIDs(_ model: Transformer, prompt: [Int], count: Int) throws -> [Int] 
         #expect(try greedyIDs(model, prompt: e.tokens, count: e.llama_greedy.count) == e.llama_greedy)
     }
 
-    /// Every block type: ours is within 2e-4 of the exact reference (llama.cpp on the weights dequantised in f32; not
-    /// 1e-4, since the integer kernels of a few tokens round activations to 16 bits per 32 values), at least as close
-    /// as llama.cpp itself (8-bit activations), and greedy ids equal the exact ones.
+    /// Every block type: ours is within 5e-4 of the exact reference (llama.cpp on the weights dequantised in f32; not
+    /// 1e-4, since the integer kernels of up to 16 tokens round activations to 16 bits per 32 values: up to 3e-4 on
+    /// these prompts), at least as close as llama.cpp itself (8-bit activations), and greedy ids equal the exact ones.
     @Test(arguments: GGUFModelFixtures.quantized)
     func quantizedModelsMatchTheExactReference(_ name: String) throws {
         let e: GGUFModelFixtures.Quantized = try #require(try GGUFModelFixtures.load("quant")[name])
@@ -65,7 +65,7 @@ func greedyIDs(_ model: Transformer, prompt: [Int], count: Int) throws -> [Int] 
         let logits = try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all)
         let ours = maxAbsDifference(UnsafeBufferPointer(logits), exact)
         let llama = zip(e.llama_logits.flatMap { $0 }, exact).map { abs($0 - $1) }.max()!
-        #expect(ours <= 2e-4, "\(name): ours vs exact \(ours)")
+        #expect(ours <= 5e-4, "\(name): ours vs exact \(ours)")
         #expect(ours <= llama, "\(name): ours vs exact \(ours), llama.cpp vs exact \(llama)")
         #expect(try greedyIDs(model, prompt: e.tokens, count: e.exact_greedy.count) == e.exact_greedy)
         if e.llama_greedy != e.exact_greedy { print("\(name): llama.cpp's greedy ids \(e.llama_greedy) differ from the exact \(e.exact_greedy)") }
