@@ -1,5 +1,5 @@
-// AVX2 decode kernels: rows of ggml blocks dotted with one activation vector (see include/moe_quant_dot.h). The
-// block layouts are ggml's, declared in Sources/MoEKernels/Quant/*.swift.
+// AVX2 decode kernels: rows of ggml blocks dotted with the activations of one token (decode) or a few (batched
+// decode), see include/moe_quant_dot.h. The block layouts are ggml's, declared in Sources/MoEKernels/Quant/*.swift.
 //
 // Integer products, as llama.cpp's CPU kernels do, but with 16-bit activations instead of its 8-bit ones: the
 // activations are quantised once per call to int16, one f32 scale per 32 values (error ≤ 1/65534 of the group's
