@@ -33,13 +33,23 @@ public enum ElementType: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A row-major weight matrix in PyTorch `nn.Linear` layout: `rows` outputs × `cols` inputs, contiguous rows.
+/// The integer kernels of quantised matrices round the activations before multiplying: `.int8` is the fast path,
+/// llama.cpp's accuracy (each activation off by up to 1/254 of the largest of its 32 or 256; about 1e-3 relative on a
+/// dot product), `.int16` is twice the work per product and agrees with f32 math on the same weights to about 1e-5
+/// (what `moe logits` uses). Types without 8-bit kernels run the 16-bit or f32 ones either way.
+public enum ActivationRounding: String, Sendable, CaseIterable {
+    case int8, int16
+}
+
 public struct WeightMatrix: @unchecked Sendable {
     public let base: UnsafeRawPointer
     public let rows: Int
     public let cols: Int
     public let type: ElementType
+    /// How the activations multiplied with a quantised matrix are rounded (ignored for float types).
+    public let activations: ActivationRounding
 
-    public init(base: UnsafeRawPointer, rows: Int, cols: Int, type: ElementType) {
+    public init(base: UnsafeRawPointer, rows: Int, cols: Int, type: ElementType, activations: ActivationRounding = .int16) {
         precondition(rows >= 0 && cols >= 0, "WeightMatrix: negative shape")
         if case let .quantized(q) = type {
             precondition(cols % q.blockElements == 0, "WeightMatrix: \(cols) columns are not whole \(q) blocks")
@@ -48,6 +58,7 @@ public struct WeightMatrix: @unchecked Sendable {
         self.rows = rows
         self.cols = cols
         self.type = type
+        self.activations = activations
     }
 
     /// Bytes between consecutive rows.

@@ -6,15 +6,20 @@ import MoEKernels
 /// Every mismatch is an error naming the tensor.
 public struct WeightReader: @unchecked Sendable {
     public let store: any TensorStore
+    /// How quantised matrices round their activations (`WeightMatrix.activations`).
+    public let activations: ActivationRounding
 
-    public init(_ store: any TensorStore) { self.store = store }
+    public init(_ store: any TensorStore, activations: ActivationRounding = .int8) {
+        self.store = store
+        self.activations = activations
+    }
 
     public func has(_ name: String) -> Bool { store.contains(name) }
 
     /// A `rows × cols` matrix in `nn.Linear` layout (outputs × inputs).
     public func matrix(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
         let t = try store.tensor(name, shape: [rows, cols])
-        return WeightMatrix(base: t.pointer, rows: rows, cols: cols, type: try Self.elementType(t))
+        return WeightMatrix(base: t.pointer, rows: rows, cols: cols, type: try Self.elementType(t), activations: activations)
     }
 
     /// Slab `index` of a stacked `[count, rows, cols]` tensor (fused experts), rows `rowOffset..<rowOffset+rows`.
@@ -22,7 +27,8 @@ public struct WeightReader: @unchecked Sendable {
         let t = try store.tensor(name, shape: shape)
         let type = try Self.elementType(t)
         let rowBytes = type.bytes(shape[2])
-        return WeightMatrix(base: t.pointer + (index * shape[1] + rowOffset) * rowBytes, rows: rows, cols: shape[2], type: type)
+        return WeightMatrix(base: t.pointer + (index * shape[1] + rowOffset) * rowBytes, rows: rows, cols: shape[2], type: type,
+                            activations: activations)
     }
 
     /// A vector of `count` values as f32.

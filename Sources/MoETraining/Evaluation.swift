@@ -30,9 +30,12 @@ public enum Evaluation {
     /// Non-overlapping windows of up to `window` tokens (each window's first token is context only), so the
     /// result does not depend on anything but the text and the window. With `reference` (a model of the same
     /// vocabulary, e.g. the f32 model a quantised one came from), each predicted token's distribution is also
-    /// compared with the reference's.
+    /// compared with the reference's. `step`: the model (not the reference) runs each window this many tokens per
+    /// forward pass, as decode (1) or batched serving does, so that the figures measure that path; default: the
+    /// whole window in one pass, as prefill.
     public static func text(_ model: Transformer, reference: Transformer? = nil, tokenizer: Tokenizer, text: String,
-                            window: Int = 512, progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> TextResult {
+                            window: Int = 512, step: Int? = nil,
+                            progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> TextResult {
         let ids = tokenizer.encode(text, addSpecialTokens: false)
         guard ids.count >= 2 else { throw TrainingError.badArgument("the text has fewer than two tokens") }
         let vocab = model.config.vocabSize
@@ -48,7 +51,12 @@ public enum Evaluation {
         while start + 1 < ids.count {
             let chunk = Array(ids[start..<min(start + w, ids.count)])
             cache.reset()
-            let logits = try model.forward(chunk, cache: cache, logitsFor: .all)
+            var logits: [Float] = []
+            logits.reserveCapacity(chunk.count * vocab)
+            for part in stride(from: 0, to: chunk.count, by: max(1, step ?? chunk.count)) {
+                logits += try model.forward(Array(chunk[part..<min(part + (step ?? chunk.count), chunk.count)]), cache: cache,
+                                            logitsFor: .all)
+            }
             var referenceLogits: [Float]?
             if let reference, let referenceCache {
                 referenceCache.reset()

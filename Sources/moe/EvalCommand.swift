@@ -25,6 +25,8 @@ struct Eval: ParsableCommand {
     var reference: String?
     @Option(help: "A JSONL file of {\"prompt\", \"answer\"} tasks.") var tasks: String?
     @Option(help: "Tokens per scoring window (--text).") var window: Int = 512
+    @Option(help: "With --text: run each window this many tokens per forward pass, as decode (1) or batched serving does, to score that path (default: the whole window at once, as prefill).")
+    var step: Int?
     @Option(help: "Most tokens generated per task (--tasks).") var maxTokens: Int = 256
     @Option(help: "Evaluate only the first N tasks.") var limit: Int?
     @Flag(help: "Send text prompts through the chat template as a user message (--tasks).") var chat = false
@@ -35,6 +37,7 @@ struct Eval: ParsableCommand {
         if (text == nil) == (tasks == nil) { throw ValidationError("give exactly one of --text and --tasks") }
         if window < 2 || maxTokens < 1 || (limit ?? 1) < 1 { throw ValidationError("--window must be at least 2, --max-tokens and --limit positive") }
         if reference != nil && text == nil { throw ValidationError("--reference needs --text") }
+        if let step, step < 1 { throw ValidationError("--step must be at least 1") }
     }
 
     func run() throws {
@@ -48,13 +51,11 @@ struct Eval: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: text), let s = String(data: data, encoding: .utf8) else {
                 throw ValidationError("cannot read \(text) as UTF-8 text")
             }
-            let referenceModel = try reference.map { path -> Transformer in
-                var options = model
-                options.model = path
-                return try options.load()
-            }
+            // The reference in f32 math (16-bit activations where it is quantised too).
+            let referenceModel = try reference.map { try Transformer(directory: $0, threads: model.threads, activations: .int16) }
             let bar = ProgressBar(label: "eval", unit: .items)
-            let r = try Evaluation.text(transformer, reference: referenceModel, tokenizer: tokenizer, text: s, window: window) {
+            let r = try Evaluation.text(transformer, reference: referenceModel, tokenizer: tokenizer, text: s, window: window,
+                                           step: step) {
                 bar.update(done: $0, total: $1)
             }
             bar.finish()

@@ -12,7 +12,7 @@ struct Logits: ParsableCommand {
 
     func run() throws {
         let ids = try input.ids(modelDirectory: options.model).ids
-        let model = try options.load()
+        let model = try options.load(defaultActivations: .int16)  // the contract: f32 math
         let cache = model.makeCache(capacity: min(model.contextLength, ids.count))
         let logits = try model.forward(ids, cache: cache, logitsFor: .all)
         let vocab = model.config.vocabSize

@@ -12,11 +12,16 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Worker threads for the kernels (default: the number of cores).")
     var threads: Int = WorkerPool.defaultThreadCount
 
-    func load() throws -> Transformer {
+    @Option(help: "How quantised weights (Q4_0, Q8_0, Q4_K, Q6_K) round the activations they multiply: int8, the fast path at llama.cpp's accuracy, or int16, within about 1e-5 of f32 math (default: int8; int16 for moe logits).")
+    var activations: ActivationRounding?
+
+    func load(defaultActivations: ActivationRounding = .int8) throws -> Transformer {
         guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
-        return try Transformer(directory: model, threads: threads)
+        return try Transformer(directory: model, threads: threads, activations: activations ?? defaultActivations)
     }
 }
+
+extension ActivationRounding: ExpressibleByArgument {}
 
 /// The prompt of `moe generate` / `moe logits`: token ids, or text encoded with the model's tokenizer.
 struct PromptOptions: ParsableArguments {

@@ -27,6 +27,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest accepted request body, in bytes.") var maxBodyBytes = 1 << 20
     @Option(help: "Requests that may wait for a slot before new ones get 429 (default: 8 per slot, at least 64).") var queueLimit: Int?
     @Option(help: "Worker threads for the kernels (default: the number of cores).") var threads = WorkerPool.defaultThreadCount
+    @Option(help: "How quantised weights round the activations they multiply: int8 (fast, llama.cpp's accuracy) or int16.") var activations = ActivationRounding.int8
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
@@ -49,12 +50,13 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await Serve.serve(directory: model, threads: threads, options: options)
+        try await Serve.serve(directory: model, threads: threads, activations: activations, options: options)
     }
 
     /// Loads and serves until SIGINT/SIGTERM; prints `listening on http://HOST:PORT` once it accepts.
-    static func serve(directory: String, threads: Int, options: ServerOptions) async throws {
-        let server = try ModelServer(directory: directory, threads: threads, options: options)
+    static func serve(directory: String, threads: Int, activations: ActivationRounding = .int8,
+                      options: ServerOptions) async throws {
+        let server = try ModelServer(directory: directory, threads: threads, activations: activations, options: options)
         printError(server.banner)
         try await server.run { port in
             // Unbuffered: scripts wait for this line to know the port.

@@ -107,3 +107,66 @@ extension QuantDotTests {
         for t in 0..<tokens { #expect(out[t * ldo + rows] == 0.5 && out[t * ldo + rows + 1] == 0.5) }
     }
 }
+
+extension QuantDotTests {
+    /// The fast path (`dot8Rows`, activations rounded to int8 per 32 values for Q4_0, per 256 for the K-quants): for
+    /// 1–17 tokens (past one pass of 16), 512 and 8,448 columns (past the stack buffer), accumulating. With
+    /// activations that int8 holds exactly (each group's largest is 1, the rest multiples of 1/127) the outputs are
+    /// the exact dot products; with any activations, within their rounding (each off by at most its group's
+    /// largest / 254).
+    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"),
+          arguments: [QuantType.q4_0, .q4_K, .q6_K], [(1, 512), (3, 512), (4, 8448), (17, 512)])
+    func int8ActivationsEqualTheDequantisedProduct(_ q: QuantType, shape: (tokens: Int, cols: Int)) {
+        let (tokens, cols) = shape
+        let rows = 6, ldx = cols + 5, ldo = rows + 1, group = q == .q4_0 ? 32 : 256
+        let values = (0..<(rows * cols)).map { Float(($0 * 7919) % 1009) / 504.5 - 1 }
+        var blocks = [UInt8](repeating: 0, count: rows * q.rowBytes(cols)!)
+        blocks.withUnsafeMutableBytes { q.quantize(values, into: $0.baseAddress!, count: rows * cols) }
+        for exact in [true, false] {
+            let x = (0..<(tokens * ldx)).map { i -> Float in
+                let k = Float((i * 104_729) % 255 - 127)
+                if exact { return i % ldx % group == 5 ? 1 : k / 127 }
+                return i % ldx == 200 ? 30 : k / 97 + 0.01
+            }
+            var out = [Float](repeating: 0.5, count: tokens * ldo)
+            var dense = [Float](repeating: 0, count: cols)
+            blocks.withUnsafeBytes { b in
+                let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
+                q.dot8Rows(0..<rows, w, x, ldx, tokens, &out, ldo, true)
+                for r in 0..<rows {
+                    q.dequantize(b.baseAddress! + r * q.rowBytes(cols)!, into: &dense, count: cols)
+                    for t in 0..<tokens {
+                        let xt = x[(t * ldx)..<(t * ldx + cols)]
+                        let expected = 0.5 + zip(dense, xt).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                        let rounding = exact ? 0 : dense.indices.reduce(0.0) { sum, i in
+                            let g = t * ldx + i / group * group
+                            return sum + abs(Double(dense[i])) * Double(x[g..<(g + group)].map { abs($0) }.max()!) / 254
+                        }
+                        #expect(abs(Double(out[t * ldo + r]) - expected) <= 1e-4 * max(1, abs(expected)) + rounding,
+                                "\(q) \(exact ? "exact" : "rounded") row \(r) token \(t): \(out[t * ldo + r]) vs \(expected)")
+                    }
+                }
+            }
+            for t in 0..<tokens { #expect(out[t * ldo + rows] == 0.5) }
+        }
+    }
+
+    /// A NaN or infinite activation stays visible on the fast path too.
+    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q4_K, .q6_K])
+    func int8NonFiniteActivationsStayVisible(_ q: QuantType) {
+        let rows = 3, cols = 512
+        let values = (0..<(rows * cols)).map { Float(($0 * 37) % 101) / 50 - 1 }
+        var blocks = [UInt8](repeating: 0, count: rows * q.rowBytes(cols)!)
+        blocks.withUnsafeMutableBytes { q.quantize(values, into: $0.baseAddress!, count: rows * cols) }
+        for bad in [Float.nan, .infinity, -.infinity] {
+            var x = (0..<cols).map { Float($0 % 7) - 3 }
+            x[300] = bad
+            var out = [Float](repeating: 0, count: rows)
+            blocks.withUnsafeBytes { b in
+                let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
+                q.dot8Rows(0..<rows, w, x, cols, 1, &out, rows, false)
+            }
+            #expect(out.allSatisfy { !$0.isFinite }, "\(q) \(bad): \(out)")
+        }
+    }
+}

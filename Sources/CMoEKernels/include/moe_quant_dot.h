@@ -1,6 +1,7 @@
 // Dot products of ggml block rows with f32 activations, for the CPU instructions Swift's SIMD types do not express
-// well: byte-wide shuffles, shifts and sign-extensions of 32-byte vectors, and 16-bit integer products (AVX2).
-// The activations are quantised to int16 per 32 values (≈1e-5 relative on a dot product; quant_dot.c). MoEKernels calls these only when
+// well: byte-wide shuffles, shifts and sign-extensions of 32-byte vectors, and 8- and 16-bit integer products (AVX2).
+// The activations are quantised to int16 per 32 values (≈1e-5 relative on a dot product; quant_dot16.c), or, on the
+// fast path, to int8 as llama.cpp does (quant_dot8.c). MoEKernels calls these only when
 // `moe_quant_avx2_available()` says the CPU has AVX2, FMA and F16C; elsewhere it uses its portable Swift kernels.
 #ifndef MOE_QUANT_DOT_H
 #define MOE_QUANT_DOT_H
@@ -33,5 +34,15 @@ void moe_dot_rows_tokens_q4_K(const void *base, size_t row_bytes, size_t blocks,
                               size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 void moe_dot_rows_tokens_q6_K(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx,
                               size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+
+/// The fast path, on 8-bit activations as llama.cpp's kernels (quant_dot8.c): out[t·ldo + r] (= or +=)
+/// Σ_i W[r, i]·x[t·ldx + i] for t < tokens (any number) and r in [row_begin, row_end), each activation rounded to
+/// int8 with one scale per 32 values (Q4_0) or 256 (Q4_K, Q6_K).
+void moe_dot8_rows_q4_0(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx, size_t tokens,
+                        float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+void moe_dot8_rows_q4_K(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx, size_t tokens,
+                        float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+void moe_dot8_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx, size_t tokens,
+                        float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 
 #endif

@@ -111,6 +111,28 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
                accumulate ? 1 : 0)
     }
 
+    /// The fast path of decode on 8-bit activations (`ActivationRounding.int8`), for any number of tokens:
+    /// out[t·ldo + r] (=|+=) Σ_i W[r, i]·x[t·ldx + i], each row's codes unpacked once for up to four tokens, 16 tokens
+    /// per pass over the rows. Only where `hasInt8Kernel`.
+    func dot8Rows(_ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int,
+                  _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
+        let kernel: @convention(c) (UnsafeRawPointer?, Int, Int, UnsafePointer<Float>?, Int, Int,
+                                    UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
+        switch self {
+        case .q4_0: kernel = moe_dot8_rows_q4_0
+        case .q4_K: kernel = moe_dot8_rows_q4_K
+        case .q6_K: kernel = moe_dot8_rows_q6_K
+        default: preconditionFailure("\(self) has no 8-bit kernel")
+        }
+        kernel(w.base, w.rowBytes, w.cols / blockElements, x, ldx, tokens, out, ldo, rows.lowerBound, rows.upperBound,
+               accumulate ? 1 : 0)
+    }
+
+    /// Whether `dot8Rows` runs for this type here. (Q8_0 gained nothing from 8-bit activations: quant_dot8.c.)
+    var hasInt8Kernel: Bool {
+        quantDotAVX2 && (self == .q4_0 || self == .q4_K || self == .q6_K)
+    }
+
     /// Whether `dotRowsTokens` runs for this type here.
     var hasTokensKernel: Bool {
         quantDotAVX2 && (self == .q4_0 || self == .q8_0 || self == .q4_K || self == .q6_K)

@@ -5,8 +5,10 @@
 // token — the streaming kernels for a few tokens (decode, batched decode), the packed GEMM for more (prefill). So
 // each quantised row is read from memory once per call, and no dequantised copy of the model ever exists. One
 // token (decode) skips the scratch: each block is dotted with x in registers (`QuantType.dotRows`: integer products
-// on 16-bit activations in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types), and so
-// are a few tokens (batched decode) where the C target has the type.
+// in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types), and so are a few tokens (batched
+// decode) where the C target has the type. The integer kernels round the activations to 8 bits where the matrix asks
+// for it (`ActivationRounding.int8`, Q4_0, Q4_K and Q6_K), else to 16. Prefill (more than 16 tokens) dequantises
+// into the f32 GEMM, which the 8-bit kernels only matched.
 
 /// Up to this many tokens (batched decode of up to 16 sequences, small prompts), types with a several-token integer
 /// kernel use it rather than dequantising into the f32 GEMM: with 16 sequences the dequantising path ran at 0.7× one
@@ -39,6 +41,10 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
 /// One thread's rows, `step` at a time: dequantise, then multiply with the f32 kernels.
 func quantizedRows(_ rows: Range<Int>, _ step: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int,
                    _ w: WeightMatrix, _ q: QuantType, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
+    if tokens <= integerTokensLimit && w.activations == .int8 && q.hasInt8Kernel {
+        q.dot8Rows(rows, w, x, ldx, tokens, out, ldo, accumulate)
+        return
+    }
     if tokens == 1 {
         q.dotRows(rows, w, x, out, accumulate)
         return

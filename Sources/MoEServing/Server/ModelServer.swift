@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MoEKernels
 import MoEModel
 import MoETokenizer
 import ServiceLifecycle
@@ -59,8 +60,9 @@ public final class ModelServer: Sendable {
     }
 
     /// Loads the model and its tokenizer (when it has one) from `directory`: an HF model directory or a GGUF file.
-    public convenience init(directory: String, threads: Int, options: ServerOptions) throws {
-        let model = try Transformer(directory: directory, threads: threads)
+    public convenience init(directory: String, threads: Int, activations: ActivationRounding = .int8,
+                            options: ServerOptions) throws {
+        let model = try Transformer(directory: directory, threads: threads, activations: activations)
         try self.init(model: model, tokenizer: Tokenizer.forModel(directory), options: options)
     }
 

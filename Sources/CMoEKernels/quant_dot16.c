@@ -1,4 +1,4 @@
-// AVX2 decode kernels: rows of ggml blocks dotted with the activations of one token (decode) or a few (batched
+// AVX2 decode kernels on 16-bit activations: rows of ggml blocks dotted with the activations of one token (decode) or a few (batched
 // decode), see include/moe_quant_dot.h. The block layouts are ggml's, declared in Sources/MoEKernels/Quant/*.swift.
 //
 // Integer products, as llama.cpp's CPU kernels do, but with 16-bit activations instead of its 8-bit ones: the
@@ -12,14 +12,12 @@
 #include <string.h>
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "quant_common.h"
 
 int moe_quant_avx2_available(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
-
-#define TARGET __attribute__((target("avx2,fma,f16c")))
 
 /// The activation vector as the kernels read it. Per group g of 32 values: `d[g]`, and the 32 int16 codes
 /// `q[32g ..< 32g+32]` with x ≈ d[g]·q, in the order the kernels widen 32 bytes (values 0–7, 16–23, then 8–15,
@@ -33,19 +31,6 @@ typedef struct {
     const float *sum16;
     const float *sum32;
 } activations;
-
-TARGET static inline float half_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-TARGET static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /// x[0 ..< n] (n a multiple of 32) as `activations`: per group of 32, d = amax / 32767 and q = round(x / d).
 TARGET static void quantize_activations(const float *x, size_t n, int16_t *q, float *d, float *sum16, float *sum32) {
@@ -74,8 +59,6 @@ TARGET static void quantize_activations(const float *x, size_t n, int16_t *q, fl
         sum32[g] = sum16[2 * g] + sum16[2 * g + 1];
     }
 }
-
-#define INLINE TARGET static inline __attribute__((always_inline))
 
 /// 32 weight codes widened to int16 in the activations' order (vpunpcklbw / vpunpckhbw): once per block, shared by
 /// every token.
@@ -209,14 +192,6 @@ INLINE void q4_K_block(const uint8_t *b, const activations *a, int nt, size_t v,
             acc[t][1] = _mm256_fmadd_ps(s1, f1, acc[t][1]);
         }
     }
-}
-
-/// Prefetches the `bytes` that lie `prefetch_distance` ahead of `p` (within the `left` bytes from p on): with two
-/// threads streaming rows, the hardware prefetchers alone left the Q6_K/Q8_0 kernels 10–30 % slower (AMD EPYC).
-enum { prefetch_distance = 4096 };
-static inline void prefetch_ahead(const uint8_t *p, size_t bytes, size_t left) {
-    for (size_t o = prefetch_distance; o < prefetch_distance + bytes && o < left; o += 64)
-        _mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
 
 /// `<type>_rows`: out[t·ldo + r] (=|+=) row r · token t for the rows in [row_begin, row_end) and the `tokens`
