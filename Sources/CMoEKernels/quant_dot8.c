@@ -165,11 +165,37 @@ INLINE void q6_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
         acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
 }
 
-/// Tokens per pass over the rows: their activations (≤ 16 × 1.4 bytes per value) stay in L1/L2 while the rows stream.
-enum { token_chunk8 = 16 };
+/// Bytes of one token's activations in the buffer of `moe_quantize_activations8`: n codes, n/32 floats d, n/32 floats
+/// dsum, n/16 + n/32 int16 sums, rounded up to 32 bytes.
+static size_t token_stride8(size_t n) {
+    return (n + n / 32 * 2 * sizeof(float) + (n / 16 + n / 32) * sizeof(int16_t) + 31) & ~(size_t)31;
+}
+
+static activations8 token_view8(const uint8_t *p, size_t n) {
+    const float *d = (const float *)(p + n), *dsum = d + n / 32;
+    const int16_t *sum16 = (const int16_t *)(dsum + n / 32);
+    return (activations8){(const int8_t *)p, d, dsum, sum16, sum16 + n / 16};
+}
+
+size_t moe_activations8_bytes(size_t n, size_t tokens) { return token_stride8(n) * tokens; }
+
+void moe_quantize_activations8(const float *x, size_t ldx, size_t n, size_t group, size_t token_begin, size_t token_end,
+                               void *buffer) {
+    for (size_t t = token_begin; t < token_end; t++) {
+        uint8_t *p = (uint8_t *)buffer + t * token_stride8(n);
+        float *d = (float *)(p + n), *dsum = d + n / 32;
+        int16_t *sum16 = (int16_t *)(dsum + n / 32);
+        quantize_activations8(x + t * ldx, n, group, (int8_t *)p, d, dsum, sum16, sum16 + n / 16);
+    }
+}
+
+/// Rows per tile: the tile's blocks (up to 16 KiB) stay in L1 while every group of four tokens passes over them, and
+/// each group's activations stay in L1 while the tile's rows pass (prefill: with 16 tokens per pass over all rows,
+/// the rows streamed from L3 and the kernels ran at 0.8× the f32 GEMM).
+enum { tile_bytes8 = 16 << 10 };
 
 /// `<type>_rows8`: out[t·ldo + r] (=|+=) row r · token t for rows [row_begin, row_end) and the `tokens` tokens of
-/// `a`: 16 tokens per pass over the rows, 4 per unpacked block.
+/// `acts`: tiles of rows, four tokens per unpacked block.
 #define ROWS_KERNEL8(type, block_bytes, block_values)                                                              \
     INLINE void type##_row8(const uint8_t *b, size_t blocks, const activations8 *a, int nt, float *out, size_t ldo,\
                             int accumulate) {                                                                      \
@@ -187,21 +213,26 @@ enum { token_chunk8 = 16 };
             out[t * ldo] = accumulate ? out[t * ldo] + s : s;                                                      \
         }                                                                                                          \
     }                                                                                                              \
-    TARGET static void type##_rows8(const uint8_t *base, size_t row_bytes, size_t blocks, const activations8 *a,   \
-                                    size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end,       \
-                                    int accumulate) {                                                              \
-        for (size_t t0 = 0; t0 < tokens; t0 += token_chunk8) {                                                     \
-            const size_t t1 = tokens - t0 < token_chunk8 ? tokens : t0 + token_chunk8;                             \
-            for (size_t r = row_begin; r < row_end; r++) {                                                         \
-                const uint8_t *b = base + r * row_bytes;                                                           \
-                prefetch_ahead(b, row_bytes, (row_end - r) * row_bytes);                                           \
-                for (size_t t = t0; t < t1; t += max_tokens8) {                                                    \
+    TARGET void moe_dot8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const void *acts,          \
+                                     size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end,      \
+                                     int accumulate) {                                                             \
+        const size_t n = blocks * block_values, stride = token_stride8(n);                                        \
+        const size_t tile = row_bytes >= tile_bytes8 ? 1 : tile_bytes8 / row_bytes;                                \
+        for (size_t r0 = row_begin; r0 < row_end; r0 += tile) {                                                    \
+            const size_t r1 = row_end - r0 < tile ? row_end : r0 + tile;                                           \
+            for (size_t t = 0; t < tokens; t += max_tokens8) {                                                     \
+                const int nt = tokens - t < max_tokens8 ? (int)(tokens - t) : max_tokens8;                         \
+                activations8 a[max_tokens8];                                                                       \
+                for (int k = 0; k < nt; k++) a[k] = token_view8((const uint8_t *)acts + (t + k) * stride, n);      \
+                for (size_t r = r0; r < r1; r++) {                                                                 \
+                    const uint8_t *b = (const uint8_t *)base + r * row_bytes;                                      \
+                    if (t == 0) prefetch_ahead(b, row_bytes, (row_end - r) * row_bytes);                           \
                     float *o = out + t * ldo + r;                                                                  \
-                    switch (t1 - t) {                                                                              \
-                    case 1: type##_row8(b, blocks, a + t, 1, o, ldo, accumulate); break;                           \
-                    case 2: type##_row8(b, blocks, a + t, 2, o, ldo, accumulate); break;                           \
-                    case 3: type##_row8(b, blocks, a + t, 3, o, ldo, accumulate); break;                           \
-                    default: type##_row8(b, blocks, a + t, 4, o, ldo, accumulate); break;                          \
+                    switch (nt) {                                                                                  \
+                    case 1: type##_row8(b, blocks, a, 1, o, ldo, accumulate); break;                               \
+                    case 2: type##_row8(b, blocks, a, 2, o, ldo, accumulate); break;                               \
+                    case 3: type##_row8(b, blocks, a, 3, o, ldo, accumulate); break;                               \
+                    default: type##_row8(b, blocks, a, 4, o, ldo, accumulate); break;                              \
                     }                                                                                              \
                 }                                                                                                  \
             }                                                                                                      \
@@ -212,58 +243,18 @@ ROWS_KERNEL8(q4_0, 18, 32)
 ROWS_KERNEL8(q6_K, 210, 256)
 ROWS_KERNEL8(q4_K, 144, 256)
 
-typedef void (*rows_kernel8)(const uint8_t *base, size_t row_bytes, size_t blocks, const activations8 *a,
-                             size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
-
-/// Quantises each token's x (`n` values, row stride ldx) once, then runs `kernel` over the rows.
-static void dot_rows8(rows_kernel8 kernel, size_t group, size_t n, const void *base, size_t row_bytes, size_t blocks,
-                      const float *x, size_t ldx, size_t tokens, float *out, size_t ldo, size_t row_begin,
-                      size_t row_end, int accumulate) {
-    // Per token: n codes, then n/32 floats d, n/32 floats dsum, n/16 + n/32 int16 sums. Up to 16 KiB on the stack
-    // (one token of 8,192 values, a few of fewer); more from the heap.
-    enum { stack_bytes = 16 << 10, max_stack_tokens = 16 };
-    _Alignas(32) uint8_t on_stack[stack_bytes];
-    activations8 a_on_stack[max_stack_tokens];
-    const size_t per_token = (n + n / 32 * 2 * sizeof(float) + (n / 16 + n / 32) * sizeof(int16_t) + 31) & ~(size_t)31;
-    uint8_t *buffer = on_stack;
-    activations8 *a = a_on_stack;
-    void *heap = NULL;
-    if (per_token * tokens > stack_bytes || tokens > max_stack_tokens) {
-        heap = malloc(per_token * tokens + tokens * sizeof(activations8));
-        if (!heap) abort();
-        a = heap;
-        buffer = (uint8_t *)heap + tokens * sizeof(activations8);
-    }
-    for (size_t t = 0; t < tokens; t++) {
-        int8_t *q = (int8_t *)(buffer + t * per_token);
-        float *d = (float *)(q + n), *dsum = d + n / 32;
-        int16_t *sum16 = (int16_t *)(dsum + n / 32), *sum32 = sum16 + n / 16;
-        quantize_activations8(x + t * ldx, n, group, q, d, dsum, sum16, sum32);
-        a[t] = (activations8){q, d, dsum, sum16, sum32};
-    }
-    kernel(base, row_bytes, blocks, a, tokens, out, ldo, row_begin, row_end, accumulate);
-    free(heap);
-}
-
-#define ENTRY_POINTS8(type, block_values, group)                                                                   \
-    void moe_dot8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx,       \
-                              size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end,             \
-                              int accumulate) {                                                                    \
-        dot_rows8(type##_rows8, group, blocks * block_values, base, row_bytes, blocks, x, ldx, tokens, out, ldo,   \
-                  row_begin, row_end, accumulate);                                                                 \
-    }
-
-ENTRY_POINTS8(q4_0, 32, 32)
-ENTRY_POINTS8(q4_K, 256, 256)
-ENTRY_POINTS8(q6_K, 256, 256)
-
 #else
 
+size_t moe_activations8_bytes(size_t n, size_t tokens) { (void)n; (void)tokens; abort(); }
+void moe_quantize_activations8(const float *x, size_t ldx, size_t n, size_t group, size_t token_begin, size_t token_end,
+                               void *buffer) {
+    (void)x; (void)ldx; (void)n; (void)group; (void)token_begin; (void)token_end; (void)buffer;
+    abort();
+}
 #define UNAVAILABLE8(type)                                                                                         \
-    void moe_dot8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx,       \
-                              size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end,             \
-                              int accumulate) {                                                                    \
-        (void)base; (void)row_bytes; (void)blocks; (void)x; (void)ldx; (void)tokens; (void)out; (void)ldo;         \
+    void moe_dot8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,  \
+                              float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate) {          \
+        (void)base; (void)row_bytes; (void)blocks; (void)acts; (void)tokens; (void)out; (void)ldo;                 \
         (void)row_begin; (void)row_end; (void)accumulate;                                                          \
         abort();                                                                                                   \
     }

@@ -18,6 +18,12 @@ final class ThreadScratch {
         return pointer.unsafelyUnwrapped.assumingMemoryBound(to: Float.self)
     }
 
+    @inline(__always)
+    func bytes(_ count: Int) -> UnsafeMutableRawPointer {
+        if count > capacity { grow(count) }
+        return pointer.unsafelyUnwrapped
+    }
+
     @inline(never)
     private func grow(_ bytes: Int) {
         pointer?.deallocate()
@@ -37,6 +43,9 @@ final class ThreadScratch {
 
     /// A third buffer per thread: quantised weight rows dequantised for the f32 kernels (`quantizedLinear`).
     static var dequantized: ThreadScratch { slot(dequantizedKey) }
+
+    /// A fourth: activations rounded to int8 for the integer kernels (`quantizedLinear`).
+    static var activations: ThreadScratch { slot(activationsKey) }
 
     @inline(__always)
     private static func slot(_ key: pthread_key_t) -> ThreadScratch {
@@ -73,3 +82,4 @@ private func makeKey() -> pthread_key_t {
 private let scratchKey = makeKey()
 private let packedAKey = makeKey()
 private let dequantizedKey = makeKey()
+private let activationsKey = makeKey()

@@ -109,13 +109,13 @@ extension QuantDotTests {
 }
 
 extension QuantDotTests {
-    /// The fast path (`dot8Rows`, activations rounded to int8 per 32 values for Q4_0, per 256 for the K-quants): for
-    /// 1–17 tokens (past one pass of 16), 512 and 8,448 columns (past the stack buffer), accumulating. With
+    /// The fast path (`int8Linear`: activations rounded to int8 per 32 values for Q4_0, per 256 for the K-quants), for
+    /// 1–17 tokens and 512 or 8,448 columns, over two chunks of rows, accumulating. With
     /// activations that int8 holds exactly (each group's largest is 1, the rest multiples of 1/127) the outputs are
     /// the exact dot products; with any activations, within their rounding (each off by at most its group's
     /// largest / 254).
     @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"),
-          arguments: [QuantType.q4_0, .q4_K, .q6_K], [(1, 512), (3, 512), (4, 8448), (17, 512)])
+          arguments: [QuantType.q4_0, .q4_K, .q6_K], [(1, 512), (3, 512), (4, 8448), (17, 512), (70, 256)])
     func int8ActivationsEqualTheDequantisedProduct(_ q: QuantType, shape: (tokens: Int, cols: Int)) {
         let (tokens, cols) = shape
         let rows = 6, ldx = cols + 5, ldo = rows + 1, group = q == .q4_0 ? 32 : 256
@@ -132,7 +132,7 @@ extension QuantDotTests {
             var dense = [Float](repeating: 0, count: cols)
             blocks.withUnsafeBytes { b in
                 let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
-                q.dot8Rows(0..<rows, w, x, ldx, tokens, &out, ldo, true)
+                int8Linear(x, ldx, tokens, w, q, &out, ldo, true, WorkerPool(threads: 1), chunks: 2)
                 for r in 0..<rows {
                     q.dequantize(b.baseAddress! + r * q.rowBytes(cols)!, into: &dense, count: cols)
                     for t in 0..<tokens {
@@ -164,7 +164,7 @@ extension QuantDotTests {
             var out = [Float](repeating: 0, count: rows)
             blocks.withUnsafeBytes { b in
                 let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
-                q.dot8Rows(0..<rows, w, x, cols, 1, &out, rows, false)
+                int8Linear(x, cols, 1, w, q, &out, rows, false, WorkerPool(threads: 1), chunks: 1)
             }
             #expect(out.allSatisfy { !$0.isFinite }, "\(q) \(bad): \(out)")
         }

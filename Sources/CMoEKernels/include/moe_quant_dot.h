@@ -35,14 +35,20 @@ void moe_dot_rows_tokens_q4_K(const void *base, size_t row_bytes, size_t blocks,
 void moe_dot_rows_tokens_q6_K(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx,
                               size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 
-/// The fast path, on 8-bit activations as llama.cpp's kernels (quant_dot8.c): out[t·ldo + r] (= or +=)
-/// Σ_i W[r, i]·x[t·ldx + i] for t < tokens (any number) and r in [row_begin, row_end), each activation rounded to
-/// int8 with one scale per 32 values (Q4_0) or 256 (Q4_K, Q6_K).
-void moe_dot8_rows_q4_0(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx, size_t tokens,
+/// The fast path, on 8-bit activations as llama.cpp's kernels (quant_dot8.c). First the activations: each token's
+/// x (`n` values, a multiple of `group`; token t at x + t·ldx) rounded to int8 with one scale per `group` values (32
+/// for Q4_0 rows, 256 for Q4_K and Q6_K), written for tokens [token_begin, token_end) into `buffer` (float-aligned)
+/// of `moe_activations8_bytes(n, tokens)` bytes.
+size_t moe_activations8_bytes(size_t n, size_t tokens);
+void moe_quantize_activations8(const float *x, size_t ldx, size_t n, size_t group, size_t token_begin, size_t token_end,
+                               void *buffer);
+/// Then out[t·ldo + r] (= or +=) Σ_i W[r, i]·x[t·ldx + i] for t < tokens and r in [row_begin, row_end), from those
+/// activations (`acts`, the buffer above).
+void moe_dot8_rows_q4_0(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
-void moe_dot8_rows_q4_K(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx, size_t tokens,
+void moe_dot8_rows_q4_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
-void moe_dot8_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const float *x, size_t ldx, size_t tokens,
+void moe_dot8_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 
 #endif

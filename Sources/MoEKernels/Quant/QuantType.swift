@@ -111,20 +111,25 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
                accumulate ? 1 : 0)
     }
 
-    /// The fast path of decode on 8-bit activations (`ActivationRounding.int8`), for any number of tokens:
-    /// out[t·ldo + r] (=|+=) Σ_i W[r, i]·x[t·ldx + i], each row's codes unpacked once for up to four tokens, 16 tokens
-    /// per pass over the rows. Only where `hasInt8Kernel`.
-    func dot8Rows(_ rows: Range<Int>, _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int,
+    /// Values per scale of the 8-bit activations `dot8Rows` takes: 32 for Q4_0 (as ggml's Q8_0), 256 for the
+    /// K-quants (ggml's Q8_K).
+    var int8ActivationGroup: Int { blockElements }
+
+    /// The fast path on 8-bit activations (`ActivationRounding.int8`): out[t·ldo + r] (=|+=) Σ_i W[r, i]·x[t, i] for
+    /// the rows and `tokens` tokens of `activations`, x rounded by `moe_quantize_activations8` with
+    /// `int8ActivationGroup`. Each row's codes are unpacked once per four tokens, over tiles of rows that stay in L1.
+    /// Only where `hasInt8Kernel`.
+    func dot8Rows(_ rows: Range<Int>, _ w: WeightMatrix, _ activations: UnsafeRawPointer, _ tokens: Int,
                   _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
-        let kernel: @convention(c) (UnsafeRawPointer?, Int, Int, UnsafePointer<Float>?, Int, Int,
-                                    UnsafeMutablePointer<Float>?, Int, Int, Int, Int32) -> Void
+        let kernel: @convention(c) (UnsafeRawPointer?, Int, Int, UnsafeRawPointer?, Int, UnsafeMutablePointer<Float>?,
+                                    Int, Int, Int, Int32) -> Void
         switch self {
         case .q4_0: kernel = moe_dot8_rows_q4_0
         case .q4_K: kernel = moe_dot8_rows_q4_K
         case .q6_K: kernel = moe_dot8_rows_q6_K
         default: preconditionFailure("\(self) has no 8-bit kernel")
         }
-        kernel(w.base, w.rowBytes, w.cols / blockElements, x, ldx, tokens, out, ldo, rows.lowerBound, rows.upperBound,
+        kernel(w.base, w.rowBytes, w.cols / blockElements, activations, tokens, out, ldo, rows.lowerBound, rows.upperBound,
                accumulate ? 1 : 0)
     }
 

@@ -1,3 +1,5 @@
+import CMoEKernels
+
 // Linear with quantised weights: out[t, o] (=|+=) Σ_i x[t, i] · W[o, i] for W in a ggml block format.
 //
 // Each thread takes a contiguous range of rows and walks it a few rows at a time: the rows' blocks are dequantised
@@ -7,12 +9,13 @@
 // token (decode) skips the scratch: each block is dotted with x in registers (`QuantType.dotRows`: integer products
 // in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types), and so are a few tokens (batched
 // decode) where the C target has the type. The integer kernels round the activations to 8 bits where the matrix asks
-// for it (`ActivationRounding.int8`, Q4_0, Q4_K and Q6_K), else to 16. Prefill (more than 16 tokens) dequantises
-// into the f32 GEMM, which the 8-bit kernels only matched.
+// for it (`ActivationRounding.int8`: Q4_0, Q4_K and Q6_K), else to 16. Prefill (more than 16 tokens) dequantises
+// into the f32 GEMM: the 8-bit kernels, 50 Gproducts/s per thread on Q4_K against the GEMM's 44, still ran the bench
+// model's prefill 8 % slower (Q4_0: 32 %).
 
-/// Up to this many tokens (batched decode of up to 16 sequences, small prompts), types with a several-token integer
-/// kernel use it rather than dequantising into the f32 GEMM: with 16 sequences the dequantising path ran at 0.7× one
-/// sequence's speed.
+/// Up to this many tokens (batched decode of up to 16 sequences, small prompts), types with integer kernels use them
+/// rather than dequantising into the f32 GEMM: with 16 sequences the dequantising path ran at 0.7× one sequence's
+/// speed.
 let integerTokensLimit = 16
 
 /// Bytes of f32 scratch one step dequantises: small enough to stay in L2 beside the GEMM's packed panels.
@@ -28,6 +31,10 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
         let bytes = w.rows &* w.rowBytes
         chunks = min(bytes >= 4 << 20 ? pool.threads &* 4 : pool.threads, (w.rows + 3) / 4)
     }
+    if tokens <= integerTokensLimit && w.activations == .int8 && q.hasInt8Kernel {
+        int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks)
+        return
+    }
     if chunks == 1 {
         quantizedRows(0..<w.rows, step, x, ldx, tokens, w, q, out, ldo, accumulate)
         return
@@ -38,13 +45,26 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
     }
 }
 
+/// The fast path: the activations rounded to int8 once (split across the threads when there are many tokens), then
+/// each thread's rows by the integer kernels. (Used for up to `integerTokensLimit` tokens; correct for any number.)
+func int8Linear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: WeightMatrix, _ q: QuantType,
+                _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, _ pool: WorkerPool, chunks: Int) {
+    let n = w.cols, group = q.int8ActivationGroup
+    let activations = ThreadScratch.activations.bytes(moe_activations8_bytes(n, tokens))
+    let parts = tokens >= 64 ? pool.threads : 1
+    pool.parallelFor(parts) { p in
+        let range = splitRange(tokens, parts: parts, index: p, align: 1)
+        moe_quantize_activations8(x, ldx, n, group, range.lowerBound, range.upperBound, activations)
+    }
+    pool.parallelFor(chunks) { c in
+        let rows = splitRange(w.rows, parts: chunks, index: c, align: 4)
+        if !rows.isEmpty { q.dot8Rows(rows, w, activations, tokens, out, ldo, accumulate) }
+    }
+}
+
 /// One thread's rows, `step` at a time: dequantise, then multiply with the f32 kernels.
 func quantizedRows(_ rows: Range<Int>, _ step: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int,
                    _ w: WeightMatrix, _ q: QuantType, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool) {
-    if tokens <= integerTokensLimit && w.activations == .int8 && q.hasInt8Kernel {
-        q.dot8Rows(rows, w, x, ldx, tokens, out, ldo, accumulate)
-        return
-    }
     if tokens == 1 {
         q.dotRows(rows, w, x, out, accumulate)
         return
