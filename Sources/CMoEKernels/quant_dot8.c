@@ -1,11 +1,12 @@
 // AVX2 kernels on 8-bit activations, as llama.cpp's and ik_llama.cpp's CPU kernels: the fast path of quantised
 // decode (see include/moe_quant_dot.h). Each token's activations are rounded to int8 once per call (one f32 scale
-// per 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for K-quant rows, as ggml's Q8_K), and the weight codes,
+// per 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for K-quant rows (Q4_K, Q5_K, Q6_K), as ggml's Q8_K), and the weight codes,
 // unsigned bytes as stored, are multiplied with them by vpmaddubsw: 32 products in one instruction, twice what the
 // 16-bit kernels of quant_dot16.c do, at llama.cpp's accuracy (each activation off by ≤ 1/254 of its group's largest).
 // K-quant blocks stay in integers up to their one f32 scale per 256 values.
 // Measured one thread, AMD EPYC (Gproducts/s, 2,048 columns in cache, 16-bit → 8-bit): Q4_K 21 → 29 for one token,
-// 25 → 47 for 4–16; Q6_K 17 → 20 and 24 → 40; Q4_0 17 → 19 and 24 → 28. Q8_0 gained nothing (its signed codes need
+// 25 → 47 for 4–16; Q6_K 17 → 20 and 24 → 40; Q4_0 17 → 19 and 24 → 28 (Q5_K has no 16-bit kernel: its f32
+// Swift kernel did 6 for one token). Q8_0 gained nothing (its signed codes need
 // a vpsignb per token) and keeps the 16-bit kernels; prefill keeps the f32 GEMM, which these kernels only match.
 #include "moe_quant_dot.h"
 #include <math.h>
@@ -87,39 +88,77 @@ INLINE void q4_0_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
 /// The 16-bit word `j` of each 128-bit lane of `s`, in every word of that lane.
 #define WORD(s, j) _mm256_shuffle_epi8((s), _mm256_set1_epi16((short)(((2 * (j) + 1) << 8) | (2 * (j)))))
 
-// Q4_K: f16 d, dmin; 12 bytes of 6-bit scales and mins (one each per 32 values); 128 bytes of nibbles (per 64
-// values: the first 32 low, the next 32 high). value = d·scale·q − dmin·min.
-INLINE void q4_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
-    // Scales 0–3 / mins 0–3: low 6 bits of bytes 0–3 / 4–7; scale / min j+4: low 4 bits from byte j+8 (low / high
-    // nibble), high 2 bits from the top of bytes j / j+4.
+/// The 12 bytes of 6-bit scales and mins of Q4_K and Q5_K (one each per 32 values): scales 0–3 / mins 0–3 are the
+/// low 6 bits of bytes 0–3 / 4–7; scale / min j+4 takes its low 4 bits from byte j+8 (low / high nibble), its high 2
+/// bits from the top of byte j / j+4. As int16: scales in each 128-bit lane of `scales`, mins in `mins`.
+INLINE void k4_scales_mins(const uint8_t *p, __m256i *scales, __m128i *mins) {
     uint32_t w[3], sm[2], mn[2];
-    memcpy(w, b + 4, 12);
+    memcpy(w, p, 12);
     sm[0] = w[0] & 0x3F3F3F3F;
     sm[1] = (w[2] & 0x0F0F0F0F) | (((w[0] >> 6) & 0x03030303) << 4);
     mn[0] = w[1] & 0x3F3F3F3F;
     mn[1] = ((w[2] >> 4) & 0x0F0F0F0F) | (((w[1] >> 6) & 0x03030303) << 4);
-    const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
-    const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
-    const float d = half_at(b), dmin = half_at(b + 2);
-    __m256i sum[max_tokens8];
-    for (int t = 0; t < nt; t++) {
-        sum[t] = _mm256_setzero_si256();
-        // The minimums: dmin·d_x·Σ min_j·(Σq of its 32).
+    *scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
+    *mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+}
+
+/// The K-quants' minimums, dmin·d_x·Σ_j min_j·(Σq of its 32), into off[t].
+INLINE void k4_minimums(__m128i mins, float dmin, const activations8 *a, int nt, size_t v, float *off) {
+    for (int t = 0; t < nt; t++)
         off[t] += dmin * a[t].d[v / 256] *
                   (float)hsum_i32x4(_mm_madd_epi16(mins, _mm_loadu_si128((const __m128i *)(a[t].sum32 + v / 32))));
+}
+
+/// Adds the products of 64 codes (`lo`: values x..x+31, `hi`: x+32..x+63, unsigned bytes) with the tokens'
+/// activations, times scales `s0` and `s1` (int16 words), to each token's integer sum.
+INLINE void k4_pair(__m256i lo, __m256i hi, __m256i s0, __m256i s1, const activations8 *a, int nt, size_t x,
+                    __m256i *sum) {
+    for (int t = 0; t < nt; t++) {
+        const int8_t *y = a[t].q + x;
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y)), s0);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32))), s1);
+        sum[t] = _mm256_add_epi32(sum[t], _mm256_add_epi32(p0, p1));
     }
+}
+
+// Q4_K: f16 d, dmin; 12 bytes of scales and mins; 128 bytes of nibbles (per 64 values: the first 32 low, the next
+// 32 high). value = d·scale·q − dmin·min.
+INLINE void q4_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
+    __m256i scales, sum[max_tokens8];
+    __m128i mins;
+    k4_scales_mins(b + 4, &scales, &mins);
+    k4_minimums(mins, half_at(b + 2), a, nt, v, off);
+    for (int t = 0; t < nt; t++) sum[t] = _mm256_setzero_si256();
     const __m256i m0f = _mm256_set1_epi8(0x0F);
     for (int p = 0; p < 4; p++) {
         const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * p));
-        const __m256i lo = _mm256_and_si256(Q, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f);
-        const __m256i s0 = WORD(scales, 2 * p), s1 = WORD(scales, 2 * p + 1);
-        for (int t = 0; t < nt; t++) {
-            const int8_t *x = a[t].q + v + 64 * p;
-            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)x)), s0);
-            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 32))), s1);
-            sum[t] = _mm256_add_epi32(sum[t], _mm256_add_epi32(p0, p1));
-        }
+        k4_pair(_mm256_and_si256(Q, m0f), _mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f), WORD(scales, 2 * p),
+                WORD(scales, 2 * p + 1), a, nt, v + 64 * p, sum);
     }
+    const float d = half_at(b);
+    for (int t = 0; t < nt; t++)
+        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+}
+
+// Q5_K: as Q4_K, then 32 bytes of fifth bits (bit 2p / 2p+1 of byte l: value l of the pair's first / second 32),
+// then the 128 bytes of low nibbles. value = d·scale·q − dmin·min, q in 0…31.
+INLINE void q5_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
+    __m256i scales, sum[max_tokens8];
+    __m128i mins;
+    k4_scales_mins(b + 4, &scales, &mins);
+    k4_minimums(mins, half_at(b + 2), a, nt, v, off);
+    for (int t = 0; t < nt; t++) sum[t] = _mm256_setzero_si256();
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
+    const __m256i QH = _mm256_loadu_si256((const __m256i *)(b + 16));
+    for (int p = 0; p < 4; p++) {
+        const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * p));
+        const __m256i H = _mm256_srli_epi16(QH, 2 * p);  // this pair's bits at 0 and 1 of each byte
+        const __m256i lo = _mm256_or_si256(_mm256_and_si256(Q, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 4), m10));
+        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f),
+                                           _mm256_and_si256(_mm256_slli_epi16(H, 3), m10));
+        k4_pair(lo, hi, WORD(scales, 2 * p), WORD(scales, 2 * p + 1), a, nt, v + 64 * p, sum);
+    }
+    const float d = half_at(b);
     for (int t = 0; t < nt; t++)
         acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
 }
@@ -242,6 +281,7 @@ enum { tile_bytes8 = 16 << 10 };
 ROWS_KERNEL8(q4_0, 18, 32)
 ROWS_KERNEL8(q6_K, 210, 256)
 ROWS_KERNEL8(q4_K, 144, 256)
+ROWS_KERNEL8(q5_K, 176, 256)
 
 #else
 
@@ -261,5 +301,6 @@ void moe_quantize_activations8(const float *x, size_t ldx, size_t n, size_t grou
 UNAVAILABLE8(q4_0)
 UNAVAILABLE8(q4_K)
 UNAVAILABLE8(q6_K)
+UNAVAILABLE8(q5_K)
 
 #endif

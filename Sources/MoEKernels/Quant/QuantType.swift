@@ -126,6 +126,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         switch self {
         case .q4_0: kernel = moe_dot8_rows_q4_0
         case .q4_K: kernel = moe_dot8_rows_q4_K
+        case .q5_K: kernel = moe_dot8_rows_q5_K
         case .q6_K: kernel = moe_dot8_rows_q6_K
         default: preconditionFailure("\(self) has no 8-bit kernel")
         }
@@ -135,8 +136,13 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
 
     /// Whether `dot8Rows` runs for this type here. (Q8_0 gained nothing from 8-bit activations: quant_dot8.c.)
     var hasInt8Kernel: Bool {
-        quantDotAVX2 && (self == .q4_0 || self == .q4_K || self == .q6_K)
+        quantDotAVX2 && (self == .q4_0 || self == .q4_K || self == .q5_K || self == .q6_K)
     }
+
+    /// Whether prefill (more than `integerTokensLimit` tokens) should also take the 8-bit kernels rather than
+    /// dequantise into the f32 GEMM: for Q5_K, whose Swift dequantisation, repeated for every call on an expert's few
+    /// tokens, cost more than the GEMM gained (measured below in QuantizedLinear.swift).
+    var int8Prefill: Bool { self == .q5_K }
 
     /// Whether `dotRowsTokens` runs for this type here.
     var hasTokensKernel: Bool {

@@ -9,9 +9,10 @@ import CMoEKernels
 // token (decode) skips the scratch: each block is dotted with x in registers (`QuantType.dotRows`: integer products
 // in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types), and so are a few tokens (batched
 // decode) where the C target has the type. The integer kernels round the activations to 8 bits where the matrix asks
-// for it (`ActivationRounding.int8`: Q4_0, Q4_K and Q6_K), else to 16. Prefill (more than 16 tokens) dequantises
+// for it (`ActivationRounding.int8`: Q4_0, Q4_K, Q5_K and Q6_K), else to 16. Prefill (more than 16 tokens) dequantises
 // into the f32 GEMM: the 8-bit kernels, 50 Gproducts/s per thread on Q4_K against the GEMM's 44, still ran the bench
-// model's prefill 8 % slower (Q4_0: 32 %).
+// model's prefill 8 % slower (Q4_0: 32 %). Q5_K is the exception (`QuantType.int8Prefill`): dequantised in Swift,
+// its Q5_K_M prefill ran 636 tokens/s, on the 8-bit kernels 784.
 
 /// Up to this many tokens (batched decode of up to 16 sequences, small prompts), types with integer kernels use them
 /// rather than dequantising into the f32 GEMM: with 16 sequences the dequantising path ran at 0.7× one sequence's
@@ -31,7 +32,7 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
         let bytes = w.rows &* w.rowBytes
         chunks = min(bytes >= 4 << 20 ? pool.threads &* 4 : pool.threads, (w.rows + 3) / 4)
     }
-    if tokens <= integerTokensLimit && w.activations == .int8 && q.hasInt8Kernel {
+    if (tokens <= integerTokensLimit || q.int8Prefill) && w.activations == .int8 && q.hasInt8Kernel {
         int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks)
         return
     }
