@@ -1,13 +1,13 @@
 // AVX2 kernels on 8-bit activations, as llama.cpp's and ik_llama.cpp's CPU kernels: the fast path of quantised
-// decode (see include/moe_quant_dot.h). Each token's activations are rounded to int8 once per call (one f32 scale
-// per 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for K-quant rows (Q4_K, Q5_K, Q6_K), as ggml's Q8_K), and the weight codes,
-// unsigned bytes as stored, are multiplied with them by vpmaddubsw: 32 products in one instruction, twice what the
-// 16-bit kernels of quant_dot16.c do, at llama.cpp's accuracy (each activation off by ≤ 1/254 of its group's largest).
-// K-quant blocks stay in integers up to their one f32 scale per 256 values.
+// decode (see include/moe_quant_dot.h). Each token's activations are rounded to int8 once per call (one f32 scale per
+// 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for Q4_K, Q5_K and Q6_K rows, as ggml's Q8_K), and the weight
+// codes, unsigned bytes as stored, are multiplied with them by vpmaddubsw: 32 products in one instruction, twice what
+// the 16-bit kernels of quant_dot16.c do, at llama.cpp's accuracy (each activation off by ≤ 1/254 of its group's
+// largest). K-quant blocks stay in integers up to their one f32 scale per 256 values.
 // Measured one thread, AMD EPYC (Gproducts/s, 2,048 columns in cache, 16-bit → 8-bit): Q4_K 21 → 29 for one token,
-// 25 → 47 for 4–16; Q6_K 17 → 20 and 24 → 40; Q4_0 17 → 19 and 24 → 28 (Q5_K has no 16-bit kernel: its f32
-// Swift kernel did 6 for one token). Q8_0 gained nothing (its signed codes need
-// a vpsignb per token) and keeps the 16-bit kernels; prefill keeps the f32 GEMM, which these kernels only match.
+// 25 → 47–51 for 4–16; Q6_K 17 → 20 and 24 → 40–45; Q4_0 17 → 19 and 24 → 28; Q5_K (f32 Swift kernel before) 24 and
+// 45. Q8_0 gained nothing (its signed codes need a vpsignb per token) and keeps the 16-bit kernels. Four tokens per
+// unpacked block: six or eight were no faster.
 #include "moe_quant_dot.h"
 #include <math.h>
 #include <stdint.h>

@@ -32,7 +32,6 @@ public enum ElementType: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// A row-major weight matrix in PyTorch `nn.Linear` layout: `rows` outputs × `cols` inputs, contiguous rows.
 /// The integer kernels of quantised matrices round the activations before multiplying: `.int8` is the fast path,
 /// llama.cpp's accuracy (each activation off by up to 1/254 of the largest of its 32 or 256; about 1e-3 relative on a
 /// dot product), `.int16` is twice the work per product and agrees with f32 math on the same weights to about 1e-5
@@ -41,6 +40,7 @@ public enum ActivationRounding: String, Sendable, CaseIterable {
     case int8, int16
 }
 
+/// A row-major weight matrix in PyTorch `nn.Linear` layout: `rows` outputs × `cols` inputs, contiguous rows.
 public struct WeightMatrix: @unchecked Sendable {
     public let base: UnsafeRawPointer
     public let rows: Int
