@@ -1,6 +1,6 @@
 // AVX2 kernels on 8-bit activations, as llama.cpp's and ik_llama.cpp's CPU kernels: the fast path of quantised
 // decode (see include/moe_quant_dot.h). Each token's activations are rounded to int8 once per call (one f32 scale per
-// 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for Q4_K, Q5_K and Q6_K rows, as ggml's Q8_K), and the weight
+// 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for Q4_K, Q5_K, Q6_K and IQ4_XS rows, as ggml's Q8_K), and the weight
 // codes, unsigned bytes as stored, are multiplied with them by vpmaddubsw: 32 products in one instruction, twice what
 // the 16-bit kernels of quant_dot16.c do, at llama.cpp's accuracy (each activation off by ≤ 1/254 of its group's
 // largest). K-quant blocks stay in integers up to their one f32 scale per 256 values.
@@ -204,6 +204,43 @@ INLINE void q6_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
         acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
 }
 
+// IQ4_XS: f16 d, 16 bits of scale high pairs, 4 bytes of scale low nibbles, 128 bytes of 4-bit indices into IQ4_NL's
+// grid (16 bytes per 32 values: value j low, j+16 high); value = d·(scale − 32)·grid[q]. The grid is signed, so
+// vpmaddubsw takes |grid[q]| and the activations with grid[q]'s sign.
+static const int8_t iq4nl_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+INLINE void iq4_xs_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
+    (void)off;
+    uint16_t high;
+    memcpy(&high, b + 2, 2);
+    int16_t ls[8];
+    for (int g = 0; g < 8; g++) ls[g] = (int16_t)((((b[4 + g / 2] >> (4 * (g % 2))) & 0x0F) | (((high >> (2 * g)) & 3) << 4)) - 32);
+    const __m256i scales = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ls));
+    const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4nl_grid));
+    const __m256i m0f = _mm256_set1_epi8(0x0F);
+    __m256i sum[max_tokens8];
+    for (int t = 0; t < nt; t++) sum[t] = _mm256_setzero_si256();
+    for (int p = 0; p < 4; p++) {
+        // Groups 2p (low lane) and 2p+1 (high lane); each group's values 0–15 in the low nibbles, 16–31 in the high.
+        const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 8 + 32 * p));
+        const __m256i lo = _mm256_and_si256(Q, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f);
+        const __m256i w0 = _mm256_shuffle_epi8(grid, _mm256_permute2x128_si256(lo, hi, 0x20));
+        const __m256i w1 = _mm256_shuffle_epi8(grid, _mm256_permute2x128_si256(lo, hi, 0x31));
+        const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+        const __m256i s0 = WORD(scales, 2 * p), s1 = WORD(scales, 2 * p + 1);
+        for (int t = 0; t < nt; t++) {
+            const int8_t *y = a[t].q + v + 64 * p;
+            const __m256i x0 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y), w0);
+            const __m256i x1 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(y + 32)), w1);
+            sum[t] = _mm256_add_epi32(sum[t], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(u0, x0), s0),
+                                                               _mm256_madd_epi16(_mm256_maddubs_epi16(u1, x1), s1)));
+        }
+    }
+    const float d = half_at(b);
+    for (int t = 0; t < nt; t++)
+        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+}
+
 /// Bytes of one token's activations in the buffer of `moe_quantize_activations8`: n codes, n/32 floats d, n/32 floats
 /// dsum, n/16 + n/32 int16 sums, rounded up to 32 bytes.
 static size_t token_stride8(size_t n) {
@@ -282,6 +319,7 @@ ROWS_KERNEL8(q4_0, 18, 32)
 ROWS_KERNEL8(q6_K, 210, 256)
 ROWS_KERNEL8(q4_K, 144, 256)
 ROWS_KERNEL8(q5_K, 176, 256)
+ROWS_KERNEL8(iq4_xs, 136, 256)
 
 #else
 
@@ -302,5 +340,6 @@ UNAVAILABLE8(q4_0)
 UNAVAILABLE8(q4_K)
 UNAVAILABLE8(q6_K)
 UNAVAILABLE8(q5_K)
+UNAVAILABLE8(iq4_xs)
 
 #endif

@@ -112,7 +112,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     /// Values per scale of the 8-bit activations `dot8Rows` takes: 32 for Q4_0 (as ggml's Q8_0), 256 for the
-    /// K-quants (ggml's Q8_K).
+    /// K-quants and IQ4_XS (ggml's Q8_K).
     var int8ActivationGroup: Int { blockElements }
 
     /// The fast path on 8-bit activations (`ActivationRounding.int8`): out[t·ldo + r] (=|+=) Σ_i W[r, i]·x[t, i] for
@@ -128,6 +128,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         case .q4_K: kernel = moe_dot8_rows_q4_K
         case .q5_K: kernel = moe_dot8_rows_q5_K
         case .q6_K: kernel = moe_dot8_rows_q6_K
+        case .iq4_xs: kernel = moe_dot8_rows_iq4_xs
         default: preconditionFailure("\(self) has no 8-bit kernel")
         }
         kernel(w.base, w.rowBytes, w.cols / blockElements, activations, tokens, out, ldo, rows.lowerBound, rows.upperBound,
@@ -136,7 +137,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
 
     /// Whether `dot8Rows` runs for this type here. (Q8_0 gained nothing from 8-bit activations: quant_dot8.c.)
     var hasInt8Kernel: Bool {
-        quantDotAVX2 && (self == .q4_0 || self == .q4_K || self == .q5_K || self == .q6_K)
+        quantDotAVX2 && (self == .q4_0 || self == .q4_K || self == .q5_K || self == .q6_K || self == .iq4_xs)
     }
 
     /// Whether prefill (more than `integerTokensLimit` tokens) should also take the 8-bit kernels rather than
