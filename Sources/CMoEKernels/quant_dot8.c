@@ -1,6 +1,6 @@
 // AVX2 kernels on 8-bit activations, as llama.cpp's and ik_llama.cpp's CPU kernels: the fast path of quantised
 // decode (see include/moe_quant_dot.h). Each token's activations are rounded to int8 once per call (one f32 scale per
-// 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for Q4_K, Q5_K, Q6_K and IQ4_XS rows, as ggml's Q8_K), and the weight
+// 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS rows, as ggml's Q8_K), and the weight
 // codes, unsigned bytes as stored, are multiplied with them by vpmaddubsw: 32 products in one instruction, twice what
 // the 16-bit kernels of quant_dot16.c do, at llama.cpp's accuracy (each activation off by ≤ 1/254 of its group's
 // largest). K-quant blocks stay in integers up to their one f32 scale per 256 values.
@@ -163,18 +163,39 @@ INLINE void q5_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
         acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
 }
 
+/// For the K-quants with a signed scale per 16 values (Q3_K, Q6_K), `sc` those 16 scales: the scales of values
+/// 32k…32k+31 of a 128-value half `n` as int16 words, scale 8n+2k in the low lane (values 0–15), 8n+2k+1 in the high
+/// lane; sign-extended from the byte copied into both halves of each word.
+INLINE __m256i k16_scales(__m256i S, int j) {
+    return _mm256_srai_epi16(
+        _mm256_shuffle_epi8(S, _mm256_setr_epi8(j, j, j, j, j, j, j, j, j, j, j, j, j, j, j, j, j + 1, j + 1, j + 1,
+                                                j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1,
+                                                j + 1, j + 1, j + 1)),
+        8);
+}
+
+/// The codes' offset, −2^shift·Σ scale·(Σq of its 16), as each token's starting integer sum.
+INLINE void k16_offsets(__m128i sc, int shift, const activations8 *a, int nt, size_t v, __m256i *sum) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
+    for (int t = 0; t < nt; t++)
+        sum[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                  _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(a[t].sum16 + v / 16))), shift));
+}
+
+/// Adds the products of 32 codes (values x…x+31, unsigned bytes) times their scales `s` to each token's sum.
+INLINE void k16_products(__m256i q, __m256i s, const activations8 *a, int nt, size_t x, __m256i *sum) {
+    for (int t = 0; t < nt; t++)
+        sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(a[t].q + x))), s));
+}
+
 // Q6_K: 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales (one per 16 values), f16 d;
 // value = d·scale·(q − 32).
 INLINE void q6_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
     (void)off;
     const __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
-    const __m256i sc16 = _mm256_cvtepi8_epi16(sc), S = _mm256_broadcastsi128_si256(sc);
-    const float d = half_at(b + 208);
+    const __m256i S = _mm256_broadcastsi128_si256(sc);
     __m256i sum[max_tokens8];
-    // The offset: −32·Σ scale·(Σq of its 16).
-    for (int t = 0; t < nt; t++)
-        sum[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                  _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(a[t].sum16 + v / 16))), 5));
+    k16_offsets(sc, 5, a, nt, v, sum);
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int n = 0; n < 2; n++) {
         const __m256i A = _mm256_loadu_si256((const __m256i *)(b + 64 * n));
@@ -185,21 +206,40 @@ INLINE void q6_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
         q[1] = _mm256_or_si256(_mm256_and_si256(B, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
         q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m0f), _mm256_and_si256(H, m30));
         q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+        for (int k = 0; k < 4; k++) k16_products(q[k], k16_scales(S, 8 * n + 2 * k), a, nt, v + 128 * n + 32 * k, sum);
+    }
+    const float d = half_at(b + 208);
+    for (int t = 0; t < nt; t++)
+        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+}
+
+// Q3_K: 32 bytes of high bits (bit 4n+k of byte l: value 128n+32k+l), 64 bytes of 2-bit codes (bits 2k–2k+1 of byte
+// 32n+l), 12 bytes of 6-bit scales (one per 16 values, minus 32), f16 d; value = d·scale·(q + 4·high − 4).
+INLINE void q3_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
+    (void)off;
+    // The scales' low nibbles are bytes 0–7 (scales 0–7 low, 8–15 high), their high pairs bytes 8–11.
+    uint32_t aux[4];
+    memcpy(aux, b + 96, 12);
+    const uint32_t high = aux[2];
+    aux[2] = ((aux[0] >> 4) & 0x0F0F0F0F) | (((high >> 4) & 0x03030303) << 4);
+    aux[3] = ((aux[1] >> 4) & 0x0F0F0F0F) | (((high >> 6) & 0x03030303) << 4);
+    aux[0] = (aux[0] & 0x0F0F0F0F) | ((high & 0x03030303) << 4);
+    aux[1] = (aux[1] & 0x0F0F0F0F) | (((high >> 2) & 0x03030303) << 4);
+    const __m128i sc = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
+    const __m256i S = _mm256_broadcastsi128_si256(sc);
+    __m256i sum[max_tokens8];
+    k16_offsets(sc, 2, a, nt, v, sum);
+    const __m256i m03 = _mm256_set1_epi8(0x03), m04 = _mm256_set1_epi8(0x04);
+    const __m256i H = _mm256_loadu_si256((const __m256i *)b);
+    for (int n = 0; n < 2; n++) {
+        const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * n));
         for (int k = 0; k < 4; k++) {
-            // Values 128n+32k … +31: the first 16 (lane 0) take scale 8n+2k, the next 16 (lane 1) 8n+2k+1, sign-
-            // extended from the byte copied into both halves of each word.
-            const int j = 8 * n + 2 * k;
-            const __m256i s = _mm256_srai_epi16(
-                _mm256_shuffle_epi8(S, _mm256_setr_epi8(j, j, j, j, j, j, j, j, j, j, j, j, j, j, j, j, j + 1, j + 1, j + 1,
-                                                        j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1,
-                                                        j + 1, j + 1, j + 1, j + 1)),
-                8);
-            for (int t = 0; t < nt; t++) {
-                const __m256i x = _mm256_loadu_si256((const __m256i *)(a[t].q + v + 128 * n + 32 * k));
-                sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], x), s));
-            }
+            const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(Q, 2 * k), m03);
+            const __m256i hi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(H, 4 * n + k), 2), m04);
+            k16_products(_mm256_or_si256(lo, hi), k16_scales(S, 8 * n + 2 * k), a, nt, v + 128 * n + 32 * k, sum);
         }
     }
+    const float d = half_at(b + 108);
     for (int t = 0; t < nt; t++)
         acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
 }
@@ -319,6 +359,7 @@ ROWS_KERNEL8(q4_0, 18, 32)
 ROWS_KERNEL8(q6_K, 210, 256)
 ROWS_KERNEL8(q4_K, 144, 256)
 ROWS_KERNEL8(q5_K, 176, 256)
+ROWS_KERNEL8(q3_K, 110, 256)
 ROWS_KERNEL8(iq4_xs, 136, 256)
 
 #else
@@ -340,6 +381,7 @@ UNAVAILABLE8(q4_0)
 UNAVAILABLE8(q4_K)
 UNAVAILABLE8(q6_K)
 UNAVAILABLE8(q5_K)
+UNAVAILABLE8(q3_K)
 UNAVAILABLE8(iq4_xs)
 
 #endif

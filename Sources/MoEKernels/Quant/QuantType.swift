@@ -125,6 +125,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
                                     Int, Int, Int, Int32) -> Void
         switch self {
         case .q4_0: kernel = moe_dot8_rows_q4_0
+        case .q3_K: kernel = moe_dot8_rows_q3_K
         case .q4_K: kernel = moe_dot8_rows_q4_K
         case .q5_K: kernel = moe_dot8_rows_q5_K
         case .q6_K: kernel = moe_dot8_rows_q6_K
@@ -137,7 +138,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
 
     /// Whether `dot8Rows` runs for this type here. (Q8_0 gained nothing from 8-bit activations: quant_dot8.c.)
     var hasInt8Kernel: Bool {
-        quantDotAVX2 && (self == .q4_0 || self == .q4_K || self == .q5_K || self == .q6_K || self == .iq4_xs)
+        quantDotAVX2 && (self == .q4_0 || self == .q3_K || self == .q4_K || self == .q5_K || self == .q6_K || self == .iq4_xs)
     }
 
     /// Whether prefill (more than `integerTokensLimit` tokens) should also take the 8-bit kernels rather than
