@@ -17,7 +17,7 @@ PY="${PEERS_VENV:-$HOME/.cache/moe-peers}/bin/python"
 TOOLS="${TOOLS:-$ROOT/../shared/tools}"
 MOE="$ROOT/.build/release/moe"
 IK_BENCH="${IK_BENCH:-$HOME/.cache/ik-llama/bin/llama-bench}"
-declare -A FTYPE=([q8_0]=7 [q4_0]=2 [q4_k_m]=15 [q6_k]=18 [iq4_xs]=30 [q5_k_m]=17 [q3_k_m]=12)
+declare -A FTYPE=([q8_0]=7 [q4_0]=2 [q4_k_m]=15 [q6_k]=18 [iq4_xs]=30 [q5_k_m]=17 [q3_k_m]=12 [q2_k]=10)
 lscpu | grep -m1 'Model name' || true
 "$PY" -c 'import llama_cpp; print(llama_cpp.llama_print_system_info().decode())' | tr '|' '\n' | grep -E 'AVX|F16C|FMA' | tr '\n' ' '; echo
 for t in $TYPES; do

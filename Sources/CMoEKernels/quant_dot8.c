@@ -1,6 +1,6 @@
 // AVX2 kernels on 8-bit activations, as llama.cpp's and ik_llama.cpp's CPU kernels: the fast path of quantised
 // decode (see include/moe_quant_dot.h). Each token's activations are rounded to int8 once per call (one f32 scale per
-// 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS rows, as ggml's Q8_K), and the weight
+// 32 values for Q4_0 rows, as ggml's Q8_0; per 256 for the K-quants and IQ4_XS, as ggml's Q8_K), and the weight
 // codes, unsigned bytes as stored, are multiplied with them by vpmaddubsw: 32 products in one instruction, twice what
 // the 16-bit kernels of quant_dot16.c do, at llama.cpp's accuracy (each activation off by ≤ 1/254 of its group's
 // largest). K-quant blocks stay in integers up to their one f32 scale per 256 values.
@@ -163,7 +163,7 @@ INLINE void q5_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
         acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
 }
 
-/// For the K-quants with a signed scale per 16 values (Q3_K, Q6_K), `sc` those 16 scales: the scales of values
+/// For the K-quants with a scale per 16 values (Q2_K, Q3_K, Q6_K; int8, in `S`'s lanes): the scales of values
 /// 32k…32k+31 of a 128-value half `n` as int16 words, scale 8n+2k in the low lane (values 0–15), 8n+2k+1 in the high
 /// lane; sign-extended from the byte copied into both halves of each word.
 INLINE __m256i k16_scales(__m256i S, int j) {
@@ -240,6 +240,33 @@ INLINE void q3_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
         }
     }
     const float d = half_at(b + 108);
+    for (int t = 0; t < nt; t++)
+        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+}
+
+// Q2_K: 16 bytes of 4-bit scale (low nibble) and min (high) per 16 values, 64 bytes of 2-bit codes (as Q3_K's low
+// bits), f16 d and dmin; value = d·scale·q − dmin·min.
+INLINE void q2_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
+    const __m128i sm = _mm_loadu_si128((const __m128i *)b);
+    const __m128i m0f = _mm_set1_epi8(0x0F);
+    const __m256i S = _mm256_broadcastsi128_si256(_mm_and_si128(sm, m0f));
+    // The minimums: dmin·d_x·Σ min·(Σq of its 16).
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m0f));
+    const float dmin = half_at(b + 82);
+    __m256i sum[max_tokens8];
+    for (int t = 0; t < nt; t++) {
+        sum[t] = _mm256_setzero_si256();
+        off[t] += dmin * a[t].d[v / 256] *
+                  (float)hsum_i32(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)(a[t].sum16 + v / 16))));
+    }
+    const __m256i m03 = _mm256_set1_epi8(0x03);
+    for (int n = 0; n < 2; n++) {
+        const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * n));
+        for (int k = 0; k < 4; k++)
+            k16_products(_mm256_and_si256(_mm256_srli_epi16(Q, 2 * k), m03), k16_scales(S, 8 * n + 2 * k), a, nt,
+                         v + 128 * n + 32 * k, sum);
+    }
+    const float d = half_at(b + 80);
     for (int t = 0; t < nt; t++)
         acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
 }
@@ -360,6 +387,7 @@ ROWS_KERNEL8(q6_K, 210, 256)
 ROWS_KERNEL8(q4_K, 144, 256)
 ROWS_KERNEL8(q5_K, 176, 256)
 ROWS_KERNEL8(q3_K, 110, 256)
+ROWS_KERNEL8(q2_K, 84, 256)
 ROWS_KERNEL8(iq4_xs, 136, 256)
 
 #else
@@ -382,6 +410,7 @@ UNAVAILABLE8(q4_K)
 UNAVAILABLE8(q6_K)
 UNAVAILABLE8(q5_K)
 UNAVAILABLE8(q3_K)
+UNAVAILABLE8(q2_K)
 UNAVAILABLE8(iq4_xs)
 
 #endif

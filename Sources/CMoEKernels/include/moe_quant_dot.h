@@ -37,7 +37,7 @@ void moe_dot_rows_tokens_q6_K(const void *base, size_t row_bytes, size_t blocks,
 
 /// The fast path, on 8-bit activations as llama.cpp's kernels (quant_dot8.c). First the activations: each token's
 /// x (`n` values, a multiple of `group`; token t at x + t·ldx) rounded to int8 with one scale per `group` values (32
-/// for Q4_0 rows, 256 for Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS), written for tokens [token_begin, token_end) into `buffer` (float-aligned)
+/// for Q4_0 rows, 256 for the K-quants and IQ4_XS), written for tokens [token_begin, token_end) into `buffer` (float-aligned)
 /// of `moe_activations8_bytes(n, tokens)` bytes.
 size_t moe_activations8_bytes(size_t n, size_t tokens);
 void moe_quantize_activations8(const float *x, size_t ldx, size_t n, size_t group, size_t token_begin, size_t token_end,
@@ -47,6 +47,8 @@ void moe_quantize_activations8(const float *x, size_t ldx, size_t n, size_t grou
 void moe_dot8_rows_q4_0(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 void moe_dot8_rows_q4_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                        float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+void moe_dot8_rows_q2_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 void moe_dot8_rows_q3_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);

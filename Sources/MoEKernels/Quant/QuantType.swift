@@ -125,6 +125,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
                                     Int, Int, Int, Int32) -> Void
         switch self {
         case .q4_0: kernel = moe_dot8_rows_q4_0
+        case .q2_K: kernel = moe_dot8_rows_q2_K
         case .q3_K: kernel = moe_dot8_rows_q3_K
         case .q4_K: kernel = moe_dot8_rows_q4_K
         case .q5_K: kernel = moe_dot8_rows_q5_K
@@ -138,7 +139,11 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
 
     /// Whether `dot8Rows` runs for this type here. (Q8_0 gained nothing from 8-bit activations: quant_dot8.c.)
     var hasInt8Kernel: Bool {
-        quantDotAVX2 && (self == .q4_0 || self == .q3_K || self == .q4_K || self == .q5_K || self == .q6_K || self == .iq4_xs)
+        guard quantDotAVX2 else { return false }
+        switch self {
+        case .q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs: return true
+        default: return false
+        }
     }
 
     /// Whether prefill (more than `integerTokensLimit` tokens) should also take the 8-bit kernels rather than

@@ -9,7 +9,7 @@ import CMoEKernels
 // token (decode) skips the scratch: each block is dotted with x in registers (`QuantType.dotRows`: integer products
 // in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types), and so are a few tokens (batched
 // decode) where the C target has the type. The integer kernels round the activations to 8 bits where the matrix asks
-// for it (`ActivationRounding.int8`: Q4_0, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS), else to 16. Prefill (more than 16 tokens) dequantises
+// for it (`ActivationRounding.int8`: Q4_0, Q2_K–Q6_K and IQ4_XS), else to 16. Prefill (more than 16 tokens) dequantises
 // into the f32 GEMM: the 8-bit kernels, 50 Gproducts/s per thread on Q4_K against the GEMM's 44, still ran the bench
 // model's prefill 8 % slower (Q4_0: 32 %). Q5_K is the exception (`QuantType.int8Prefill`): dequantised in Swift,
 // its Q5_K_M prefill ran 636 tokens/s, on the 8-bit kernels 784.
