@@ -5,9 +5,9 @@
 // the 16-bit kernels of quant_dot16.c do, at llama.cpp's accuracy (each activation off by ≤ 1/254 of its group's
 // largest). K-quant blocks stay in integers up to their one f32 scale per 256 values.
 // Measured one thread, AMD EPYC (Gproducts/s, 2,048 columns in cache, 16-bit → 8-bit): Q4_K 21 → 29 for one token,
-// 25 → 47–51 for 4–16; Q6_K 17 → 20 and 24 → 40–45; Q4_0 17 → 19 and 24 → 28; Q5_K (f32 Swift kernel before) 24 and
-// 45. Q8_0 gained nothing (its signed codes need a vpsignb per token) and keeps the 16-bit kernels. Four tokens per
-// unpacked block: six or eight were no faster.
+// 25 → 47–51 for 4–16; Q6_K 17 → 20 and 24 → 40–45; Q4_0 17 → 19 and 24 → 28; types that had only f32 Swift
+// kernels: Q5_K 24 and 45, Q3_K 16 and 42, Q2_K 21 and 41, IQ4_XS 18 and 33. Q8_0 gained nothing (its signed codes
+// need a vpsignb per token) and keeps the 16-bit kernels. Four tokens per unpacked block: six or eight were no faster.
 #include "moe_quant_dot.h"
 #include <math.h>
 #include <stdint.h>
