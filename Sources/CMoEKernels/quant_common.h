@@ -45,6 +45,19 @@ INLINE float amax32(const __m256 v[4], int *finite) {
     return _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
 }
 
+/// Q6_K's codes (0–63) of values 128n … 128n+127 of the block at `b`: q[k] holds values 128n+32k … +31 in order,
+/// each the low nibble (from the 128 bytes at b) joined with its 2-bit high pair (from the 64 bytes at b+128).
+INLINE void q6_K_codes(const uint8_t *b, int n, __m256i q[4]) {
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i A = _mm256_loadu_si256((const __m256i *)(b + 64 * n));
+    const __m256i B = _mm256_loadu_si256((const __m256i *)(b + 64 * n + 32));
+    const __m256i H = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
+    q[0] = _mm256_or_si256(_mm256_and_si256(A, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(B, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m0f), _mm256_and_si256(H, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+}
+
 /// Prefetches the `bytes` that lie `prefetch_distance` ahead of `p` (within the `left` bytes from p on): with two
 /// threads streaming rows, the hardware prefetchers alone left the Q6_K/Q8_0 kernels 10–30 % slower (AMD EPYC).
 enum { prefetch_distance = 4096 };

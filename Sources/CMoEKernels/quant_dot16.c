@@ -115,7 +115,6 @@ INLINE void q4_0_block(const uint8_t *b, const activations *a, int nt, size_t v,
 // value = d·scale·(q − 32).
 INLINE void q6_K_block(const uint8_t *b, const activations *a, int nt, size_t v, __m256 (*acc)[2], float *off) {
     (void)off;
-    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     const __m256 d = _mm256_set1_ps(half_at(b + 208));
     const __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
     const __m256 sc0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d);
@@ -134,14 +133,8 @@ INLINE void q6_K_block(const uint8_t *b, const activations *a, int nt, size_t v,
         s[1] = _mm256_mul_ps(sc1, _mm256_permutevar8x32_ps(dx, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7)));
     }
     for (int n = 0; n < 2; n++) {
-        const __m256i A = _mm256_loadu_si256((const __m256i *)(b + 64 * n));
-        const __m256i B = _mm256_loadu_si256((const __m256i *)(b + 64 * n + 32));
-        const __m256i H = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(A, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
-        q[1] = _mm256_or_si256(_mm256_and_si256(B, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m0f), _mm256_and_si256(H, m30));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+        q6_K_codes(b, n, q);
         for (int k = 0; k < 4; k++) {
             const widened w = widen_unsigned(q[k]);
             const __m256 f = _mm256_permutevar8x32_ps(s[n], _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k,

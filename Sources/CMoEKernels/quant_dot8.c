@@ -88,6 +88,13 @@ INLINE void q4_0_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
 /// The 16-bit word `j` of each 128-bit lane of `s`, in every word of that lane.
 #define WORD(s, j) _mm256_shuffle_epi8((s), _mm256_set1_epi16((short)(((2 * (j) + 1) << 8) | (2 * (j)))))
 
+/// The end of a 256-value block: each token's integer sum times the block's f32 scale `d` and the token's activation
+/// scale, into its accumulator chain `c`.
+INLINE void k_scale_sums(const __m256i *sum, float d, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], int c) {
+    for (int t = 0; t < nt; t++)
+        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+}
+
 /// The 12 bytes of 6-bit scales and mins of Q4_K and Q5_K (one each per 32 values): scales 0–3 / mins 0–3 are the
 /// low 6 bits of bytes 0–3 / 4–7; scale / min j+4 takes its low 4 bits from byte j+8 (low / high nibble), its high 2
 /// bits from the top of byte j / j+4. As int16: scales in each 128-bit lane of `scales`, mins in `mins`.
@@ -135,9 +142,7 @@ INLINE void q4_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
         k4_pair(_mm256_and_si256(Q, m0f), _mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f), WORD(scales, 2 * p),
                 WORD(scales, 2 * p + 1), a, nt, v + 64 * p, sum);
     }
-    const float d = half_at(b);
-    for (int t = 0; t < nt; t++)
-        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+    k_scale_sums(sum, half_at(b), a, nt, v, acc, c);
 }
 
 // Q5_K: as Q4_K, then 32 bytes of fifth bits (bit 2p / 2p+1 of byte l: value l of the pair's first / second 32),
@@ -158,9 +163,7 @@ INLINE void q5_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
                                            _mm256_and_si256(_mm256_slli_epi16(H, 3), m10));
         k4_pair(lo, hi, WORD(scales, 2 * p), WORD(scales, 2 * p + 1), a, nt, v + 64 * p, sum);
     }
-    const float d = half_at(b);
-    for (int t = 0; t < nt; t++)
-        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+    k_scale_sums(sum, half_at(b), a, nt, v, acc, c);
 }
 
 /// For the K-quants with a scale per 16 values (Q2_K, Q3_K, Q6_K; int8, in `S`'s lanes): the scales of values
@@ -196,21 +199,12 @@ INLINE void q6_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
     const __m256i S = _mm256_broadcastsi128_si256(sc);
     __m256i sum[max_tokens8];
     k16_offsets(sc, 5, a, nt, v, sum);
-    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int n = 0; n < 2; n++) {
-        const __m256i A = _mm256_loadu_si256((const __m256i *)(b + 64 * n));
-        const __m256i B = _mm256_loadu_si256((const __m256i *)(b + 64 * n + 32));
-        const __m256i H = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(A, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
-        q[1] = _mm256_or_si256(_mm256_and_si256(B, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m0f), _mm256_and_si256(H, m30));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+        q6_K_codes(b, n, q);
         for (int k = 0; k < 4; k++) k16_products(q[k], k16_scales(S, 8 * n + 2 * k), a, nt, v + 128 * n + 32 * k, sum);
     }
-    const float d = half_at(b + 208);
-    for (int t = 0; t < nt; t++)
-        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+    k_scale_sums(sum, half_at(b + 208), a, nt, v, acc, c);
 }
 
 // Q3_K: 32 bytes of high bits (bit 4n+k of byte l: value 128n+32k+l), 64 bytes of 2-bit codes (bits 2k–2k+1 of byte
@@ -239,9 +233,7 @@ INLINE void q3_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
             k16_products(_mm256_or_si256(lo, hi), k16_scales(S, 8 * n + 2 * k), a, nt, v + 128 * n + 32 * k, sum);
         }
     }
-    const float d = half_at(b + 108);
-    for (int t = 0; t < nt; t++)
-        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+    k_scale_sums(sum, half_at(b + 108), a, nt, v, acc, c);
 }
 
 // Q2_K: 16 bytes of 4-bit scale (low nibble) and min (high) per 16 values, 64 bytes of 2-bit codes (as Q3_K's low
@@ -266,9 +258,7 @@ INLINE void q2_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
             k16_products(_mm256_and_si256(_mm256_srli_epi16(Q, 2 * k), m03), k16_scales(S, 8 * n + 2 * k), a, nt,
                          v + 128 * n + 32 * k, sum);
     }
-    const float d = half_at(b + 80);
-    for (int t = 0; t < nt; t++)
-        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+    k_scale_sums(sum, half_at(b + 80), a, nt, v, acc, c);
 }
 
 // IQ4_XS: f16 d, 16 bits of scale high pairs, 4 bytes of scale low nibbles, 128 bytes of 4-bit indices into IQ4_NL's
@@ -303,9 +293,7 @@ INLINE void iq4_xs_block8(const uint8_t *b, const activations8 *a, int nt, size_
                                                                _mm256_madd_epi16(_mm256_maddubs_epi16(u1, x1), s1)));
         }
     }
-    const float d = half_at(b);
-    for (int t = 0; t < nt; t++)
-        acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
+    k_scale_sums(sum, half_at(b), a, nt, v, acc, c);
 }
 
 /// Bytes of one token's activations in the buffer of `moe_quantize_activations8`: n codes, n/32 floats d, n/32 floats

@@ -24,9 +24,6 @@ let dequantizedStepBytes = 64 << 10
 
 func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: WeightMatrix, _ q: QuantType,
                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, _ pool: WorkerPool) {
-    // Whole 16-row panels of the GEMM: a step of 8 rows (2,048 columns) left half of each micro-kernel idle and
-    // halved prefill.
-    let step = max(16, dequantizedStepBytes / max(1, w.cols &* 4)) & ~15
     var chunks = 1
     if pool.threads > 1 && w.rows >= 8 {
         let bytes = w.rows &* w.rowBytes
@@ -36,6 +33,9 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
         int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks)
         return
     }
+    // Whole 16-row panels of the GEMM: a step of 8 rows (2,048 columns) left half of each micro-kernel idle and
+    // halved prefill.
+    let step = max(16, dequantizedStepBytes / max(1, w.cols &* 4)) & ~15
     if chunks == 1 {
         quantizedRows(0..<w.rows, step, x, ldx, tokens, w, q, out, ldo, accumulate)
         return
