@@ -12,8 +12,8 @@ import Synchronization
 /// thread takes part). `threads` = 1 runs everything inline.
 ///
 /// Dispatch is lock-free on the hot path: a section is published by storing a (generation, next index)
-/// word; workers claim indices with compare-and-swap on that word, so a late worker can never run an
-/// index of a section that has already finished. Idle workers spin briefly, then sleep on a condition
+/// word; workers claim indices with compare-and-swap on that word, and a finished section's word is
+/// closed before the next is published, so a late worker can never run an index of a finished section. Idle workers spin briefly, then sleep on a condition
 /// variable. A call made while the pool is already running a section (a nested call from inside a body,
 /// or a concurrent call from another thread) runs inline on the calling thread.
 public final class WorkerPool: @unchecked Sendable {
@@ -98,7 +98,9 @@ final class PoolShared: @unchecked Sendable {
     /// Called by the thread that won `busy`.
     func run(count n: Int, job body: @escaping (Int) -> Void) {
         job = body
-        count.store(n, ordering: .relaxed)
+        // Releasing, paired with the workers' acquiring load: a worker that sees this count also sees the
+        // previous section closed (below), so its compare-and-swap on that section's word fails.
+        count.store(n, ordering: .releasing)
         done.store(0, ordering: .relaxed)
         generation = (generation &+ 1) & 0x7FFF_FFFF
         let gen = generation
@@ -114,6 +116,10 @@ final class PoolShared: @unchecked Sendable {
             spins &+= 1
             if spins > 4096 { sched_yield() }
         }
+        // Close the section: a worker that read its last word (every index claimed) before the next section's
+        // larger count became visible would otherwise claim one index past the end and run it with the next
+        // section's body.
+        state.store((gen << 32) | PoolShared.indexMask, ordering: .releasing)
         job = nil
     }
 
@@ -125,7 +131,7 @@ final class PoolShared: @unchecked Sendable {
         while true {
             if (v >> 32) != gen { break }
             let idx = v & PoolShared.indexMask
-            if idx >= count.load(ordering: .relaxed) { break }
+            if idx >= count.load(ordering: .acquiring) { break }
             let (ok, orig) = state.compareExchange(expected: v, desired: v &+ 1, ordering: .acquiringAndReleasing)
             if !ok { v = orig; continue }
             job.unsafelyUnwrapped(idx)

@@ -360,6 +360,28 @@ private func refGemm(_ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: [Float],
         sums.deallocate()
     }
 
+    /// Back-to-back sections whose sizes alternate, on more workers than cores so that workers are preempted
+    /// mid-claim: a late worker must never run an index of a finished section with the next section's body.
+    @Test func lateWorkersNeverRunAStaleIndex() {
+        let pool = WorkerPool(threads: 4)
+        let counts = [2, 7, 3, 16]
+        let slots = UnsafeMutablePointer<Int>.allocate(capacity: 32)
+        var wrong = 0, total = 0
+        for round in 0..<200_000 {
+            let count = counts[round % counts.count]
+            slots.initialize(repeating: 0, count: 16)
+            pool.parallelFor(count) { i in
+                // Uneven item lengths, so workers finish at different times.
+                for _ in 0..<(i * 7 % 50) { slots[16 + i] &+= 1 }
+                slots[i] &+= 1
+            }
+            for i in 0..<16 where slots[i] != (i < count ? 1 : 0) { wrong += 1 }
+            total += count
+        }
+        #expect(wrong == 0, "\(wrong) slots run a wrong number of times in \(total) items")
+        slots.deallocate()
+    }
+
     @Test func bandwidthIsPositive() {
         #expect(measureReadBandwidth(pool: pool2, bytes: 1 << 22) > 0)
     }
