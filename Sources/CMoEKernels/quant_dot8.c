@@ -15,17 +15,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
-#include "quant_common.h"
-
-/// One token's activations. `q`: the int8 codes in order, x ≈ d[g]·q per group g of `group` values (32 or 256).
-/// Groups of 32: `dsum[g]` = d[g]·Σq (Q4_0's offset). Groups of 256: `sum16` / `sum32`, Σq per 16 / 32 values
-/// (the K-quants' offsets and minimums). Offsets use the sums of the quantised values, so each kernel computes
-/// exactly Σ w·(d·q).
-typedef struct {
-    const int8_t *q;
-    const float *d, *dsum;
-    const int16_t *sum16, *sum32;
-} activations8;
+#include "quant_blocks8.h"
 
 /// Rounds x[0 ..< n] (n a multiple of `group`, 32 or 256) to int8 with one scale per group: d = amax / 127.
 TARGET static void quantize_activations8(const float *x, size_t n, size_t group, int8_t *q, float *d, float *dsum,
@@ -85,28 +75,11 @@ INLINE void q4_0_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
     }
 }
 
-/// The 16-bit word `j` of each 128-bit lane of `s`, in every word of that lane.
-#define WORD(s, j) _mm256_shuffle_epi8((s), _mm256_set1_epi16((short)(((2 * (j) + 1) << 8) | (2 * (j)))))
-
 /// The end of a 256-value block: each token's integer sum times the block's f32 scale `d` and the token's activation
 /// scale, into its accumulator chain `c`.
 INLINE void k_scale_sums(const __m256i *sum, float d, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], int c) {
     for (int t = 0; t < nt; t++)
         acc[t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(d * a[t].d[v / 256]), acc[t][c]);
-}
-
-/// The 12 bytes of 6-bit scales and mins of Q4_K and Q5_K (one each per 32 values): scales 0–3 / mins 0–3 are the
-/// low 6 bits of bytes 0–3 / 4–7; scale / min j+4 takes its low 4 bits from byte j+8 (low / high nibble), its high 2
-/// bits from the top of byte j / j+4. As int16: scales in each 128-bit lane of `scales`, mins in `mins`.
-INLINE void k4_scales_mins(const uint8_t *p, __m256i *scales, __m128i *mins) {
-    uint32_t w[3], sm[2], mn[2];
-    memcpy(w, p, 12);
-    sm[0] = w[0] & 0x3F3F3F3F;
-    sm[1] = (w[2] & 0x0F0F0F0F) | (((w[0] >> 6) & 0x03030303) << 4);
-    mn[0] = w[1] & 0x3F3F3F3F;
-    mn[1] = ((w[2] >> 4) & 0x0F0F0F0F) | (((w[1] >> 6) & 0x03030303) << 4);
-    *scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
-    *mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
 }
 
 /// The K-quants' minimums, dmin·d_x·Σ_j min_j·(Σq of its 32), into off[t].
@@ -166,17 +139,6 @@ INLINE void q5_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
     k_scale_sums(sum, half_at(b), a, nt, v, acc, c);
 }
 
-/// For the K-quants with a scale per 16 values (Q2_K, Q3_K, Q6_K; int8, in `S`'s lanes): the scales of values
-/// 32k…32k+31 of a 128-value half `n` as int16 words, scale 8n+2k in the low lane (values 0–15), 8n+2k+1 in the high
-/// lane; sign-extended from the byte copied into both halves of each word.
-INLINE __m256i k16_scales(__m256i S, int j) {
-    return _mm256_srai_epi16(
-        _mm256_shuffle_epi8(S, _mm256_setr_epi8(j, j, j, j, j, j, j, j, j, j, j, j, j, j, j, j, j + 1, j + 1, j + 1,
-                                                j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1,
-                                                j + 1, j + 1, j + 1)),
-        8);
-}
-
 /// The codes' offset, −2^shift·Σ scale·(Σq of its 16), as each token's starting integer sum.
 INLINE void k16_offsets(__m128i sc, int shift, const activations8 *a, int nt, size_t v, __m256i *sum) {
     const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
@@ -211,15 +173,7 @@ INLINE void q6_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
 // 32n+l), 12 bytes of 6-bit scales (one per 16 values, minus 32), f16 d; value = d·scale·(q + 4·high − 4).
 INLINE void q3_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
     (void)off;
-    // The scales' low nibbles are bytes 0–7 (scales 0–7 low, 8–15 high), their high pairs bytes 8–11.
-    uint32_t aux[4];
-    memcpy(aux, b + 96, 12);
-    const uint32_t high = aux[2];
-    aux[2] = ((aux[0] >> 4) & 0x0F0F0F0F) | (((high >> 4) & 0x03030303) << 4);
-    aux[3] = ((aux[1] >> 4) & 0x0F0F0F0F) | (((high >> 6) & 0x03030303) << 4);
-    aux[0] = (aux[0] & 0x0F0F0F0F) | ((high & 0x03030303) << 4);
-    aux[1] = (aux[1] & 0x0F0F0F0F) | (((high >> 2) & 0x03030303) << 4);
-    const __m128i sc = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
+    const __m128i sc = q3_K_scales(b + 96);
     const __m256i S = _mm256_broadcastsi128_si256(sc);
     __m256i sum[max_tokens8];
     k16_offsets(sc, 2, a, nt, v, sum);
@@ -294,18 +248,6 @@ INLINE void iq4_xs_block8(const uint8_t *b, const activations8 *a, int nt, size_
         }
     }
     k_scale_sums(sum, half_at(b), a, nt, v, acc, c);
-}
-
-/// Bytes of one token's activations in the buffer of `moe_quantize_activations8`: n codes, n/32 floats d, n/32 floats
-/// dsum, n/16 + n/32 int16 sums, rounded up to 32 bytes.
-static size_t token_stride8(size_t n) {
-    return (n + n / 32 * 2 * sizeof(float) + (n / 16 + n / 32) * sizeof(int16_t) + 31) & ~(size_t)31;
-}
-
-static activations8 token_view8(const uint8_t *p, size_t n) {
-    const float *d = (const float *)(p + n), *dsum = d + n / 32;
-    const int16_t *sum16 = (const int16_t *)(dsum + n / 32);
-    return (activations8){(const int8_t *)p, d, dsum, sum16, sum16 + n / 16};
 }
 
 size_t moe_activations8_bytes(size_t n, size_t tokens) { return token_stride8(n) * tokens; }

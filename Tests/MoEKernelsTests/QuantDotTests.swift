@@ -110,7 +110,8 @@ extension QuantDotTests {
 
 extension QuantDotTests {
     /// The fast path (`int8Linear`: activations rounded to int8 per 32 values for Q4_0, per 256 for the K-quants), for
-    /// 1–17 tokens and 512 or 8,448 columns, over two chunks of rows, accumulating. With
+    /// 1–70 tokens and 256–8,448 columns, over two chunks of rows (the second with a lone last row for the GEMM's
+    /// pairs), accumulating; the decode kernels and, for the K-quants, the prefill GEMM. With
     /// activations that int8 holds exactly (each group's largest is 1, the rest multiples of 1/127) the outputs are
     /// the exact dot products; with any activations, within their rounding (each off by at most its group's
     /// largest / 254).
@@ -118,10 +119,11 @@ extension QuantDotTests {
           arguments: [QuantType.q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs], [(1, 512), (3, 512), (4, 8448), (17, 512), (70, 256)])
     func int8ActivationsEqualTheDequantisedProduct(_ q: QuantType, shape: (tokens: Int, cols: Int)) {
         let (tokens, cols) = shape
-        let rows = 6, ldx = cols + 5, ldo = rows + 1, group = q == .q4_0 ? 32 : 256
+        let rows = 7, ldx = cols + 5, ldo = rows + 1, group = q == .q4_0 ? 32 : 256
         let values = (0..<(rows * cols)).map { Float(($0 * 7919) % 1009) / 504.5 - 1 }
         var blocks = [UInt8](repeating: 0, count: rows * q.rowBytes(cols)!)
         blocks.withUnsafeMutableBytes { q.quantize(values, into: $0.baseAddress!, count: rows * cols) }
+        for gemm in q.hasInt8GEMM ? [false, true] : [false] {
         for exact in [true, false] {
             let x = (0..<(tokens * ldx)).map { i -> Float in
                 let k = Float((i * 104_729) % 255 - 127)
@@ -132,7 +134,7 @@ extension QuantDotTests {
             var dense = [Float](repeating: 0, count: cols)
             blocks.withUnsafeBytes { b in
                 let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
-                int8Linear(x, ldx, tokens, w, q, &out, ldo, true, WorkerPool(threads: 1), chunks: 2)
+                int8Linear(x, ldx, tokens, w, q, &out, ldo, true, WorkerPool(threads: 1), chunks: 2, gemm: gemm)
                 for r in 0..<rows {
                     q.dequantize(b.baseAddress! + r * q.rowBytes(cols)!, into: &dense, count: cols)
                     for t in 0..<tokens {
@@ -143,11 +145,12 @@ extension QuantDotTests {
                             return sum + abs(Double(dense[i])) * Double(x[g..<(g + group)].map { abs($0) }.max()!) / 254
                         }
                         #expect(abs(Double(out[t * ldo + r]) - expected) <= 1e-4 * max(1, abs(expected)) + rounding,
-                                "\(q) \(exact ? "exact" : "rounded") row \(r) token \(t): \(out[t * ldo + r]) vs \(expected)")
+                                "\(q) \(gemm ? "GEMM" : "rows") \(exact ? "exact" : "rounded") row \(r) token \(t): \(out[t * ldo + r]) vs \(expected)")
                     }
                 }
             }
             for t in 0..<tokens { #expect(out[t * ldo + rows] == 0.5) }
+        }
         }
     }
 
@@ -161,12 +164,14 @@ extension QuantDotTests {
         for bad in [Float.nan, .infinity, -.infinity] {
             var x = (0..<cols).map { Float($0 % 7) - 3 }
             x[300] = bad
-            var out = [Float](repeating: 0, count: rows)
-            blocks.withUnsafeBytes { b in
-                let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
-                int8Linear(x, cols, 1, w, q, &out, rows, false, WorkerPool(threads: 1), chunks: 1)
+            for gemm in q.hasInt8GEMM ? [false, true] : [false] {
+                var out = [Float](repeating: 0, count: rows)
+                blocks.withUnsafeBytes { b in
+                    let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
+                    int8Linear(x, cols, 1, w, q, &out, rows, false, WorkerPool(threads: 1), chunks: 1, gemm: gemm)
+                }
+                #expect(out.allSatisfy { !$0.isFinite }, "\(q) \(gemm ? "GEMM" : "rows") \(bad): \(out)")
             }
-            #expect(out.allSatisfy { !$0.isFinite }, "\(q) \(bad): \(out)")
         }
     }
 }

@@ -59,4 +59,19 @@ void moe_dot8_rows_iq4_xs(const void *base, size_t row_bytes, size_t blocks, con
 void moe_dot8_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 
+/// Prefill (quant_gemm8.c): the same product for many tokens, from the same activations, for the K-quants: rows are
+/// unpacked two at a time into `scratch` (`moe_gemm8_scratch_bytes(blocks)` bytes), then multiplied by four tokens at
+/// a time.
+size_t moe_gemm8_scratch_bytes(size_t blocks);
+void moe_gemm8_rows_q2_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate, void *scratch);
+void moe_gemm8_rows_q3_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate, void *scratch);
+void moe_gemm8_rows_q4_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate, void *scratch);
+void moe_gemm8_rows_q5_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate, void *scratch);
+void moe_gemm8_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate, void *scratch);
+
 #endif

@@ -146,10 +146,32 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
-    /// Whether prefill (more than `integerTokensLimit` tokens) should also take the 8-bit kernels rather than
-    /// dequantise into the f32 GEMM: for Q5_K, whose Swift dequantisation, repeated for every call on an expert's few
-    /// tokens, cost more than the GEMM gained (measured below in QuantizedLinear.swift).
-    var int8Prefill: Bool { self == .q5_K }
+    /// Prefill on 8-bit activations (quant_gemm8.c): rows [rows) unpacked two at a time into `scratch` (at least
+    /// `moe_gemm8_scratch_bytes(blocks)` bytes), then multiplied four tokens at a time. Only where `hasInt8GEMM`.
+    func gemm8Rows(_ rows: Range<Int>, _ w: WeightMatrix, _ activations: UnsafeRawPointer, _ tokens: Int,
+                   _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, scratch: UnsafeMutableRawPointer) {
+        let kernel: @convention(c) (UnsafeRawPointer?, Int, Int, UnsafeRawPointer?, Int, UnsafeMutablePointer<Float>?,
+                                    Int, Int, Int, Int32, UnsafeMutableRawPointer?) -> Void
+        switch self {
+        case .q2_K: kernel = moe_gemm8_rows_q2_K
+        case .q3_K: kernel = moe_gemm8_rows_q3_K
+        case .q4_K: kernel = moe_gemm8_rows_q4_K
+        case .q5_K: kernel = moe_gemm8_rows_q5_K
+        case .q6_K: kernel = moe_gemm8_rows_q6_K
+        default: preconditionFailure("\(self) has no 8-bit GEMM")
+        }
+        kernel(w.base, w.rowBytes, w.cols / blockElements, activations, tokens, out, ldo, rows.lowerBound,
+               rows.upperBound, accumulate ? 1 : 0, scratch)
+    }
+
+    /// Whether `gemm8Rows` runs for this type here: the K-quants, whose blocks unpack into its one layout.
+    var hasInt8GEMM: Bool {
+        guard quantDotAVX2 else { return false }
+        switch self {
+        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K: return true
+        default: return false
+        }
+    }
 
     /// Whether `dotRowsTokens` runs for this type here.
     var hasTokensKernel: Bool {

@@ -29,9 +29,15 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
         let bytes = w.rows &* w.rowBytes
         chunks = min(bytes >= 4 << 20 ? pool.threads &* 4 : pool.threads, (w.rows + 3) / 4)
     }
-    if (tokens <= integerTokensLimit || q.int8Prefill) && w.activations == .int8 && q.hasInt8Kernel {
-        int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks)
-        return
+    if w.activations == .int8 {
+        if tokens <= integerTokensLimit && q.hasInt8Kernel {
+            int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks, gemm: false)
+            return
+        }
+        if tokens > integerTokensLimit && q.hasInt8GEMM {
+            int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks, gemm: true)
+            return
+        }
     }
     // Whole 16-row panels of the GEMM: a step of 8 rows (2,048 columns) left half of each micro-kernel idle and
     // halved prefill.
@@ -47,9 +53,11 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
 }
 
 /// The fast path: the activations rounded to int8 once (split across the threads when there are many tokens), then
-/// each thread's rows by the integer kernels. (Used for up to `integerTokensLimit` tokens; correct for any number.)
+/// each thread's rows by the integer kernels: the row-streaming ones (`dot8Rows`, decode) or the GEMM (`gemm8Rows`,
+/// prefill). Either is correct for any number of tokens.
 func int8Linear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: WeightMatrix, _ q: QuantType,
-                _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, _ pool: WorkerPool, chunks: Int) {
+                _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, _ pool: WorkerPool, chunks: Int,
+                gemm: Bool) {
     let n = w.cols, group = q.int8ActivationGroup
     let activations = ThreadScratch.activations.bytes(moe_activations8_bytes(n, tokens))
     let parts = tokens >= 64 ? pool.threads : 1
@@ -59,7 +67,13 @@ func int8Linear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: Weigh
     }
     pool.parallelFor(chunks) { c in
         let rows = splitRange(w.rows, parts: chunks, index: c, align: 4)
-        if !rows.isEmpty { q.dot8Rows(rows, w, activations, tokens, out, ldo, accumulate) }
+        if rows.isEmpty { return }
+        if gemm {
+            let scratch = ThreadScratch.dequantized.bytes(moe_gemm8_scratch_bytes(w.cols / q.blockElements))
+            q.gemm8Rows(rows, w, activations, tokens, out, ldo, accumulate, scratch: scratch)
+        } else {
+            q.dot8Rows(rows, w, activations, tokens, out, ldo, accumulate)
+        }
     }
 }
 
