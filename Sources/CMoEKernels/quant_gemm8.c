@@ -126,113 +126,134 @@ INLINE void q2_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
     u.dm[i] = half_at(b + 82);
 }
 
-/// The sums of the lanes of v[r][t], r < 2, t < 4, as one vector: lane 4r + t.
-INLINE __m256i reduce_2x4(const __m256i v[2][4]) {
-    __m256i x[2];
-    for (int r = 0; r < 2; r++)
-        x[r] = _mm256_hadd_epi32(_mm256_hadd_epi32(v[r][0], v[r][1]), _mm256_hadd_epi32(v[r][2], v[r][3]));
-    return _mm256_add_epi32(_mm256_permute2x128_si256(x[0], x[1], 0x20), _mm256_permute2x128_si256(x[0], x[1], 0x31));
-}
+// The panel: eight rows interleaved so that each vector holds the same four values of all eight rows, and a product
+// with four activations broadcast leaves one row per 32-bit lane. Per 256-value block: codes[64][8 rows][4];
+// scales[16 groups of 16 values][8 rows][2 copies] (int16); the offsets' coefficients in pairs
+// coef[8][8 rows][2] (per 16 values: pair j holds groups 2j, 2j+1; per 32: only pairs 0–3, groups of 32); d[8], dm[8].
+enum { panel_codes = 0, panel_scales = 2048, panel_coef = 2048 + 512, panel_d = 2048 + 512 + 256,
+       panel_dm = panel_d + 32, panel_block = panel_dm + 32 };
 
-/// How a type's offsets (the dm·coef terms) reach the sums: separately per 16 values (Q2_K); separately with one
-/// coefficient per 32 values (Q4_K, Q5_K: two rows share each product); or, where dm is the block's own scale
-/// (Q3_K, Q6_K), subtracted from the integer sums before they are reduced.
-enum { offsets_per16, offsets_per32, offsets_folded };
-
-/// Rows u[0], u[1] times four tokens a[0…3]: lane 4r + t of the result is row r · token t.
-INLINE __m256 tile_2x4(const unpacked_row u[2], const activations8 a[4], size_t blocks, int offsets) {
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t i = 0; i < blocks; i++) {
-        __m256i sum[2][4];
-        for (int r = 0; r < 2; r++)
-            for (int t = 0; t < 4; t++) sum[r][t] = _mm256_setzero_si256();
-        // Not unrolled: unrolled, the compiler interleaved sub-blocks and spilled the sums.
-#pragma clang loop unroll(disable)
-        for (int j = 0; j < 8; j++) {
-            const size_t x = 256 * i + 32 * j;
-            const __m256i w0 = _mm256_loadu_si256((const __m256i *)(u[0].codes + x));
-            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(u[1].codes + x));
-            const __m256i s0 = _mm256_loadu_si256((const __m256i *)(u[0].scales + 256 * i + 16 * j));
-            const __m256i s1 = _mm256_loadu_si256((const __m256i *)(u[1].scales + 256 * i + 16 * j));
-            for (int t = 0; t < 4; t++) {
-                const __m256i y = _mm256_loadu_si256((const __m256i *)(a[t].q + x));
-                sum[0][t] = _mm256_add_epi32(sum[0][t], _mm256_madd_epi16(_mm256_maddubs_epi16(w0, y), s0));
-                sum[1][t] = _mm256_add_epi32(sum[1][t], _mm256_madd_epi16(_mm256_maddubs_epi16(w1, y), s1));
-            }
+/// Interleaves block 0 of the eight unpacked rows `u` into the panel block at `p`. `per32`: Q4_K's and Q5_K's
+/// coefficients, one per 32 values.
+INLINE void interleave(const unpacked_row u[8], uint8_t *p, int per32) {
+    for (int j = 0; j < 8; j++) {
+        // The 8 × 8 transpose of 32-bit words: rows' values 32j … 32j+31 into eight vectors of four values × 8 rows.
+        __m256i v[8], w[8];
+        for (int r = 0; r < 8; r++) v[r] = _mm256_loadu_si256((const __m256i *)(u[r].codes + 32 * j));
+        for (int r = 0; r < 8; r += 2) {
+            w[r] = _mm256_unpacklo_epi32(v[r], v[r + 1]);
+            w[r + 1] = _mm256_unpackhi_epi32(v[r], v[r + 1]);
         }
-        if (offsets == offsets_folded)
-            for (int r = 0; r < 2; r++) {
-                const __m256i c = _mm256_loadu_si256((const __m256i *)(u[r].coef + 16 * i));
-                for (int t = 0; t < 4; t++)
-                    sum[r][t] = _mm256_sub_epi32(sum[r][t], _mm256_madd_epi16(c, _mm256_loadu_si256((const __m256i *)(a[t].sum16 + 16 * i))));
+        for (int r = 0; r < 8; r += 4)
+            for (int k = 0; k < 2; k++) {
+                v[r + k] = _mm256_unpacklo_epi64(w[r + k], w[r + 2 + k]);
+                v[r + 2 + k] = _mm256_unpackhi_epi64(w[r + k], w[r + 2 + k]);
             }
-        const __m128 dt4 = _mm_setr_ps(a[0].d[i], a[1].d[i], a[2].d[i], a[3].d[i]);
-        const __m256 dt = _mm256_set_m128(dt4, dt4);
-        const __m256 d = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(u[1].d[i]), _mm_set1_ps(u[0].d[i])), dt);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce_2x4(sum)), d, acc);
-        if (offsets == offsets_folded) continue;
-        __m256i off;
-        if (offsets == offsets_per32) {
-            // Row 0's eight coefficients in the low lane, row 1's in the high, against each token's sums per 32
-            // in both: two hadd levels leave lane 4r + t.
-            const __m256i c = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(u[1].coef32 + 8 * i)),
-                                               _mm_loadu_si128((const __m128i *)(u[0].coef32 + 8 * i)));
-            __m256i p[4];
-            for (int t = 0; t < 4; t++)
-                p[t] = _mm256_madd_epi16(c, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a[t].sum32 + 8 * i))));
-            off = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-        } else {
-            for (int r = 0; r < 2; r++) {
-                const __m256i c = _mm256_loadu_si256((const __m256i *)(u[r].coef + 16 * i));
-                for (int t = 0; t < 4; t++)
-                    sum[r][t] = _mm256_madd_epi16(c, _mm256_loadu_si256((const __m256i *)(a[t].sum16 + 16 * i)));
-            }
-            off = reduce_2x4(sum);
+        // v[0…3]: rows 0–3, value groups (0, 2, 1, 3) in the low lane and (4, 6, 5, 7) in the high; v[4…7]: rows 4–7.
+        static const int order[4] = {0, 2, 1, 3};
+        for (int k = 0; k < 4; k++) {
+            store(p + panel_codes + 32 * (8 * j + order[k]), _mm256_permute2x128_si256(v[k], v[4 + k], 0x20));
+            store(p + panel_codes + 32 * (8 * j + 4 + order[k]), _mm256_permute2x128_si256(v[k], v[4 + k], 0x31));
         }
-        const __m256 dm = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(u[1].dm[i]), _mm_set1_ps(u[0].dm[i])), dt);
-        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(off), dm, acc);
     }
-    return acc;
+    int16_t *scales = (int16_t *)(p + panel_scales), *coef = (int16_t *)(p + panel_coef);
+    float *d = (float *)(p + panel_d), *dm = (float *)(p + panel_dm);
+    for (int r = 0; r < 8; r++) {
+        for (int g = 0; g < 16; g++) scales[16 * g + 2 * r] = scales[16 * g + 2 * r + 1] = u[r].scales[16 * (g / 2) + 8 * (g % 2)];
+        for (int j = 0; j < 8; j++) {
+            coef[16 * j + 2 * r] = per32 ? (j < 4 ? u[r].coef32[2 * j] : 0) : u[r].coef[2 * j];
+            coef[16 * j + 2 * r + 1] = per32 ? (j < 4 ? u[r].coef32[2 * j + 1] : 0) : u[r].coef[2 * j + 1];
+        }
+        d[r] = u[r].d[0];
+        dm[r] = u[r].dm[0];
+    }
 }
 
-size_t moe_gemm8_scratch_bytes(size_t blocks) { return 2 * unpacked_row_bytes(blocks); }
+INLINE __m256i broadcast32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
 
-/// `moe_gemm8_rows_<type>`: rows two at a time, each pair unpacked once into `scratch`, then every four tokens.
-#define GEMM_KERNEL8(type, block_bytes, offsets)                                                                   \
+/// A panel times four tokens a[0…3]: acc[t] lane r += row r · token t. `pairs`: the coefficient pairs per block (8,
+/// or 4 for coefficients per 32 against the tokens' sums per 32).
+INLINE void panel_4(const uint8_t *panel, size_t blocks, const activations8 a[4], int pairs, __m256 acc[4]) {
+    for (size_t i = 0; i < blocks; i++) {
+        const uint8_t *p = panel + i * panel_block;
+        __m256i sum[4];
+        for (int t = 0; t < 4; t++) sum[t] = _mm256_setzero_si256();
+        // Not unrolled: unrolled, the compiler interleaved groups and spilled.
+#pragma clang loop unroll(disable)
+        for (int g = 0; g < 16; g++) {
+            const __m256i s = _mm256_loadu_si256((const __m256i *)(p + panel_scales + 32 * g));
+            for (int k = 0; k < 4; k++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(p + panel_codes + 32 * (4 * g + k)));
+                for (int t = 0; t < 4; t++) {
+                    const __m256i x = broadcast32(a[t].q + 256 * i + 16 * g + 4 * k);
+                    sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), s));
+                }
+            }
+        }
+        const __m256 d = _mm256_loadu_ps((const float *)(p + panel_d)), dm = _mm256_loadu_ps((const float *)(p + panel_dm));
+        __m256i off[4];
+        for (int t = 0; t < 4; t++) off[t] = _mm256_setzero_si256();
+        for (int j = 0; j < pairs; j++) {
+            const __m256i c = _mm256_loadu_si256((const __m256i *)(p + panel_coef + 32 * j));
+            for (int t = 0; t < 4; t++) {
+                const int16_t *sums = pairs == 4 ? a[t].sum32 + 8 * i : a[t].sum16 + 16 * i;
+                off[t] = _mm256_add_epi32(off[t], _mm256_madd_epi16(c, broadcast32(sums + 2 * j)));
+            }
+        }
+        for (int t = 0; t < 4; t++) {
+            const __m256 dt = _mm256_broadcast_ss(a[t].d + i);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, dt), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(off[t]), _mm256_mul_ps(dm, dt), acc[t]);
+        }
+    }
+}
+
+size_t moe_gemm8_scratch_bytes(size_t blocks) { return blocks * panel_block + 8 * unpacked_row_bytes(1); }
+
+/// `moe_gemm8_rows_<type>`: eight rows at a time, interleaved once per call into a panel in `scratch`, then every
+/// four tokens.
+#define GEMM_KERNEL8(type, block_bytes, per32)                                                                     \
     TARGET void moe_gemm8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const void *acts,         \
                                       size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end,     \
                                       int accumulate, void *scratch) {                                             \
         const size_t n = blocks * 256, stride = token_stride8(n);                                                 \
-        unpacked_row u[2] = {unpacked_view((uint8_t *)scratch, blocks),                                            \
-                             unpacked_view((uint8_t *)scratch + unpacked_row_bytes(blocks), blocks)};              \
-        for (size_t r = row_begin; r < row_end; r += 2) {                                                          \
-            const int rows = row_end - r >= 2 ? 2 : 1;                                                             \
-            for (int k = 0; k < 2; k++) {                                                                          \
-                /* A lone last row is unpacked twice; its copy's results are dropped. */                           \
-                const uint8_t *b = (const uint8_t *)base + (r + (k < rows ? k : 0)) * row_bytes;                  \
-                for (size_t i = 0; i < blocks; i++) type##_unpack(b + i * block_bytes, u[k], i);                   \
+        uint8_t *panel = (uint8_t *)scratch;                                                                       \
+        unpacked_row u[8];                                                                                         \
+        for (int k = 0; k < 8; k++) u[k] = unpacked_view(panel + blocks * panel_block + k * unpacked_row_bytes(1), 1);\
+        for (size_t r = row_begin; r < row_end; r += 8) {                                                          \
+            const int rows = row_end - r >= 8 ? 8 : (int)(row_end - r);                                            \
+            for (size_t i = 0; i < blocks; i++) {                                                                  \
+                /* Past the last row, its copies; their results are dropped. */                                    \
+                for (int k = 0; k < 8; k++)                                                                        \
+                    type##_unpack((const uint8_t *)base + (r + (k < rows ? k : rows - 1)) * row_bytes + i * block_bytes, u[k], 0);\
+                interleave(u, panel + i * panel_block, per32);                                                     \
             }                                                                                                      \
             for (size_t t = 0; t < tokens; t += 4) {                                                               \
                 const int nt = tokens - t < 4 ? (int)(tokens - t) : 4;                                             \
                 activations8 a[4];                                                                                 \
                 for (int k = 0; k < 4; k++)                                                                        \
                     a[k] = token_view8((const uint8_t *)acts + (t + (k < nt ? k : nt - 1)) * stride, n);           \
-                float s[8];                                                                                        \
-                _mm256_storeu_ps(s, tile_2x4(u, a, blocks, offsets));                                              \
-                for (int k = 0; k < rows; k++)                                                                     \
-                    for (int j = 0; j < nt; j++) {                                                                 \
-                        float *o = out + (t + j) * ldo + r + k;                                                    \
-                        *o = accumulate ? *o + s[4 * k + j] : s[4 * k + j];                                        \
-                    }                                                                                              \
+                __m256 acc[4];                                                                                     \
+                for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();                                          \
+                panel_4(panel, blocks, a, per32 ? 4 : 8, acc);                                                     \
+                for (int j = 0; j < nt; j++) {                                                                     \
+                    float s[8], *o = out + (t + j) * ldo + r;                                                      \
+                    _mm256_storeu_ps(s, acc[j]);                                                                   \
+                    for (int k = 0; k < rows; k++) o[k] = accumulate ? o[k] + s[k] : s[k];                         \
+                }                                                                                                  \
             }                                                                                                      \
         }                                                                                                          \
     }
 
-GEMM_KERNEL8(q2_K, 84, offsets_per16)
-GEMM_KERNEL8(q3_K, 110, offsets_folded)
-GEMM_KERNEL8(q4_K, 144, offsets_per32)
-GEMM_KERNEL8(q5_K, 176, offsets_per32)
-GEMM_KERNEL8(q6_K, 210, offsets_folded)
+GEMM_KERNEL8(q2_K, 84, 0)
+GEMM_KERNEL8(q3_K, 110, 0)
+GEMM_KERNEL8(q4_K, 144, 1)
+GEMM_KERNEL8(q5_K, 176, 1)
+GEMM_KERNEL8(q6_K, 210, 0)
 
 #else
 
