@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import MoEFormats
-import MoEKernels
+@testable import MoEKernels
 @testable import MoEModel
 
 /// Models read from the GGUF files of scripts/make_gguf_fixtures.py (llama.cpp's converter and quantiser).
@@ -76,6 +76,24 @@ func greedyIDs(_ model: Transformer, prompt: [Int], count: Int) throws -> [Int] 
         let fastDistance = maxAbsDifference(UnsafeBufferPointer(try fast.forward(e.tokens, cache: fast.makeCache(), logitsFor: .all)), exact)
         print("\(name): vs exact, 16-bit activations \(ours), 8-bit \(fastDistance), llama.cpp \(llama)")
         #expect(fastDistance <= 1.1 * llama + 1e-4, "\(name): 8-bit activations vs exact \(fastDistance), llama.cpp vs exact \(llama)")
+    }
+
+    /// On 8-bit activations, a 30-token prompt of a K-quant model prefilled at once (the integer GEMM of
+    /// quant_gemm8.c) gives the logits of decoding it one token at a time (the row kernels, held to llama.cpp above):
+    /// the same integer products, summed in another order.
+    @Test(.enabled(if: QuantType.q4_K.hasInt8GEMM, "needs the AVX2 kernels"),
+          arguments: ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q4_k_m"])
+    func int8PrefillEqualsDecodeSteps(_ name: String) throws {
+        let e: GGUFModelFixtures.Quantized = try #require(try GGUFModelFixtures.load("quant")[name])
+        let model = try Transformer(directory: "\(GGUFModelFixtures.root)/quant/\(e.file)", threads: 2, activations: .int8)
+        let prompt = e.tokens + e.tokens.reversed() + e.tokens
+        let prefill = Array(try model.forward(prompt, cache: model.makeCache(), logitsFor: .all))
+        let cache = model.makeCache()
+        var steps: [Float] = []
+        for token in prompt { steps += try model.forward([token], cache: cache, logitsFor: .all) }
+        let scale = steps.map(abs).max()!
+        let diff = prefill.withUnsafeBufferPointer { maxAbsDifference($0, steps) }
+        #expect(diff <= 1e-5 * max(1, scale), "\(name): prefill vs decode steps max |Δlogit| = \(diff) (logits up to \(scale))")
     }
 
     /// The quantised path through `linear` at every token count the kernels split on (GEMV, GEMM), against the
