@@ -154,6 +154,39 @@ extension QuantDotTests {
         }
     }
 
+    /// The GEMM sums up to eight products of codes and activations in 16 bits before scaling them: with every code at
+    /// its largest (all bits set), the scales' fields too, and every activation at ±127, nothing wraps.
+    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q2_K, .q3_K, .q4_K, .q5_K, .q6_K])
+    func int8GEMMLargestCodesDoNotOverflow(_ q: QuantType) {
+        let rows = 9, cols = 512, tokens = 13
+        let bytes = q.rowBytes(cols)!, blockBytes = bytes / (cols / 256)
+        // The f16 scale fields (d, and dmin where the type has one) set to 2^-10; every other byte 0xFF.
+        let halves: [Int] = switch q {
+        case .q2_K: [80, 82]
+        case .q3_K: [108]
+        case .q6_K: [208]
+        default: [0, 2]
+        }
+        var blocks = [UInt8](repeating: 0xFF, count: rows * bytes)
+        for b in stride(from: 0, to: blocks.count, by: blockBytes) {
+            for h in halves { blocks[b + h] = 0x00; blocks[b + h + 1] = 0x14 }
+        }
+        for sign: Float in [1, -1] {
+            let x = [Float](repeating: sign, count: tokens * cols)
+            var out = [Float](repeating: 0, count: tokens * rows)
+            var dense = [Float](repeating: 0, count: cols)
+            blocks.withUnsafeBytes { b in
+                let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))
+                int8Linear(x, cols, tokens, w, q, &out, rows, false, WorkerPool(threads: 1), chunks: 1, gemm: true)
+                q.dequantize(b.baseAddress!, into: &dense, count: cols)
+            }
+            let expected = Double(sign) * dense.reduce(0.0) { $0 + Double($1) }
+            for (i, o) in out.enumerated() {
+                #expect(abs(Double(o) - expected) <= 1e-4 * max(1, abs(expected)), "\(q) sign \(sign) output \(i): \(o) vs \(expected)")
+            }
+        }
+    }
+
     /// A NaN or infinite activation stays visible on the fast path too.
     @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs])
     func int8NonFiniteActivationsStayVisible(_ q: QuantType) {
