@@ -44,13 +44,10 @@ TARGET static void quantize_activations8(const float *x, size_t n, size_t group,
             _mm256_storeu_si256((__m256i *)(q + g * group + i), _mm256_permutevar8x32_epi32(b, order));
             const int32_t s0 = hsum_i32(_mm256_add_epi32(c[0], c[1])), s1 = hsum_i32(_mm256_add_epi32(c[2], c[3]));
             const size_t j = (g * group + i) / 32;
-            if (group == 32) {
-                dsum[j] = dg * (float)(s0 + s1);
-            } else {
-                sum16[2 * j] = (int16_t)s0;
-                sum16[2 * j + 1] = (int16_t)s1;
-                sum32[j] = (int16_t)(s0 + s1);
-            }
+            if (group == 32) dsum[j] = dg * (float)(s0 + s1);
+            sum16[2 * j] = (int16_t)s0;
+            sum16[2 * j + 1] = (int16_t)s1;
+            sum32[j] = (int16_t)(s0 + s1);
         }
         d[g] = dg;
     }

@@ -136,28 +136,35 @@ INLINE void q2_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
 enum { panel_codes = 0, panel_scales = 2048, panel_coef = 2048 + 512, panel_d = 2048 + 512 + 256,
        panel_dm = panel_d + 32, panel_block = panel_dm + 32 };
 
+/// The 8 × 8 transpose of 32-bit words: 32 codes of each of eight rows into eight vectors of four codes × 8 rows
+/// (vector k: codes 4k … 4k+3 of rows 0–7), at `dst`.
+INLINE void transpose_8x32(const uint8_t *const rows[8], uint8_t *dst) {
+    __m256i v[8], w[8];
+    for (int r = 0; r < 8; r++) v[r] = _mm256_loadu_si256((const __m256i *)rows[r]);
+    for (int r = 0; r < 8; r += 2) {
+        w[r] = _mm256_unpacklo_epi32(v[r], v[r + 1]);
+        w[r + 1] = _mm256_unpackhi_epi32(v[r], v[r + 1]);
+    }
+    for (int r = 0; r < 8; r += 4)
+        for (int k = 0; k < 2; k++) {
+            v[r + k] = _mm256_unpacklo_epi64(w[r + k], w[r + 2 + k]);
+            v[r + 2 + k] = _mm256_unpackhi_epi64(w[r + k], w[r + 2 + k]);
+        }
+    // v[0…3]: rows 0–3, code groups (0, 2, 1, 3) in the low lane and (4, 6, 5, 7) in the high; v[4…7]: rows 4–7.
+    static const int order[4] = {0, 2, 1, 3};
+    for (int k = 0; k < 4; k++) {
+        store(dst + 32 * order[k], _mm256_permute2x128_si256(v[k], v[4 + k], 0x20));
+        store(dst + 32 * (4 + order[k]), _mm256_permute2x128_si256(v[k], v[4 + k], 0x31));
+    }
+}
+
 /// Interleaves block 0 of the eight unpacked rows `u` into the panel block at `p`. `per32`: Q4_K's and Q5_K's
 /// coefficients, one per 32 values.
 INLINE void interleave(const unpacked_row u[8], uint8_t *p, int per32) {
     for (int j = 0; j < 8; j++) {
-        // The 8 × 8 transpose of 32-bit words: rows' values 32j … 32j+31 into eight vectors of four values × 8 rows.
-        __m256i v[8], w[8];
-        for (int r = 0; r < 8; r++) v[r] = _mm256_loadu_si256((const __m256i *)(u[r].codes + 32 * j));
-        for (int r = 0; r < 8; r += 2) {
-            w[r] = _mm256_unpacklo_epi32(v[r], v[r + 1]);
-            w[r + 1] = _mm256_unpackhi_epi32(v[r], v[r + 1]);
-        }
-        for (int r = 0; r < 8; r += 4)
-            for (int k = 0; k < 2; k++) {
-                v[r + k] = _mm256_unpacklo_epi64(w[r + k], w[r + 2 + k]);
-                v[r + 2 + k] = _mm256_unpackhi_epi64(w[r + k], w[r + 2 + k]);
-            }
-        // v[0…3]: rows 0–3, value groups (0, 2, 1, 3) in the low lane and (4, 6, 5, 7) in the high; v[4…7]: rows 4–7.
-        static const int order[4] = {0, 2, 1, 3};
-        for (int k = 0; k < 4; k++) {
-            store(p + panel_codes + 32 * (8 * j + order[k]), _mm256_permute2x128_si256(v[k], v[4 + k], 0x20));
-            store(p + panel_codes + 32 * (8 * j + 4 + order[k]), _mm256_permute2x128_si256(v[k], v[4 + k], 0x31));
-        }
+        const uint8_t *rows[8];
+        for (int r = 0; r < 8; r++) rows[r] = u[r].codes + 32 * j;
+        transpose_8x32(rows, p + panel_codes + 256 * j);
     }
     int16_t *scales = (int16_t *)(p + panel_scales), *coef = (int16_t *)(p + panel_coef);
     float *d = (float *)(p + panel_d), *dm = (float *)(p + panel_dm);
@@ -222,7 +229,113 @@ INLINE void panel_4(const uint8_t *panel, size_t blocks, const activations8 a[4]
     }
 }
 
-size_t moe_gemm8_scratch_bytes(size_t blocks) { return blocks * panel_block + 8 * unpacked_row_bytes(1); }
+// Q4_0 and Q8_0: one f32 scale per 32 values, so the panel holds per 32 values the codes of eight rows, 8 × 32 bytes
+// as above, then their eight scales; the sums end every 32 values. Q4_0's codes are unsigned (0–15, value
+// d·(q − 8): the −8 is subtracted in integers, against the token's sum per 32); Q8_0's are signed, so vpmaddubsw takes
+// their magnitudes and the activations carry their signs (one more instruction per product).
+enum { panel32_d = 256, panel32_block = 256 + 32 };
+
+/// Interleaves 32-value block `b` (bytes `block_bytes` apart) of rows `rows[0…7]` into the panel block at `p`.
+INLINE void interleave32(const uint8_t *const rows[8], int q8, uint8_t *p) {
+    uint8_t codes[8][32];
+    const uint8_t *views[8];
+    float *d = (float *)(p + panel32_d);
+    for (int r = 0; r < 8; r++) {
+        const uint8_t *b = rows[r];
+        d[r] = half_at(b);
+        if (q8) {
+            views[r] = b + 2;
+        } else {
+            const __m128i qs = _mm_loadu_si128((const __m128i *)(b + 2)), m0f = _mm_set1_epi8(0x0F);
+            store(codes[r], _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), m0f), _mm_and_si128(qs, m0f)));
+            views[r] = codes[r];
+        }
+    }
+    transpose_8x32(views, p);
+}
+
+/// A per-32 panel times four tokens (activations with one scale per 32): acc[t] lane r += row r · token t.
+INLINE void panel32_4(const uint8_t *panel, size_t blocks, const activations8 a[4], int q8, __m256 acc[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t i = 0; i < blocks; i++) {
+        const uint8_t *p = panel + i * panel32_block;
+        __m256i sum[4];
+        if (q8) {
+            for (int t = 0; t < 4; t++) sum[t] = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(p + 32 * k)), m = _mm256_abs_epi8(w);
+                for (int t = 0; t < 4; t++) {
+                    const __m256i x = _mm256_sign_epi8(broadcast32(a[t].q + 32 * i + 4 * k), w);
+                    sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(m, x), ones));
+                }
+            }
+        } else {
+            // Eight products of codes < 16 sum in 16 bits (|x| ≤ 128: at most 30,720).
+            __m256i p16[4];
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(p + 32 * k));
+                for (int t = 0; t < 4; t++) {
+                    const __m256i prod = _mm256_maddubs_epi16(w, broadcast32(a[t].q + 32 * i + 4 * k));
+                    p16[t] = k == 0 ? prod : _mm256_add_epi16(p16[t], prod);
+                }
+            }
+            for (int t = 0; t < 4; t++)
+                sum[t] = _mm256_sub_epi32(_mm256_madd_epi16(p16[t], ones), _mm256_set1_epi32(8 * a[t].sum32[i]));
+        }
+        const __m256 d = _mm256_loadu_ps((const float *)(p + panel32_d));
+        for (int t = 0; t < 4; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_broadcast_ss(a[t].d + i)), acc[t]);
+    }
+}
+
+size_t moe_gemm8_scratch_bytes(size_t cols) {
+    const size_t k_quants = cols / 256 * panel_block + 8 * unpacked_row_bytes(1), per32 = cols / 32 * panel32_block;
+    return k_quants > per32 ? k_quants : per32;
+}
+
+/// Stores acc[j] (lane k: row r + k) for the `nt` tokens from t and the `rows` rows from r.
+INLINE void store_tile(const __m256 acc[4], int nt, int rows, float *out, size_t ldo, size_t t, size_t r, int accumulate) {
+    for (int j = 0; j < nt; j++) {
+        float s[8], *o = out + (t + j) * ldo + r;
+        _mm256_storeu_ps(s, acc[j]);
+        for (int k = 0; k < rows; k++) o[k] = accumulate ? o[k] + s[k] : s[k];
+    }
+}
+
+/// Views of the activations of tokens t … t+3 (the last token repeated past the end).
+INLINE void token_quad(const void *acts, size_t stride, size_t n, size_t tokens, size_t t, activations8 a[4]) {
+    for (size_t k = 0; k < 4; k++)
+        a[k] = token_view8((const uint8_t *)acts + (t + k < tokens ? t + k : tokens - 1) * stride, n);
+}
+
+/// `moe_gemm8_rows_q4_0` and `_q8_0`: eight rows at a time, interleaved once per call, then every four tokens.
+#define GEMM32_KERNEL8(type, block_bytes, q8)                                                                      \
+    TARGET void moe_gemm8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const void *acts,         \
+                                      size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end,     \
+                                      int accumulate, void *scratch) {                                             \
+        const size_t n = blocks * 32, stride = token_stride8(n);                                                  \
+        uint8_t *panel = (uint8_t *)scratch;                                                                       \
+        for (size_t r = row_begin; r < row_end; r += 8) {                                                          \
+            const int rows = row_end - r >= 8 ? 8 : (int)(row_end - r);                                            \
+            for (size_t i = 0; i < blocks; i++) {                                                                  \
+                const uint8_t *b[8];                                                                               \
+                for (int k = 0; k < 8; k++)                                                                        \
+                    b[k] = (const uint8_t *)base + (r + (k < rows ? k : rows - 1)) * row_bytes + i * block_bytes;  \
+                interleave32(b, q8, panel + i * panel32_block);                                                    \
+            }                                                                                                      \
+            for (size_t t = 0; t < tokens; t += 4) {                                                               \
+                activations8 a[4];                                                                                 \
+                token_quad(acts, stride, n, tokens, t, a);                                                         \
+                __m256 acc[4];                                                                                     \
+                for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();                                          \
+                panel32_4(panel, blocks, a, q8, acc);                                                              \
+                store_tile(acc, tokens - t < 4 ? (int)(tokens - t) : 4, rows, out, ldo, t, r, accumulate);         \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+
+GEMM32_KERNEL8(q4_0, 18, 0)
+GEMM32_KERNEL8(q8_0, 34, 1)
 
 /// `moe_gemm8_rows_<type>`: eight rows at a time, interleaved once per call into a panel in `scratch`, then every
 /// four tokens.
@@ -245,18 +358,12 @@ size_t moe_gemm8_scratch_bytes(size_t blocks) { return blocks * panel_block + 8 
                 interleave(u, panel + i * panel_block, per32);                                                     \
             }                                                                                                      \
             for (size_t t = 0; t < tokens; t += 4) {                                                               \
-                const int nt = tokens - t < 4 ? (int)(tokens - t) : 4;                                             \
                 activations8 a[4];                                                                                 \
-                for (int k = 0; k < 4; k++)                                                                        \
-                    a[k] = token_view8((const uint8_t *)acts + (t + (k < nt ? k : nt - 1)) * stride, n);           \
+                token_quad(acts, stride, n, tokens, t, a);                                                         \
                 __m256 acc[4];                                                                                     \
                 for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();                                          \
                 panel_4(panel, blocks, a, per32 ? 4 : 8, steps, acc);                                              \
-                for (int j = 0; j < nt; j++) {                                                                     \
-                    float s[8], *o = out + (t + j) * ldo + r;                                                      \
-                    _mm256_storeu_ps(s, acc[j]);                                                                   \
-                    for (int k = 0; k < rows; k++) o[k] = accumulate ? o[k] + s[k] : s[k];                         \
-                }                                                                                                  \
+                store_tile(acc, tokens - t < 4 ? (int)(tokens - t) : 4, rows, out, ldo, t, r, accumulate);         \
             }                                                                                                      \
         }                                                                                                          \
     }
@@ -269,7 +376,7 @@ GEMM_KERNEL8(q6_K, 210, 0, 2)
 
 #else
 
-size_t moe_gemm8_scratch_bytes(size_t blocks) { (void)blocks; abort(); }
+size_t moe_gemm8_scratch_bytes(size_t cols) { (void)cols; abort(); }
 #define UNAVAILABLE_GEMM8(type)                                                                                    \
     void moe_gemm8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens, \
                                float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate,           \
@@ -278,6 +385,8 @@ size_t moe_gemm8_scratch_bytes(size_t blocks) { (void)blocks; abort(); }
         (void)row_begin; (void)row_end; (void)accumulate; (void)scratch;                                           \
         abort();                                                                                                   \
     }
+UNAVAILABLE_GEMM8(q4_0)
+UNAVAILABLE_GEMM8(q8_0)
 UNAVAILABLE_GEMM8(q2_K)
 UNAVAILABLE_GEMM8(q3_K)
 UNAVAILABLE_GEMM8(q4_K)

@@ -116,14 +116,14 @@ extension QuantDotTests {
     /// the exact dot products; with any activations, within their rounding (each off by at most its group's
     /// largest / 254).
     @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"),
-          arguments: [QuantType.q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs], [(1, 512), (3, 512), (4, 8448), (17, 512), (70, 256)])
+          arguments: [QuantType.q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs], [(1, 512), (3, 512), (4, 8448), (17, 512), (70, 256)])
     func int8ActivationsEqualTheDequantisedProduct(_ q: QuantType, shape: (tokens: Int, cols: Int)) {
         let (tokens, cols) = shape
-        let rows = 7, ldx = cols + 5, ldo = rows + 1, group = q == .q4_0 ? 32 : 256
+        let rows = 7, ldx = cols + 5, ldo = rows + 1, group = q.int8ActivationGroup
         let values = (0..<(rows * cols)).map { Float(($0 * 7919) % 1009) / 504.5 - 1 }
         var blocks = [UInt8](repeating: 0, count: rows * q.rowBytes(cols)!)
         blocks.withUnsafeMutableBytes { q.quantize(values, into: $0.baseAddress!, count: rows * cols) }
-        for gemm in q.hasInt8GEMM ? [false, true] : [false] {
+        for gemm in (q.hasInt8Kernel ? [false] : []) + (q.hasInt8GEMM ? [true] : []) {
         for exact in [true, false] {
             let x = (0..<(tokens * ldx)).map { i -> Float in
                 let k = Float((i * 104_729) % 255 - 127)
@@ -156,15 +156,16 @@ extension QuantDotTests {
 
     /// The GEMM sums up to eight products of codes and activations in 16 bits before scaling them: with every code at
     /// its largest (all bits set), the scales' fields too, and every activation at ±127, nothing wraps.
-    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q2_K, .q3_K, .q4_K, .q5_K, .q6_K])
+    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K])
     func int8GEMMLargestCodesDoNotOverflow(_ q: QuantType) {
         let rows = 9, cols = 512, tokens = 13
-        let bytes = q.rowBytes(cols)!, blockBytes = bytes / (cols / 256)
+        let bytes = q.rowBytes(cols)!, blockBytes = bytes / (cols / q.blockElements)
         // The f16 scale fields (d, and dmin where the type has one) set to 2^-10; every other byte 0xFF.
         let halves: [Int] = switch q {
         case .q2_K: [80, 82]
         case .q3_K: [108]
         case .q6_K: [208]
+        case .q4_0: [0]
         default: [0, 2]
         }
         var blocks = [UInt8](repeating: 0xFF, count: rows * bytes)
@@ -188,7 +189,7 @@ extension QuantDotTests {
     }
 
     /// A NaN or infinite activation stays visible on the fast path too.
-    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs])
+    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs])
     func int8NonFiniteActivationsStayVisible(_ q: QuantType) {
         let rows = 3, cols = 512
         let values = (0..<(rows * cols)).map { Float(($0 * 37) % 101) / 50 - 1 }
@@ -197,7 +198,7 @@ extension QuantDotTests {
         for bad in [Float.nan, .infinity, -.infinity] {
             var x = (0..<cols).map { Float($0 % 7) - 3 }
             x[300] = bad
-            for gemm in q.hasInt8GEMM ? [false, true] : [false] {
+            for gemm in (q.hasInt8Kernel ? [false] : []) + (q.hasInt8GEMM ? [true] : []) {
                 var out = [Float](repeating: 0, count: rows)
                 blocks.withUnsafeBytes { b in
                     let w = WeightMatrix(base: b.baseAddress!, rows: rows, cols: cols, type: .quantized(q))

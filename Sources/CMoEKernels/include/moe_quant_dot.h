@@ -59,10 +59,14 @@ void moe_dot8_rows_iq4_xs(const void *base, size_t row_bytes, size_t blocks, con
 void moe_dot8_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 
-/// Prefill (quant_gemm8.c): the same product for many tokens, from the same activations, for the K-quants: rows are
-/// unpacked two at a time into `scratch` (`moe_gemm8_scratch_bytes(blocks)` bytes), then multiplied by four tokens at
-/// a time.
-size_t moe_gemm8_scratch_bytes(size_t blocks);
+/// Prefill (quant_gemm8.c): the same product for many tokens, from the same activations, for the K-quants, Q4_0 and
+/// Q8_0: rows are repacked eight at a time into `scratch` (`moe_gemm8_scratch_bytes(cols)` bytes for rows of `cols`
+/// values), then multiplied by four tokens at a time.
+size_t moe_gemm8_scratch_bytes(size_t cols);
+void moe_gemm8_rows_q4_0(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate, void *scratch);
+void moe_gemm8_rows_q8_0(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate, void *scratch);
 void moe_gemm8_rows_q2_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                          float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate, void *scratch);
 void moe_gemm8_rows_q3_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,

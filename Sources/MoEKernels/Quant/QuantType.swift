@@ -146,13 +146,15 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
-    /// Prefill on 8-bit activations (quant_gemm8.c): rows [rows) unpacked two at a time into `scratch` (at least
-    /// `moe_gemm8_scratch_bytes(blocks)` bytes), then multiplied four tokens at a time. Only where `hasInt8GEMM`.
+    /// Prefill on 8-bit activations (quant_gemm8.c): rows [rows) repacked eight at a time into `scratch` (at least
+    /// `moe_gemm8_scratch_bytes(cols)` bytes), then multiplied four tokens at a time. Only where `hasInt8GEMM`.
     func gemm8Rows(_ rows: Range<Int>, _ w: WeightMatrix, _ activations: UnsafeRawPointer, _ tokens: Int,
                    _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, scratch: UnsafeMutableRawPointer) {
         let kernel: @convention(c) (UnsafeRawPointer?, Int, Int, UnsafeRawPointer?, Int, UnsafeMutablePointer<Float>?,
                                     Int, Int, Int, Int32, UnsafeMutableRawPointer?) -> Void
         switch self {
+        case .q4_0: kernel = moe_gemm8_rows_q4_0
+        case .q8_0: kernel = moe_gemm8_rows_q8_0
         case .q2_K: kernel = moe_gemm8_rows_q2_K
         case .q3_K: kernel = moe_gemm8_rows_q3_K
         case .q4_K: kernel = moe_gemm8_rows_q4_K
@@ -164,11 +166,11 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
                rows.upperBound, accumulate ? 1 : 0, scratch)
     }
 
-    /// Whether `gemm8Rows` runs for this type here: the K-quants, whose blocks unpack into its one layout.
+    /// Whether `gemm8Rows` runs for this type here: the K-quants, Q4_0 and Q8_0.
     var hasInt8GEMM: Bool {
         guard quantDotAVX2 else { return false }
         switch self {
-        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K: return true
+        case .q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K: return true
         default: return false
         }
     }

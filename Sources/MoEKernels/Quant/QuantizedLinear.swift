@@ -74,7 +74,7 @@ func int8Linear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: Weigh
         let rows = splitRange(w.rows, parts: chunks, index: c, align: 4)
         if rows.isEmpty { return }
         if gemm {
-            let scratch = ThreadScratch.dequantized.bytes(moe_gemm8_scratch_bytes(w.cols / q.blockElements))
+            let scratch = ThreadScratch.dequantized.bytes(moe_gemm8_scratch_bytes(w.cols))
             q.gemm8Rows(rows, w, activations, tokens, out, ldo, accumulate, scratch: scratch)
         } else {
             q.dot8Rows(rows, w, activations, tokens, out, ldo, accumulate)
