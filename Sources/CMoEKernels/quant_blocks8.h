@@ -67,4 +67,20 @@ INLINE __m128i q3_K_scales(const uint8_t *p) {
     return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
 }
 
+/// IQ4_NL's (and IQ4_XS's) 16 signed values, in both lanes: vpshufb looks a code's value up.
+INLINE __m256i iq4nl_grid_vector(void) {
+    static const int8_t grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)grid));
+}
+
+/// IQ4_XS's eight 6-bit scales (minus 32) of the block at `b`, as int16 in each lane: low nibbles in bytes 4–7, high
+/// pairs in the 16 bits at b + 2.
+INLINE __m256i iq4_xs_scales(const uint8_t *b) {
+    uint16_t high;
+    memcpy(&high, b + 2, 2);
+    int16_t ls[8];
+    for (int g = 0; g < 8; g++) ls[g] = (int16_t)((((b[4 + g / 2] >> (4 * (g % 2))) & 0x0F) | (((high >> (2 * g)) & 3) << 4)) - 32);
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ls));
+}
+
 #endif

@@ -215,16 +215,10 @@ INLINE void q2_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
 // IQ4_XS: f16 d, 16 bits of scale high pairs, 4 bytes of scale low nibbles, 128 bytes of 4-bit indices into IQ4_NL's
 // grid (16 bytes per 32 values: value j low, j+16 high); value = d·(scale − 32)·grid[q]. The grid is signed, so
 // vpmaddubsw takes |grid[q]| and the activations with grid[q]'s sign.
-static const int8_t iq4nl_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 INLINE void iq4_xs_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
     (void)off;
-    uint16_t high;
-    memcpy(&high, b + 2, 2);
-    int16_t ls[8];
-    for (int g = 0; g < 8; g++) ls[g] = (int16_t)((((b[4 + g / 2] >> (4 * (g % 2))) & 0x0F) | (((high >> (2 * g)) & 3) << 4)) - 32);
-    const __m256i scales = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ls));
-    const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4nl_grid));
+    const __m256i scales = iq4_xs_scales(b), grid = iq4nl_grid_vector();
     const __m256i m0f = _mm256_set1_epi8(0x0F);
     __m256i sum[max_tokens8];
     for (int t = 0; t < nt; t++) sum[t] = _mm256_setzero_si256();

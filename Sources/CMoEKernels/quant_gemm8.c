@@ -114,6 +114,24 @@ INLINE void q3_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
     u.d[i] = u.dm[i] = half_at(b + 108);
 }
 
+// IQ4_XS: the codes are IQ4_NL's signed grid values (value = d·scale·grid[q]), no offsets.
+INLINE void iq4_xs_unpack(const uint8_t *b, unpacked_row u, size_t i) {
+    const __m256i scales = iq4_xs_scales(b), grid = iq4nl_grid_vector();
+    const __m256i m0f = _mm256_set1_epi8(0x0F);
+    for (int p = 0; p < 4; p++) {
+        // Groups 2p (low lane) and 2p+1 (high lane); each group's values 0–15 in the low nibbles, 16–31 in the high.
+        const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 8 + 32 * p));
+        const __m256i lo = _mm256_and_si256(Q, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f);
+        store(u.codes + 256 * i + 64 * p, _mm256_shuffle_epi8(grid, _mm256_permute2x128_si256(lo, hi, 0x20)));
+        store(u.codes + 256 * i + 64 * p + 32, _mm256_shuffle_epi8(grid, _mm256_permute2x128_si256(lo, hi, 0x31)));
+        store(u.scales + 256 * i + 32 * p, WORD(scales, 2 * p));
+        store(u.scales + 256 * i + 32 * p + 16, WORD(scales, 2 * p + 1));
+    }
+    store(u.coef + 16 * i, _mm256_setzero_si256());
+    u.d[i] = half_at(b);
+    u.dm[i] = 0;
+}
+
 INLINE void q2_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
     const __m128i sm = _mm_loadu_si128((const __m128i *)b);
     const __m128i m0f = _mm_set1_epi8(0x0F);
@@ -189,8 +207,10 @@ INLINE __m256i broadcast32(const void *p) {
 /// A panel times four tokens a[0…3]: acc[t] lane r += row r · token t. `pairs`: the coefficient pairs per block (8,
 /// or 4 for coefficients per 32 against the tokens' sums per 32). `steps`: how many four-value products are summed in
 /// 16 bits before the scale multiplies them (vpmaddwd), as far as the codes' size allows without overflow (|x| ≤ 128:
-/// 8 steps of codes < 16, 4 of codes < 32, 2 of codes < 64), and at most a scale's span (4 steps per 16 values).
-INLINE void panel_4(const uint8_t *panel, size_t blocks, const activations8 a[4], int pairs, int steps, __m256 acc[4]) {
+/// 8 steps of codes < 16, 4 of codes < 32, 2 of codes < 64, 1 of signed codes), and at most a scale's span (4 steps per
+/// 16 values). `pairs` 0: no offsets.
+INLINE void panel_4(const uint8_t *panel, size_t blocks, const activations8 a[4], int pairs, int steps, int is_signed,
+                    __m256 acc[4]) {
     for (size_t i = 0; i < blocks; i++) {
         const uint8_t *p = panel + i * panel_block;
         __m256i sum[4];
@@ -203,8 +223,12 @@ INLINE void panel_4(const uint8_t *panel, size_t blocks, const activations8 a[4]
             __m256i p16[4];
             for (int k = 0; k < steps; k++) {
                 const __m256i w = _mm256_loadu_si256((const __m256i *)(p + panel_codes + 8 * (v + 4 * k)));
+                // Signed codes: their magnitudes, and the activations with their signs.
+                const __m256i m = is_signed ? _mm256_abs_epi8(w) : w;
                 for (int t = 0; t < 4; t++) {
-                    const __m256i prod = _mm256_maddubs_epi16(w, broadcast32(a[t].q + 256 * i + v + 4 * k));
+                    __m256i x = broadcast32(a[t].q + 256 * i + v + 4 * k);
+                    if (is_signed) x = _mm256_sign_epi8(x, w);
+                    const __m256i prod = _mm256_maddubs_epi16(m, x);
                     p16[t] = k == 0 ? prod : _mm256_add_epi16(p16[t], prod);
                 }
             }
@@ -224,7 +248,7 @@ INLINE void panel_4(const uint8_t *panel, size_t blocks, const activations8 a[4]
         for (int t = 0; t < 4; t++) {
             const __m256 dt = _mm256_broadcast_ss(a[t].d + i);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, dt), acc[t]);
-            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(off[t]), _mm256_mul_ps(dm, dt), acc[t]);
+            if (pairs) acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(off[t]), _mm256_mul_ps(dm, dt), acc[t]);
         }
     }
 }
@@ -338,8 +362,8 @@ GEMM32_KERNEL8(q4_0, 18, 0)
 GEMM32_KERNEL8(q8_0, 34, 1)
 
 /// `moe_gemm8_rows_<type>`: eight rows at a time, interleaved once per call into a panel in `scratch`, then every
-/// four tokens.
-#define GEMM_KERNEL8(type, block_bytes, per32, steps)                                                              \
+/// four tokens. `pairs`, `steps`, `signed_codes`: as `panel_4` takes them.
+#define GEMM_KERNEL8(type, block_bytes, pairs, steps, signed_codes)                                                \
     TARGET void moe_gemm8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const void *acts,         \
                                       size_t tokens, float *out, size_t ldo, size_t row_begin, size_t row_end,     \
                                       int accumulate, void *scratch) {                                             \
@@ -355,24 +379,25 @@ GEMM32_KERNEL8(q8_0, 34, 1)
                     const size_t row = r + (k < rows ? k : rows - 1);                                             \
                     type##_unpack((const uint8_t *)base + row * row_bytes + i * block_bytes, u[k], 0);             \
                 }                                                                                                  \
-                interleave(u, panel + i * panel_block, per32);                                                     \
+                interleave(u, panel + i * panel_block, pairs == 4);                                                \
             }                                                                                                      \
             for (size_t t = 0; t < tokens; t += 4) {                                                               \
                 activations8 a[4];                                                                                 \
                 token_quad(acts, stride, n, tokens, t, a);                                                         \
                 __m256 acc[4];                                                                                     \
                 for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();                                          \
-                panel_4(panel, blocks, a, per32 ? 4 : 8, steps, acc);                                              \
+                panel_4(panel, blocks, a, pairs, steps, signed_codes, acc);                                        \
                 store_tile(acc, tokens - t < 4 ? (int)(tokens - t) : 4, rows, out, ldo, t, r, accumulate);         \
             }                                                                                                      \
         }                                                                                                          \
     }
 
-GEMM_KERNEL8(q2_K, 84, 0, 4)
-GEMM_KERNEL8(q3_K, 110, 0, 4)
-GEMM_KERNEL8(q4_K, 144, 1, 8)
-GEMM_KERNEL8(q5_K, 176, 1, 4)
-GEMM_KERNEL8(q6_K, 210, 0, 2)
+GEMM_KERNEL8(q2_K, 84, 8, 4, 0)
+GEMM_KERNEL8(q3_K, 110, 8, 4, 0)
+GEMM_KERNEL8(q4_K, 144, 4, 8, 0)
+GEMM_KERNEL8(q5_K, 176, 4, 4, 0)
+GEMM_KERNEL8(q6_K, 210, 8, 2, 0)
+GEMM_KERNEL8(iq4_xs, 136, 0, 1, 1)
 
 #else
 
@@ -392,5 +417,6 @@ UNAVAILABLE_GEMM8(q3_K)
 UNAVAILABLE_GEMM8(q4_K)
 UNAVAILABLE_GEMM8(q5_K)
 UNAVAILABLE_GEMM8(q6_K)
+UNAVAILABLE_GEMM8(iq4_xs)
 
 #endif

@@ -156,7 +156,7 @@ extension QuantDotTests {
 
     /// The GEMM sums up to eight products of codes and activations in 16 bits before scaling them: with every code at
     /// its largest (all bits set), the scales' fields too, and every activation at ±127, nothing wraps.
-    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K])
+    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs])
     func int8GEMMLargestCodesDoNotOverflow(_ q: QuantType) {
         let rows = 9, cols = 512, tokens = 13
         let bytes = q.rowBytes(cols)!, blockBytes = bytes / (cols / q.blockElements)
@@ -165,7 +165,7 @@ extension QuantDotTests {
         case .q2_K: [80, 82]
         case .q3_K: [108]
         case .q6_K: [208]
-        case .q4_0: [0]
+        case .q4_0, .iq4_xs: [0]
         default: [0, 2]
         }
         var blocks = [UInt8](repeating: 0xFF, count: rows * bytes)

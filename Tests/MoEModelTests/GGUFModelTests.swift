@@ -78,11 +78,11 @@ func greedyIDs(_ model: Transformer, prompt: [Int], count: Int) throws -> [Int] 
         #expect(fastDistance <= 1.1 * llama + 1e-4, "\(name): 8-bit activations vs exact \(fastDistance), llama.cpp vs exact \(llama)")
     }
 
-    /// On 8-bit activations, a 30-token prompt of a Q4_0 or K-quant model prefilled at once (the integer GEMM of
+    /// On 8-bit activations, a 30-token prompt of a Q4_0, K-quant or IQ4_XS model prefilled at once (the integer GEMM of
     /// quant_gemm8.c) gives the logits of decoding it one token at a time (the row kernels, held to llama.cpp above):
     /// the same integer products, summed in another order.
     @Test(.enabled(if: QuantType.q4_K.hasInt8GEMM, "needs the AVX2 kernels"),
-          arguments: ["q4_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q4_k_m"])
+          arguments: ["q4_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs", "q4_k_m"])
     func int8PrefillEqualsDecodeSteps(_ name: String) throws {
         let e: GGUFModelFixtures.Quantized = try #require(try GGUFModelFixtures.load("quant")[name])
         let model = try Transformer(directory: "\(GGUFModelFixtures.root)/quant/\(e.file)", threads: 2, activations: .int8)

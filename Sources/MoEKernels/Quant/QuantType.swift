@@ -160,17 +160,18 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         case .q4_K: kernel = moe_gemm8_rows_q4_K
         case .q5_K: kernel = moe_gemm8_rows_q5_K
         case .q6_K: kernel = moe_gemm8_rows_q6_K
+        case .iq4_xs: kernel = moe_gemm8_rows_iq4_xs
         default: preconditionFailure("\(self) has no 8-bit GEMM")
         }
         kernel(w.base, w.rowBytes, w.cols / blockElements, activations, tokens, out, ldo, rows.lowerBound,
                rows.upperBound, accumulate ? 1 : 0, scratch)
     }
 
-    /// Whether `gemm8Rows` runs for this type here: the K-quants, Q4_0 and Q8_0.
+    /// Whether `gemm8Rows` runs for this type here: the K-quants, IQ4_XS, Q4_0 and Q8_0.
     var hasInt8GEMM: Bool {
         guard quantDotAVX2 else { return false }
         switch self {
-        case .q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K: return true
+        case .q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs: return true
         default: return false
         }
     }
