@@ -1,16 +1,16 @@
-// The prefill GEMM on 8-bit activations for the K-quants (Q2_K–Q6_K), on rows repacked as ik_llama.cpp's `_R8`
+// The prefill GEMM on 8-bit activations (Q4_0, Q8_0, Q2_K–Q6_K, IQ4_XS), on rows repacked as ik_llama.cpp's `_R8`
 // types and llama.cpp's CPU "repack" buffers lay them out: each eight rows are unpacked once per call into a panel (in
 // the caller's scratch) where one 32-byte vector holds the same four values of all eight rows as byte codes. Each
 // token's four activations, broadcast, then meet all eight rows in one vpmaddubsw, so the sums land one row per 32-bit
-// lane and need no horizontal reduction: a 256-value block ends in one f32 multiply-add per (token, eight rows). The
-// products of up to eight steps are summed in 16 bits before vpmaddwd applies their sub-block scale (as many as the
-// codes' size allows without overflow). Four tokens per pass over the panel.
+// lane and need no horizontal reduction: a block ends in one f32 multiply-add per (token, eight rows). The products of
+// up to eight steps are summed in 16 bits before vpmaddwd applies their sub-block scale (as many as the codes' size
+// allows without overflow). Four tokens per pass over the panel.
 //
-// Every type unpacks into one layout: value = d·scale·code − dm·coef (coef per 16 or 32 values), codes unsigned bytes,
-// so one kernel serves all five; the integer semantics are those of the row kernels (quant_dot8.c). Measured one
-// thread, AMD EPYC (Zen 3), 1,024 rows × 2,048 columns × 64 tokens, Gproducts/s (row kernels → this): Q4_K 45 → 94,
-// Q5_K 40 → 87, Q6_K 46 → 71, Q3_K 36 → 81, Q2_K 39 → 83; the f32 GEMM it replaces runs 44 before dequantising.
-// (Q4_0, Q8_0 and IQ4_XS keep the other paths: their signed codes or f32 scales per 32 do not fit this layout.)
+// The K-quants and IQ4_XS unpack into one layout: value = d·scale·code − dm·coef (coef per 16 or 32 values), so one
+// kernel serves them all; Q4_0 and Q8_0, with an f32 scale per 32 values, have their own (`panel32_4`). The integer
+// semantics are those of the row kernels (quant_dot8.c). Measured one thread, AMD EPYC (Zen 3), 1,024 rows × 2,048
+// columns × 64 tokens, Gproducts/s (row kernels → this): Q4_K 45 → 94, Q5_K 40 → 87, Q6_K 46 → 71, Q3_K 36 → 81,
+// Q2_K 39 → 83; the f32 GEMM it replaces runs 44 before dequantising.
 #include "moe_quant_dot.h"
 #include <stdint.h>
 #include <stdlib.h>
@@ -259,7 +259,7 @@ INLINE void panel_4(const uint8_t *panel, size_t blocks, const activations8 a[4]
 // their magnitudes and the activations carry their signs (one more instruction per product).
 enum { panel32_d = 256, panel32_block = 256 + 32 };
 
-/// Interleaves 32-value block `b` (bytes `block_bytes` apart) of rows `rows[0…7]` into the panel block at `p`.
+/// Interleaves the 32-value blocks at `rows[0…7]` (Q4_0's, or `q8` Q8_0's) into the panel block at `p`.
 INLINE void interleave32(const uint8_t *const rows[8], int q8, uint8_t *p) {
     uint8_t codes[8][32];
     const uint8_t *views[8];

@@ -12,7 +12,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Worker threads for the kernels (default: the number of cores).")
     var threads: Int = WorkerPool.defaultThreadCount
 
-    @Option(help: "How quantised weights (Q4_0, Q2_K–Q6_K, IQ4_XS; Q8_0 keeps 16 bits) round the activations they multiply: int8, the fast path at llama.cpp's accuracy, or int16, within about 1e-5 of f32 math (default: int8; int16 for moe logits).")
+    @Option(help: "How quantised weights (Q4_0, Q2_K–Q6_K, IQ4_XS; Q8_0 in prefill only) round the activations they multiply: int8, the fast path at llama.cpp's accuracy, or int16, within about 1e-5 of f32 math (default: int8; int16 for moe logits).")
     var activations: ActivationRounding?
 
     func load(defaultActivations: ActivationRounding = .int8) throws -> Transformer {

@@ -62,7 +62,7 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         let cache = model.makeCache()
         let split = 3
         let prefix = Array(try model.forward(Array(e.tokens[..<split]), cache: cache, logitsFor: .all))
-        #expect(maxAbsDifference(UnsafeBufferPointer(start: full, count: split * vocab), prefix) <= 1e-5)
+        #expect(prefix.withUnsafeBufferPointer { maxAbsDifference($0, Array(full[..<(split * vocab)])) } <= 1e-5)
         for t in split..<e.tokens.count {
             let step = try model.forward([e.tokens[t]], cache: cache, logitsFor: .last)
             let diff = maxAbsDifference(UnsafeBufferPointer(step), Array(full[(t * vocab)..<((t + 1) * vocab)]))
@@ -111,7 +111,7 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         let entries = try keep.map { name -> SafeTensorsWriter.Entry in
             let t = try c.tensor(name)
             let bytes = Array(UnsafeRawBufferPointer(start: t.pointer, count: t.byteCount))
-            return .init(name: name, dtype: t.dtype, shape: t.shape) { $0.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count)) }
+            return .init(name: name, dtype: t.dtype, shape: t.shape) { buffer in bytes.withUnsafeBytes { buffer.copyMemory(from: $0) } }
         }
         try SafeTensorsWriter.write(entries, to: dir + "/model.safetensors")
         #expect(throws: FormatError.missingTensor(tensor: "model.layers.1.mlp.experts.3.up_proj.weight", directory: dir)) {
@@ -167,7 +167,7 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
                 continue
             }
             let t = try c.tensor(n), data = try bytes(n)
-            entries.append(.init(name: n, dtype: t.dtype, shape: t.shape) { $0.copyMemory(from: UnsafeRawBufferPointer(start: data, count: data.count)) })
+            entries.append(.init(name: n, dtype: t.dtype, shape: t.shape) { buffer in data.withUnsafeBytes { buffer.copyMemory(from: $0) } })
         }
         #expect(!fusedLayers.isEmpty)
         for layer in fusedLayers.sorted() {
@@ -183,9 +183,9 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
             let (i, h, dtype) = shape
             let gu = gateUp, dn = down
             entries.append(.init(name: "\(layer).mlp.experts.gate_up_proj", dtype: dtype, shape: [experts, 2 * i, h]) {
-                $0.copyMemory(from: UnsafeRawBufferPointer(start: gu, count: gu.count)) })
+                buffer in gu.withUnsafeBytes { buffer.copyMemory(from: $0) } })
             entries.append(.init(name: "\(layer).mlp.experts.down_proj", dtype: dtype, shape: [experts, h, i]) {
-                $0.copyMemory(from: UnsafeRawBufferPointer(start: dn, count: dn.count)) })
+                buffer in dn.withUnsafeBytes { buffer.copyMemory(from: $0) } })
         }
         try SafeTensorsWriter.write(entries, to: dir + "/model.safetensors")
         let fused = try Transformer(directory: dir, threads: 2)
