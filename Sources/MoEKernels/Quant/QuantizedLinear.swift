@@ -9,20 +9,17 @@ import CMoEKernels
 // token (decode) skips the scratch: each block is dotted with x in registers (`QuantType.dotRows`: integer products
 // in the C target for Q4_0, Q8_0, Q4_K and Q6_K, f32 in Swift for the other types), and so are a few tokens (batched
 // decode) where the C target has the type. The integer kernels round the activations to 8 bits where the matrix asks
-// for it (`ActivationRounding.int8`: Q4_0, Q2_K–Q6_K and IQ4_XS), else to 16. Prefill of the K-quants on 8-bit
-// activations takes the integer GEMM of quant_gemm8.c (rows repacked into eight-row panels once per call: 77
-// Gproducts/s per thread on Q4_K against the f32 GEMM's 44); the other types dequantise into the f32 GEMM (the row
-// kernels, 50 Gproducts/s on Q4_K, ran the bench model's prefill 8 % slower than that; Q4_0 32 %).
+// for it (`ActivationRounding.int8`: Q4_0, Q2_K–Q6_K and IQ4_XS), else to 16. Prefill (more than 16 tokens) on 8-bit
+// activations of Q4_0, Q8_0, Q2_K–Q6_K and IQ4_XS takes the integer GEMM of quant_gemm8.c (rows repacked into eight-row
+// panels once per call: 94 Gproducts/s per thread on Q4_K against the f32 GEMM's 44); the other types, and 16-bit
+// activations, dequantise into the f32 GEMM.
 
-/// Up to this many tokens (batched decode of up to 16 sequences, small prompts), types with integer kernels use them
-/// rather than dequantising into the f32 GEMM: with 16 sequences the dequantising path ran at 0.7× one sequence's
-/// speed.
+/// Up to this many tokens (batched decode of up to 16 sequences, small prompts), types with integer row kernels use
+/// them rather than a GEMM: with 16 sequences the dequantising f32 path ran at 0.7× one sequence's speed, and the 8-bit
+/// GEMM from 12 tokens (faster than the row kernels on one Q4_K matrix of 1,024 rows: 31 against 27 Gproducts/s at 12
+/// tokens, 41 against 33 at 16) served 8 and 16 streams 5–10 % slower on Q4_K_M (likely the repacking of its
+/// 151,936-row Q6_K output matrix for every step).
 let integerTokensLimit = 16
-
-/// From this many tokens the K-quants take the 8-bit GEMM (`QuantType.gemm8Rows`) rather than the row kernels: one
-/// thread, Q4_K rows of 2,048 columns, Gproducts/s rows → GEMM: 8 tokens 33.7 → 31.4, 12 tokens 27.4 → 31.3,
-/// 16 tokens 33.3 → 41.2, 64 tokens 44.9 → 77.
-let int8GEMMMinimumTokens = 12
 
 /// Bytes of f32 scratch one step dequantises: small enough to stay in L2 beside the GEMM's packed panels.
 let dequantizedStepBytes = 64 << 10
@@ -35,7 +32,7 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
         chunks = min(bytes >= 4 << 20 ? pool.threads &* 4 : pool.threads, (w.rows + 3) / 4)
     }
     if w.activations == .int8 {
-        if tokens >= int8GEMMMinimumTokens && q.hasInt8GEMM {
+        if tokens > integerTokensLimit && q.hasInt8GEMM {
             int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks, gemm: true)
             return
         }
