@@ -217,6 +217,19 @@ public func linear(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, _ w: Weight
     }
 }
 
+/// out1 = x·w1ᵀ and out2 = x·w2ᵀ for the same x (a SwiGLU's gate and up): as two `linear` calls, except that
+/// quantised matrices of one type on 8-bit activations round x once and share one parallel section.
+public func linearPair(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, _ w1: WeightMatrix,
+                       into out1: UnsafeMutablePointer<Float>, ldo1: Int, _ w2: WeightMatrix,
+                       into out2: UnsafeMutablePointer<Float>, ldo2: Int, pool: WorkerPool) {
+    if tokens > 0 && w1.cols > 0 && (tokens == 1 || (ldx >= w1.cols && ldo1 >= w1.rows && ldo2 >= w2.rows))
+        && quantizedLinearPair(x, ldx, tokens, w1, out1, ldo1, w2, out2, ldo2, pool) {
+        return
+    }
+    linear(x, ldx: ldx, tokens: tokens, w1, into: out1, ldo: ldo1, pool: pool)
+    linear(x, ldx: ldx, tokens: tokens, w2, into: out2, ldo: ldo2, pool: pool)
+}
+
 /// C[m×n] = alpha·A[m×k]·Bᵀ (+ C if accumulate), B stored [n×k]. Leading dimensions in elements.
 public func sgemmNT(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                     b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,

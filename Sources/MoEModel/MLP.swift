@@ -25,8 +25,7 @@ public struct MLP: @unchecked Sendable {
                  ws: Workspace, pool: WorkerPool) {
         let hidden = gate.cols, width = gate.rows
         let g = ws.gate.reserve(T * width), u = ws.up.reserve(T * width)
-        linear(x, ldx: hidden, tokens: T, gate, into: g, ldo: width, pool: pool)
-        linear(x, ldx: hidden, tokens: T, up, into: u, ldo: width, pool: pool)
+        linearPair(x, ldx: hidden, tokens: T, gate, into: g, ldo1: width, up, into: u, ldo2: width, pool: pool)
         siluMultiply(g, u, count: T * width)
         linear(g, ldx: width, tokens: T, down, into: out, ldo: hidden, accumulate: accumulate, pool: pool)
     }

@@ -74,8 +74,8 @@ public struct MoEBlock: @unchecked Sendable {
         func runExpert(_ e: Int, _ pool: WorkerPool) {
             let lo = routing.offsets[e], rows = routing.offsets[e + 1] - lo
             let mlp = experts[e]
-            linear(input + lo * hidden, ldx: hidden, tokens: rows, mlp.gate, into: gate + lo * width, ldo: width, pool: pool)
-            linear(input + lo * hidden, ldx: hidden, tokens: rows, mlp.up, into: up + lo * width, ldo: width, pool: pool)
+            linearPair(input + lo * hidden, ldx: hidden, tokens: rows, mlp.gate, into: gate + lo * width, ldo1: width,
+                       mlp.up, into: up + lo * width, ldo2: width, pool: pool)
             siluMultiply(gate + lo * width, up + lo * width, count: rows * width)
             linear(gate + lo * width, ldx: width, tokens: rows, mlp.down, into: out + lo * hidden, ldo: hidden, pool: pool)
         }

@@ -188,6 +188,31 @@ extension QuantDotTests {
         }
     }
 
+    /// `linearPair` (gate and up sharing one rounding of x and one parallel section) gives exactly the two `linear`
+    /// products, on the row kernels and the GEMM, and falls back to them for matrices of different types.
+    @Test(arguments: [(QuantType.q4_K, QuantType.q4_K), (.q6_K, .q6_K), (.q4_0, .q4_0), (.q4_K, .q6_K)], [1, 5, 40])
+    func linearPairEqualsTwoProducts(_ types: (QuantType, QuantType), tokens: Int) {
+        let rows = 20, cols = 512
+        let values = (0..<(rows * cols)).map { Float(($0 * 7919) % 1009) / 504.5 - 1 }
+        var a = [UInt8](repeating: 0, count: rows * types.0.rowBytes(cols)!)
+        var b = [UInt8](repeating: 0, count: rows * types.1.rowBytes(cols)!)
+        a.withUnsafeMutableBytes { types.0.quantize(values, into: $0.baseAddress!, count: rows * cols) }
+        b.withUnsafeMutableBytes { types.1.quantize(values.reversed(), into: $0.baseAddress!, count: rows * cols) }
+        let x = (0..<(tokens * cols)).map { Float(($0 * 104_729) % 255 - 127) / 97 }
+        let pool = WorkerPool(threads: 2)
+        var pair1 = [Float](repeating: 9, count: tokens * rows), pair2 = pair1, one = pair1, two = pair1
+        a.withUnsafeBytes { pa in
+            b.withUnsafeBytes { pb in
+                let w1 = WeightMatrix(base: pa.baseAddress!, rows: rows, cols: cols, type: .quantized(types.0), activations: .int8)
+                let w2 = WeightMatrix(base: pb.baseAddress!, rows: rows, cols: cols, type: .quantized(types.1), activations: .int8)
+                linearPair(x, ldx: cols, tokens: tokens, w1, into: &pair1, ldo1: rows, w2, into: &pair2, ldo2: rows, pool: pool)
+                linear(x, ldx: cols, tokens: tokens, w1, into: &one, ldo: rows, pool: pool)
+                linear(x, ldx: cols, tokens: tokens, w2, into: &two, ldo: rows, pool: pool)
+            }
+        }
+        #expect(pair1 == one && pair2 == two, "\(types) \(tokens) tokens")
+    }
+
     /// A NaN or infinite activation stays visible on the fast path too.
     @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs])
     func int8NonFiniteActivationsStayVisible(_ q: QuantType) {

@@ -24,22 +24,28 @@ let integerTokensLimit = 16
 /// Bytes of f32 scratch one step dequantises: small enough to stay in L2 beside the GEMM's packed panels.
 let dequantizedStepBytes = 64 << 10
 
+/// How many parallel pieces a product over `w`'s rows is split into: one per thread, four per thread for matrices of
+/// 4 MiB and more (so that a slow thread does not hold up the others), at least four rows each.
+func rowChunks(_ w: WeightMatrix, _ pool: WorkerPool) -> Int {
+    if pool.threads == 1 || w.rows < 8 { return 1 }
+    return min(w.rows &* w.rowBytes >= 4 << 20 ? pool.threads &* 4 : pool.threads, (w.rows + 3) / 4)
+}
+
+/// Whether a product of `tokens` tokens with `w` takes the 8-bit integer kernels, and which: the GEMM (`true`), the
+/// row kernels (`false`), or neither (`nil`).
+func int8Path(_ w: WeightMatrix, _ q: QuantType, tokens: Int) -> Bool? {
+    guard w.activations == .int8 else { return nil }
+    if tokens > integerTokensLimit && q.hasInt8GEMM { return true }
+    if tokens <= integerTokensLimit && q.hasInt8Kernel { return false }
+    return nil
+}
+
 func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: WeightMatrix, _ q: QuantType,
                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, _ pool: WorkerPool) {
-    var chunks = 1
-    if pool.threads > 1 && w.rows >= 8 {
-        let bytes = w.rows &* w.rowBytes
-        chunks = min(bytes >= 4 << 20 ? pool.threads &* 4 : pool.threads, (w.rows + 3) / 4)
-    }
-    if w.activations == .int8 {
-        if tokens > integerTokensLimit && q.hasInt8GEMM {
-            int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks, gemm: true)
-            return
-        }
-        if tokens <= integerTokensLimit && q.hasInt8Kernel {
-            int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks, gemm: false)
-            return
-        }
+    let chunks = rowChunks(w, pool)
+    if let gemm = int8Path(w, q, tokens: tokens) {
+        int8Linear(x, ldx, tokens, w, q, out, ldo, accumulate, pool, chunks: chunks, gemm: gemm)
+        return
     }
     // Whole 16-row panels of the GEMM: a step of 8 rows (2,048 columns) left half of each micro-kernel idle and
     // halved prefill.
@@ -57,9 +63,11 @@ func quantizedLinear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: 
 /// The fast path: the activations rounded to int8 once (split across the threads when there are many tokens), then
 /// each thread's rows by the integer kernels: the row-streaming ones (`dot8Rows`, decode) or the GEMM (`gemm8Rows`,
 /// prefill). Either is correct for any number of tokens.
+/// `second`: another matrix of the same type and width, multiplied by the same x in the same parallel section (a
+/// SwiGLU's gate and up), not accumulating.
 func int8Linear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: WeightMatrix, _ q: QuantType,
                 _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ accumulate: Bool, _ pool: WorkerPool, chunks: Int,
-                gemm: Bool) {
+                gemm: Bool, second: (w: WeightMatrix, out: UnsafeMutablePointer<Float>, ldo: Int)? = nil) {
     let n = w.cols, group = q.int8ActivationGroup
     let activations = ThreadScratch.activations.bytes(moe_activations8_bytes(n, tokens))
     let parts = tokens >= 64 ? pool.threads : 1
@@ -67,7 +75,8 @@ func int8Linear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: Weigh
         let range = splitRange(tokens, parts: parts, index: p, align: 1)
         moe_quantize_activations8(x, ldx, n, group, range.lowerBound, range.upperBound, activations)
     }
-    pool.parallelFor(chunks) { c in
+    pool.parallelFor(second == nil ? chunks : 2 &* chunks) { piece in
+        let (w, out, ldo, c) = piece < chunks ? (w, out, ldo, piece) : (second!.w, second!.out, second!.ldo, piece &- chunks)
         let rows = splitRange(w.rows, parts: chunks, index: c, align: 4)
         if rows.isEmpty { return }
         if gemm {
@@ -77,6 +86,18 @@ func int8Linear(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w: Weigh
             q.dot8Rows(rows, w, activations, tokens, out, ldo, accumulate)
         }
     }
+}
+
+/// Both products of `linearPair` at once where they can share the 8-bit activations: two matrices of one quantised type
+/// and shape on the integer path. Returns false (nothing done) otherwise.
+func quantizedLinearPair(_ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int, _ w1: WeightMatrix,
+                         _ out1: UnsafeMutablePointer<Float>, _ ldo1: Int, _ w2: WeightMatrix,
+                         _ out2: UnsafeMutablePointer<Float>, _ ldo2: Int, _ pool: WorkerPool) -> Bool {
+    guard case let .quantized(q) = w1.type, w2.type == w1.type, w2.rows == w1.rows, w2.cols == w1.cols,
+          w2.activations == w1.activations, let gemm = int8Path(w1, q, tokens: tokens) else { return false }
+    int8Linear(x, ldx, tokens, w1, q, out1, ldo1, false, pool, chunks: rowChunks(w1, pool), gemm: gemm,
+               second: (w2, out2, ldo2))
+    return true
 }
 
 /// One thread's rows, `step` at a time: dequantise, then multiply with the f32 kernels.
