@@ -5,9 +5,9 @@
 #include "quant_common.h"
 
 /// One token's activations. `q`: the int8 codes in order, x ≈ d[g]·q per group g of `group` values (32 or 256).
-/// Groups of 32: `dsum[g]` = d[g]·Σq (Q4_0's offset). Groups of 256: `sum16` / `sum32`, Σq per 16 / 32 values
-/// (the K-quants' offsets and minimums). Offsets use the sums of the quantised values, so each kernel computes
-/// exactly Σ w·(d·q).
+/// `sum16` / `sum32`: Σq per 16 / 32 values (the K-quants' offsets and minimums, Q4_0's offset in the GEMM); groups
+/// of 32 also `dsum[g]` = d[g]·Σq (Q4_0's offset in the row kernels). Offsets use the sums of the quantised values,
+/// so each kernel computes exactly Σ w·(d·q).
 typedef struct {
     const int8_t *q;
     const float *d, *dsum;

@@ -13,9 +13,10 @@ import Synchronization
 ///
 /// Dispatch is lock-free on the hot path: a section is published by storing a (generation, next index)
 /// word; workers claim indices with compare-and-swap on that word, and a finished section's word is
-/// closed before the next is published, so a late worker can never run an index of a finished section. Idle workers spin briefly, then sleep on a condition
-/// variable. A call made while the pool is already running a section (a nested call from inside a body,
-/// or a concurrent call from another thread) runs inline on the calling thread.
+/// closed before the next is published, so a late worker can never run an index of a finished section.
+/// Idle workers spin briefly, then sleep on a condition variable. A call made while the pool is already
+/// running a section (a nested call from inside a body, or a concurrent call from another thread) runs
+/// inline on the calling thread.
 public final class WorkerPool: @unchecked Sendable {
     public let threads: Int
     private let shared: PoolShared
