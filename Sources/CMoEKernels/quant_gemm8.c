@@ -207,8 +207,8 @@ INLINE __m256i broadcast32(const void *p) {
 /// A panel times four tokens a[0…3]: acc[t] lane r += row r · token t. `pairs`: the coefficient pairs per block (8,
 /// or 4 for coefficients per 32 against the tokens' sums per 32). `steps`: how many four-value products are summed in
 /// 16 bits before the scale multiplies them (vpmaddwd), as far as the codes' size allows without overflow (|x| ≤ 128:
-/// 8 steps of codes < 16, 4 of codes < 32, 2 of codes < 64, 1 of signed codes), and at most a scale's span (4 steps per
-/// 16 values). `pairs` 0: no offsets.
+/// 8 steps of codes < 16, 4 of codes < 32, 2 of codes < 64, 1 of signed codes), and at most a scale's span (4 steps
+/// for a scale per 16 values, 8 per 32). `pairs` 0: no offsets.
 INLINE void panel_4(const uint8_t *panel, size_t blocks, const activations8 a[4], int pairs, int steps, int is_signed,
                     __m256 acc[4]) {
     for (size_t i = 0; i < blocks; i++) {
