@@ -83,6 +83,17 @@ INLINE __m128i q3_K_scales(const uint8_t *p) {
     return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
 }
 
+/// Q3_K's codes (0–7: 2-bit code + 4·high bit) of values 128n … 128n+127 of the block at `b`: q[k] holds values
+/// 128n+32k … +31 — bits 2k–2k+1 of bytes 32n+l (from b + 32) and bit 4n+k of byte l (from b).
+INLINE void q3_K_codes(const uint8_t *b, int n, __m256i q[4]) {
+    const __m256i m03 = _mm256_set1_epi8(0x03), m04 = _mm256_set1_epi8(0x04);
+    const __m256i H = _mm256_loadu_si256((const __m256i *)b);
+    const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * n));
+    for (int k = 0; k < 4; k++)
+        q[k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(Q, 2 * k), m03),
+                               _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(H, 4 * n + k), 2), m04));
+}
+
 /// IQ4_NL's (and IQ4_XS's) 16 signed values, in both lanes: vpshufb looks a code's value up.
 INLINE __m256i iq4nl_grid_vector(void) {
     static const int8_t grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};

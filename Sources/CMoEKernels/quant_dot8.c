@@ -174,15 +174,10 @@ INLINE void q3_K_block8(const uint8_t *b, const activations8 *a, int nt, size_t 
     const __m256i S = _mm256_broadcastsi128_si256(sc);
     __m256i sum[max_tokens8];
     k16_offsets(sc, 2, a, nt, v, sum);
-    const __m256i m03 = _mm256_set1_epi8(0x03), m04 = _mm256_set1_epi8(0x04);
-    const __m256i H = _mm256_loadu_si256((const __m256i *)b);
     for (int n = 0; n < 2; n++) {
-        const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * n));
-        for (int k = 0; k < 4; k++) {
-            const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(Q, 2 * k), m03);
-            const __m256i hi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(H, 4 * n + k), 2), m04);
-            k16_products(_mm256_or_si256(lo, hi), k16_scales(S, 8 * n + 2 * k), a, nt, v + 128 * n + 32 * k, sum);
-        }
+        __m256i q[4];
+        q3_K_codes(b, n, q);
+        for (int k = 0; k < 4; k++) k16_products(q[k], k16_scales(S, 8 * n + 2 * k), a, nt, v + 128 * n + 32 * k, sum);
     }
     k_scale_sums(sum, half_at(b + 108), a, nt, v, acc, c);
 }

@@ -18,45 +18,37 @@
 #if defined(__x86_64__)
 #include "quant_blocks8.h"
 
-/// One row unpacked, for `blocks` blocks of 256 values: codes[256·blocks]; scales: per 32 values a vector of 16
-/// words (values 0–15's scale in words 0–7, 16–31's in 8–15); the offsets' coefficients, coef[16·blocks] one per 16
-/// values, or for Q4_K and Q5_K coef32[8·blocks] one per 32; d, dm per block.
+/// One 256-value block of a row unpacked: its codes in order; per 32 values a vector of 16 scale words (values 0–15's
+/// scale in words 0–7, 16–31's in 8–15); the offsets' coefficients, one per 16 values (`coef`) or, for Q4_K and
+/// Q5_K, one per 32 (`coef32`); d, dm.
 typedef struct {
-    uint8_t *codes;
-    int16_t *scales, *coef, *coef32;
-    float *d, *dm;
-} unpacked_row;
-
-static size_t unpacked_row_bytes(size_t blocks) { return blocks * (256 + 512 + 32 + 16 + 8); }
-
-static unpacked_row unpacked_view(uint8_t *p, size_t blocks) {
-    int16_t *scales = (int16_t *)(p + 256 * blocks), *coef = scales + 256 * blocks, *coef32 = coef + 16 * blocks;
-    float *d = (float *)(coef32 + 8 * blocks);
-    return (unpacked_row){p, scales, coef, coef32, d, d + blocks};
-}
+    uint8_t codes[256];
+    int16_t scales[256], coef[16], coef32[8];
+    float d, dm;
+} unpacked_block;
 
 INLINE void store(void *p, __m256i v) { _mm256_storeu_si256((__m256i *)p, v); }
 
-// Unpacking, one 256-value block `b` into block `i` of `u`.
+// Unpacking, one 256-value block `b` into `u`.
 
-INLINE void q4_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
+INLINE void q4_K_unpack(const uint8_t *b, unpacked_block *u) {
     __m256i scales;
     __m128i mins;
     k4_scales_mins(b + 4, &scales, &mins);
     const __m256i m0f = _mm256_set1_epi8(0x0F);
     for (int p = 0; p < 4; p++) {
         const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * p));
-        store(u.codes + 256 * i + 64 * p, _mm256_and_si256(Q, m0f));
-        store(u.codes + 256 * i + 64 * p + 32, _mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f));
-        store(u.scales + 256 * i + 32 * p, WORD(scales, 2 * p));
-        store(u.scales + 256 * i + 32 * p + 16, WORD(scales, 2 * p + 1));
+        store(u->codes + 64 * p, _mm256_and_si256(Q, m0f));
+        store(u->codes + 64 * p + 32, _mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f));
+        store(u->scales + 32 * p, WORD(scales, 2 * p));
+        store(u->scales + 32 * p + 16, WORD(scales, 2 * p + 1));
     }
-    _mm_storeu_si128((__m128i *)(u.coef32 + 8 * i), mins);
-    u.d[i] = half_at(b);
-    u.dm[i] = half_at(b + 2);
+    _mm_storeu_si128((__m128i *)(u->coef32), mins);
+    u->d = half_at(b);
+    u->dm = half_at(b + 2);
 }
 
-INLINE void q5_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
+INLINE void q5_K_unpack(const uint8_t *b, unpacked_block *u) {
     __m256i scales;
     __m128i mins;
     k4_scales_mins(b + 4, &scales, &mins);
@@ -65,86 +57,81 @@ INLINE void q5_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
     for (int p = 0; p < 4; p++) {
         const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * p));
         const __m256i H = _mm256_srli_epi16(QH, 2 * p);
-        store(u.codes + 256 * i + 64 * p,
+        store(u->codes + 64 * p,
               _mm256_or_si256(_mm256_and_si256(Q, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 4), m10)));
-        store(u.codes + 256 * i + 64 * p + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f),
+        store(u->codes + 64 * p + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f),
                                                                _mm256_and_si256(_mm256_slli_epi16(H, 3), m10)));
-        store(u.scales + 256 * i + 32 * p, WORD(scales, 2 * p));
-        store(u.scales + 256 * i + 32 * p + 16, WORD(scales, 2 * p + 1));
+        store(u->scales + 32 * p, WORD(scales, 2 * p));
+        store(u->scales + 32 * p + 16, WORD(scales, 2 * p + 1));
     }
-    _mm_storeu_si128((__m128i *)(u.coef32 + 8 * i), mins);
-    u.d[i] = half_at(b);
-    u.dm[i] = half_at(b + 2);
+    _mm_storeu_si128((__m128i *)(u->coef32), mins);
+    u->d = half_at(b);
+    u->dm = half_at(b + 2);
 }
 
 /// The per-16 scales `sc` (int8) of Q2_K, Q3_K and Q6_K as the 8 scale vectors of a block.
-INLINE void k16_store_scales(__m128i sc, unpacked_row u, size_t i) {
+INLINE void k16_store_scales(__m128i sc, unpacked_block *u) {
     const __m256i S = _mm256_broadcastsi128_si256(sc);
-    for (int j = 0; j < 8; j++) store(u.scales + 256 * i + 16 * j, k16_scales(S, 2 * j));
+    for (int j = 0; j < 8; j++) store(u->scales + 16 * j, k16_scales(S, 2 * j));
 }
 
-INLINE void q6_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
+INLINE void q6_K_unpack(const uint8_t *b, unpacked_block *u) {
     for (int n = 0; n < 2; n++) {
         __m256i q[4];
         q6_K_codes(b, n, q);
-        for (int k = 0; k < 4; k++) store(u.codes + 256 * i + 128 * n + 32 * k, q[k]);
+        for (int k = 0; k < 4; k++) store(u->codes + 128 * n + 32 * k, q[k]);
     }
     const __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
-    k16_store_scales(sc, u, i);
+    k16_store_scales(sc, u);
     // d·scale·(q − 32): the offset 32·scale per 16 values, at the block's own scale.
-    store(u.coef + 16 * i, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5));
-    u.d[i] = u.dm[i] = half_at(b + 208);
+    store(u->coef, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5));
+    u->d = u->dm = half_at(b + 208);
 }
 
-INLINE void q3_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
-    const __m256i m03 = _mm256_set1_epi8(0x03), m04 = _mm256_set1_epi8(0x04);
-    const __m256i H = _mm256_loadu_si256((const __m256i *)b);
+INLINE void q3_K_unpack(const uint8_t *b, unpacked_block *u) {
     for (int n = 0; n < 2; n++) {
-        const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * n));
-        for (int k = 0; k < 4; k++) {
-            const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(Q, 2 * k), m03);
-            const __m256i hi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(H, 4 * n + k), 2), m04);
-            store(u.codes + 256 * i + 128 * n + 32 * k, _mm256_or_si256(lo, hi));
-        }
+        __m256i q[4];
+        q3_K_codes(b, n, q);
+        for (int k = 0; k < 4; k++) store(u->codes + 128 * n + 32 * k, q[k]);
     }
     const __m128i sc = q3_K_scales(b + 96);
-    k16_store_scales(sc, u, i);
+    k16_store_scales(sc, u);
     // d·scale·(q + 4·high − 4): the offset 4·scale.
-    store(u.coef + 16 * i, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 2));
-    u.d[i] = u.dm[i] = half_at(b + 108);
+    store(u->coef, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 2));
+    u->d = u->dm = half_at(b + 108);
 }
 
 // IQ4_XS: the codes are IQ4_NL's signed grid values (value = d·scale·grid[q]), no offsets.
-INLINE void iq4_xs_unpack(const uint8_t *b, unpacked_row u, size_t i) {
+INLINE void iq4_xs_unpack(const uint8_t *b, unpacked_block *u) {
     const __m256i scales = iq4_xs_scales(b), grid = iq4nl_grid_vector();
     const __m256i m0f = _mm256_set1_epi8(0x0F);
     for (int p = 0; p < 4; p++) {
         // Groups 2p (low lane) and 2p+1 (high lane); each group's values 0–15 in the low nibbles, 16–31 in the high.
         const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 8 + 32 * p));
         const __m256i lo = _mm256_and_si256(Q, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(Q, 4), m0f);
-        store(u.codes + 256 * i + 64 * p, _mm256_shuffle_epi8(grid, _mm256_permute2x128_si256(lo, hi, 0x20)));
-        store(u.codes + 256 * i + 64 * p + 32, _mm256_shuffle_epi8(grid, _mm256_permute2x128_si256(lo, hi, 0x31)));
-        store(u.scales + 256 * i + 32 * p, WORD(scales, 2 * p));
-        store(u.scales + 256 * i + 32 * p + 16, WORD(scales, 2 * p + 1));
+        store(u->codes + 64 * p, _mm256_shuffle_epi8(grid, _mm256_permute2x128_si256(lo, hi, 0x20)));
+        store(u->codes + 64 * p + 32, _mm256_shuffle_epi8(grid, _mm256_permute2x128_si256(lo, hi, 0x31)));
+        store(u->scales + 32 * p, WORD(scales, 2 * p));
+        store(u->scales + 32 * p + 16, WORD(scales, 2 * p + 1));
     }
-    store(u.coef + 16 * i, _mm256_setzero_si256());
-    u.d[i] = half_at(b);
-    u.dm[i] = 0;
+    store(u->coef, _mm256_setzero_si256());
+    u->d = half_at(b);
+    u->dm = 0;
 }
 
-INLINE void q2_K_unpack(const uint8_t *b, unpacked_row u, size_t i) {
+INLINE void q2_K_unpack(const uint8_t *b, unpacked_block *u) {
     const __m128i sm = _mm_loadu_si128((const __m128i *)b);
     const __m128i m0f = _mm_set1_epi8(0x0F);
     const __m256i m03 = _mm256_set1_epi8(0x03);
     for (int n = 0; n < 2; n++) {
         const __m256i Q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * n));
         for (int k = 0; k < 4; k++)
-            store(u.codes + 256 * i + 128 * n + 32 * k, _mm256_and_si256(_mm256_srli_epi16(Q, 2 * k), m03));
+            store(u->codes + 128 * n + 32 * k, _mm256_and_si256(_mm256_srli_epi16(Q, 2 * k), m03));
     }
-    k16_store_scales(_mm_and_si128(sm, m0f), u, i);
-    store(u.coef + 16 * i, _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m0f)));
-    u.d[i] = half_at(b + 80);
-    u.dm[i] = half_at(b + 82);
+    k16_store_scales(_mm_and_si128(sm, m0f), u);
+    store(u->coef, _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m0f)));
+    u->d = half_at(b + 80);
+    u->dm = half_at(b + 82);
 }
 
 // The panel: eight rows interleaved so that each vector holds the same four values of all eight rows, and a product
@@ -176,9 +163,9 @@ INLINE void transpose_8x32(const uint8_t *const rows[8], uint8_t *dst) {
     }
 }
 
-/// Interleaves block 0 of the eight unpacked rows `u` into the panel block at `p`. `per32`: Q4_K's and Q5_K's
+/// Interleaves the blocks of eight rows `u` into the panel block at `p`. `per32`: Q4_K's and Q5_K's
 /// coefficients, one per 32 values.
-INLINE void interleave(const unpacked_row u[8], uint8_t *p, int per32) {
+INLINE void interleave(const unpacked_block u[8], uint8_t *p, int per32) {
     for (int j = 0; j < 8; j++) {
         const uint8_t *rows[8];
         for (int r = 0; r < 8; r++) rows[r] = u[r].codes + 32 * j;
@@ -193,8 +180,8 @@ INLINE void interleave(const unpacked_row u[8], uint8_t *p, int per32) {
             coef[16 * j + 2 * r] = per32 ? (j < 4 ? u[r].coef32[2 * j] : 0) : u[r].coef[2 * j];
             coef[16 * j + 2 * r + 1] = per32 ? (j < 4 ? u[r].coef32[2 * j + 1] : 0) : u[r].coef[2 * j + 1];
         }
-        d[r] = u[r].d[0];
-        dm[r] = u[r].dm[0];
+        d[r] = u[r].d;
+        dm[r] = u[r].dm;
     }
 }
 
@@ -313,7 +300,7 @@ INLINE void panel32_4(const uint8_t *panel, size_t blocks, const activations8 a[
 }
 
 size_t moe_gemm8_scratch_bytes(size_t cols) {
-    const size_t k_quants = cols / 256 * panel_block + 8 * unpacked_row_bytes(1), per32 = cols / 32 * panel32_block;
+    const size_t k_quants = cols / 256 * panel_block, per32 = cols / 32 * panel32_block;
     return k_quants > per32 ? k_quants : per32;
 }
 
@@ -332,6 +319,18 @@ INLINE void token_quad(const void *acts, size_t stride, size_t n, size_t tokens,
         a[k] = token_view8((const uint8_t *)acts + (t + k < tokens ? t + k : tokens - 1) * stride, n);
 }
 
+/// Every four tokens from the activations `acts` through the panel just interleaved (`product` fills acc[0…3] from
+/// a[0…3]), stored for rows r … r + rows − 1.
+#define PANEL_TOKENS(product)                                                                                      \
+    for (size_t t = 0; t < tokens; t += 4) {                                                                       \
+        activations8 a[4];                                                                                         \
+        token_quad(acts, stride, n, tokens, t, a);                                                                 \
+        __m256 acc[4];                                                                                             \
+        for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();                                                  \
+        product;                                                                                                   \
+        store_tile(acc, tokens - t < 4 ? (int)(tokens - t) : 4, rows, out, ldo, t, r, accumulate);                 \
+    }
+
 /// `moe_gemm8_rows_q4_0` and `_q8_0`: eight rows at a time, interleaved once per call, then every four tokens.
 #define GEMM32_KERNEL8(type, block_bytes, q8)                                                                      \
     TARGET void moe_gemm8_rows_##type(const void *base, size_t row_bytes, size_t blocks, const void *acts,         \
@@ -347,14 +346,7 @@ INLINE void token_quad(const void *acts, size_t stride, size_t n, size_t tokens,
                     b[k] = (const uint8_t *)base + (r + (k < rows ? k : rows - 1)) * row_bytes + i * block_bytes;  \
                 interleave32(b, q8, panel + i * panel32_block);                                                    \
             }                                                                                                      \
-            for (size_t t = 0; t < tokens; t += 4) {                                                               \
-                activations8 a[4];                                                                                 \
-                token_quad(acts, stride, n, tokens, t, a);                                                         \
-                __m256 acc[4];                                                                                     \
-                for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();                                          \
-                panel32_4(panel, blocks, a, q8, acc);                                                              \
-                store_tile(acc, tokens - t < 4 ? (int)(tokens - t) : 4, rows, out, ldo, t, r, accumulate);         \
-            }                                                                                                      \
+            PANEL_TOKENS(panel32_4(panel, blocks, a, q8, acc))                                                     \
         }                                                                                                          \
     }
 
@@ -369,26 +361,18 @@ GEMM32_KERNEL8(q8_0, 34, 1)
                                       int accumulate, void *scratch) {                                             \
         const size_t n = blocks * 256, stride = token_stride8(n);                                                 \
         uint8_t *panel = (uint8_t *)scratch;                                                                       \
-        unpacked_row u[8];                                                                                         \
-        for (int k = 0; k < 8; k++) u[k] = unpacked_view(panel + blocks * panel_block + k * unpacked_row_bytes(1), 1);\
+        unpacked_block u[8];                                                                                       \
         for (size_t r = row_begin; r < row_end; r += 8) {                                                          \
             const int rows = row_end - r >= 8 ? 8 : (int)(row_end - r);                                            \
             for (size_t i = 0; i < blocks; i++) {                                                                  \
                 /* Past the last row, its copies; their results are dropped. */                                    \
                 for (int k = 0; k < 8; k++) {                                                                      \
                     const size_t row = r + (k < rows ? k : rows - 1);                                             \
-                    type##_unpack((const uint8_t *)base + row * row_bytes + i * block_bytes, u[k], 0);             \
+                    type##_unpack((const uint8_t *)base + row * row_bytes + i * block_bytes, &u[k]);               \
                 }                                                                                                  \
                 interleave(u, panel + i * panel_block, pairs == 4);                                                \
             }                                                                                                      \
-            for (size_t t = 0; t < tokens; t += 4) {                                                               \
-                activations8 a[4];                                                                                 \
-                token_quad(acts, stride, n, tokens, t, a);                                                         \
-                __m256 acc[4];                                                                                     \
-                for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();                                          \
-                panel_4(panel, blocks, a, pairs, steps, signed_codes, acc);                                        \
-                store_tile(acc, tokens - t < 4 ? (int)(tokens - t) : 4, rows, out, ldo, t, r, accumulate);         \
-            }                                                                                                      \
+            PANEL_TOKENS(panel_4(panel, blocks, a, pairs, steps, signed_codes, acc))                               \
         }                                                                                                          \
     }
 
