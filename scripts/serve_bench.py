@@ -9,11 +9,15 @@ same model, side by side. A benchmark, not a test.
     # or any running server:
     python scripts/serve_bench.py --url http://127.0.0.1:8080/v1 --model NAME
 
-Each stream sends a different prompt of --prompt-tokens tokens (distinct first token: no prefix reuse)
+Each stream sends a different prompt of about --prompt-tokens tokens, new in every round (a shared prefix of a
+few tokens at most: the prompt caches of the servers serve nothing)
 and asks for exactly --gen-tokens tokens (end-of-sequence suppressed: `ignore_eos` for moe, `logit_bias`
 for llama.cpp). TTFT is from sending the request to the first streamed text; aggregate tokens/s is all
-generated tokens over the wall time of the whole round. Every level runs --repeat times (levels interleaved)
-and its median round is reported. Prints one table per server and the ratios.
+generated tokens over the wall time of the whole round; ITL is the gap between two streamed chunks of one
+stream (median, 99th percentile and maximum over the round: the stalls readers saw, which chunked prefill
+bounds; text a server holds back, as an incomplete UTF-8 character, also shows as a gap). `--stagger S` starts stream i S·i seconds into the round, so later prompts arrive while earlier
+streams decode. Every level runs --repeat times (levels interleaved) and its median round is reported. Prints
+one table per server and the ratios.
 """
 import argparse
 import concurrent.futures
@@ -38,6 +42,8 @@ def stream_one(url, model, prompt, gen_tokens, extra, key):
     headers = {"Authorization": f"Bearer {key}"}
     start = time.perf_counter()
     first = None
+    last = None
+    gaps = []
     chunks = 0
     usage = None
     with httpx.stream("POST", f"{url}/completions", json=body, headers=headers, timeout=600) as r:
@@ -53,39 +59,55 @@ def stream_one(url, model, prompt, gen_tokens, extra, key):
                 usage = obj["usage"]
             if obj.get("choices"):
                 chunks += 1
+                now = time.perf_counter()
                 if first is None:
-                    first = time.perf_counter()
+                    first = now
+                else:
+                    gaps.append(now - last)
+                last = now
     end = time.perf_counter()
     tokens = usage["completion_tokens"] if usage else chunks
-    return {"ttft": (first or end) - start, "tokens": tokens, "seconds": end - start}
+    return {"ttft": (first or end) - start, "tokens": tokens, "seconds": end - start, "gaps": gaps}
 
 
-def round_of(url, model, streams, prompts, gen_tokens, extra, key):
+def round_of(url, model, streams, prompts, gen_tokens, extra, key, stagger=0.0):
+    def one(i):
+        time.sleep(stagger * i)
+        return stream_one(url, model, prompts[i], gen_tokens, extra, key)
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(streams) as pool:
-        results = list(pool.map(lambda p: stream_one(url, model, p, gen_tokens, extra, key), prompts[:streams]))
+        results = list(pool.map(one, range(streams)))
     wall = time.perf_counter() - start
     tokens = sum(r["tokens"] for r in results)
     ttfts = sorted(r["ttft"] for r in results)
+    gaps = sorted(g for r in results for g in r["gaps"]) or [0.0]
     return {"streams": streams, "tokens": tokens, "wall": wall, "tok_s": tokens / wall,
-            "ttft_mean": sum(ttfts) / len(ttfts), "ttft_max": ttfts[-1]}
+            "ttft_mean": sum(ttfts) / len(ttfts), "ttft_max": ttfts[-1],
+            "itl_median": gaps[len(gaps) // 2], "itl_p99": gaps[min(len(gaps) - 1, len(gaps) * 99 // 100)],
+            "itl_max": gaps[-1]}
 
 
-def bench(name, url, model, levels, prompts, gen_tokens, extra, key, repeat):
+def bench(name, url, model, levels, prompts, gen_tokens, extra, key, repeat, stagger=0.0):
     """Runs every level `repeat` times, the levels interleaved (drift on a shared machine hits them alike), and
     keeps each level's median round by tokens/s."""
-    round_of(url, model, 1, prompts, 4, extra, key)  # warm-up
+    round_of(url, model, 1, ["Warm-up " + p for p in prompts], 4, extra, key)
     runs = {n: [] for n in levels}
+    rounds = 0
     for _ in range(repeat):
         for n in levels:
-            runs[n].append(round_of(url, model, n, prompts, gen_tokens, extra, key))
+            # A new first word every round: a server's prompt cache must not serve a prompt of an earlier round.
+            rounds += 1
+            fresh = [f"Round {rounds}. " + p for p in prompts]
+            runs[n].append(round_of(url, model, n, fresh, gen_tokens, extra, key, stagger))
     rows = []
     for n in levels:
         r = sorted(runs[n], key=lambda x: x["tok_s"])[len(runs[n]) // 2]
         rows.append(r)
         spread = f" (runs {min(x['tok_s'] for x in runs[n]):.1f}…{max(x['tok_s'] for x in runs[n]):.1f})" if repeat > 1 else ""
         print(f"{name:>10} streams {n:>2}: {r['tok_s']:7.1f} tok/s aggregate{spread} ({r['tokens']} tokens in {r['wall']:.1f} s), "
-              f"TTFT mean {r['ttft_mean'] * 1000:7.0f} ms, max {r['ttft_max'] * 1000:7.0f} ms", flush=True)
+              f"TTFT mean {r['ttft_mean'] * 1000:7.0f} ms, max {r['ttft_max'] * 1000:7.0f} ms, "
+              f"ITL median {r['itl_median'] * 1000:5.0f} ms, p99 {r['itl_p99'] * 1000:5.0f} ms, max {r['itl_max'] * 1000:6.0f} ms",
+              flush=True)
     return rows
 
 
@@ -117,6 +139,8 @@ def main():
     ap.add_argument("--parallel", type=int, default=16, help="moe serve --parallel")
     ap.add_argument("--port", type=int, default=18080)
     ap.add_argument("--repeat", type=int, default=3, help="rounds per level; the median is reported")
+    ap.add_argument("--stagger", type=float, default=0.0, help="seconds between the starts of a round's streams")
+    ap.add_argument("--moe-args", default="", help="more `moe serve` options, e.g. '--step-tokens 256'")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -127,12 +151,14 @@ def main():
 
     results = {}
     if args.url:
-        results["server"] = bench("server", args.url, args.model, levels, prompts, args.gen_tokens, {"ignore_eos": True}, "x", args.repeat)
+        results["server"] = bench("server", args.url, args.model, levels, prompts, args.gen_tokens,
+                                   {"ignore_eos": True, "stream_options": {"include_usage": True}}, "x", args.repeat,
+                                   args.stagger)
     if args.moe_model:
         port = args.port
         cmd = [args.moe_binary, "serve", "--model", args.moe_model, "--port", str(port), "--parallel", str(args.parallel),
                "--threads", str(args.threads), "--ledger", f"/tmp/serve-bench-{os.getpid()}.sqlite",
-               "--queue-limit", "256"]
+               "--queue-limit", "256"] + args.moe_args.split()
         print("$ " + " ".join(cmd), flush=True)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         try:
@@ -140,7 +166,8 @@ def main():
             wait_ready(url, proc)
             model = os.path.basename(os.path.normpath(args.moe_model))
             results["moe"] = bench("moe", url, model, levels, prompts, args.gen_tokens,
-                                   {"ignore_eos": True, "stream_options": {"include_usage": True}}, "x", args.repeat)
+                                   {"ignore_eos": True, "stream_options": {"include_usage": True}}, "x", args.repeat,
+                                   args.stagger)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -158,7 +185,8 @@ def main():
             model = httpx.get(f"{url}/models").json()["data"][0]["id"]
             # llama.cpp has no ignore_eos on this endpoint: forbid the end-of-text ids instead.
             bias = {"logit_bias": {"151643": -100, "151645": -100}}
-            results["llama.cpp"] = bench("llama.cpp", url, model, levels, prompts, args.gen_tokens, bias, "x", args.repeat)
+            results["llama.cpp"] = bench("llama.cpp", url, model, levels, prompts, args.gen_tokens, bias, "x", args.repeat,
+                                         args.stagger)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)

@@ -49,65 +49,48 @@ public struct Attention: @unchecked Sendable {
         eps = Float(c.rmsNormEps)
     }
 
-    /// Attends `T` tokens at positions `cache.count ..< cache.count + T` (the caller advances the cache
-    /// afterwards) and adds the output projection into `residual` [T, hidden]. `ws.ropeCos`/`ws.ropeSin` hold
-    /// one table row per token, for those positions.
-    func forward(_ x: UnsafePointer<Float>, tokens T: Int, layer: Int, cache: KVCache, rope: RotaryEmbedding,
+    /// Attends every sequence's rows of x [rows, hidden] (`layout`: which rows, which cache; the caller
+    /// advances the caches afterwards) and adds the output projection into `residual` [rows, hidden].
+    /// `ws.ropeCos`/`ws.ropeSin` hold one table row per row, for its position. The projections run over all
+    /// rows at once; one-token sequences attend by dot products, all (sequence, head) pairs in one parallel
+    /// section; longer runs (prefill chunks) attend causally as matrix products.
+    func forward(_ x: UnsafePointer<Float>, _ layout: PassLayout, layer: Int, rope: RotaryEmbedding,
                  residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
+        let T = layout.rows
         let qWidth = heads * headDim, kvWidth = kvHeads * headDim
-        let start = cache.count
         let (qs, ks, vs) = project(x, tokens: T, rope: rope, hidden: hidden, ws: ws, pool: pool)
-        // Append this pass's keys and values to the cache.
-        let cachedK = cache.keys(layer: layer), cachedV = cache.values(layer: layer)
-        (cachedK + start * kvWidth).update(from: ks, count: T * kvWidth)
-        (cachedV + start * kvWidth).update(from: vs, count: T * kvWidth)
-
+        // Append this pass's keys and values to each sequence's cache.
+        for (c, cache) in layout.caches.enumerated() {
+            let first = layout.firsts[c], count = layout.counts[c], at = cache.count * kvWidth
+            (cache.keys(layer: layer) + at).update(from: ks + first * kvWidth, count: count * kvWidth)
+            (cache.values(layer: layer) + at).update(from: vs + first * kvWidth, count: count * kvWidth)
+        }
         let out = ws.attention.reserve(T * qWidth)
-        if T == 1 {
-            let positions = start + 1
-            let scores = ws.scores.reserve(heads * positions)
-            pool.parallelFor(heads) { h in
-                attendOne(qs, head: h, keys: cachedK, values: cachedV, positions: positions,
-                          scores: scores + h * positions, out: out)
+        if !layout.singles.isEmpty {
+            // Every (sequence, head) pair gets a score row of the longest sequence's length: one reservation, no
+            // per-step offsets table, and the rows a shorter sequence leaves unused are never touched.
+            let longest = layout.singles.reduce(0) { max($0, layout.caches[$1].count + 1) }
+            let scores = ws.scores.reserve(layout.singles.count * heads * longest)
+            layout.caches.withUnsafeBufferPointer { caches in
+                layout.singles.withUnsafeBufferPointer { singles in
+                    layout.firsts.withUnsafeBufferPointer { firsts in
+                        pool.parallelFor(singles.count * heads) { task in
+                            let c = singles[task / heads], h = task % heads
+                            let cache = caches[c], row = firsts[c]
+                            attendOne(qs + row * qWidth, head: h, keys: cache.keys(layer: layer),
+                                      values: cache.values(layer: layer), positions: cache.count + 1,
+                                      scores: scores + task * longest, out: out + row * qWidth)
+                        }
+                    }
+                }
             }
-        } else {
-            attendCausal(qs, tokens: T, start: start, keys: cachedK, values: cachedV, out: out, ws: ws, pool: pool)
+        }
+        for (c, cache) in layout.caches.enumerated() where layout.counts[c] > 1 {
+            let first = layout.firsts[c]
+            attendCausal(qs + first * qWidth, tokens: layout.counts[c], start: cache.count, keys: cache.keys(layer: layer),
+                         values: cache.values(layer: layer), out: out + first * qWidth, ws: ws, pool: pool)
         }
         outputProjection(out, tokens: T, residual: residual, hidden: hidden, pool: pool)
-    }
-
-    /// Batched decode: row `b` of x [B, hidden] is the next token of the sequence in `caches[b]`, at position
-    /// `caches[b].count` (the caller advances the caches afterwards; `ws.ropeCos`/`ws.ropeSin` row b holds that
-    /// position's table). The projections run over all B rows at once; attention runs per (sequence, head).
-    ///
-    /// ```swift
-    /// attention.forward(normed, caches: [a, b], layer: 0, rope: rope, residual: h, hidden: H, ws: ws, pool: pool)
-    /// ```
-    func forward(_ x: UnsafePointer<Float>, caches: [KVCache], layer: Int, rope: RotaryEmbedding,
-                 residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
-        let B = caches.count
-        let qWidth = heads * headDim, kvWidth = kvHeads * headDim
-        let (qs, ks, vs) = project(x, tokens: B, rope: rope, hidden: hidden, ws: ws, pool: pool)
-        var longest = 0
-        for b in 0..<B {
-            let cache = caches[b], position = cache.count
-            (cache.keys(layer: layer) + position * kvWidth).update(from: ks + b * kvWidth, count: kvWidth)
-            (cache.values(layer: layer) + position * kvWidth).update(from: vs + b * kvWidth, count: kvWidth)
-            longest = max(longest, position + 1)
-        }
-        // Every (sequence, head) pair gets a score row of the longest sequence's length: one reservation, no
-        // per-step offsets table, and the rows a shorter sequence leaves unused are never touched.
-        let out = ws.attention.reserve(B * qWidth)
-        let scores = ws.scores.reserve(B * heads * longest)
-        caches.withUnsafeBufferPointer { caches in
-            pool.parallelFor(B * heads) { task in
-                let b = task / heads, h = task % heads
-                let cache = caches[b]
-                attendOne(qs + b * qWidth, head: h, keys: cache.keys(layer: layer), values: cache.values(layer: layer),
-                          positions: cache.count + 1, scores: scores + task * longest, out: out + b * qWidth)
-            }
-        }
-        outputProjection(out, tokens: B, residual: residual, hidden: hidden, pool: pool)
     }
 
     /// q [T, heads·headDim], k and v [T, kvHeads·headDim] in the workspace: the projections of x [T, hidden] with
@@ -215,5 +198,27 @@ public struct Attention: @unchecked Sendable {
         softmax(s, count: positions)
         o.update(repeating: 0, count: hd)
         for j in 0..<positions { axpy(s[j], values + j * kvWidth + kv, o, count: hd) }
+    }
+}
+
+/// Where each sequence's rows sit in a pass (built once per pass, read by every layer's attention): rows
+/// `firsts[c] ..< firsts[c] + counts[c]` belong to the sequence whose keys and values are in `caches[c]`.
+struct PassLayout {
+    let caches: [KVCache]
+    let firsts: [Int]
+    let counts: [Int]
+    /// The sequences with one row (decoding).
+    let singles: [Int]
+    let rows: Int
+
+    init(_ chunks: [SequenceChunk]) {
+        caches = chunks.map(\.cache)
+        counts = chunks.map(\.tokens.count)
+        var firsts: [Int] = [], rows = 0
+        for n in counts { firsts.append(rows); rows += n }
+        self.firsts = firsts
+        self.rows = rows
+        let counts = counts
+        singles = counts.indices.filter { counts[$0] == 1 }
     }
 }

@@ -1,54 +1,77 @@
 import MoEKernels
 
+/// The next tokens of one sequence in a mixed pass, and the KV cache holding that sequence's earlier positions:
+/// one token for a sequence that is decoding, a run of prompt tokens for one that is prefilling.
+public struct SequenceChunk {
+    public var tokens: [Int]
+    public var cache: KVCache
+    /// Whether the pass returns the logits of this chunk's last token (a prompt chunk that is not the prompt's
+    /// last needs none, and skipping it skips an LM-head row).
+    public var wantsLogits: Bool
+
+    public init(tokens: [Int], cache: KVCache, wantsLogits: Bool = true) {
+        self.tokens = tokens
+        self.cache = cache
+        self.wantsLogits = wantsLogits
+    }
+}
+
 extension Transformer {
-    /// One decode step of many independent sequences at once, for continuous batching: `tokens[b]` is the next
-    /// token of the sequence whose keys and values are in `caches[b]`, and runs at position `caches[b].count`.
-    /// Returns logits [B, vocab] (row b for sequence b, valid until the next call) and advances every cache by one.
+    /// One pass over several independent sequences at once, for continuous batching with chunked prefill:
+    /// chunk c's tokens run at positions `chunks[c].cache.count …` of its own sequence. Returns logits
+    /// [rows, vocab] (valid until the next call), one row per chunk that wants them, in order: the logits
+    /// after that chunk's last token. Every cache advances by its chunk's length.
     ///
     /// ```swift
     /// let a = model.makeCache(), b = model.makeCache()
-    /// try model.forward([1, 2, 3], cache: a)          // prefill each sequence on its own
-    /// try model.forward([7], cache: b)
-    /// let logits = try model.decode([4, 8], caches: [a, b])   // [2, vocab]; a.count == 4, b.count == 2
+    /// try model.forward([1, 2, 3], cache: a)
+    /// // a decodes its next token while b's prompt runs, in one pass over the weights:
+    /// let logits = try model.forward([SequenceChunk(tokens: [4], cache: a), SequenceChunk(tokens: [7, 8, 9], cache: b)])
     /// ```
     ///
-    /// Every weight is read once per step for all B rows: the embedding, norms, q/k/v/o projections, the MoE
-    /// block (tokens grouped by expert across the sequences) and the LM head run over the B rows together;
-    /// only attention is per sequence (one task per sequence and head). Row b's logits equal
-    /// `forward([tokens[b]], cache: caches[b], logitsFor: .last)` up to float summation order.
+    /// Every weight is read once per pass for all rows: the embedding, norms, q/k/v/o projections, the MoE
+    /// block (tokens grouped by expert across the sequences) and the LM head run over the rows together;
+    /// only attention is per sequence. A chunk's logits equal `forward(chunk.tokens, cache:, logitsFor: .last)`
+    /// run alone, up to float summation order.
     ///
-    /// Throws, before touching any cache: `badInput` for no tokens, a count of caches unlike the count of
-    /// tokens, a token outside the vocabulary, a cache shaped for another model or the same cache given twice;
-    /// `contextOverflow` when a cache is full.
-    public func decode(_ tokens: [Int], caches: [KVCache]) throws -> UnsafeMutableBufferPointer<Float> {
-        let B = tokens.count
-        guard B > 0 else { throw ModelError.badInput("no tokens to decode") }
-        guard caches.count == B else {
-            throw ModelError.badInput("\(B) tokens but \(caches.count) KV caches (one per sequence)")
-        }
-        try requireInVocabulary(tokens)
-        for (b, cache) in caches.enumerated() {
-            try requireFits(cache)
-            guard cache.count < cache.capacity else {
-                throw ModelError.contextOverflow(tokens: cache.count + 1, context: cache.capacity)
+    /// Throws, before touching any cache: `badInput` for no chunks, an empty chunk, a token outside the
+    /// vocabulary, a cache shaped for another model or the same cache given twice; `contextOverflow` when a
+    /// chunk does not fit its cache.
+    public func forward(_ chunks: [SequenceChunk]) throws -> UnsafeMutableBufferPointer<Float> {
+        guard !chunks.isEmpty else { throw ModelError.badInput("no sequences to run") }
+        for (c, chunk) in chunks.enumerated() {
+            guard !chunk.tokens.isEmpty else { throw ModelError.badInput("sequence \(c) has no tokens to run") }
+            try requireInVocabulary(chunk.tokens)
+            try requireFits(chunk.cache)
+            guard chunk.cache.count + chunk.tokens.count <= chunk.cache.capacity else {
+                throw ModelError.contextOverflow(tokens: chunk.cache.count + chunk.tokens.count, context: chunk.cache.capacity)
             }
-            // Two rows writing the same position of one cache would race and corrupt it. B is small: a
-            // pairwise check allocates nothing.
-            for other in caches[..<b] where other === cache {
-                throw ModelError.badInput("sequence \(b)'s KV cache is also an earlier sequence's (each needs its own)")
+            // Two chunks writing one cache would race and corrupt it. There are few chunks: a pairwise check
+            // allocates nothing.
+            for other in chunks[..<c] where other.cache === chunk.cache {
+                throw ModelError.badInput("sequence \(c)'s KV cache is also an earlier sequence's (each needs its own)")
             }
         }
+        var rows: [Int] = []
+        var end = 0
+        for chunk in chunks {
+            end += chunk.tokens.count
+            if chunk.wantsLogits { rows.append(end - 1) }
+        }
+        let h = run(chunks)
+        return logits(h, rows: rows)
+    }
 
-        let h = embed(tokens)
-        // RoPE table row b at sequence b's own position.
-        let half = rope.rotaryDim / 2
-        let cosTable = ws.ropeCos.reserve(B * half), sinTable = ws.ropeSin.reserve(B * half)
-        for b in 0..<B { rope.table(position: caches[b].count, cos: cosTable + b * half, sin: sinTable + b * half) }
-        runLayers(h, tokens: B) { i, attention, normed in
-            attention.forward(normed, caches: caches, layer: i, rope: rope, residual: h, hidden: config.hiddenSize,
-                              ws: ws, pool: pool)
+    /// One decode step of many sequences: `tokens[b]` is the next token of the sequence in `caches[b]`.
+    /// Returns logits [B, vocab], row b for sequence b; `forward(_ chunks:)` with one-token chunks.
+    ///
+    /// ```swift
+    /// let logits = try model.decode([4, 8], caches: [a, b])   // [2, vocab]; each cache advances by one
+    /// ```
+    public func decode(_ tokens: [Int], caches: [KVCache]) throws -> UnsafeMutableBufferPointer<Float> {
+        guard caches.count == tokens.count else {
+            throw ModelError.badInput("\(tokens.count) tokens but \(caches.count) KV caches (one per sequence)")
         }
-        for cache in caches { cache.count += 1 }
-        return logits(h, firstRow: 0, count: B)
+        return try forward(zip(tokens, caches).map { SequenceChunk(tokens: [$0], cache: $1) })
     }
 }

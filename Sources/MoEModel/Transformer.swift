@@ -87,25 +87,16 @@ public final class Transformer: @unchecked Sendable {
             throw ModelError.contextOverflow(tokens: cache.count + T, context: cache.capacity)
         }
         try requireInVocabulary(tokens)
-        let h = embed(tokens)
-        let half = rope.rotaryDim / 2
-        let cosTable = ws.ropeCos.reserve(T * half), sinTable = ws.ropeSin.reserve(T * half)
-        for t in 0..<T { rope.table(position: cache.count + t, cos: cosTable + t * half, sin: sinTable + t * half) }
-        runLayers(h, tokens: T) { i, attention, normed in
-            attention.forward(normed, tokens: T, layer: i, cache: cache, rope: rope, residual: h,
-                              hidden: config.hiddenSize, ws: ws, pool: pool)
-        }
-        cache.count += T
+        let h = run([SequenceChunk(tokens: tokens, cache: cache)])
 
         switch rows {
-        case .all: return logits(h, firstRow: 0, count: T)
-        case .last: return logits(h, firstRow: T - 1, count: 1)
+        case .all: return logits(h, rows: Array(0..<T))
+        case .last: return logits(h, rows: [T - 1])
         case .none: return UnsafeMutableBufferPointer(start: ws.logits.pointer, count: 0)
         }
     }
 
-    // The parts of a pass that `forward` and the batched `decode` share: they differ only in the positions
-    // their rows sit at and in which cache each row's attention reads.
+    // The parts of a pass that every `forward` shares.
 
     /// Refuses a cache made for another shape of model (its layout would be read out of bounds).
     func requireFits(_ cache: KVCache) throws {
@@ -121,11 +112,27 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    /// The residual stream [T, hidden] in the workspace, holding the tokens' embedding rows.
-    func embed(_ tokens: [Int]) -> UnsafeMutablePointer<Float> {
+    /// Runs the (validated) chunks' tokens through every layer and advances their caches: the residual stream
+    /// [rows, hidden] in the workspace, the chunks' rows one after another.
+    func run(_ chunks: [SequenceChunk]) -> UnsafeMutablePointer<Float> {
+        let layout = PassLayout(chunks)
         let H = config.hiddenSize
-        let h = ws.hidden.reserve(tokens.count * H)
-        for (t, id) in tokens.enumerated() { loadRow(embedding, row: id, into: h + t * H) }
+        let h = ws.hidden.reserve(layout.rows * H)
+        // Embedding rows, and a RoPE table row per row at its sequence's own position.
+        let half = rope.rotaryDim / 2
+        let cosTable = ws.ropeCos.reserve(layout.rows * half), sinTable = ws.ropeSin.reserve(layout.rows * half)
+        var row = 0
+        for chunk in chunks {
+            for (t, id) in chunk.tokens.enumerated() {
+                loadRow(embedding, row: id, into: h + row * H)
+                rope.table(position: chunk.cache.count + t, cos: cosTable + row * half, sin: sinTable + row * half)
+                row += 1
+            }
+        }
+        runLayers(h, tokens: layout.rows) { i, attention, normed in
+            attention.forward(normed, layout, layer: i, rope: rope, residual: h, hidden: H, ws: ws, pool: pool)
+        }
+        for chunk in chunks { chunk.cache.count += chunk.tokens.count }
         return h
     }
 
@@ -151,16 +158,16 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    /// Final norm and LM head for rows `firstRow ..< firstRow + count` of `h`: logits [count, vocab].
-    func logits(_ h: UnsafePointer<Float>, firstRow first: Int, count: Int) -> UnsafeMutableBufferPointer<Float> {
+    /// Final norm and LM head for the given rows of `h`: logits [rows.count, vocab].
+    func logits(_ h: UnsafePointer<Float>, rows: [Int]) -> UnsafeMutableBufferPointer<Float> {
         let H = config.hiddenSize, V = config.vocabSize
         let eps = Float(config.rmsNormEps)
-        let finalNormed = ws.finalNormed.reserve(count * H)
+        let finalNormed = ws.finalNormed.reserve(rows.count * H)
         finalNorm.withUnsafeBufferPointer { w in
-            for r in 0..<count { rmsNorm(h + (first + r) * H, weight: w.baseAddress!, count: H, eps: eps, into: finalNormed + r * H) }
+            for (r, row) in rows.enumerated() { rmsNorm(h + row * H, weight: w.baseAddress!, count: H, eps: eps, into: finalNormed + r * H) }
         }
-        let logits = ws.logits.reserve(count * V)
-        linear(finalNormed, ldx: H, tokens: count, lmHead, into: logits, ldo: V, pool: pool)
-        return UnsafeMutableBufferPointer(start: logits, count: count * V)
+        let logits = ws.logits.reserve(rows.count * V)
+        linear(finalNormed, ldx: H, tokens: rows.count, lmHead, into: logits, ldo: V, pool: pool)
+        return UnsafeMutableBufferPointer(start: logits, count: rows.count * V)
     }
 }

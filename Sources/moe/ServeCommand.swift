@@ -23,6 +23,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "USD per million prompt tokens.") var priceInput = 0.0
     @Option(help: "USD per million generated tokens.") var priceOutput = 0.0
     @Option(help: "Sequences decoded together (continuous batching).") var parallel = 8
+    @Option(help: "Tokens one step runs at most: every decoding sequence's next token plus chunks of new prompts (chunked prefill; a long prompt stalls the others for one step at most).")
+    var stepTokens = 256
     @Option(help: "Tokens (prompt + generated) each key may use per UTC day.") var dailyTokenQuota: Int?
     @Option(help: "Largest accepted request body, in bytes.") var maxBodyBytes = 1 << 20
     @Option(help: "Requests that may wait for a slot before new ones get 429 (default: 8 per slot, at least 64).") var queueLimit: Int?
@@ -32,6 +34,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
+        guard stepTokens >= 1 else { throw ValidationError("--step-tokens must be at least 1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
         guard priceInput >= 0, priceOutput >= 0, priceInput.isFinite, priceOutput.isFinite else {
@@ -44,7 +47,7 @@ struct Serve: AsyncParsableCommand {
     var options: ServerOptions {
         var o = ServerOptions()
         o.host = host; o.port = port; o.apiKeysFile = apiKeys; o.ledgerPath = ledger
-        o.priceInput = priceInput; o.priceOutput = priceOutput; o.parallel = parallel
+        o.priceInput = priceInput; o.priceOutput = priceOutput; o.parallel = parallel; o.stepTokens = stepTokens
         o.dailyTokenQuota = dailyTokenQuota; o.maxBodyBytes = maxBodyBytes; o.queueLimit = queueLimit
         return o
     }

@@ -85,6 +85,51 @@ private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
         }
     }
 
+    /// Chunked prefill mixed with decoding: one pass runs a decoding sequence's next token, a whole prompt, the
+    /// second chunk of a prompt whose first chunk ran in an earlier pass, and a prompt chunk that wants no logits;
+    /// each chunk's logits (and the caches it leaves) must equal that chunk run alone.
+    @Test(arguments: ["qwen3_moe", "olmoe", "llama"], [1, 2])
+    func mixedPassEqualsEachChunkAlone(_ name: String, threads: Int) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: threads)
+        let vocab = model.config.vocabSize
+        let histories = [tokens(7, seed: 31, vocab: vocab), [], tokens(5, seed: 32, vocab: vocab), tokens(2, seed: 33, vocab: vocab)]
+        let chunks = [tokens(1, seed: 41, vocab: vocab), tokens(19, seed: 42, vocab: vocab), tokens(6, seed: 43, vocab: vocab),
+                      tokens(4, seed: 44, vocab: vocab)]
+        let wants = [true, true, true, false]
+        var expected: [[Float]] = [], next: [[Float]] = []
+        for (history, chunk) in zip(histories, chunks) {
+            let cache = model.makeCache(capacity: 40)
+            if !history.isEmpty { try model.forward(history, cache: cache, logitsFor: .none) }
+            expected.append(Array(try model.forward(chunk, cache: cache, logitsFor: .last)))
+            next.append(Array(try model.forward([3], cache: cache, logitsFor: .last)))
+        }
+        let caches = try histories.map { history in
+            let cache = model.makeCache(capacity: 40)
+            if !history.isEmpty { try model.forward(history, cache: cache, logitsFor: .none) }
+            return cache
+        }
+        let logits = try model.forward((0..<4).map { SequenceChunk(tokens: chunks[$0], cache: caches[$0], wantsLogits: wants[$0]) })
+        #expect(logits.count == 3 * vocab)
+        for c in 0..<3 {
+            let diff = relativeDifference(UnsafeBufferPointer(rebasing: logits[(c * vocab)..<((c + 1) * vocab)]), expected[c])
+            #expect(diff <= 1e-4, "\(name), \(threads) threads, chunk \(c): relative |Δlogit| = \(diff)")
+        }
+        // The caches hold what each would hold alone: the next token decodes the same.
+        for c in 0..<4 {
+            #expect(caches[c].count == histories[c].count + chunks[c].count)
+            let step = try model.decode([3], caches: [caches[c]])
+            let diff = relativeDifference(UnsafeBufferPointer(step), next[c])
+            #expect(diff <= 1e-4, "\(name), \(threads) threads, after chunk \(c): relative |Δlogit| = \(diff)")
+        }
+        #expect(throws: ModelError.self) { try model.forward([SequenceChunk(tokens: [], cache: model.makeCache())]) }
+        #expect(throws: ModelError.self) { try model.forward([]) }
+        let small = model.makeCache(capacity: 3)
+        #expect(throws: ModelError.contextOverflow(tokens: 4, context: 3)) {
+            try model.forward([SequenceChunk(tokens: [1], cache: caches[0]), SequenceChunk(tokens: [1, 2, 3, 4], cache: small)])
+        }
+        #expect(small.count == 0 && caches[0].count == 9)
+    }
+
     @Test func badBatchesAreRefusedBeforeAnyCacheMoves() throws {
         let model = try Transformer(directory: Fixtures.directory("qwen3_moe"), threads: 2)
         let a = model.makeCache(capacity: 4), b = model.makeCache(capacity: 4)

@@ -17,12 +17,14 @@ import Testing
         return (tokens, finish, stopToken, cached)
     }
 
-    /// Sequences decoded together (joining at different steps, different lengths and samplers) give exactly
-    /// what each gives alone through `Transformer.generate`.
-    @Test func batchedEqualsOneAtATime() async throws {
+    /// Sequences decoded together (joining at different steps, different lengths and samplers; prompts whole or
+    /// in chunks of 7 tokens, beside other sequences' decoding) give exactly what each gives alone through
+    /// `Transformer.generate`.
+    @Test(arguments: [512, 7])
+    func batchedEqualsOneAtATime(stepTokens: Int) async throws {
         let model = try TestModel.transformer()
         let reference = try TestModel.transformer()
-        let engine = InferenceEngine(model: model, parallel: 3)
+        let engine = InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens)
         engine.start()
         defer { engine.shutdown() }
         var rng = Xoshiro256StarStar(seed: 5)
@@ -76,6 +78,49 @@ import Testing
         #expect(seen >= 3 && seen < 200)
         let after = await Self.run(try engine.submit(GenerationRequest(prompt: [4, 5], maxTokens: 2, sampling: .greedy, stopTokens: [])))
         #expect(after.tokens.count == 2)
+    }
+
+    /// A long prompt arriving while another sequence decodes runs in chunks of the step budget, and the
+    /// decoding sequence gets a token in every one of those steps instead of waiting for the whole prompt.
+    @Test func longPromptDoesNotStallDecoding() async throws {
+        let model = try TestModel.transformer()
+        let engine = InferenceEngine(model: model, parallel: 2, stepTokens: 8)
+        let log = StepLog()
+        // Held after the first step until the long prompt is queued, so the short one cannot finish first.
+        let gate = DispatchSemaphore(value: 0)
+        engine.observeSteps { [engine] in if log.record(engine.statistics) == 1 { gate.wait() } }
+        engine.start()
+        defer { engine.shutdown() }
+        let decoding = try engine.submit(GenerationRequest(prompt: [1, 2, 3], maxTokens: 60, sampling: .greedy, stopTokens: []))
+        var shortTokens = 0
+        var events = decoding.events.makeAsyncIterator()
+        while let event = await events.next() { if case .token = event { shortTokens += 1; break } }
+        let long = try engine.submit(GenerationRequest(prompt: (0..<64).map { 5 + $0 % 200 }, maxTokens: 1, sampling: .greedy,
+                                                       stopTokens: []))
+        gate.signal()
+        let result = await Self.run(long)
+        #expect(result.tokens.count == 1)
+        while let event = await events.next() { if case .token = event { shortTokens += 1 } }
+        #expect(shortTokens == 60)
+        // The steps that ran part of the long prompt: never more than the budget (7 prompt tokens beside the
+        // decoding one), and each also decoded a token.
+        let steps = zip(log.snapshots.dropFirst(), log.snapshots).map {
+            (prefilled: $0.prefilledTokens - $1.prefilledTokens, generated: $0.generatedTokens - $1.generatedTokens)
+        }
+        let prefilling = steps.filter { $0.prefilled > 0 }
+        #expect(prefilling.reduce(0) { $0 + $1.prefilled } == 64)
+        #expect(prefilling.allSatisfy { $0.prefilled <= 7 }, "\(prefilling)")
+        #expect(prefilling.count >= 10)
+        #expect(prefilling.allSatisfy { $0.generated >= 1 }, "\(prefilling)")
+    }
+
+    /// The engine's counters after each step.
+    final class StepLog: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [InferenceEngine.Snapshot] = []
+        /// Returns how many are recorded.
+        func record(_ s: InferenceEngine.Snapshot) -> Int { lock.lock(); defer { lock.unlock() }; list.append(s); return list.count }
+        var snapshots: [InferenceEngine.Snapshot] { lock.lock(); defer { lock.unlock() }; return list }
     }
 
     /// Steps seen by the engine thread (the observer), read by the test.

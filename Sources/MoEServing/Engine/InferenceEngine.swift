@@ -1,9 +1,10 @@
 import Foundation
 import MoEModel
 
-/// Continuous batching: one thread owns the model and, step after step, runs one batched decode over every
-/// active sequence (their expert work grouped across sequences by the MoE block), admitting new requests
-/// between steps and dropping those whose consumer went away.
+/// Continuous batching with chunked prefill: one thread owns the model and, step after step, runs one pass
+/// over every active sequence — the next token of each decoding sequence and a chunk of each new prompt, their
+/// expert work grouped across sequences by the MoE block — admitting new requests between steps and dropping
+/// those whose consumer went away.
 ///
 /// ```swift
 /// let engine = InferenceEngine(model: model, parallel: 8)
@@ -13,14 +14,20 @@ import MoEModel
 /// ```
 ///
 /// Per step: admit waiting requests into free slots (each prompt reuses the KV cache of its longest common
-/// prefix with any slot's tokens, then prefills the rest and samples its first token); then one
-/// `Transformer.decode` over the last token of every active sequence, and one sample per row.
+/// prefix with any slot's tokens); then one `Transformer.forward(_ chunks:)` over the last token of every
+/// decoding sequence plus as many prompt tokens of the prefilling ones as `stepTokens` leaves room for (oldest
+/// first, as vLLM's and llama-server's schedulers), and one sample per sequence that has logits. A long prompt
+/// so never stalls the streams in flight for more than one step's budget, and prompts arriving together share
+/// their passes over the weights.
 public final class InferenceEngine: @unchecked Sendable {
     public let model: Transformer
     /// Sequences decoded together at most.
     public let parallel: Int
     /// Requests allowed to wait for a slot; more are refused (`EngineError.queueFull`).
     public let queueLimit: Int
+    /// Tokens one step runs at most (decoding sequences' tokens plus prompt chunks); a step always takes every
+    /// decoding sequence's token and at least one prompt token when a prompt waits.
+    public let stepTokens: Int
 
     /// A consumer's view of one submitted sequence. Stopping iteration (or `cancel()`) frees its slot
     /// before the next step.
@@ -56,12 +63,19 @@ public final class InferenceEngine: @unchecked Sendable {
         var sampler: Sampler
         var history: [Int]
         var generated: [Int] = []
+        /// Prompt tokens reused from a cached prefix at admission.
+        let cached: Int
+        /// Prompt tokens whose keys and values are in the cache; the sequence decodes once all are.
+        var prefilled: Int
         /// The last sampled token, fed to the next decode step.
         var next = 0
-        init(_ p: Pending, slot: Int) {
+        var decoding: Bool { prefilled == request.prompt.count }
+        init(_ p: Pending, slot: Int, cached: Int) {
             id = p.id; request = p.request; continuation = p.continuation; self.slot = slot
             sampler = Sampler(p.request.sampling)
             history = p.request.prompt
+            self.cached = cached
+            prefilled = cached
         }
     }
 
@@ -89,10 +103,11 @@ public final class InferenceEngine: @unchecked Sendable {
     private var rawLogits: [Float] = []
     private var thread: Thread?
 
-    public init(model: Transformer, parallel: Int, queueLimit: Int? = nil) {
+    public init(model: Transformer, parallel: Int, queueLimit: Int? = nil, stepTokens: Int = 256) {
         self.model = model
         self.parallel = max(1, parallel)
         self.queueLimit = queueLimit ?? max(64, 8 * parallel)
+        self.stepTokens = max(1, stepTokens)
         slots = (0..<max(1, parallel)).map { _ in Slot(cache: model.makeCache()) }
     }
 
@@ -204,7 +219,7 @@ public final class InferenceEngine: @unchecked Sendable {
         }
     }
 
-    /// Finds a slot, reuses the longest cached prefix, prefills the rest and samples the first token.
+    /// Finds a slot and reuses the longest cached prefix; the rest of the prompt runs in the next steps.
     private func admit(_ p: Pending) {
         let prompt = p.request.prompt
         // Never reuse the whole prompt: its last token must run to give the logits of the first new token.
@@ -234,52 +249,66 @@ public final class InferenceEngine: @unchecked Sendable {
         slots[target].busy = true
         slots[target].lastUsed = clock
         slots[target].tokens = Array(prompt[..<reused])
-
-        let sequence = Sequence(p, slot: target)
-        let logits: UnsafeMutableBufferPointer<Float>
-        do {
-            logits = try model.forward(Array(prompt[reused...]), cache: slots[target].cache, logitsFor: .last)
-        } catch {
-            // Validated at submission; a failure here leaves the slot's cache unusable for reuse.
-            slots[target].tokens = []
-            slots[target].busy = false
-            p.continuation.finish()
-            return
-        }
-        slots[target].tokens = prompt
         lock.lock()
-        snapshot.prefilledTokens += prompt.count - reused
         snapshot.cachedTokens += reused
         lock.unlock()
-        p.continuation.yield(.prefilled(promptTokens: prompt.count, cachedTokens: reused))
-        if p.request.maxTokens <= 0 {
-            finish(sequence, .length, stopToken: nil)
-            return
-        }
-        if sample(sequence, logits.baseAddress!) { active.append(sequence) }
+        active.append(Sequence(p, slot: target, cached: reused))
     }
 
-    /// One batched decode over every active sequence, then one sample per row.
+    /// One pass over every decoding sequence's next token and the prompt chunks that fit the step's budget, then
+    /// one sample per sequence that decoded or finished its prompt.
     private func step() {
-        let tokens = active.map(\.next)
-        let caches = active.map { slots[$0.slot].cache }
+        var chunks: [SequenceChunk] = [], members: [Sequence] = []
+        for s in active where s.decoding {
+            chunks.append(SequenceChunk(tokens: [s.next], cache: slots[s.slot].cache))
+            members.append(s)
+        }
+        var budget = max(stepTokens - chunks.count, 1)
+        for s in active where !s.decoding && budget > 0 {
+            let prompt = s.request.prompt
+            let n = min(budget, prompt.count - s.prefilled)
+            chunks.append(SequenceChunk(tokens: Array(prompt[s.prefilled..<(s.prefilled + n)]), cache: slots[s.slot].cache,
+                                        wantsLogits: s.prefilled + n == prompt.count))
+            members.append(s)
+            budget -= n
+        }
         let logits: UnsafeMutableBufferPointer<Float>
         do {
-            logits = try model.decode(tokens, caches: caches)
+            logits = try model.forward(chunks)
         } catch {
-            // Room is checked before a token is fed; end everything rather than spin.
-            for s in active { finish(s, .length, stopToken: nil) }
+            // Room and token ids are checked before a token is fed; end everything rather than spin. The caches
+            // did not move, but forget their tokens rather than trust them.
+            for s in active {
+                slots[s.slot].tokens = []
+                if s.decoding { finish(s, .length, stopToken: nil) } else { s.continuation.finish(); release(s) }
+            }
             active.removeAll()
             return
         }
-        for (i, s) in active.enumerated() { slots[s.slot].tokens.append(tokens[i]) }
         let vocab = model.config.vocabSize
-        var keep: [Sequence] = []
-        keep.reserveCapacity(active.count)
-        for (i, s) in active.enumerated() where sample(s, logits.baseAddress! + i * vocab) { keep.append(s) }
-        active = keep
+        var ended: Set<Int> = []
+        var row = 0, prefilledTokens = 0
+        for (s, chunk) in zip(members, chunks) {
+            slots[s.slot].tokens += chunk.tokens
+            if !s.decoding {
+                s.prefilled += chunk.tokens.count
+                prefilledTokens += chunk.tokens.count
+                guard s.decoding else { continue }
+                s.continuation.yield(.prefilled(promptTokens: s.request.prompt.count, cachedTokens: s.cached))
+                if s.request.maxTokens <= 0 {
+                    finish(s, .length, stopToken: nil)
+                    ended.insert(s.id)
+                    row += 1
+                    continue
+                }
+            }
+            if !sample(s, logits.baseAddress! + row * vocab) { ended.insert(s.id) }
+            row += 1
+        }
+        if !ended.isEmpty { active.removeAll { ended.contains($0.id) } }
         lock.lock()
         snapshot.steps += 1
+        snapshot.prefilledTokens += prefilledTokens
         lock.unlock()
     }
 

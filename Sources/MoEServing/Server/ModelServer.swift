@@ -17,6 +17,8 @@ public struct ServerOptions: Sendable {
     public var priceOutput = 0.0
     /// Sequences decoded together.
     public var parallel = 4
+    /// Tokens one engine step runs at most: decoding sequences' tokens plus prompt chunks (chunked prefill).
+    public var stepTokens = 256
     /// Tokens (prompt + generated) each key may use per UTC day; nil: no limit.
     public var dailyTokenQuota: Int?
     public var maxBodyBytes = 1 << 20
@@ -56,7 +58,8 @@ public final class ModelServer: Sendable {
         ledger = try UsageLedger(path: options.ledgerPath)
         quota = QuotaTracker(ledger: ledger, dailyTokens: options.dailyTokenQuota)
         pricing = Pricing(inputPerMillion: options.priceInput, outputPerMillion: options.priceOutput)
-        engine = InferenceEngine(model: model, parallel: options.parallel, queueLimit: options.queueLimit)
+        engine = InferenceEngine(model: model, parallel: options.parallel, queueLimit: options.queueLimit,
+                                 stepTokens: options.stepTokens)
     }
 
     /// Loads the model and its tokenizer (when it has one) from `directory`: an HF model directory or a GGUF file.
