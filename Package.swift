@@ -1,16 +1,19 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Release builds get the flags that make the kernels fast: no bounds/overflow checks, and code for the build
-// machine's instruction set (`-target-cpu native`, like -march=native: AVX-512 where the CPU has it, else
-// AVX2 + FMA). Set MOE_TARGET_CPU to a CPU name (e.g. znver4) or to "generic". Debug builds stay portable.
+// Release builds compile for the build machine's instruction set (`-target-cpu native`, like -march=native:
+// AVX-512 where the CPU has it, else AVX2 + FMA; set MOE_TARGET_CPU to a CPU name, e.g. znver4, or to
+// "generic"). Only the kernels drop bounds and overflow checks (`unchecked`); every module that reads files,
+// requests or data — formats, tokenizer, model, training, serving, the CLI — keeps them (`checked`), so a
+// parsing mistake is a trap, never silent memory corruption. Debug builds stay portable.
 let targetCPU = Context.environment["MOE_TARGET_CPU"] ?? "native"
-var fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+var checked: [SwiftSetting] = [.unsafeFlags(["-wmo"], .when(configuration: .release))]
 #if arch(x86_64)
 if targetCPU != "generic" {
-    fast.append(.unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release)))
+    checked.append(.unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release)))
 }
 #endif
+let unchecked = checked + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "swift-moe",
@@ -32,15 +35,15 @@ let package = Package(
         // run time from the CPU's features; MoEKernels falls back to its Swift kernels elsewhere.
         .target(name: "CMoEKernels", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
         // Raw-pointer SIMD kernels and the worker pool. Knows nothing of models or files.
-        .target(name: "MoEKernels", dependencies: ["CMoEKernels"], swiftSettings: fast),
+        .target(name: "MoEKernels", dependencies: ["CMoEKernels"], swiftSettings: unchecked),
         // Checkpoint formats and configuration: safetensors read/write, config.json, generation_config.json.
-        .target(name: "MoEFormats", dependencies: ["MoEKernels"], swiftSettings: fast),
+        .target(name: "MoEFormats", dependencies: ["MoEKernels"], swiftSettings: checked),
         // Tokenizers: HF tokenizer.json (BPE) and tiktoken files, pre-tokenizer patterns, chat templates.
-        .target(name: "MoETokenizer", dependencies: ["MoEFormats"], swiftSettings: fast),
+        .target(name: "MoETokenizer", dependencies: ["MoEFormats"], swiftSettings: checked),
         // Architectures, forward pass with KV cache, sampler, generator.
-        .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: fast),
+        .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: checked),
         // Training: explicit forward/backward per layer, balance losses, optimizer, data shards, objectives.
-        .target(name: "MoETraining", dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer"], swiftSettings: fast),
+        .target(name: "MoETraining", dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer"], swiftSettings: checked),
         // Serving: the continuous-batching engine, the OpenAI-compatible HTTP API, the SQLite usage ledger.
         .target(name: "MoEServing",
                 dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer",
@@ -48,24 +51,24 @@ let package = Package(
                                .product(name: "GRDB", package: "GRDB.swift"),
                                .product(name: "Prometheus", package: "swift-prometheus"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
-                swiftSettings: fast),
+                swiftSettings: checked),
         // The `moe` command line.
         .executableTarget(
             name: "moe",
             dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoETraining", "MoEServing",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: fast),
-        .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: fast),
-        .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats", "MoEKernels"], swiftSettings: fast),
-        .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: fast),
-        .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: fast),
+            swiftSettings: checked),
+        .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: checked),
+        .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats", "MoEKernels"], swiftSettings: checked),
+        .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: checked),
+        .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels", "MoETokenizer"],
-                    swiftSettings: fast),
+                    swiftSettings: checked),
         .testTarget(name: "MoEServingTests",
                     dependencies: ["MoEServing", "MoEModel", "MoETokenizer", "MoETraining",
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
                                    .product(name: "GRDB", package: "GRDB.swift")],
-                    swiftSettings: fast),
-        .testTarget(name: "EndToEndTests", dependencies: ["moe", "MoEServing"], swiftSettings: fast),
+                    swiftSettings: checked),
+        .testTarget(name: "EndToEndTests", dependencies: ["moe", "MoEServing"], swiftSettings: checked),
     ]
 )

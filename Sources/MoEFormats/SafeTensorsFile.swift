@@ -83,9 +83,9 @@ extension SafeTensorsFile {
     private final class Placeholder {}
 
     private static func parse(base: UnsafeRawPointer, size: Int, path: String) throws -> ([String: TensorData], [String: String]) {
-        let headerLength = Int(UInt64(littleEndian: base.loadUnaligned(as: UInt64.self)))
-        guard headerLength > 0, headerLength <= size - 8 else {
-            throw FormatError.truncated(path: path, reason: "header claims \(headerLength) bytes but the file has \(size - 8) after the length")
+        let claimed = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
+        guard let headerLength = Int(exactly: claimed), headerLength > 0, headerLength <= size - 8 else {
+            throw FormatError.truncated(path: path, reason: "header claims \(claimed) bytes but the file has \(size - 8) after the length")
         }
         let headerBytes = Data(bytes: base + 8, count: headerLength)
         let json: Any
@@ -113,12 +113,12 @@ extension SafeTensorsFile {
                 throw FormatError.badTensor(path: path, tensor: name, reason: "unknown dtype \(dtypeName)")
             }
             let shape = try shapeAny.map { v -> Int in
-                guard let n = (v as? NSNumber)?.intValue, n >= 0 else {
+                guard let n = exactInteger(v), n >= 0 else {
                     throw FormatError.badTensor(path: path, tensor: name, reason: "bad shape \(shapeAny)")
                 }
                 return n
             }
-            guard let begin = (offsetsAny[0] as? NSNumber)?.intValue, let end = (offsetsAny[1] as? NSNumber)?.intValue,
+            guard let begin = exactInteger(offsetsAny[0]), let end = exactInteger(offsetsAny[1]),
                   begin >= 0, end >= begin else {
                 throw FormatError.badTensor(path: path, tensor: name, reason: "bad data_offsets \(offsetsAny)")
             }
@@ -138,4 +138,14 @@ extension SafeTensorsFile {
         }
         return (tensors, metadata)
     }
+}
+
+/// A JSON number that is a whole number fitting Int; nil for 3.5, 1e300, strings (NSNumber's `intValue` would
+/// truncate or wrap them into a plausible size).
+func exactInteger(_ value: Any) -> Int? {
+    guard let n = value as? NSNumber else { return nil }
+    let d = n.doubleValue
+    guard d.isFinite, d == d.rounded(.towardZero), abs(d) < 0x1p62 else { return nil }
+    let i = n.int64Value
+    return Double(i) == d ? Int(i) : nil
 }

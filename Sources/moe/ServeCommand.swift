@@ -25,6 +25,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Sequences decoded together (continuous batching).") var parallel = 8
     @Option(help: "Tokens one step runs at most: every decoding sequence's next token plus chunks of new prompts (chunked prefill; a long prompt stalls the others for one step at most).")
     var stepTokens = 256
+    @Option(help: "Positions per sequence, prompt + generated (default: the model's context, at most 8192).") var ctxSize: Int?
+    @Option(help: "Bytes all KV caches may take (suffix K, M, G; default: 80 % of the memory available at start).") var memoryLimit: String?
     @Option(help: "Tokens (prompt + generated) each key may use per UTC day.") var dailyTokenQuota: Int?
     @Option(help: "Largest accepted request body, in bytes.") var maxBodyBytes = 1 << 20
     @Option(help: "Requests that may wait for a slot before new ones get 429 (default: 8 per slot, at least 64).") var queueLimit: Int?
@@ -35,6 +37,8 @@ struct Serve: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
         guard stepTokens >= 1 else { throw ValidationError("--step-tokens must be at least 1") }
+        if let n = ctxSize, n < 2 { throw ValidationError("--ctx-size must be at least 2") }
+        if let m = memoryLimit, parseByteCount(m) == nil { throw ValidationError("--memory-limit must be a byte count such as 8G, 512M or 1000000") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
         guard priceInput >= 0, priceOutput >= 0, priceInput.isFinite, priceOutput.isFinite else {
@@ -48,6 +52,7 @@ struct Serve: AsyncParsableCommand {
         var o = ServerOptions()
         o.host = host; o.port = port; o.apiKeysFile = apiKeys; o.ledgerPath = ledger
         o.priceInput = priceInput; o.priceOutput = priceOutput; o.parallel = parallel; o.stepTokens = stepTokens
+        o.contextSize = ctxSize; o.memoryLimit = memoryLimit.flatMap(parseByteCount)
         o.dailyTokenQuota = dailyTokenQuota; o.maxBodyBytes = maxBodyBytes; o.queueLimit = queueLimit
         return o
     }
@@ -66,4 +71,18 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data("listening on http://\(options.host):\(port)\n".utf8))
         }
     }
+}
+
+/// "8G", "512M", "64K" or a plain number of bytes; nil for anything else or a count that overflows.
+func parseByteCount(_ text: String) -> Int? {
+    let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+    var digits = Substring(text.trimmingCharacters(in: .whitespaces))
+    var scale = 1
+    if let last = digits.last?.uppercased().first, let unit = units[last] {
+        scale = unit
+        digits = digits.dropLast()
+    }
+    guard let n = Int(digits), n > 0 else { return nil }
+    let (bytes, overflow) = n.multipliedReportingOverflow(by: scale)
+    return overflow ? nil : bytes
 }

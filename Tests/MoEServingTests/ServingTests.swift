@@ -307,8 +307,15 @@ import Testing
                 #expect(r.status == .ok)
             }
         }
-        // Refused requests are not billed.
-        #expect(try server.ledger.summary(keyHash: nil, since: nil).first?.requests == 1)
+        // Refused requests are rows with their status, no tokens and no cost; only the answered one is billed.
+        let records = try server.ledger.records()
+        #expect(records.count > 10)
+        #expect(records.filter { $0.status == 200 }.count == 1)
+        #expect(records.filter { $0.status != 200 }.allSatisfy {
+            $0.status == 400 && $0.costUSD == 0 && $0.promptTokens == 0 && $0.completionTokens == 0 && $0.finishReason == .error
+        })
+        let summary = try #require(try server.ledger.summary(keyHash: nil, since: nil).first)
+        #expect(summary.costUSD == records.first { $0.status == 200 }?.costUSD)
     }
 
     @Test func keysBodyLimitQueueAndQuota() async throws {
@@ -356,10 +363,16 @@ import Testing
                 #expect(r.status == .ok)
             }
         }
-        // Keys are stored hashed.
+        // Keys are stored hashed; the request without a key is a row of its own (401, cost 0), and so are the 413
+        // and the 429s of sk-alpha.
         let rows = try server.ledger.summary(keyHash: nil, since: nil)
-        #expect(rows.count == 2)
-        #expect(rows.allSatisfy { !$0.keyHash.contains("sk-") && $0.keyHash.count == 64 })
+        let keyed = rows.filter { $0.keyHash != UsageLedger.unauthenticatedKeyHash }
+        #expect(keyed.count == 2)
+        #expect(keyed.allSatisfy { !$0.keyHash.contains("sk-") && $0.keyHash.count == 64 })
+        let anonymous = try #require(rows.first { $0.keyHash == UsageLedger.unauthenticatedKeyHash })
+        #expect(anonymous.requests == 1 && anonymous.costUSD == 0)
+        let statuses = try server.ledger.records().map(\.status)
+        #expect(statuses.contains(401) && statuses.contains(413) && statuses.contains(429))
     }
 
     @Test func fullQueueIs429() async throws {
@@ -372,4 +385,117 @@ import Testing
             try await client.execute(uri: "/health", method: .get) { r in #expect(r.status == .ok) }
         }
     }
+}
+
+/// What a server must hold to under faults: its ledger failing, a client hanging up, sizes it cannot hold.
+@Suite(.serialized) struct ServingFaultTests {
+    /// A usage row that cannot be written: the client gets a 500 that names only a request id (no SQLite text,
+    /// no path), `/health` says degraded and `/metrics` counts it.
+    @Test func ledgerFailureIsAGeneric500AndDegradedHealth() async throws {
+        let server = try ServingRouterTests.server()
+        try await server.ledger.database.write { try $0.execute(sql: "DROP TABLE requests") }
+        try await server.makeApplication().test(.router) { client in
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: ServingRouterTests.json,
+                                     body: ServingRouterTests.chat()) { r in
+                let error = try ServingRouterTests.expectError(r, .internalServerError)
+                let message = try #require(error["message"] as? String)
+                let id = try #require(r.headers[.init("X-Request-Id")!])
+                #expect(message.contains(id))
+                #expect(!message.lowercased().contains("sqlite") && !message.contains("requests") && !message.contains("/"))
+            }
+            try await client.execute(uri: "/health", method: .get) { r in
+                let o = try ServingRouterTests.object(r)
+                #expect(o["status"] as? String == "degraded")
+                #expect(o["ledger_write_failures"] as? Int == 1)
+            }
+            try await client.execute(uri: "/metrics", method: .get) { r in
+                #expect(String(buffer: r.body).contains("moe_ledger_write_failures_total 1"))
+            }
+        }
+    }
+
+    /// `--ctx-size`: the served context is what the caches hold, what `/v1/models` reports and what prompts are
+    /// checked against.
+    @Test func contextSizeIsServedAndChecked() async throws {
+        let server = try ServingRouterTests.server { $0.contextSize = 24 }
+        #expect(server.engine.contextSize == 24)
+        try await server.makeApplication().test(.router) { client in
+            try await client.execute(uri: "/v1/models/tiny-chat", method: .get) { r in
+                let o = try ServingRouterTests.object(r)
+                #expect(o["max_model_len"] as? Int == 24)
+            }
+            let long = ServingRouterTests.body(["model": "tiny-chat", "prompt": Array(repeating: 5, count: 24), "max_tokens": 1])
+            try await client.execute(uri: "/v1/completions", method: .post, headers: ServingRouterTests.json, body: long) { r in
+                let error = try ServingRouterTests.expectError(r, .badRequest)
+                #expect(error["code"] as? String == "context_length_exceeded")
+            }
+            let fits = ServingRouterTests.body(["model": "tiny-chat", "prompt": Array(repeating: 5, count: 20), "max_tokens": 50,
+                                                "ignore_eos": true])
+            try await client.execute(uri: "/v1/completions", method: .post, headers: ServingRouterTests.json, body: fits) { r in
+                let usage = try #require(try ServingRouterTests.object(r)["usage"] as? [String: Any])
+                #expect(usage["completion_tokens"] as? Int == 4)
+            }
+        }
+    }
+
+    /// KV caches that would not fit are refused at start with what to change; sizes whose product overflows too.
+    @Test func unplannableMemoryIsRefusedAtStart() throws {
+        #expect {
+            try ServingRouterTests.server { $0.memoryLimit = 1 << 10 }
+        } throws: { error in
+            "\(error)".contains("lower --ctx-size or --parallel")
+        }
+        let model = try TestModel.transformer()
+        #expect(kvCacheBytes(model, parallel: Int.max / 2, contextSize: 1 << 20) == nil)
+        #expect(kvCacheBytes(model, parallel: 2, contextSize: 10) == 2 * 2 * 4 * model.layers.count
+                * model.config.numKeyValueHeads * model.config.headDim * 10)
+        #expect(throws: ServerStartError.self) { try ServingRouterTests.server { $0.contextSize = 1 << 40 } }
+    }
+
+    @Test func unencodableJSONIsAnError() {
+        #expect(throws: APIError.self) { try jsonData(["logprob": Double.nan]) }
+    }
+
+    /// A client that hangs up on a non-streaming request: generation stops at the next step (not at
+    /// `max_tokens`), and its row says `cancelled` (499) with the tokens it used.
+    @Test func nonStreamingHangUpStopsGenerationAndIsRecorded() async throws {
+        let server = try ServingRouterTests.server { $0.port = 0 }
+        // Slow steps, so that the whole answer takes seconds and the hang-up comes first.
+        server.engine.observeSteps { usleep(20_000) }
+        try await server.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            let body = #"{"model": "tiny-chat", "prompt": "Hello", "max_tokens": 200, "ignore_eos": true}"#
+            let request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+            try sendAndHangUp(port: port, request: request, after: 0.3)
+            var row: UsageRecord?
+            for _ in 0..<100 where row == nil {
+                try await Task.sleep(for: .milliseconds(50))
+                row = try server.ledger.records().first
+            }
+            let recorded = try #require(row)
+            #expect(recorded.status == 499 && recorded.finishReason == .cancelled)
+            #expect(recorded.completionTokens > 0 && recorded.completionTokens < 100, "\(recorded.completionTokens) tokens")
+            #expect(server.engine.statistics.active == 0)
+        }
+        server.engine.observeSteps(nil)
+    }
+}
+
+/// Connects to 127.0.0.1:`port`, writes `request`, waits `after` seconds and closes the socket unread.
+private func sendAndHangUp(port: Int, request: String, after seconds: Double) throws {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    let bytes = Array(request.utf8)
+    guard write(fd, bytes, bytes.count) == bytes.count else { throw POSIXError(.EIO) }
+    usleep(UInt32(seconds * 1_000_000))
 }

@@ -57,6 +57,18 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         APIError(status: 500, message: message, type: "server_error")
     }
 
+    /// 500 as clients see it: no internal detail (file paths, SQLite messages), only the id under which the
+    /// details were logged.
+    public static func `internal`(requestID: String) -> APIError {
+        APIError(status: 500, message: "The server had an internal error; it is logged under request id \(requestID).",
+                 type: "server_error", code: "internal_error")
+    }
+
+    /// A short random id for one request, carried by its log lines, its error messages and `X-Request-Id`.
+    public static func newRequestID() -> String {
+        String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased())
+    }
+
     /// The JSON body: `{"error": {...}}`, with explicit nulls as OpenAI sends them.
     public var json: Data {
         var error: [String: Any] = ["message": message, "type": type]

@@ -184,9 +184,9 @@ struct GenerationPlan: Sendable {
     var includeUsage: Bool
 
     /// Checks every field against OpenAI's ranges. `defaultMaxTokens` is nil for "the rest of the context".
-    init(_ f: GenerationFields, prompt: [Int], chat: Bool, model: Transformer, stopTokens: Set<Int>,
+    /// `context`: the positions a sequence may use on this server (`--ctx-size`).
+    init(_ f: GenerationFields, prompt: [Int], chat: Bool, model: Transformer, context: Int, stopTokens: Set<Int>,
          defaultMaxTokens: Int?) throws(APIError) {
-        let context = model.contextLength
         guard !prompt.isEmpty else { throw .invalidRequest("The prompt is empty.", param: chat ? "messages" : "prompt") }
         guard prompt.count < context else {
             throw .invalidRequest("This model's maximum context length is \(context) tokens; the prompt has \(prompt.count) (one position must be left to generate).",

@@ -96,6 +96,11 @@ struct ResponseShapes: Sendable {
 }
 
 /// JSON bytes of an object built above (keys sorted, so bodies are stable).
-func jsonData(_ object: Any) -> Data {
-    (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+func jsonData(_ object: Any) throws -> Data {
+    do {
+        return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    } catch {
+        // A value JSON cannot hold (a NaN, an infinity): the server's fault, never an empty 200.
+        throw APIError.server("a response could not be encoded as JSON: \(error)")
+    }
 }

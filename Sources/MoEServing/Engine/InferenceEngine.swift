@@ -25,6 +25,8 @@ public final class InferenceEngine: @unchecked Sendable {
     public let parallel: Int
     /// Requests allowed to wait for a slot; more are refused (`EngineError.queueFull`).
     public let queueLimit: Int
+    /// Positions each sequence's KV cache holds (prompt + generated): the served context.
+    public let contextSize: Int
     /// Tokens one step runs at most (decoding sequences' tokens plus prompt chunks); a step always takes every
     /// decoding sequence's token and at least one prompt token when a prompt waits.
     public let stepTokens: Int
@@ -103,12 +105,16 @@ public final class InferenceEngine: @unchecked Sendable {
     private var rawLogits: [Float] = []
     private var thread: Thread?
 
-    public init(model: Transformer, parallel: Int, queueLimit: Int? = nil, stepTokens: Int = 256) {
+    /// `contextSize`: positions per sequence (default and at most the model's context). Every slot's KV cache
+    /// is allocated here: plan its memory first (`ModelServer` refuses sizes the machine cannot hold).
+    public init(model: Transformer, parallel: Int, queueLimit: Int? = nil, stepTokens: Int = 256, contextSize: Int? = nil) {
         self.model = model
         self.parallel = max(1, parallel)
         self.queueLimit = queueLimit ?? max(64, 8 * parallel)
         self.stepTokens = max(1, stepTokens)
-        slots = (0..<max(1, parallel)).map { _ in Slot(cache: model.makeCache()) }
+        let contextSize = max(2, min(contextSize ?? model.contextLength, model.contextLength))
+        self.contextSize = contextSize
+        slots = (0..<max(1, parallel)).map { _ in Slot(cache: model.makeCache(capacity: contextSize)) }
     }
 
     /// Starts the engine thread (idempotent).
@@ -140,8 +146,8 @@ public final class InferenceEngine: @unchecked Sendable {
     /// prompt that cannot run.
     public func submit(_ request: GenerationRequest) throws(EngineError) -> Stream {
         guard !request.prompt.isEmpty else { throw .invalid("the prompt is empty") }
-        guard request.prompt.count < model.contextLength else {
-            throw .invalid("the prompt has \(request.prompt.count) tokens; the context holds \(model.contextLength) and one must be left to generate")
+        guard request.prompt.count < contextSize else {
+            throw .invalid("the prompt has \(request.prompt.count) tokens; the context holds \(contextSize) and one must be left to generate")
         }
         let vocab = model.config.vocabSize
         if let bad = request.prompt.first(where: { $0 < 0 || $0 >= vocab }) {

@@ -15,6 +15,8 @@ public final class UsageLedger: Sendable {
     public static let defaultPath = "moe-ledger.sqlite"
     /// The key hash recorded for requests to a server that has no API keys.
     public static let openKeyHash = "open"
+    /// The key hash of a refused request that carried no valid key (its row records the 401).
+    public static let unauthenticatedKeyHash = "unauthenticated"
 
     public let path: String
     /// The connections; internal so tests can run pragmas.

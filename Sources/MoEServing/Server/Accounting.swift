@@ -10,6 +10,8 @@ struct Accounting: Sendable {
     let reserved: Int
     let start: ContinuousClock.Instant
     let promptTokens: Int
+    /// Names the request in the log and in error messages.
+    let requestID: String
 
     /// Writes the ledger row and returns the usage object. `status` 499: the client went away, and the row
     /// holds what was generated until then.
@@ -32,7 +34,8 @@ struct Accounting: Sendable {
         do {
             try await server.ledger.record(record)
         } catch {
-            throw APIError.server("The usage ledger could not be written: \(error)")
+            server.metrics.ledgerWriteFailed(error, requestID: requestID)
+            throw APIError.internal(requestID: requestID)
         }
         let m = server.metrics
         m.promptTokens.increment(by: Int64(promptTokens))

@@ -1,3 +1,4 @@
+import Foundation
 /// `GET /`: a one-file chat page that streams replies from `/v1/chat/completions` (no external assets).
 enum ChatPage {
     static func html(model: String) -> String {
@@ -67,7 +68,7 @@ enum ChatPage {
     }
 
     private static func jsonString(_ s: String) -> String {
-        String(decoding: jsonData([s]), as: UTF8.self).dropFirst().dropLast().description
+        String(decoding: (try? jsonData([s])) ?? Data("[\"\"]".utf8), as: UTF8.self).dropFirst().dropLast().description
             .replacingOccurrences(of: "</", with: "<\\/")
     }
 }

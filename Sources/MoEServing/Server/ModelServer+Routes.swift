@@ -2,20 +2,37 @@ import Foundation
 import Hummingbird
 import MoEModel
 import MoETokenizer
+import NIOCore
+
+/// The context of one request: Hummingbird's, plus the connection (to notice a client that hangs up while a
+/// non-streaming answer is computed) and the id that names the request in the log and in error messages.
+public struct ServerContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+    let requestID = APIError.newRequestID()
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
 
 /// The HTTP API: OpenAI's `/v1/chat/completions`, `/v1/completions`, `/v1/models`, plus `/health`,
 /// `/metrics`, `/tokenize`, `/detokenize` and a chat page at `/`.
 extension ModelServer {
-    public func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func makeRouter() -> Router<ServerContext> {
+        let router = Router(context: ServerContext.self)
         router.middlewares.add(OpenAIErrorMiddleware(metrics: metrics, maxBodyBytes: options.maxBodyBytes))
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: ChatPage.html(model: self.modelID))))
         }
         router.get("/health") { _, _ in
-            json(["status": "ok", "model": self.modelID, "active": self.engine.statistics.active,
-                  "waiting": self.engine.statistics.waiting])
+            // "degraded" once a usage row could not be written: the server answers, but billing lost something.
+            let failures = self.metrics.ledgerWriteFailures
+            return try json(["status": failures == 0 ? "ok" : "degraded", "model": self.modelID,
+                             "active": self.engine.statistics.active, "waiting": self.engine.statistics.waiting,
+                             "ledger_write_failures": failures])
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
@@ -23,16 +40,16 @@ extension ModelServer {
         }
         router.get("/v1/models") { request, _ in
             _ = try self.authorize(request)
-            return json(["object": "list", "data": [self.modelObject]])
+            return try json(["object": "list", "data": [self.modelObject]])
         }
         router.get("/v1/models/:id") { request, context in
             _ = try self.authorize(request)
             let id = context.parameters.get("id") ?? ""
             guard id == self.modelID else { throw APIError.unknownModel(id, available: self.modelID) }
-            return json(self.modelObject)
+            return try json(self.modelObject)
         }
-        router.post("/v1/chat/completions") { request, _ in try await self.completions(request, chat: true) }
-        router.post("/v1/completions") { request, _ in try await self.completions(request, chat: false) }
+        router.post("/v1/chat/completions") { request, context in try await self.completions(request, chat: true, context: context) }
+        router.post("/v1/completions") { request, context in try await self.completions(request, chat: false, context: context) }
         router.post("/tokenize") { request, _ in try await self.tokenize(request) }
         router.post("/detokenize") { request, _ in try await self.detokenize(request) }
         return router
@@ -40,17 +57,39 @@ extension ModelServer {
 
     var modelObject: [String: Any] {
         ["id": modelID, "object": "model", "created": created, "owned_by": "swift-moe",
-         "max_model_len": model.contextLength]
+         "max_model_len": engine.contextSize]
     }
 
     // MARK: - Completions
 
-    /// Both completion endpoints: parse and validate, check key and quota, submit `n` choices, then answer as
-    /// one JSON body or as server-sent events. The ledger row is committed before the last byte is sent.
-    func completions(_ request: Request, chat: Bool) async throws -> Response {
+    /// Both completion endpoints. Every request that reaches them is a ledger row: answered ones from
+    /// `answer`, refused or failed ones (no tokens, cost 0, their status) here.
+    func completions(_ request: Request, chat: Bool, context: ServerContext) async throws -> Response {
         let start = ContinuousClock.now
         let endpoint: UsageRecord.Endpoint = chat ? .chatCompletions : .completions
-        let keyHash = try authorize(request)
+        var keyHash = UsageLedger.unauthenticatedKeyHash
+        do {
+            keyHash = try authorize(request)
+            return try await answer(request, chat: chat, endpoint: endpoint, keyHash: keyHash, start: start, context: context)
+        } catch let error as CommittedError {
+            throw error.error
+        } catch {
+            let status = (error as? APIError)?.status ?? 500
+            let record = UsageRecord(keyHash: keyHash, model: modelID, endpoint: endpoint, promptTokens: 0, completionTokens: 0,
+                                     latencyMs: milliseconds(start.duration(to: .now)), finishReason: .error, costUSD: 0,
+                                     status: status)
+            do { try await ledger.record(record) } catch { metrics.ledgerWriteFailed(error, requestID: context.requestID) }
+            throw error
+        }
+    }
+
+    /// An error thrown after the request's row was written (it must not get a second one).
+    struct CommittedError: Error { let error: any Error }
+
+    /// Parse and validate, check the quota, submit `n` choices, then answer as one JSON body or as server-sent
+    /// events. The ledger row is committed before the last byte is sent.
+    private func answer(_ request: Request, chat: Bool, endpoint: UsageRecord.Endpoint, keyHash: String,
+                        start: ContinuousClock.Instant, context: ServerContext) async throws -> Response {
         let body = try await readBody(request)
         guard let tokenizer else {
             throw APIError.invalidRequest("The model '\(modelID)' has no tokenizer.json, so it cannot take text.")
@@ -60,7 +99,8 @@ extension ModelServer {
             let r = try decode(ChatCompletionRequest.self, body)
             try checkModel(r.model)
             guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
-            plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer), chat: true, model: model, stopTokens: stopTokens,
+            plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer), chat: true, model: model,
+                                      context: engine.contextSize, stopTokens: stopTokens,
                                       defaultMaxTokens: nil)
         } else {
             let r = try decode(CompletionRequest.self, body)
@@ -75,7 +115,8 @@ extension ModelServer {
                 prompt = ids
             }
             // OpenAI's default for the legacy completions endpoint.
-            plan = try GenerationPlan(r.generation, prompt: prompt, chat: false, model: model, stopTokens: stopTokens,
+            plan = try GenerationPlan(r.generation, prompt: prompt, chat: false, model: model,
+                                      context: engine.contextSize, stopTokens: stopTokens,
                                       defaultMaxTokens: 16)
             if r.echo { throw APIError.invalidRequest("'echo' is not supported.", param: "echo") }
         }
@@ -108,7 +149,7 @@ extension ModelServer {
                                     model: modelID, tokenizer: tokenizer, chat: chat)
         let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings)
         let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
-                                 promptTokens: plan.prompt.count)
+                                 promptTokens: plan.prompt.count, requestID: context.requestID)
         if plan.stream {
             let plan = plan
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
@@ -116,13 +157,25 @@ extension ModelServer {
                                 try await self.stream(run, shapes: shapes, plan: plan, account: account, writer: &writer)
                             })
         }
+        // A client that hangs up while its whole answer is computed: its choices stop at the next step, and the row
+        // says `cancelled` with what was used. (Streaming notices through its failed writes.)
+        let hungUp = HangUp()
+        context.channel.closeFuture.whenComplete { _ in
+            hungUp.set()
+            for s in streams { s.cancel() }
+        }
         let results = await run.collect()
-        let usage = try await account.commit(results, status: 200)
+        if hungUp.isSet {
+            do { _ = try await account.commit(results, status: 499) } catch { throw CommittedError(error: error) }
+            throw CommittedError(error: APIError(status: 499, message: "The client closed the connection.", type: "invalid_request_error"))
+        }
+        let usage: [String: Any]
+        do { usage = try await account.commit(results, status: 200) } catch { throw CommittedError(error: error) }
         let choices = results.map { r in
             (index: r.index, text: r.text, logprobs: plan.topLogprobs == nil ? nil : r.logprobs, finish: r.finishReason ?? "length")
         }
         metrics.request(endpoint: endpoint.rawValue, status: 200)
-        return json(shapes.body(choices: choices, usage: usage))
+        do { return try json(shapes.body(choices: choices, usage: usage)) } catch { throw CommittedError(error: error) }
     }
 
     /// Server-sent events: one chunk per piece of text, the finish reason on each choice's last chunk, the
@@ -136,7 +189,7 @@ extension ModelServer {
                 let chunk = shapes.chunk(index: index, text: piece.text,
                                          logprobs: plan.topLogprobs == nil ? nil : piece.logprobs,
                                          finish: piece.finishReason, first: first, includeUsage: plan.includeUsage)
-                try await writer.write(event(chunk))
+                try await writer.write(try event(chunk))
             }
         } catch {
             // The client went away: its choices were cancelled; bill what was generated.
@@ -145,15 +198,15 @@ extension ModelServer {
             throw error
         }
         let usage = try await account.commit(run.results, status: 200)
-        if plan.includeUsage { try await writer.write(event(shapes.usageChunk(usage))) }
+        if plan.includeUsage { try await writer.write(try event(shapes.usageChunk(usage))) }
         try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
         try await writer.finish(nil)
         metrics.request(endpoint: account.endpoint.rawValue, status: 200)
     }
 
-    private func event(_ object: [String: Any]) -> ByteBuffer {
+    private func event(_ object: [String: Any]) throws -> ByteBuffer {
         var buffer = ByteBuffer(string: "data: ")
-        buffer.writeBytes(jsonData(object))
+        buffer.writeBytes(try jsonData(object))
         buffer.writeString("\n\n")
         return buffer
     }
@@ -182,7 +235,7 @@ extension ModelServer {
         } else {
             throw APIError.invalidRequest("Missing required parameter: 'prompt' (or 'messages').", param: "prompt")
         }
-        return json(["tokens": tokens, "count": tokens.count, "max_model_len": model.contextLength])
+        return try json(["tokens": tokens, "count": tokens.count, "max_model_len": engine.contextSize])
     }
 
     /// `{"tokens": [...]}` → `{"prompt": text, "content": text}` (vLLM's and llama.cpp's names).
@@ -196,7 +249,7 @@ extension ModelServer {
             throw APIError.invalidRequest("Token id \(bad) is outside the vocabulary.", param: "tokens")
         }
         let text = tokenizer.decode(r.tokens)
-        return json(["prompt": text, "content": text])
+        return try json(["prompt": text, "content": text])
     }
 
     /// What the tokenizer endpoints start with: the key, the body, its model (when named), the tokenizer.
@@ -261,14 +314,22 @@ extension ModelServer {
 }
 
 /// A JSON response.
-func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
-    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: jsonData(object))))
+func json(_ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try jsonData(object))))
+}
+
+/// Set once, from the event loop that sees the connection close; read by the request's task.
+final class HangUp: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }
 
 /// Answers every error in OpenAI's shape; anything that is not an `APIError` or an HTTP error is the
 /// server's fault (500).
 struct OpenAIErrorMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = ServerContext
     let metrics: ServerMetrics
     let maxBodyBytes: Int
 
@@ -288,14 +349,21 @@ struct OpenAIErrorMiddleware: RouterMiddleware {
                 error = APIError(status: Int(e.status.code), message: "\(e.status.reasonPhrase)", type: e.status.code < 500 ? "invalid_request_error" : "server_error")
             }
         } catch let other {
-            error = .server("Internal error: \(other)")
+            error = .server("\(other)")
+        }
+        var answer = error
+        if error.status >= 500 {
+            // The details go to the log only; the client gets the id to quote.
+            context.logger.error("request \(context.requestID) \(request.method) \(request.uri.path): \(error.message)")
+            answer = .internal(requestID: context.requestID)
         }
         switch request.uri.path {
         case "/v1/chat/completions": metrics.request(endpoint: "chat.completions", status: error.status)
         case "/v1/completions": metrics.request(endpoint: "completions", status: error.status)
         default: break
         }
-        return Response(status: .init(code: error.status), headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: error.json)))
+        return Response(status: .init(code: answer.status),
+                        headers: [.contentType: "application/json", .init("X-Request-Id")!: context.requestID],
+                        body: .init(byteBuffer: ByteBuffer(bytes: answer.json)))
     }
 }

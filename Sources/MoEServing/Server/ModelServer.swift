@@ -3,6 +3,7 @@ import Hummingbird
 import MoEKernels
 import MoEModel
 import MoETokenizer
+import NIOCore
 import ServiceLifecycle
 
 /// How `moe serve` was started.
@@ -24,8 +25,43 @@ public struct ServerOptions: Sendable {
     public var maxBodyBytes = 1 << 20
     /// Requests allowed to wait for a slot (nil: 8 per slot, at least 64).
     public var queueLimit: Int?
+    /// Positions per sequence (prompt + generated); nil: the model's context, at most `defaultContextCap`.
+    public var contextSize: Int?
+    /// Bytes the KV caches of all slots may take; nil: 80 % of the memory available at start.
+    public var memoryLimit: Int?
+
+    /// The served context when `--ctx-size` is not given, as llama-server's default: a model configured for
+    /// 131k positions would otherwise reserve gigabytes per slot.
+    public static let defaultContextCap = 8192
 
     public init() {}
+}
+
+/// The server cannot start as asked (its KV caches would not fit, a size overflows).
+public struct ServerStartError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// The KV-cache memory `parallel` slots of `contextSize` positions take for `model`, in bytes; nil when the
+/// product overflows.
+func kvCacheBytes(_ model: Transformer, parallel: Int, contextSize: Int) -> Int? {
+    var total = 2 * MemoryLayout<Float>.size
+    for factor in [model.layers.count, model.config.numKeyValueHeads * model.config.headDim, contextSize, parallel] {
+        let (product, overflow) = total.multipliedReportingOverflow(by: factor)
+        guard !overflow else { return nil }
+        total = product
+    }
+    return total
+}
+
+/// Bytes of memory available now (Linux: `MemAvailable` of /proc/meminfo; elsewhere the physical memory).
+func availableMemoryBytes() -> Int {
+    if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+       let kib = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) {
+        return kib.multipliedReportingOverflow(by: 1024).overflow ? Int.max : kib * 1024
+    }
+    return Int(clamping: ProcessInfo.processInfo.physicalMemory)
 }
 
 /// The model behind the HTTP API: the engine, the tokenizer, keys, quotas, the ledger and metrics. Routes
@@ -58,8 +94,20 @@ public final class ModelServer: Sendable {
         ledger = try UsageLedger(path: options.ledgerPath)
         quota = QuotaTracker(ledger: ledger, dailyTokens: options.dailyTokenQuota)
         pricing = Pricing(inputPerMillion: options.priceInput, outputPerMillion: options.priceOutput)
+        // Plan the KV caches before allocating them: refuse, with what to change, rather than fail later.
+        let contextSize = options.contextSize ?? min(model.contextLength, ServerOptions.defaultContextCap)
+        guard contextSize >= 2, contextSize <= model.contextLength else {
+            throw ServerStartError(description: "--ctx-size \(contextSize) is outside 2…\(model.contextLength) (the model's context)")
+        }
+        let limit = options.memoryLimit ?? availableMemoryBytes() / 5 * 4
+        guard let bytes = kvCacheBytes(model, parallel: options.parallel, contextSize: contextSize), bytes <= limit else {
+            let need = kvCacheBytes(model, parallel: options.parallel, contextSize: contextSize).map { "\($0 >> 20) MiB" } ?? "more bytes than a 64-bit size holds"
+            throw ServerStartError(description: "the KV caches of \(options.parallel) slots × \(contextSize) positions need \(need); "
+                                   + "the limit is \(limit >> 20) MiB (\(options.memoryLimit == nil ? "80 % of the available memory" : "--memory-limit")): "
+                                   + "lower --ctx-size or --parallel")
+        }
         engine = InferenceEngine(model: model, parallel: options.parallel, queueLimit: options.queueLimit,
-                                 stepTokens: options.stepTokens)
+                                 stepTokens: options.stepTokens, contextSize: contextSize)
     }
 
     /// Loads the model and its tokenizer (when it has one) from `directory`: an HF model directory or a GGUF file.
@@ -73,6 +121,7 @@ public final class ModelServer: Sendable {
     /// and drains requests, then stops the engine.
     public func makeApplication(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(router: makeRouter(),
+                    server: .http1(configuration: .init(additionalChannelHandlers: [CloseWhenClientHangsUp()])),
                     configuration: .init(address: .hostname(options.host, port: options.port), serverName: "swift-moe"),
                     services: [EngineService(engine: engine)],
                     onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) })
@@ -85,14 +134,33 @@ public final class ModelServer: Sendable {
 
     /// A line for the console: where it listens, whether it is open.
     public var banner: String {
-        var lines = ["serving '\(modelID)' (\(model.config.modelType), context \(model.contextLength)) at http://\(options.host):\(options.port) "
-                     + "with \(options.parallel) parallel sequences"]
+        let kv = kvCacheBytes(model, parallel: options.parallel, contextSize: engine.contextSize) ?? 0
+        var lines = ["serving '\(modelID)' (\(model.config.modelType), context \(engine.contextSize) of \(model.contextLength)) at "
+                     + "http://\(options.host):\(options.port) with \(options.parallel) parallel sequences (KV caches \(kv >> 20) MiB)"]
         if keys == nil {
             lines.append("warning: no --api-keys file: the API is open to anyone who can reach \(options.host):\(options.port)")
         }
         if tokenizer == nil { lines.append("warning: the model directory has no tokenizer.json: only /health, /metrics and /v1/models work") }
         lines.append("ledger: \(options.ledgerPath); price: $\(options.priceInput) per million input tokens, $\(options.priceOutput) per million output tokens")
         return lines.joined(separator: "\n")
+    }
+}
+
+/// Closes a connection whose client has closed its side. The server allows half-closed connections, so
+/// without this a client that hangs up on a non-streaming request would go unnoticed until the answer is
+/// written: its generation would run to the end and be billed as answered.
+final class CloseWhenClientHangsUp: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

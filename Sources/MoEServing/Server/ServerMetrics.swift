@@ -1,3 +1,4 @@
+import Foundation
 import Prometheus
 
 /// The server's Prometheus metrics (`GET /metrics`, text format 0.0.4).
@@ -15,6 +16,7 @@ final class ServerMetrics: Sendable {
     let batchSize: Gauge
     let meanBatchSize: Gauge
     let steps: Gauge
+    let ledgerFailures: Counter
 
     init() {
         promptTokens = registry.makeCounter(descriptor: Self.name("prompt_tokens", "total", "Prompt tokens of answered requests."))
@@ -30,7 +32,22 @@ final class ServerMetrics: Sendable {
         batchSize = registry.makeGauge(descriptor: Self.name("batch_size", "", "Sequences in the current decode step."))
         meanBatchSize = registry.makeGauge(descriptor: Self.name("mean_batch_size", "", "Generated tokens per decode step since start."))
         steps = registry.makeGauge(descriptor: Self.name("decode_steps", "", "Batched decode steps since start."))
+        ledgerFailures = registry.makeCounter(descriptor: Self.name("ledger_write_failures", "total",
+                                                                    "Usage rows the ledger could not write (each also logged)."))
     }
+
+    private let failureLock = NSLock()
+    nonisolated(unsafe) private var failures = 0
+
+    /// A usage row that could not be written: counted here (for `/health`) and in the Prometheus counter, and
+    /// logged to standard error with the request's id.
+    func ledgerWriteFailed(_ error: any Error, requestID: String) {
+        failureLock.withLock { failures += 1 }
+        ledgerFailures.increment()
+        FileHandle.standardError.write(Data("error: request \(requestID): the usage ledger could not be written: \(error)\n".utf8))
+    }
+
+    var ledgerWriteFailures: Int { failureLock.withLock { failures } }
 
     /// `moe_<metric>_<unit>`.
     static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
