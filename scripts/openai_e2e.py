@@ -147,11 +147,15 @@ def main():
     check(all(u is not None for u in usages), f"{args.concurrency} concurrent streams finished in {time.time() - start:.1f} s")
     answered += [(u.prompt_tokens, u.completion_tokens) for u in usages]
 
-    # The ledger: one row per answered request with the client's counts and cost, one cancelled row.
+    # The ledger: one row per answered request with the client's counts and cost, one cancelled row, and one row
+    # per refused request (its status, no tokens, no cost).
     time.sleep(0.5)
     db = sqlite3.connect(args.ledger)
     rows = db.execute("SELECT prompt_tokens, completion_tokens, cost_usd, finish_reason FROM requests ORDER BY id").fetchall()
-    full = sorted((p, c) for p, c, _, f in rows if f != "cancelled")
+    refused = db.execute("SELECT status, prompt_tokens + completion_tokens, cost_usd FROM requests WHERE finish_reason = 'error'").fetchall()
+    check(len(refused) == 10 and all(400 <= st < 500 and t == 0 and cost == 0 for st, t, cost in refused)
+          and {401, 413} <= {st for st, _, _ in refused}, f"the 10 refused requests are rows with their status ({refused})")
+    full = sorted((p, c) for p, c, _, f in rows if f not in ("cancelled", "error"))
     check(full == sorted(answered), f"ledger rows match the {len(answered)} answered requests")
     check(all(abs(cost - (p * args.price_input + c * args.price_output) / 1e6) < 1e-9 for p, c, cost, _ in rows),
           "ledger cost = tokens x price per million")

@@ -41,13 +41,13 @@ enum PostTrainingFixtures {
         let reference = try TrainableModel.load(directory: PostTrainingFixtures.root + "/dpo/reference", threads: 2)
         let refLogProbs = TrainableModel.sequenceSums(try reference.tokenLogProbs(batch), batch)
         let wantRef = (e["reference_chosen_logps"] as! [Double]) + (e["reference_rejected_logps"] as! [Double])
-        for (a, b) in zip(refLogProbs, wantRef) { #expect(abs(a - b) < 1e-4, "reference log-prob \(a) vs \(b)") }
+        expectClose(refLogProbs, wantRef, 1e-4, "reference log-probs")
 
         let policy = try TrainableModel.load(directory: PostTrainingFixtures.root + "/dpo/policy", threads: 2)
         let r = try DPO.step(policy: policy, batch: batch, referenceLogProbs: refLogProbs, beta: e["beta"] as! Double,
                              balance: BalanceLosses(auxLossCoef: e["router_aux_loss_coef"] as! Double))
-        for (a, b) in zip(r.chosenRewards, e["chosen_rewards"] as! [Double]) { #expect(abs(a - b) < 1e-5) }
-        for (a, b) in zip(r.rejectedRewards, e["rejected_rewards"] as! [Double]) { #expect(abs(a - b) < 1e-5) }
+        expectClose(r.chosenRewards, e["chosen_rewards"] as! [Double], 1e-5, "chosen rewards")
+        expectClose(r.rejectedRewards, e["rejected_rewards"] as! [Double], 1e-5, "rejected rewards")
         #expect(abs(r.preferenceLoss - (e["dpo_loss"] as! Double)) < 1e-5)
         #expect(abs(r.aux - (e["aux_loss"] as! Double)) < 1e-5, "aux \(r.aux)")
         #expect(abs(r.loss - (e["loss"] as! Double)) < 1e-5)
@@ -67,8 +67,8 @@ enum PostTrainingFixtures {
         let model = try TrainableModel.load(directory: PostTrainingFixtures.root + "/reward", threads: 2)
         #expect(model.head == .score)
         let r = try RewardModeling.step(model, batch: batch)
-        for (a, b) in zip(r.chosen, e["rewards_chosen"] as! [Double]) { #expect(abs(a - b) < 1e-5, "\(a) vs \(b)") }
-        for (a, b) in zip(r.rejected, e["rewards_rejected"] as! [Double]) { #expect(abs(a - b) < 1e-5, "\(a) vs \(b)") }
+        expectClose(r.chosen, e["rewards_chosen"] as! [Double], 1e-5, "chosen rewards")
+        expectClose(r.rejected, e["rewards_rejected"] as! [Double], 1e-5, "rejected rewards")
         #expect(abs(r.loss - (e["loss"] as! Double)) < 1e-5)
         try PostTrainingFixtures.expectGradients(model, "reward")
 
@@ -91,7 +91,7 @@ enum PostTrainingFixtures {
         let batch = try PaddedBatch(sequences: completions.map { prompt + $0 }, scoredFrom: completions.map { _ in prompt.count },
                                     pad: e["pad_token_id"] as! Int)
         let advantages = GRPO.advantages(rewards: e["rewards"] as! [Double], groupSize: e["num_generations"] as! Int)
-        for (a, b) in zip(advantages, e["advantages"] as! [Double]) { #expect(abs(a - b) < 1e-6, "advantage \(a) vs \(b)") }
+        expectClose(advantages, e["advantages"] as! [Double], 1e-6, "advantages")
         // [G][C] (entry t = log p of completion token t) → the batch's positions (prompt.count − 1 + t).
         func layout(_ key: String) -> [Float] {
             var out = [Float](repeating: 0, count: batch.rows * batch.seqLen)
@@ -307,5 +307,16 @@ extension GRPOTrainingTests {
         try scorer.save(to: dir)
         #expect { try CompletionReward.parse("model:" + dir, vocabularySize: 300) } throws: { "\($0)".contains("vocabulary (64) differs") }
         #expect { try CompletionReward.parse("regex:(", vocabularySize: 300) } throws: { "\($0)".contains("regular expression") }
+    }
+}
+
+/// `got` and `want` have the same non-zero length and agree within `tolerance` everywhere (a `zip` alone would
+/// pass an empty or short result).
+func expectClose(_ got: [Double], _ want: [Double], _ tolerance: Double, _ what: String,
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(!want.isEmpty && got.count == want.count, "\(what): \(got.count) values, \(want.count) expected",
+            sourceLocation: sourceLocation)
+    for (i, (a, b)) in zip(got, want).enumerated() {
+        #expect(abs(a - b) < tolerance, "\(what)[\(i)]: \(a) vs \(b)", sourceLocation: sourceLocation)
     }
 }

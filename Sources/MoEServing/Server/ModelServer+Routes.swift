@@ -159,12 +159,21 @@ extension ModelServer {
         }
         // A client that hangs up while its whole answer is computed: its choices stop at the next step, and the row
         // says `cancelled` with what was used. (Streaming notices through its failed writes.)
+        // Polled rather than a closeFuture callback: those would pile up on a keep-alive connection, one per request.
         let hungUp = HangUp()
-        context.channel.closeFuture.whenComplete { _ in
-            hungUp.set()
-            for s in streams { s.cancel() }
+        let channel = context.channel
+        let watcher = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(50))
+                if !channel.isActive {
+                    hungUp.set()
+                    for s in streams { s.cancel() }
+                    return
+                }
+            }
         }
         let results = await run.collect()
+        watcher.cancel()
         if hungUp.isSet {
             do { _ = try await account.commit(results, status: 499) } catch { throw CommittedError(error: error) }
             throw CommittedError(error: APIError(status: 499, message: "The client closed the connection.", type: "invalid_request_error"))
@@ -318,7 +327,7 @@ func json(_ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
     Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try jsonData(object))))
 }
 
-/// Set once, from the event loop that sees the connection close; read by the request's task.
+/// Set once, by the task that sees the connection closed; read by the request's task.
 final class HangUp: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false

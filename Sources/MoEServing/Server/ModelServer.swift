@@ -136,7 +136,7 @@ public final class ModelServer: Sendable {
     public var banner: String {
         let kv = kvCacheBytes(model, parallel: options.parallel, contextSize: engine.contextSize) ?? 0
         var lines = ["serving '\(modelID)' (\(model.config.modelType), context \(engine.contextSize) of \(model.contextLength)) at "
-                     + "http://\(options.host):\(options.port) with \(options.parallel) parallel sequences (KV caches \(kv >> 20) MiB)"]
+                     + "http://\(options.host):\(options.port) with \(options.parallel) parallel sequences (KV caches \(String(format: "%.1f", Double(kv) / 1_048_576)) MiB)"]
         if keys == nil {
             lines.append("warning: no --api-keys file: the API is open to anyone who can reach \(options.host):\(options.port)")
         }
