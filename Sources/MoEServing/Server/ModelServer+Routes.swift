@@ -162,8 +162,10 @@ extension ModelServer {
         // Polled rather than a closeFuture callback: those would pile up on a keep-alive connection, one per request.
         let hungUp = HangUp()
         let channel = context.channel
+        // (A connection that is not active to begin with — the router tests' — has nothing to watch.)
+        let watched = channel.isActive
         let watcher = Task {
-            while !Task.isCancelled {
+            while watched && !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(50))
                 if !channel.isActive {
                     hungUp.set()
