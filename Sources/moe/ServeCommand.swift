@@ -26,6 +26,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Tokens one step runs at most: every decoding sequence's next token plus chunks of new prompts (chunked prefill; a long prompt stalls the others for one step at most).")
     var stepTokens = 256
     @Option(help: "Positions per sequence, prompt + generated (default: the model's context, at most 8192).") var ctxSize: Int?
+    @Option(help: "Completion requests per key per minute (429 with Retry-After beyond it).") var rateLimit: Int?
+    @Option(help: "The largest max_tokens a request gets; larger ones are cut (finish_reason \"length\").") var maxTokensLimit: Int?
+    @Option(help: "Open connections at most; more are closed at once.") var maxConnections = 512
+    @Option(help: "Seconds a connection may take to send its first request head.") var headerTimeout = 10
+    @Option(help: "Seconds an idle connection is kept (0: forever).") var idleTimeout = 60
     @Option(help: "Bytes all KV caches may take (suffix K, M, G; default: 80 % of the memory available at start).") var memoryLimit: String?
     @Option(help: "Tokens (prompt + generated) each key may use per UTC day.") var dailyTokenQuota: Int?
     @Option(help: "Largest accepted request body, in bytes.") var maxBodyBytes = 1 << 20
@@ -38,6 +43,11 @@ struct Serve: AsyncParsableCommand {
         guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
         guard stepTokens >= 1 else { throw ValidationError("--step-tokens must be at least 1") }
         if let n = ctxSize, n < 2 { throw ValidationError("--ctx-size must be at least 2") }
+        if let n = rateLimit, n < 1 { throw ValidationError("--rate-limit must be at least 1") }
+        if let n = maxTokensLimit, n < 1 { throw ValidationError("--max-tokens-limit must be at least 1") }
+        guard maxConnections >= 1, headerTimeout >= 1, idleTimeout >= 0 else {
+            throw ValidationError("--max-connections and --header-timeout must be at least 1, --idle-timeout at least 0")
+        }
         if let m = memoryLimit, parseByteCount(m) == nil { throw ValidationError("--memory-limit must be a byte count such as 8G, 512M or 1000000") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
@@ -53,6 +63,8 @@ struct Serve: AsyncParsableCommand {
         o.host = host; o.port = port; o.apiKeysFile = apiKeys; o.ledgerPath = ledger
         o.priceInput = priceInput; o.priceOutput = priceOutput; o.parallel = parallel; o.stepTokens = stepTokens
         o.contextSize = ctxSize; o.memoryLimit = memoryLimit.flatMap(parseByteCount)
+        o.rateLimitPerMinute = rateLimit; o.maxTokensLimit = maxTokensLimit; o.maxConnections = maxConnections
+        o.headerTimeoutSeconds = headerTimeout; o.idleTimeoutSeconds = idleTimeout == 0 ? nil : idleTimeout
         o.dailyTokenQuota = dailyTokenQuota; o.maxBodyBytes = maxBodyBytes; o.queueLimit = queueLimit
         return o
     }

@@ -12,6 +12,7 @@ import Testing
         var options = ServerOptions()
         options.ledgerPath = TestModel.ledgerPath()
         options.parallel = 4
+        options.watchesConnections = false   // router tests: no socket (the live tests turn it back on)
         options.priceInput = 2
         options.priceOutput = 6
         if let keys {
@@ -459,7 +460,10 @@ import Testing
     /// A client that hangs up on a non-streaming request: generation stops at the next step (not at
     /// `max_tokens`), and its row says `cancelled` (499) with the tokens it used.
     @Test func nonStreamingHangUpStopsGenerationAndIsRecorded() async throws {
-        let server = try ServingRouterTests.server { $0.port = 0 }
+        let server = try ServingRouterTests.server {
+            $0.port = 0
+            $0.watchesConnections = true
+        }
         // Slow steps, so that the whole answer takes seconds and the hang-up comes first.
         server.engine.observeSteps { usleep(20_000) }
         try await server.makeApplication().test(.live) { client in
@@ -477,16 +481,90 @@ import Testing
             #expect(recorded.status == 499 && recorded.finishReason == .cancelled)
             #expect(recorded.completionTokens > 0 && recorded.completionTokens < 100, "\(recorded.completionTokens) tokens")
             #expect(server.engine.statistics.active == 0)
+            // Hanging up at once, before the handler may even have run: never generated to the end and billed as
+            // answered (a row, when the request got that far, is a 499).
+            try sendAndHangUp(port: port, request: request, after: 0)
+            try await Task.sleep(for: .seconds(2))
+            let rows = try server.ledger.records()
+            #expect(rows.allSatisfy { $0.status == 499 && $0.completionTokens < 100 }, "\(rows.map { ($0.status, $0.completionTokens) })")
         }
         server.engine.observeSteps(nil)
     }
 }
 
-/// Connects to 127.0.0.1:`port`, writes `request`, waits `after` seconds and closes the socket unread.
-private func sendAndHangUp(port: Int, request: String, after seconds: Double) throws {
+/// Abuse limits: requests per key per minute, `max_tokens` capped, connections capped, heads that never come.
+@Suite(.serialized) struct ServingLimitTests {
+    @Test func rateLimitAnswers429WithRetryAfterPerKey() async throws {
+        let server = try ServingRouterTests.server(keys: ["sk-a", "sk-b"]) { $0.rateLimitPerMinute = 2 }
+        var keyA = ServingRouterTests.json, keyB = ServingRouterTests.json
+        keyA[.authorization] = "Bearer sk-a"
+        keyB[.authorization] = "Bearer sk-b"
+        let a = keyA, b = keyB
+        try await server.makeApplication().test(.router) { client in
+            for _ in 0..<2 {
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: a, body: ServingRouterTests.chat()) { r in
+                    #expect(r.status == .ok)
+                }
+            }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: a, body: ServingRouterTests.chat()) { r in
+                let error = try ServingRouterTests.expectError(r, .tooManyRequests)
+                #expect(error["code"] as? String == "rate_limit_exceeded")
+                #expect(Int(r.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            }
+            // Another key has its own bucket.
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: b, body: ServingRouterTests.chat()) { r in
+                #expect(r.status == .ok)
+            }
+        }
+        let limiter = RateLimiter(perMinute: 60)
+        let t0 = ContinuousClock.now
+        for _ in 0..<60 { #expect(limiter.take(keyHash: "k", now: t0) == nil) }
+        #expect(limiter.take(keyHash: "k", now: t0) == 1)
+        #expect(limiter.take(keyHash: "k", now: t0 + .seconds(1)) == nil)   // one more per second
+    }
+
+    @Test func maxTokensAreCappedByTheServer() async throws {
+        let server = try ServingRouterTests.server { $0.maxTokensLimit = 3 }
+        try await server.makeApplication().test(.router) { client in
+            let body = ServingRouterTests.body(["model": "tiny-chat", "prompt": "Hello", "max_tokens": 50, "ignore_eos": true])
+            try await client.execute(uri: "/v1/completions", method: .post, headers: ServingRouterTests.json, body: body) { r in
+                let o = try ServingRouterTests.object(r)
+                #expect((o["usage"] as? [String: Any])?["completion_tokens"] as? Int == 3)
+                #expect(((o["choices"] as? [[String: Any]])?.first)?["finish_reason"] as? String == "length")
+            }
+        }
+    }
+
+    /// Beyond `maxConnections` a connection is closed at once; a connection that sends no request head is closed
+    /// after `headerTimeoutSeconds`; the counts come back down when connections close.
+    @Test func connectionCapAndHeadDeadline() async throws {
+        let server = try ServingRouterTests.server {
+            $0.port = 0
+            $0.maxConnections = 2
+            $0.headerTimeoutSeconds = 1
+        }
+        try await server.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            // The test client's own connection may hold one of the two places: open up to the cap, then one more.
+            var open: [Int32] = []
+            defer { for fd in open { close(fd) } }
+            for _ in 0..<3 { open.append(try connectTo(port: port)) }
+            try await Task.sleep(for: .milliseconds(300))
+            let closedAtOnce = open.filter { isClosedByPeer($0) }
+            #expect(!closedAtOnce.isEmpty, "a connection beyond the cap is closed")
+            // The others sent nothing: closed once the head deadline passes.
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(open.allSatisfy { isClosedByPeer($0) })
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(server.connectionLimits.openConnections <= 1)
+        }
+    }
+}
+
+/// A connected TCP socket to 127.0.0.1:`port`.
+private func connectTo(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EIO) }
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -494,7 +572,21 @@ private func sendAndHangUp(port: Int, request: String, after seconds: Double) th
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    guard connected == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+    return fd
+}
+
+/// Whether the peer closed `fd`: a non-blocking read sees end of file (or a reset).
+private func isClosedByPeer(_ fd: Int32) -> Bool {
+    var byte: UInt8 = 0
+    let n = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+}
+
+/// Connects to 127.0.0.1:`port`, writes `request`, waits `after` seconds and closes the socket unread.
+private func sendAndHangUp(port: Int, request: String, after seconds: Double) throws {
+    let fd = try connectTo(port: port)
+    defer { close(fd) }
     let bytes = Array(request.utf8)
     guard write(fd, bytes, bytes.count) == bytes.count else { throw POSIXError(.EIO) }
     usleep(UInt32(seconds * 1_000_000))

@@ -9,9 +9,12 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     public var type: String
     public var param: String?
     public var code: String?
+    /// Seconds after which a refused request may be retried (sent as `Retry-After`).
+    public var retryAfter: Int?
 
-    public init(status: Int, message: String, type: String, param: String? = nil, code: String? = nil) {
+    public init(status: Int, message: String, type: String, param: String? = nil, code: String? = nil, retryAfter: Int? = nil) {
         self.status = status; self.message = message; self.type = type; self.param = param; self.code = code
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(status) \(type): \(message)" }
@@ -42,6 +45,12 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     /// 429: the key's daily token quota is spent.
     public static func quotaExceeded(_ message: String) -> APIError {
         APIError(status: 429, message: message, type: "insufficient_quota", code: "insufficient_quota")
+    }
+
+    /// 429: the key sent more than `--rate-limit` requests in the last minute.
+    public static func rateLimited(perMinute: Int, retryAfter: Int) -> APIError {
+        APIError(status: 429, message: "Rate limit reached: this key may send \(perMinute) requests per minute; retry in \(retryAfter) s.",
+                 type: "rate_limit_exceeded", code: "rate_limit_exceeded", retryAfter: retryAfter)
     }
 
     /// 429: every slot is busy and the waiting queue is full.

@@ -184,9 +184,10 @@ struct GenerationPlan: Sendable {
     var includeUsage: Bool
 
     /// Checks every field against OpenAI's ranges. `defaultMaxTokens` is nil for "the rest of the context".
-    /// `context`: the positions a sequence may use on this server (`--ctx-size`).
-    init(_ f: GenerationFields, prompt: [Int], chat: Bool, model: Transformer, context: Int, stopTokens: Set<Int>,
-         defaultMaxTokens: Int?) throws(APIError) {
+    /// `context`: the positions a sequence may use on this server (`--ctx-size`); `maxTokensLimit`: the most
+    /// tokens one choice may generate (`--max-tokens-limit`; more is cut, as the context cuts it).
+    init(_ f: GenerationFields, prompt: [Int], chat: Bool, model: Transformer, context: Int, maxTokensLimit: Int? = nil,
+         stopTokens: Set<Int>, defaultMaxTokens: Int?) throws(APIError) {
         guard !prompt.isEmpty else { throw .invalidRequest("The prompt is empty.", param: chat ? "messages" : "prompt") }
         guard prompt.count < context else {
             throw .invalidRequest("This model's maximum context length is \(context) tokens; the prompt has \(prompt.count) (one position must be left to generate).",
@@ -200,7 +201,7 @@ struct GenerationPlan: Sendable {
                                   param: f.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens")
         }
         // More than the context leaves is cut to what fits: the choice then ends with finish_reason "length".
-        maxTokens = min(asked ?? defaultMaxTokens ?? room, room)
+        maxTokens = min(asked ?? defaultMaxTokens ?? room, room, maxTokensLimit ?? Int.max)
 
         // Unset fields: the model's generation_config when it samples by default (as vLLM does), else OpenAI's
         // defaults (temperature 1, top_p 1).

@@ -70,6 +70,9 @@ extension ModelServer {
         var keyHash = UsageLedger.unauthenticatedKeyHash
         do {
             keyHash = try authorize(request)
+            if let limiter = rateLimiter, let wait = limiter.take(keyHash: keyHash) {
+                throw APIError.rateLimited(perMinute: limiter.perMinute, retryAfter: wait)
+            }
             return try await answer(request, chat: chat, endpoint: endpoint, keyHash: keyHash, start: start, context: context)
         } catch let error as CommittedError {
             throw error.error
@@ -100,7 +103,7 @@ extension ModelServer {
             try checkModel(r.model)
             guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
             plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer), chat: true, model: model,
-                                      context: engine.contextSize, stopTokens: stopTokens,
+                                      context: engine.contextSize, maxTokensLimit: options.maxTokensLimit, stopTokens: stopTokens,
                                       defaultMaxTokens: nil)
         } else {
             let r = try decode(CompletionRequest.self, body)
@@ -116,7 +119,7 @@ extension ModelServer {
             }
             // OpenAI's default for the legacy completions endpoint.
             plan = try GenerationPlan(r.generation, prompt: prompt, chat: false, model: model,
-                                      context: engine.contextSize, stopTokens: stopTokens,
+                                      context: engine.contextSize, maxTokensLimit: options.maxTokensLimit, stopTokens: stopTokens,
                                       defaultMaxTokens: 16)
             if r.echo { throw APIError.invalidRequest("'echo' is not supported.", param: "echo") }
         }
@@ -162,16 +165,16 @@ extension ModelServer {
         // Polled rather than a closeFuture callback: those would pile up on a keep-alive connection, one per request.
         let hungUp = HangUp()
         let channel = context.channel
-        // (A connection that is not active to begin with — the router tests' — has nothing to watch.)
-        let watched = channel.isActive
+        // A connection already closed here hung up before the handler ran: that too cancels at once.
+        let watched = options.watchesConnections
         let watcher = Task {
             while watched && !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(50))
                 if !channel.isActive {
                     hungUp.set()
                     for s in streams { s.cancel() }
                     return
                 }
+                try? await Task.sleep(for: .milliseconds(50))
             }
         }
         let results = await run.collect()
@@ -373,8 +376,9 @@ struct OpenAIErrorMiddleware: RouterMiddleware {
         case "/v1/completions": metrics.request(endpoint: "completions", status: error.status)
         default: break
         }
-        return Response(status: .init(code: answer.status),
-                        headers: [.contentType: "application/json", .init("X-Request-Id")!: context.requestID],
+        var headers: HTTPFields = [.contentType: "application/json", .init("X-Request-Id")!: context.requestID]
+        if let wait = answer.retryAfter { headers[.retryAfter] = String(wait) }
+        return Response(status: .init(code: answer.status), headers: headers,
                         body: .init(byteBuffer: ByteBuffer(bytes: answer.json)))
     }
 }

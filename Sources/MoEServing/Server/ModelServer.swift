@@ -29,6 +29,20 @@ public struct ServerOptions: Sendable {
     public var contextSize: Int?
     /// Bytes the KV caches of all slots may take; nil: 80 % of the memory available at start.
     public var memoryLimit: Int?
+    /// Completion requests per key per minute; nil: no limit.
+    public var rateLimitPerMinute: Int?
+    /// The largest `max_tokens` a request gets (larger ones are cut, the choice then ends with "length"); nil:
+    /// what the context leaves.
+    public var maxTokensLimit: Int?
+    /// Open connections at most; more are closed at once.
+    public var maxConnections = 512
+    /// Seconds a connection may take to send its first request head (a slow-loris client cannot hold it).
+    public var headerTimeoutSeconds = 10
+    /// Seconds an idle connection (between requests, or stalled while sending one) is kept; nil: forever.
+    public var idleTimeoutSeconds: Int? = 60
+    /// Whether a non-streaming request watches its connection and stops when the client hangs up. Off only
+    /// where requests arrive without a socket (HummingbirdTesting's router tests, whose channel is never active).
+    public var watchesConnections = true
 
     /// The served context when `--ctx-size` is not given, as llama-server's default: a model configured for
     /// 131k positions would otherwise reserve gigabytes per slot.
@@ -83,6 +97,8 @@ public final class ModelServer: Sendable {
     let quota: QuotaTracker
     let pricing: Pricing
     let metrics = ServerMetrics()
+    let rateLimiter: RateLimiter?
+    let connectionLimits: ConnectionLimits
     let created = Int(Date().timeIntervalSince1970)
 
     public init(model: Transformer, tokenizer: Tokenizer? = nil, options: ServerOptions) throws {
@@ -94,6 +110,8 @@ public final class ModelServer: Sendable {
         ledger = try UsageLedger(path: options.ledgerPath)
         quota = QuotaTracker(ledger: ledger, dailyTokens: options.dailyTokenQuota)
         pricing = Pricing(inputPerMillion: options.priceInput, outputPerMillion: options.priceOutput)
+        rateLimiter = options.rateLimitPerMinute.map { RateLimiter(perMinute: $0) }
+        connectionLimits = ConnectionLimits(maxConnections: options.maxConnections, headerTimeoutSeconds: options.headerTimeoutSeconds)
         // Plan the KV caches before allocating them: refuse, with what to change, rather than fail later.
         let contextSize = options.contextSize ?? min(model.contextLength, ServerOptions.defaultContextCap)
         guard contextSize >= 2, contextSize <= model.contextLength else {
@@ -120,8 +138,10 @@ public final class ModelServer: Sendable {
     /// The application: the router and the engine as a service, so a graceful shutdown first stops accepting
     /// and drains requests, then stops the engine.
     public func makeApplication(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        Application(router: makeRouter(),
-                    server: .http1(configuration: .init(additionalChannelHandlers: [CloseWhenClientHangsUp()])),
+        let limits = connectionLimits
+        return Application(router: makeRouter(),
+                    server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: limits)],
+                                                        idleTimeout: options.idleTimeoutSeconds.map { .seconds(Int64($0)) })),
                     configuration: .init(address: .hostname(options.host, port: options.port), serverName: "swift-moe"),
                     services: [EngineService(engine: engine)],
                     onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) })
@@ -143,24 +163,6 @@ public final class ModelServer: Sendable {
         if tokenizer == nil { lines.append("warning: the model directory has no tokenizer.json: only /health, /metrics and /v1/models work") }
         lines.append("ledger: \(options.ledgerPath); price: $\(options.priceInput) per million input tokens, $\(options.priceOutput) per million output tokens")
         return lines.joined(separator: "\n")
-    }
-}
-
-/// Closes a connection whose client has closed its side. The server allows half-closed connections, so
-/// without this a client that hangs up on a non-streaming request would go unnoticed until the answer is
-/// written: its generation would run to the end and be billed as answered.
-final class CloseWhenClientHangsUp: ChannelInboundHandler, RemovableChannelHandler, Sendable {
-    typealias InboundIn = NIOAny
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        context.fireChannelRead(data)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, case .inputClosed = event {
-            context.close(promise: nil)
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 }
 
