@@ -376,6 +376,52 @@ import Testing
         #expect(statuses.contains(401) && statuses.contains(413) && statuses.contains(429))
     }
 
+    /// `/openapi.json` is OpenAPI 3.1; every operation it lists is served (no 404/405), it lists every route
+    /// `makeRouter` registers, and valid requests answer with the fields its schemas require.
+    @Test func openAPIDescribesTheRoutes() async throws {
+        let server = try Self.server()
+        let served: Set<String> = ["GET /", "GET /health", "GET /metrics", "GET /openapi.json", "GET /v1/models",
+                                   "GET /v1/models/{id}", "POST /v1/chat/completions", "POST /v1/completions",
+                                   "POST /tokenize", "POST /detokenize"]
+        try await server.makeApplication().test(.router) { client in
+            var document: [String: Any] = [:]
+            try await client.execute(uri: "/openapi.json", method: .get) { r in
+                #expect(r.status == .ok)
+                document = try Self.object(r)
+            }
+            #expect(document["openapi"] as? String == "3.1.0")
+            let paths = try #require(document["paths"] as? [String: [String: Any]])
+            var listed: Set<String> = []
+            for (path, operations) in paths {
+                for method in operations.keys {
+                    listed.insert("\(method.uppercased()) \(path)")
+                    let uri = path.replacingOccurrences(of: "{id}", with: "tiny-chat")
+                    try await client.execute(uri: uri, method: method == "post" ? .post : .get, headers: Self.json) { r in
+                        #expect(r.status != .notFound && r.status != .methodNotAllowed, "\(method) \(path): \(r.status)")
+                    }
+                }
+            }
+            #expect(listed == served)
+            // Answers carry what the schemas require.
+            let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]])
+            func required(_ name: String) -> [String] { schemas[name]?["required"] as? [String] ?? [] }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json, body: Self.chat()) { r in
+                let o = try Self.object(r)
+                #expect(required("Completion").allSatisfy { o[$0] != nil })
+                let usage = try #require(o["usage"] as? [String: Any])
+                #expect(required("Usage").allSatisfy { usage[$0] != nil })
+            }
+            try await client.execute(uri: "/v1/models/tiny-chat", method: .get) { r in
+                let o = try Self.object(r)
+                #expect(required("Model").allSatisfy { o[$0] != nil })
+            }
+            try await client.execute(uri: "/v1/models/nope", method: .get) { r in
+                let o = try Self.object(r)
+                #expect(required("Error").allSatisfy { o[$0] != nil })
+            }
+        }
+    }
+
     @Test func fullQueueIs429() async throws {
         let server = try Self.server { $0.queueLimit = 0 }
         try await server.makeApplication().test(.router) { client in

@@ -153,6 +153,19 @@ private let gpt2 = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
         #expect(try UnicodeRegex(#"(?:\s*)*|x?"#).matches(in: long).count > 20_000)
     }
 
+    /// A group repeated once per scalar over a long text: the matcher backtracks through a heap stack, so a
+    /// million iterations (which the call stack of a recursive matcher could not hold) match, and backtrack.
+    @Test func groupRepeatedOverALongTextDoesNotOverflowTheStack() throws {
+        let n = 1_000_000
+        let text = String(repeating: "ab", count: n / 2)
+        #expect(try spans(#"(?:a|b)+"#, text) == [[0, n]])
+        // Greedy to the end, then backtracking all the way for the final 'a': the choice stack is long.
+        #expect(try spans(#"(?:ab|b)*a"#, text + "x") == [[0, n - 1]])
+        let lazy = try spans(#"(?:a|b)+?x"#, text + "x")
+        #expect(lazy == [[0, n + 1]])
+        #expect(try spans(#"(?:(?:ab)+)+c"#, text + "c") == [[0, n + 1]])
+    }
+
     @Test func unsupportedConstructsThrow() throws {
         let cases: [(String, String)] = [
             (#"(a)\1"#, "backreference"), (#"(?<name>a)"#, "named group"), (#"(?P<n>a)"#, "named group"),

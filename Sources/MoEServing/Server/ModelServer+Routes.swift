@@ -18,7 +18,7 @@ public struct ServerContext: RequestContext {
 }
 
 /// The HTTP API: OpenAI's `/v1/chat/completions`, `/v1/completions`, `/v1/models`, plus `/health`,
-/// `/metrics`, `/tokenize`, `/detokenize` and a chat page at `/`.
+/// `/metrics`, `/tokenize`, `/detokenize`, `/openapi.json` (described in `OpenAPI.swift`) and a chat page at `/`.
 extension ModelServer {
     public func makeRouter() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
@@ -33,6 +33,10 @@ extension ModelServer {
             return try json(["status": failures == 0 ? "ok" : "degraded", "model": self.modelID,
                              "active": self.engine.statistics.active, "waiting": self.engine.statistics.waiting,
                              "ledger_write_failures": failures])
+        }
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document)))
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

@@ -185,8 +185,61 @@ final class RegexProgram: @unchecked Sendable {
     }
 }
 
+/// A point to come back to when the match fails further on (or, `restore`, a repetition counter to put back
+/// on the way): what the recursive form of the matcher kept in its call stack, kept here in a growable array
+/// on the heap so that neither a long input nor a group repeated many times can overflow the thread's stack.
+struct RegexChoice {
+    enum Kind: UInt8 {
+        /// Put counter `inst` (a slot) back to count `pos`, start `k`.
+        case restore
+        /// Try the alternation at `inst` from branch `k` (an index into `branches`) at `pos`.
+        case alternative
+        /// A lazy set repetition at `inst` that matched `k` scalars from `pos`: take one more.
+        case lazySet
+        /// A greedy set repetition at `inst` from `pos`: try the continuation after at most `k` scalars.
+        case greedySet
+        /// The group repetition `inst` at `pos`: go on after the loop instead of iterating.
+        case stopIterating
+        /// The group repetition `inst` at `pos`: iterate once more instead of going on.
+        case iterateAgain
+    }
+    var kind: Kind
+    var inst: Int32
+    var pos: Int
+    var k: Int
+}
+
+/// The choice stack of one search, shared by nested runs (lookaheads, atomic groups): each run owns the
+/// entries above where it started. Grows by doubling; freed by its owner.
+struct RegexChoiceStack {
+    var items: UnsafeMutablePointer<RegexChoice>
+    var count = 0
+    var capacity: Int
+
+    init(capacity: Int = 64) {
+        self.capacity = capacity
+        items = .allocate(capacity: capacity)
+    }
+
+    func free() { items.deallocate() }
+
+    @inline(__always)
+    mutating func push(_ kind: RegexChoice.Kind, _ inst: Int32, _ pos: Int, _ k: Int) {
+        if count == capacity {
+            let grown = UnsafeMutablePointer<RegexChoice>.allocate(capacity: capacity * 2)
+            grown.moveInitialize(from: items, count: count)
+            items.deallocate()
+            items = grown
+            capacity *= 2
+        }
+        (items + count).initialize(to: RegexChoice(kind: kind, inst: inst, pos: pos, k: k))
+        count += 1
+    }
+}
+
 /// One run of a program over a text of scalars. Everything is reached through unsafe pointers, so the inner
-/// loops neither allocate nor retain.
+/// loops neither allocate (but to grow the choice stack) nor retain. Backtracking goes through the explicit
+/// choice stack; only lookaheads and atomic groups recurse, as deep as the pattern nests them.
 struct RegexVM {
     let insts: UnsafePointer<RegexInst>
     let branches: UnsafePointer<RegexBranch>
@@ -196,6 +249,7 @@ struct RegexVM {
     let n: Int
     let counts: UnsafeMutablePointer<Int>
     let starts: UnsafeMutablePointer<Int>
+    let stack: UnsafeMutablePointer<RegexChoiceStack>
 
     @inline(__always)
     func inSet(_ set: Int32, _ c: UInt32) -> Bool {
@@ -231,127 +285,193 @@ struct RegexVM {
         }
     }
 
-    /// Runs from instruction `pc` at `pos`; returns where the (sub-)program succeeded, or -1.
+    /// Runs from instruction `pc` at `pos`; returns where the (sub-)program succeeded, or -1. The choices it
+    /// leaves are dropped before it returns.
     func run(_ pc0: Int32, _ pos0: Int) -> Int {
+        let base = stack.pointee.count
         var pc = Int(pc0)
         var pos = pos0
-        while true {
+        var matched = -1
+        search: while true {
             let ins = insts[pc]
+            var failed = false
             switch ins.op {
             case .char:
-                guard pos < n, text[pos] == UInt32(bitPattern: ins.a) else { return -1 }
-                pos += 1
-                pc = Int(ins.next)
+                if pos < n, text[pos] == UInt32(bitPattern: ins.a) {
+                    pos += 1
+                    pc = Int(ins.next)
+                } else {
+                    failed = true
+                }
             case .set:
-                guard pos < n, inSet(ins.a, text[pos]) else { return -1 }
-                pos += 1
-                pc = Int(ins.next)
+                if pos < n, inSet(ins.a, text[pos]) {
+                    pos += 1
+                    pc = Int(ins.next)
+                } else {
+                    failed = true
+                }
             case .repSet:
                 let lo = Int(ins.b)
                 let limit = Swift.min(n - pos, Int(ins.c))
-                if ins.mode == RepetitionMode.lazy.rawValue {
-                    var k = 0
-                    while k < lo {
-                        guard k < limit, inSet(ins.a, text[pos + k]) else { return -1 }
-                        k += 1
-                    }
-                    while true {
-                        let r = run(ins.next, pos + k)
-                        if r >= 0 { return r }
-                        guard k < limit, inSet(ins.a, text[pos + k]) else { return -1 }
-                        k += 1
-                    }
-                }
                 var k = 0
-                while k < limit, inSet(ins.a, text[pos + k]) { k += 1 }
-                guard k >= lo else { return -1 }
-                if ins.mode == RepetitionMode.greedy.rawValue && k > lo {
-                    let next = insts[Int(ins.next)]
-                    if next.op == .succeed { return pos + k }
-                    if next.op == .char {  // only positions followed by that scalar can continue
-                        while k > lo {
-                            if pos + k < n, text[pos + k] == UInt32(bitPattern: next.a) {
-                                let r = run(ins.next, pos + k)
-                                if r >= 0 { return r }
-                            }
-                            k -= 1
-                        }
+                if ins.mode == RepetitionMode.lazy.rawValue {
+                    while k < lo, k < limit, inSet(ins.a, text[pos + k]) { k += 1 }
+                    if k < lo {
+                        failed = true
                     } else {
-                        while k > lo {
-                            let r = run(ins.next, pos + k)
-                            if r >= 0 { return r }
-                            k -= 1
-                        }
+                        stack.pointee.push(.lazySet, Int32(pc), pos, k)
+                        pos += k
+                        pc = Int(ins.next)
+                    }
+                } else {
+                    while k < limit, inSet(ins.a, text[pos + k]) { k += 1 }
+                    if k < lo {
+                        failed = true
+                    } else if ins.mode == RepetitionMode.greedy.rawValue && k > lo && insts[Int(ins.next)].op != .succeed {
+                        pos = greedyAttempt(Int32(pc), pos, upTo: k)
+                        pc = Int(ins.next)
+                    } else {
+                        pos += k
+                        pc = Int(ins.next)
                     }
                 }
-                pos += k
-                pc = Int(ins.next)
             case .alt:
-                let base = Int(ins.a)
-                let last = base + Int(ins.b) - 1
-                let c: UInt32 = pos < n ? text[pos] : 0x110000
-                for k in base..<last {
-                    let br = branches[k]
-                    if !br.first.nullable && (pos == n || !br.first.admits(c)) { continue }
-                    let r = run(br.pc, pos)
-                    if r >= 0 { return r }
+                if let branch = alternative(Int32(pc), from: Int(ins.a), pos) {
+                    pc = Int(branch)
+                } else {
+                    failed = true
                 }
-                let br = branches[last]
-                if !br.first.nullable && (pos == n || !br.first.admits(c)) { return -1 }
-                pc = Int(br.pc)
             case .repGroup:
                 let slot = Int(ins.d)
-                let (oldCount, oldStart) = (counts[slot], starts[slot])
+                stack.pointee.push(.restore, Int32(slot), counts[slot], starts[slot])
                 counts[slot] = 0
                 starts[slot] = -1
-                let r = iterate(pc, pos)
-                counts[slot] = oldCount
-                starts[slot] = oldStart
-                return r
+                if let next = iterate(pc, pos) { pc = next } else { failed = true }
             case .repEnd:
-                return iterate(Int(ins.a), pos)
+                if let next = iterate(Int(ins.a), pos) { pc = next } else { failed = true }
             case .lookahead:
                 let r = run(ins.a, pos)
-                if (r >= 0) == (ins.mode == 1) { return -1 }
-                pc = Int(ins.next)
+                if (r >= 0) == (ins.mode == 1) { failed = true } else { pc = Int(ins.next) }
             case .atomic:
                 let r = run(ins.a, pos)
-                if r < 0 { return -1 }
-                pos = r
-                pc = Int(ins.next)
+                if r < 0 { failed = true } else { pos = r; pc = Int(ins.next) }
             case .assertion:
-                guard check(RegexAssertion(rawValue: ins.a)!, pos) else { return -1 }
-                pc = Int(ins.next)
+                if check(RegexAssertion(rawValue: ins.a)!, pos) { pc = Int(ins.next) } else { failed = true }
             case .succeed:
-                return pos
+                matched = pos
+                break search
+            }
+            if failed {
+                guard let (next, at) = backtrack(to: base) else { break search }
+                pc = next
+                pos = at
             }
         }
+        // Drop this run's choices (a failure has popped them all). Its counters need no putting back: they are
+        // of repetitions inside the (sub-)program, and each is reset when the repetition is entered again.
+        stack.pointee.count = base
+        return matched
+    }
+
+    /// Pops choices down to `base` until one can be resumed; returns where to go on, or nil when none is left.
+    func backtrack(to base: Int) -> (Int, Int)? {
+        while stack.pointee.count > base {
+            stack.pointee.count -= 1
+            let c = stack.pointee.items[stack.pointee.count]
+            switch c.kind {
+            case .restore:
+                counts[Int(c.inst)] = c.pos
+                starts[Int(c.inst)] = c.k
+            case .alternative:
+                if let branch = alternative(c.inst, from: c.k, c.pos) { return (Int(branch), c.pos) }
+            case .lazySet:
+                let ins = insts[Int(c.inst)]
+                let limit = Swift.min(n - c.pos, Int(ins.c))
+                if c.k < limit, inSet(ins.a, text[c.pos + c.k]) {
+                    stack.pointee.push(.lazySet, c.inst, c.pos, c.k + 1)
+                    return (Int(ins.next), c.pos + c.k + 1)
+                }
+            case .greedySet:
+                return (Int(insts[Int(c.inst)].next), greedyAttempt(c.inst, c.pos, upTo: c.k))
+            case .stopIterating:
+                return (Int(insts[Int(c.inst)].next), c.pos)
+            case .iterateAgain:
+                return (again(Int(c.inst), c.pos), c.pos)
+            }
+        }
+        return nil
+    }
+
+    /// The first branch from `first` (an index into `branches`) of the alternation at `pc` that may match at
+    /// `pos`, with a choice pushed for the branches after it; nil when none may.
+    @inline(__always)
+    func alternative(_ pc: Int32, from first: Int, _ pos: Int) -> Int32? {
+        let ins = insts[Int(pc)]
+        let last = Int(ins.a) + Int(ins.b) - 1
+        let c: UInt32 = pos < n ? text[pos] : 0x110000
+        var k = first
+        while k <= last {
+            let br = branches[k]
+            if br.first.nullable || (pos < n && br.first.admits(c)) {
+                if k < last { stack.pointee.push(.alternative, pc, pos, k + 1) }
+                return br.pc
+            }
+            k += 1
+        }
+        return nil
+    }
+
+    /// A greedy set repetition at `pc` from `pos` that may take up to `k` scalars: the longest count that may
+    /// continue (when a scalar follows, only counts before it), with a choice pushed for the shorter ones;
+    /// the minimum when none is longer. Returns the position after it.
+    @inline(__always)
+    func greedyAttempt(_ pc: Int32, _ pos: Int, upTo k: Int) -> Int {
+        let ins = insts[Int(pc)]
+        let lo = Int(ins.b)
+        var k = k
+        let next = insts[Int(ins.next)]
+        if next.op == .char {
+            while k > lo && !(pos + k < n && text[pos + k] == UInt32(bitPattern: next.a)) { k -= 1 }
+        }
+        if k > lo { stack.pointee.push(.greedySet, pc, pos, k - 1) }
+        return pos + k
     }
 
     /// At a group repetition `g` with `counts[slot]` iterations done (the last one started at `starts[slot]`):
-    /// tries another iteration and/or the continuation, in the order of the mode.
-    func iterate(_ g: Int, _ pos: Int) -> Int {
+    /// another iteration and/or the continuation, in the order of the mode (the other one as a choice). Returns
+    /// the instruction to go on with, or nil when neither may.
+    @inline(__always)
+    func iterate(_ g: Int, _ pos: Int) -> Int? {
         let ins = insts[g]
         let slot = Int(ins.d)
         let count = counts[slot]
         // An empty iteration ends the loop (as Oniguruma and Perl do), whatever the minimum.
-        if count > 0 && starts[slot] == pos { return run(ins.next, pos) }
+        if count > 0 && starts[slot] == pos { return Int(ins.next) }
         let canStop = count >= Int(ins.b)
         let canGo = count < Int(ins.c)
-        func again() -> Int {
-            let (oldCount, oldStart) = (counts[slot], starts[slot])
-            counts[slot] = count + 1
-            starts[slot] = pos
-            let r = run(ins.a, pos)
-            counts[slot] = oldCount
-            starts[slot] = oldStart
-            return r
-        }
         if ins.mode == RepetitionMode.lazy.rawValue {
-            if canStop { let r = run(ins.next, pos); if r >= 0 { return r } }
-            return canGo ? again() : -1
+            if canStop {
+                if canGo { stack.pointee.push(.iterateAgain, Int32(g), pos, 0) }
+                return Int(ins.next)
+            }
+            return canGo ? again(g, pos) : nil
         }
-        if canGo { let r = again(); if r >= 0 { return r } }
-        return canStop ? run(ins.next, pos) : -1
+        if canGo {
+            if canStop { stack.pointee.push(.stopIterating, Int32(g), pos, 0) }
+            return again(g, pos)
+        }
+        return canStop ? Int(ins.next) : nil
+    }
+
+    /// Starts one more iteration of the group repetition `g` at `pos` (its counter put back on backtracking);
+    /// returns the body's entry.
+    @inline(__always)
+    func again(_ g: Int, _ pos: Int) -> Int {
+        let ins = insts[g]
+        let slot = Int(ins.d)
+        stack.pointee.push(.restore, Int32(slot), counts[slot], starts[slot])
+        counts[slot] += 1
+        starts[slot] = pos
+        return Int(ins.a)
     }
 }

@@ -108,7 +108,9 @@ public struct UnicodeRegex: TextPattern {
         let slots = max(Int(prog.slots), 1)
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: slots)
         let starts = UnsafeMutablePointer<Int>.allocate(capacity: slots)
-        defer { counts.deallocate(); starts.deallocate() }
+        let stack = UnsafeMutablePointer<RegexChoiceStack>.allocate(capacity: 1)
+        stack.initialize(to: RegexChoiceStack())
+        defer { counts.deallocate(); starts.deallocate(); stack.pointee.free(); stack.deallocate() }
         counts.initialize(repeating: 0, count: slots)
         starts.initialize(repeating: -1, count: slots)
         prog.insts.withUnsafeBufferPointer { insts in
@@ -116,7 +118,7 @@ public struct UnicodeRegex: TextPattern {
                 prog.bitmaps.withUnsafeBufferPointer { bitmaps in
                     let vm = RegexVM(insts: insts.baseAddress!, branches: branches.baseAddress ?? UnsafePointer(bitPattern: 8)!,
                                      bitmaps: bitmaps.baseAddress ?? UnsafePointer(bitPattern: 8)!, program: prog,
-                                     text: text, n: n, counts: counts, starts: starts)
+                                     text: text, n: n, counts: counts, starts: starts, stack: stack)
                     let first = prog.first
                     var pos = 0
                     while pos <= n {
