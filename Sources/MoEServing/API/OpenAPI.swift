@@ -1,8 +1,18 @@
+import Foundation
+
 /// The API as an OpenAPI 3.1 document, served at `GET /openapi.json` (for clients, fuzzers such as schemathesis
 /// and people). `ServingRouterTests.openAPIDescribesTheRoutes` keeps it true: every operation it lists is served,
 /// the routes `makeRouter` registers are all listed, and the answers to valid requests have the listed fields.
 enum OpenAPI {
-    static let document = #"""
+    /// The document for a server of `model` (its id, the only `model` value accepted) whose vocabulary has
+    /// `vocabSize` ids: fuzzers then generate requests the server can answer, not only refusals.
+    static func document(model: String, vocabSize: Int) -> String {
+        let id = (try? JSONSerialization.data(withJSONObject: [model])).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+        return template.replacingOccurrences(of: "\"$MODEL_IDS\"", with: id)
+            .replacingOccurrences(of: "\"$MAX_TOKEN_ID\"", with: String(max(0, vocabSize - 1)))
+    }
+
+    static let template = #"""
     {
       "openapi": "3.1.0",
       "info": {
@@ -72,7 +82,7 @@ enum OpenAPI {
             "allOf": [
               { "$ref": "#/components/schemas/Sampling" },
               { "type": "object", "required": ["model", "messages"],
-                "properties": { "model": { "type": "string" },
+                "properties": { "model": { "type": "string", "enum": "$MODEL_IDS" },
                                 "messages": { "type": "array", "items": { "$ref": "#/components/schemas/Message" }, "minItems": 1 } } }
             ]
           },
@@ -81,12 +91,12 @@ enum OpenAPI {
               { "$ref": "#/components/schemas/Sampling" },
               { "type": "object", "required": ["model", "prompt"],
                 "properties": {
-                  "model": { "type": "string" },
+                  "model": { "type": "string", "enum": "$MODEL_IDS" },
                   "prompt": { "oneOf": [
                     { "type": "string" },
-                    { "type": "array", "items": { "type": "integer", "minimum": 0 }, "minItems": 1 },
+                    { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": "$MAX_TOKEN_ID" }, "minItems": 1 },
                     { "type": "array", "items": { "type": "string" }, "minItems": 1, "maxItems": 1 },
-                    { "type": "array", "items": { "type": "array", "items": { "type": "integer", "minimum": 0 } }, "minItems": 1, "maxItems": 1 }
+                    { "type": "array", "items": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": "$MAX_TOKEN_ID" }, "minItems": 1 }, "minItems": 1, "maxItems": 1 }
                   ] },
                   "echo": { "type": "boolean", "const": false }
                 } }
@@ -127,7 +137,8 @@ enum OpenAPI {
           "Completion": {
             "description": "One JSON body, or with \"stream\": true server-sent events of chunks ending in data: [DONE].",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Completion" } },
-                         "text/event-stream": { "schema": { "type": "string" } } }
+                         "text/event-stream": { "schema": { "type": "object", "required": ["data"],
+                                                            "properties": { "data": { "type": "string" } } } } }
           }
         }
       },

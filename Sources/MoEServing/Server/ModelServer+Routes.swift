@@ -36,7 +36,7 @@ extension ModelServer {
         }
         router.get("/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
-                     body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document)))
+                     body: .init(byteBuffer: ByteBuffer(string: self.openAPIDocument)))
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

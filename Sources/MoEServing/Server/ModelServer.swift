@@ -98,6 +98,8 @@ public final class ModelServer: Sendable {
     let pricing: Pricing
     let metrics = ServerMetrics()
     let rateLimiter: RateLimiter?
+    /// `GET /openapi.json`, made once for this model.
+    let openAPIDocument: String
     let connectionLimits: ConnectionLimits
     let created = Int(Date().timeIntervalSince1970)
 
@@ -111,6 +113,7 @@ public final class ModelServer: Sendable {
         quota = QuotaTracker(ledger: ledger, dailyTokens: options.dailyTokenQuota)
         pricing = Pricing(inputPerMillion: options.priceInput, outputPerMillion: options.priceOutput)
         rateLimiter = options.rateLimitPerMinute.map { RateLimiter(perMinute: $0) }
+        openAPIDocument = OpenAPI.document(model: modelID, vocabSize: model.config.vocabSize)
         connectionLimits = ConnectionLimits(maxConnections: options.maxConnections, headerTimeoutSeconds: options.headerTimeoutSeconds)
         // Plan the KV caches before allocating them: refuse, with what to change, rather than fail later.
         let contextSize = options.contextSize ?? min(model.contextLength, ServerOptions.defaultContextCap)
