@@ -38,6 +38,19 @@ extension Transformer {
     /// vocabulary, a cache shaped for another model or the same cache given twice; `contextOverflow` when a
     /// chunk does not fit its cache.
     public func forward(_ chunks: [SequenceChunk]) throws -> UnsafeMutableBufferPointer<Float> {
+        try validate(chunks)
+        var rows: [Int] = []
+        var end = 0
+        for chunk in chunks {
+            end += chunk.tokens.count
+            if chunk.wantsLogits { rows.append(end - 1) }
+        }
+        let h = run(chunks)
+        return logits(h, rows: rows)
+    }
+
+    /// Throws, before any cache moves, for chunks a pass cannot run (see `forward(_ chunks:)`).
+    func validate(_ chunks: [SequenceChunk]) throws {
         guard !chunks.isEmpty else { throw ModelError.badInput("no sequences to run") }
         for (c, chunk) in chunks.enumerated() {
             guard !chunk.tokens.isEmpty else { throw ModelError.badInput("sequence \(c) has no tokens to run") }
@@ -52,14 +65,6 @@ extension Transformer {
                 throw ModelError.badInput("sequence \(c)'s KV cache is also an earlier sequence's (each needs its own)")
             }
         }
-        var rows: [Int] = []
-        var end = 0
-        for chunk in chunks {
-            end += chunk.tokens.count
-            if chunk.wantsLogits { rows.append(end - 1) }
-        }
-        let h = run(chunks)
-        return logits(h, rows: rows)
     }
 
     /// One decode step of many sequences: `tokens[b]` is the next token of the sequence in `caches[b]`.

@@ -81,13 +81,9 @@ public final class Transformer: @unchecked Sendable {
     @discardableResult
     public func forward(_ tokens: [Int], cache: KVCache, logitsFor rows: LogitsRows = .last) throws -> UnsafeMutableBufferPointer<Float> {
         let T = tokens.count
-        guard T > 0 else { throw ModelError.badInput("no tokens to run") }
-        try requireFits(cache)
-        guard cache.count + T <= cache.capacity else {
-            throw ModelError.contextOverflow(tokens: cache.count + T, context: cache.capacity)
-        }
-        try requireInVocabulary(tokens)
-        let h = run([SequenceChunk(tokens: tokens, cache: cache)])
+        let chunk = [SequenceChunk(tokens: tokens, cache: cache)]
+        try validate(chunk)
+        let h = run(chunk)
 
         switch rows {
         case .all: return logits(h, rows: Array(0..<T))

@@ -301,14 +301,13 @@ public final class InferenceEngine: @unchecked Sendable {
                 prefilledTokens += chunk.tokens.count
                 guard s.decoding else { continue }
                 s.continuation.yield(.prefilled(promptTokens: s.request.prompt.count, cachedTokens: s.cached))
-                if s.request.maxTokens <= 0 {
-                    finish(s, .length, stopToken: nil)
-                    ended.insert(s.id)
-                    row += 1
-                    continue
-                }
             }
-            if !sample(s, logits.baseAddress! + row * vocab) { ended.insert(s.id) }
+            if s.request.maxTokens <= 0 {
+                finish(s, .length, stopToken: nil)
+                ended.insert(s.id)
+            } else if !sample(s, logits.baseAddress! + row * vocab) {
+                ended.insert(s.id)
+            }
             row += 1
         }
         if !ended.isEmpty { active.removeAll { ended.contains($0.id) } }
