@@ -61,7 +61,8 @@ public enum SafeTensorsWriter {
     }
 }
 
-/// Writes a file through a temporary sibling, fsyncs it, then renames it over the destination.
+/// Writes a file through a temporary sibling, fsyncs it, renames it over the destination, then fsyncs the
+/// directory so that the rename itself survives a crash or power loss.
 public enum AtomicFile {
     public static func write(to path: String, _ body: (FileHandle) throws -> Void) throws {
         let tmp = path + ".tmp-\(getpid())"
@@ -78,6 +79,15 @@ public enum AtomicFile {
             unlink(tmp)
             throw error
         }
+        try syncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// fsync(2) of a directory: makes the entries created, renamed or removed in it durable.
+    public static func syncDirectory(_ path: String) throws {
+        let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw FormatError.unreadable(path: path, reason: "cannot open the directory to sync it: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw FormatError.unreadable(path: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
     }
 
     public static func write(_ data: Data, to path: String) throws {

@@ -61,9 +61,11 @@ public struct Attention: @unchecked Sendable {
         let (qs, ks, vs) = project(x, tokens: T, rope: rope, hidden: hidden, ws: ws, pool: pool)
         // Append this pass's keys and values to each sequence's cache.
         for (c, cache) in layout.caches.enumerated() {
-            let first = layout.firsts[c], count = layout.counts[c], at = cache.count * kvWidth
-            (cache.keys(layer: layer) + at).update(from: ks + first * kvWidth, count: count * kvWidth)
-            (cache.values(layer: layer) + at).update(from: vs + first * kvWidth, count: count * kvWidth)
+            let first = layout.firsts[c]
+            for t in 0..<layout.counts[c] {
+                cache.keys(layer: layer, position: cache.count + t).update(from: ks + (first + t) * kvWidth, count: kvWidth)
+                cache.values(layer: layer, position: cache.count + t).update(from: vs + (first + t) * kvWidth, count: kvWidth)
+            }
         }
         let out = ws.attention.reserve(T * qWidth)
         if !layout.singles.isEmpty {
@@ -77,8 +79,7 @@ public struct Attention: @unchecked Sendable {
                         pool.parallelFor(singles.count * heads) { task in
                             let c = singles[task / heads], h = task % heads
                             let cache = caches[c], row = firsts[c]
-                            attendOne(qs + row * qWidth, head: h, keys: cache.keys(layer: layer),
-                                      values: cache.values(layer: layer), positions: cache.count + 1,
+                            attendOne(qs + row * qWidth, head: h, cache: cache, layer: layer, positions: cache.count + 1,
                                       scores: scores + task * longest, out: out + row * qWidth)
                         }
                     }
@@ -87,8 +88,8 @@ public struct Attention: @unchecked Sendable {
         }
         for (c, cache) in layout.caches.enumerated() where layout.counts[c] > 1 {
             let first = layout.firsts[c]
-            attendCausal(qs + first * qWidth, tokens: layout.counts[c], start: cache.count, keys: cache.keys(layer: layer),
-                         values: cache.values(layer: layer), out: out + first * qWidth, ws: ws, pool: pool)
+            attendCausal(qs + first * qWidth, tokens: layout.counts[c], start: cache.count, cache: cache, layer: layer,
+                         out: out + first * qWidth, ws: ws, pool: pool)
         }
         outputProjection(out, tokens: T, residual: residual, hidden: hidden, pool: pool)
     }
@@ -147,11 +148,10 @@ public struct Attention: @unchecked Sendable {
         if let oBias { addBias(residual, rows: T, stride: hidden, bias: oBias, count: hidden) }
     }
 
-    /// Prefill: softmax(q·kᵀ/√d + causal mask)·v per head as matrix products, queries in chunks to bound
-    /// the score buffer.
-    private func attendCausal(_ qs: UnsafePointer<Float>, tokens T: Int, start: Int, keys cachedK: UnsafePointer<Float>,
-                              values cachedV: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                              ws: Workspace, pool: WorkerPool) {
+    /// Prefill: softmax(q·kᵀ/√d + causal mask)·v per head as matrix products (one per cache page), queries in
+    /// chunks to bound the score buffer.
+    private func attendCausal(_ qs: UnsafePointer<Float>, tokens T: Int, start: Int, cache: KVCache, layer: Int,
+                              out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
         let qWidth = heads * headDim, kvWidth = kvHeads * headDim
         let positions = start + T
         let chunk = min(T, 128)
@@ -166,38 +166,46 @@ public struct Attention: @unchecked Sendable {
                 let s = scores + h * chunk * positions
                 let kvh = h / group
                 let visible = start + first + rows   // the last query of the chunk sees this many positions
-                sgemmNT(m: rows, n: visible, k: hd, alpha: scale, a: qs + first * qWidth + h * hd, lda: qWidth,
-                        b: cachedK + kvh * hd, ldb: kvWidth, c: s, ldc: positions, accumulate: false, pool: nil)
+                let q = qs + first * qWidth + h * hd
+                cache.forEachRun(layer: layer, positions: visible) { p0, n, keys, _ in
+                    sgemmNT(m: rows, n: n, k: hd, alpha: scale, a: q, lda: qWidth, b: keys + kvh * hd, ldb: kvWidth,
+                            c: s + p0, ldc: positions, accumulate: false, pool: nil)
+                }
                 for r in 0..<rows {
                     let row = s + r * positions
                     let valid = start + first + r + 1
                     softmax(row, count: valid)
                     for j in valid..<visible { row[j] = 0 }
                 }
-                sgemmNN(m: rows, n: hd, k: visible, alpha: 1, a: s, lda: positions,
-                        b: cachedV + kvh * hd, ldb: kvWidth, c: out + first * qWidth + h * hd, ldc: qWidth,
-                        accumulate: false, pool: nil)
+                let o = out + first * qWidth + h * hd
+                cache.forEachRun(layer: layer, positions: visible) { p0, n, _, values in
+                    sgemmNN(m: rows, n: hd, k: n, alpha: 1, a: s + p0, lda: positions, b: values + kvh * hd, ldb: kvWidth,
+                            c: o, ldc: qWidth, accumulate: p0 > 0, pool: nil)
+                }
             }
             first += rows
         }
     }
 
     /// Decode, one head of one query: scores by dot products with the `positions` cached keys, softmax, then
-    /// the weighted sum of the cached values — no packing, each cached row read once. `qs` is the query row
-    /// [heads·headDim], `out` its output row; `scores` holds `positions` floats for this head alone, so heads
-    /// (and sequences) run as independent tasks.
+    /// the weighted sum of the cached values — no packing, each cached row read once, page by page. `qs` is the
+    /// query row [heads·headDim], `out` its output row; `scores` holds `positions` floats for this head alone, so
+    /// heads (and sequences) run as independent tasks.
     @inline(__always)
-    private func attendOne(_ qs: UnsafePointer<Float>, head h: Int, keys: UnsafePointer<Float>,
-                           values: UnsafePointer<Float>, positions: Int, scores s: UnsafeMutablePointer<Float>,
-                           out: UnsafeMutablePointer<Float>) {
+    private func attendOne(_ qs: UnsafePointer<Float>, head h: Int, cache: KVCache, layer: Int, positions: Int,
+                           scores s: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         let kvWidth = kvHeads * headDim, hd = headDim
         let scale = 1 / Float(headDim).squareRoot()
         let kv = (h / (heads / kvHeads)) * hd
         let q = qs + h * hd, o = out + h * hd
-        for j in 0..<positions { s[j] = dot(q, keys + j * kvWidth + kv, count: hd) * scale }
+        cache.forEachRun(layer: layer, positions: positions) { first, n, keys, _ in
+            for j in 0..<n { s[first + j] = dot(q, keys + j * kvWidth + kv, count: hd) * scale }
+        }
         softmax(s, count: positions)
         o.update(repeating: 0, count: hd)
-        for j in 0..<positions { axpy(s[j], values + j * kvWidth + kv, o, count: hd) }
+        cache.forEachRun(layer: layer, positions: positions) { first, n, _, values in
+            for j in 0..<n { axpy(s[first + j], values + j * kvWidth + kv, o, count: hd) }
+        }
     }
 }
 

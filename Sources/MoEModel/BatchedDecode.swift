@@ -36,7 +36,8 @@ extension Transformer {
     ///
     /// Throws, before touching any cache: `badInput` for no chunks, an empty chunk, a token outside the
     /// vocabulary, a cache shaped for another model or the same cache given twice; `contextOverflow` when a
-    /// chunk does not fit its cache.
+    /// chunk does not fit its cache; `kvPagesExhausted` when the caches' pool has too few free pages for the
+    /// new positions (a cache with a pool of its own never runs short).
     public func forward(_ chunks: [SequenceChunk]) throws -> UnsafeMutableBufferPointer<Float> {
         try validate(chunks)
         var rows: [Int] = []
@@ -65,6 +66,17 @@ extension Transformer {
                 throw ModelError.badInput("sequence \(c)'s KV cache is also an earlier sequence's (each needs its own)")
             }
         }
+        // Pages for the new positions: all or none (caches of one pool compete for its free pages).
+        var missing: [ObjectIdentifier: (needed: Int, free: Int)] = [:]
+        for chunk in chunks {
+            let pool = chunk.cache.pool
+            let needed = chunk.cache.pagesMissing(upTo: chunk.cache.count + chunk.tokens.count)
+            missing[ObjectIdentifier(pool), default: (0, pool.freePages)].needed += needed
+        }
+        if let short = missing.values.first(where: { $0.needed > $0.free }) {
+            throw ModelError.kvPagesExhausted(needed: short.needed, free: short.free)
+        }
+        for chunk in chunks { _ = chunk.cache.reserve(upTo: chunk.cache.count + chunk.tokens.count) }
     }
 
     /// One decode step of many sequences: `tokens[b]` is the next token of the sequence in `caches[b]`.

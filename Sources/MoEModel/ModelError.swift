@@ -4,6 +4,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case unsupported(String)
     case badInput(String)
     case contextOverflow(tokens: Int, context: Int)
+    /// A paged KV cache needs more pages than its pool has free.
+    case kvPagesExhausted(needed: Int, free: Int)
 
     public var description: String {
         switch self {
@@ -13,6 +15,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .badInput(what): return what
         case let .contextOverflow(tokens, context):
             return "the sequence needs \(tokens) positions but the model's context is \(context) tokens"
+        case let .kvPagesExhausted(needed, free):
+            return "the KV cache needs \(needed) more pages but its pool has \(free) free"
         }
     }
 }

@@ -76,6 +76,12 @@ public final class Transformer: @unchecked Sendable {
                 kvHeads: config.numKeyValueHeads, headDim: config.headDim)
     }
 
+    /// A pool of `pages` KV pages of `pageSize` positions each, for caches that grow page by page and share
+    /// prefixes (`KVCache(pool:capacity:)`).
+    public func makePagePool(pages: Int, pageSize: Int) throws -> KVPagePool {
+        try KVPagePool(layers: layers.count, rowWidth: config.numKeyValueHeads * config.headDim, pageSize: pageSize, pages: pages)
+    }
+
     /// Runs `tokens` at the positions after those already in `cache`, appends their keys and values, and
     /// returns logits for the requested rows ([rows, vocab], valid until the next call).
     @discardableResult

@@ -274,7 +274,9 @@ public final class Trainer {
             let old = "\(out)/.\(name).old"
             try? fm.removeItem(atPath: old)
             if fm.fileExists(atPath: final) { _ = rename(final, old) }
+            try AtomicFile.syncDirectory(tmp)   // its entries first, then the rename that publishes them
             guard rename(tmp, final) == 0 else { throw TrainingError.checkpointWrite(path: final, reason: String(cString: strerror(errno))) }
+            try AtomicFile.syncDirectory(out)
             try? fm.removeItem(atPath: old)
             // The model at the top of OUT, for `moe generate --model OUT` and AutoModelForCausalLM.
             let modelFiles = ["model.safetensors", "config.json", "generation_config.json"]

@@ -186,4 +186,71 @@ private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
         try source.copyPrefix(from: source, count: 3)   // onto itself: keeps the prefix
         #expect(source.count == 3)
     }
+
+    /// Caches in pages of a shared pool (4 positions a page, so prompts and decode steps cross page boundaries,
+    /// in the middle of prefill chunks too) give the logits of caches laid out contiguously.
+    @Test(arguments: ["qwen3_moe", "olmoe", "llama"])
+    func pagedCachesEqualContiguousOnes(_ name: String) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        let vocab = model.config.vocabSize
+        let pool = try model.makePagePool(pages: 24, pageSize: 4)
+        let prompts = [tokens(11, seed: 51, vocab: vocab), tokens(4, seed: 52, vocab: vocab), tokens(1, seed: 53, vocab: vocab)]
+        let steps = tokens(6, seed: 54, vocab: vocab)
+        let paged = try prompts.map { _ in try KVCache(pool: pool, capacity: 32) }
+        let contiguous = prompts.map { _ in model.makeCache(capacity: 32) }
+        for (c, prompt) in prompts.enumerated() {
+            let expected = Array(try model.forward(prompt, cache: contiguous[c], logitsFor: .all))
+            let got = try model.forward(prompt, cache: paged[c], logitsFor: .all)
+            #expect(relativeDifference(UnsafeBufferPointer(got), expected) <= 1e-5, "\(name) prompt \(c)")
+        }
+        for token in steps {
+            let expected = Array(try model.decode(Array(repeating: token, count: 3), caches: contiguous))
+            let got = try model.decode(Array(repeating: token, count: 3), caches: paged)
+            #expect(relativeDifference(UnsafeBufferPointer(got), expected) <= 1e-4, "\(name) decode")
+        }
+        // (Free pages first: the caches live until their last use below, then give their pages back.)
+        #expect(pool.freePages == 24 - 10)
+        #expect(paged.map(\.pagesHeld) == [5, 3, 2])   // 17, 10 and 7 positions
+    }
+
+    /// A prefix copied within one pool shares its pages: nothing is copied until one of the two caches writes
+    /// into a shared page, which it then copies (copy on write) — and each continues as if alone. Pages go back
+    /// when caches are truncated or freed; a pool that runs out refuses the pass before any cache moves.
+    @Test func sharedPagesAreCopiedOnWriteAndReturned() throws {
+        let model = try Transformer(directory: Fixtures.directory("qwen3_moe"), threads: 2)
+        let vocab = model.config.vocabSize
+        let pool = try model.makePagePool(pages: 8, pageSize: 4)
+        let prompt = tokens(10, seed: 61, vocab: vocab)
+        var a: KVCache? = try KVCache(pool: pool, capacity: 32)
+        try model.forward(prompt, cache: a!, logitsFor: .none)
+        #expect(pool.freePages == 5)
+        let b = try KVCache(pool: pool, capacity: 40)
+        try b.copyPrefix(from: a!, count: 10)
+        #expect(pool.freePages == 5 && b.pagesHeld == 3, "shared, not copied")
+
+        let alone = model.makeCache(capacity: 32)
+        try model.forward(prompt, cache: alone, logitsFor: .none)
+        let expectedA = Array(try model.forward([7], cache: alone, logitsFor: .last))
+        alone.truncate(to: 10)
+        let expectedB = Array(try model.forward([8, 9], cache: alone, logitsFor: .last))
+
+        let gotB = try model.forward([8, 9], cache: b, logitsFor: .last)   // writes into the shared third page: copies it
+        #expect(relativeDifference(UnsafeBufferPointer(gotB), expectedB) <= 1e-5)
+        #expect(pool.freePages == 4)
+        let gotA = try model.forward([7], cache: a!, logitsFor: .last)    // its own third page again (b let go of it)
+        #expect(relativeDifference(UnsafeBufferPointer(gotA), expectedA) <= 1e-5)
+        #expect(pool.freePages == 4)
+
+        b.truncate(to: 3)
+        #expect(b.pagesHeld == 1 && pool.freePages == 5)   // b's copy went back; its other pages are still a's
+        a = nil
+        #expect(pool.freePages == 7)
+        // 3 + 30 positions need 9 pages, 8 more than b holds; 7 are free: refused, nothing moved.
+        #expect(throws: ModelError.kvPagesExhausted(needed: 8, free: 7)) {
+            try model.forward(tokens(30, seed: 62, vocab: vocab), cache: b)
+        }
+        #expect(b.count == 3 && pool.freePages == 7)
+        b.reset()
+        #expect(pool.freePages == 8)
+    }
 }

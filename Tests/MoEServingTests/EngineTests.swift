@@ -19,12 +19,14 @@ import Testing
 
     /// Sequences decoded together (joining at different steps, different lengths and samplers; prompts whole or
     /// in chunks of 7 tokens, beside other sequences' decoding) give exactly what each gives alone through
-    /// `Transformer.generate`.
-    @Test(arguments: [512, 7])
-    func batchedEqualsOneAtATime(stepTokens: Int) async throws {
+    /// `Transformer.generate` — also when the KV pool holds only one context (16 pages of 4 positions), so that
+    /// sequences are preempted and recompute their tokens when they come back.
+    @Test(arguments: [(512, nil), (7, nil), (7, 16)])
+    func batchedEqualsOneAtATime(stepTokens: Int, kvPages: Int?) async throws {
         let model = try TestModel.transformer()
         let reference = try TestModel.transformer()
-        let engine = InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens)
+        let engine = try InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens, contextSize: 64, pageSize: 4,
+                                         kvPages: kvPages)
         engine.start()
         defer { engine.shutdown() }
         var rng = Xoshiro256StarStar(seed: 5)
@@ -42,49 +44,41 @@ import Testing
             #expect(got == expected.tokens)
         }
         #expect(engine.statistics.steps < requests.reduce(0) { $0 + $1.maxTokens }, "decode steps were shared")
+        #expect((engine.statistics.preemptions > 0) == (kvPages != nil), "\(engine.statistics.preemptions) preemptions")
+        #expect(engine.pages.freePages <= engine.pages.pageCount)
     }
 
-    @Test func stopTokenPrefixReuseAndCancel() async throws {
+    /// Prompts sharing a prefix share its KV pages: a request whose 42-token prefix is in a running sequence's
+    /// cache takes pages only for what follows it (one copied on write), and says so in `cachedTokens`.
+    @Test func sharedPrefixesSharePages() async throws {
         let model = try TestModel.transformer()
-        let engine = InferenceEngine(model: model, parallel: 2)
-        engine.start()
-        defer { engine.shutdown() }
-        let prompt = Array(10..<40)
-        let first = await Self.run(try engine.submit(GenerationRequest(prompt: prompt, maxTokens: 5, sampling: .greedy, stopTokens: [])))
-        #expect(first.tokens.count == 5 && first.finish == .length && first.cached == 0)
-        // Stopping at the third greedy token: two shown, the stop token reported.
-        let stopped = await Self.run(try engine.submit(GenerationRequest(prompt: prompt, maxTokens: 5, sampling: .greedy,
-                                                                         stopTokens: [first.tokens[2]])))
-        #expect(stopped.tokens == Array(first.tokens.prefix(2)))
-        #expect(stopped.finish == .stop && stopped.stopToken == first.tokens[2])
-        #expect(stopped.cached == prompt.count - 1)
-        // A longer prompt sharing 20 tokens reuses them.
-        let longer = await Self.run(try engine.submit(GenerationRequest(prompt: Array(prompt.prefix(20)) + [7, 8, 9], maxTokens: 1,
-                                                                        sampling: .greedy, stopTokens: [])))
-        #expect(longer.cached == 20)
-        // Cancelling ends the stream without `finished`, and frees the slot for others. The engine is held
-        // after its third step until the cancel is in, so it cannot finish first however slow the consumer.
+        let engine = try InferenceEngine(model: model, parallel: 2, contextSize: 64, pageSize: 8)
+        // Held after the first step (the first prompt) until the second request is queued, so it meets the
+        // first sequence running.
         let gate = DispatchSemaphore(value: 0)
         let steps = StepCounter()
-        engine.observeSteps { if steps.increment() == 3 { gate.wait() } }
-        let endless = try engine.submit(GenerationRequest(prompt: [1, 2, 3], maxTokens: 200, sampling: .greedy, stopTokens: []))
-        var seen = 0, cancelled = false
-        for await event in endless.events {
-            if case .token = event { seen += 1 }
-            if seen == 3 && !cancelled { endless.cancel(); cancelled = true; gate.signal() }
-            if case .finished = event { Issue.record("a cancelled stream finished") }
-        }
-        engine.observeSteps(nil)
-        #expect(seen >= 3 && seen < 200)
-        let after = await Self.run(try engine.submit(GenerationRequest(prompt: [4, 5], maxTokens: 2, sampling: .greedy, stopTokens: [])))
-        #expect(after.tokens.count == 2)
+        engine.observeSteps { if steps.increment() == 1 { gate.wait() } }
+        engine.start()
+        defer { engine.shutdown() }
+        let prefix = (0..<42).map { 10 + $0 % 250 }
+        let first = try engine.submit(GenerationRequest(prompt: prefix + [1, 2], maxTokens: 3, sampling: .greedy, stopTokens: []))
+        var events = first.events.makeAsyncIterator()
+        while let event = await events.next() { if case .token = event { break } }
+        let second = try engine.submit(GenerationRequest(prompt: prefix + [3, 4], maxTokens: 2, sampling: .greedy, stopTokens: []))
+        gate.signal()
+        let result = await Self.run(second)
+        while await events.next() != nil {}
+        #expect(result.tokens.count == 2 && result.cached == 42)
+        // The first holds 46 positions (6 pages of 8), the second 45: pages 0–4 (positions 0..<40) are shared, the
+        // sixth of each is its own (whichever wrote first into the shared one copied it): 7 pages in all.
+        #expect(engine.pages.freePages == engine.pages.pageCount - 7)
     }
 
     /// A long prompt arriving while another sequence decodes runs in chunks of the step budget, and the
     /// decoding sequence gets a token in every one of those steps instead of waiting for the whole prompt.
     @Test func longPromptDoesNotStallDecoding() async throws {
         let model = try TestModel.transformer()
-        let engine = InferenceEngine(model: model, parallel: 2, stepTokens: 8)
+        let engine = try InferenceEngine(model: model, parallel: 2, stepTokens: 8)
         let log = StepLog()
         // Held after the first step until the long prompt is queued, so the short one cannot finish first.
         let gate = DispatchSemaphore(value: 0)
@@ -132,7 +126,7 @@ import Testing
 
     @Test func refusals() throws {
         let model = try TestModel.transformer()
-        let engine = InferenceEngine(model: model, parallel: 1, queueLimit: 1)
+        let engine = try InferenceEngine(model: model, parallel: 1, queueLimit: 1)
         #expect(throws: EngineError.self) { try engine.submit(GenerationRequest(prompt: [], maxTokens: 1, sampling: .greedy, stopTokens: [])) }
         #expect(throws: EngineError.self) {
             try engine.submit(GenerationRequest(prompt: Array(repeating: 1, count: model.contextLength), maxTokens: 1, sampling: .greedy, stopTokens: []))

@@ -485,17 +485,27 @@ import Testing
         }
     }
 
-    /// KV caches that would not fit are refused at start with what to change; sizes whose product overflows too.
-    @Test func unplannableMemoryIsRefusedAtStart() throws {
+    /// The KV page pool is planned at start: all slots' contexts when they fit the limit, fewer pages (shared as
+    /// sequences grow) when not, refused with what to change when not even one context fits; sizes whose product
+    /// overflows too.
+    @Test func kvMemoryIsPlannedAtStart() throws {
         #expect {
             try ServingRouterTests.server { $0.memoryLimit = 1 << 10 }
         } throws: { error in
-            "\(error)".contains("lower --ctx-size or --parallel")
+            "\(error)".contains("lower --ctx-size or raise --memory-limit")
         }
         let model = try TestModel.transformer()
-        #expect(kvCacheBytes(model, parallel: Int.max / 2, contextSize: 1 << 20) == nil)
-        #expect(kvCacheBytes(model, parallel: 2, contextSize: 10) == 2 * 2 * 4 * model.layers.count
-                * model.config.numKeyValueHeads * model.config.headDim * 10)
+        let pageBytes = 2 * 4 * model.layers.count * model.config.numKeyValueHeads * model.config.headDim * 16
+        // 4 slots × 64 positions = 16 pages of 16 positions when the limit allows…
+        #expect(try planKVPages(model, parallel: 4, contextSize: 64, pageSize: 16, limit: 100 * pageBytes, limitSource: "") == 16)
+        // …else what fits, as long as one context does.
+        #expect(try planKVPages(model, parallel: 4, contextSize: 64, pageSize: 16, limit: 6 * pageBytes + 1, limitSource: "") == 6)
+        #expect(throws: ServerStartError.self) {
+            try planKVPages(model, parallel: 4, contextSize: 64, pageSize: 16, limit: 3 * pageBytes, limitSource: "")
+        }
+        #expect(throws: ServerStartError.self) {
+            try planKVPages(model, parallel: 2, contextSize: 1 << 20, pageSize: Int.max / 2, limit: Int.max, limitSource: "")
+        }
         #expect(throws: ServerStartError.self) { try ServingRouterTests.server { $0.contextSize = 1 << 40 } }
     }
 

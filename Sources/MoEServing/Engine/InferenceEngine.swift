@@ -13,12 +13,18 @@ import MoEModel
 /// for await event in stream.events { … }     // .prefilled, .token…, .finished
 /// ```
 ///
-/// Per step: admit waiting requests into free slots (each prompt reuses the KV cache of its longest common
+/// Per step: admit waiting requests into free slots (each prompt shares the KV pages of its longest common
 /// prefix with any slot's tokens); then one `Transformer.forward(_ chunks:)` over the last token of every
 /// decoding sequence plus as many prompt tokens of the prefilling ones as `stepTokens` leaves room for (oldest
 /// first, as vLLM's and llama-server's schedulers), and one sample per sequence that has logits. A long prompt
 /// so never stalls the streams in flight for more than one step's budget, and prompts arriving together share
 /// their passes over the weights.
+///
+/// KV memory is one `KVPagePool` planned at start: sequences take pages as they grow and share the pages of a
+/// common prefix. When a decoding sequence needs a page and none is free, idle slots' cached prefixes go first
+/// (least recently used), then the youngest running sequence is preempted as vLLM does: its pages are freed and
+/// it waits at the head of the queue, to recompute its prompt and generated tokens when pages free up; its
+/// stream just pauses. A prompt chunk that finds no page waits for the next step.
 public final class InferenceEngine: @unchecked Sendable {
     public let model: Transformer
     /// Sequences decoded together at most.
@@ -30,6 +36,8 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Tokens one step runs at most (decoding sequences' tokens plus prompt chunks); a step always takes every
     /// decoding sequence's token and at least one prompt token when a prompt waits.
     public let stepTokens: Int
+    /// The KV pages every sequence's cache draws from.
+    public let pages: KVPagePool
 
     /// A consumer's view of one submitted sequence. Stopping iteration (or `cancel()`) frees its slot
     /// before the next step.
@@ -48,6 +56,10 @@ public final class InferenceEngine: @unchecked Sendable {
         public var generatedTokens = 0
         public var prefilledTokens = 0
         public var cachedTokens = 0
+        /// Sequences preempted for want of KV pages (recomputed later).
+        public var preemptions = 0
+        public var kvPages = 0
+        public var kvPagesFree = 0
     }
 
     private struct Pending {
@@ -61,27 +73,32 @@ public final class InferenceEngine: @unchecked Sendable {
         let id: Int
         let request: GenerationRequest
         let continuation: AsyncStream<GenerationEvent>.Continuation
-        let slot: Int
+        var slot = -1
         var sampler: Sampler
         var history: [Int]
         var generated: [Int] = []
-        /// Prompt tokens reused from a cached prefix at admission.
-        let cached: Int
-        /// Prompt tokens whose keys and values are in the cache; the sequence decodes once all are.
-        var prefilled: Int
+        /// Tokens whose keys and values must be in the cache before the sequence decodes: the prompt, or after
+        /// a preemption the prompt and every token generated so far.
+        var context: [Int]
+        /// Prompt tokens reused from a cached prefix at the first admission.
+        var cached = 0
+        /// Tokens of `context` whose keys and values are in the cache; the sequence decodes once all are.
+        var prefilled = 0
+        /// Whether `.prefilled` was sent (once, at the end of the first prefill).
+        var announced = false
         /// The last sampled token, fed to the next decode step.
         var next = 0
-        var decoding: Bool { prefilled == request.prompt.count }
-        init(_ p: Pending, slot: Int, cached: Int) {
-            id = p.id; request = p.request; continuation = p.continuation; self.slot = slot
+        var decoding: Bool { prefilled == context.count }
+        init(_ p: Pending) {
+            id = p.id; request = p.request; continuation = p.continuation
             sampler = Sampler(p.request.sampling)
             history = p.request.prompt
-            self.cached = cached
-            prefilled = cached
+            context = p.request.prompt
         }
     }
 
-    /// A KV cache and the tokens whose keys and values it holds (kept after a sequence ends, for reuse).
+    /// A KV cache and the tokens whose keys and values it holds (kept after a sequence ends, for reuse, until
+    /// its pages are wanted).
     private struct Slot {
         let cache: KVCache
         var tokens: [Int] = []
@@ -100,21 +117,42 @@ public final class InferenceEngine: @unchecked Sendable {
     private var afterStep: (@Sendable () -> Void)?
     // Engine thread only:
     private var slots: [Slot]
+    /// Running sequences, oldest first (by id).
     private var active: [Sequence] = []
+    /// Preempted sequences, oldest first, admitted again before any new request.
+    private var requeued: [Sequence] = []
     private var clock = 0
     private var rawLogits: [Float] = []
     private var thread: Thread?
 
-    /// `contextSize`: positions per sequence (default and at most the model's context). Every slot's KV cache
-    /// is allocated here: plan its memory first (`ModelServer` refuses sizes the machine cannot hold).
-    public init(model: Transformer, parallel: Int, queueLimit: Int? = nil, stepTokens: Int = 256, contextSize: Int? = nil) {
+    /// `contextSize`: positions per sequence (default and at most the model's context). `kvPages` pages of
+    /// `pageSize` positions are allocated here (default: enough for every slot's whole context); at least one
+    /// context's worth is needed, so that the oldest sequence can always finish. Plan the memory first
+    /// (`ModelServer` sizes the pool from `--memory-limit`). Throws `badInput` for a pool too small or whose
+    /// size overflows.
+    public init(model: Transformer, parallel: Int, queueLimit: Int? = nil, stepTokens: Int = 256, contextSize: Int? = nil,
+                pageSize: Int = 64, kvPages: Int? = nil) throws {
         self.model = model
         self.parallel = max(1, parallel)
         self.queueLimit = queueLimit ?? max(64, 8 * parallel)
         self.stepTokens = max(1, stepTokens)
         let contextSize = max(2, min(contextSize ?? model.contextLength, model.contextLength))
         self.contextSize = contextSize
-        slots = (0..<max(1, parallel)).map { _ in Slot(cache: model.makeCache(capacity: contextSize)) }
+        let perContext = Self.pages(positions: contextSize, pageSize: pageSize)
+        let count = kvPages ?? perContext * self.parallel
+        guard count >= perContext else {
+            throw ModelError.badInput("\(count) KV pages of \(pageSize) positions cannot hold one sequence of \(contextSize) positions (\(perContext) pages)")
+        }
+        pages = try model.makePagePool(pages: count, pageSize: pageSize)
+        slots = try (0..<self.parallel).map { [pages] _ in Slot(cache: try KVCache(pool: pages, capacity: contextSize)) }
+        snapshot.kvPages = count
+        snapshot.kvPagesFree = count
+    }
+
+    /// Pages of `pageSize` positions that hold `positions` positions.
+    public static func pages(positions: Int, pageSize: Int) -> Int {
+        let size = max(pageSize, 1)
+        return positions / size + (positions % size == 0 ? 0 : 1)
     }
 
     /// Starts the engine thread (idempotent).
@@ -186,14 +224,15 @@ public final class InferenceEngine: @unchecked Sendable {
     private func loop() {
         while true {
             lock.lock()
-            while !stopping && waiting.isEmpty && active.isEmpty && cancelled.isEmpty { lock.wait() }
+            while !stopping && waiting.isEmpty && active.isEmpty && requeued.isEmpty && cancelled.isEmpty { lock.wait() }
             if stopping {
                 let left = waiting
                 waiting.removeAll()
                 lock.unlock()
                 for p in left { p.continuation.finish() }
-                for s in active { s.continuation.finish() }
+                for s in active + requeued { s.continuation.finish() }
                 active.removeAll()
+                requeued.removeAll()
                 return
             }
             let dropped = cancelled
@@ -204,7 +243,9 @@ public final class InferenceEngine: @unchecked Sendable {
                 return true
             }
             var admitted: [Pending] = []
-            let room = parallel - active.count + active.filter { dropped.contains($0.id) }.count
+            // Preempted sequences come back first.
+            let room = parallel - active.count - requeued.count
+                + (active + requeued).filter { dropped.contains($0.id) }.count
             while admitted.count < room, !waiting.isEmpty { admitted.append(waiting.removeFirst()) }
             snapshot.waiting = waiting.count
             lock.unlock()
@@ -214,20 +255,27 @@ public final class InferenceEngine: @unchecked Sendable {
                 release(s)
             }
             active.removeAll { dropped.contains($0.id) }
-            for p in admitted { admit(p) }
+            for s in requeued where dropped.contains(s.id) { s.continuation.finish() }
+            requeued.removeAll { dropped.contains($0.id) }
+            let returning = requeued
+            requeued.removeAll()
+            for s in returning { admit(s) }
+            for p in admitted { admit(Sequence(p)) }
             if !active.isEmpty { step() }
 
             lock.lock()
             snapshot.active = active.count
+            snapshot.kvPagesFree = pages.freePages
             let observer = afterStep
             lock.unlock()
             observer?()
         }
     }
 
-    /// Finds a slot and reuses the longest cached prefix; the rest of the prompt runs in the next steps.
-    private func admit(_ p: Pending) {
-        let prompt = p.request.prompt
+    /// Finds a slot and reuses the longest cached prefix (sharing its pages); the rest of the sequence's
+    /// context runs in the next steps.
+    private func admit(_ s: Sequence) {
+        let prompt = s.context
         // Never reuse the whole prompt: its last token must run to give the logits of the first new token.
         let limit = prompt.count - 1
         var source = -1, sourceLength = 0
@@ -241,7 +289,7 @@ public final class InferenceEngine: @unchecked Sendable {
                                  < (commonPrefix(slots[$1].tokens, prompt, limit: limit), -slots[$1].lastUsed) })
         else {
             // Cannot happen: admission is bounded by `parallel` free slots.
-            p.continuation.finish()
+            s.continuation.finish()
             return
         }
         var reused = commonPrefix(slots[target].tokens, prompt, limit: limit)
@@ -255,28 +303,91 @@ public final class InferenceEngine: @unchecked Sendable {
         slots[target].busy = true
         slots[target].lastUsed = clock
         slots[target].tokens = Array(prompt[..<reused])
+        s.slot = target
+        s.prefilled = reused
+        if !s.announced {
+            s.cached = reused
+            lock.lock()
+            snapshot.cachedTokens += reused
+            lock.unlock()
+        }
+        // Oldest first: a sequence coming back from preemption takes its place by age.
+        active.insert(s, at: active.firstIndex { $0.id > s.id } ?? active.endIndex)
+    }
+
+    /// Makes room in the pool: frees the pages of the least recently used idle slot that holds any. Returns
+    /// false when no idle slot holds pages.
+    private func evictIdle() -> Bool {
+        guard let victim = slots.indices.filter({ !slots[$0].busy && slots[$0].cache.pagesHeld > 0 })
+                .min(by: { slots[$0].lastUsed < slots[$1].lastUsed }) else { return false }
+        slots[victim].cache.reset()
+        slots[victim].tokens = []
+        return true
+    }
+
+    /// Frees the pages of a running sequence and queues it to recompute its context (prompt and generated
+    /// tokens) when it is admitted again.
+    private func preempt(_ s: Sequence) {
+        active.removeAll { $0 === s }
+        slots[s.slot].cache.reset()
+        slots[s.slot].tokens = []
+        release(s)
+        s.context = s.history
+        s.prefilled = 0
+        requeued.insert(s, at: requeued.firstIndex { $0.id > s.id } ?? requeued.endIndex)
         lock.lock()
-        snapshot.cachedTokens += reused
+        snapshot.preemptions += 1
         lock.unlock()
-        active.append(Sequence(p, slot: target, cached: reused))
+    }
+
+    /// Takes the pages `cache` needs to hold `n` positions, evicting idle slots' prefixes when the pool is short.
+    private func reserve(_ cache: KVCache, upTo n: Int) -> Bool {
+        while !cache.reserve(upTo: n) {
+            guard evictIdle() else { return false }
+        }
+        return true
     }
 
     /// One pass over every decoding sequence's next token and the prompt chunks that fit the step's budget, then
     /// one sample per sequence that decoded or finished its prompt.
     private func step() {
         var chunks: [SequenceChunk] = [], members: [Sequence] = []
-        for s in active where s.decoding {
-            chunks.append(SequenceChunk(tokens: [s.next], cache: slots[s.slot].cache))
-            members.append(s)
+        // Decoding sequences, oldest first, each take the page for their next token, preempting the youngest
+        // running sequence when none is left.
+        var index = 0
+        while index < active.count {
+            let s = active[index]
+            guard s.decoding else { index += 1; continue }
+            let cache = slots[s.slot].cache
+            if reserve(cache, upTo: cache.count + 1) {
+                chunks.append(SequenceChunk(tokens: [s.next], cache: cache))
+                members.append(s)
+                index += 1
+            } else {
+                // The youngest is at or after `index`: every sequence before it already has its page.
+                preempt(active[active.count - 1])
+            }
         }
         var budget = max(stepTokens - chunks.count, 1)
         for s in active where !s.decoding && budget > 0 {
-            let prompt = s.request.prompt
-            let n = min(budget, prompt.count - s.prefilled)
-            chunks.append(SequenceChunk(tokens: Array(prompt[s.prefilled..<(s.prefilled + n)]), cache: slots[s.slot].cache,
-                                        wantsLogits: s.prefilled + n == prompt.count))
+            let context = s.context, cache = slots[s.slot].cache
+            var n = min(budget, context.count - s.prefilled)
+            if !reserve(cache, upTo: cache.count + n) {
+                // Run what the pages it could take hold, once the position after the cache's is writable.
+                n = cache.pagesMissing(upTo: cache.count + 1) == 0
+                    ? min(n, cache.pagesHeld * pages.pageSize - cache.count) : 0
+                guard n > 0 else { continue }
+            }
+            chunks.append(SequenceChunk(tokens: Array(context[s.prefilled..<(s.prefilled + n)]), cache: cache,
+                                        wantsLogits: s.prefilled + n == context.count))
             members.append(s)
             budget -= n
+        }
+        if chunks.isEmpty {
+            // Every sequence waits for pages that others hold: the youngest gives its pages up.
+            if active.count > 1 { preempt(active[active.count - 1]) }
+            else if let s = active.first { s.continuation.finish(); release(s); active.removeAll() }
+            return
         }
         let logits: UnsafeMutableBufferPointer<Float>
         do {
@@ -300,7 +411,10 @@ public final class InferenceEngine: @unchecked Sendable {
                 s.prefilled += chunk.tokens.count
                 prefilledTokens += chunk.tokens.count
                 guard s.decoding else { continue }
-                s.continuation.yield(.prefilled(promptTokens: s.request.prompt.count, cachedTokens: s.cached))
+                if !s.announced {
+                    s.announced = true
+                    s.continuation.yield(.prefilled(promptTokens: s.request.prompt.count, cachedTokens: s.cached))
+                }
             }
             if s.request.maxTokens <= 0 {
                 finish(s, .length, stopToken: nil)

@@ -76,6 +76,10 @@ public final class UsageLedger: Sendable {
                 CREATE INDEX requests_by_key_and_time ON requests (key_hash, created_at);
                 """)
         }
+        // Links a row to the response's X-Request-Id and the server's log lines.
+        migrator.registerMigration("v2: request ids") { db in
+            try db.execute(sql: "ALTER TABLE requests ADD COLUMN request_id TEXT")
+        }
         return migrator
     }
 

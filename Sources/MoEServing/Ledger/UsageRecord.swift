@@ -40,10 +40,13 @@ public struct UsageRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
     public var costUSD: Double
     /// The HTTP status sent.
     public var status: Int
+    /// The response's `X-Request-Id` (nil in rows written before ids were recorded).
+    public var requestID: String?
 
     public init(id: Int64? = nil, createdAt: Date = Date(), keyHash: String, model: String, endpoint: Endpoint,
                 promptTokens: Int, cachedTokens: Int = 0, completionTokens: Int, latencyMs: Double,
-                timeToFirstTokenMs: Double? = nil, finishReason: FinishReason, costUSD: Double, status: Int) {
+                timeToFirstTokenMs: Double? = nil, finishReason: FinishReason, costUSD: Double, status: Int,
+                requestID: String? = nil) {
         self.id = id
         self.createdAt = createdAt
         self.keyHash = keyHash
@@ -57,6 +60,7 @@ public struct UsageRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
         self.finishReason = finishReason
         self.costUSD = costUSD
         self.status = status
+        self.requestID = requestID
     }
 
     enum CodingKeys: String, CodingKey {
@@ -64,7 +68,7 @@ public struct UsageRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
         case createdAt = "created_at", keyHash = "key_hash"
         case promptTokens = "prompt_tokens", cachedTokens = "cached_tokens", completionTokens = "completion_tokens"
         case latencyMs = "latency_ms", timeToFirstTokenMs = "time_to_first_token_ms"
-        case finishReason = "finish_reason", costUSD = "cost_usd"
+        case finishReason = "finish_reason", costUSD = "cost_usd", requestID = "request_id"
     }
 }
 

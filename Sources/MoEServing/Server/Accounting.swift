@@ -28,7 +28,7 @@ struct Accounting: Sendable {
         let record = UsageRecord(keyHash: keyHash, model: server.modelID, endpoint: endpoint, promptTokens: promptTokens,
                                  cachedTokens: cached, completionTokens: completion, latencyMs: milliseconds(latency),
                                  timeToFirstTokenMs: firstToken.map(milliseconds), finishReason: finish, costUSD: cost,
-                                 status: status)
+                                 status: status, requestID: requestID)
         // The row first, then the quota (the tracker reads a key's day from the ledger when it first sees it).
         defer { server.quota.settle(keyHash: keyHash, reserved: reserved, used: promptTokens + completion) }
         do {

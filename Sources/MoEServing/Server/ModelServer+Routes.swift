@@ -84,7 +84,7 @@ extension ModelServer {
             let status = (error as? APIError)?.status ?? 500
             let record = UsageRecord(keyHash: keyHash, model: modelID, endpoint: endpoint, promptTokens: 0, completionTokens: 0,
                                      latencyMs: milliseconds(start.duration(to: .now)), finishReason: .error, costUSD: 0,
-                                     status: status)
+                                     status: status, requestID: context.requestID)
             do { try await ledger.record(record) } catch { metrics.ledgerWriteFailed(error, requestID: context.requestID) }
             throw error
         }
@@ -350,11 +350,15 @@ struct OpenAIErrorMiddleware: RouterMiddleware {
     typealias Context = ServerContext
     let metrics: ServerMetrics
     let maxBodyBytes: Int
+    /// On every response: the id of the request in the log and in its ledger row.
+    static let requestIDHeader = HTTPFields.Element.Name("X-Request-Id")!
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let error: APIError
         do {
-            return try await next(request, context)
+            var response = try await next(request, context)
+            response.headers[Self.requestIDHeader] = context.requestID
+            return response
         } catch let e as APIError {
             error = e
         } catch let e as HTTPResponseError {
@@ -380,7 +384,7 @@ struct OpenAIErrorMiddleware: RouterMiddleware {
         case "/v1/completions": metrics.request(endpoint: "completions", status: error.status)
         default: break
         }
-        var headers: HTTPFields = [.contentType: "application/json", .init("X-Request-Id")!: context.requestID]
+        var headers: HTTPFields = [.contentType: "application/json", Self.requestIDHeader: context.requestID]
         if let wait = answer.retryAfter { headers[.retryAfter] = String(wait) }
         return Response(status: .init(code: answer.status), headers: headers,
                         body: .init(byteBuffer: ByteBuffer(bytes: answer.json)))

@@ -27,8 +27,10 @@ public struct ServerOptions: Sendable {
     public var queueLimit: Int?
     /// Positions per sequence (prompt + generated); nil: the model's context, at most `defaultContextCap`.
     public var contextSize: Int?
-    /// Bytes the KV caches of all slots may take; nil: 80 % of the memory available at start.
+    /// Bytes the KV page pool may take; nil: 80 % of the memory available at start.
     public var memoryLimit: Int?
+    /// Positions per KV page.
+    public var kvPageSize = 64
     /// Completion requests per key per minute; nil: no limit.
     public var rateLimitPerMinute: Int?
     /// The largest `max_tokens` a request gets (larger ones are cut, the choice then ends with "length"); nil:
@@ -56,16 +58,26 @@ public struct ServerStartError: Error, CustomStringConvertible {
     public let description: String
 }
 
-/// The KV-cache memory `parallel` slots of `contextSize` positions take for `model`, in bytes; nil when the
-/// product overflows.
-func kvCacheBytes(_ model: Transformer, parallel: Int, contextSize: Int) -> Int? {
-    var total = 2 * MemoryLayout<Float>.size
-    for factor in [model.layers.count, model.config.numKeyValueHeads * model.config.headDim, contextSize, parallel] {
-        let (product, overflow) = total.multipliedReportingOverflow(by: factor)
-        guard !overflow else { return nil }
-        total = product
+/// The KV page pool for `parallel` sequences of `contextSize` positions within `limit` bytes: as many pages as
+/// every slot's whole context needs, or fewer when they do not fit (sequences then share the pool as they
+/// grow, and the engine preempts when it runs out). Throws when not even one sequence's context fits.
+func planKVPages(_ model: Transformer, parallel: Int, contextSize: Int, pageSize: Int, limit: Int,
+                 limitSource: String) throws -> Int {
+    let perContext = InferenceEngine.pages(positions: contextSize, pageSize: pageSize)
+    let rowWidth = model.config.numKeyValueHeads * model.config.headDim
+    guard let floats = KVPagePool.floats(layers: model.layers.count, rowWidth: rowWidth, pageSize: pageSize, pages: 1),
+          case let (pageBytes, overflow) = floats.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size), !overflow,
+          case let (wanted, overflow2) = perContext.multipliedReportingOverflow(by: max(parallel, 1)), !overflow2 else {
+        throw ServerStartError(description: "the KV page size overflows a 64-bit byte count")
     }
-    return total
+    let pages = min(wanted, limit / pageBytes)
+    guard pages >= perContext else {
+        let need = perContext.multipliedReportingOverflow(by: pageBytes)
+        throw ServerStartError(description: "one sequence of \(contextSize) positions needs \(perContext) KV pages "
+                               + "(\(need.overflow ? "more bytes than a 64-bit size holds" : "\(need.partialValue >> 20) MiB")); "
+                               + "the limit is \(limit >> 20) MiB (\(limitSource)): lower --ctx-size or raise --memory-limit")
+    }
+    return pages
 }
 
 /// Bytes of memory available now (Linux: `MemAvailable` of /proc/meminfo; elsewhere the physical memory).
@@ -121,14 +133,11 @@ public final class ModelServer: Sendable {
             throw ServerStartError(description: "--ctx-size \(contextSize) is outside 2…\(model.contextLength) (the model's context)")
         }
         let limit = options.memoryLimit ?? availableMemoryBytes() / 5 * 4
-        guard let bytes = kvCacheBytes(model, parallel: options.parallel, contextSize: contextSize), bytes <= limit else {
-            let need = kvCacheBytes(model, parallel: options.parallel, contextSize: contextSize).map { "\($0 >> 20) MiB" } ?? "more bytes than a 64-bit size holds"
-            throw ServerStartError(description: "the KV caches of \(options.parallel) slots × \(contextSize) positions need \(need); "
-                                   + "the limit is \(limit >> 20) MiB (\(options.memoryLimit == nil ? "80 % of the available memory" : "--memory-limit")): "
-                                   + "lower --ctx-size or --parallel")
-        }
-        engine = InferenceEngine(model: model, parallel: options.parallel, queueLimit: options.queueLimit,
-                                 stepTokens: options.stepTokens, contextSize: contextSize)
+        let kvPages = try planKVPages(model, parallel: options.parallel, contextSize: contextSize, pageSize: options.kvPageSize,
+                                      limit: limit, limitSource: options.memoryLimit == nil ? "80 % of the available memory" : "--memory-limit")
+        engine = try InferenceEngine(model: model, parallel: options.parallel, queueLimit: options.queueLimit,
+                                     stepTokens: options.stepTokens, contextSize: contextSize, pageSize: options.kvPageSize,
+                                     kvPages: kvPages)
     }
 
     /// Loads the model and its tokenizer (when it has one) from `directory`: an HF model directory or a GGUF file.
@@ -157,9 +166,12 @@ public final class ModelServer: Sendable {
 
     /// A line for the console: where it listens, whether it is open.
     public var banner: String {
-        let kv = kvCacheBytes(model, parallel: options.parallel, contextSize: engine.contextSize) ?? 0
+        let pool = engine.pages
+        let mib = Double(pool.pageCount) * Double(pool.pageBytes) / 1_048_576
+        let full = InferenceEngine.pages(positions: engine.contextSize, pageSize: pool.pageSize) * options.parallel
         var lines = ["serving '\(modelID)' (\(model.config.modelType), context \(engine.contextSize) of \(model.contextLength)) at "
-                     + "http://\(options.host):\(options.port) with \(options.parallel) parallel sequences (KV caches \(String(format: "%.1f", Double(kv) / 1_048_576)) MiB)"]
+                     + "http://\(options.host):\(options.port) with \(options.parallel) parallel sequences (KV pool \(pool.pageCount) pages × "
+                     + "\(pool.pageSize) positions, \(String(format: "%.1f", mib)) MiB\(pool.pageCount < full ? ", \(full) for every slot's full context" : ""))"]
         if keys == nil {
             lines.append("warning: no --api-keys file: the API is open to anyone who can reach \(options.host):\(options.port)")
         }

@@ -16,6 +16,9 @@ final class ServerMetrics: Sendable {
     let batchSize: Gauge
     let meanBatchSize: Gauge
     let steps: Gauge
+    let kvPages: Gauge
+    let kvPagesFree: Gauge
+    let preemptions: Gauge
     let ledgerFailures: Counter
 
     init() {
@@ -32,6 +35,9 @@ final class ServerMetrics: Sendable {
         batchSize = registry.makeGauge(descriptor: Self.name("batch_size", "", "Sequences in the current decode step."))
         meanBatchSize = registry.makeGauge(descriptor: Self.name("mean_batch_size", "", "Generated tokens per decode step since start."))
         steps = registry.makeGauge(descriptor: Self.name("decode_steps", "", "Batched decode steps since start."))
+        kvPages = registry.makeGauge(descriptor: Self.name("kv_pages", "", "KV cache pages in the pool."))
+        kvPagesFree = registry.makeGauge(descriptor: Self.name("kv_pages_free", "", "KV cache pages no sequence or cached prefix holds."))
+        preemptions = registry.makeGauge(descriptor: Self.name("preemptions", "", "Sequences paused for want of KV pages since start (recomputed later)."))
         ledgerFailures = registry.makeCounter(descriptor: Self.name("ledger_write_failures", "total",
                                                                     "Usage rows the ledger could not write (each also logged)."))
     }
@@ -65,6 +71,9 @@ final class ServerMetrics: Sendable {
         batchSize.set(Double(engine.active))
         steps.set(Double(engine.steps))
         meanBatchSize.set(engine.steps > 0 ? Double(engine.generatedTokens) / Double(engine.steps) : 0)
+        kvPages.set(Double(engine.kvPages))
+        kvPagesFree.set(Double(engine.kvPagesFree))
+        preemptions.set(Double(engine.preemptions))
         return registry.emitToBuffer()
     }
 }
