@@ -48,6 +48,22 @@ import Testing
         #expect(engine.pages.freePages <= engine.pages.pageCount)
     }
 
+    /// A prompt starts only when the pool holds it and a page more for every running sequence: ten prompts of one
+    /// page that grow to two, in a pool of sixteen pages, run eight at a time without a preemption (started all
+    /// at once, ten would need twenty pages, and the youngest would be preempted and recomputed).
+    @Test func promptsStartOnlyWithRoomToGrow() async throws {
+        let model = try TestModel.transformer()
+        let engine = try InferenceEngine(model: model, parallel: 10, contextSize: 64, pageSize: 4, kvPages: 16)
+        let requests = (0..<10).map { i in
+            GenerationRequest(prompt: [7 + i, 20, 30], maxTokens: 5, sampling: .greedy, stopTokens: [])
+        }
+        let streams = try requests.map { try engine.submit($0) }
+        engine.start()
+        defer { engine.shutdown() }
+        for s in streams { #expect(await Self.run(s).tokens.count == 5) }
+        #expect(engine.statistics.preemptions == 0)
+    }
+
     /// Prompts sharing a prefix share its KV pages: a request whose 42-token prefix is in a running sequence's
     /// cache takes pages only for what follows it (one copied on write), and says so in `cachedTokens`.
     @Test func sharedPrefixesSharePages() async throws {

@@ -21,10 +21,11 @@ import MoEModel
 /// their passes over the weights.
 ///
 /// KV memory is one `KVPagePool` planned at start: sequences take pages as they grow and share the pages of a
-/// common prefix. When a decoding sequence needs a page and none is free, idle slots' cached prefixes go first
-/// (least recently used), then the youngest running sequence is preempted as vLLM does: its pages are freed and
-/// it waits at the head of the queue, to recompute its prompt and generated tokens when pages free up; its
-/// stream just pauses. A prompt chunk that finds no page waits for the next step.
+/// common prefix. A prompt starts only when the pool holds all of it and a page more for each running sequence.
+/// When a sequence needs a page and none is free, idle slots' cached prefixes go first (least recently used),
+/// then the prefixes reused by prompts not yet started, then the youngest running sequence is preempted as vLLM
+/// does: its pages are freed and it waits at the head of the queue, to recompute its prompt and generated tokens
+/// when pages free up; its stream just pauses.
 public final class InferenceEngine: @unchecked Sendable {
     public let model: Transformer
     /// Sequences decoded together at most.
@@ -86,6 +87,8 @@ public final class InferenceEngine: @unchecked Sendable {
         var prefilled = 0
         /// Whether `.prefilled` was sent (once, at the end of the first prefill).
         var announced = false
+        /// Whether a chunk of `context` ran since the sequence was last admitted.
+        var started = false
         /// The last sampled token, fed to the next decode step.
         var next = 0
         var decoding: Bool { prefilled == context.count }
@@ -315,14 +318,33 @@ public final class InferenceEngine: @unchecked Sendable {
         active.insert(s, at: active.firstIndex { $0.id > s.id } ?? active.endIndex)
     }
 
-    /// Makes room in the pool: frees the pages of the least recently used idle slot that holds any. Returns
-    /// false when no idle slot holds pages.
-    private func evictIdle() -> Bool {
-        guard let victim = slots.indices.filter({ !slots[$0].busy && slots[$0].cache.pagesHeld > 0 })
-                .min(by: { slots[$0].lastUsed < slots[$1].lastUsed }) else { return false }
-        slots[victim].cache.reset()
-        slots[victim].tokens = []
+    /// Makes room in the pool without preempting: frees the pages of the least recently used idle slot, else
+    /// the reused prefix of the youngest prompt not yet started (it recomputes it when it starts). Returns false
+    /// when neither holds pages.
+    private func reclaim() -> Bool {
+        if let victim = slots.indices.filter({ !slots[$0].busy && slots[$0].cache.pagesHeld > 0 })
+            .min(by: { slots[$0].lastUsed < slots[$1].lastUsed }) {
+            slots[victim].cache.reset()
+            slots[victim].tokens = []
+            return true
+        }
+        guard let s = active.last(where: { !$0.started && slots[$0.slot].cache.pagesHeld > 0 }) else { return false }
+        slots[s.slot].cache.reset()
+        slots[s.slot].tokens = []
+        s.prefilled = 0
+        if !s.announced {
+            lock.lock()
+            snapshot.cachedTokens -= s.cached
+            lock.unlock()
+            s.cached = 0
+        }
         return true
+    }
+
+    /// Pages `reclaim` can free (at most: a page shared with a running sequence stays).
+    private func reclaimablePages() -> Int {
+        slots.reduce(0) { $0 + ($1.busy ? 0 : $1.cache.pagesHeld) }
+            + active.reduce(0) { $0 + ($1.started ? 0 : slots[$1.slot].cache.pagesHeld) }
     }
 
     /// Frees the pages of a running sequence and queues it to recompute its context (prompt and generated
@@ -334,16 +356,22 @@ public final class InferenceEngine: @unchecked Sendable {
         release(s)
         s.context = s.history
         s.prefilled = 0
+        s.started = false
         requeued.insert(s, at: requeued.firstIndex { $0.id > s.id } ?? requeued.endIndex)
         lock.lock()
         snapshot.preemptions += 1
         lock.unlock()
     }
 
+    /// Pages held by idle slots (at most what evicting them frees: a page shared with a running sequence stays).
+    private func idlePages() -> Int {
+        slots.reduce(0) { $0 + ($1.busy ? 0 : $1.cache.pagesHeld) }
+    }
+
     /// Takes the pages `cache` needs to hold `n` positions, evicting idle slots' prefixes when the pool is short.
     private func reserve(_ cache: KVCache, upTo n: Int) -> Bool {
         while !cache.reserve(upTo: n) {
-            guard evictIdle() else { return false }
+            guard reclaim() else { return false }
         }
         return true
     }
@@ -369,8 +397,19 @@ public final class InferenceEngine: @unchecked Sendable {
             }
         }
         var budget = max(stepTokens - chunks.count, 1)
+        var started = active.reduce(0) { $0 + ($1.started ? 1 : 0) }
         for s in active where !s.decoding && budget > 0 {
             let context = s.context, cache = slots[s.slot].cache
+            // A prompt starts only when the pool holds all of it and, besides, a page more for every sequence
+            // already running: prompts started without that room would take the pages that running sequences
+            // need next, and preempt them (which frees pages for more prompts to start: a thrash).
+            if !s.started {
+                // (Its own reused prefix is among the reclaimable pages, and already counted as not missing.)
+                let room = pages.freePages + reclaimablePages() - cache.pagesHeld
+                guard cache.pagesMissing(upTo: context.count + 1) + started <= room else { continue }
+                started += 1
+                s.started = true
+            }
             var n = min(budget, context.count - s.prefilled)
             if !reserve(cache, upTo: cache.count + n) {
                 // Run what the pages it could take hold, once the position after the cache's is writable.
