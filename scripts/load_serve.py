@@ -8,8 +8,9 @@ Starts `moe serve --parallel STREAMS` with `--memory-limit` and `--ctx-size`, wa
 once), then sends STREAMS + QUEUED streaming completions at once (prompts of --prompt-tokens random ids, exactly
 --gen-tokens each) and samples the server's resident memory every 20 ms. Checked:
   1. every request ends: a stream that reached `data: [DONE]` with its usage, or a 429; nothing else;
-  2. the peak resident memory stays under the resident memory after warm-up plus the planned KV pool (the banner's
-     MiB) plus --slack MiB (per-step scratch, connection buffers, allocator slack);
+  2. the peak anonymous resident memory stays under that after warm-up plus the planned KV pool (the banner's MiB)
+     plus --slack MiB (per-step scratch, connection buffers, allocator slack); file-backed resident memory (mapped
+     weights, touched as the router picks experts) stays within the model's files;
 Reported: answered and refused counts, preemptions (`/metrics`), p50/p99 time to first token, aggregate tokens/s.
 Exits non-zero on a failed check. Needs python3 and a built `moe`. A benchmark-like tool, not a test of the suite.
 """
@@ -26,11 +27,14 @@ import time
 
 
 def rss_bytes(pid):
+    """Resident (anonymous, file-backed) bytes: the KV pool and scratch are anonymous; mapped weights are files."""
+    found = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+            key = line.split(":")[0]
+            if key in ("RssAnon", "RssFile"):
+                found[key] = int(line.split()[1]) * 1024
+    return found.get("RssAnon", 0), found.get("RssFile", 0)
 
 
 def request(port, body, timeout=900):
@@ -134,17 +138,20 @@ def main():
                                    "max_tokens": 4, "stream": True})
         if warm[0] != 200:
             sys.exit(f"the warm-up request failed: {warm}")
-        base_rss = rss_bytes(server.pid)
+        base_anon, base_file = rss_bytes(server.pid)
+        weights = sum(os.path.getsize(os.path.join(args.model, f)) for f in os.listdir(args.model)
+                      if f.endswith((".safetensors", ".gguf"))) if os.path.isdir(args.model) else os.path.getsize(args.model)
 
         total = args.streams + args.queued
         results = [None] * total
-        peak = [base_rss]
+        peak = [base_anon, base_file]
         sampling = threading.Event()
 
         def sample():
             while not sampling.is_set():
                 try:
-                    peak[0] = max(peak[0], rss_bytes(server.pid))
+                    anon, file = rss_bytes(server.pid)
+                    peak[0], peak[1] = max(peak[0], anon), max(peak[1], file)
                 except OSError:
                     return
                 time.sleep(0.02)
@@ -176,19 +183,22 @@ def main():
             failures.append(f"{len(other)} requests neither answered nor refused with 429, e.g. {other[:3]}")
         if short:
             failures.append(f"{len(short)} answers with other than {args.gen_tokens} tokens, e.g. {short[:3]}")
-        limit = base_rss + (pool_mib + args.slack) * 1024 * 1024
+        limit = base_anon + (pool_mib + args.slack) * 1024 * 1024
         mib = lambda b: b / 1048576
         if peak[0] > limit:
-            failures.append(f"peak resident memory {mib(peak[0]):.0f} MiB > warm-up {mib(base_rss):.0f} MiB + KV pool "
-                            f"{pool_mib:.0f} MiB + slack {args.slack} MiB")
+            failures.append(f"peak anonymous resident memory {mib(peak[0]):.0f} MiB > warm-up {mib(base_anon):.0f} MiB + "
+                            f"KV pool {pool_mib:.0f} MiB + slack {args.slack} MiB")
+        if peak[1] > weights + 64 * 1048576:
+            failures.append(f"peak file-backed resident memory {mib(peak[1]):.0f} MiB > the model's files {mib(weights):.0f} MiB")
         ttfts = [r[1] for r in answered if r[1] is not None]
         tokens = sum(r[2] or 0 for r in answered)
         print(f"{total} requests ({args.streams} streams + {args.queued} queued) in {wall:.1f} s: {len(answered)} answered, "
               f"{len(refused)} refused (429), {len(other)} other; {preemptions:.0f} preemptions")
         print(f"time to first token: p50 {percentile(ttfts, 50) * 1000:.0f} ms, p99 {percentile(ttfts, 99) * 1000:.0f} ms; "
               f"{tokens / wall:.1f} generated tokens/s aggregate")
-        print(f"resident memory: {mib(base_rss):.0f} MiB after warm-up, peak {mib(peak[0]):.0f} MiB "
-              f"(limit {mib(limit):.0f} MiB = warm-up + KV pool {pool_mib:.0f} + slack {args.slack})")
+        print(f"resident memory, anonymous: {mib(base_anon):.0f} MiB after warm-up, peak {mib(peak[0]):.0f} MiB (limit "
+              f"{mib(limit):.0f} MiB = warm-up + KV pool {pool_mib:.0f} + slack {args.slack}); file-backed: peak "
+              f"{mib(peak[1]):.0f} MiB of {mib(weights):.0f} MiB of weights")
     finally:
         server.terminate()
         server.wait(timeout=120)
