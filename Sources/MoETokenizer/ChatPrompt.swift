@@ -15,11 +15,17 @@ extension Tokenizer {
     /// ```
     public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true,
                            extra: [String: TemplateValue] = [:]) throws -> [Int] {
+        try encodeChat(messages, addGenerationPrompt: addGenerationPrompt, extra: extra, atMost: .max)!
+    }
+
+    /// As `encodeChat(_:addGenerationPrompt:extra:)`, or nil once the ids are known to be more than `limit`.
+    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true,
+                           extra: [String: TemplateValue] = [:], atMost limit: Int) throws -> [Int]? {
         var variables = extra
         if let bosToken, variables["bos_token"] == nil { variables["bos_token"] = .string(bosToken) }
         if let eosToken, variables["eos_token"] == nil { variables["eos_token"] = .string(eosToken) }
         let text = try chatTemplateOrChatML().render(messages: messages, addGenerationPrompt: addGenerationPrompt,
                                                      extra: variables)
-        return encode(text, addSpecialTokens: false)
+        return encode(text, addSpecialTokens: false, atMost: limit)
     }
 }

@@ -196,21 +196,34 @@ public final class Tokenizer: Sendable {
     /// the rest is normalized, pre-tokenized and run through the model; then, with `addSpecialTokens`, the
     /// post-processor adds its special tokens (e.g. BOS).
     public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+        encode(text, addSpecialTokens: addSpecialTokens, atMost: .max)!
+    }
+
+    /// The ids of `text` as `encode(_:addSpecialTokens:)`, or nil once they are known to be more than `limit`:
+    /// the work stops there, so a server bounds the time a prompt over its context costs.
+    public func encode(_ text: String, addSpecialTokens: Bool = true, atMost limit: Int) -> [Int]? {
         var ids: [Int] = []
-        ids.reserveCapacity(text.utf8.count / 3 + 4)
+        ids.reserveCapacity(min(text.utf8.count / 3, limit) + 4)
         for raw in added.split(text, normalized: false) {
             if let id = raw.id { ids.append(id); continue }
             let normalized = normalizer?.normalize(raw.text) ?? raw.text
             for sub in added.split(normalized, normalized: true) {
                 if let id = sub.id { ids.append(id); continue }
-                if let fast { fast.encode(sub.text, into: &ids); continue }
+                if let fast {
+                    guard fast.encode(sub.text, into: &ids, limit: limit) else { return nil }
+                    continue
+                }
                 let piece = Piece(text: sub.text, atStart: raw.offset == 0 && sub.offset == 0)
                 let pieces = preTokenizer?.preTokenize([piece]) ?? [piece]
-                for p in pieces where !p.text.isEmpty { ids.append(contentsOf: model.tokenize(p.text)) }
+                for p in pieces where !p.text.isEmpty {
+                    ids.append(contentsOf: model.tokenize(p.text))
+                    if ids.count > limit { return nil }
+                }
             }
+            if ids.count > limit { return nil }
         }
-        if addSpecialTokens, let postProcessor { return postProcessor.process(ids) }
-        return ids
+        if addSpecialTokens, let postProcessor { ids = postProcessor.process(ids) }
+        return ids.count > limit ? nil : ids
     }
 
     /// Ids of a pair of texts (e.g. for cross-encoders), joined by the post-processor's pair template.

@@ -73,6 +73,21 @@ private func show(_ s: String) -> String { s.unicodeScalars.map { $0.isASCII && 
         }
     }
 
+    /// `encode(atMost:)` gives `encode`'s ids when there are at most that many, else nil — for every corpus text and
+    /// every limit around its length; and it refuses a megabyte without a split (one pre-token) without merging it.
+    @Test(arguments: TokenizerFixtures.variantNames + ["tiktoken"])
+    func encodingStopsPastALimit(_ name: String) throws {
+        let tok = name == "tiktoken" ? try TokenizerFixtures.tiktoken() : try TokenizerFixtures.tokenizer(name)
+        for text in TokenizerFixtures.texts {
+            let ids = tok.encode(text)
+            for limit in Set([0, 1, ids.count / 2, ids.count - 1, ids.count, ids.count + 1]) where limit >= 0 {
+                #expect(tok.encode(text, atMost: limit) == (ids.count <= limit ? ids : nil), "\(name) limit \(limit) \(show(text))")
+            }
+        }
+        #expect(tok.encode(String(repeating: "a", count: 1_000_000), atMost: 4096) == nil)
+        #expect(tok.encode("hello world", atMost: 4096) == tok.encode("hello world"))
+    }
+
     @Test func tiktokenMatchesTiktoken() throws {
         let tok = try TokenizerFixtures.tiktoken()
         let expected = TokenizerFixtures.corpus["tiktoken"]!["expected"]!.array!

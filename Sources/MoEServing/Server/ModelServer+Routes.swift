@@ -106,7 +106,8 @@ extension ModelServer {
             let r = try decode(ChatCompletionRequest.self, body)
             try checkModel(r.model)
             guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
-            plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer), chat: true, model: model,
+            plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer, atMost: engine.contextSize - 1),
+                                      chat: true, model: model,
                                       context: engine.contextSize, maxTokensLimit: options.maxTokensLimit, stopTokens: stopTokens,
                                       defaultMaxTokens: nil)
         } else {
@@ -114,7 +115,9 @@ extension ModelServer {
             try checkModel(r.model)
             let prompt: [Int]
             switch r.prompt {
-            case .text(let text): prompt = tokenizer.encode(text)
+            case .text(let text):
+                guard let ids = tokenizer.encode(text, atMost: engine.contextSize - 1) else { throw overContext(param: "prompt") }
+                prompt = ids
             case .tokens(let ids):
                 if let bad = ids.first(where: { $0 < 0 || $0 >= model.config.vocabSize }) {
                     throw APIError.invalidRequest("Token id \(bad) is outside the vocabulary (0..<\(model.config.vocabSize)).", param: "prompt")
@@ -282,13 +285,24 @@ extension ModelServer {
 
     // MARK: - Shared checks
 
-    /// Messages through the model's chat template, as token ids.
-    func render(_ messages: [ChatCompletionRequest.Message], _ tokenizer: Tokenizer) throws -> [Int] {
+    /// Messages through the model's chat template, as token ids; tokenizing stops past `limit` ids (a prompt
+    /// over the context costs no more than the context's worth).
+    func render(_ messages: [ChatCompletionRequest.Message], _ tokenizer: Tokenizer, atMost limit: Int = .max) throws -> [Int] {
+        let ids: [Int]?
         do {
-            return try tokenizer.encodeChat(messages.map { ChatMessage(role: $0.role, content: $0.content ?? "", name: $0.name) })
+            ids = try tokenizer.encodeChat(messages.map { ChatMessage(role: $0.role, content: $0.content ?? "", name: $0.name) },
+                                           atMost: limit)
         } catch {
             throw APIError.invalidRequest("The chat template could not render these messages: \(error)", param: "messages")
         }
+        guard let ids else { throw overContext(param: "messages") }
+        return ids
+    }
+
+    /// A prompt whose tokenizing stopped at the context: the count beyond is not known (nor worth the work).
+    func overContext(param: String) -> APIError {
+        .invalidRequest("This model's maximum context length is \(engine.contextSize) tokens; the prompt has more than "
+                        + "\(engine.contextSize - 1) (one position must be left to generate).", param: param, code: "context_length_exceeded")
     }
 
     /// The hash of the request's key; "open" when the server has no key file. Throws 401.
