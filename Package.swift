@@ -58,6 +58,9 @@ let package = Package(
             dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoETraining", "MoEServing",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: checked),
+        // Fuzz targets for the readers of user files (scripts/fuzz_parsers.sh builds them for libFuzzer; built
+        // plainly, `moe-fuzz TARGET FILE…` replays inputs).
+        .executableTarget(name: "moe-fuzz", dependencies: ["MoEFormats", "MoETokenizer", "MoETraining"], swiftSettings: checked),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats", "MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: checked),

@@ -36,30 +36,27 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let path: String
     public let metadata: [String: String]
     public private(set) var tensors: [String: TensorData]
-    private let base: UnsafeMutableRawPointer
-    private let mappedSize: Int
 
     public init(path: String) throws {
         self.path = path
         let (map, size) = try mapReadOnly(path, minimumSize: 8, tooShort: "shorter than the 8-byte header length")
-        let parsed: ([String: TensorData], [String: String])
-        do {
-            parsed = try Self.parse(base: UnsafeRawPointer(map), size: size, path: path)
-        } catch {
-            munmap(map, size)
-            throw error
-        }
-        base = map
-        mappedSize = size
+        // The tensors own the mapping (not this file, which holds them: that would be a cycle, never freed).
+        let mapping = FileMapping(base: map, size: size)
+        let parsed = try Self.parse(base: UnsafeRawPointer(map), size: size, path: path)
         metadata = parsed.1
-        // The parsed entries point into the mapping; make this object their owner so it outlives them.
         tensors = [:]
         for (k, t) in parsed.0 {
-            tensors[k] = TensorData(name: t.name, dtype: t.dtype, shape: t.shape, pointer: t.pointer, byteCount: t.byteCount, owner: self)
+            tensors[k] = TensorData(name: t.name, dtype: t.dtype, shape: t.shape, pointer: t.pointer, byteCount: t.byteCount, owner: mapping)
         }
     }
+}
 
-    deinit { munmap(base, mappedSize) }
+/// A read-only file mapping, unmapped when its last owner goes.
+final class FileMapping: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    let size: Int
+    init(base: UnsafeMutableRawPointer, size: Int) { self.base = base; self.size = size }
+    deinit { munmap(base, size) }
 }
 
 /// Maps the file at `path` read-only (private); an error names the file when it cannot be opened or mapped, or is

@@ -16,7 +16,17 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
     public let architecture: String
     public let config: ModelConfig
     private var location: [String: TensorData] = [:]
-    private var copies: [UnsafeMutableRawPointer] = []
+    /// What the tensors point into, owned by them (the checkpoint holds the tensors: owning them back would be a
+    /// cycle, never freed).
+    private let backing: Backing
+
+    private final class Backing: @unchecked Sendable {
+        let files: [GGUFFile]
+        /// The reordered copies of permuted matrices.
+        var copies: [UnsafeMutableRawPointer] = []
+        init(files: [GGUFFile]) { self.files = files }
+        deinit { for p in copies { p.deallocate() } }
+    }
 
     /// GGUF architectures swift-moe runs, with the `model_type` of the engine architecture that runs them
     /// (`llama` with experts is Mixtral).
@@ -28,6 +38,7 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
     public init(path: String) throws {
         let first = try GGUFFile(path: path)
         files = try Self.openParts(first)
+        backing = Backing(files: files)
         guard let arch = try first.string("general.architecture") else {
             throw FormatError.badConfig(path: path, reason: "metadata 'general.architecture' is missing")
         }
@@ -52,20 +63,18 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
         let permute = arch == "llama"
         for (name, t) in tensors {
             guard let hf = GGUFTensorNames.hfName(name) else { continue }
-            var data = try Self.tensorData(t, name: hf, owner: self, path: path)
+            var data = try Self.tensorData(t, name: hf, owner: backing, path: path)
             if permute, hf.hasSuffix("self_attn.q_proj.weight") || hf.hasSuffix("self_attn.k_proj.weight") {
                 let heads = hf.hasSuffix("q_proj.weight") ? config.numAttentionHeads : config.numKeyValueHeads
                 data = try unpermuteRows(data, heads: heads)
             }
             if hf.hasSuffix("shared_expert_gate.weight"), data.shape.count == 1 {
                 data = TensorData(name: hf, dtype: data.dtype, shape: [1, data.shape[0]], pointer: data.pointer,
-                                  byteCount: data.byteCount, owner: self, quant: data.quant)
+                                  byteCount: data.byteCount, owner: backing, quant: data.quant)
             }
             location[hf] = data
         }
     }
-
-    deinit { for p in copies { p.deallocate() } }
 
     public var source: String { files[0].path }
     public var fileCount: Int { files.count }
@@ -131,7 +140,7 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
         }
         let rows = t.shape[0], rowBytes = t.byteCount / rows, headDim = rows / heads
         let copy = UnsafeMutableRawPointer.allocate(byteCount: t.byteCount, alignment: 64)
-        copies.append(copy)
+        backing.copies.append(copy)
         for h in 0..<heads {
             for i in 0..<(headDim / 2) {
                 for j in 0..<2 {
@@ -141,7 +150,7 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
             }
         }
         return TensorData(name: t.name, dtype: t.dtype, shape: t.shape, pointer: UnsafeRawPointer(copy),
-                          byteCount: t.byteCount, owner: self, quant: t.quant)
+                          byteCount: t.byteCount, owner: backing, quant: t.quant)
     }
 }
 
