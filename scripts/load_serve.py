@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+from sse import read_events
+
 
 def rss_bytes(pid):
     """Resident (anonymous, file-backed) bytes: the KV pool and scratch are anonymous; mapped weights are files."""
@@ -47,21 +49,8 @@ def request(port, body, timeout=900):
         if r.status != 200:
             payload = json.loads(r.read())
             return r.status, None, None, payload.get("error", {}).get("message")
-        first, usage, done = None, None, False
-        while True:
-            line = r.fp.readline()
-            if not line:
-                break
-            line = line.strip()
-            if line == b"data: [DONE]":
-                done = True
-                break
-            if line.startswith(b"data: "):
-                event = json.loads(line[6:])
-                if event.get("choices") and first is None:
-                    first = time.perf_counter() - start
-                if event.get("usage"):
-                    usage = event["usage"]["completion_tokens"]
+        done, first, usage = read_events(r, start)
+        usage = usage and usage["completion_tokens"]
         return (200 if done else -1), first, usage, None if done else "the stream ended before [DONE]"
     except (OSError, http.client.HTTPException, ValueError) as e:
         return -1, None, None, f"{type(e).__name__}: {e}"

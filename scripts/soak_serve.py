@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 
+from sse import read_events
+
 KEY = "soak-key"
 MODEL = None   # the served model's id, read from /v1/models at the first start
 
@@ -124,19 +126,7 @@ def one_request(port, rng, results):
             parsed = json.loads(raw)   # a truncated body raises: not given in full
             results.add(complete=(rid, r.status, parsed.get("usage") if r.status == 200 else None))
             return
-        usage, done = None, False
-        while True:
-            line = r.fp.readline()
-            if not line:
-                break
-            line = line.strip()
-            if line == b"data: [DONE]":
-                done = True
-                break
-            if line.startswith(b"data: "):
-                event = json.loads(line[6:])
-                if event.get("usage"):
-                    usage = event["usage"]
+        done, _, usage = read_events(r)
         if done:
             results.add(complete=(rid, 200, usage))
         else:

@@ -188,6 +188,25 @@ private let needsRealTemplates = ConditionTrait.enabled(if: ChatFixtures.enabled
         #expect(throws: ChatTemplateError.raised("nope: 3")) { try r.render(messages: [], addGenerationPrompt: false) }
     }
 
+    /// What the parser fuzzer found or would: a macro calling itself without end, nesting a thousand deep, and
+    /// repetitions of gigabytes are errors, not a stack overflow or an allocation that kills the process.
+    @Test func hostileTemplatesAreErrors() throws {
+        func render(_ s: String) throws -> String { try ChatTemplate(s).render(messages: [], addGenerationPrompt: false) }
+        #expect { try render("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}") } throws: { "\($0)".contains("deeper than 64") }
+        #expect(try render("{% macro f(n) %}{% if n > 0 %}{{ n }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(20) }}")
+                == (1...20).reversed().map(String.init).joined())   // recursion that ends is fine
+        #expect(throws: ChatTemplateError.self) { try render("{{ " + String(repeating: "(", count: 1000) + "1" + String(repeating: ")", count: 1000) + " }}") }
+        #expect(throws: ChatTemplateError.self) { try render("{{ 1" + String(repeating: " + 1", count: 10_000) + " }}") }
+        #expect(throws: ChatTemplateError.self) { try render("{{ " + String(repeating: "not ", count: 1000) + "x }}") }
+        #expect(throws: ChatTemplateError.self) { try render("{{ x" + String(repeating: "|trim", count: 1000) + " }}") }
+        #expect(throws: ChatTemplateError.self) { try render(String(repeating: "{% if true %}", count: 1000) + String(repeating: "{% endif %}", count: 1000)) }
+        #expect(try render("{{ " + String(repeating: "(", count: 20) + "1" + String(repeating: ")", count: 20) + " }}") == "1")
+        #expect(throws: ChatTemplateError.self) { try render("{{ 'x' * 1000000000000 }}") }
+        #expect(throws: ChatTemplateError.self) { try render("{{ [1] * 9223372036854775807 }}") }
+        #expect(throws: ChatTemplateError.self) { try render("{{ 'x' | center(1000000000000) }}") }
+        #expect(try render("{{ 'ab' * 3 }}{{ 'x' | center(5) }}") == "ababab  x  ")
+    }
+
     @Test func jinjaSemantics() throws {
         func r(_ s: String, _ extra: [String: TemplateValue] = [:]) throws -> String {
             try ChatTemplate(s).render(messages: [], addGenerationPrompt: false, extra: extra)

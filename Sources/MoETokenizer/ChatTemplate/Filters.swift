@@ -64,7 +64,7 @@ extension JinjaRenderer {
             var indent: String? = nil
             switch p[1] {
             case .none: break
-            case .int(let n): indent = String(repeating: " ", count: max(n, 0))
+            case .int(let n): indent = String(repeating: " ", count: try repeats(n, of: 1))
             case .string(let s): indent = s
             default: throw jerr("tojson indent must be an int or a string")
             }
@@ -256,7 +256,7 @@ extension JinjaRenderer {
         case "indent":
             let p = try bind(name, a, kw, [("width", .int(4)), ("first", .bool(false)), ("blank", .bool(false))])
             let ind: String
-            if case .string(let s) = p[0] { ind = s } else { ind = String(repeating: " ", count: jInt(p[0]) ?? 4) }
+            if case .string(let s) = p[0] { ind = s } else { ind = String(repeating: " ", count: try repeats(jInt(p[0]) ?? 4, of: 1)) }
             let s = str(v) + "\n"
             var rv: String
             if p[2].truthy {
@@ -280,7 +280,7 @@ extension JinjaRenderer {
             let p = try bind(name, a, kw, [("width", .int(80))])
             let s = str(v), w = jInt(p[0]) ?? 80, n = s.unicodeScalars.count
             if w <= n { return .string(s) }
-            let total = w - n, left = total / 2 + (total & w & 1)
+            let total = try repeats(w - n, of: 1), left = total / 2 + (total & w & 1)
             return .string(String(repeating: " ", count: left) + s + String(repeating: " ", count: total - left))
         default:
             if jinjaKnownFilters.contains(name) { throw ChatTemplateError.unsupported("the jinja filter '\(name)' is not supported by the chat template renderer", line: line) }

@@ -20,6 +20,10 @@ final class JinjaRenderer {
     let globals: [String: JValue]
     var macroScopes: [JScope] = []
     let now: Date
+    /// Macro calls in progress: a macro that calls itself without end is refused at `maxCallDepth`, as Python's
+    /// recursion limit stops jinja2, instead of overflowing the stack.
+    private var callDepth = 0
+    static let maxCallDepth = 64
 
     init(context: [String: JValue], now: Date) {
         self.now = now
@@ -144,6 +148,11 @@ final class JinjaRenderer {
                         else { s.vars[p.0] = .undefined("parameter '\(p.0)' was not provided") }
                     }
                     for (k, _) in kw where !params.contains(where: { $0.0 == k }) { throw jerr("macro '\(name)' takes no keyword argument '\(k)'") }
+                    self.callDepth += 1
+                    defer { self.callDepth -= 1 }
+                    guard self.callDepth <= Self.maxCallDepth else {
+                        throw jerr("macro '\(name)': calls nested deeper than \(Self.maxCallDepth) (endless recursion?)")
+                    }
                     var buf = ""
                     _ = try self.exec(body, s, &buf)
                     return .string(buf)

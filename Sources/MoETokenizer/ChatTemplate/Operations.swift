@@ -226,9 +226,9 @@ extension JinjaRenderer {
             }
         case "*":
             switch (l, r) {
-            case (.string(let a), _): if let n = jInt(r), !r.isDouble { return .string(String(repeating: a, count: max(n, 0))) }
-            case (_, .string(let b)): if let n = jInt(l), !l.isDouble { return .string(String(repeating: b, count: max(n, 0))) }
-            case (.list(let a), _): if let n = jInt(r), !r.isDouble { return .list(Array([[JValue]](repeating: a, count: max(n, 0)).joined())) }
+            case (.string(let a), _): if let n = jInt(r), !r.isDouble { return .string(String(repeating: a, count: try repeats(n, of: a.utf8.count))) }
+            case (_, .string(let b)): if let n = jInt(l), !l.isDouble { return .string(String(repeating: b, count: try repeats(n, of: b.utf8.count))) }
+            case (.list(let a), _): if let n = jInt(r), !r.isDouble { return .list(Array([[JValue]](repeating: a, count: try repeats(n, of: a.count)).joined())) }
             default: break
             }
         case "%":
@@ -284,3 +284,16 @@ extension JinjaRenderer {
         }
     }
 }
+
+/// The count of a `*` repetition (negative: none), refused when the result would pass `maxRepeatedLength`
+/// elements: a template's `'x' * 10**12` must be an error, not an allocation that kills the process.
+func repeats(_ n: Int, of length: Int) throws -> Int {
+    let n = max(n, 0)
+    let (total, overflow) = n.multipliedReportingOverflow(by: max(length, 1))
+    guard !overflow, total <= maxRepeatedLength else {
+        throw jerr("a repetition of \(n) × \(length) is larger than the \(maxRepeatedLength) a template may build")
+    }
+    return n
+}
+
+let maxRepeatedLength = 1 << 24

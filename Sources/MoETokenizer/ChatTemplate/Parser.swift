@@ -68,6 +68,17 @@ struct JinjaParser {
     var i = 0
     /// Inside an `{% if %}`: unknown filters/tests fail only when evaluated (jinja2's "soft frame").
     var softDepth = 0
+    /// Depth of the tree being built: blocks, nested expressions and each link of an operator or filter chain.
+    /// Rendering walks the tree recursively, so a deeper one (no real template comes near) is refused here rather
+    /// than overflowing the stack later.
+    var depth = 0
+    static let maxDepth = 128
+
+    /// One level deeper; callers restore `depth` when they return.
+    mutating func deeper() throws {
+        depth += 1
+        if depth > Self.maxDepth { throw fail("the template nests deeper than \(Self.maxDepth) levels") }
+    }
 
     init(_ tokens: [JToken]) { toks = tokens }
 
@@ -117,6 +128,9 @@ struct JinjaParser {
     /// Parses nodes until a `{% tag %}` whose name is in `until`; returns the body and the tag (the stream is left
     /// just after the tag name). A nil tag means end of template.
     mutating func parseBody(until: Set<String>) throws -> ([JNode], String?) {
+        let saved = depth
+        defer { depth = saved }
+        try deeper()
         var nodes: [JNode] = []
         while true {
             switch cur {
@@ -303,8 +317,12 @@ struct JinjaParser {
     }
 
     mutating func parseExpression() throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
+        try deeper()
         var e = try parseOr()
         while skipName("if") {
+            try deeper()
             let test = try parseOr()
             var other: JExpr? = nil
             if skipName("else") { other = try parseExpression() }
@@ -314,17 +332,23 @@ struct JinjaParser {
     }
 
     mutating func parseOr() throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
         var e = try parseAnd()
-        while skipName("or") { e = .or(e, try parseAnd()) }
+        while skipName("or") { try deeper(); e = .or(e, try parseAnd()) }
         return e
     }
     mutating func parseAnd() throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
         var e = try parseNot()
-        while skipName("and") { e = .and(e, try parseNot()) }
+        while skipName("and") { try deeper(); e = .and(e, try parseNot()) }
         return e
     }
     mutating func parseNot() throws -> JExpr {
-        if skipName("not") { return .not(try parseNot()) }
+        let saved = depth
+        defer { depth = saved }
+        if skipName("not") { try deeper(); return .not(try parseNot()) }
         return try parseCompare()
     }
     mutating func parseCompare() throws -> JExpr {
@@ -339,26 +363,37 @@ struct JinjaParser {
         return ops.isEmpty ? e : .compare(e, ops)
     }
     mutating func parseMath1() throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
         var e = try parseConcat()
-        while case .op(let o) = cur, o == "+" || o == "-" { advance(); e = .binary(o, e, try parseConcat()) }
+        while case .op(let o) = cur, o == "+" || o == "-" { advance(); try deeper(); e = .binary(o, e, try parseConcat()) }
         return e
     }
     mutating func parseConcat() throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
         var e = try parseMath2()
-        while skipOp("~") { e = .binary("~", e, try parseMath2()) }
+        while skipOp("~") { try deeper(); e = .binary("~", e, try parseMath2()) }
         return e
     }
     mutating func parseMath2() throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
         var e = try parsePow()
-        while case .op(let o) = cur, ["*", "/", "//", "%"].contains(o) { advance(); e = .binary(o, e, try parsePow()) }
+        while case .op(let o) = cur, ["*", "/", "//", "%"].contains(o) { advance(); try deeper(); e = .binary(o, e, try parsePow()) }
         return e
     }
     mutating func parsePow() throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
         var e = try parseUnary()
-        while skipOp("**") { e = .binary("**", e, try parseUnary()) }
+        while skipOp("**") { try deeper(); e = .binary("**", e, try parseUnary()) }
         return e
     }
     mutating func parseUnary(withFilter: Bool = true) throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
+        try deeper()
         var e: JExpr
         if skipOp("-") { e = .neg(try parseUnary(withFilter: false)) }
         else if skipOp("+") { e = .pos(try parseUnary(withFilter: false)) }
@@ -417,8 +452,11 @@ struct JinjaParser {
     }
 
     mutating func parsePostfix(_ base: JExpr) throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
         var e = base
         while true {
+            try deeper()
             if isOp(".") || isOp("[") { e = try parseSubscript(e) }
             else if isOp("(") { let l = line; e = .call(e, try parseCallArgs(), line: l) }
             else { return e }
@@ -426,8 +464,11 @@ struct JinjaParser {
     }
 
     mutating func parseFilterExpr(_ base: JExpr) throws -> JExpr {
+        let saved = depth
+        defer { depth = saved }
         var e = base
         while true {
+            try deeper()
             if isOp("|") {
                 advance()
                 let (name, args, l) = try parseFilterCall()
