@@ -363,7 +363,8 @@ final class ByteLevelBPE: Sendable {
     /// Appends the ids of `text` (one stretch between added tokens, already normalized). Returns false, with
     /// only some of the ids appended, as soon as `ids` would hold more than `limit`: a piece of n bytes is at
     /// least n / (the longest token's bytes) tokens, so one too long for the limit is not merged at all (a
-    /// megabyte without a split would cost a third of a second).
+    /// megabyte without a split would cost a third of a second), and the pattern stops at the match that proves
+    /// the limit passed.
     func encode(_ text: String, into ids: inout [Int], limit: Int = .max) -> Bool {
         var text = text
         if text.isEmpty { return true }
@@ -371,7 +372,10 @@ final class ByteLevelBPE: Sendable {
         let longest = max(1, tokens.longestKey)
         return text.withUTF8 { buffer in
             let p = buffer.baseAddress!
-            let matches = regex.scalarMatches(utf8: buffer)
+            // Every non-empty match is a token at least: one more than the room left proves the limit passed, so
+            // the pattern need not run over the rest of a long text.
+            let room = limit - ids.count
+            let matches = regex.scalarMatches(utf8: buffer, maxNonEmpty: room == .max ? .max : max(room, 0) + 1)
             var scratch = MergeScratch()
             func piece(_ start: Int, _ n: Int) -> Bool {
                 guard ids.count + (n + longest - 1) / longest <= limit else { return false }

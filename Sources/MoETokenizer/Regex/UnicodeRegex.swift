@@ -67,7 +67,7 @@ public struct UnicodeRegex: TextPattern {
     }
 
     /// Matches as UTF-8 byte offsets, `[start0, end0, start1, end1, …]`.
-    func scalarMatches(utf8: UnsafeBufferPointer<UInt8>) -> [Int] {
+    func scalarMatches(utf8: UnsafeBufferPointer<UInt8>, maxNonEmpty: Int = .max) -> [Int] {
         let count = utf8.count
         // Decode to scalars, remembering each scalar's byte offset (the text is valid UTF-8).
         let scalars = UnsafeMutablePointer<UInt32>.allocate(capacity: count + 1)
@@ -96,14 +96,17 @@ public struct UnicodeRegex: TextPattern {
 
         var out: [Int] = []
         out.reserveCapacity(n / 2)
+        var nonEmpty = 0
         search(text: scalars, n: n) { s, e in
             out.append(Int(byteOffset[s])); out.append(Int(byteOffset[e]))
+            if e > s { nonEmpty += 1 }
+            return nonEmpty < maxNonEmpty
         }
         return out
     }
 
-    /// The matcher over `n` scalars: successive leftmost matches as scalar offsets.
-    func search(text: UnsafePointer<UInt32>, n: Int, _ found: (Int, Int) -> Void) {
+    /// The matcher over `n` scalars: successive leftmost matches as scalar offsets, until `found` returns false.
+    func search(text: UnsafePointer<UInt32>, n: Int, _ found: (Int, Int) -> Bool) {
         let prog = program
         let slots = max(Int(prog.slots), 1)
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: slots)
@@ -128,7 +131,7 @@ public struct UnicodeRegex: TextPattern {
                         }
                         let e = vm.run(prog.start, pos)
                         if e >= 0 {
-                            found(pos, e)
+                            guard found(pos, e) else { return }
                             pos = e > pos ? e : pos + 1
                         } else {
                             pos += 1
