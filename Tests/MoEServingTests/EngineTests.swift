@@ -64,6 +64,39 @@ import Testing
         #expect(engine.statistics.preemptions == 0)
     }
 
+    /// A prompt waiting for room holds the pages of the prefix it reuses; a running sequence that needs a page takes
+    /// those back before it would preempt anyone. A 30-token prefix stays in an idle slot (4 of 8 pages of 8
+    /// positions); a second request decodes 40 tokens; a third, reusing the prefix, arrives while the pool cannot
+    /// hold it and the second's growth, so it waits — and its prefix pages go to the second (no preemption), and
+    /// it recomputes the prefix when it starts.
+    @Test func waitingPrefixesAreReclaimedBeforePreempting() async throws {
+        let model = try TestModel.transformer()
+        let reference = try TestModel.transformer()
+        let engine = try InferenceEngine(model: model, parallel: 2, contextSize: 64, pageSize: 8, kvPages: 8)
+        let gate = DispatchSemaphore(value: 0)
+        let steps = StepCounter()
+        engine.observeSteps { if steps.increment() == 2 { gate.wait() } }   // after the decoder's first step
+        engine.start()
+        defer { engine.shutdown() }
+        let prefix = (0..<30).map { 20 + $0 % 200 }
+        let first = GenerationRequest(prompt: prefix, maxTokens: 1, sampling: .greedy, stopTokens: [])
+        _ = await Self.run(try engine.submit(first))
+        let long = GenerationRequest(prompt: (0..<10).map { 7 + $0 }, maxTokens: 40, sampling: .greedy, stopTokens: [])
+        let decoder = try engine.submit(long)
+        var events = decoder.events.makeAsyncIterator()
+        var decoded: [Int] = []
+        while let event = await events.next() { if case let .token(t, _) = event { decoded.append(t); break } }
+        let waiting = GenerationRequest(prompt: prefix + (0..<20).map { 100 + $0 }, maxTokens: 3, sampling: .greedy, stopTokens: [])
+        let waiter = try engine.submit(waiting)
+        gate.signal()
+        while let event = await events.next() { if case let .token(t, _) = event { decoded.append(t) } }
+        let result = await Self.run(waiter)
+        #expect(engine.statistics.preemptions == 0)
+        #expect(result.cached == 0, "its prefix pages were taken back, so it recomputed them")
+        #expect(decoded == (try reference.generate(prompt: long.prompt, maxTokens: 40, sampling: .greedy, stopTokens: []).tokens))
+        #expect(result.tokens == (try reference.generate(prompt: waiting.prompt, maxTokens: 3, sampling: .greedy, stopTokens: []).tokens))
+    }
+
     /// Prompts sharing a prefix share its KV pages: a request whose 42-token prefix is in a running sequence's
     /// cache takes pages only for what follows it (one copied on write), and says so in `cachedTokens`.
     @Test func sharedPrefixesSharePages() async throws {
