@@ -195,7 +195,7 @@ public final class KVPagePool: @unchecked Sendable {
             throw ModelError.badInput("a KV page pool needs positive sizes (\(layers) layers, row \(rowWidth), \(pageSize) positions a page, \(pages) pages)")
         }
         guard let floats = Self.floats(layers: layers, rowWidth: rowWidth, pageSize: pageSize, pages: pages),
-              case let (bytes, overflow) = floats.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size), !overflow else {
+              let bytes = Self.bytes(layers: layers, rowWidth: rowWidth, pageSize: pageSize, pages: pages) else {
             throw ModelError.badInput("a KV page pool of \(pages) pages × \(pageSize) positions × \(layers) layers × \(rowWidth) floats overflows")
         }
         self.layers = layers; self.rowWidth = rowWidth; self.pageSize = pageSize; pageCount = pages
@@ -218,6 +218,13 @@ public final class KVPagePool: @unchecked Sendable {
             total = product
         }
         return total
+    }
+
+    /// Bytes of keys and values of `pages` pages; nil when the product overflows (what a pool of that size takes).
+    public static func bytes(layers: Int, rowWidth: Int, pageSize: Int, pages: Int) -> Int? {
+        guard let floats = floats(layers: layers, rowWidth: rowWidth, pageSize: pageSize, pages: pages) else { return nil }
+        let (bytes, overflow) = floats.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size)
+        return overflow ? nil : bytes
     }
 
     public var freePages: Int { freeList.count }

@@ -65,9 +65,8 @@ func planKVPages(_ model: Transformer, parallel: Int, contextSize: Int, pageSize
                  limitSource: String) throws -> Int {
     let perContext = InferenceEngine.pages(positions: contextSize, pageSize: pageSize)
     let rowWidth = model.config.numKeyValueHeads * model.config.headDim
-    guard let floats = KVPagePool.floats(layers: model.layers.count, rowWidth: rowWidth, pageSize: pageSize, pages: 1),
-          case let (pageBytes, overflow) = floats.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size), !overflow,
-          case let (wanted, overflow2) = perContext.multipliedReportingOverflow(by: max(parallel, 1)), !overflow2 else {
+    guard let pageBytes = KVPagePool.bytes(layers: model.layers.count, rowWidth: rowWidth, pageSize: pageSize, pages: 1),
+          case let (wanted, overflow) = perContext.multipliedReportingOverflow(by: max(parallel, 1)), !overflow else {
         throw ServerStartError(description: "the KV page size overflows a 64-bit byte count")
     }
     let pages = min(wanted, limit / pageBytes)
