@@ -33,7 +33,13 @@ torch.use_deterministic_algorithms(True)
 
 import transformers  # noqa: E402
 from transformers import (  # noqa: E402
+    DeepseekV2Config,
+    DeepseekV2ForCausalLM,
+    DeepseekV3Config,
+    DeepseekV3ForCausalLM,
     GenerationConfig,
+    Glm4MoeConfig,
+    Glm4MoeForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MixtralConfig,
@@ -60,7 +66,7 @@ MARGIN = 1e-3
 PROMPT_LEN = 7
 MAX_NEW = 8
 MAX_SEED_TRIES = 400
-SIZE_BUDGET = 3 * 1024 * 1024  # whole fixtures folder
+SIZE_BUDGET = 4 * 1024 * 1024  # whole fixtures folder
 
 # Shared tiny dimensions.
 COMMON = dict(
@@ -299,6 +305,153 @@ CASES = [
 ]
 
 
+# DeepSeek / GLM shapes: MLA with v_head_dim != qk head dim, and every kv head its own (MLA has no GQA).
+MLA = dict(kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=12, num_key_value_heads=4)
+
+CASES += [
+    dict(
+        name="deepseek_v2_lite",
+        what="DeepSeek-V2-Lite shape: MLA without q_lora_rank (q_proj), kv_lora 16, nope 8 + rope 4, v_head_dim 12, "
+        "softmax greedy top-2 of 8, routed_scaling_factor 1.5, 2 shared experts, first layer dense",
+        cfg_cls=DeepseekV2Config,
+        model_cls=DeepseekV2ForCausalLM,
+        config=dict(
+            COMMON, **MLA,
+            num_hidden_layers=3,
+            q_lora_rank=None,
+            n_routed_experts=8,
+            num_experts_per_tok=2,
+            moe_intermediate_size=16,
+            n_shared_experts=2,
+            first_k_dense_replace=1,
+            topk_method="greedy",
+            routed_scaling_factor=1.5,
+            tie_word_embeddings=False,
+            eos_token_id=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
+        ),
+        gate_scale=8.0,
+        base_seed=11000,
+    ),
+    dict(
+        name="deepseek_v2_group",
+        what="DeepSeek-V2 shape: MLA with q_lora_rank 24 (q_a_proj + norm + q_b_proj), attention_bias, "
+        "group_limited_greedy (4 groups ranked by their best expert, 2 kept), top-3 of 8, scaling 2, 1 shared expert",
+        cfg_cls=DeepseekV2Config,
+        model_cls=DeepseekV2ForCausalLM,
+        config=dict(
+            COMMON, **MLA,
+            num_hidden_layers=2,
+            q_lora_rank=24,
+            attention_bias=True,
+            n_routed_experts=8,
+            num_experts_per_tok=3,
+            moe_intermediate_size=16,
+            n_shared_experts=1,
+            first_k_dense_replace=0,
+            topk_method="group_limited_greedy",
+            n_group=4,
+            topk_group=2,
+            routed_scaling_factor=2.0,
+            tie_word_embeddings=False,
+            eos_token_id=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
+        ),
+        gate_scale=3.0,
+        base_seed=12000,
+    ),
+    dict(
+        name="deepseek_v3",
+        what="DeepSeek-V3 shape: MLA with q_lora_rank 24, rope_interleave, yarn (factor 4, mscale 1, mscale_all_dim "
+        "1: softmax scale x mscale^2), sigmoid routing with a non-zero e_score_correction_bias, 4 groups ranked by "
+        "their two best (2 kept), top-3 of 16, norm_topk_prob, scaling 2.5, 1 shared expert, first layer dense",
+        cfg_cls=DeepseekV3Config,
+        model_cls=DeepseekV3ForCausalLM,
+        config=dict(
+            COMMON, **MLA,
+            num_hidden_layers=3,
+            q_lora_rank=24,
+            n_routed_experts=16,
+            num_experts_per_tok=3,
+            moe_intermediate_size=16,
+            n_shared_experts=1,
+            first_k_dense_replace=1,
+            n_group=4,
+            topk_group=2,
+            norm_topk_prob=True,
+            routed_scaling_factor=2.5,
+            rope_interleave=True,
+            tie_word_embeddings=False,
+            eos_token_id=2,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 10_000.0, "factor": 4.0,
+                             "original_max_position_embeddings": 1024, "mscale": 1.0, "mscale_all_dim": 1.0,
+                             "beta_fast": 32.0, "beta_slow": 1.0},
+        ),
+        gate_scale=8.0,
+        selection_bias=0.3,
+        base_seed=13000,
+    ),
+    dict(
+        name="deepseek_v3_plain",
+        what="DeepSeek-V3 variants: no q_lora_rank, rope_interleave false (halves), one group, norm_topk_prob false, "
+        "scaling 1, no dense layer, tied embeddings",
+        cfg_cls=DeepseekV3Config,
+        model_cls=DeepseekV3ForCausalLM,
+        config=dict(
+            COMMON, **MLA,
+            num_hidden_layers=2,
+            q_lora_rank=None,
+            n_routed_experts=8,
+            num_experts_per_tok=2,
+            moe_intermediate_size=16,
+            n_shared_experts=1,
+            first_k_dense_replace=0,
+            n_group=1,
+            topk_group=1,
+            norm_topk_prob=False,
+            routed_scaling_factor=1.0,
+            rope_interleave=False,
+            tie_word_embeddings=True,
+            eos_token_id=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
+        ),
+        gate_scale=8.0,
+        selection_bias=0.3,
+        base_seed=14000,
+    ),
+    dict(
+        name="glm4_moe",
+        what="GLM-4.5 shape: GQA 4/2 with head_dim 16, q/k/v bias (no o bias), use_qk_norm, partial_rotary_factor 0.5, "
+        "sigmoid routing with selection bias, 2 groups (1 kept), top-2 of 8, norm_topk_prob, scaling 1.8, 1 shared "
+        "expert, first layer dense",
+        cfg_cls=Glm4MoeConfig,
+        model_cls=Glm4MoeForCausalLM,
+        config=dict(
+            COMMON,
+            num_hidden_layers=3,
+            head_dim=16,
+            attention_bias=True,
+            use_qk_norm=True,
+            partial_rotary_factor=0.5,
+            n_routed_experts=8,
+            num_experts_per_tok=2,
+            moe_intermediate_size=16,
+            n_shared_experts=1,
+            first_k_dense_replace=1,
+            n_group=2,
+            topk_group=1,
+            norm_topk_prob=True,
+            routed_scaling_factor=1.8,
+            tie_word_embeddings=False,
+            eos_token_id=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5},
+        ),
+        gate_scale=8.0,
+        selection_bias=0.3,
+        base_seed=15000,
+    ),
+]
+
 # --------------------------------------------------------------------------------------------------------------
 # helpers
 
@@ -341,8 +494,9 @@ class RouterRecorder:
         self.logits: dict[int, list[torch.Tensor]] = {}
         self.handles = []
         self.top_k = {}
-        for i, gate in gate_modules(model).items():
-            self.top_k[i] = gate.top_k
+        self.gates = gate_modules(model)
+        for i, gate in self.gates.items():
+            self.top_k[i] = model.config.num_experts_per_tok
             self.handles.append(gate.register_forward_hook(self._hook(i)))
 
     def _hook(self, i):
@@ -359,10 +513,35 @@ class RouterRecorder:
             h.remove()
 
 
-def router_margin(logits: torch.Tensor, k: int) -> float:
-    probs = torch.softmax(logits.float(), dim=-1)
-    s = probs.sort(dim=-1, descending=True).values
-    return float((s[:, k - 1] - s[:, k]).min())
+def routing_choice(logits: torch.Tensor, gate, config) -> tuple[torch.Tensor, float]:
+    """The scores each router picks its top-k from (after group limiting), and the smallest gap that decided which
+    groups were kept (inf without groups). Mirrors the routers of transformers 5.23: softmax (Qwen, Mixtral, OLMoE,
+    DeepSeek-V2) or sigmoid + e_score_correction_bias (DeepSeek-V3, GLM-4.5); groups by max (V2) or top-2 sum."""
+    mt = getattr(config, "model_type", "")
+    logits = logits.float()
+    if mt in ("deepseek_v3", "glm4_moe"):
+        scores = torch.sigmoid(logits) + gate.e_score_correction_bias.float()
+        groups, kept, by = config.n_group, config.topk_group, "top2"
+    else:
+        scores = torch.softmax(logits, dim=-1)
+        grouped = mt == "deepseek_v2" and config.topk_method == "group_limited_greedy"
+        groups, kept, by = (config.n_group, config.topk_group, "max") if grouped else (1, 1, "max")
+    gmargin = math.inf
+    if groups > 1:
+        g = scores.view(scores.shape[0], groups, -1)
+        gs = g.max(dim=-1).values if by == "max" else g.topk(2, dim=-1).values.sum(-1)
+        srt = gs.sort(dim=-1, descending=True).values
+        gmargin = float((srt[:, kept - 1] - srt[:, kept]).min())
+        idx = gs.topk(kept, dim=-1).indices
+        mask = torch.zeros_like(gs).scatter_(1, idx, 1.0).bool()
+        scores = scores.masked_fill(~mask.unsqueeze(-1).expand_as(g).reshape(scores.shape), 0.0)
+    return scores, gmargin
+
+
+def router_margin(logits: torch.Tensor, k: int, gate=None, config=None) -> float:
+    scores, gmargin = routing_choice(logits, gate, config)
+    s = scores.sort(dim=-1, descending=True).values
+    return min(float((s[:, k - 1] - s[:, k]).min()), gmargin)
 
 
 def logit_margin(row: torch.Tensor) -> float:
@@ -416,11 +595,11 @@ def analyse(model, prompt: list[int]):
     # (a) router margins at every position of prompt + generated tokens.
     rmargin = math.inf
     for i, lg in routers.items():
-        rmargin = min(rmargin, router_margin(lg, rec.top_k[i]))
+        rmargin = min(rmargin, router_margin(lg, rec.top_k[i], rec.gates[i], model.config))
     unused = {}
     for i, lg in prompt_routers.items():
         k = rec.top_k[i]
-        chosen = set(torch.softmax(lg, -1).topk(k, dim=-1).indices.flatten().tolist())
+        chosen = set(routing_choice(lg, rec.gates[i], model.config)[0].topk(k, dim=-1).indices.flatten().tolist())
         unused[str(i)] = sorted(set(range(lg.shape[-1])) - chosen)
     res = dict(
         ids=ids,
@@ -496,6 +675,11 @@ def build_case(case: dict) -> dict:
         assert model.config._attn_implementation == "eager", model.config._attn_implementation
         gen = torch.Generator().manual_seed(seed)
         randomise(model, gen, std, case.get("gate_scale", 1.0), bf16)
+        if case.get("selection_bias"):
+            with torch.no_grad():
+                for gate in gate_modules(model).values():
+                    b = gate.e_score_correction_bias
+                    b.copy_(torch.randn(b.shape, generator=gen) * case["selection_bias"])
         # prompt tokens avoid the special ids 0..3
         prompt = (torch.randint(4, config.vocab_size, (PROMPT_LEN,), generator=gen)).tolist()
 

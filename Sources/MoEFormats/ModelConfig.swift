@@ -288,3 +288,48 @@ func isJSONBool(_ v: Any) -> Bool {
     guard let n = v as? NSNumber else { return false }
     return String(cString: n.objCType) == "c"
 }
+
+extension ModelConfig {
+    /// A key only some architectures read, as an integer (nil when absent or null); a value of another type is
+    /// an error naming the key.
+    public func extraInt(_ key: String) throws -> Int? {
+        switch raw[key] {
+        case nil, .null?: return nil
+        case let .number(d)? where d == d.rounded() && abs(d) < 1e15: return Int(d)
+        default: throw FormatError.badConfig(path: "config.json", reason: "\"\(key)\" should be an integer")
+        }
+    }
+
+    public func extraDouble(_ key: String) throws -> Double? {
+        switch raw[key] {
+        case nil, .null?: return nil
+        case let .number(d)?: return d
+        default: throw FormatError.badConfig(path: "config.json", reason: "\"\(key)\" should be a number")
+        }
+    }
+
+    public func extraBool(_ key: String) throws -> Bool? {
+        switch raw[key] {
+        case nil, .null?: return nil
+        case let .bool(b)?: return b
+        default: throw FormatError.badConfig(path: "config.json", reason: "\"\(key)\" should be true or false")
+        }
+    }
+
+    public func extraString(_ key: String) throws -> String? {
+        switch raw[key] {
+        case nil, .null?: return nil
+        case let .string(s)?: return s
+        default: throw FormatError.badConfig(path: "config.json", reason: "\"\(key)\" should be a string")
+        }
+    }
+
+    /// Whether `rope_parameters` or the top level names `key` (to tell an absent setting from its default).
+    public func ropeSettingGiven(_ key: String) -> Bool {
+        if raw[key] != nil { return true }
+        for container in ["rope_parameters", "rope_scaling"] {
+            if case let .object(o)? = raw[container], o[key] != nil { return true }
+        }
+        return false
+    }
+}

@@ -1,4 +1,5 @@
 import MoEFormats
+import MoEKernels
 
 /// One supported architecture: which tensors a `config.json` of its `model_type` calls for, layer by layer.
 /// The embedding (`model.embed_tokens`), final norm (`model.norm`) and LM head (`lm_head`, or the embedding
@@ -11,12 +12,20 @@ public protocol Architecture: Sendable {
     /// The layers' layouts. `has` tells whether the checkpoint being read holds a tensor (to pick between
     /// naming variants); for a new model it answers false and the hub's names are chosen.
     static func layout(_ config: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout]
+    /// The config with this architecture's own defaults filled in where config.json leaves them out (as its
+    /// transformers config class would), before anything reads it.
+    static func withDefaults(_ config: ModelConfig) throws -> ModelConfig
+}
+
+extension Architecture {
+    public static func withDefaults(_ config: ModelConfig) throws -> ModelConfig { config }
 }
 
 /// `model_type` → architecture.
 public enum ArchitectureRegistry {
     public static let all: [any Architecture.Type] = [
-        Qwen2MoE.self, Qwen3MoE.self, Mixtral.self, OLMoE.self, Qwen2.self, Qwen3.self, Llama.self,
+        Qwen2MoE.self, Qwen3MoE.self, Mixtral.self, OLMoE.self, DeepseekV2.self, DeepseekV3.self, Glm4MoE.self,
+        Qwen2.self, Qwen3.self, Llama.self,
     ]
 
     public static func architecture(for modelType: String) throws -> any Architecture.Type {
@@ -28,8 +37,8 @@ public enum ArchitectureRegistry {
 }
 
 /// What one decoder layer holds and how it computes, in checkpoint names (`prefix` = `model.layers.N`):
-/// `{prefix}.input_layernorm`, `{prefix}.self_attn.{q,k,v,o}_proj` (+ biases, q/k norms),
-/// `{prefix}.post_attention_layernorm`, then the feed-forward part.
+/// `{prefix}.input_layernorm`, `{prefix}.self_attn.{q,k,v,o}_proj` (+ biases, q/k norms) — or latent
+/// attention's projections when `latent` is set —, `{prefix}.post_attention_layernorm`, then the feed-forward part.
 public struct LayerLayout: Sendable, Equatable {
     public var prefix: String
     public var qkvBias: Bool
@@ -38,6 +47,9 @@ public struct LayerLayout: Sendable, Equatable {
     /// OLMoE's `clip_qkv`: q, k, v clamped to ±clip after the projections (and norms).
     public var clip: Double?
     public var feedForward: FeedForwardLayout
+    /// Multi-head latent attention (DeepSeek-V2/V3) in place of grouped-query attention; the fields above that
+    /// describe q/k/v then do not apply.
+    public var latent: LatentAttentionLayout? = nil
 
     public var attentionPrefix: String { "\(prefix).self_attn" }
 }
@@ -48,9 +60,55 @@ public enum FeedForwardLayout: Sendable, Equatable {
     case moe(MoELayout)
 }
 
+/// Multi-head latent attention's shapes (DeepSeek-V2/V3 `config.json` names): q through `q_proj`, or through
+/// `q_a_proj` → RMSNorm → `q_b_proj` when `qLoraRank` is set; `kv_a_proj_with_mqa` gives the latent
+/// (`kvLoraRank`, then RMSNorm) and one rotary key shared by all heads (`ropeDim`); `kv_b_proj` expands the latent
+/// into each head's non-rotary key (`nopeDim`) and value (`valueDim`).
+public struct LatentAttentionLayout: Sendable, Equatable {
+    public var qLoraRank: Int?
+    public var kvLoraRank: Int
+    public var nopeDim: Int
+    public var ropeDim: Int
+    public var valueDim: Int
+    /// Rotary pairs interleaved (2i, 2i+1) rather than split in halves.
+    public var interleavedRope: Bool
+    /// `attention_bias`: biases on q_a_proj, kv_a_proj_with_mqa and o_proj.
+    public var bias: Bool
+    /// The softmax scale: 1/√(nopeDim + ropeDim), times YaRN's mscale² where the config asks for it.
+    public var softmaxScale: Double
+
+    public init(qLoraRank: Int?, kvLoraRank: Int, nopeDim: Int, ropeDim: Int, valueDim: Int, interleavedRope: Bool,
+                bias: Bool, softmaxScale: Double) {
+        self.qLoraRank = qLoraRank; self.kvLoraRank = kvLoraRank; self.nopeDim = nopeDim; self.ropeDim = ropeDim
+        self.valueDim = valueDim; self.interleavedRope = interleavedRope; self.bias = bias; self.softmaxScale = softmaxScale
+    }
+
+    /// Floats cached per position and layer: the latent and the rotary key.
+    public var cachedWidth: Int { kvLoraRank + ropeDim }
+}
+
+/// How a router turns its logits into the chosen experts and their weights (see `ExpertRouter`).
+public struct RouterLayout: Sendable, Equatable {
+    public enum Scoring: String, Sendable { case softmax, sigmoid }
+    /// How a group of experts is ranked: by its best score (DeepSeek-V2) or the sum of its two best (V3, GLM).
+    public enum GroupScore: String, Sendable { case max, topTwoSum }
+    public var scoring: Scoring = .softmax
+    /// `{gate}.e_score_correction_bias` [experts]: added to the scores for choosing only (V3, GLM-4.5).
+    public var selectionBias = false
+    /// Experts split into `groups` equal groups, only the best `groupsChosen` of which may be chosen from.
+    public var groups = 1
+    public var groupsChosen = 1
+    public var groupScore: GroupScore = .max
+    /// `routed_scaling_factor`: multiplies the final weights.
+    public var scale: Double = 1
+
+    public init() {}
+}
+
 /// A mixture-of-experts block: router `{prefix}.gate.weight` [experts, hidden], experts
-/// `{prefix}.experts.E.{gate,up,down}` (names vary), optional shared expert `{prefix}.shared_expert.*` with its
-/// sigmoid gate `{prefix}.shared_expert_gate.weight` [1, hidden].
+/// `{prefix}.experts.E.{gate,up,down}` (names vary), optional shared expert: `{prefix}.shared_expert.*` with its
+/// sigmoid gate `{prefix}.shared_expert_gate.weight` [1, hidden] (Qwen2-MoE), or `{prefix}.shared_experts.*`
+/// added as it is (DeepSeek, GLM-4.5: `n_shared_experts` experts fused into one MLP).
 public struct MoELayout: Sendable, Equatable {
     public var prefix: String
     public var experts: Int
@@ -59,6 +117,8 @@ public struct MoELayout: Sendable, Equatable {
     public var normTopKProb: Bool
     public var expertNames: ExpertNames
     public var sharedWidth: Int?
+    public var sharedGated = true
+    public var router = RouterLayout()
 
     public struct ExpertNames: Sendable, Equatable {
         public var gate: String, up: String, down: String
@@ -68,8 +128,9 @@ public struct MoELayout: Sendable, Equatable {
     }
 
     public var routerName: String { "\(prefix).gate.weight" }
+    public var selectionBiasName: String { "\(prefix).gate.e_score_correction_bias" }
     public func expertPrefix(_ e: Int) -> String { "\(prefix).experts.\(e)" }
-    public var sharedPrefix: String { "\(prefix).shared_expert" }
+    public var sharedPrefix: String { sharedGated ? "\(prefix).shared_expert" : "\(prefix).shared_experts" }
     public var sharedGateName: String { "\(prefix).shared_expert_gate.weight" }
 }
 
@@ -110,19 +171,24 @@ public struct DecoderLayer: Sendable {
     }
 
     public let inputNorm: [Float]
-    public let attention: Attention
+    public let attention: SelfAttention
     public let postAttentionNorm: [Float]
     public let feedForward: FeedForward
 
-    public init(inputNorm: [Float], attention: Attention, postAttentionNorm: [Float], feedForward: FeedForward) {
+    public init(inputNorm: [Float], attention: SelfAttention, postAttentionNorm: [Float], feedForward: FeedForward) {
         self.inputNorm = inputNorm; self.attention = attention
         self.postAttentionNorm = postAttentionNorm; self.feedForward = feedForward
     }
 
     /// Reads the layer `layout` describes.
     public init(_ c: ModelConfig, _ w: WeightReader, layout l: LayerLayout) throws {
-        let attention = try Attention(c, w, prefix: l.attentionPrefix, qkvBias: l.qkvBias, outputBias: l.outputBias,
-                                      qkNorm: l.qkNorm, clip: l.clip)
+        let attention: SelfAttention
+        if let latent = l.latent {
+            attention = .latent(try LatentAttention(c, w, prefix: l.attentionPrefix, layout: latent))
+        } else {
+            attention = .grouped(try Attention(c, w, prefix: l.attentionPrefix, qkvBias: l.qkvBias, outputBias: l.outputBias,
+                                               qkNorm: l.qkNorm, clip: l.clip))
+        }
         let ff: FeedForward
         switch l.feedForward {
         case let .dense(prefix, width):
@@ -131,18 +197,34 @@ public struct DecoderLayer: Sendable {
             var shared: MLP?, sharedGate: [Float]?
             if let sharedWidth = m.sharedWidth {
                 shared = try MLP(w, prefix: m.sharedPrefix, hidden: c.hiddenSize, width: sharedWidth)
-                sharedGate = try FloatEncoding.floats(w.store.tensor(m.sharedGateName, shape: [1, c.hiddenSize]))
+                if m.sharedGated {
+                    sharedGate = try FloatEncoding.floats(w.store.tensor(m.sharedGateName, shape: [1, c.hiddenSize]))
+                }
             }
             let n = m.expertNames
             ff = .moe(MoEBlock(
-                router: try w.matrix(m.routerName, rows: m.experts, cols: c.hiddenSize),
+                router: try ExpertRouter(w, layout: m, hidden: c.hiddenSize),
                 experts: try MoEBlock.readExperts(w, prefix: "\(m.prefix).experts", count: m.experts, hidden: c.hiddenSize,
                                                   width: m.width, names: (n.gate, n.up, n.down)),
-                topK: m.topK, normTopKProb: m.normTopKProb, sharedExpert: shared, sharedExpertGate: sharedGate))
+                sharedExpert: shared, sharedExpertGate: sharedGate))
         }
         self.init(inputNorm: try w.vector("\(l.prefix).input_layernorm.weight", count: c.hiddenSize),
                   attention: attention,
                   postAttentionNorm: try w.vector("\(l.prefix).post_attention_layernorm.weight", count: c.hiddenSize),
                   feedForward: ff)
+    }
+}
+
+/// A layer's self-attention: grouped-query (every architecture but DeepSeek's) or multi-head latent.
+public enum SelfAttention: Sendable {
+    case grouped(Attention)
+    case latent(LatentAttention)
+
+    func forward(_ x: UnsafePointer<Float>, _ layout: PassLayout, layer: Int, rope: RotaryEmbedding,
+                 residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
+        switch self {
+        case .grouped(let a): a.forward(x, layout, layer: layer, rope: rope, residual: residual, hidden: hidden, ws: ws, pool: pool)
+        case .latent(let a): a.forward(x, layout, layer: layer, rope: rope, residual: residual, hidden: hidden, ws: ws, pool: pool)
+        }
     }
 }

@@ -52,8 +52,7 @@ public struct Attention: @unchecked Sendable {
     /// Attends every sequence's rows of x [rows, hidden] (`layout`: which rows, which cache; the caller
     /// advances the caches afterwards) and adds the output projection into `residual` [rows, hidden].
     /// `ws.ropeCos`/`ws.ropeSin` hold one table row per row, for its position. The projections run over all
-    /// rows at once; one-token sequences attend by dot products, all (sequence, head) pairs in one parallel
-    /// section; longer runs (prefill chunks) attend causally as matrix products.
+    /// rows at once; `ScaledDotProduct` attends.
     func forward(_ x: UnsafePointer<Float>, _ layout: PassLayout, layer: Int, rope: RotaryEmbedding,
                  residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
         let T = layout.rows
@@ -68,29 +67,9 @@ public struct Attention: @unchecked Sendable {
             }
         }
         let out = ws.attention.reserve(T * qWidth)
-        if !layout.singles.isEmpty {
-            // Every (sequence, head) pair gets a score row of the longest sequence's length: one reservation, no
-            // per-step offsets table, and the rows a shorter sequence leaves unused are never touched.
-            let longest = layout.singles.reduce(0) { max($0, layout.caches[$1].count + 1) }
-            let scores = ws.scores.reserve(layout.singles.count * heads * longest)
-            layout.caches.withUnsafeBufferPointer { caches in
-                layout.singles.withUnsafeBufferPointer { singles in
-                    layout.firsts.withUnsafeBufferPointer { firsts in
-                        pool.parallelFor(singles.count * heads) { task in
-                            let c = singles[task / heads], h = task % heads
-                            let cache = caches[c], row = firsts[c]
-                            attendOne(qs + row * qWidth, head: h, cache: cache, layer: layer, positions: cache.count + 1,
-                                      scores: scores + task * longest, out: out + row * qWidth)
-                        }
-                    }
-                }
-            }
-        }
-        for (c, cache) in layout.caches.enumerated() where layout.counts[c] > 1 {
-            let first = layout.firsts[c]
-            attendCausal(qs + first * qWidth, tokens: layout.counts[c], start: cache.count, cache: cache, layer: layer,
-                         out: out + first * qWidth, ws: ws, pool: pool)
-        }
+        ScaledDotProduct(heads: heads, group: heads / kvHeads, qkDim: headDim, valueDim: headDim, valuesInKeys: false,
+                         scale: 1 / Float(headDim).squareRoot())
+            .attend(qs, layout, layer: layer, out: out, ws: ws, pool: pool)
         outputProjection(out, tokens: T, residual: residual, hidden: hidden, pool: pool)
     }
 
@@ -146,66 +125,6 @@ public struct Attention: @unchecked Sendable {
                                   hidden: Int, pool: WorkerPool) {
         linear(out, ldx: heads * headDim, tokens: T, o, into: residual, ldo: hidden, accumulate: true, pool: pool)
         if let oBias { addBias(residual, rows: T, stride: hidden, bias: oBias, count: hidden) }
-    }
-
-    /// Prefill: softmax(q·kᵀ/√d + causal mask)·v per head as matrix products (one per cache page), queries in
-    /// chunks to bound the score buffer.
-    private func attendCausal(_ qs: UnsafePointer<Float>, tokens T: Int, start: Int, cache: KVCache, layer: Int,
-                              out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
-        let qWidth = heads * headDim, kvWidth = kvHeads * headDim
-        let positions = start + T
-        let chunk = min(T, 128)
-        let scores = ws.scores.reserve(heads * chunk * positions)
-        let group = heads / kvHeads
-        let scale = 1 / Float(headDim).squareRoot()
-        let hd = headDim
-        var first = 0
-        while first < T {
-            let rows = min(chunk, T - first)
-            pool.parallelFor(heads) { h in
-                let s = scores + h * chunk * positions
-                let kvh = h / group
-                let visible = start + first + rows   // the last query of the chunk sees this many positions
-                let q = qs + first * qWidth + h * hd
-                cache.forEachRun(layer: layer, positions: visible) { p0, n, keys, _ in
-                    sgemmNT(m: rows, n: n, k: hd, alpha: scale, a: q, lda: qWidth, b: keys + kvh * hd, ldb: kvWidth,
-                            c: s + p0, ldc: positions, accumulate: false, pool: nil)
-                }
-                for r in 0..<rows {
-                    let row = s + r * positions
-                    let valid = start + first + r + 1
-                    softmax(row, count: valid)
-                    for j in valid..<visible { row[j] = 0 }
-                }
-                let o = out + first * qWidth + h * hd
-                cache.forEachRun(layer: layer, positions: visible) { p0, n, _, values in
-                    sgemmNN(m: rows, n: hd, k: n, alpha: 1, a: s + p0, lda: positions, b: values + kvh * hd, ldb: kvWidth,
-                            c: o, ldc: qWidth, accumulate: p0 > 0, pool: nil)
-                }
-            }
-            first += rows
-        }
-    }
-
-    /// Decode, one head of one query: scores by dot products with the `positions` cached keys, softmax, then
-    /// the weighted sum of the cached values — no packing, each cached row read once, page by page. `qs` is the
-    /// query row [heads·headDim], `out` its output row; `scores` holds `positions` floats for this head alone, so
-    /// heads (and sequences) run as independent tasks.
-    @inline(__always)
-    private func attendOne(_ qs: UnsafePointer<Float>, head h: Int, cache: KVCache, layer: Int, positions: Int,
-                           scores s: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        let kvWidth = kvHeads * headDim, hd = headDim
-        let scale = 1 / Float(headDim).squareRoot()
-        let kv = (h / (heads / kvHeads)) * hd
-        let q = qs + h * hd, o = out + h * hd
-        cache.forEachRun(layer: layer, positions: positions) { first, n, keys, _ in
-            for j in 0..<n { s[first + j] = dot(q, keys + j * kvWidth + kv, count: hd) * scale }
-        }
-        softmax(s, count: positions)
-        o.update(repeating: 0, count: hd)
-        cache.forEachRun(layer: layer, positions: positions) { first, n, _, values in
-            for j in 0..<n { axpy(s[first + j], values + j * kvWidth + kv, o, count: hd) }
-        }
     }
 }
 

@@ -24,13 +24,20 @@ public final class KVCache: @unchecked Sendable {
 
     public var layers: Int { pool.layers }
     public var rowWidth: Int { pool.rowWidth }
+    public var valueWidth: Int { pool.valueWidth }
 
     /// A cache with a pool of its own: one page of `capacity` positions, allocated now (a single sequence's
     /// cache, laid out as one contiguous run per layer).
     public convenience init(layers: Int, capacity: Int, kvHeads: Int, headDim: Int) {
+        self.init(layers: layers, capacity: capacity, keyWidth: kvHeads * headDim, valueWidth: kvHeads * headDim)
+    }
+
+    /// A cache with a pool of its own whose rows hold `keyWidth` and `valueWidth` floats (latent attention keeps
+    /// one row per position: `valueWidth` 0).
+    public convenience init(layers: Int, capacity: Int, keyWidth: Int, valueWidth: Int) {
         let capacity = max(capacity, 1)
         // A single sequence's cache is planned by its caller (the model's context): no limit to check here.
-        let pool = try! KVPagePool(layers: layers, rowWidth: kvHeads * headDim, pageSize: capacity, pages: 1)
+        let pool = try! KVPagePool(layers: layers, rowWidth: keyWidth, valueWidth: valueWidth, pageSize: capacity, pages: 1)
         try! self.init(pool: pool, capacity: capacity)
         _ = reserve(upTo: capacity)
         keepsPages = true
@@ -59,7 +66,7 @@ public final class KVCache: @unchecked Sendable {
     }
 
     @inline(__always) func values(layer: Int, position p: Int) -> UnsafeMutablePointer<Float> {
-        pool.values(page: Int(pageTable[p / pool.pageSize]), layer: layer) + (p % pool.pageSize) * pool.rowWidth
+        pool.values(page: Int(pageTable[p / pool.pageSize]), layer: layer) + (p % pool.pageSize) * pool.valueWidth
     }
 
     /// Calls `body(first, n, keys, values)` for each run of positions `0..<positions` that is contiguous in one
@@ -136,9 +143,9 @@ public final class KVCache: @unchecked Sendable {
     /// Throws `badInput` for a cache of another shape or `n` beyond what `other` holds, `contextOverflow` when
     /// `n` exceeds this cache's capacity, `kvPagesExhausted` when a copy finds too few free pages.
     public func copyPrefix(from other: KVCache, count n: Int) throws {
-        guard other.layers == layers, other.rowWidth == rowWidth else {
-            throw ModelError.badInput("copyPrefix: caches of different shapes (\(other.layers) layers × \(other.rowWidth) "
-                                      + "into \(layers) × \(rowWidth))")
+        guard other.layers == layers, other.rowWidth == rowWidth, other.valueWidth == valueWidth else {
+            throw ModelError.badInput("copyPrefix: caches of different shapes (\(other.layers) layers × \(other.rowWidth)+\(other.valueWidth) "
+                                      + "into \(layers) × \(rowWidth)+\(valueWidth))")
         }
         guard n >= 0, n <= other.count else {
             throw ModelError.badInput("copyPrefix: \(n) positions asked for, the source holds \(other.count)")
@@ -160,7 +167,7 @@ public final class KVCache: @unchecked Sendable {
             for p in 0..<n {
                 for layer in 0..<layers {
                     keys(layer: layer, position: p).update(from: other.keys(layer: layer, position: p), count: rowWidth)
-                    values(layer: layer, position: p).update(from: other.values(layer: layer, position: p), count: rowWidth)
+                    values(layer: layer, position: p).update(from: other.values(layer: layer, position: p), count: valueWidth)
                 }
             }
         }
@@ -177,7 +184,11 @@ public final class KVCache: @unchecked Sendable {
 /// out (the engine's), while a pass only reads and writes rows of pages already held.
 public final class KVPagePool: @unchecked Sendable {
     public let layers: Int
+    /// Floats of one position's key row in one layer.
     public let rowWidth: Int
+    /// Floats of one position's value row (equal to `rowWidth` for grouped-query attention; 0 for latent
+    /// attention, whose one row per position serves as key and value).
+    public let valueWidth: Int
     /// Positions per page.
     public let pageSize: Int
     public let pageCount: Int
@@ -189,19 +200,22 @@ public final class KVPagePool: @unchecked Sendable {
     private let references: UnsafeMutablePointer<Int32>
     private var freeList: [Int32]
 
-    /// Throws `badInput` for sizes that are not positive or whose product overflows.
-    public init(layers: Int, rowWidth: Int, pageSize: Int, pages: Int) throws {
-        guard layers > 0, rowWidth > 0, pageSize > 0, pages > 0, pages <= Int(Int32.max) else {
-            throw ModelError.badInput("a KV page pool needs positive sizes (\(layers) layers, row \(rowWidth), \(pageSize) positions a page, \(pages) pages)")
+    /// Throws `badInput` for sizes that are not positive or whose product overflows. `valueWidth` defaults to
+    /// `rowWidth`.
+    public init(layers: Int, rowWidth: Int, valueWidth: Int? = nil, pageSize: Int, pages: Int) throws {
+        let valueWidth = valueWidth ?? rowWidth
+        guard layers > 0, rowWidth > 0, valueWidth >= 0, pageSize > 0, pages > 0, pages <= Int(Int32.max) else {
+            throw ModelError.badInput("a KV page pool needs positive sizes (\(layers) layers, rows \(rowWidth)+\(valueWidth), \(pageSize) positions a page, \(pages) pages)")
         }
-        guard let floats = Self.floats(layers: layers, rowWidth: rowWidth, pageSize: pageSize, pages: pages),
-              let bytes = Self.bytes(layers: layers, rowWidth: rowWidth, pageSize: pageSize, pages: pages) else {
-            throw ModelError.badInput("a KV page pool of \(pages) pages × \(pageSize) positions × \(layers) layers × \(rowWidth) floats overflows")
+        guard let keyFloats = Self.floats(layers: layers, rowWidth: rowWidth, pageSize: pageSize, pages: pages),
+              let valueFloats = Self.floats(layers: layers, rowWidth: valueWidth, pageSize: pageSize, pages: pages),
+              let bytes = Self.bytes(layers: layers, rowWidth: rowWidth, valueWidth: valueWidth, pageSize: pageSize, pages: pages) else {
+            throw ModelError.badInput("a KV page pool of \(pages) pages × \(pageSize) positions × \(layers) layers × \(rowWidth)+\(valueWidth) floats overflows")
         }
-        self.layers = layers; self.rowWidth = rowWidth; self.pageSize = pageSize; pageCount = pages
+        self.layers = layers; self.rowWidth = rowWidth; self.valueWidth = valueWidth; self.pageSize = pageSize; pageCount = pages
         pageBytes = bytes / pages
-        keyStore = .allocate(capacity: floats)
-        valueStore = .allocate(capacity: floats)
+        keyStore = .allocate(capacity: keyFloats)
+        valueStore = .allocate(capacity: max(valueFloats, 1))
         references = .allocate(capacity: pages)
         references.initialize(repeating: 0, count: pages)
         freeList = (0..<Int32(pages)).reversed()
@@ -221,10 +235,11 @@ public final class KVPagePool: @unchecked Sendable {
     }
 
     /// Bytes of keys and values of `pages` pages; nil when the product overflows (what a pool of that size takes).
-    public static func bytes(layers: Int, rowWidth: Int, pageSize: Int, pages: Int) -> Int? {
-        guard let floats = floats(layers: layers, rowWidth: rowWidth, pageSize: pageSize, pages: pages) else { return nil }
-        let (bytes, overflow) = floats.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size)
-        return overflow ? nil : bytes
+    public static func bytes(layers: Int, rowWidth: Int, valueWidth: Int? = nil, pageSize: Int, pages: Int) -> Int? {
+        let (width, overflow) = rowWidth.addingReportingOverflow(valueWidth ?? rowWidth)
+        guard !overflow, let floats = floats(layers: layers, rowWidth: width, pageSize: pageSize, pages: pages) else { return nil }
+        let (bytes, overflow2) = floats.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        return overflow2 ? nil : bytes
     }
 
     public var freePages: Int { freeList.count }
@@ -234,7 +249,7 @@ public final class KVPagePool: @unchecked Sendable {
     }
 
     @inline(__always) func values(page: Int, layer: Int) -> UnsafeMutablePointer<Float> {
-        valueStore + (page * layers + layer) * pageSize * rowWidth
+        valueStore + (page * layers + layer) * pageSize * valueWidth
     }
 
     /// A free page, now held once; nil when none is free.
@@ -257,7 +272,7 @@ public final class KVPagePool: @unchecked Sendable {
     func copy(page: Int32, to target: Int32, rows: Int) {
         for layer in 0..<layers {
             keys(page: Int(target), layer: layer).update(from: keys(page: Int(page), layer: layer), count: rows * rowWidth)
-            values(page: Int(target), layer: layer).update(from: values(page: Int(page), layer: layer), count: rows * rowWidth)
+            values(page: Int(target), layer: layer).update(from: values(page: Int(page), layer: layer), count: rows * valueWidth)
         }
     }
 }

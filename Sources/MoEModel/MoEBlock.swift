@@ -4,25 +4,24 @@ import MoEKernels
 
 /// The mixture-of-experts feed-forward block, written once for every architecture:
 ///
-///     router logits = gate(x)                  (Linear hidden → experts, no bias)
-///     p = softmax(logits)                      (f32, over all experts)
-///     w, idx = topk(p, k)                      (then w /= Σw if normTopKProb)
+///     w, idx = router(x)                       (`ExpertRouter`: k experts per token and their weights)
 ///     y = Σ_j w_j · expert_idx_j(x)            (each expert a SwiGLU MLP)
-///     y += sigmoid(sharedGate · x) · shared(x) (Qwen2-MoE's shared expert, when present)
+///     y += sigmoid(sharedGate · x) · shared(x) (Qwen2-MoE's gated shared expert, when present)
+///     y += shared(x)                           (DeepSeek's and GLM-4.5's shared experts: no gate)
 ///
 /// Dropless dispatch: tokens are grouped by the expert they chose (a counting sort), and each expert that
 /// was hit runs one matrix product over its group of tokens.
 public struct MoEBlock: @unchecked Sendable {
-    public let router: WeightMatrix
+    public let router: ExpertRouter
     public let experts: [MLP]
-    public let topK: Int
-    public let normTopKProb: Bool
     public let sharedExpert: MLP?
+    /// The shared expert's sigmoid gate [hidden]; nil: the shared expert is added as it is.
     public let sharedExpertGate: [Float]?
 
-    public init(router: WeightMatrix, experts: [MLP], topK: Int, normTopKProb: Bool,
-                sharedExpert: MLP? = nil, sharedExpertGate: [Float]? = nil) {
-        self.router = router; self.experts = experts; self.topK = topK; self.normTopKProb = normTopKProb
+    public var topK: Int { router.topK }
+
+    public init(router: ExpertRouter, experts: [MLP], sharedExpert: MLP? = nil, sharedExpertGate: [Float]? = nil) {
+        self.router = router; self.experts = experts
         self.sharedExpert = sharedExpert; self.sharedExpertGate = sharedExpertGate
     }
 
@@ -54,10 +53,10 @@ public struct MoEBlock: @unchecked Sendable {
     /// residual[T, hidden] += MoE(x[T, hidden]).
     func forward(_ x: UnsafePointer<Float>, tokens T: Int, residual: UnsafeMutablePointer<Float>,
                  ws: Workspace, pool: WorkerPool) {
-        let hidden = router.cols, count = router.rows, k = topK
+        let hidden = router.weight.cols, count = router.experts, k = topK
         let logits = ws.routerLogits.reserve(T * count)
-        linear(x, ldx: hidden, tokens: T, router, into: logits, ldo: count, pool: pool)
-        route(logits, tokens: T, routing: &ws.routing)
+        linear(x, ldx: hidden, tokens: T, router.weight, into: logits, ldo: count, pool: pool)
+        router.route(logits, tokens: T, routing: &ws.routing)
         let routing = ws.routing
 
         // Gather every (token, choice) row in expert order: expert e owns rows offsets[e] ..< offsets[e+1].
@@ -92,7 +91,11 @@ public struct MoEBlock: @unchecked Sendable {
             axpy(routing.weights[entry], out + r * hidden, residual + (entry / k) * hidden, count: hidden)
         }
 
-        if let sharedExpert, let sharedExpertGate {
+        if let sharedExpert {
+            guard let sharedExpertGate else {
+                sharedExpert.forward(x, tokens: T, into: residual, accumulate: true, ws: ws, pool: pool)
+                return
+            }
             let shared = ws.mlpOut.reserve(T * hidden)
             sharedExpert.forward(x, tokens: T, into: shared, accumulate: false, ws: ws, pool: pool)
             sharedExpertGate.withUnsafeBufferPointer { g in
@@ -104,47 +107,5 @@ public struct MoEBlock: @unchecked Sendable {
                 }
             }
         }
-    }
-
-    /// softmax → top-k → optional renormalisation, then the counting sort by expert.
-    func route(_ logits: UnsafeMutablePointer<Float>, tokens T: Int, routing: inout Routing) {
-        let count = router.rows, k = topK
-        if routing.chosen.count < T * k {
-            routing.chosen = .init(repeating: 0, count: T * k)
-            routing.weights = .init(repeating: 0, count: T * k)
-            routing.order = .init(repeating: 0, count: T * k)
-        }
-        if routing.offsets.count != count + 1 { routing.offsets = .init(repeating: 0, count: count + 1) }
-        for e in 0...count { routing.offsets[e] = 0 }
-        for t in 0..<T {
-            let p = logits + t * count
-            softmax(p, count: count)
-            var sum: Float = 0
-            for j in 0..<k {
-                // The j-th largest probability; earlier picks are marked by negating them (p ≥ 0).
-                var best = -1
-                var bestP = -Float.infinity
-                for e in 0..<count where p[e] > bestP { bestP = p[e]; best = e }
-                routing.chosen[t * k + j] = Int32(best)
-                routing.weights[t * k + j] = bestP
-                sum += bestP
-                p[best] = -1
-            }
-            if normTopKProb { for j in 0..<k { routing.weights[t * k + j] /= sum } }
-            for j in 0..<k { routing.offsets[Int(routing.chosen[t * k + j]) + 1] += 1 }
-        }
-        routing.hit.removeAll(keepingCapacity: true)
-        for e in 0..<count {
-            if routing.offsets[e + 1] > 0 { routing.hit.append(e) }
-            routing.offsets[e + 1] += routing.offsets[e]
-        }
-        // Place each entry at its expert's next free slot (offsets[e] advances, then is restored).
-        for entry in 0..<(T * k) {
-            let e = Int(routing.chosen[entry])
-            routing.order[routing.offsets[e]] = Int32(entry)
-            routing.offsets[e] += 1
-        }
-        for e in stride(from: count, to: 0, by: -1) { routing.offsets[e] = routing.offsets[e - 1] }
-        routing.offsets[0] = 0
     }
 }

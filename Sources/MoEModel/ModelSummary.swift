@@ -35,16 +35,22 @@ public struct ModelSummary: Sendable {
         bytesPerToken += model.embedding.rowBytes
         for layer in model.layers {
             addVector(layer.inputNorm); addVector(layer.postAttentionNorm)
-            let a = layer.attention
-            for w in [a.q, a.k, a.v, a.o] { add(w) }
-            for v in [a.qBias, a.kBias, a.vBias, a.oBias, a.qNormWeight, a.kNormWeight] { addVector(v) }
+            switch layer.attention {
+            case .grouped(let a):
+                for w in [a.q, a.k, a.v, a.o] { add(w) }
+                for v in [a.qBias, a.kBias, a.vBias, a.oBias, a.qNormWeight, a.kNormWeight] { addVector(v) }
+            case .latent(let a):
+                for w in [a.q, a.qA, a.qB, a.kvA, a.kvB, a.o].compactMap({ $0 }) { add(w) }
+                for v in [a.qABias, a.qANorm, a.kvABias, a.kvANorm, a.oBias] { addVector(v) }
+            }
             switch layer.feedForward {
             case .dense(let mlp):
                 denseLayers += 1
                 addMLP(mlp, active: true)
             case .moe(let block):
                 moeLayers += 1
-                add(block.router)
+                add(block.router.weight)
+                addVector(block.router.selectionBias)
                 for e in block.experts { addMLP(e, active: false) }
                 // k of the experts are active per token (all have the same shape).
                 if let e = block.experts.first {
@@ -62,8 +68,7 @@ public struct ModelSummary: Sendable {
         } else {
             add(model.lmHead)
         }
-        let c = model.config
-        kvCacheBytes = 2 * c.numHiddenLayers * model.contextLength * c.numKeyValueHeads * c.headDim * 4
+        kvCacheBytes = model.layers.count * model.contextLength * model.kvBytesPerTokenAndLayer
     }
 
     /// Weights + a full-context KV cache + the largest activations (logits of one row, attention scores).

@@ -115,4 +115,19 @@ public struct RotaryEmbedding: Sendable {
             }
         }
     }
+
+    /// As `apply`, for weights laid out with the rotary pairs interleaved (DeepSeek's `rope_interleave`, and
+    /// DeepSeek-V2's complex form): dimensions 2i and 2i+1 rotate together by frequency i.
+    @inline(__always)
+    public static func applyInterleaved(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotaryDim: Int,
+                                        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        for h in 0..<heads {
+            let v = x + h * headDim
+            for i in 0..<(rotaryDim / 2) {
+                let a = v[2 * i], b = v[2 * i + 1]
+                v[2 * i] = a * cos[i] - b * sin[i]
+                v[2 * i + 1] = b * cos[i] + a * sin[i]
+            }
+        }
+    }
 }

@@ -24,6 +24,8 @@ public final class Transformer: @unchecked Sendable {
     public let finalNorm: [Float]
     public let lmHead: WeightMatrix
     public let rope: RotaryEmbedding
+    /// Floats a KV cache holds per position and layer: keys and values (latent attention: one row, no values).
+    public let kvShape: (keyWidth: Int, valueWidth: Int)
     public let pool: WorkerPool
     let ws = Workspace()
 
@@ -36,7 +38,7 @@ public final class Transformer: @unchecked Sendable {
     public init(directory: String, threads: Int = WorkerPool.defaultThreadCount,
                 activations: ActivationRounding = .int8) throws {
         self.directory = directory
-        let config: ModelConfig
+        var config: ModelConfig
         if GGUFCheckpoint.isGGUF(directory) {
             let gguf = try GGUFCheckpoint(path: directory)
             config = gguf.config
@@ -50,12 +52,14 @@ public final class Transformer: @unchecked Sendable {
             generation = try GenerationConfig(directory: directory)
             checkpoint = try Checkpoint(directory: directory)
         }
-        self.config = config
         let architecture = try ArchitectureRegistry.architecture(for: config.modelType)
+        config = try architecture.withDefaults(config)
+        self.config = config
         try config.requireSupported()
         let w = WeightReader(checkpoint, activations: activations)
         embedding = try w.matrix("model.embed_tokens.weight", rows: config.vocabSize, cols: config.hiddenSize)
-        layers = try architecture.layout(config, has: w.has).map { try DecoderLayer(config, w, layout: $0) }
+        let layouts = try architecture.layout(config, has: w.has)
+        layers = try layouts.map { try DecoderLayer(config, w, layout: $0) }
         finalNorm = try w.vector("model.norm.weight", count: config.hiddenSize)
         if config.tieWordEmbeddings || !w.has("lm_head.weight") {
             guard config.tieWordEmbeddings else { throw FormatError.missingTensor(tensor: "lm_head.weight", directory: directory) }
@@ -63,7 +67,11 @@ public final class Transformer: @unchecked Sendable {
         } else {
             lmHead = try w.matrix("lm_head.weight", rows: config.vocabSize, cols: config.hiddenSize)
         }
+        // (Latent attention's architectures set head_dim to their rope dimensions, as transformers does.)
+        let latent = layouts.first?.latent
         rope = try RotaryEmbedding(config.rope, headDim: config.headDim, maxPositionEmbeddings: config.maxPositionEmbeddings)
+        kvShape = latent.map { (keyWidth: $0.cachedWidth, valueWidth: 0) }
+            ?? (keyWidth: config.numKeyValueHeads * config.headDim, valueWidth: config.numKeyValueHeads * config.headDim)
         pool = WorkerPool(threads: max(1, threads))
     }
 
@@ -72,14 +80,16 @@ public final class Transformer: @unchecked Sendable {
 
     /// A KV cache for up to `capacity` positions (default: the whole context).
     public func makeCache(capacity: Int? = nil) -> KVCache {
-        KVCache(layers: layers.count, capacity: capacity ?? contextLength,
-                kvHeads: config.numKeyValueHeads, headDim: config.headDim)
+        KVCache(layers: layers.count, capacity: capacity ?? contextLength, keyWidth: kvShape.keyWidth, valueWidth: kvShape.valueWidth)
     }
+
+    /// Bytes of f32 KV cache per position and layer.
+    public var kvBytesPerTokenAndLayer: Int { (kvShape.keyWidth + kvShape.valueWidth) * MemoryLayout<Float>.size }
 
     /// A pool of `pages` KV pages of `pageSize` positions each, for caches that grow page by page and share
     /// prefixes (`KVCache(pool:capacity:)`).
     public func makePagePool(pages: Int, pageSize: Int) throws -> KVPagePool {
-        try KVPagePool(layers: layers.count, rowWidth: config.numKeyValueHeads * config.headDim, pageSize: pageSize, pages: pages)
+        try KVPagePool(layers: layers.count, rowWidth: kvShape.keyWidth, valueWidth: kvShape.valueWidth, pageSize: pageSize, pages: pages)
     }
 
     /// Runs `tokens` at the positions after those already in `cache`, appends their keys and values, and
@@ -102,9 +112,9 @@ public final class Transformer: @unchecked Sendable {
 
     /// Refuses a cache made for another shape of model (its layout would be read out of bounds).
     func requireFits(_ cache: KVCache) throws {
-        guard cache.layers == layers.count, cache.rowWidth == config.numKeyValueHeads * config.headDim else {
-            throw ModelError.badInput("the KV cache (\(cache.layers) layers × \(cache.rowWidth)) is not shaped for this model "
-                                      + "(\(layers.count) layers × \(config.numKeyValueHeads * config.headDim))")
+        guard cache.layers == layers.count, cache.rowWidth == kvShape.keyWidth, cache.valueWidth == kvShape.valueWidth else {
+            throw ModelError.badInput("the KV cache (\(cache.layers) layers × \(cache.rowWidth)+\(cache.valueWidth)) is not shaped for this model "
+                                      + "(\(layers.count) layers × \(kvShape.keyWidth)+\(kvShape.valueWidth))")
         }
     }
 
@@ -141,7 +151,7 @@ public final class Transformer: @unchecked Sendable {
     /// Every decoder layer over the T rows of the residual stream `h`; `attend(i, attention, normed)` adds
     /// layer i's attention of the normalised rows into `h` (the caller picks the cache(s) and positions).
     func runLayers(_ h: UnsafeMutablePointer<Float>, tokens T: Int,
-                   attend: (Int, Attention, UnsafeMutablePointer<Float>) -> Void) {
+                   attend: (Int, SelfAttention, UnsafeMutablePointer<Float>) -> Void) {
         let H = config.hiddenSize
         let normed = ws.normed.reserve(T * H)
         let eps = Float(config.rmsNormEps)

@@ -32,6 +32,9 @@ final class Workspace: @unchecked Sendable {
     let key = ScratchBuffer()         // [T, kvHeads·headDim]
     let value = ScratchBuffer()       // [T, kvHeads·headDim]
     let attention = ScratchBuffer()   // attention output before o_proj [T, heads·headDim]
+    let queryLowRank = ScratchBuffer() // latent attention: q_a_proj's output [T, q_lora_rank]
+    let latentQuery = ScratchBuffer()  // latent attention: absorbed queries [T, heads·(kv_lora_rank + rope)]
+    let latentOutput = ScratchBuffer() // latent attention: weighted latents [T, heads·kv_lora_rank]
     let scores = ScratchBuffer()      // attention probabilities [heads, chunk, positions]
     let ropeCos = ScratchBuffer()     // [T, rotaryDim/2]
     let ropeSin = ScratchBuffer()
@@ -52,4 +55,6 @@ struct Routing {
     var offsets: [Int] = []           // [experts + 1] start of each expert's group in `order`
     var order: [Int32] = []           // flat (token·k + slot) entries sorted by expert
     var hit: [Int] = []               // experts chosen by at least one token, ascending
+    var choice: [Float] = []          // [experts] one token's scores for choosing
+    var groupScores: [Float] = []     // [groups] one token's expert-group ranks
 }

@@ -52,6 +52,15 @@ public final class TrainableModel: @unchecked Sendable {
         if let clip = layouts.first?.clip {
             throw ModelError.unsupported("clip_qkv (\(clip)) is not supported for training")
         }
+        for l in layouts {
+            if l.latent != nil {
+                throw ModelError.unsupported("training \(config.modelType): multi-head latent attention has no backward pass yet")
+            }
+            if case let .moe(m) = l.feedForward, m.router != RouterLayout() || !m.sharedGated {
+                throw ModelError.unsupported("training \(config.modelType): sigmoid / group-limited / scaled routing and ungated "
+                                             + "shared experts have no backward pass yet")
+            }
+        }
         self.config = config
         hidden = config.hiddenSize; vocab = config.vocabSize; eps = Float(config.rmsNormEps)
         rope = try RotaryEmbedding(config.rope, headDim: config.headDim, maxPositionEmbeddings: config.maxPositionEmbeddings)

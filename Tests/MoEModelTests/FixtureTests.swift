@@ -8,7 +8,8 @@ enum Fixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/models").path
     static let cases = ["qwen2_moe", "qwen2_moe_step2", "qwen3_moe", "qwen3_moe_bf16", "mixtral", "olmoe",
-                        "qwen2", "qwen3", "llama"]
+                        "qwen2", "qwen3", "llama",
+                        "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_plain", "glm4_moe"]
 
     struct Expected: Decodable {
         struct Greedy: Decodable { let prompt: [Int]; let max_new_tokens: Int; let ids: [Int] }

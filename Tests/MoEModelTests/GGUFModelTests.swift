@@ -101,7 +101,8 @@ func greedyIDs(_ model: Transformer, prompt: [Int], count: Int) throws -> [Int] 
     @Test(arguments: [1, 3, 8, 9, 40])
     func quantizedLinearEqualsDequantizedProduct(tokens: Int) throws {
         let model = try Transformer(directory: "\(GGUFModelFixtures.root)/quant/q4_k.gguf", threads: 2, activations: .int16)
-        let w = model.layers[0].attention.q
+        guard case let .grouped(attention) = model.layers[0].attention else { Issue.record("not grouped-query attention"); return }
+        let w = attention.q
         var dense = [Float](repeating: 0, count: w.rows * w.cols)
         for r in 0..<w.rows { dense.withUnsafeMutableBufferPointer { loadRow(w, row: r, into: $0.baseAddress! + r * w.cols) } }
         let x = (0..<(tokens * w.cols)).map { Float(sin(Double($0) * 0.37)) }

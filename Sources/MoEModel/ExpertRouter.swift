@@ -1,0 +1,141 @@
+import Foundation
+import MoEFormats
+import MoEKernels
+
+/// The router of a mixture-of-experts block: which k experts each token goes to, and with what weights.
+///
+///     logits = gate(x)                                   (Linear hidden → experts, f32)
+///     s = softmax(logits)  or  sigmoid(logits)           (`layout.scoring`)
+///     c = s + e_score_correction_bias                    (V3, GLM-4.5: the bias only steers the choice)
+///     groups: keep the best `groupsChosen` of `groups` groups, ranked by max(c) or the sum of the two best c;
+///             c of the other groups' experts becomes 0 (as transformers' masked_fill)
+///     idx = topk(c, k);  w = s[idx]
+///     w /= Σw (+1e-20) if normTopKProb;  w *= routed_scaling_factor
+///
+/// Qwen-MoE, Mixtral and OLMoE are the plain case: softmax, no bias, one group, scale 1.
+public struct ExpertRouter: @unchecked Sendable {
+    public let weight: WeightMatrix
+    public let topK: Int
+    public let normTopKProb: Bool
+    public let layout: RouterLayout
+    /// `e_score_correction_bias` [experts], when the layout has one.
+    public let selectionBias: [Float]?
+
+    public var experts: Int { weight.rows }
+
+    public init(weight: WeightMatrix, topK: Int, normTopKProb: Bool, layout: RouterLayout = RouterLayout(),
+                selectionBias: [Float]? = nil) {
+        self.weight = weight; self.topK = topK; self.normTopKProb = normTopKProb; self.layout = layout
+        self.selectionBias = selectionBias
+    }
+
+    /// Reads `{prefix}.gate.weight` (and the selection bias) of the block `m` describes.
+    init(_ w: WeightReader, layout m: MoELayout, hidden: Int) throws {
+        try Self.validate(m)
+        self.init(weight: try w.matrix(m.routerName, rows: m.experts, cols: hidden), topK: m.topK, normTopKProb: m.normTopKProb,
+                  layout: m.router,
+                  selectionBias: m.router.selectionBias ? try w.vector(m.selectionBiasName, count: m.experts) : nil)
+    }
+
+    /// Refuses group settings that cannot be routed (the config's numbers, named).
+    public static func validate(_ m: MoELayout) throws {
+        let r = m.router
+        guard (1...64).contains(r.groups), m.experts % r.groups == 0 else {
+            throw ModelError.badInput("n_group (\(r.groups)) must divide the \(m.experts) routed experts into equal groups (at most 64)")
+        }
+        guard (1...r.groups).contains(r.groupsChosen) else {
+            throw ModelError.badInput("topk_group (\(r.groupsChosen)) must be between 1 and n_group (\(r.groups))")
+        }
+        guard m.topK <= r.groupsChosen * (m.experts / r.groups) else {
+            throw ModelError.badInput("num_experts_per_tok (\(m.topK)) exceeds the \(r.groupsChosen * (m.experts / r.groups)) experts "
+                                      + "of the topk_group (\(r.groupsChosen)) groups a token may use")
+        }
+        if r.groupScore == .topTwoSum && r.groups > 1 && m.experts / r.groups < 2 {
+            throw ModelError.badInput("groups ranked by their two best experts need at least two experts a group")
+        }
+    }
+
+    /// Chooses experts for T tokens from their logits [T, experts] (overwritten: they become the scores), then
+    /// groups the (token, choice) entries by expert (a counting sort) in `routing`.
+    func route(_ logits: UnsafeMutablePointer<Float>, tokens T: Int, routing: inout Routing) {
+        let count = experts, k = topK
+        if routing.chosen.count < T * k {
+            routing.chosen = .init(repeating: 0, count: T * k)
+            routing.weights = .init(repeating: 0, count: T * k)
+            routing.order = .init(repeating: 0, count: T * k)
+        }
+        if routing.offsets.count != count + 1 { routing.offsets = .init(repeating: 0, count: count + 1) }
+        if routing.choice.count != count { routing.choice = .init(repeating: 0, count: count) }
+        if routing.groupScores.count != layout.groups { routing.groupScores = .init(repeating: 0, count: layout.groups) }
+        for e in 0...count { routing.offsets[e] = 0 }
+        let scale = Float(layout.scale)
+        for t in 0..<T {
+            let s = logits + t * count
+            switch layout.scoring {
+            case .softmax: softmax(s, count: count)
+            case .sigmoid: for e in 0..<count { s[e] = 1 / (1 + expf(-s[e])) }
+            }
+            routing.choice.withUnsafeMutableBufferPointer { c in
+                for e in 0..<count { c[e] = s[e] + (selectionBias?[e] ?? 0) }
+                if layout.groups > 1 { limitToBestGroups(c.baseAddress!, groupScores: &routing.groupScores) }
+                var sum: Float = 0
+                for j in 0..<k {
+                    // The j-th best choice; earlier picks are marked by -infinity.
+                    var best = 0
+                    var bestC = -Float.infinity
+                    for e in 0..<count where c[e] > bestC { bestC = c[e]; best = e }
+                    routing.chosen[t * k + j] = Int32(best)
+                    routing.weights[t * k + j] = s[best]
+                    sum += s[best]
+                    c[best] = -.infinity
+                }
+                for j in 0..<k {
+                    var weight = routing.weights[t * k + j]
+                    if normTopKProb { weight /= sum + 1e-20 }
+                    routing.weights[t * k + j] = weight * scale
+                }
+            }
+            for j in 0..<k { routing.offsets[Int(routing.chosen[t * k + j]) + 1] += 1 }
+        }
+        routing.hit.removeAll(keepingCapacity: true)
+        for e in 0..<count {
+            if routing.offsets[e + 1] > 0 { routing.hit.append(e) }
+            routing.offsets[e + 1] += routing.offsets[e]
+        }
+        // Place each entry at its expert's next free slot (offsets[e] advances, then is restored).
+        for entry in 0..<(T * k) {
+            let e = Int(routing.chosen[entry])
+            routing.order[routing.offsets[e]] = Int32(entry)
+            routing.offsets[e] += 1
+        }
+        for e in stride(from: count, to: 0, by: -1) { routing.offsets[e] = routing.offsets[e - 1] }
+        routing.offsets[0] = 0
+    }
+
+    /// Ranks the groups of one token's choice scores `c` and sets the scores outside the best `groupsChosen`
+    /// groups to 0.
+    private func limitToBestGroups(_ c: UnsafeMutablePointer<Float>, groupScores g: inout [Float]) {
+        let groups = layout.groups, size = experts / groups
+        for group in 0..<groups {
+            let first = c + group * size
+            var best = -Float.infinity, second = -Float.infinity
+            for i in 0..<size {
+                let v = first[i]
+                if v > best { second = best; best = v } else if v > second { second = v }
+            }
+            g[group] = layout.groupScore == .max ? best : best + second
+        }
+        // Pick the best groups one by one (a picked group's score drops to -infinity), then zero the rest.
+        var kept: UInt64 = 0
+        for _ in 0..<layout.groupsChosen {
+            var best = -1
+            for group in 0..<groups where g[group] > -.infinity && (best < 0 || g[group] > g[best]) { best = group }
+            if best < 0 { break }
+            kept |= 1 << UInt64(best)
+            g[best] = -.infinity
+        }
+        for group in 0..<groups where kept & (1 << UInt64(group)) == 0 {
+            (c + group * size).update(repeating: 0, count: size)
+        }
+    }
+}

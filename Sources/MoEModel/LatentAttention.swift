@@ -1,0 +1,127 @@
+import MoEFormats
+import MoEKernels
+
+/// Multi-head latent attention (DeepSeek-V2/V3, "MLA"), as transformers' `DeepseekV3Attention` computes it:
+///
+///     q        = q_proj(x)   or   q_b_proj(rmsnorm(q_a_proj(x)))        [heads, nope + rope]
+///     c, kRope = kv_a_proj_with_mqa(x)                                   [kvLora], [rope] (one for all heads)
+///     c        = rmsnorm(c);  rope(q's rope part), rope(kRope)
+///     kNope_h, v_h = kv_b_proj_h · c                                     (W_UK_h [nope×kvLora], W_UV_h [v×kvLora])
+///     o_h      = softmax(scale · (q_nope_h·kNope_h + q_rope_h·kRope)) · v_h;   out = o_proj(o)
+///
+/// The cache keeps only [c | kRope] per position and layer (kvLora + rope floats, 576 for V3, against
+/// 2 · heads · head_dim for grouped-query attention). Attention runs in latent space with the projections
+/// absorbed, for prefill and decode alike: q_nope_h·kNope_h = (W_UK_hᵀ q_nope_h)·c, so each head's query becomes
+/// [W_UK_hᵀ q_nope_h | q_rope_h] against the cached rows, the weighted sum is taken over the cached latents,
+/// and W_UV_h maps it to the head's output. Nothing is decompressed per position.
+public struct LatentAttention: @unchecked Sendable {
+    let heads: Int
+    let layout: LatentAttentionLayout
+    public let q: WeightMatrix?, qA: WeightMatrix?, qB: WeightMatrix?
+    public let qABias: [Float]?, qANorm: [Float]?
+    public let kvA: WeightMatrix, kvABias: [Float]?, kvANorm: [Float]
+    public let kvB: WeightMatrix
+    /// kv_b_proj widened to f32 [heads·(nope + v), kvLora]: the absorbed products read it per head.
+    let kvBFloats: [Float]
+    public let o: WeightMatrix, oBias: [Float]?
+    /// transformers' RMSNorm default: q_a_layernorm and kv_a_layernorm are built without the config's eps.
+    let latentNormEps: Float = 1e-6
+
+    public init(_ c: ModelConfig, _ w: WeightReader, prefix: String, layout l: LatentAttentionLayout) throws {
+        heads = c.numAttentionHeads
+        layout = l
+        let qWidth = heads * (l.nopeDim + l.ropeDim), hidden = c.hiddenSize
+        if let rank = l.qLoraRank {
+            q = nil
+            qA = try w.matrix("\(prefix).q_a_proj.weight", rows: rank, cols: hidden)
+            qABias = l.bias ? try w.vector("\(prefix).q_a_proj.bias", count: rank) : nil
+            qANorm = try w.vector("\(prefix).q_a_layernorm.weight", count: rank)
+            qB = try w.matrix("\(prefix).q_b_proj.weight", rows: qWidth, cols: rank)
+        } else {
+            q = try w.matrix("\(prefix).q_proj.weight", rows: qWidth, cols: hidden)
+            qA = nil; qABias = nil; qANorm = nil; qB = nil
+        }
+        kvA = try w.matrix("\(prefix).kv_a_proj_with_mqa.weight", rows: l.cachedWidth, cols: hidden)
+        kvABias = l.bias ? try w.vector("\(prefix).kv_a_proj_with_mqa.bias", count: l.cachedWidth) : nil
+        kvANorm = try w.vector("\(prefix).kv_a_layernorm.weight", count: l.kvLoraRank)
+        let kvB = try w.matrix("\(prefix).kv_b_proj.weight", rows: heads * (l.nopeDim + l.valueDim), cols: l.kvLoraRank)
+        self.kvB = kvB
+        var floats = [Float](repeating: 0, count: kvB.rows * kvB.cols)
+        floats.withUnsafeMutableBufferPointer { f in
+            for r in 0..<kvB.rows { loadRow(kvB, row: r, into: f.baseAddress! + r * kvB.cols) }
+        }
+        kvBFloats = floats
+        o = try w.matrix("\(prefix).o_proj.weight", rows: hidden, cols: heads * l.valueDim)
+        oBias = l.bias ? try w.vector("\(prefix).o_proj.bias", count: hidden) : nil
+    }
+
+    /// Attends every sequence's rows of x [rows, hidden] and adds the output projection into `residual`, as
+    /// `Attention.forward` does; the caches hold one row of `layout.cachedWidth` floats per position.
+    func forward(_ x: UnsafePointer<Float>, _ pass: PassLayout, layer: Int, rope: RotaryEmbedding,
+                 residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
+        let T = pass.rows
+        let l = layout, nope = l.nopeDim, ropeDim = l.ropeDim, rank = l.kvLoraRank
+        let qkDim = nope + ropeDim, qWidth = heads * qkDim, D = l.cachedWidth, headRows = nope + l.valueDim
+        let heads = heads
+
+        // Queries [T, heads·(nope + rope)].
+        let qs = ws.query.reserve(T * qWidth)
+        if let qA, let qB, let qANorm {
+            let rankQ = qA.rows
+            let qa = ws.queryLowRank.reserve(T * rankQ)
+            linear(x, ldx: hidden, tokens: T, qA, into: qa, ldo: rankQ, pool: pool)
+            if let qABias { addBias(qa, rows: T, stride: rankQ, bias: qABias, count: rankQ) }
+            qANorm.withUnsafeBufferPointer { n in
+                for t in 0..<T { rmsNorm(qa + t * rankQ, weight: n.baseAddress!, count: rankQ, eps: latentNormEps, into: qa + t * rankQ) }
+            }
+            linear(qa, ldx: rankQ, tokens: T, qB, into: qs, ldo: qWidth, pool: pool)
+        } else if let q {
+            linear(x, ldx: hidden, tokens: T, q, into: qs, ldo: qWidth, pool: pool)
+        }
+        // The cached rows [T, kvLora + rope]: normalised latent, rotated key.
+        let kv = ws.key.reserve(T * D)
+        linear(x, ldx: hidden, tokens: T, kvA, into: kv, ldo: D, pool: pool)
+        if let kvABias { addBias(kv, rows: T, stride: D, bias: kvABias, count: D) }
+        let half = rope.rotaryDim / 2
+        let cosTable = ws.ropeCos.pointer, sinTable = ws.ropeSin.pointer
+        let rotate = l.interleavedRope ? RotaryEmbedding.applyInterleaved : RotaryEmbedding.apply
+        kvANorm.withUnsafeBufferPointer { n in
+            for t in 0..<T {
+                rmsNorm(kv + t * D, weight: n.baseAddress!, count: rank, eps: latentNormEps, into: kv + t * D)
+                rotate(qs + t * qWidth + nope, heads, qkDim, ropeDim, cosTable + t * half, sinTable + t * half)
+                rotate(kv + t * D + rank, 1, ropeDim, ropeDim, cosTable + t * half, sinTable + t * half)
+            }
+        }
+        for (c, cache) in pass.caches.enumerated() {
+            let first = pass.firsts[c]
+            for t in 0..<pass.counts[c] {
+                cache.keys(layer: layer, position: cache.count + t).update(from: kv + (first + t) * D, count: D)
+            }
+        }
+
+        // Absorbed queries [T, heads·D]: per head [W_UK_hᵀ·q_nope_h | q_rope_h].
+        let absorbed = ws.latentQuery.reserve(T * heads * D)
+        let latent = ws.latentOutput.reserve(T * heads * rank)
+        let out = ws.attention.reserve(T * heads * l.valueDim)
+        kvBFloats.withUnsafeBufferPointer { kvb in
+            let w = kvb.baseAddress!
+            pool.parallelFor(heads) { h in
+                sgemmNN(m: T, n: rank, k: nope, alpha: 1, a: qs + h * qkDim, lda: qWidth, b: w + h * headRows * rank, ldb: rank,
+                        c: absorbed + h * D, ldc: heads * D, accumulate: false, pool: nil)
+                for t in 0..<T {
+                    (absorbed + t * heads * D + h * D + rank).update(from: qs + t * qWidth + h * qkDim + nope, count: ropeDim)
+                }
+            }
+            ScaledDotProduct(heads: heads, group: heads, qkDim: D, valueDim: rank, valuesInKeys: true, scale: Float(l.softmaxScale))
+                .attend(absorbed, pass, layer: layer, out: latent, ws: ws, pool: pool)
+            // Each head's weighted latent through W_UV_h.
+            pool.parallelFor(heads) { h in
+                sgemmNT(m: T, n: l.valueDim, k: rank, alpha: 1, a: latent + h * rank, lda: heads * rank,
+                        b: w + (h * headRows + nope) * rank, ldb: rank, c: out + h * l.valueDim, ldc: heads * l.valueDim,
+                        accumulate: false, pool: nil)
+            }
+        }
+        linear(out, ldx: heads * l.valueDim, tokens: T, o, into: residual, ldo: hidden, accumulate: true, pool: pool)
+        if let oBias { addBias(residual, rows: T, stride: hidden, bias: oBias, count: hidden) }
+    }
+}

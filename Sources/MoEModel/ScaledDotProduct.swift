@@ -1,0 +1,113 @@
+import MoEKernels
+
+/// softmax(q·kᵀ·scale + causal mask)·v over a paged KV cache, for grouped-query attention and for latent
+/// attention alike: what differs is only where a head finds its key and value columns in the cached rows.
+///
+/// Queries are rows of `heads · qkDim` floats, outputs rows of `heads · valueDim`. Query head h reads key
+/// columns `(h / group) · qkDim ..< + qkDim` of the cached key rows and value columns `(h / group) · valueDim
+/// ..< + valueDim` of the value rows — or, with `valuesInKeys`, of the key rows themselves (latent attention
+/// caches one row per position, whose first `valueDim` floats are the latent it attends over).
+struct ScaledDotProduct {
+    let heads: Int
+    /// Query heads that share one cached head.
+    let group: Int
+    let qkDim: Int
+    let valueDim: Int
+    let valuesInKeys: Bool
+    let scale: Float
+
+    /// Attends every sequence's query rows of a pass (keys and values of this pass already in the caches, whose
+    /// `count` does not include them yet) into `out` [rows, heads·valueDim]. One-token sequences attend by dot
+    /// products, all (sequence, head) pairs in one parallel section; longer runs (prefill chunks) attend
+    /// causally as matrix products.
+    func attend(_ qs: UnsafePointer<Float>, _ layout: PassLayout, layer: Int, out: UnsafeMutablePointer<Float>,
+                ws: Workspace, pool: WorkerPool) {
+        let qWidth = heads * qkDim, oWidth = heads * valueDim
+        if !layout.singles.isEmpty {
+            // Every (sequence, head) pair gets a score row of the longest sequence's length: one reservation, no
+            // per-step offsets table, and the rows a shorter sequence leaves unused are never touched.
+            let longest = layout.singles.reduce(0) { max($0, layout.caches[$1].count + 1) }
+            let scores = ws.scores.reserve(layout.singles.count * heads * longest)
+            let heads = heads
+            layout.caches.withUnsafeBufferPointer { caches in
+                layout.singles.withUnsafeBufferPointer { singles in
+                    layout.firsts.withUnsafeBufferPointer { firsts in
+                        pool.parallelFor(singles.count * heads) { task in
+                            let c = singles[task / heads], h = task % heads
+                            let cache = caches[c], row = firsts[c]
+                            attendOne(qs + row * qWidth, head: h, cache: cache, layer: layer, positions: cache.count + 1,
+                                      scores: scores + task * longest, out: out + row * oWidth)
+                        }
+                    }
+                }
+            }
+        }
+        for (c, cache) in layout.caches.enumerated() where layout.counts[c] > 1 {
+            let first = layout.firsts[c]
+            attendCausal(qs + first * qWidth, tokens: layout.counts[c], start: cache.count, cache: cache, layer: layer,
+                         out: out + first * oWidth, ws: ws, pool: pool)
+        }
+    }
+
+    /// Key and value columns of head h in the cached rows, and the rows' strides.
+    @inline(__always)
+    private func columns(_ h: Int, cache: KVCache) -> (key: Int, value: Int, keyStride: Int, valueStride: Int) {
+        let kv = h / group
+        return (kv * qkDim, kv * valueDim, cache.rowWidth, valuesInKeys ? cache.rowWidth : cache.valueWidth)
+    }
+
+    /// Prefill: per head, scores as matrix products (one per cache page), queries in chunks to bound the score
+    /// buffer.
+    private func attendCausal(_ qs: UnsafePointer<Float>, tokens T: Int, start: Int, cache: KVCache, layer: Int,
+                              out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
+        let qWidth = heads * qkDim, oWidth = heads * valueDim
+        let positions = start + T
+        let chunk = min(T, 128)
+        let scores = ws.scores.reserve(heads * chunk * positions)
+        var first = 0
+        while first < T {
+            let rows = min(chunk, T - first)
+            pool.parallelFor(heads) { h in
+                let s = scores + h * chunk * positions
+                let (kc, vc, ks, vs) = columns(h, cache: cache)
+                let visible = start + first + rows   // the last query of the chunk sees this many positions
+                let q = qs + first * qWidth + h * qkDim
+                cache.forEachRun(layer: layer, positions: visible) { p0, n, keys, _ in
+                    sgemmNT(m: rows, n: n, k: qkDim, alpha: scale, a: q, lda: qWidth, b: keys + kc, ldb: ks,
+                            c: s + p0, ldc: positions, accumulate: false, pool: nil)
+                }
+                for r in 0..<rows {
+                    let row = s + r * positions
+                    let valid = start + first + r + 1
+                    softmax(row, count: valid)
+                    for j in valid..<visible { row[j] = 0 }
+                }
+                let o = out + first * oWidth + h * valueDim
+                cache.forEachRun(layer: layer, positions: visible) { p0, n, keys, values in
+                    sgemmNN(m: rows, n: valueDim, k: n, alpha: 1, a: s + p0, lda: positions,
+                            b: (valuesInKeys ? keys : values) + vc, ldb: vs, c: o, ldc: oWidth, accumulate: p0 > 0, pool: nil)
+                }
+            }
+            first += rows
+        }
+    }
+
+    /// Decode, one head of one query: scores by dot products with the `positions` cached keys, softmax, then
+    /// the weighted sum of the cached values — no packing, each cached row read once, page by page. `scores`
+    /// holds `positions` floats for this head alone, so heads (and sequences) run as independent tasks.
+    @inline(__always)
+    private func attendOne(_ qs: UnsafePointer<Float>, head h: Int, cache: KVCache, layer: Int, positions: Int,
+                           scores s: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        let (kc, vc, ks, vs) = columns(h, cache: cache)
+        let q = qs + h * qkDim, o = out + h * valueDim
+        cache.forEachRun(layer: layer, positions: positions) { first, n, keys, _ in
+            for j in 0..<n { s[first + j] = dot(q, keys + j * ks + kc, count: qkDim) * scale }
+        }
+        softmax(s, count: positions)
+        o.update(repeating: 0, count: valueDim)
+        cache.forEachRun(layer: layer, positions: positions) { first, n, keys, values in
+            let v = (valuesInKeys ? keys : values) + vc
+            for j in 0..<n { axpy(s[first + j], v + j * vs, o, count: valueDim) }
+        }
+    }
+}
