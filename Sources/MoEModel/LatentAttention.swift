@@ -16,7 +16,7 @@ import MoEKernels
 /// and W_UV_h maps it to the head's output. Nothing is decompressed per position.
 public struct LatentAttention: @unchecked Sendable {
     let heads: Int
-    let layout: LatentAttentionLayout
+    public let layout: LatentAttentionLayout
     public let q: WeightMatrix?, qA: WeightMatrix?, qB: WeightMatrix?
     public let qABias: [Float]?, qANorm: [Float]?
     public let kvA: WeightMatrix, kvABias: [Float]?, kvANorm: [Float]

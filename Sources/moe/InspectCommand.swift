@@ -28,17 +28,35 @@ struct Inspect: ParsableCommand {
         print("architecture:     \(c.modelType)")
         print("weights:          \(dtypes.joined(separator: ", ")) in \(model.checkpoint.fileCount) file(s)")
         print("layers:           \(c.numHiddenLayers) (\(s.moeLayers) MoE, \(s.denseLayers) dense)")
-        print("hidden:           \(c.hiddenSize); heads \(c.numAttentionHeads) / kv heads \(c.numKeyValueHeads), head_dim \(c.headDim)")
-        if c.isMoE {
-            let width = c.moeIntermediateSize ?? c.intermediateSize
-            var line = "experts:          \(c.numExperts), top-\(c.numExpertsPerToken), width \(width)"
-            if let shared = c.sharedExpertIntermediateSize, shared > 0 { line += ", shared expert width \(shared)" }
+        if case let .latent(a)? = model.layers.first?.attention {
+            let l = a.layout
+            print("hidden:           \(c.hiddenSize); \(c.numAttentionHeads) heads of multi-head latent attention: latent \(l.kvLoraRank), "
+                  + "rope key \(l.ropeDim), nope \(l.nopeDim), value \(l.valueDim)"
+                  + (l.qLoraRank.map { ", q low-rank \($0)" } ?? ""))
+        } else {
+            print("hidden:           \(c.hiddenSize); heads \(c.numAttentionHeads) / kv heads \(c.numKeyValueHeads), head_dim \(c.headDim)")
+        }
+        let firstMoE = model.layers.lazy.compactMap { layer -> MoEBlock? in
+            if case let .moe(block) = layer.feedForward { return block } else { return nil }
+        }.first
+        if let block = firstMoE, let expert = block.experts.first {
+            let r = block.router.layout
+            var line = "experts:          \(block.experts.count), top-\(block.topK), width \(expert.width); \(r.scoring.rawValue) router"
+            if block.router.selectionBias != nil { line += " + selection bias" }
+            if r.groups > 1 { line += ", best \(r.groupsChosen) of \(r.groups) groups" }
+            if r.scale != 1 { line += ", weights × \(r.scale)" }
+            if let shared = block.sharedExpert {
+                line += ", shared expert width \(shared.width)\(block.sharedExpertGate == nil ? "" : " (gated)")"
+            }
             print(line)
         }
         print("vocabulary:       \(c.vocabSize)\(c.tieWordEmbeddings ? " (tied embeddings)" : "")")
         print("context:          \(model.contextLength); rope \(c.rope.type), theta \(c.rope.theta)")
         print("parameters:       \(count(s.totalParameters)) total, \(count(s.activeParameters)) active per token")
         print("bytes per token:  \(bytes(s.bytesPerToken)) of weights read per decoded token")
+        let kvFloats = model.kvShape.keyWidth + model.kvShape.valueWidth
+        print("KV cache:         \(bytes(model.kvBytesPerTokenAndLayer * model.layers.count)) per token (\(kvFloats) f32 values per layer"
+              + (model.kvShape.valueWidth == 0 ? ": latent + rope key)" : ": keys + values)"))
         print("memory:           \(bytes(s.weightBytes)) weights + \(bytes(s.kvCacheBytes)) KV cache (full context, f32) ≈ \(bytes(s.memoryNeeded(model))) with activations")
     }
 }

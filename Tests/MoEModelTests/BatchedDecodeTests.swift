@@ -62,7 +62,7 @@ private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
 
     /// More sequences than the small-token GEMV takes at once (the LM head and projections then run as a GEMM,
     /// and experts see groups of many rows).
-    @Test(arguments: ["qwen3_moe", "qwen2_moe", "llama"])
+    @Test(arguments: ["qwen3_moe", "qwen2_moe", "llama", "deepseek_v3"])
     func manySequencesAtOnce(_ name: String) throws {
         let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
         let vocab = model.config.vocabSize
@@ -88,7 +88,7 @@ private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
     /// Chunked prefill mixed with decoding: one pass runs a decoding sequence's next token, a whole prompt, the
     /// second chunk of a prompt whose first chunk ran in an earlier pass, and a prompt chunk that wants no logits;
     /// each chunk's logits (and the caches it leaves) must equal that chunk run alone.
-    @Test(arguments: ["qwen3_moe", "olmoe", "llama"], [1, 2])
+    @Test(arguments: ["qwen3_moe", "olmoe", "llama", "deepseek_v2_group", "glm4_moe"], [1, 2])
     func mixedPassEqualsEachChunkAlone(_ name: String, threads: Int) throws {
         let model = try Transformer(directory: Fixtures.directory(name), threads: threads)
         let vocab = model.config.vocabSize
@@ -151,7 +151,7 @@ private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
     }
 
     /// A cache given a copied prefix continues exactly as one that computed the prefix itself.
-    @Test(arguments: ["qwen3_moe", "olmoe", "qwen2"])
+    @Test(arguments: ["qwen3_moe", "olmoe", "qwen2", "deepseek_v2_lite"])
     func copiedPrefixContinuesLikeARecomputedOne(_ name: String) throws {
         let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
         let vocab = model.config.vocabSize
@@ -189,7 +189,7 @@ private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
 
     /// Caches in pages of a shared pool (4 positions a page, so prompts and decode steps cross page boundaries,
     /// in the middle of prefill chunks too) give the logits of caches laid out contiguously.
-    @Test(arguments: ["qwen3_moe", "olmoe", "llama"])
+    @Test(arguments: ["qwen3_moe", "olmoe", "llama", "deepseek_v3", "deepseek_v2_lite"])
     func pagedCachesEqualContiguousOnes(_ name: String) throws {
         let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
         let vocab = model.config.vocabSize
@@ -216,8 +216,9 @@ private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
     /// A prefix copied within one pool shares its pages: nothing is copied until one of the two caches writes
     /// into a shared page, which it then copies (copy on write) — and each continues as if alone. Pages go back
     /// when caches are truncated or freed; a pool that runs out refuses the pass before any cache moves.
-    @Test func sharedPagesAreCopiedOnWriteAndReturned() throws {
-        let model = try Transformer(directory: Fixtures.directory("qwen3_moe"), threads: 2)
+    @Test(arguments: ["qwen3_moe", "deepseek_v3"])
+    func sharedPagesAreCopiedOnWriteAndReturned(_ name: String) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
         let vocab = model.config.vocabSize
         let pool = try model.makePagePool(pages: 8, pageSize: 4)
         let prompt = tokens(10, seed: 61, vocab: vocab)

@@ -131,6 +131,24 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         }
     }
 
+    /// DeepSeek settings that cannot be routed or attended are refused with the offending key named.
+    @Test(arguments: [
+        ("topk_group", 5, "topk_group"),                // more groups kept than there are
+        ("n_group", 3, "n_group"),                      // 16 experts do not split into 3 groups
+        ("num_experts_per_tok", 9, "num_experts_per_tok"), // 2 kept groups of 4 hold only 8 experts
+        ("num_key_value_heads", 2, "num_key_value_heads"),
+        ("qk_rope_head_dim", 3, "qk_rope_head_dim"),
+        ("kv_lora_rank", 20, "kv_a_proj_with_mqa"),     // the checkpoint's shapes disagree: the tensor is named
+    ])
+    func inconsistentDeepSeekSettingsAreNamed(_ key: String, _ value: Int, _ named: String) throws {
+        let dir = try Fixtures.copy("deepseek_v3")
+        let path = dir + "/config.json"
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        config[key] = value
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path))
+        #expect { try Transformer(directory: dir) } throws: { error in "\(error)".contains(named) }
+    }
+
     @Test func unsupportedRopeTypeIsRefused() throws {
         var p = RopeParameters()
         p.type = "longrope"
