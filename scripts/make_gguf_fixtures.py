@@ -21,7 +21,8 @@
                    differs: llama.cpp quantises them to 8 bits for its dot products, swift-moe keeps f32).
 
 Run with the peers venv (torch, transformers, llama-cpp-python; `bash ../shared/tools/peers-setup.sh`):
-    ~/.cache/moe-peers/bin/python scripts/make_gguf_fixtures.py [quantize|writer]   (only quantize.gguf / writer/)
+    ~/.cache/moe-peers/bin/python scripts/make_gguf_fixtures.py [quantize|writer|arch [case ...]]
+    (only quantize.gguf / writer/ / the named arch/ cases)
 """
 import ctypes, json, os, shutil, subprocess, sys, tempfile
 import numpy as np
@@ -89,6 +90,8 @@ import conversion.base as base
 base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
 import conversion.llama as llama
 llama.LlamaModel.set_vocab = lambda self: self._set_vocab_gpt2()
+import conversion.glm as glm
+glm.Glm4MoeModel.set_vocab = lambda self: self._set_vocab_gpt2()
 sys.argv = ["convert_hf_to_gguf", {hf_dir!r}, "--outfile", {out!r}, "--outtype", {outtype!r}]
 convert.main()
 """
@@ -294,8 +297,49 @@ def writer_fixtures(tmp):
     print("writer/mix.json")
 
 
+def arch_fixture(case, hf, tmp):
+    """arch/<case>.gguf from the HF directory `hf`, and its expected.json entry."""
+    config = json.load(open(os.path.join(hf, "config.json")))
+    if config["model_type"] == "deepseek_v3" and "scoring_func" not in config:
+        # Hub DeepSeek-V3 configs name their sigmoid gating (transformers' saves do not); the converter writes
+        # llama.cpp's expert_gating_func from it, and llama.cpp assumes softmax without it.
+        config["scoring_func"] = "sigmoid"
+        json.dump(config, open(os.path.join(hf, "config.json"), "w"), indent=2)
+    if not os.path.exists(os.path.join(hf, "tokenizer.json")):
+        add_tokenizer(hf, json.load(open(os.path.join(hf, "config.json")))["vocab_size"])
+    out = os.path.join(OUT, "arch", case + ".gguf")
+    convert(hf, out)
+    logits, greedy = llama_logits(out)
+    hf_logits = transformers_logits(hf)
+    # Where the GGUF holds less than config.json (llama.cpp's Qwen3 converter drops `llama3` RoPE scaling),
+    # llama.cpp's logits are the reference: the file is what the tests read.
+    agree = float(np.abs(logits - hf_logits).max()) < 1e-4
+    print(f"arch/{case}.gguf {os.path.getsize(out)} bytes, llama.cpp vs HF {np.abs(logits - hf_logits).max():.2e}")
+    return {"file": case + ".gguf", "tokens": PROMPT, "llama_greedy": greedy,
+            "reference": "transformers" if agree else "llama.cpp",
+            "logits": (hf_logits if agree else logits).tolist()}
+
+
+# HF fixtures (Tests/Fixtures/models) converted as they are.
+# (llama.cpp reads deepseek2 without q_lora_rank only at 27 layers, its V2-Lite: that fixture is left out.)
+HF_ARCH_CASES = ["mixtral", "qwen2", "qwen3", "llama", "deepseek_v3", "glm4_moe"]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[1:2] == ["arch"]:
+        # Only the named HF-fixture cases, merged into arch/expected.json.
+        tmp = tempfile.mkdtemp(prefix="moe-gguf-")
+        path = os.path.join(OUT, "arch", "expected.json")
+        expected = json.load(open(path))
+        for case in sys.argv[2:] or HF_ARCH_CASES:
+            hf = os.path.join(tmp, case)
+            shutil.copytree(os.path.join(ROOT, "Tests/Fixtures/models", case), hf)
+            expected[case] = arch_fixture(case, hf, tmp)
+        with open(path, "w") as f:
+            json.dump(expected, f)
+        shutil.rmtree(tmp)
+        return
     quantize_fixture(os.path.join(OUT, "quantize.gguf"))
     print("quantize.gguf")
     if sys.argv[1:] == ["quantize"]:
@@ -312,7 +356,7 @@ def main():
     os.makedirs(os.path.join(OUT, "arch"), exist_ok=True)
     expected = {}
     cases = {}
-    for case in ["mixtral", "qwen2", "qwen3", "llama"]:
+    for case in HF_ARCH_CASES:
         cases[case] = os.path.join(tmp, case)
         shutil.copytree(os.path.join(ROOT, "Tests/Fixtures/models", case), cases[case])
     # llama.cpp's qwen2moe/qwen3moe have no dense layers, which the HF fixtures of those have, and its olmoe no
@@ -325,19 +369,7 @@ def main():
     make_qwen3_moe(cases["qwen3_moe"], hidden=32, width=32, heads=4, head_dim=16, seed=5)
     arch_expected = {}
     for case, hf in cases.items():
-        if not os.path.exists(os.path.join(hf, "tokenizer.json")):
-            add_tokenizer(hf, json.load(open(os.path.join(hf, "config.json")))["vocab_size"])
-        out = os.path.join(OUT, "arch", case + ".gguf")
-        convert(hf, out)
-        logits, greedy = llama_logits(out)
-        hf_logits = transformers_logits(hf)
-        # Where the GGUF holds less than config.json (llama.cpp's Qwen3 converter drops `llama3` RoPE scaling),
-        # llama.cpp's logits are the reference: the file is what the tests read.
-        agree = float(np.abs(logits - hf_logits).max()) < 1e-4
-        arch_expected[case] = {"file": case + ".gguf", "tokens": PROMPT, "llama_greedy": greedy,
-                               "reference": "transformers" if agree else "llama.cpp",
-                               "logits": (hf_logits if agree else logits).tolist()}
-        print(f"arch/{case}.gguf {os.path.getsize(out)} bytes, llama.cpp vs HF {np.abs(logits - hf_logits).max():.2e}")
+        arch_expected[case] = arch_fixture(case, hf, tmp)
     with open(os.path.join(OUT, "arch", "expected.json"), "w") as f:
         json.dump(arch_expected, f)
 

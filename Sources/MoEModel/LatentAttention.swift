@@ -20,7 +20,8 @@ public struct LatentAttention: @unchecked Sendable {
     public let q: WeightMatrix?, qA: WeightMatrix?, qB: WeightMatrix?
     public let qABias: [Float]?, qANorm: [Float]?
     public let kvA: WeightMatrix, kvABias: [Float]?, kvANorm: [Float]
-    public let kvB: WeightMatrix
+    /// kv_b_proj as stored (one matrix, or GGUF's k_b and v_b): for sizes.
+    public let kvB: [WeightMatrix]
     /// kv_b_proj widened to f32 [heads·(nope + v), kvLora]: the absorbed products read it per head.
     let kvBFloats: [Float]
     public let o: WeightMatrix, oBias: [Float]?
@@ -44,11 +45,33 @@ public struct LatentAttention: @unchecked Sendable {
         kvA = try w.matrix("\(prefix).kv_a_proj_with_mqa.weight", rows: l.cachedWidth, cols: hidden)
         kvABias = l.bias ? try w.vector("\(prefix).kv_a_proj_with_mqa.bias", count: l.cachedWidth) : nil
         kvANorm = try w.vector("\(prefix).kv_a_layernorm.weight", count: l.kvLoraRank)
-        let kvB = try w.matrix("\(prefix).kv_b_proj.weight", rows: heads * (l.nopeDim + l.valueDim), cols: l.kvLoraRank)
-        self.kvB = kvB
-        var floats = [Float](repeating: 0, count: kvB.rows * kvB.cols)
-        floats.withUnsafeMutableBufferPointer { f in
-            for r in 0..<kvB.rows { loadRow(kvB, row: r, into: f.baseAddress! + r * kvB.cols) }
+        // kv_b_proj [heads·(nope + v), kvLora] as transformers keeps it, or llama.cpp's split of it: attn_k_b
+        // [heads, kvLora, nope] (each head's W_UK transposed) and attn_v_b [heads, v, kvLora].
+        let headRows = l.nopeDim + l.valueDim
+        var floats = [Float](repeating: 0, count: heads * headRows * l.kvLoraRank)
+        let kName = "\(prefix).k_b_proj.weight", vName = "\(prefix).v_b_proj.weight"
+        if !w.has("\(prefix).kv_b_proj.weight") && w.has(kName) {
+            let (heads, rank, nope) = (heads, l.kvLoraRank, l.nopeDim)
+            var row = [Float](repeating: 0, count: max(nope, rank))
+            for h in 0..<heads {
+                let kb = try w.stackedMatrix(kName, index: h, shape: [heads, rank, nope], rows: rank)
+                let vb = try w.stackedMatrix(vName, index: h, shape: [heads, l.valueDim, rank], rows: l.valueDim)
+                for j in 0..<rank {
+                    row.withUnsafeMutableBufferPointer { loadRow(kb, row: j, into: $0.baseAddress!) }
+                    for i in 0..<nope { floats[(h * headRows + i) * rank + j] = row[i] }
+                }
+                floats.withUnsafeMutableBufferPointer { f in
+                    for r in 0..<l.valueDim { loadRow(vb, row: r, into: f.baseAddress! + (h * headRows + nope + r) * rank) }
+                }
+            }
+            kvB = [try w.matrix(kName, rows: heads * rank, cols: nope, shape: [heads, rank, nope]),
+                   try w.matrix(vName, rows: heads * l.valueDim, cols: rank, shape: [heads, l.valueDim, rank])]
+        } else {
+            let m = try w.matrix("\(prefix).kv_b_proj.weight", rows: heads * headRows, cols: l.kvLoraRank)
+            floats.withUnsafeMutableBufferPointer { f in
+                for r in 0..<m.rows { loadRow(m, row: r, into: f.baseAddress! + r * m.cols) }
+            }
+            kvB = [m]
         }
         kvBFloats = floats
         o = try w.matrix("\(prefix).o_proj.weight", rows: hidden, cols: heads * l.valueDim)

@@ -40,7 +40,7 @@ public struct ModelSummary: Sendable {
                 for w in [a.q, a.k, a.v, a.o] { add(w) }
                 for v in [a.qBias, a.kBias, a.vBias, a.oBias, a.qNormWeight, a.kNormWeight] { addVector(v) }
             case .latent(let a):
-                for w in [a.q, a.qA, a.qB, a.kvA, a.kvB, a.o].compactMap({ $0 }) { add(w) }
+                for w in [a.q, a.qA, a.qB, a.kvA, a.o].compactMap({ $0 }) + a.kvB { add(w) }
                 for v in [a.qABias, a.qANorm, a.kvABias, a.kvANorm, a.oBias] { addVector(v) }
             }
             switch layer.feedForward {

@@ -16,9 +16,10 @@ public struct WeightReader: @unchecked Sendable {
 
     public func has(_ name: String) -> Bool { store.contains(name) }
 
-    /// A `rows × cols` matrix in `nn.Linear` layout (outputs × inputs).
-    public func matrix(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
-        let t = try store.tensor(name, shape: [rows, cols])
+    /// A `rows × cols` matrix in `nn.Linear` layout (outputs × inputs); `shape`: the stored shape when it has
+    /// more dimensions (rows are then the leading ones flattened).
+    public func matrix(_ name: String, rows: Int, cols: Int, shape: [Int]? = nil) throws -> WeightMatrix {
+        let t = try store.tensor(name, shape: shape ?? [rows, cols])
         return WeightMatrix(base: t.pointer, rows: rows, cols: cols, type: try Self.elementType(t), activations: activations)
     }
 

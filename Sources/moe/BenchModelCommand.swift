@@ -8,16 +8,20 @@ import MoEModel
 /// 8 layers, 16 heads / 4 KV heads, head_dim 64, 64 experts top-8 of width 256, vocabulary 151,936, untied
 /// embeddings. `--size 7b` (7.2B parameters, 1.6B active, 14.4 GB in bf16): a size users run, where decode is
 /// bandwidth-bound — hidden 2048, 16 layers, 32 heads / 4 KV heads, 64 experts top-8 of width 1024.
+/// `--arch deepseek_v2`: a DeepSeek-V2-Lite-shaped model of the bench size — multi-head latent attention (16
+/// heads, latent 256, rope key 32, nope 64, value 64, no q low-rank), 64 experts top-6 of width 256 + 2 shared,
+/// the first layer dense (width 3072), softmax greedy routing.
 struct BenchMakeModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "make-model",
-        abstract: "Write the random bench Qwen3-MoE (f32 or bf16) as a Hugging Face directory.")
+        abstract: "Write a random bench model (Qwen3-MoE or DeepSeek-V2-shaped; f32 or bf16) as a Hugging Face directory.")
 
     @Option(help: "Output directory.") var out: String
     @Option(help: "Weight dtype: bf16, f16 or f32.") var dtype: String = "bf16"
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "bench (735M parameters) or 7b (7.2B, 1.6B active).") var size: String = "bench"
     @Option(help: "Number of layers (default 8 for bench, 16 for 7b; fewer for a quick check).") var layers: Int?
+    @Option(help: "Architecture: qwen3_moe or deepseek_v2 (bench size only).") var arch: String = "qwen3_moe"
 
     func run() throws {
         let storage: DType
@@ -33,19 +37,42 @@ struct BenchMakeModel: ParsableCommand {
         case "7b": (hidden, heads, width, layers) = (2048, 32, 1024, self.layers ?? 16)
         default: throw ValidationError("--size must be bench or 7b")
         }
-        let kvHeads = 4, headDim = 64, experts = 64, topK = 8, vocab = 151_936
-        let config: [String: Any] = [
-            "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+        let deepSeek: Bool
+        switch arch {
+        case "qwen3_moe": deepSeek = false
+        case "deepseek_v2":
+            guard size.lowercased() == "bench" else { throw ValidationError("--arch deepseek_v2 comes in --size bench only") }
+            deepSeek = true
+        default: throw ValidationError("--arch must be qwen3_moe or deepseek_v2")
+        }
+        let kvHeads = 4, headDim = 64, experts = 64, topK = deepSeek ? 6 : 8, vocab = 151_936, denseWidth = 3072
+        // DeepSeek-V2-Lite's attention at half its width.
+        let kvLora = 256, ropeDim = 32, nopeDim = 64, valueDim = 64, shared = 2
+        var config: [String: Any] = [
             "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-            "num_key_value_heads": kvHeads, "head_dim": headDim, "num_experts": experts,
-            "num_experts_per_tok": topK, "moe_intermediate_size": width, "intermediate_size": 3072,
-            "decoder_sparse_step": 1, "mlp_only_layers": [Int](), "norm_topk_prob": true,
+            "num_experts_per_tok": topK, "moe_intermediate_size": width, "intermediate_size": denseWidth,
+            "norm_topk_prob": !deepSeek,
             "vocab_size": vocab, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
-            "rope_parameters": ["rope_type": "default", "rope_theta": 1_000_000.0] as [String: Any],
+            "rope_parameters": ["rope_type": "default", "rope_theta": deepSeek ? 10_000.0 : 1_000_000.0] as [String: Any],
             "tie_word_embeddings": false, "hidden_act": "silu", "attention_bias": false,
             "bos_token_id": 151_643, "eos_token_id": 151_645,
             "dtype": storage == .bf16 ? "bfloat16" : storage == .f16 ? "float16" : "float32",
         ]
+        if deepSeek {
+            config.merge([
+                "architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2",
+                "num_key_value_heads": heads, "n_routed_experts": experts, "n_shared_experts": shared,
+                "first_k_dense_replace": 1, "topk_method": "greedy", "routed_scaling_factor": 1.0,
+                "kv_lora_rank": kvLora, "q_lora_rank": NSNull(), "qk_nope_head_dim": nopeDim, "qk_rope_head_dim": ropeDim,
+                "v_head_dim": valueDim, "head_dim": ropeDim,
+            ] as [String: Any]) { $1 }
+        } else {
+            config.merge([
+                "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+                "num_key_value_heads": kvHeads, "head_dim": headDim, "num_experts": experts,
+                "decoder_sparse_step": 1, "mlp_only_layers": [Int](),
+            ] as [String: Any]) { $1 }
+        }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         try AtomicFile.write(JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
                              to: (out as NSString).appendingPathComponent("config.json"))
@@ -75,17 +102,36 @@ struct BenchMakeModel: ParsableCommand {
             let p = "model.layers.\(l)"
             ones("\(p).input_layernorm.weight", hidden)
             ones("\(p).post_attention_layernorm.weight", hidden)
-            random("\(p).self_attn.q_proj.weight", [heads * headDim, hidden])
-            random("\(p).self_attn.k_proj.weight", [kvHeads * headDim, hidden])
-            random("\(p).self_attn.v_proj.weight", [kvHeads * headDim, hidden])
-            random("\(p).self_attn.o_proj.weight", [hidden, heads * headDim])
-            ones("\(p).self_attn.q_norm.weight", headDim)
-            ones("\(p).self_attn.k_norm.weight", headDim)
+            if deepSeek {
+                random("\(p).self_attn.q_proj.weight", [heads * (nopeDim + ropeDim), hidden])
+                random("\(p).self_attn.kv_a_proj_with_mqa.weight", [kvLora + ropeDim, hidden])
+                ones("\(p).self_attn.kv_a_layernorm.weight", kvLora)
+                random("\(p).self_attn.kv_b_proj.weight", [heads * (nopeDim + valueDim), kvLora])
+                random("\(p).self_attn.o_proj.weight", [hidden, heads * valueDim])
+            } else {
+                random("\(p).self_attn.q_proj.weight", [heads * headDim, hidden])
+                random("\(p).self_attn.k_proj.weight", [kvHeads * headDim, hidden])
+                random("\(p).self_attn.v_proj.weight", [kvHeads * headDim, hidden])
+                random("\(p).self_attn.o_proj.weight", [hidden, heads * headDim])
+                ones("\(p).self_attn.q_norm.weight", headDim)
+                ones("\(p).self_attn.k_norm.weight", headDim)
+            }
+            if deepSeek && l == 0 {
+                random("\(p).mlp.gate_proj.weight", [denseWidth, hidden])
+                random("\(p).mlp.up_proj.weight", [denseWidth, hidden])
+                random("\(p).mlp.down_proj.weight", [hidden, denseWidth])
+                continue
+            }
             random("\(p).mlp.gate.weight", [experts, hidden])
             for e in 0..<experts {
                 random("\(p).mlp.experts.\(e).gate_proj.weight", [width, hidden])
                 random("\(p).mlp.experts.\(e).up_proj.weight", [width, hidden])
                 random("\(p).mlp.experts.\(e).down_proj.weight", [hidden, width])
+            }
+            if deepSeek {
+                random("\(p).mlp.shared_experts.gate_proj.weight", [shared * width, hidden])
+                random("\(p).mlp.shared_experts.up_proj.weight", [shared * width, hidden])
+                random("\(p).mlp.shared_experts.down_proj.weight", [hidden, shared * width])
             }
         }
         ones("model.norm.weight", hidden)
@@ -93,6 +139,6 @@ struct BenchMakeModel: ParsableCommand {
         try SafeTensorsWriter.write(entries, to: (out as NSString).appendingPathComponent("model.safetensors"))
         try AtomicFile.write(Data("{\"bos_token_id\": 151643, \"eos_token_id\": 151645}\n".utf8),
                              to: (out as NSString).appendingPathComponent("generation_config.json"))
-        print("wrote \(out) (\(size), \(dtype), \(layers) layers)")
+        print("wrote \(out) (\(arch), \(size), \(dtype), \(layers) layers)")
     }
 }

@@ -30,7 +30,7 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
 
     /// GGUF architectures swift-moe runs, with the `model_type` of the engine architecture that runs them
     /// (`llama` with experts is Mixtral).
-    public static let architectures = ["qwen2moe", "qwen3moe", "llama", "olmoe", "qwen2", "qwen3"]
+    public static let architectures = ["qwen2moe", "qwen3moe", "llama", "olmoe", "qwen2", "qwen3", "deepseek2", "glm4moe"]
 
     /// Whether `path` names a GGUF file (by extension) rather than a model directory.
     public static func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
@@ -61,8 +61,15 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
         }
         self.config = config
         let permute = arch == "llama"
+        // DeepSeek's and GLM's shared experts are `shared_experts` (ungated) in their HF checkpoints.
+        let sharedExperts = arch == "deepseek2" || arch == "glm4moe"
         for (name, t) in tensors {
-            guard let hf = GGUFTensorNames.hfName(name) else { continue }
+            // GLM-4.5's second norm is `post_attention_norm` in llama.cpp (`ffn_norm` elsewhere).
+            let ggufName = arch == "glm4moe" ? name.replacingOccurrences(of: ".post_attention_norm.", with: ".ffn_norm.") : name
+            guard var hf = GGUFTensorNames.hfName(ggufName) else { continue }
+            if sharedExperts { hf = hf.replacingOccurrences(of: ".mlp.shared_expert.", with: ".mlp.shared_experts.") }
+            // Layers past num_hidden_layers are GLM's multi-token-prediction blocks: not run.
+            if let layer = GGUFTensorNames.layerIndex(hf), layer >= config.numHiddenLayers { continue }
             var data = try Self.tensorData(t, name: hf, owner: backing, path: path)
             if permute, hf.hasSuffix("self_attn.q_proj.weight") || hf.hasSuffix("self_attn.k_proj.weight") {
                 let heads = hf.hasSuffix("q_proj.weight") ? config.numAttentionHeads : config.numKeyValueHeads
@@ -174,6 +181,14 @@ public enum GGUFTensorNames {
         ("ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"),
         ("ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"),
         ("ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight"),
+        ("exp_probs_b.bias", "mlp.gate.e_score_correction_bias"),
+        // Multi-head latent attention (deepseek2); attn_k_b / attn_v_b are llama.cpp's split of kv_b_proj.
+        ("attn_q_a.weight", "self_attn.q_a_proj.weight"), ("attn_q_a.bias", "self_attn.q_a_proj.bias"),
+        ("attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"), ("attn_q_b.weight", "self_attn.q_b_proj.weight"),
+        ("attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight"),
+        ("attn_kv_a_mqa.bias", "self_attn.kv_a_proj_with_mqa.bias"),
+        ("attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"), ("attn_kv_b.weight", "self_attn.kv_b_proj.weight"),
+        ("attn_k_b.weight", "self_attn.k_b_proj.weight"), ("attn_v_b.weight", "self_attn.v_b_proj.weight"),
     ]
     static let global: [(gguf: String, hf: String)] = [
         ("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"),
@@ -192,6 +207,14 @@ public enum GGUFTensorNames {
         return "model.layers.\(n).\(suffix)"
     }
 
+    /// N of an HF name `model.layers.N.…`.
+    static func layerIndex(_ hf: String) -> Int? {
+        guard hf.hasPrefix("model.layers.") else { return nil }
+        let rest = hf.dropFirst("model.layers.".count)
+        guard let dot = rest.firstIndex(of: ".") else { return nil }
+        return Int(rest[..<dot])
+    }
+
     /// The GGUF name of an HF tensor (for messages and the writer), nil when GGUF has none.
     public static func ggufName(_ hf: String) -> String? {
         if let g = global.first(where: { $0.hf == hf }) { return g.gguf }
@@ -199,8 +222,9 @@ public enum GGUFTensorNames {
         let rest = hf.dropFirst("model.layers.".count)
         guard let dot = rest.firstIndex(of: "."), let n = Int(rest[..<dot]) else { return nil }
         var suffix = String(rest[rest.index(after: dot)...])
-        // Mixtral's hub names.
-        for (a, b) in [("block_sparse_moe.", "mlp."), (".w1.", ".gate_proj."), (".w3.", ".up_proj."), (".w2.", ".down_proj.")] {
+        // Mixtral's hub names; DeepSeek's plural shared experts.
+        for (a, b) in [("block_sparse_moe.", "mlp."), (".w1.", ".gate_proj."), (".w3.", ".up_proj."), (".w2.", ".down_proj."),
+                       ("shared_experts.", "shared_expert.")] {
             suffix = suffix.replacingOccurrences(of: a, with: b)
         }
         return ggufByHF[suffix].map { "blk.\(n).\($0)" }

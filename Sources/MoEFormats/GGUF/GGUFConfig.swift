@@ -26,7 +26,7 @@ enum GGUFConfig {
             "tie_word_embeddings": tensors["output.weight"] == nil,
             "hidden_act": "silu",
         ]
-        if let v = try f.int(key("attention.value_length")), v != c["head_dim"] as? Int {
+        if a != "deepseek2", let v = try f.int(key("attention.value_length")), v != c["head_dim"] as? Int {
             throw FormatError.badConfig(path: f.path, reason: "attention.value_length \(v) differs from key_length; not supported")
         }
         if let scaling = try f.string(key("rope.scaling.type")), scaling != "none" {
@@ -62,10 +62,74 @@ enum GGUFConfig {
             } else {
                 c["model_type"] = "llama"
             }
+        case "deepseek2":
+            try deepSeek(f, key, into: &c, tensors: tensors)
+        case "glm4moe":
+            c["model_type"] = "glm4_moe"
+            try deepSeekRouting(f, key, into: &c, tensors: tensors)
+            let headDim = c["head_dim"] as! Int
+            if let rotary = try f.int(key("rope.dimension_count")) {
+                c["partial_rotary_factor"] = Double(rotary) / Double(headDim)
+            }
+            c["use_qk_norm"] = tensors["blk.0.attn_q_norm.weight"] != nil
         default:
             c["model_type"] = a   // qwen2, qwen3
         }
         let json = try JSONSerialization.data(withJSONObject: c)
         return try ModelConfig(json: json, path: f.path)
+    }
+
+    /// The MoE settings DeepSeek-V2/V3 and GLM-4.5 share: experts, shared experts, dense-first layers, the
+    /// selection bias (a tensor), groups, scaling, renormalisation; layers past `block_count −
+    /// nextn_predict_layers` are multi-token-prediction blocks, not part of the model.
+    private static func deepSeekRouting(_ f: GGUFFile, _ key: (String) -> String, into c: inout [String: Any],
+                                        tensors: [String: GGUFTensorInfo]) throws {
+        c["n_routed_experts"] = try f.int(key("expert_count")) ?? 0
+        c["num_experts_per_tok"] = try f.int(key("expert_used_count")) ?? 0
+        if let w = try f.int(key("expert_feed_forward_length")) { c["moe_intermediate_size"] = w }
+        c["n_shared_experts"] = try f.int(key("expert_shared_count")) ?? 0
+        c["first_k_dense_replace"] = try f.int(key("leading_dense_block_count")) ?? 0
+        c["routed_scaling_factor"] = try f.double(key("expert_weights_scale")) ?? 1
+        c["norm_topk_prob"] = try f.bool(key("expert_weights_norm")) ?? false
+        c["n_group"] = try f.int(key("expert_group_count")) ?? 1
+        c["topk_group"] = try f.int(key("expert_group_used_count")) ?? 1
+        let mtp = try f.int(key("nextn_predict_layers")) ?? 0
+        if mtp > 0 { c["num_hidden_layers"] = (c["num_hidden_layers"] as! Int) - mtp }
+    }
+
+    /// llama.cpp's `deepseek2`: MLA stored as MQA with one "head" of the latent (head_count_kv 1, key_length =
+    /// kv_lora_rank + rope, value_length = kv_lora_rank) and the per-head dimensions in key_length_mla /
+    /// value_length_mla (older files: key_length / value_length themselves); rotary pairs interleaved; softmax
+    /// gating (1) is DeepSeek-V2, sigmoid (2) DeepSeek-V3.
+    private static func deepSeek(_ f: GGUFFile, _ key: (String) -> String, into c: inout [String: Any],
+                                 tensors: [String: GGUFTensorInfo]) throws {
+        try deepSeekRouting(f, key, into: &c, tensors: tensors)
+        let sigmoid = (try f.int(key("expert_gating_func")) ?? 1) == 2
+        c["model_type"] = sigmoid ? "deepseek_v3" : "deepseek_v2"
+        if !sigmoid, (c["n_group"] as! Int) > 1 { c["topk_method"] = "group_limited_greedy" }
+        c["num_key_value_heads"] = c["num_attention_heads"]
+        guard let rope = try f.int(key("rope.dimension_count")), let kvLora = try f.int(key("attention.kv_lora_rank")) else {
+            throw FormatError.badConfig(path: f.path, reason: "deepseek2 metadata needs rope.dimension_count and attention.kv_lora_rank")
+        }
+        let keyLength: Int, valueLength: Int
+        if let k = try f.int(key("attention.key_length_mla")), let v = try f.int(key("attention.value_length_mla")) {
+            (keyLength, valueLength) = (k, v)
+        } else {
+            (keyLength, valueLength) = (try f.requireInt(key("attention.key_length")), try f.requireInt(key("attention.value_length")))
+        }
+        c["kv_lora_rank"] = kvLora
+        c["q_lora_rank"] = try f.int(key("attention.q_lora_rank")) ?? NSNull()
+        c["qk_rope_head_dim"] = rope
+        c["qk_nope_head_dim"] = keyLength - rope
+        c["v_head_dim"] = valueLength
+        c["head_dim"] = rope
+        c["rope_interleave"] = true
+        c["attention_bias"] = tensors["blk.0.attn_kv_a_mqa.bias"] != nil
+        if var scaling = c["rope_scaling"] as? [String: Any], let mul = try f.double(key("rope.scaling.yarn_log_multiplier")), mul > 0 {
+            // llama.cpp stores 0.1 · mscale_all_dim; DeepSeek's configs give mscale = mscale_all_dim.
+            scaling["mscale_all_dim"] = mul / 0.1
+            scaling["mscale"] = mul / 0.1
+            c["rope_scaling"] = scaling
+        }
     }
 }
