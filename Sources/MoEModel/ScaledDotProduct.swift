@@ -28,15 +28,31 @@ struct ScaledDotProduct {
             // per-step offsets table, and the rows a shorter sequence leaves unused are never touched.
             let longest = layout.singles.reduce(0) { max($0, layout.caches[$1].count + 1) }
             let scores = ws.scores.reserve(layout.singles.count * heads * longest)
-            let heads = heads
+            // Query heads that share a cached head attend together (one pass over the cache for all of them), in
+            // blocks: as many as keep the threads busy when there are fewer (sequence, cached head) pairs than
+            // threads — latent attention has one cached head for all.
+            let kvHeads = heads / group
+            let blocks = max(1, min(group, pool.threads / max(1, layout.singles.count * kvHeads)))
+            let perBlock = (group + blocks - 1) / blocks
+            let tasksPerSequence = kvHeads * blocks
             layout.caches.withUnsafeBufferPointer { caches in
                 layout.singles.withUnsafeBufferPointer { singles in
                     layout.firsts.withUnsafeBufferPointer { firsts in
-                        pool.parallelFor(singles.count * heads) { task in
-                            let c = singles[task / heads], h = task % heads
+                        pool.parallelFor(singles.count * tasksPerSequence) { task in
+                            let i = task / tasksPerSequence, rest = task % tasksPerSequence
+                            let kv = rest / blocks, block = rest % blocks
+                            let h0 = kv * group + block * perBlock, h1 = min(h0 + perBlock, (kv + 1) * group)
+                            guard h0 < h1 else { return }
+                            let c = singles[i]
                             let cache = caches[c], row = firsts[c]
-                            attendOne(qs + row * qWidth, head: h, cache: cache, layer: layer, positions: cache.count + 1,
-                                      scores: scores + task * longest, out: out + row * oWidth)
+                            let q = qs + row * qWidth, o = out + row * oWidth
+                            let s = scores + (i * heads + h0) * longest
+                            if h1 - h0 == 1 {
+                                attendOne(q, head: h0, cache: cache, layer: layer, positions: cache.count + 1, scores: s, out: o)
+                            } else {
+                                attendHeads(q, heads: h0..<h1, cache: cache, layer: layer, positions: cache.count + 1,
+                                            scores: s, scoreStride: longest, out: o)
+                            }
                         }
                     }
                 }
@@ -89,6 +105,25 @@ struct ScaledDotProduct {
                 }
             }
             first += rows
+        }
+    }
+
+    /// Decode, query heads `hs` of one query, all reading the same cached head: scores and weighted sums as
+    /// matrix products over the cache pages, so each cached row is read once for all of them. `scores` holds
+    /// `hs.count` rows `scoreStride` apart.
+    private func attendHeads(_ qs: UnsafePointer<Float>, heads hs: Range<Int>, cache: KVCache, layer: Int, positions: Int,
+                             scores s: UnsafeMutablePointer<Float>, scoreStride: Int, out: UnsafeMutablePointer<Float>) {
+        let (kc, vc, ks, vs) = columns(hs.lowerBound, cache: cache)
+        let m = hs.count
+        let q = qs + hs.lowerBound * qkDim, o = out + hs.lowerBound * valueDim
+        cache.forEachRun(layer: layer, positions: positions) { first, n, keys, _ in
+            sgemmNT(m: m, n: n, k: qkDim, alpha: scale, a: q, lda: qkDim, b: keys + kc, ldb: ks,
+                    c: s + first, ldc: scoreStride, accumulate: false, pool: nil)
+        }
+        for r in 0..<m { softmax(s + r * scoreStride, count: positions) }
+        cache.forEachRun(layer: layer, positions: positions) { first, n, keys, values in
+            sgemmNN(m: m, n: valueDim, k: n, alpha: 1, a: s + first, lda: scoreStride,
+                    b: (valuesInKeys ? keys : values) + vc, ldb: vs, c: o, ldc: valueDim, accumulate: first > 0, pool: nil)
         }
     }
 

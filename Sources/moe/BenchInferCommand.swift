@@ -24,16 +24,18 @@ struct BenchInfer: ParsableCommand {
     @Option(help: "Repetitions; the figures are their mean.") var repetitions: Int = 3
     @Option(help: "Sequences decoded together per step (batched decode); 1 times plain one-sequence decoding.")
     var batch: Int = 1
+    @Option(help: "Also time decoding after a context of this many tokens (llama-bench's -d); 0: skip.")
+    var depth: Int = 0
 
     func run() throws {
         guard promptTokens > 0, genTokens > 0, repetitions > 0, batch > 0 else { throw ValidationError("counts must be positive") }
         let model = try options.load()
         let c = model.config
-        guard promptTokens <= model.contextLength, genTokens + 1 <= model.contextLength else {
+        guard promptTokens <= model.contextLength, genTokens + 1 + depth <= model.contextLength, depth >= 0 else {
             throw ValidationError("--prompt-tokens + --gen-tokens exceed the context (\(model.contextLength))")
         }
         let summary = ModelSummary(model)
-        let cache = model.makeCache(capacity: max(promptTokens, genTokens + 1))
+        let cache = model.makeCache(capacity: max(promptTokens, genTokens + 1 + depth))
         var rng = Xoshiro256StarStar(seed: 42)
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
         let decodeInputs = (0..<genTokens).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
@@ -58,7 +60,8 @@ struct BenchInfer: ParsableCommand {
             for step in batchInputs.prefix(8) { _ = try model.decode(step, caches: caches) }
         }
 
-        var prefillRates: [Double] = [], decodeRates: [Double] = [], batchRates: [Double] = []
+        var prefillRates: [Double] = [], decodeRates: [Double] = [], batchRates: [Double] = [], depthRates: [Double] = []
+        let context = (0..<depth).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
         for _ in 0..<repetitions {
             cache.reset()
             var start = ContinuousClock.now
@@ -70,6 +73,13 @@ struct BenchInfer: ParsableCommand {
             start = .now
             for t in decodeInputs { try model.forward([t], cache: cache, logitsFor: .last) }
             decodeRates.append(Double(genTokens) / elapsed(start))
+            if depth > 0 {
+                cache.reset()
+                try model.forward(context, cache: cache, logitsFor: .none)
+                start = .now
+                for t in decodeInputs { try model.forward([t], cache: cache, logitsFor: .last) }
+                depthRates.append(Double(genTokens) / elapsed(start))
+            }
             if batch > 1 {
                 try startBatch()
                 start = .now
@@ -86,6 +96,10 @@ struct BenchInfer: ParsableCommand {
         print(String(format: "decode tokens/s: %.1f", decode) + String(format: "   (± %.1f)", stddev(decodeRates)))
         print(String(format: "bytes per token: %.1f MB; read bandwidth: %.1f GB/s; bandwidth limit: %.1f tokens/s; decode at %.0f%% of it",
                      Double(summary.bytesPerToken) / 1e6, bandwidth, limit, 100 * decode / limit))
+        if depth > 0 {
+            print(String(format: "decode at depth %d tokens/s: %.1f   (± %.1f); KV cache %.1f KiB per token",
+                         depth, mean(depthRates), stddev(depthRates), Double(model.kvBytesPerTokenAndLayer * model.layers.count) / 1024))
+        }
         if batch > 1 {
             let aggregate = mean(batchRates)
             print(String(format: "batched decode, %d sequences: aggregate tokens/s: %.1f   (± %.1f); %.1f per sequence; %.2fx one sequence",

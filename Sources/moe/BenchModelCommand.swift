@@ -9,8 +9,9 @@ import MoEModel
 /// embeddings. `--size 7b` (7.2B parameters, 1.6B active, 14.4 GB in bf16): a size users run, where decode is
 /// bandwidth-bound — hidden 2048, 16 layers, 32 heads / 4 KV heads, 64 experts top-8 of width 1024.
 /// `--arch deepseek_v2`: a DeepSeek-V2-Lite-shaped model of the bench size — multi-head latent attention (16
-/// heads, latent 256, rope key 32, nope 64, value 64, no q low-rank), 64 experts top-6 of width 256 + 2 shared,
-/// the first layer dense (width 3072), softmax greedy routing.
+/// heads, latent 256, rope key 32, nope 64, value 64, q low-rank 512: llama.cpp reads deepseek2 without a q
+/// low-rank only at V2-Lite's 27 layers), 64 experts top-6 of width 256 + 2 shared, the first layer dense (width
+/// 3072), softmax greedy routing.
 struct BenchMakeModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "make-model",
@@ -47,12 +48,12 @@ struct BenchMakeModel: ParsableCommand {
         }
         let kvHeads = 4, headDim = 64, experts = 64, topK = deepSeek ? 6 : 8, vocab = 151_936, denseWidth = 3072
         // DeepSeek-V2-Lite's attention at half its width.
-        let kvLora = 256, ropeDim = 32, nopeDim = 64, valueDim = 64, shared = 2
+        let kvLora = 256, qLora = 512, ropeDim = 32, nopeDim = 64, valueDim = 64, shared = 2
         var config: [String: Any] = [
             "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
             "num_experts_per_tok": topK, "moe_intermediate_size": width, "intermediate_size": denseWidth,
             "norm_topk_prob": !deepSeek,
-            "vocab_size": vocab, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
+            "vocab_size": vocab, "max_position_embeddings": deepSeek ? 8192 : 4096, "rms_norm_eps": 1e-6,
             "rope_parameters": ["rope_type": "default", "rope_theta": deepSeek ? 10_000.0 : 1_000_000.0] as [String: Any],
             "tie_word_embeddings": false, "hidden_act": "silu", "attention_bias": false,
             "bos_token_id": 151_643, "eos_token_id": 151_645,
@@ -63,7 +64,7 @@ struct BenchMakeModel: ParsableCommand {
                 "architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2",
                 "num_key_value_heads": heads, "n_routed_experts": experts, "n_shared_experts": shared,
                 "first_k_dense_replace": 1, "topk_method": "greedy", "routed_scaling_factor": 1.0,
-                "kv_lora_rank": kvLora, "q_lora_rank": NSNull(), "qk_nope_head_dim": nopeDim, "qk_rope_head_dim": ropeDim,
+                "kv_lora_rank": kvLora, "q_lora_rank": qLora, "qk_nope_head_dim": nopeDim, "qk_rope_head_dim": ropeDim,
                 "v_head_dim": valueDim, "head_dim": ropeDim,
             ] as [String: Any]) { $1 }
         } else {
@@ -103,7 +104,9 @@ struct BenchMakeModel: ParsableCommand {
             ones("\(p).input_layernorm.weight", hidden)
             ones("\(p).post_attention_layernorm.weight", hidden)
             if deepSeek {
-                random("\(p).self_attn.q_proj.weight", [heads * (nopeDim + ropeDim), hidden])
+                random("\(p).self_attn.q_a_proj.weight", [qLora, hidden])
+                ones("\(p).self_attn.q_a_layernorm.weight", qLora)
+                random("\(p).self_attn.q_b_proj.weight", [heads * (nopeDim + ropeDim), qLora])
                 random("\(p).self_attn.kv_a_proj_with_mqa.weight", [kvLora + ropeDim, hidden])
                 ones("\(p).self_attn.kv_a_layernorm.weight", kvLora)
                 random("\(p).self_attn.kv_b_proj.weight", [heads * (nopeDim + valueDim), kvLora])
