@@ -122,29 +122,93 @@ public struct LatentAttention: @unchecked Sendable {
             }
         }
 
-        // Absorbed queries [T, heads·D]: per head [W_UK_hᵀ·q_nope_h | q_rope_h].
-        let absorbed = ws.latentQuery.reserve(T * heads * D)
+        // Long prefill chunks attend with the keys and values decompressed (fewer products there); the rest
+        // (decode, short chunks) in latent space.
+        let decompressed = pass.counts.map { decompresses(tokens: $0) }
         let latent = ws.latentOutput.reserve(T * heads * rank)
         let out = ws.attention.reserve(T * heads * l.valueDim)
         kvBFloats.withUnsafeBufferPointer { kvb in
             let w = kvb.baseAddress!
-            pool.parallelFor(heads) { h in
-                sgemmNN(m: T, n: rank, k: nope, alpha: 1, a: qs + h * qkDim, lda: qWidth, b: w + h * headRows * rank, ldb: rank,
-                        c: absorbed + h * D, ldc: heads * D, accumulate: false, pool: nil)
-                for t in 0..<T {
-                    (absorbed + t * heads * D + h * D + rank).update(from: qs + t * qWidth + h * qkDim + nope, count: ropeDim)
+            if decompressed.contains(false) {
+                // Absorbed queries [T, heads·D]: per head [W_UK_hᵀ·q_nope_h | q_rope_h].
+                let absorbed = ws.latentQuery.reserve(T * heads * D)
+                pool.parallelFor(heads) { h in
+                    sgemmNN(m: T, n: rank, k: nope, alpha: 1, a: qs + h * qkDim, lda: qWidth, b: w + h * headRows * rank, ldb: rank,
+                            c: absorbed + h * D, ldc: heads * D, accumulate: false, pool: nil)
+                    for t in 0..<T {
+                        (absorbed + t * heads * D + h * D + rank).update(from: qs + t * qWidth + h * qkDim + nope, count: ropeDim)
+                    }
+                }
+                ScaledDotProduct(heads: heads, group: heads, qkDim: D, valueDim: rank, valuesInKeys: true, scale: Float(l.softmaxScale))
+                    .attend(absorbed, pass, layer: layer, out: latent, ws: ws, pool: pool, causalChunks: { !decompressed[$0] })
+                // Each head's weighted latent through W_UV_h (rows of decompressed chunks are overwritten below).
+                pool.parallelFor(heads) { h in
+                    sgemmNT(m: T, n: l.valueDim, k: rank, alpha: 1, a: latent + h * rank, lda: heads * rank,
+                            b: w + (h * headRows + nope) * rank, ldb: rank, c: out + h * l.valueDim, ldc: heads * l.valueDim,
+                            accumulate: false, pool: nil)
                 }
             }
-            ScaledDotProduct(heads: heads, group: heads, qkDim: D, valueDim: rank, valuesInKeys: true, scale: Float(l.softmaxScale))
-                .attend(absorbed, pass, layer: layer, out: latent, ws: ws, pool: pool)
-            // Each head's weighted latent through W_UV_h.
-            pool.parallelFor(heads) { h in
-                sgemmNT(m: T, n: l.valueDim, k: rank, alpha: 1, a: latent + h * rank, lda: heads * rank,
-                        b: w + (h * headRows + nope) * rank, ldb: rank, c: out + h * l.valueDim, ldc: heads * l.valueDim,
-                        accumulate: false, pool: nil)
+            for (c, cache) in pass.caches.enumerated() where decompressed[c] {
+                let first = pass.firsts[c]
+                attendDecompressed(qs + first * qWidth, tokens: pass.counts[c], start: cache.count, cache: cache, layer: layer,
+                                   kvB: w, out: out + first * heads * l.valueDim, ws: ws, pool: pool)
             }
         }
         linear(out, ldx: heads * l.valueDim, tokens: T, o, into: residual, ldo: hidden, accumulate: true, pool: pool)
         if let oBias { addBias(residual, rows: T, stride: hidden, bias: oBias, count: hidden) }
+    }
+
+    /// Whether a chunk of `tokens` queries is cheaper to attend with every position's keys and values decompressed
+    /// (per position: rank·heads·(nope + v) multiply-adds, once) than in latent space (per query and position:
+    /// heads·(kvLora + rope + kvLora) against heads·(nope + rope + v)).
+    func decompresses(tokens: Int) -> Bool {
+        let l = layout
+        let saved = tokens * (2 * l.kvLoraRank + l.ropeDim - (l.nopeDim + l.ropeDim + l.valueDim))
+        return tokens > 1 && saved > l.kvLoraRank * (l.nopeDim + l.valueDim)
+    }
+
+    /// A prefill chunk of T queries (rows of `qs`, already rotated) at positions start..<start+T: every cached
+    /// position's latent expanded by kv_b_proj into each head's non-rotary key and value, then per head
+    /// softmax(scale·(q_nope·k_noped + q_rope·k_rope) + causal mask)·v as matrix products, queries in chunks of 128.
+    private func attendDecompressed(_ qs: UnsafePointer<Float>, tokens T: Int, start: Int, cache: KVCache, layer: Int,
+                                    kvB: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
+        let l = layout, heads = heads
+        let nope = l.nopeDim, ropeDim = l.ropeDim, rank = l.kvLoraRank, v = l.valueDim
+        let qkDim = nope + ropeDim, qWidth = heads * qkDim, headRows = nope + v, expandedWidth = heads * headRows
+        let D = l.cachedWidth, oWidth = heads * v
+        let positions = start + T
+        // [positions, heads·(nope + v)]: each position's keys and values for every head.
+        let expanded = ws.value.reserve(positions * expandedWidth)
+        cache.forEachRun(layer: layer, positions: positions) { p0, n, rows, _ in
+            sgemmNT(m: n, n: expandedWidth, k: rank, alpha: 1, a: rows, lda: D, b: kvB, ldb: rank,
+                    c: expanded + p0 * expandedWidth, ldc: expandedWidth, accumulate: false, pool: pool)
+        }
+        let chunk = min(T, 128)
+        let scores = ws.scores.reserve(heads * chunk * positions)
+        let scale = Float(l.softmaxScale)
+        var first = 0
+        while first < T {
+            let rows = min(chunk, T - first)
+            pool.parallelFor(heads) { h in
+                let s = scores + h * chunk * positions
+                let visible = start + first + rows
+                let q = qs + first * qWidth + h * qkDim
+                sgemmNT(m: rows, n: visible, k: nope, alpha: scale, a: q, lda: qWidth, b: expanded + h * headRows,
+                        ldb: expandedWidth, c: s, ldc: positions, accumulate: false, pool: nil)
+                cache.forEachRun(layer: layer, positions: visible) { p0, n, keys, _ in
+                    sgemmNT(m: rows, n: n, k: ropeDim, alpha: scale, a: q + nope, lda: qWidth, b: keys + rank, ldb: D,
+                            c: s + p0, ldc: positions, accumulate: true, pool: nil)
+                }
+                for r in 0..<rows {
+                    let row = s + r * positions
+                    let valid = start + first + r + 1
+                    softmax(row, count: valid)
+                    for j in valid..<visible { row[j] = 0 }
+                }
+                sgemmNN(m: rows, n: v, k: visible, alpha: 1, a: s, lda: positions, b: expanded + h * headRows + nope,
+                        ldb: expandedWidth, c: out + first * oWidth + h * v, ldc: oWidth, accumulate: false, pool: nil)
+            }
+            first += rows
+        }
     }
 }

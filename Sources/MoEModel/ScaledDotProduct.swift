@@ -20,8 +20,10 @@ struct ScaledDotProduct {
     /// `count` does not include them yet) into `out` [rows, heads·valueDim]. One-token sequences attend by dot
     /// products, all (sequence, head) pairs in one parallel section; longer runs (prefill chunks) attend
     /// causally as matrix products.
+    /// `causalChunks`: which multi-row chunks to attend here (default all; latent attention takes long ones
+    /// elsewhere).
     func attend(_ qs: UnsafePointer<Float>, _ layout: PassLayout, layer: Int, out: UnsafeMutablePointer<Float>,
-                ws: Workspace, pool: WorkerPool) {
+                ws: Workspace, pool: WorkerPool, causalChunks: (Int) -> Bool = { _ in true }) {
         let qWidth = heads * qkDim, oWidth = heads * valueDim
         if !layout.singles.isEmpty {
             // Every (sequence, head) pair gets a score row of the longest sequence's length: one reservation, no
@@ -58,7 +60,7 @@ struct ScaledDotProduct {
                 }
             }
         }
-        for (c, cache) in layout.caches.enumerated() where layout.counts[c] > 1 {
+        for (c, cache) in layout.caches.enumerated() where layout.counts[c] > 1 && causalChunks(c) {
             let first = layout.firsts[c]
             attendCausal(qs + first * qWidth, tokens: layout.counts[c], start: cache.count, cache: cache, layer: layer,
                          out: out + first * oWidth, ws: ws, pool: pool)

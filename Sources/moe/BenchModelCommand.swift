@@ -63,7 +63,7 @@ struct BenchMakeModel: ParsableCommand {
             config.merge([
                 "architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2",
                 "num_key_value_heads": heads, "n_routed_experts": experts, "n_shared_experts": shared,
-                "first_k_dense_replace": 1, "topk_method": "greedy", "routed_scaling_factor": 1.0,
+                "first_k_dense_replace": 1, "topk_method": "greedy",
                 "kv_lora_rank": kvLora, "q_lora_rank": qLora, "qk_nope_head_dim": nopeDim, "qk_rope_head_dim": ropeDim,
                 "v_head_dim": valueDim, "head_dim": ropeDim,
             ] as [String: Any]) { $1 }

@@ -72,6 +72,26 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         #expect(cache.count == e.tokens.count)
     }
 
+    /// Latent attention's two ways agree: long prefill chunks (decompressed keys and values, here the second one
+    /// after a cached prefix) give the logits of decoding the same tokens one by one in latent space.
+    @Test(arguments: ["deepseek_v3", "deepseek_v2_group", "deepseek_v2_lite"])
+    func latentPrefillEqualsDecodeSteps(_ name: String) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        guard case let .latent(attention) = model.layers[0].attention else { Issue.record("not latent attention"); return }
+        let vocab = model.config.vocabSize, n = 30
+        #expect(attention.decompresses(tokens: n) && !attention.decompresses(tokens: 1))
+        let tokens = (0..<(2 * n)).map { 4 + ($0 * 37 + 11) % (vocab - 4) }
+        let cache = model.makeCache(capacity: 2 * n)
+        var prefill = Array(try model.forward(Array(tokens[..<n]), cache: cache, logitsFor: .all))
+        prefill += Array(try model.forward(Array(tokens[n...]), cache: cache, logitsFor: .all))
+        let stepCache = model.makeCache(capacity: 2 * n)
+        for (t, token) in tokens.enumerated() {
+            let step = try model.forward([token], cache: stepCache, logitsFor: .last)
+            let diff = maxAbsDifference(UnsafeBufferPointer(step), Array(prefill[(t * vocab)..<((t + 1) * vocab)]))
+            #expect(diff <= 1e-4, "\(name) position \(t): \(diff)")
+        }
+    }
+
     @Test(arguments: Fixtures.cases)
     func greedyGenerationEqualsHFGenerate(_ name: String) throws {
         let e = try Fixtures.expected(name)
