@@ -15,6 +15,9 @@ public struct Generation: Sendable {
     public var finishReason: FinishReason = .length
     public var promptSeconds: Double = 0
     public var decodeSeconds: Double = 0
+    /// Speculative decoding: draft tokens proposed, and how many of them were kept.
+    public var draftTokens = 0
+    public var acceptedDraftTokens = 0
 }
 
 extension Transformer {
@@ -40,8 +43,13 @@ extension Transformer {
     /// Prefills `prompt` in one pass, then decodes one token at a time until an end-of-sequence id,
     /// `maxTokens` tokens, or the end of the context. `onToken` sees each token as it is chosen and may
     /// return false to stop early.
+    ///
+    /// With a `drafter`, each step feeds the last token and the drafter's guesses in one pass and keeps the guesses
+    /// the model agrees with (`Sampler.verify`), plus the model's own next token: the same tokens as without it
+    /// for greedy decoding, the same distribution for sampling.
     public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>? = nil,
-                         cache: KVCache? = nil, onToken: (Int) -> Bool = { _ in true }) throws -> Generation {
+                         cache: KVCache? = nil, drafter: Drafter? = nil,
+                         onToken: (Int) -> Bool = { _ in true }) throws -> Generation {
         guard !prompt.isEmpty else { throw ModelError.badInput("the prompt is empty") }
         // Room for the prompt and what may be generated; a cache of the whole context is mostly untouched
         // (and so never committed) memory anyway, but there is no need to ask for it.
@@ -60,6 +68,12 @@ extension Transformer {
         var logits = try forward(prompt, cache: cache, logitsFor: .last)
         result.promptSeconds = seconds(since: clock)
         clock = .now
+        if let drafter {
+            try speculate(drafter, logits: logits, cache: cache, maxTokens: maxTokens, sampler: &sampler, stops: stops,
+                          history: &history, result: &result, onToken: onToken)
+            result.decodeSeconds = seconds(since: clock)
+            return result
+        }
         while result.tokens.count < maxTokens {
             let next = sampler.sample(logits.baseAddress!, count: vocab, history: history, generated: result.tokens)
             result.tokens.append(next)
@@ -71,6 +85,56 @@ extension Transformer {
         }
         result.decodeSeconds = seconds(since: clock)
         return result
+    }
+}
+
+extension Transformer {
+    /// The decode loop of `generate` with drafts: the last token and up to `tokens` drafts go through one pass;
+    /// row j's logits decide draft j, the first rejected draft is replaced by the model's token (and the cache
+    /// gives back the positions of the drafts after it), and when every draft is kept the last row gives one more.
+    private func speculate(_ drafter: Drafter, logits first: UnsafeMutableBufferPointer<Float>, cache: KVCache, maxTokens: Int,
+                           sampler: inout Sampler, stops: Set<Int>, history: inout [Int], result: inout Generation,
+                           onToken: (Int) -> Bool) throws {
+        let vocab = config.vocabSize
+        var done = false
+        /// Adds a chosen token; false when generation ends with it.
+        func emit(_ token: Int) -> Bool {
+            result.tokens.append(token)
+            history.append(token)
+            if stops.contains(token) || !onToken(token) { result.finishReason = .stop; return false }
+            // As the plain loop: the token just chosen must still fit in the cache to be fed.
+            return result.tokens.count < maxTokens && history.count - 1 < cache.capacity
+        }
+        var last = sampler.sample(first.baseAddress!, count: vocab, history: history, generated: result.tokens)
+        if !emit(last) { return }
+        while !done {
+            // Room: the pass writes 1 + drafts positions, and the drafts may not overshoot maxTokens.
+            let room = min(maxTokens - result.tokens.count, cache.capacity - cache.count - 1)
+            let draft = drafter.draft(after: history, limit: max(0, room))
+            let rows = try forward([last] + draft, cache: cache, logitsFor: .all)
+            result.draftTokens += draft.count
+            var kept = 0
+            while true {
+                let row = rows.baseAddress! + kept * vocab
+                if kept < draft.count {
+                    let (token, accepted) = sampler.verify(row, count: vocab, draft: draft[kept], history: history,
+                                                          generated: result.tokens)
+                    if accepted {
+                        result.acceptedDraftTokens += 1
+                        kept += 1
+                        if !emit(token) { done = true; break }
+                        continue
+                    }
+                    // The drafts from `kept` on are not part of the text: their positions go back.
+                    cache.truncate(to: cache.count - (draft.count - kept))
+                    last = token
+                } else {
+                    last = sampler.sample(row, count: vocab, history: history, generated: result.tokens)
+                }
+                if !emit(last) { done = true }
+                break
+            }
+        }
     }
 }
 

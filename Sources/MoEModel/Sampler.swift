@@ -177,6 +177,12 @@ public struct Sampler {
         return scratch.draw(logits, count: count, state: state, unit: u)
     }
 
+    /// One inverse-CDF draw over the softmax of logits already processed (filtered entries `-infinity`).
+    func drawProcessed(_ logits: UnsafeMutablePointer<Float>, count: Int, unit: Double) -> Int {
+        scratch.reserve(count)
+        return scratch.draw(logits, count: count, state: State(), unit: unit)
+    }
+
     /// `process` on an array.
     public func process(_ logits: inout [Float], history: some Collection<Int>, generated: some Collection<Int>) {
         let n = logits.count

@@ -30,6 +30,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Seed for reproducible sampling.") var seed: UInt64?
     @Flag(help: "Do not stop at end-of-sequence tokens.") var ignoreEos = false
     @Flag(help: "Print the generated ids (comma-separated) even when the model has a tokenizer.") var printIds = false
+    @Option(help: "Speculative decoding: 'lookup' drafts from n-gram matches in the prompt and text so far (same output when greedy, same distribution when sampling).")
+    var speculative: String?
+    @Option(help: "Draft tokens per step with --speculative.") var draftTokens: Int = 8
 
     func run() throws {
         let (prompt, tokenizer) = try input.ids(modelDirectory: options.model)
@@ -55,7 +58,16 @@ struct Generate: ParsableCommand {
         if ignoreEos { stops = [] }
         // With a tokenizer the text is streamed as it is generated, one complete character at a time.
         var decoder = printIds ? nil : tokenizer.map { IncrementalDecoder(tokenizer: $0, skipSpecialTokens: true) }
-        let result = try model.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops) { id in
+        var drafter: Drafter?
+        switch speculative {
+        case nil: break
+        case "lookup"?:
+            guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be between 1 and 64") }
+            drafter = .promptLookup(ngram: 3, tokens: draftTokens)
+        case let other?: throw ValidationError("--speculative must be 'lookup' (got '\(other)')")
+        }
+        let result = try model.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops,
+                                        drafter: drafter) { id in
             if decoder != nil, let text = decoder?.add(id), !text.isEmpty {
                 FileHandle.standardOutput.write(Data(text.utf8))
             }
@@ -68,6 +80,7 @@ struct Generate: ParsableCommand {
         }
         let decodeRate = result.tokens.count > 1 ? Double(result.tokens.count - 1) / result.decodeSeconds : 0
         printError("finish_reason: \(result.finishReason.rawValue); prompt \(prompt.count) tokens in \(String(format: "%.3f", result.promptSeconds)) s; "
-                   + "\(result.tokens.count) generated at \(String(format: "%.1f", decodeRate)) tokens/s")
+                   + "\(result.tokens.count) generated at \(String(format: "%.1f", decodeRate)) tokens/s"
+                   + (drafter == nil ? "" : "; drafts \(result.acceptedDraftTokens)/\(result.draftTokens) accepted"))
     }
 }
