@@ -62,3 +62,15 @@ enum TrainingFixtures {
         }
     }
 }
+
+@Suite struct UnsupportedTrainingTests {
+    /// Architectures whose backward pass is not written yet are refused by name, before anything trains.
+    @Test(arguments: [("deepseek_v3", "latent attention"), ("glm4_moe", "routing")])
+    func refusedWithTheReason(_ name: String, _ reason: String) throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/models/\(name)").path
+        #expect { try TrainableModel.load(directory: directory, threads: 1) } throws: { error in
+            "\(error)".contains(reason) && "\(error)".contains(name)
+        }
+    }
+}
