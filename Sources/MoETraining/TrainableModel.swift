@@ -46,8 +46,9 @@ public final class TrainableModel: @unchecked Sendable {
     /// `selectionBias` adds DeepSeek-V3's `e_score_correction_bias` to every MoE layer.
     public init(config: ModelConfig, head: Head = .languageModel, selectionBias: Bool = false,
                 threads: Int = WorkerPool.defaultThreadCount, has: (String) -> Bool = { _ in false }) throws {
-        try config.requireSupported()
         let arch = try ArchitectureRegistry.architecture(for: config.modelType)
+        let config = try arch.withDefaults(config)
+        try config.requireSupported()
         layouts = try arch.layout(config, has: has)
         if let clip = layouts.first?.clip {
             throw ModelError.unsupported("clip_qkv (\(clip)) is not supported for training")
@@ -55,10 +56,6 @@ public final class TrainableModel: @unchecked Sendable {
         for l in layouts {
             if l.latent != nil {
                 throw ModelError.unsupported("training \(config.modelType): multi-head latent attention has no backward pass yet")
-            }
-            if case let .moe(m) = l.feedForward, m.router != RouterLayout() || !m.sharedGated {
-                throw ModelError.unsupported("training \(config.modelType): sigmoid / group-limited / scaled routing and ungated "
-                                             + "shared experts have no backward pass yet")
             }
         }
         self.config = config

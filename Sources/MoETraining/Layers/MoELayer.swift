@@ -28,11 +28,16 @@ struct BalanceGradient {
     var zScale: Float
 }
 
-/// The mixture-of-experts layer: router → softmax → top-k (optionally renormalised; chosen with the
-/// aux-loss-free bias added when there is one) → tokens sorted by expert (dropless: every choice is kept) →
-/// one SwiGLU per expert over its rows → weighted sum, plus Qwen2-MoE's sigmoid-gated shared expert.
+/// The mixture-of-experts layer: router → softmax or sigmoid scores → top-k (chosen with the aux-loss-free bias
+/// added when there is one, within the best expert groups when the router has groups; optionally renormalised,
+/// then scaled) → tokens sorted by expert (dropless: every choice is kept) → one SwiGLU per expert over its rows →
+/// weighted sum, plus the shared expert (sigmoid-gated as Qwen2-MoE's, or added as DeepSeek's and GLM's). As
+/// `ExpertRouter` in inference; the gradient flows through the chosen experts' scores only. The Switch aux loss
+/// and the z-loss are defined on softmax probabilities: sigmoid routers take no part in them (they balance by the
+/// selection bias).
 final class MoELayer {
     let hidden: Int, experts: Int, topK: Int, width: Int, normTopKProb: Bool
+    let routing: RouterLayout
     let router: Int
     let expertWeights: [(gate: Int, up: Int, down: Int)]
     /// DeepSeek-V3's `e_score_correction_bias`: added to the probabilities only to choose experts.
@@ -55,9 +60,10 @@ final class MoELayer {
 
     init(_ store: ParameterStore, layout m: MoELayout, hidden: Int, selectionBias: Bool) {
         self.hidden = hidden; experts = m.experts; topK = m.topK; width = m.width; normTopKProb = m.normTopKProb
+        routing = m.router
         router = store.add(m.routerName, shape: [m.experts, hidden], decay: true)
-        self.selectionBias = selectionBias
-            ? store.add("\(m.prefix).gate.e_score_correction_bias", shape: [m.experts], decay: false, frozen: true) : nil
+        self.selectionBias = selectionBias || m.router.selectionBias
+            ? store.add(m.selectionBiasName, shape: [m.experts], decay: false, frozen: true) : nil
         let n = m.expertNames
         expertWeights = (0..<m.experts).map { e in
             let p = m.expertPrefix(e)
@@ -67,7 +73,7 @@ final class MoELayer {
         }
         if let sw = m.sharedWidth {
             shared = MLPLayer(store, prefix: m.sharedPrefix, hidden: hidden, width: sw)
-            sharedGate = store.add(m.sharedGateName, shape: [1, hidden], decay: true)
+            sharedGate = m.sharedGated ? store.add(m.sharedGateName, shape: [1, hidden], decay: true) : nil
         } else {
             shared = nil; sharedGate = nil
         }
@@ -88,23 +94,30 @@ final class MoELayer {
         let lg = logits.reserve(n * E), pr = probs.reserve(n * E), ls = lse.reserve(n)
         linearForward(xs, rows: n, inputs: hidden, outputs: E, weight: w + router, bias: nil, into: lg, pool: pool)
 
-        // Router: softmax over all experts, then top-k (on p + bias when balancing without aux loss).
+        // Router: scores (softmax or sigmoid), then top-k on scores + bias (when balancing without aux loss) within
+        // the best groups, then renormalisation and scaling.
         choice = .init(repeating: 0, count: n * k); weight = .init(repeating: 0, count: n * k)
         let bias = selectionBias.map { UnsafePointer(w + $0) }
+        let routing = self.routing, normTopKProb = self.normTopKProb, scale = Float(routing.scale)
         choice.withUnsafeMutableBufferPointer { chb in
             weight.withUnsafeMutableBufferPointer { wtb in
                 let ch = chb.baseAddress!, wt = wtb.baseAddress!
                 forEachRange(n, pool: pool) { tokens in
                     var score = [Float](repeating: 0, count: E)
+                    var groupScore = [Float](repeating: 0, count: routing.groups)
                     for t in tokens {
                         let l = lg + t * E, p = pr + t * E
                         var m = -Float.infinity
                         for e in 0..<E { m = max(m, l[e]) }
                         var s: Float = 0
-                        for e in 0..<E { p[e] = expf(l[e] - m); s += p[e] }
-                        for e in 0..<E { p[e] /= s }
+                        for e in 0..<E { s += expf(l[e] - m) }
                         ls[t] = m + logf(s)
+                        switch routing.scoring {
+                        case .softmax: for e in 0..<E { p[e] = expf(l[e] - m) / s }
+                        case .sigmoid: for e in 0..<E { p[e] = 1 / (1 + expf(-l[e])) }
+                        }
                         for e in 0..<E { score[e] = p[e] + (bias?[e] ?? 0) }
+                        if routing.groups > 1 { Self.keepBestGroups(&score, groupScore: &groupScore, routing) }
                         var total: Float = 0
                         for j in 0..<k {
                             // The highest remaining score; ties go to the lower index, as torch.topk does on CPU.
@@ -115,15 +128,17 @@ final class MoELayer {
                             wt[t * k + j] = p[best]
                             total += p[best]
                         }
-                        if normTopKProb { for j in 0..<k { wt[t * k + j] /= total } }
+                        for j in 0..<k { wt[t * k + j] = (normTopKProb ? wt[t * k + j] / (total + 1e-20) : wt[t * k + j]) * scale }
                     }
                 }
             }
         }
         for t in 0..<n where balanceMask?[t] ?? true {
             let p = pr + t * E
-            for e in 0..<E { stats.probabilitySums[e] += Double(p[e]) }
-            stats.zSum += Double(ls[t] * ls[t])
+            if routing.scoring == .softmax {
+                for e in 0..<E { stats.probabilitySums[e] += Double(p[e]) }
+                stats.zSum += Double(ls[t] * ls[t])
+            }
             for j in 0..<k { stats.counts[Int(choice[t * k + j])] += 1 }
             stats.rows += 1
         }
@@ -161,6 +176,11 @@ final class MoELayer {
             }
         }
 
+        if let shared, sharedGate == nil {
+            let so = sharedOut.reserve(n * hidden)
+            shared.forward(xs, rows: n, store: store, into: so, pool: pool)
+            axpy(1, so, out, count: n * hidden)
+        }
         if let shared, let sharedGate {
             let so = sharedOut.reserve(n * hidden), sg = sharedGateValue.reserve(n)
             shared.forward(xs, rows: n, store: store, into: so, pool: pool)
@@ -169,6 +189,29 @@ final class MoELayer {
                 sg[t] = s
                 axpy(s, so + t * hidden, out + t * hidden, count: hidden)
             }
+        }
+    }
+
+    /// Sets the scores outside the `groupsChosen` best groups to 0 (groups ranked by their best score or the sum
+    /// of their two best), as `ExpertRouter` and transformers do.
+    static func keepBestGroups(_ score: inout [Float], groupScore g: inout [Float], _ r: RouterLayout) {
+        let size = score.count / r.groups
+        for group in 0..<r.groups {
+            var best = -Float.infinity, second = -Float.infinity
+            for i in group * size ..< (group + 1) * size {
+                let v = score[i]
+                if v > best { second = best; best = v } else if v > second { second = v }
+            }
+            g[group] = r.groupScore == .max ? best : best + second
+        }
+        var kept = [Bool](repeating: false, count: r.groups)
+        for _ in 0..<r.groupsChosen {
+            var best = -1
+            for group in 0..<r.groups where !kept[group] && (best < 0 || g[group] > g[best]) { best = group }
+            kept[best] = true
+        }
+        for group in 0..<r.groups where !kept[group] {
+            for i in group * size ..< (group + 1) * size { score[i] = 0 }
         }
     }
 
@@ -230,10 +273,11 @@ final class MoELayer {
                            inputGrad: dgx + r0 * hidden, accumulate: false, scratch: sc + 2 * r0 * self.width, pool: inner)
         }
 
-        // Router: routing weights → chosen probabilities (through the renormalisation) → all probabilities
-        // (plus the aux loss's constant per-expert term) → logits (softmax, plus the z-loss's term).
+        // Router: routing weights → chosen scores (through the scaling and renormalisation) → all scores (plus,
+        // for softmax, the aux loss's constant per-expert term) → logits (softmax or sigmoid, plus the z-loss's term).
         let pr = probs.pointer, ls = lse.pointer
         let dl = dLogits.reserve(n * E)
+        let softmaxScores = routing.scoring == .softmax, scale = Float(routing.scale)
         choice.withUnsafeBufferPointer { cb in
             weight.withUnsafeBufferPointer { wb in
               dWeight.withUnsafeBufferPointer { db in
@@ -241,19 +285,24 @@ final class MoELayer {
                 let mask = self.balanceMask
                 forEachBlock(n, pool: pool) { t in
                     let p = pr + t * E, d = dl + t * E
-                    let counted = mask?[t] ?? true
+                    let counted = (mask?[t] ?? true) && softmaxScores
                     for e in 0..<E { d[e] = counted ? balance.probability[e] : 0 }
                     if normTopKProb {
+                        // w_j = scale·p_j / (Σ p + 1e-20): d p_j = (scale·dw_j − Σ dw_i·w_i) / (Σ p + 1e-20).
                         var total: Float = 0, inner: Float = 0
                         for j in 0..<k { total += p[Int(ch[t * k + j])]; inner += dWeight[t * k + j] * wt[t * k + j] }
-                        for j in 0..<k { d[Int(ch[t * k + j])] += (dWeight[t * k + j] - inner) / total }
+                        for j in 0..<k { d[Int(ch[t * k + j])] += (scale * dWeight[t * k + j] - inner) / (total + 1e-20) }
                     } else {
-                        for j in 0..<k { d[Int(ch[t * k + j])] += dWeight[t * k + j] }
+                        for j in 0..<k { d[Int(ch[t * k + j])] += scale * dWeight[t * k + j] }
                     }
-                    var c: Float = 0
-                    for e in 0..<E { c += p[e] * d[e] }
-                    let z = counted ? balance.zScale * 2 * ls[t] : 0
-                    for e in 0..<E { d[e] = p[e] * (d[e] - c) + z * p[e] }
+                    if softmaxScores {
+                        var c: Float = 0
+                        for e in 0..<E { c += p[e] * d[e] }
+                        let z = counted ? balance.zScale * 2 * ls[t] : 0
+                        for e in 0..<E { d[e] = p[e] * (d[e] - c) + z * p[e] }
+                    } else {
+                        for e in 0..<E { d[e] *= p[e] * (1 - p[e]) }
+                    }
                 }
               }
             }
@@ -268,6 +317,9 @@ final class MoELayer {
             }
         }
 
+        if let shared, sharedGate == nil {
+            shared.backward(dOut, rows: n, store: store, inputGrad: dx, accumulate: true, pool: pool)
+        }
         if let shared, let sharedGate {
             let so = sharedOut.pointer, sg = sharedGateValue.pointer
             let ds = dShared.reserve(n * hidden)

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Training fixtures (loss + every parameter's gradient) for DeepSeek-V2/V3 and GLM-4.5, in the format of
+make_grad_fixtures.py (Tests/Fixtures/training/<case>/: config.json, model.safetensors, grads.safetensors,
+expected.json), so GradientTests reads them the same way.
+
+These models balance their experts without an auxiliary loss (the selection bias), and transformers computes none
+for them: the loss is the mean next-token cross-entropy (`aux_loss` 0). Float32, eager attention and experts, one
+thread. Each case keeps the first seed whose routing (group choice and top-k on the scores used for choosing) is
+decided by a margin >= 1e-3 at every token of the batch, so a float difference cannot flip an expert.
+
+    ~/.cache/moe-peers/bin/python scripts/make_mla_grad_fixtures.py [case ...]
+"""
+from __future__ import annotations
+
+import json, math, shutil, sys
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+import transformers  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from transformers import (DeepseekV2Config, DeepseekV2ForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM,  # noqa: E402
+                          Glm4MoeConfig, Glm4MoeForCausalLM)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_grad_fixtures import batch, ce_loss, to_saved_layout, dir_bytes  # noqa: E402
+from make_fixtures import routing_choice  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "Tests" / "Fixtures" / "training"
+MARGIN = 1e-3
+
+COMMON = dict(vocab_size=64, hidden_size=32, num_attention_heads=4, max_position_embeddings=64, rms_norm_eps=1e-6,
+              initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=None, tie_word_embeddings=False,
+              attn_implementation="eager", experts_implementation="eager", moe_intermediate_size=16,
+              intermediate_size=40)
+MLA = dict(num_key_value_heads=4, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=12)
+
+CASES = [
+    dict(name="deepseek_v3", cfg_cls=DeepseekV3Config, model_cls=DeepseekV3ForCausalLM, bias=0.3,
+         what="DeepSeek-V3: MLA with q_lora_rank 16, rope_interleave, sigmoid routing with selection bias, 4 groups "
+              "(2 kept) ranked by their two best, top-3 of 8, norm_topk_prob, scaling 2.5, 1 shared expert, layer 0 dense",
+         config=dict(COMMON, **MLA, num_hidden_layers=2, q_lora_rank=16, n_routed_experts=8, num_experts_per_tok=3,
+                     n_shared_experts=1, first_k_dense_replace=1, n_group=4, topk_group=2, norm_topk_prob=True,
+                     routed_scaling_factor=2.5, rope_interleave=True,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10_000.0})),
+    dict(name="deepseek_v2", cfg_cls=DeepseekV2Config, model_cls=DeepseekV2ForCausalLM, bias=None,
+         what="DeepSeek-V2-Lite shape: MLA without q_lora_rank, softmax greedy top-2 of 8, scaling 1.5, 2 shared experts",
+         config=dict(COMMON, **MLA, num_hidden_layers=2, q_lora_rank=None, n_routed_experts=8, num_experts_per_tok=2,
+                     n_shared_experts=2, first_k_dense_replace=0, topk_method="greedy", routed_scaling_factor=1.5,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10_000.0})),
+    dict(name="glm4_moe", cfg_cls=Glm4MoeConfig, model_cls=Glm4MoeForCausalLM, bias=0.3,
+         what="GLM-4.5: GQA 4/2 head_dim 8 with q/k/v bias, q/k norms, partial rotary 0.5, sigmoid routing with "
+              "selection bias, 2 groups (1 kept), top-2 of 8, norm_topk_prob, scaling 1.8, 1 shared expert, layer 0 dense",
+         config=dict(COMMON, num_hidden_layers=2, num_key_value_heads=2, head_dim=8, attention_bias=True,
+                     use_qk_norm=True, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1,
+                     first_k_dense_replace=1, n_group=2, topk_group=1, norm_topk_prob=True, routed_scaling_factor=1.8,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5})),
+]
+
+
+def randomise(model, gen, std, bias):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                v = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
+            elif name.endswith(".bias"):
+                v = 0.3 * torch.randn(p.shape, generator=gen)
+            else:
+                v = std * torch.randn(p.shape, generator=gen)
+            p.copy_(v)
+        for layer in model.model.layers:
+            gate = getattr(layer.mlp, "gate", None)
+            if bias and gate is not None and hasattr(gate, "e_score_correction_bias"):
+                b = gate.e_score_correction_bias
+                b.copy_(torch.randn(b.shape, generator=gen) * bias)
+
+
+def margin(model, ids) -> float:
+    logits = {}
+    hooks = [l.mlp.gate.register_forward_hook(lambda m, i, o, n=n: logits.__setitem__(n, o[0].detach()))
+             for n, l in enumerate(model.model.layers) if hasattr(l.mlp, "experts")]
+    with torch.no_grad():
+        model(input_ids=ids, use_cache=False)
+    for h in hooks:
+        h.remove()
+    k, m = model.config.num_experts_per_tok, math.inf
+    for n, lg in logits.items():
+        gate = model.model.layers[n].mlp.gate
+        scores, gmargin = routing_choice(lg.reshape(-1, lg.shape[-1]), gate, model.config)
+        s = scores.sort(dim=-1, descending=True).values
+        m = min(m, float((s[:, k - 1] - s[:, k]).min()), gmargin)
+    return m
+
+
+def build(case):
+    ids, labels = batch()
+    for seed in range(20_000, 20_400):
+        torch.manual_seed(seed)
+        model = case["model_cls"](case["cfg_cls"](**json.loads(json.dumps(case["config"])))).eval()
+        randomise(model, torch.Generator().manual_seed(seed), case["config"]["initializer_range"], case["bias"])
+        if margin(model, ids) >= MARGIN:
+            break
+    else:
+        raise RuntimeError(f"{case['name']}: no seed with routing margin >= {MARGIN}")
+    rmargin = margin(model, ids)
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=ids, use_cache=False)
+    loss = ce_loss(out.logits, labels).float()
+    loss.backward()
+    named = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None for g in named.values()), [n for n, g in named.items() if g is None]
+
+    d = OUT / case["name"]
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    model.save_pretrained(d, safe_serialization=True)
+    (d / "generation_config.json").unlink(missing_ok=True)
+    saved = load_file(d / "model.safetensors")
+    grads = to_saved_layout(named, mixtral=False)
+    # Buffers (the selection bias) have no gradient: zeros under their name, as the store keeps them frozen.
+    for k, v in saved.items():
+        grads.setdefault(k, torch.zeros_like(v))
+    assert set(grads) == set(saved), sorted(set(grads) ^ set(saved))
+    weights = to_saved_layout(dict(model.named_parameters()), mixtral=False)
+    for k, v in weights.items():
+        assert torch.equal(saved[k], v), k
+    save_file({k: v.contiguous() for k, v in grads.items()}, d / "grads.safetensors", metadata={"format": "pt"})
+    # Reloads to the same loss.
+    ref = case["model_cls"].from_pretrained(d, dtype=torch.float32, attn_implementation="eager",
+                                            experts_implementation="eager").eval()
+    with torch.no_grad():
+        assert float(ce_loss(ref(input_ids=ids, use_cache=False).logits, labels).float()) == float(loss)
+    expected = dict(case=case["name"], what=case["what"], model_type=model.config.model_type, input_ids=ids.tolist(),
+                    labels=labels.tolist(), loss=float(loss), ce_loss=float(loss), aux_loss=0.0,
+                    router_aux_loss_coef=0.0, router_margin=rmargin, seed=seed, torch=torch.__version__,
+                    transformers=transformers.__version__)
+    (d / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    print(f"{case['name']}: seed {seed}, loss {float(loss):.6f}, routing margin {rmargin:.4g}, {dir_bytes(d)} bytes")
+
+
+if __name__ == "__main__":
+    wanted = set(sys.argv[1:])
+    for c in CASES:
+        if not wanted or c["name"] in wanted:
+            build(c)
