@@ -5,7 +5,7 @@ expected.json), so GradientTests reads them the same way.
 
 These models balance their experts without an auxiliary loss (the selection bias), and transformers computes none
 for them: the loss is the mean next-token cross-entropy (`aux_loss` 0). Float32, eager attention and experts, one
-thread. Each case keeps the first seed whose routing (group choice and top-k on the scores used for choosing) is
+thread. (`aux_loss`: the Switch loss swift-moe reports for softmax routers, weighted 0 here.) Each case keeps the first seed whose routing (group choice and top-k on the scores used for choosing) is
 decided by a margin >= 1e-3 at every token of the batch, so a float difference cannot flip an expert.
 
     ~/.cache/moe-peers/bin/python scripts/make_mla_grad_fixtures.py [case ...]
@@ -26,7 +26,7 @@ from transformers import (DeepseekV2Config, DeepseekV2ForCausalLM, DeepseekV3Con
                           Glm4MoeConfig, Glm4MoeForCausalLM)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_grad_fixtures import batch, ce_loss, to_saved_layout, dir_bytes  # noqa: E402
+from make_grad_fixtures import aux_loss_ref, batch, ce_loss, to_saved_layout, dir_bytes  # noqa: E402
 from make_fixtures import routing_choice  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -78,6 +78,26 @@ def randomise(model, gen, std, bias):
             if bias and gate is not None and hasattr(gate, "e_score_correction_bias"):
                 b = gate.e_score_correction_bias
                 b.copy_(torch.randn(b.shape, generator=gen) * bias)
+
+
+def router_logits(model, ids) -> dict:
+    logits = {}
+    hooks = [l.mlp.gate.register_forward_hook(lambda m, i, o, n=n: logits.__setitem__(n, o[0].detach()))
+             for n, l in enumerate(model.model.layers) if hasattr(l.mlp, "experts")]
+    with torch.no_grad():
+        model(input_ids=ids, use_cache=False)
+    for h in hooks:
+        h.remove()
+    return logits
+
+
+def switch_aux(model, ids) -> float:
+    """The Switch load-balancing loss swift-moe reports (weighted by --aux-loss-coef, 0 here) for softmax routers:
+    HF's formula over every MoE layer's router logits. Sigmoid routers take no part (0)."""
+    if model.config.model_type != "deepseek_v2":
+        return 0.0
+    lg = [v.reshape(-1, v.shape[-1]) for v in router_logits(model, ids).values()]
+    return float(aux_loss_ref(lg, lg[0].shape[-1], model.config.num_experts_per_tok))
 
 
 def margin(model, ids) -> float:
@@ -137,7 +157,7 @@ def build(case):
     with torch.no_grad():
         assert float(ce_loss(ref(input_ids=ids, use_cache=False).logits, labels).float()) == float(loss)
     expected = dict(case=case["name"], what=case["what"], model_type=model.config.model_type, input_ids=ids.tolist(),
-                    labels=labels.tolist(), loss=float(loss), ce_loss=float(loss), aux_loss=0.0,
+                    labels=labels.tolist(), loss=float(loss), ce_loss=float(loss), aux_loss=switch_aux(model, ids),
                     router_aux_loss_coef=0.0, router_margin=rmargin, seed=seed, torch=torch.__version__,
                     transformers=transformers.__version__)
     (d / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")

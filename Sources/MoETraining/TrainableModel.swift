@@ -31,13 +31,13 @@ public final class TrainableModel: @unchecked Sendable {
     /// One decoder layer's parts.
     final class Block {
         let inputNorm: Int, postNorm: Int
-        let attention: AttentionLayer
+        let attention: any TrainableAttention
         let mlp: MLPLayer?
         let moe: MoELayer?
         // Saved: the residual stream entering the layer and after attention, norms' outputs and 1/rms.
         let x = Floats(), mid = Floats(), normed1 = Floats(), normed2 = Floats(), rstd1 = Floats(), rstd2 = Floats()
 
-        init(inputNorm: Int, postNorm: Int, attention: AttentionLayer, mlp: MLPLayer?, moe: MoELayer?) {
+        init(inputNorm: Int, postNorm: Int, attention: any TrainableAttention, mlp: MLPLayer?, moe: MoELayer?) {
             self.inputNorm = inputNorm; self.postNorm = postNorm; self.attention = attention; self.mlp = mlp; self.moe = moe
         }
     }
@@ -53,11 +53,7 @@ public final class TrainableModel: @unchecked Sendable {
         if let clip = layouts.first?.clip {
             throw ModelError.unsupported("clip_qkv (\(clip)) is not supported for training")
         }
-        for l in layouts {
-            if l.latent != nil {
-                throw ModelError.unsupported("training \(config.modelType): multi-head latent attention has no backward pass yet")
-            }
-        }
+
         self.config = config
         hidden = config.hiddenSize; vocab = config.vocabSize; eps = Float(config.rmsNormEps)
         rope = try RotaryEmbedding(config.rope, headDim: config.headDim, maxPositionEmbeddings: config.maxPositionEmbeddings)
@@ -66,9 +62,15 @@ public final class TrainableModel: @unchecked Sendable {
         embedding = store.add("model.embed_tokens.weight", shape: [vocab, hidden], decay: true)
         var blocks: [Block] = []
         for l in layouts {
-            let attention = AttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
+            let attention: any TrainableAttention
+            if let latent = l.latent {
+                attention = LatentAttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
+                                                 layout: latent)
+            } else {
+                attention = AttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
                                            kvHeads: config.numKeyValueHeads, headDim: config.headDim, qkvBias: l.qkvBias,
                                            outputBias: l.outputBias, qkNorm: l.qkNorm, eps: eps)
+            }
             var mlp: MLPLayer?, moe: MoELayer?
             switch l.feedForward {
             case let .dense(prefix, width): mlp = MLPLayer(store, prefix: prefix, hidden: hidden, width: width)

@@ -10,7 +10,7 @@ let attentionQueryBlock = 64
 /// with the options of `LayerLayout`: q/k/v (and o) biases, RMSNorm of q and k (per head, or over the whole
 /// projection as OLMoE), rotary embeddings. Forward saves q, k (after norm and RoPE), v, the attention
 /// probabilities and the pre-projection output; backward recomputes nothing.
-final class AttentionLayer {
+final class AttentionLayer: TrainableAttention {
     let heads: Int, kvHeads: Int, headDim: Int, hidden: Int
     let qkNorm: Attention.QKNorm
     let eps: Float
@@ -27,6 +27,9 @@ final class AttentionLayer {
 
     var qWidth: Int { heads * headDim }
     var kvWidth: Int { kvHeads * headDim }
+    var shape: CausalAttention {
+        CausalAttention(heads: heads, kvHeads: kvHeads, qkDim: headDim, valueDim: headDim, scale: 1 / Float(headDim).squareRoot())
+    }
 
     init(_ store: ParameterStore, prefix: String, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
          qkvBias: Bool, outputBias: Bool, qkNorm: Attention.QKNorm, eps: Float) {
@@ -78,30 +81,7 @@ final class AttentionLayer {
         rope.rotate(kp, batch: B, seqLen: T, heads: kvHeads, headDim: headDim, inverse: false, pool: pool)
 
         let p = probs.reserve(B * heads * T * T), att = attended.reserve(n * qWidth)
-        let group = heads / kvHeads, hd = headDim, qw = qWidth, kvw = kvWidth
-        let scale = 1 / Float(headDim).squareRoot()
-        pool.parallelFor(B * heads) { task in
-            let b = task / heads, h = task % heads, kvh = h / group
-            let s = p + task * T * T
-            let qh = qp + b * T * qw + h * hd, kh = kp + b * T * kvw + kvh * hd, vh = vp + b * T * kvw + kvh * hd
-            let ah = att + b * T * qw + h * hd
-            // Causal: queries r0..<r1 see keys 0..<r1 only, so each block multiplies just that much. Row r of P
-            // holds r + 1 probabilities, zeros up to r1 and stale values after (never read).
-            var r0 = 0
-            while r0 < T {
-                let r1 = min(r0 + attentionQueryBlock, T)
-                sgemmNT(m: r1 - r0, n: r1, k: hd, alpha: scale, a: qh + r0 * qw, lda: qw, b: kh, ldb: kvw, c: s + r0 * T,
-                        ldc: T, accumulate: false, pool: nil)
-                for r in r0..<r1 {
-                    let row = s + r * T
-                    softmax(row, count: r + 1)
-                    (row + r + 1).update(repeating: 0, count: r1 - r - 1)
-                }
-                sgemmNN(m: r1 - r0, n: hd, k: r1, alpha: 1, a: s + r0 * T, lda: T, b: vh, ldb: kvw, c: ah + r0 * qw, ldc: qw,
-                        accumulate: false, pool: nil)
-                r0 = r1
-            }
-        }
+        shape.forward(q: qp, k: kp, v: vp, batch: B, seqLen: T, probs: p, into: att, pool: pool)
         linearForward(att, rows: n, inputs: qWidth, outputs: hidden, weight: w + o, bias: oBias.map { w + $0 }, into: out,
                       accumulate: accumulate, pool: pool)
     }
@@ -111,50 +91,15 @@ final class AttentionLayer {
     func backward(_ dOut: UnsafePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, store: ParameterStore,
                   inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool) {
         let n = B * T, w = store.values!, g = store.grads!
-        let qw = qWidth, kvw = kvWidth, hd = headDim, group = heads / kvHeads
-        let scale = 1 / Float(headDim).squareRoot()
+        let qw = qWidth, kvw = kvWidth, hd = headDim
         let att = attended.pointer, p = probs.pointer, qp = qs.pointer, kp = ks.pointer, vp = vs.pointer
         let dAtt = dAttended.reserve(n * qw)
         linearBackward(dOut, x: att, rows: n, inputs: qw, outputs: hidden, weight: w + o, weightGrad: g + o,
                        biasGrad: oBias.map { g + $0 }, inputGrad: dAtt, accumulateInput: false, pool: pool)
 
         let dqp = dq.reserve(n * qw), dkp = dk.zeroed(n * kvw), dvp = dv.zeroed(n * kvw)
-        let dps = dProbs.reserve(B * kvHeads * T * T)
-        // One task per (sequence, kv head): the heads sharing a kv head add into the same dK, dV rows.
-        pool.parallelFor(B * kvHeads) { task in
-            let b = task / kvHeads, kvh = task % kvHeads
-            let ds = dps + task * T * T
-            let kh = kp + b * T * kvw + kvh * hd, vh = vp + b * T * kvw + kvh * hd
-            let dkh = dkp + b * T * kvw + kvh * hd, dvh = dvp + b * T * kvw + kvh * hd
-            for h in kvh * group ..< (kvh + 1) * group {
-                let s = p + (b * heads + h) * T * T
-                let doh = dAtt + b * T * qw + h * hd, qh = qp + b * T * qw + h * hd, dqh = dqp + b * T * qw + h * hd
-                // The forward's causal query blocks: rows r0..<r1 of P (and dS) are zero beyond key r.
-                var r0 = 0
-                while r0 < T {
-                    let r1 = min(r0 + attentionQueryBlock, T), rb = r1 - r0
-                    let pb = s + r0 * T, db = ds + r0 * T
-                    // dV += Pᵀ·dO; dP = dO·Vᵀ
-                    sgemmTN(m: r1, n: hd, k: rb, alpha: 1, a: pb, lda: T, b: doh + r0 * qw, ldb: qw, c: dvh, ldc: kvw,
-                            accumulate: true, pool: nil)
-                    sgemmNT(m: rb, n: r1, k: hd, alpha: 1, a: doh + r0 * qw, lda: qw, b: vh, ldb: kvw, c: db, ldc: T,
-                            accumulate: false, pool: nil)
-                    // dS = P ⊙ (dP − ⟨dP, P⟩) over the visible keys; masked entries have P = 0.
-                    for r in r0..<r1 {
-                        let pr = s + r * T, dr = ds + r * T
-                        let c = dot(pr, dr, count: r + 1)
-                        for j in 0...r { dr[j] = pr[j] * (dr[j] - c) }
-                        (dr + r + 1).update(repeating: 0, count: r1 - r - 1)
-                    }
-                    // dQ = scale·dS·K; dK += scale·dSᵀ·Q
-                    sgemmNN(m: rb, n: hd, k: r1, alpha: scale, a: db, lda: T, b: kh, ldb: kvw, c: dqh + r0 * qw, ldc: qw,
-                            accumulate: false, pool: nil)
-                    sgemmTN(m: r1, n: hd, k: rb, alpha: scale, a: db, lda: T, b: qh + r0 * qw, ldb: qw, c: dkh, ldc: kvw,
-                            accumulate: true, pool: nil)
-                    r0 = r1
-                }
-            }
-        }
+        shape.backward(dAtt, q: qp, k: kp, v: vp, probs: p, batch: B, seqLen: T, dq: dqp, dk: dkp, dv: dvp,
+                       scratch: dProbs.reserve(B * kvHeads * T * T), pool: pool)
         rope.rotate(dqp, batch: B, seqLen: T, heads: heads, headDim: hd, inverse: true, pool: pool)
         rope.rotate(dkp, batch: B, seqLen: T, heads: kvHeads, headDim: hd, inverse: true, pool: pool)
         if let qNorm, let kNorm {
@@ -171,6 +116,98 @@ final class AttentionLayer {
                        biasGrad: kBias.map { g + $0 }, inputGrad: dx, accumulateInput: true, pool: pool)
         linearBackward(dvp, x: xs, rows: n, inputs: hidden, outputs: kvw, weight: w + v, weightGrad: g + v,
                        biasGrad: vBias.map { g + $0 }, inputGrad: dx, accumulateInput: true, pool: pool)
+    }
+}
+
+/// A layer's self-attention in training: grouped-query (`AttentionLayer`) or latent (`LatentAttentionLayer`).
+protocol TrainableAttention: AnyObject {
+    /// out[N×hidden] (+)= attention(x[N×hidden]) for N = B·T tokens; saves what backward needs.
+    func forward(_ x: UnsafePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, store: ParameterStore,
+                 into out: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool)
+    /// Accumulates parameter gradients and writes (or adds) the gradient of the input into dx.
+    func backward(_ dOut: UnsafePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, store: ParameterStore,
+                  inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool)
+}
+
+/// softmax(scale·q·kᵀ + causal mask)·v for B sequences of T tokens, query heads in groups sharing a key/value
+/// head: q rows [B·T × heads·qkDim], k [B·T × kvHeads·qkDim], v [B·T × kvHeads·valueDim]. Forward keeps the
+/// probabilities [B·heads × T × T]; backward recomputes nothing. Grouped-query and latent attention share it.
+struct CausalAttention {
+    let heads: Int, kvHeads: Int, qkDim: Int, valueDim: Int
+    let scale: Float
+
+    func forward(q qp: UnsafePointer<Float>, k kp: UnsafePointer<Float>, v vp: UnsafePointer<Float>, batch B: Int,
+                 seqLen T: Int, probs p: UnsafeMutablePointer<Float>, into att: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+        let group = heads / kvHeads, hd = qkDim, vd = valueDim
+        let qw = heads * hd, kw = kvHeads * hd, vw = kvHeads * vd, ow = heads * vd
+        let scale = scale
+        pool.parallelFor(B * heads) { task in
+            let b = task / heads, h = task % heads, kvh = h / group
+            let s = p + task * T * T
+            let qh = qp + b * T * qw + h * hd, kh = kp + b * T * kw + kvh * hd, vh = vp + b * T * vw + kvh * vd
+            let ah = att + b * T * ow + h * vd
+            // Causal: queries r0..<r1 see keys 0..<r1 only, so each block multiplies just that much. Row r of P
+            // holds r + 1 probabilities, zeros up to r1 and stale values after (never read).
+            var r0 = 0
+            while r0 < T {
+                let r1 = min(r0 + attentionQueryBlock, T)
+                sgemmNT(m: r1 - r0, n: r1, k: hd, alpha: scale, a: qh + r0 * qw, lda: qw, b: kh, ldb: kw, c: s + r0 * T,
+                        ldc: T, accumulate: false, pool: nil)
+                for r in r0..<r1 {
+                    let row = s + r * T
+                    softmax(row, count: r + 1)
+                    (row + r + 1).update(repeating: 0, count: r1 - r - 1)
+                }
+                sgemmNN(m: r1 - r0, n: vd, k: r1, alpha: 1, a: s + r0 * T, lda: T, b: vh, ldb: vw, c: ah + r0 * ow, ldc: ow,
+                        accumulate: false, pool: nil)
+                r0 = r1
+            }
+        }
+    }
+
+    /// dq is written; dk and dv must be zero (heads sharing a key/value head add into them).
+    func backward(_ dAtt: UnsafePointer<Float>, q qp: UnsafePointer<Float>, k kp: UnsafePointer<Float>,
+                  v vp: UnsafePointer<Float>, probs p: UnsafePointer<Float>, batch B: Int, seqLen T: Int,
+                  dq dqp: UnsafeMutablePointer<Float>, dk dkp: UnsafeMutablePointer<Float>, dv dvp: UnsafeMutablePointer<Float>,
+                  scratch dps: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+        let group = heads / kvHeads, hd = qkDim, vd = valueDim
+        let qw = heads * hd, kw = kvHeads * hd, vw = kvHeads * vd, ow = heads * vd
+        let scale = scale, heads = heads, kvHeads = kvHeads
+        // One task per (sequence, kv head): the heads sharing a kv head add into the same dK, dV rows.
+        pool.parallelFor(B * kvHeads) { task in
+            let b = task / kvHeads, kvh = task % kvHeads
+            let ds = dps + task * T * T
+            let kh = kp + b * T * kw + kvh * hd, vh = vp + b * T * vw + kvh * vd
+            let dkh = dkp + b * T * kw + kvh * hd, dvh = dvp + b * T * vw + kvh * vd
+            for h in kvh * group ..< (kvh + 1) * group {
+                let s = p + (b * heads + h) * T * T
+                let doh = dAtt + b * T * ow + h * vd, qh = qp + b * T * qw + h * hd, dqh = dqp + b * T * qw + h * hd
+                // The forward's causal query blocks: rows r0..<r1 of P (and dS) are zero beyond key r.
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(r0 + attentionQueryBlock, T), rb = r1 - r0
+                    let pb = s + r0 * T, db = ds + r0 * T
+                    // dV += Pᵀ·dO; dP = dO·Vᵀ
+                    sgemmTN(m: r1, n: vd, k: rb, alpha: 1, a: pb, lda: T, b: doh + r0 * ow, ldb: ow, c: dvh, ldc: vw,
+                            accumulate: true, pool: nil)
+                    sgemmNT(m: rb, n: r1, k: vd, alpha: 1, a: doh + r0 * ow, lda: ow, b: vh, ldb: vw, c: db, ldc: T,
+                            accumulate: false, pool: nil)
+                    // dS = P ⊙ (dP − ⟨dP, P⟩) over the visible keys; masked entries have P = 0.
+                    for r in r0..<r1 {
+                        let pr = s + r * T, dr = ds + r * T
+                        let c = dot(pr, dr, count: r + 1)
+                        for j in 0...r { dr[j] = pr[j] * (dr[j] - c) }
+                        (dr + r + 1).update(repeating: 0, count: r1 - r - 1)
+                    }
+                    // dQ = scale·dS·K; dK += scale·dSᵀ·Q
+                    sgemmNN(m: rb, n: hd, k: r1, alpha: scale, a: db, lda: T, b: kh, ldb: kw, c: dqh + r0 * qw, ldc: qw,
+                            accumulate: false, pool: nil)
+                    sgemmTN(m: r1, n: hd, k: rb, alpha: scale, a: db, lda: T, b: qh + r0 * qw, ldb: qw, c: dkh, ldc: kw,
+                            accumulate: true, pool: nil)
+                    r0 = r1
+                }
+            }
+        }
     }
 }
 
@@ -198,27 +235,32 @@ final class RopeTable {
     /// (the transpose of the rotation, which is what the gradient needs).
     func rotate(_ x: UnsafeMutablePointer<Float>, batch B: Int, seqLen T: Int, heads: Int, headDim: Int, inverse: Bool,
                 pool: WorkerPool?) {
-        let half = rotaryDim / 2, width = heads * headDim
+        rotate(x, rows: B * T, seqLen: T, rowStride: heads * headDim, offset: 0, heads: heads, headStride: headDim,
+               interleaved: false, inverse: inverse, pool: pool)
+    }
+
+    /// The general form: in each of `rows` rows (`rowStride` apart, position row % T), `heads` vectors at
+    /// `offset + h·headStride` have their first `rotaryDim` values rotated, in halves or in interleaved pairs
+    /// (2i, 2i+1) (DeepSeek's `rope_interleave`).
+    func rotate(_ x: UnsafeMutablePointer<Float>, rows: Int, seqLen T: Int, rowStride: Int, offset: Int, heads: Int,
+                headStride: Int, interleaved: Bool, inverse: Bool, pool: WorkerPool?) {
+        let half = rotaryDim / 2
+        // (a, b) of pair i: positions i and i + half, or 2i and 2i + 1.
+        let (stride, step) = interleaved ? (2, 1) : (1, half)
+        let sign: Float = inverse ? -1 : 1
         cos.withUnsafeBufferPointer { cp in
             sin.withUnsafeBufferPointer { sp in
                 let cp = cp.baseAddress!, sp = sp.baseAddress!
-                forEachBlock(B * T, pool: pool) { row in
+                forEachBlock(rows, pool: pool) { row in
                     let t = row % T
-                    let x = x + row * width, c = cp + t * half, s = sp + t * half
+                    let x = x + row * rowStride + offset, c = cp + t * half, s = sp + t * half
                     for h in 0..<heads {
-                        let v = x + h * headDim
-                        if inverse {
-                            for i in 0..<half {
-                                let a = v[i], bb = v[i + half]
-                                v[i] = a * c[i] + bb * s[i]
-                                v[i + half] = bb * c[i] - a * s[i]
-                            }
-                        } else {
-                            for i in 0..<half {
-                                let a = v[i], bb = v[i + half]
-                                v[i] = a * c[i] - bb * s[i]
-                                v[i + half] = bb * c[i] + a * s[i]
-                            }
+                        let v = x + h * headStride
+                        for i in 0..<half {
+                            let ia = i * stride, ib = ia + step
+                            let a = v[ia], b = v[ib], si = sign * s[i]
+                            v[ia] = a * c[i] - b * si
+                            v[ib] = b * c[i] + a * si
                         }
                     }
                 }
