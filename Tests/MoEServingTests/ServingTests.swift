@@ -520,14 +520,16 @@ import Testing
             $0.port = 0
             $0.watchesConnections = true
         }
-        // Slow steps, so that the whole answer takes seconds and the hang-up comes first.
-        server.engine.observeSteps { usleep(20_000) }
+        // Slow steps, so that the whole answer takes seconds and the hang-up comes first; the first hang-up waits for
+        // a few steps (on a loaded machine the request may take longer than any fixed delay to start).
+        let steps = StepCounter()
+        server.engine.observeSteps { steps.increment(); usleep(20_000) }
         try await server.makeApplication().test(.live) { client in
             let port = try #require(client.port)
             let body = #"{"model": "tiny-chat", "prompt": "Hello", "max_tokens": 200, "ignore_eos": true}"#
             let request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
-            try sendAndHangUp(port: port, request: request, after: 0.3)
+            try sendAndHangUp(port: port, request: request, after: 0.3, atLeast: 3, of: steps)
             var row: UsageRecord?
             for _ in 0..<100 where row == nil {
                 try await Task.sleep(for: .milliseconds(50))
@@ -640,10 +642,23 @@ private func isClosedByPeer(_ fd: Int32) -> Bool {
 }
 
 /// Connects to 127.0.0.1:`port`, writes `request`, waits `after` seconds and closes the socket unread.
-private func sendAndHangUp(port: Int, request: String, after seconds: Double) throws {
+private func sendAndHangUp(port: Int, request: String, after seconds: Double, atLeast steps: Int = 0,
+                           of counter: StepCounter? = nil) throws {
     let fd = try connectTo(port: port)
     defer { close(fd) }
     let bytes = Array(request.utf8)
     guard write(fd, bytes, bytes.count) == bytes.count else { throw POSIXError(.EIO) }
     usleep(UInt32(seconds * 1_000_000))
+    // Then until the engine has taken `steps` steps (at most 20 s more).
+    if let counter {
+        for _ in 0..<2000 where counter.value < steps { usleep(10_000) }
+    }
+}
+
+/// Engine steps seen by an `observeSteps` hook (called on the engine's thread, read by the test's).
+private final class StepCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
