@@ -48,6 +48,10 @@ CASES = [
                      n_shared_experts=1, first_k_dense_replace=1, n_group=4, topk_group=2, norm_topk_prob=True,
                      routed_scaling_factor=2.5, rope_interleave=True,
                      rope_parameters={"rope_type": "default", "rope_theta": 10_000.0})),
+    dict(name="deepseek_v3_seq_aux", cfg_cls=DeepseekV3Config, model_cls=DeepseekV3ForCausalLM, bias=0.3, seq_aux=0.3,
+         what="as deepseek_v3, the loss adding DeepSeek-V3's sequence-wise balance loss (weight 0.3) as the paper "
+              "defines it (eqs. 17-20): per sequence and MoE layer sum_i f_i P_i, averaged over both",
+         config=None),
     dict(name="deepseek_v2", cfg_cls=DeepseekV2Config, model_cls=DeepseekV2ForCausalLM, bias=None,
          what="DeepSeek-V2-Lite shape: MLA without q_lora_rank, softmax greedy top-2 of 8, scaling 1.5, 2 shared experts",
          config=dict(COMMON, **MLA, num_hidden_layers=2, q_lora_rank=None, n_routed_experts=8, num_experts_per_tok=2,
@@ -61,6 +65,29 @@ CASES = [
                      first_k_dense_replace=1, n_group=2, topk_group=1, norm_topk_prob=True, routed_scaling_factor=1.8,
                      rope_parameters={"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5})),
 ]
+
+
+def sequence_balance_loss(model, ids) -> torch.Tensor:
+    """DeepSeek-V3 paper, section 2.1.2: for each MoE layer and each sequence of T tokens,
+    f_i = N_r / (K_r T) * #tokens whose top-k includes expert i (no gradient),
+    P_i = 1/T * sum_t s_{i,t} / sum_j s_{j,t} (s: the router's sigmoid scores), loss = sum_i f_i P_i;
+    the mean over layers and sequences. Differentiable through P."""
+    captured = []
+    hooks = [l.mlp.gate.register_forward_hook(lambda m, i, o: captured.append((o[0], o[2])))
+             for l in model.model.layers if hasattr(l.mlp, "experts")]
+    model(input_ids=ids, use_cache=False)
+    for h in hooks:
+        h.remove()
+    B, T = ids.shape
+    E, k = model.config.n_routed_experts, model.config.num_experts_per_tok
+    losses = []
+    for logits, idx in captured:
+        s = torch.sigmoid(logits.float()).reshape(B, T, E)
+        count = torch.nn.functional.one_hot(idx.reshape(B, T, k), E).sum(dim=(1, 2)).float()
+        f = E / (k * T) * count
+        P = (s / s.sum(-1, keepdim=True)).mean(1)
+        losses.append((f * P).sum(-1))
+    return torch.stack(losses).mean()
 
 
 def randomise(model, gen, std, bias):
@@ -130,7 +157,10 @@ def build(case):
     rmargin = margin(model, ids)
     model.zero_grad(set_to_none=True)
     out = model(input_ids=ids, use_cache=False)
-    loss = ce_loss(out.logits, labels).float()
+    ce = ce_loss(out.logits, labels).float()
+    seq_coef = case.get("seq_aux", 0.0)
+    seq_aux = sequence_balance_loss(model, ids) if seq_coef else torch.zeros(())
+    loss = ce + seq_coef * seq_aux
     loss.backward()
     named = {n: p.grad for n, p in model.named_parameters()}
     assert all(g is not None for g in named.values()), [n for n, g in named.items() if g is None]
@@ -155,14 +185,17 @@ def build(case):
     ref = case["model_cls"].from_pretrained(d, dtype=torch.float32, attn_implementation="eager",
                                             experts_implementation="eager").eval()
     with torch.no_grad():
-        assert float(ce_loss(ref(input_ids=ids, use_cache=False).logits, labels).float()) == float(loss)
+        assert float(ce_loss(ref(input_ids=ids, use_cache=False).logits, labels).float()) == float(ce)
     expected = dict(case=case["name"], what=case["what"], model_type=model.config.model_type, input_ids=ids.tolist(),
-                    labels=labels.tolist(), loss=float(loss), ce_loss=float(loss), aux_loss=switch_aux(model, ids),
+                    labels=labels.tolist(), loss=float(loss), ce_loss=float(ce), aux_loss=switch_aux(model, ids),
+                    seq_aux_loss_coef=seq_coef, seq_aux_loss=float(seq_aux),
                     router_aux_loss_coef=0.0, router_margin=rmargin, seed=seed, torch=torch.__version__,
                     transformers=transformers.__version__)
     (d / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
     print(f"{case['name']}: seed {seed}, loss {float(loss):.6f}, routing margin {rmargin:.4g}, {dir_bytes(d)} bytes")
 
+
+CASES[1]["config"] = CASES[0]["config"]
 
 if __name__ == "__main__":
     wanted = set(sys.argv[1:])

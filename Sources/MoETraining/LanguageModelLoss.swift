@@ -6,12 +6,26 @@ import MoEModel
 /// - `auxLossCoef`: Switch-style auxiliary loss as HF's `load_balancing_loss_func` computes it, pooled over
 ///   all MoE layers: `E · Σ_e f[e]·P[e]` with f the fraction of top-k choices and P the mean probability.
 /// - `zLossCoef`: router z-loss, mean over layers and tokens of logsumexp(router logits)².
+/// - `sequenceAuxLossCoef`: DeepSeek-V3's complementary sequence-wise balance loss (paper, eqs. 17–20), per
+///   sequence and MoE layer `Σ_i f_i·P_i` with f_i = E/(k·T)·(tokens choosing expert i), P_i the mean over the
+///   sequence's T tokens of the scores normalised to sum 1, averaged over sequences and layers.
 public struct BalanceLosses: Sendable, Codable, Equatable {
     public var auxLossCoef: Double
     public var zLossCoef: Double
+    public var sequenceAuxLossCoef: Double
 
-    public init(auxLossCoef: Double = 0, zLossCoef: Double = 0) {
-        self.auxLossCoef = auxLossCoef; self.zLossCoef = zLossCoef
+    public init(auxLossCoef: Double = 0, zLossCoef: Double = 0, sequenceAuxLossCoef: Double = 0) {
+        self.auxLossCoef = auxLossCoef; self.zLossCoef = zLossCoef; self.sequenceAuxLossCoef = sequenceAuxLossCoef
+    }
+
+    private enum CodingKeys: String, CodingKey { case auxLossCoef, zLossCoef, sequenceAuxLossCoef }
+
+    /// Trainer states saved before the sequence-wise loss existed decode with it off.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        auxLossCoef = try c.decode(Double.self, forKey: .auxLossCoef)
+        zLossCoef = try c.decode(Double.self, forKey: .zLossCoef)
+        sequenceAuxLossCoef = try c.decodeIfPresent(Double.self, forKey: .sequenceAuxLossCoef) ?? 0
     }
 }
 
@@ -23,10 +37,12 @@ public struct LossBreakdown: Sendable, Codable {
     public var aux: Double
     /// The router z-loss (unweighted).
     public var z: Double
-    /// crossEntropy + auxLossCoef·aux + zLossCoef·z.
+    /// crossEntropy + auxLossCoef·aux + zLossCoef·z (+ sequenceAuxLossCoef·sequenceAux).
     public var total: Double
     /// Target tokens counted (targets < 0 are ignored).
     public var tokens: Int
+    /// The sequence-wise balance loss (unweighted), 0 when its coefficient is 0.
+    public var sequenceAux: Double = 0
 }
 
 extension TrainableModel {
@@ -63,8 +79,10 @@ extension TrainableModel {
         for i in 0..<n where targets[i] >= 0 { sum -= Double(logp[i]); valid += 1 }
         let ce = valid > 0 ? sum / Double(valid) : 0
         let (aux, z) = routerLosses()
+        let sequenceAux = sequenceBalanceLoss()
         return LossBreakdown(crossEntropy: ce, aux: aux, z: z,
-                             total: ce + balance.auxLossCoef * aux + balance.zLossCoef * z, tokens: valid)
+                             total: ce + balance.auxLossCoef * aux + balance.zLossCoef * z + balance.sequenceAuxLossCoef * sequenceAux,
+                             tokens: valid, sequenceAux: sequenceAux)
     }
 
     /// The aux and z losses of the last forward.
@@ -76,13 +94,19 @@ extension TrainableModel {
         return (aux * E, stats.zSum / rows)
     }
 
+    /// The sequence-wise balance loss of the last forward: the mean over (MoE layer, sequence) pairs.
+    func sequenceBalanceLoss() -> Double {
+        stats.sequences > 0 ? stats.sequenceSum / Double(stats.sequences) : 0
+    }
+
     /// The balance losses' gradient terms for the routers, from the last forward's statistics.
     func balanceGradient(_ balance: BalanceLosses, scale: Float) -> BalanceGradient {
         let rows = Double(max(stats.rows, 1)), E = Double(stats.experts)
         let probability = (0..<stats.experts).map { e in
             Float(balance.auxLossCoef * E * (stats.counts[e] / rows) / rows) * scale
         }
-        return BalanceGradient(probability: probability, zScale: Float(balance.zLossCoef / rows) * scale)
+        return BalanceGradient(probability: probability, zScale: Float(balance.zLossCoef / rows) * scale,
+                               sequenceScale: Float(balance.sequenceAuxLossCoef / Double(max(stats.sequences, 1))) * scale)
     }
 
     /// The LM head over the final hidden states, in row chunks so the [rows × vocab] logits never exist at

@@ -144,7 +144,7 @@ public final class TrainableModel: @unchecked Sendable {
                 mlp.forward(c, rows: n, store: store, into: y, pool: pool)
                 axpy(1, y, h, count: n * hidden)
             } else if let moe = b.moe {
-                moe.forward(c, tokens: n, store: store, into: h, stats: &stats, pool: pool)
+                moe.forward(c, tokens: n, seqLen: T, store: store, into: h, stats: &stats, pool: pool)
             }
         }
         let fi = finalInput.reserve(n * hidden)
@@ -191,7 +191,7 @@ public final class TrainableModel: @unchecked Sendable {
             if let mlp = b.mlp {
                 mlp.backward(dh, rows: n, store: store, inputGrad: dn, accumulate: false, pool: pool)
             } else if let moe = b.moe {
-                moe.backward(dh, tokens: n, store: store, balance: balance, inputGrad: dn, accumulate: false, pool: pool)
+                moe.backward(dh, tokens: n, seqLen: T, store: store, balance: balance, inputGrad: dn, accumulate: false, pool: pool)
             }
             rmsNormBackward(dn, x: b.mid.pointer, rows: n, dim: hidden, weight: w + b.postNorm, rstd: b.rstd2.pointer,
                             weightGrad: g + b.postNorm, inputGrad: dh, accumulate: true, pool: pool)

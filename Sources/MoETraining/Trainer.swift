@@ -152,6 +152,7 @@ public final class Trainer {
                 let r = try objective.step(model, b, balance: settings.balance, scale: 1 / Float(settings.accumulation))
                 let l = r.loss, a = Double(settings.accumulation)
                 loss.crossEntropy += l.crossEntropy / a; loss.aux += l.aux / a; loss.z += l.z / a; loss.total += l.total / a
+                loss.sequenceAux += l.sequenceAux / a
                 loss.tokens += l.tokens
                 for (k, v) in r.metrics { stepMetrics[k, default: 0] += v / a }
                 for (layer, load) in model.lastExpertLoad.enumerated() {

@@ -27,6 +27,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Clip the global gradient norm to this (0: off).") var gradClip: Double = 1.0
     @Option(help: "Weight of the Switch-style auxiliary load-balancing loss.") var auxLossCoef: Double = 0.01
     @Option(help: "Weight of the router z-loss.") var zLossCoef: Double = 0
+    @Option(help: "Weight of DeepSeek-V3's sequence-wise balance loss (per sequence and MoE layer: Σ f_i·P_i).")
+    var seqAuxLossCoef: Double = 0
     @Option(help: "γ of DeepSeek-V3's auxiliary-loss-free balancing: a per-expert selection bias nudged after each step (0: off).")
     var biasUpdateRate: Double = 0
     @Option(help: "Random seed (initialisation and data order).") var seed: UInt64 = 1234
@@ -53,7 +55,8 @@ struct TrainingOptions: ParsableArguments {
         s.steps = steps; s.batchSize = batch; s.seqLen = seqLen; s.accumulation = accumulation
         s.learningRate = lr; s.schedule = schedule; s.warmup = warmup; s.minLearningRateRatio = minLrRatio
         s.adam.weightDecay = Float(weightDecay); s.gradClip = gradClip > 0 ? gradClip : nil
-        s.balance = BalanceLosses(auxLossCoef: auxLossCoef, zLossCoef: zLossCoef)
+        guard seqAuxLossCoef >= 0 else { throw ValidationError("--seq-aux-loss-coef must be ≥ 0") }
+        s.balance = BalanceLosses(auxLossCoef: auxLossCoef, zLossCoef: zLossCoef, sequenceAuxLossCoef: seqAuxLossCoef)
         s.biasUpdateRate = biasUpdateRate > 0 ? biasUpdateRate : nil
         s.seed = seed; s.evalEvery = evalEvery == 0 ? Int.max : evalEvery; s.evalBatches = evalBatches
         s.checkpointEvery = checkpointEvery == 0 ? Int.max : checkpointEvery; s.logEvery = logEvery

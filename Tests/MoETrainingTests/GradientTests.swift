@@ -10,7 +10,7 @@ enum TrainingFixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/training").path
     static let cases = ["qwen2_moe", "qwen2_moe_topk_norm", "qwen3_moe", "qwen3_moe_no_norm", "mixtral", "olmoe",
-                        "glm4_moe", "deepseek_v3", "deepseek_v2"]
+                        "glm4_moe", "deepseek_v3", "deepseek_v2", "deepseek_v3_seq_aux"]
 
     struct Expected: Decodable {
         let input_ids: [[Int32]]
@@ -19,6 +19,9 @@ enum TrainingFixtures {
         let ce_loss: Double
         let aux_loss: Double
         let router_aux_loss_coef: Double
+        /// DeepSeek-V3's sequence-wise balance loss (make_mla_grad_fixtures.py), where the case weighs it.
+        let seq_aux_loss_coef: Double?
+        let seq_aux_loss: Double?
     }
 
     static func directory(_ name: String) -> String { root + "/" + name }
@@ -44,7 +47,11 @@ enum TrainingFixtures {
         let model = try TrainableModel.load(directory: TrainingFixtures.directory(name), threads: 2)
         let (inputs, targets, B, T) = TrainingFixtures.batch(e)
         let loss = try model.trainStep(batch: B, seqLen: T, inputs: inputs, targets: targets,
-                                       balance: BalanceLosses(auxLossCoef: e.router_aux_loss_coef))
+                                       balance: BalanceLosses(auxLossCoef: e.router_aux_loss_coef,
+                                                              sequenceAuxLossCoef: e.seq_aux_loss_coef ?? 0))
+        if let sequenceAux = e.seq_aux_loss {
+            #expect(abs(loss.sequenceAux - sequenceAux) < 1e-5, "\(name): sequence aux \(loss.sequenceAux) vs \(sequenceAux)")
+        }
         #expect(abs(loss.crossEntropy - e.ce_loss) < 1e-5, "\(name): CE \(loss.crossEntropy) vs \(e.ce_loss)")
         #expect(abs(loss.aux - e.aux_loss) < 1e-5, "\(name): aux \(loss.aux) vs \(e.aux_loss)")
         #expect(abs(loss.total - e.loss) < 1e-5, "\(name): loss \(loss.total) vs \(e.loss)")

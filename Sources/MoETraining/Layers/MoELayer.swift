@@ -13,6 +13,9 @@ struct RouterStatistics {
     var zSum: Double = 0
     /// Layers × tokens: the denominator of every mean.
     var rows = 0
+    /// Σ over (layer, sequence) of the sequence-wise balance loss Σ_i f_i·P_i, and the number of such pairs.
+    var sequenceSum: Double = 0
+    var sequences = 0
 
     init(experts: Int) {
         self.experts = experts
@@ -26,6 +29,8 @@ struct BalanceGradient {
     var probability: [Float]
     /// d(loss)/d lse for each token's logsumexp is zCoef · 2·lse / rows.
     var zScale: Float
+    /// The sequence-wise loss's weight over the (layer, sequence) pairs: seqCoef / pairs.
+    var sequenceScale: Float = 0
 }
 
 /// The mixture-of-experts layer: router → softmax or sigmoid scores → top-k (chosen with the aux-loss-free bias
@@ -57,6 +62,9 @@ final class MoELayer {
     var load: [Int] = []
     /// Which rows count in the balance losses (false: padding, as HF's attention mask); nil: all.
     var balanceMask: [Bool]?
+    /// Per sequence of the last forward: f_i of the sequence-wise balance loss [sequences × experts], the counted
+    /// tokens, and each token's sum of scores.
+    var sequenceF: [Float] = [], sequenceTokens: [Int] = [], scoreSums: [Float] = []
 
     init(_ store: ParameterStore, layout m: MoELayout, hidden: Int, selectionBias: Bool) {
         self.hidden = hidden; experts = m.experts; topK = m.topK; width = m.width; normTopKProb = m.normTopKProb
@@ -86,8 +94,8 @@ final class MoELayer {
     }
 
     /// out[N×hidden] += MoE(x[N×hidden]); adds this layer's router statistics to `stats`.
-    func forward(_ x: UnsafePointer<Float>, tokens n: Int, store: ParameterStore, into out: UnsafeMutablePointer<Float>,
-                 stats: inout RouterStatistics, pool: WorkerPool) {
+    func forward(_ x: UnsafePointer<Float>, tokens n: Int, seqLen T: Int, store: ParameterStore,
+                 into out: UnsafeMutablePointer<Float>, stats: inout RouterStatistics, pool: WorkerPool) {
         let w = store.values!, E = experts, k = topK
         let xs = input.reserve(n * hidden)
         xs.update(from: x, count: n * hidden)
@@ -143,6 +151,8 @@ final class MoELayer {
             stats.rows += 1
         }
 
+        sequenceStatistics(tokens: n, seqLen: T, stats: &stats)
+
         // Dispatch: a counting sort of the n·k choices by expert.
         load = .init(repeating: 0, count: E)
         for c in choice { load[Int(c)] += 1 }
@@ -189,6 +199,36 @@ final class MoELayer {
                 sg[t] = s
                 axpy(s, so + t * hidden, out + t * hidden, count: hidden)
             }
+        }
+    }
+
+    /// The sequence-wise balance loss's parts for each sequence of T tokens (counted rows only): f_i = E/(k·T)·(tokens
+    /// choosing i) and P_i = mean of s_i / Σ_j s_j; adds Σ_i f_i·P_i per sequence to `stats`.
+    private func sequenceStatistics(tokens n: Int, seqLen T: Int, stats: inout RouterStatistics) {
+        let E = experts, k = topK, B = n / T, pr = probs.pointer
+        sequenceF = .init(repeating: 0, count: B * E); sequenceTokens = .init(repeating: 0, count: B)
+        scoreSums = .init(repeating: 0, count: n)
+        for t in 0..<n {
+            var sum: Float = 0
+            for e in 0..<E { sum += pr[t * E + e] }
+            scoreSums[t] = sum
+        }
+        for b in 0..<B {
+            var P = [Double](repeating: 0, count: E)
+            for t in b * T ..< (b + 1) * T where balanceMask?[t] ?? true {
+                sequenceTokens[b] += 1
+                for j in 0..<k { sequenceF[b * E + Int(choice[t * k + j])] += 1 }
+                for e in 0..<E { P[e] += Double(pr[t * E + e] / scoreSums[t]) }
+            }
+            let count = sequenceTokens[b]
+            guard count > 0 else { continue }
+            var loss = 0.0
+            for e in 0..<E {
+                sequenceF[b * E + e] *= Float(E) / Float(k * count)
+                loss += Double(sequenceF[b * E + e]) * P[e] / Double(count)
+            }
+            stats.sequenceSum += loss
+            stats.sequences += 1
         }
     }
 
@@ -241,7 +281,7 @@ final class MoELayer {
 
     /// Backward: parameter gradients accumulate; dx (+)= the gradient of the input. `balance` carries the
     /// aux and z losses' share of the router gradient.
-    func backward(_ dOut: UnsafePointer<Float>, tokens n: Int, store: ParameterStore, balance: BalanceGradient,
+    func backward(_ dOut: UnsafePointer<Float>, tokens n: Int, seqLen T: Int, store: ParameterStore, balance: BalanceGradient,
                   inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool) {
         let w = store.values!, gr = store.grads!, E = experts, k = topK, rows = n * k
         let xs = input.pointer, yp = expertOut.pointer
@@ -278,6 +318,7 @@ final class MoELayer {
         let pr = probs.pointer, ls = lse.pointer
         let dl = dLogits.reserve(n * E)
         let softmaxScores = routing.scoring == .softmax, scale = Float(routing.scale)
+        let f = sequenceF, sequenceTokens = self.sequenceTokens, scoreSums = self.scoreSums
         choice.withUnsafeBufferPointer { cb in
             weight.withUnsafeBufferPointer { wb in
               dWeight.withUnsafeBufferPointer { db in
@@ -294,6 +335,18 @@ final class MoELayer {
                         for j in 0..<k { d[Int(ch[t * k + j])] += (scale * dWeight[t * k + j] - inner) / (total + 1e-20) }
                     } else {
                         for j in 0..<k { d[Int(ch[t * k + j])] += scale * dWeight[t * k + j] }
+                    }
+                    if balance.sequenceScale != 0, mask?[t] ?? true {
+                        // d/ds_e of f·P for this token: (f_e − Σ_j f_j·s_j/Σs) / (T·Σs).
+                        let b = t / T, count = sequenceTokens[b], sum = scoreSums[t]
+                        if count > 0 {
+                            let fb = b * E
+                            var mean: Float = 0
+                            for e in 0..<E { mean += f[fb + e] * p[e] }
+                            mean /= sum
+                            let c = balance.sequenceScale / (Float(count) * sum)
+                            for e in 0..<E { d[e] += c * (f[fb + e] - mean) }
+                        }
                     }
                     if softmaxScores {
                         var c: Float = 0
