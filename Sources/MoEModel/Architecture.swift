@@ -103,6 +103,34 @@ public struct RouterLayout: Sendable, Equatable {
     public var scale: Double = 1
 
     public init() {}
+
+    /// Sets the choice scores of `experts` experts outside the `groupsChosen` best groups to 0 (transformers'
+    /// masked_fill), groups ranked by their best score or the sum of their two best. `groupScores` holds `groups`
+    /// floats of scratch. Inference (`ExpertRouter`) and training (`MoELayer`) both route through this.
+    public func keepBestGroups(_ c: UnsafeMutablePointer<Float>, experts: Int, groupScores g: UnsafeMutablePointer<Float>) {
+        let size = experts / groups
+        for group in 0..<groups {
+            let first = c + group * size
+            var best = -Float.infinity, second = -Float.infinity
+            for i in 0..<size {
+                let v = first[i]
+                if v > best { second = best; best = v } else if v > second { second = v }
+            }
+            g[group] = groupScore == .max ? best : best + second
+        }
+        // Pick the best groups one by one (a picked group's score drops to -infinity), then zero the rest.
+        var kept: UInt64 = 0
+        for _ in 0..<groupsChosen {
+            var best = -1
+            for group in 0..<groups where g[group] > -.infinity && (best < 0 || g[group] > g[best]) { best = group }
+            if best < 0 { break }
+            kept |= 1 << UInt64(best)
+            g[best] = -.infinity
+        }
+        for group in 0..<groups where kept & (1 << UInt64(group)) == 0 {
+            (c + group * size).update(repeating: 0, count: size)
+        }
+    }
 }
 
 /// A mixture-of-experts block: router `{prefix}.gate.weight` [experts, hidden], experts

@@ -77,7 +77,11 @@ public struct ExpertRouter: @unchecked Sendable {
             }
             routing.choice.withUnsafeMutableBufferPointer { c in
                 for e in 0..<count { c[e] = s[e] + (selectionBias?[e] ?? 0) }
-                if layout.groups > 1 { limitToBestGroups(c.baseAddress!, groupScores: &routing.groupScores) }
+                if layout.groups > 1 {
+                    routing.groupScores.withUnsafeMutableBufferPointer { g in
+                        layout.keepBestGroups(c.baseAddress!, experts: count, groupScores: g.baseAddress!)
+                    }
+                }
                 var sum: Float = 0
                 for j in 0..<k {
                     // The j-th best choice; earlier picks are marked by -infinity.
@@ -110,32 +114,5 @@ public struct ExpertRouter: @unchecked Sendable {
         }
         for e in stride(from: count, to: 0, by: -1) { routing.offsets[e] = routing.offsets[e - 1] }
         routing.offsets[0] = 0
-    }
-
-    /// Ranks the groups of one token's choice scores `c` and sets the scores outside the best `groupsChosen`
-    /// groups to 0.
-    private func limitToBestGroups(_ c: UnsafeMutablePointer<Float>, groupScores g: inout [Float]) {
-        let groups = layout.groups, size = experts / groups
-        for group in 0..<groups {
-            let first = c + group * size
-            var best = -Float.infinity, second = -Float.infinity
-            for i in 0..<size {
-                let v = first[i]
-                if v > best { second = best; best = v } else if v > second { second = v }
-            }
-            g[group] = layout.groupScore == .max ? best : best + second
-        }
-        // Pick the best groups one by one (a picked group's score drops to -infinity), then zero the rest.
-        var kept: UInt64 = 0
-        for _ in 0..<layout.groupsChosen {
-            var best = -1
-            for group in 0..<groups where g[group] > -.infinity && (best < 0 || g[group] > g[best]) { best = group }
-            if best < 0 { break }
-            kept |= 1 << UInt64(best)
-            g[best] = -.infinity
-        }
-        for group in 0..<groups where kept & (1 << UInt64(group)) == 0 {
-            (c + group * size).update(repeating: 0, count: size)
-        }
     }
 }

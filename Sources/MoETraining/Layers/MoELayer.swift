@@ -125,7 +125,11 @@ final class MoELayer {
                         case .sigmoid: for e in 0..<E { p[e] = 1 / (1 + expf(-l[e])) }
                         }
                         for e in 0..<E { score[e] = p[e] + (bias?[e] ?? 0) }
-                        if routing.groups > 1 { Self.keepBestGroups(&score, groupScore: &groupScore, routing) }
+                        if routing.groups > 1 {
+                            score.withUnsafeMutableBufferPointer { sc in
+                                groupScore.withUnsafeMutableBufferPointer { routing.keepBestGroups(sc.baseAddress!, experts: E, groupScores: $0.baseAddress!) }
+                            }
+                        }
                         var total: Float = 0
                         for j in 0..<k {
                             // The highest remaining score; ties go to the lower index, as torch.topk does on CPU.
@@ -229,29 +233,6 @@ final class MoELayer {
             }
             stats.sequenceSum += loss
             stats.sequences += 1
-        }
-    }
-
-    /// Sets the scores outside the `groupsChosen` best groups to 0 (groups ranked by their best score or the sum
-    /// of their two best), as `ExpertRouter` and transformers do.
-    static func keepBestGroups(_ score: inout [Float], groupScore g: inout [Float], _ r: RouterLayout) {
-        let size = score.count / r.groups
-        for group in 0..<r.groups {
-            var best = -Float.infinity, second = -Float.infinity
-            for i in group * size ..< (group + 1) * size {
-                let v = score[i]
-                if v > best { second = best; best = v } else if v > second { second = v }
-            }
-            g[group] = r.groupScore == .max ? best : best + second
-        }
-        var kept = [Bool](repeating: false, count: r.groups)
-        for _ in 0..<r.groupsChosen {
-            var best = -1
-            for group in 0..<r.groups where !kept[group] && (best < 0 || g[group] > g[best]) { best = group }
-            kept[best] = true
-        }
-        for group in 0..<r.groups where !kept[group] {
-            for i in group * size ..< (group + 1) * size { score[i] = 0 }
         }
     }
 
