@@ -128,13 +128,7 @@ def switch_aux(model, ids) -> float:
 
 
 def margin(model, ids) -> float:
-    logits = {}
-    hooks = [l.mlp.gate.register_forward_hook(lambda m, i, o, n=n: logits.__setitem__(n, o[0].detach()))
-             for n, l in enumerate(model.model.layers) if hasattr(l.mlp, "experts")]
-    with torch.no_grad():
-        model(input_ids=ids, use_cache=False)
-    for h in hooks:
-        h.remove()
+    logits = router_logits(model, ids)
     k, m = model.config.num_experts_per_tok, math.inf
     for n, lg in logits.items():
         gate = model.model.layers[n].mlp.gate

@@ -49,6 +49,13 @@ extension ModelConfig {
         return r
     }
 
+    /// transformers sets head_dim to qk_rope_head_dim for MLA models: what RoPE rotates.
+    func withLatentHeadDim() throws -> ModelConfig {
+        var c = self
+        c.headDim = try extraInt("qk_rope_head_dim") ?? 64
+        return c
+    }
+
     /// MLA's shapes from `q_lora_rank`, `kv_lora_rank`, `qk_nope_head_dim`, `qk_rope_head_dim`, `v_head_dim`
     /// (transformers' defaults where absent), refused when inconsistent.
     func latentAttentionLayout(interleavedRope: Bool) throws -> LatentAttentionLayout {

@@ -7,11 +7,7 @@ import MoEFormats
 enum DeepseekV3: Architecture {
     static let modelType = "deepseek_v3"
 
-    static func withDefaults(_ c: ModelConfig) throws -> ModelConfig {
-        var c = c
-        c.headDim = try c.extraInt("qk_rope_head_dim") ?? 64
-        return c
-    }
+    static func withDefaults(_ c: ModelConfig) throws -> ModelConfig { try c.withLatentHeadDim() }
 
     static func layout(_ c: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout] {
         if let scoring = try c.extraString("scoring_func"), scoring != "sigmoid" {
