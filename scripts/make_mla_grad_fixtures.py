@@ -182,9 +182,10 @@ def build(case):
         assert float(ce_loss(ref(input_ids=ids, use_cache=False).logits, labels).float()) == float(ce)
     expected = dict(case=case["name"], what=case["what"], model_type=model.config.model_type, input_ids=ids.tolist(),
                     labels=labels.tolist(), loss=float(loss), ce_loss=float(ce), aux_loss=switch_aux(model, ids),
-                    seq_aux_loss_coef=seq_coef, seq_aux_loss=float(seq_aux),
                     router_aux_loss_coef=0.0, router_margin=rmargin, seed=seed, torch=torch.__version__,
                     transformers=transformers.__version__)
+    if seq_coef:
+        expected.update(seq_aux_loss_coef=seq_coef, seq_aux_loss=float(seq_aux))
     (d / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
     print(f"{case['name']}: seed {seed}, loss {float(loss):.6f}, routing margin {rmargin:.4g}, {dir_bytes(d)} bytes")
 
