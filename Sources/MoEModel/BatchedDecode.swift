@@ -8,11 +8,15 @@ public struct SequenceChunk {
     /// Whether the pass returns the logits of this chunk's last token (a prompt chunk that is not the prompt's
     /// last needs none, and skipping it skips an LM-head row).
     public var wantsLogits: Bool
+    /// Whether the pass returns the logits after every token of the chunk (drafts being verified), not only the
+    /// last.
+    public var logitsForAll: Bool
 
-    public init(tokens: [Int], cache: KVCache, wantsLogits: Bool = true) {
+    public init(tokens: [Int], cache: KVCache, wantsLogits: Bool = true, logitsForAll: Bool = false) {
         self.tokens = tokens
         self.cache = cache
         self.wantsLogits = wantsLogits
+        self.logitsForAll = logitsForAll
     }
 }
 
@@ -20,7 +24,8 @@ extension Transformer {
     /// One pass over several independent sequences at once, for continuous batching with chunked prefill:
     /// chunk c's tokens run at positions `chunks[c].cache.count …` of its own sequence. Returns logits
     /// [rows, vocab] (valid until the next call), one row per chunk that wants them, in order: the logits
-    /// after that chunk's last token. Every cache advances by its chunk's length.
+    /// after that chunk's last token (after each of its tokens for `logitsForAll`). Every cache advances by its
+    /// chunk's length.
     ///
     /// ```swift
     /// let a = model.makeCache(), b = model.makeCache()
@@ -43,8 +48,9 @@ extension Transformer {
         var rows: [Int] = []
         var end = 0
         for chunk in chunks {
+            let start = end
             end += chunk.tokens.count
-            if chunk.wantsLogits { rows.append(end - 1) }
+            if chunk.logitsForAll { rows += start..<end } else if chunk.wantsLogits { rows.append(end - 1) }
         }
         let h = run(chunks)
         return logits(h, rows: rows)

@@ -10,7 +10,7 @@ public enum Drafter: Sendable, Equatable {
     case promptLookup(ngram: Int = 3, tokens: Int = 8)
 
     /// Up to `limit` draft tokens to follow `history`.
-    func draft(after history: [Int], limit: Int) -> [Int] {
+    public func draft(after history: [Int], limit: Int) -> [Int] {
         switch self {
         case let .promptLookup(ngram, tokens):
             let count = min(tokens, limit)

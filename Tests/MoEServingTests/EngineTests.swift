@@ -48,6 +48,37 @@ import Testing
         #expect(engine.pages.freePages <= engine.pages.pageCount)
     }
 
+    /// Speculative decoding in the batched engine: greedy sequences with prompt-lookup drafts (prompts that repeat,
+    /// so drafts are made, kept and rejected) beside sequences without, give exactly what each gives alone — also
+    /// with chunked prompts and in a pool small enough that sequences are preempted and recomputed.
+    @Test(arguments: [(512, nil), (7, 16)])
+    func draftsVerifiedInTheBatchChangeNothing(stepTokens: Int, kvPages: Int?) async throws {
+        let model = try TestModel.transformer()
+        let reference = try TestModel.transformer()
+        let engine = try InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens, contextSize: 64, pageSize: 4,
+                                         kvPages: kvPages)
+        engine.start()
+        defer { engine.shutdown() }
+        var rng = Xoshiro256StarStar(seed: 9)
+        let requests: [GenerationRequest] = (0..<6).map { i in
+            let part = (0..<(3 + i * 2)).map { _ in Int(rng.next() % 300) }
+            let sampling = i == 5 ? SamplingParameters(temperature: 0.9, topK: 40, seed: 3) : .greedy
+            return GenerationRequest(prompt: part + part + part.prefix(2), maxTokens: 6 + 3 * i, sampling: sampling, stopTokens: [],
+                                     drafter: i % 3 == 2 || i == 5 ? nil : .promptLookup(ngram: 3, tokens: 4))
+        }
+        let streams = try requests.map { try engine.submit($0) }
+        var results: [[Int]] = []
+        for s in streams { results.append(await Self.run(s).tokens) }
+        for (r, got) in zip(requests, results) {
+            let expected = try reference.generate(prompt: r.prompt, maxTokens: r.maxTokens, sampling: r.sampling, stopTokens: [])
+            #expect(got == expected.tokens)
+        }
+        let stats = engine.statistics
+        #expect(stats.draftTokens > 0 && stats.acceptedDraftTokens > 0, "\(stats.acceptedDraftTokens)/\(stats.draftTokens) drafts kept")
+        #expect(stats.acceptedDraftTokens < stats.draftTokens, "some drafts were rejected")
+        #expect(engine.pages.freePages <= engine.pages.pageCount)
+    }
+
     /// A prompt starts only when the pool holds it and a page more for every running sequence: ten prompts of one
     /// page that grow to two, in a pool of sixteen pages, run eight at a time without a preemption (started all
     /// at once, ten would need twenty pages, and the youngest would be preempted and recomputed).

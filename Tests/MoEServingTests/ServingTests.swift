@@ -90,6 +90,29 @@ import Testing
         }
     }
 
+    /// The `speculative` extension: a greedy answer with prompt-lookup drafts is the answer without them, and
+    /// /metrics counts the drafts.
+    @Test func speculativeLookupKeepsTheGreedyAnswer() async throws {
+        let server = try Self.server()
+        try await server.makeApplication().test(.router) { client in
+            var answers: [String] = []
+            let prompt = String(repeating: "Hello, world! The quick brown fox. ", count: 3)
+            for extra: [String: Any] in [["temperature": 0, "max_tokens": 24],
+                                         ["temperature": 0, "max_tokens": 24, "speculative": "lookup", "draft_tokens": 4]] {
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: Self.json,
+                                         body: Self.chat(prompt, extra: extra)) { r in
+                    #expect(r.status == .ok)
+                    let choices = try #require(try Self.object(r)["choices"] as? [[String: Any]])
+                    answers.append(try #require((choices[0]["message"] as? [String: Any])?["content"] as? String))
+                }
+            }
+            #expect(answers.count == 2 && answers[0] == answers[1])
+            try await client.execute(uri: "/metrics", method: .get) { r in
+                #expect(String(buffer: r.body).contains("moe_draft_tokens"))
+            }
+        }
+    }
+
     @Test func chatCompletionAndLedger() async throws {
         let server = try Self.server()
         try await server.makeApplication().test(.router) { client in
@@ -289,6 +312,9 @@ import Testing
                 (Self.chat(extra: ["repetition_penalty": 0]), "repetition_penalty"),
                 (Self.chat(extra: ["logprobs": true, "top_logprobs": 50]), "top_logprobs"),
                 (Self.chat(extra: ["top_logprobs": 2]), "top_logprobs"),
+                (Self.chat(extra: ["speculative": "mtp"]), "speculative"),
+                (Self.chat(extra: ["speculative": "lookup", "draft_tokens": 99]), "draft_tokens"),
+                (Self.chat(extra: ["draft_tokens": 4]), "draft_tokens"),
                 (Self.chat(extra: ["stop": ["a", "b", "c", "d", "e"]]), "stop"),
                 (Self.chat(extra: ["stream_options": ["include_usage": true]]), "stream_options"),
                 (Self.chat(extra: ["seed": "x"]), "seed"),

@@ -109,6 +109,9 @@ struct GenerationFields: Decodable {
     var topLogprobs: Int?
     var ignoreEos: Bool?
     var user: String?
+    /// Extension: speculative decoding for this request ("lookup": prompt-lookup drafts), `draft_tokens` per step.
+    var speculative: String?
+    var draftTokens: Int?
 
     struct StreamOptions: Decodable {
         var includeUsage: Bool?
@@ -127,6 +130,7 @@ struct GenerationFields: Decodable {
         case frequencyPenalty = "frequency_penalty", maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens", streamOptions = "stream_options"
         case topLogprobs = "top_logprobs", ignoreEos = "ignore_eos"
+        case speculative, draftTokens = "draft_tokens"
     }
 
     init(from decoder: any Decoder) throws {
@@ -168,6 +172,8 @@ struct GenerationFields: Decodable {
         topLogprobs = try integer(.topLogprobs)
         ignoreEos = try c.decodeIfPresent(Bool.self, forKey: .ignoreEos)
         user = try c.decodeIfPresent(String.self, forKey: .user)
+        speculative = try c.decodeIfPresent(String.self, forKey: .speculative)
+        draftTokens = try integer(.draftTokens)
     }
 }
 
@@ -182,6 +188,7 @@ struct GenerationPlan: Sendable {
     var topLogprobs: Int?
     var stream: Bool
     var includeUsage: Bool
+    var drafter: Drafter?
 
     /// Checks every field against OpenAI's ranges. `defaultMaxTokens` is nil for "the rest of the context".
     /// `context`: the positions a sequence may use on this server (`--ctx-size`); `maxTokensLimit`: the most
@@ -257,6 +264,17 @@ struct GenerationPlan: Sendable {
         case (false, .flag?):
             throw .invalidRequest("'logprobs' must be an integer (0 to 20) for completions.", param: "logprobs")
         }
+        switch f.speculative {
+        case nil:
+            guard f.draftTokens == nil else { throw .invalidRequest("'draft_tokens' needs 'speculative'.", param: "draft_tokens") }
+            drafter = nil
+        case "lookup"?:
+            let n = f.draftTokens ?? 8
+            guard (1...16).contains(n) else { throw .invalidRequest("'draft_tokens' must be between 1 and 16; got \(n).", param: "draft_tokens") }
+            drafter = .promptLookup(ngram: 3, tokens: n)
+        case let other?:
+            throw .invalidRequest("'speculative' must be \"lookup\"; got \"\(other)\".", param: "speculative")
+        }
         stream = f.stream ?? false
         includeUsage = f.streamOptions?.includeUsage ?? false
         if f.streamOptions != nil && !stream {
@@ -268,6 +286,7 @@ struct GenerationPlan: Sendable {
     func request(choice index: Int) -> GenerationRequest {
         var s = sampling
         if let seed = s.seed { s.seed = seed &+ UInt64(index) }
-        return GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, topLogprobs: topLogprobs)
+        return GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, topLogprobs: topLogprobs,
+                                 drafter: drafter)
     }
 }

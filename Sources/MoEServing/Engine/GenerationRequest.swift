@@ -12,14 +12,18 @@ public struct GenerationRequest: Sendable {
     public var stopTokens: Set<Int>
     /// nil: no log-probabilities. 0…20: each token's log-probability plus this many most likely alternatives.
     public var topLogprobs: Int?
+    /// Speculative decoding: where draft tokens come from (nil: off). The drafts of every sequence that has one
+    /// are verified in the same batched step as the others' tokens.
+    public var drafter: Drafter?
 
     public init(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>,
-                topLogprobs: Int? = nil) {
+                topLogprobs: Int? = nil, drafter: Drafter? = nil) {
         self.prompt = prompt
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopTokens = stopTokens
         self.topLogprobs = topLogprobs
+        self.drafter = drafter
     }
 }
 

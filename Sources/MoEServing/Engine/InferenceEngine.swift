@@ -59,6 +59,9 @@ public final class InferenceEngine: @unchecked Sendable {
         public var cachedTokens = 0
         /// Sequences preempted for want of KV pages (recomputed later).
         public var preemptions = 0
+        /// Speculative decoding: draft tokens verified, and how many were kept.
+        public var draftTokens = 0
+        public var acceptedDraftTokens = 0
         public var kvPages = 0
         public var kvPagesFree = 0
     }
@@ -91,6 +94,8 @@ public final class InferenceEngine: @unchecked Sendable {
         var started = false
         /// The last sampled token, fed to the next decode step.
         var next = 0
+        /// The draft tokens fed after `next` in the current step.
+        var draft: [Int] = []
         var decoding: Bool { prefilled == context.count }
         init(_ p: Pending) {
             id = p.id; request = p.request; continuation = p.continuation
@@ -387,8 +392,19 @@ public final class InferenceEngine: @unchecked Sendable {
             let s = active[index]
             guard s.decoding else { index += 1; continue }
             let cache = slots[s.slot].cache
+            // Drafts ride along when their pages are free (they never preempt anyone); at most what the request
+            // may still generate after `next`, and what the cache holds.
+            s.draft = []
+            if let drafter = s.request.drafter {
+                let room = min(s.request.maxTokens - s.generated.count - 1, cache.capacity - cache.count - 1)
+                let draft = drafter.draft(after: s.history, limit: max(0, room))
+                if !draft.isEmpty && cache.pagesMissing(upTo: cache.count + 1 + draft.count) <= pages.freePages
+                    && reserve(cache, upTo: cache.count + 1 + draft.count) {
+                    s.draft = draft
+                }
+            }
             if reserve(cache, upTo: cache.count + 1) {
-                chunks.append(SequenceChunk(tokens: [s.next], cache: cache))
+                chunks.append(SequenceChunk(tokens: [s.next] + s.draft, cache: cache, logitsForAll: !s.draft.isEmpty))
                 members.append(s)
                 index += 1
             } else {
@@ -396,7 +412,7 @@ public final class InferenceEngine: @unchecked Sendable {
                 preempt(active[active.count - 1])
             }
         }
-        var budget = max(stepTokens - chunks.count, 1)
+        var budget = max(stepTokens - chunks.reduce(0) { $0 + $1.tokens.count }, 1)
         var started = active.reduce(0) { $0 + ($1.started ? 1 : 0) }
         for s in active where !s.decoding && budget > 0 {
             let context = s.context, cache = slots[s.slot].cache
@@ -458,6 +474,9 @@ public final class InferenceEngine: @unchecked Sendable {
             if s.request.maxTokens <= 0 {
                 finish(s, .length, stopToken: nil)
                 ended.insert(s.id)
+            } else if !s.draft.isEmpty {
+                if !verify(s, logits.baseAddress! + row * vocab) { ended.insert(s.id) }
+                row += s.draft.count
             } else if !sample(s, logits.baseAddress! + row * vocab) {
                 ended.insert(s.id)
             }
@@ -473,15 +492,65 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Samples the next token of `s` from its logits row; returns whether it goes on.
     private func sample(_ s: Sequence, _ row: UnsafeMutablePointer<Float>) -> Bool {
         let vocab = model.config.vocabSize
-        if s.request.topLogprobs != nil {
-            // The sampler rewrites the row; log-probabilities are of the raw logits.
-            if rawLogits.count < vocab { rawLogits = .init(repeating: 0, count: vocab) }
-            rawLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: row, count: vocab) }
-        }
+        keepRawLogits(s, row)
         let token = s.sampler.sample(row, count: vocab, history: s.history, generated: s.generated)
-        let logprob = s.request.topLogprobs.map { top in
+        return emit(s, token)
+    }
+
+    /// Decides the drafts of `s` from the rows after `next` and after each draft (`Sampler.verify`): the kept
+    /// drafts, then the model's own token where a draft is rejected (or after the last one). The positions of
+    /// rejected drafts go back to the cache (and out of the slot's token record, which prefix reuse trusts).
+    /// Returns whether the sequence goes on.
+    private func verify(_ s: Sequence, _ rows: UnsafeMutablePointer<Float>) -> Bool {
+        let vocab = model.config.vocabSize, draft = s.draft
+        var kept = 0, tokens: [(Int, TokenLogprob?)] = []
+        for j in 0...draft.count {
+            let row = rows + j * vocab
+            keepRawLogits(s, row)
+            let token: Int, accepted: Bool
+            if j < draft.count {
+                (token, accepted) = s.sampler.verify(row, count: vocab, draft: draft[j], history: s.history, generated: s.generated)
+            } else {
+                (token, accepted) = (s.sampler.sample(row, count: vocab, history: s.history, generated: s.generated), false)
+            }
+            tokens.append((token, logprob(s, token)))
+            s.generated.append(token)
+            s.history.append(token)
+            if accepted { kept += 1 }
+            if !accepted || s.request.stopTokens.contains(token) || s.generated.count >= s.request.maxTokens { break }
+        }
+        let slot = s.slot, rejected = draft.count - kept
+        slots[slot].cache.truncate(to: slots[slot].cache.count - rejected)
+        slots[slot].tokens.removeLast(rejected)
+        s.generated.removeLast(tokens.count)
+        s.history.removeLast(tokens.count)
+        lock.lock()
+        snapshot.draftTokens += draft.count
+        snapshot.acceptedDraftTokens += kept
+        lock.unlock()
+        for (token, logprob) in tokens where !emitted(s, token, logprob) { return false }
+        return true
+    }
+
+    /// Copies the raw logits row when log-probabilities are asked for (the sampler rewrites the row).
+    private func keepRawLogits(_ s: Sequence, _ row: UnsafePointer<Float>) {
+        guard s.request.topLogprobs != nil else { return }
+        let vocab = model.config.vocabSize
+        if rawLogits.count < vocab { rawLogits = .init(repeating: 0, count: vocab) }
+        rawLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: row, count: vocab) }
+    }
+
+    private func logprob(_ s: Sequence, _ token: Int) -> TokenLogprob? {
+        let vocab = model.config.vocabSize
+        return s.request.topLogprobs.map { top in
             rawLogits.withUnsafeBufferPointer { Self.logprob(of: token, logits: $0.baseAddress!, count: vocab, top: top) }
         }
+    }
+
+    /// Adds a chosen token of `s` (its log-probability from the kept raw row); returns whether the sequence goes on.
+    private func emit(_ s: Sequence, _ token: Int) -> Bool { emitted(s, token, logprob(s, token)) }
+
+    private func emitted(_ s: Sequence, _ token: Int, _ logprob: TokenLogprob?) -> Bool {
         s.generated.append(token)
         s.history.append(token)
         lock.lock()

@@ -19,6 +19,8 @@ final class ServerMetrics: Sendable {
     let kvPages: Gauge
     let kvPagesFree: Gauge
     let preemptions: Gauge
+    let draftTokens: Gauge
+    let acceptedDraftTokens: Gauge
     let ledgerFailures: Counter
 
     init() {
@@ -38,6 +40,8 @@ final class ServerMetrics: Sendable {
         kvPages = registry.makeGauge(descriptor: Self.name("kv_pages", "", "KV cache pages in the pool."))
         kvPagesFree = registry.makeGauge(descriptor: Self.name("kv_pages_free", "", "KV cache pages no sequence or cached prefix holds."))
         preemptions = registry.makeGauge(descriptor: Self.name("preemptions", "", "Sequences paused for want of KV pages since start (recomputed later)."))
+        draftTokens = registry.makeGauge(descriptor: Self.name("draft_tokens", "", "Speculative draft tokens verified since start."))
+        acceptedDraftTokens = registry.makeGauge(descriptor: Self.name("accepted_draft_tokens", "", "Speculative draft tokens kept since start."))
         ledgerFailures = registry.makeCounter(descriptor: Self.name("ledger_write_failures", "total",
                                                                     "Usage rows the ledger could not write (each also logged)."))
     }
@@ -74,6 +78,8 @@ final class ServerMetrics: Sendable {
         kvPages.set(Double(engine.kvPages))
         kvPagesFree.set(Double(engine.kvPagesFree))
         preemptions.set(Double(engine.preemptions))
+        draftTokens.set(Double(engine.draftTokens))
+        acceptedDraftTokens.set(Double(engine.acceptedDraftTokens))
         return registry.emitToBuffer()
     }
 }
