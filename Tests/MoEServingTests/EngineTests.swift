@@ -23,12 +23,6 @@ import Testing
     /// sequences are preempted and recompute their tokens when they come back.
     @Test(arguments: [(512, nil), (7, nil), (7, 16)])
     func batchedEqualsOneAtATime(stepTokens: Int, kvPages: Int?) async throws {
-        let model = try TestModel.transformer()
-        let reference = try TestModel.transformer()
-        let engine = try InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens, contextSize: 64, pageSize: 4,
-                                         kvPages: kvPages)
-        engine.start()
-        defer { engine.shutdown() }
         var rng = Xoshiro256StarStar(seed: 5)
         let requests: [GenerationRequest] = (0..<7).map { i in
             let prompt = (0..<(3 + i * 5)).map { _ in Int(rng.next() % 300) }
@@ -36,6 +30,20 @@ import Testing
             sampling.repetitionPenalty = i == 3 ? 1.3 : 1
             return GenerationRequest(prompt: prompt, maxTokens: 4 + 3 * i, sampling: sampling, stopTokens: [])
         }
+        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages)
+        #expect(stats.steps < requests.reduce(0) { $0 + $1.maxTokens }, "decode steps were shared")
+        #expect((stats.preemptions > 0) == (kvPages != nil), "\(stats.preemptions) preemptions")
+    }
+
+    /// Runs `requests` together through an engine of 3 slots (contexts of 64, pages of 4 positions) and expects each
+    /// to give what `Transformer.generate` gives it alone; returns the engine's statistics.
+    static func expectEachAsAlone(_ requests: [GenerationRequest], stepTokens: Int, kvPages: Int?) async throws -> InferenceEngine.Snapshot {
+        let model = try TestModel.transformer()
+        let reference = try TestModel.transformer()
+        let engine = try InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens, contextSize: 64, pageSize: 4,
+                                         kvPages: kvPages)
+        engine.start()
+        defer { engine.shutdown() }
         let streams = try requests.map { try engine.submit($0) }
         var results: [[Int]] = []
         for s in streams { results.append(await Self.run(s).tokens) }
@@ -43,9 +51,8 @@ import Testing
             let expected = try reference.generate(prompt: r.prompt, maxTokens: r.maxTokens, sampling: r.sampling, stopTokens: [])
             #expect(got == expected.tokens)
         }
-        #expect(engine.statistics.steps < requests.reduce(0) { $0 + $1.maxTokens }, "decode steps were shared")
-        #expect((engine.statistics.preemptions > 0) == (kvPages != nil), "\(engine.statistics.preemptions) preemptions")
         #expect(engine.pages.freePages <= engine.pages.pageCount)
+        return engine.statistics
     }
 
     /// Speculative decoding in the batched engine: greedy sequences with prompt-lookup drafts (prompts that repeat,
@@ -53,12 +60,6 @@ import Testing
     /// with chunked prompts and in a pool small enough that sequences are preempted and recomputed.
     @Test(arguments: [(512, nil), (7, 16)])
     func draftsVerifiedInTheBatchChangeNothing(stepTokens: Int, kvPages: Int?) async throws {
-        let model = try TestModel.transformer()
-        let reference = try TestModel.transformer()
-        let engine = try InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens, contextSize: 64, pageSize: 4,
-                                         kvPages: kvPages)
-        engine.start()
-        defer { engine.shutdown() }
         var rng = Xoshiro256StarStar(seed: 9)
         let requests: [GenerationRequest] = (0..<6).map { i in
             let part = (0..<(3 + i * 2)).map { _ in Int(rng.next() % 300) }
@@ -66,17 +67,9 @@ import Testing
             return GenerationRequest(prompt: part + part + part.prefix(2), maxTokens: 6 + 3 * i, sampling: sampling, stopTokens: [],
                                      drafter: i % 3 == 2 || i == 5 ? nil : .promptLookup(ngram: 3, tokens: 4))
         }
-        let streams = try requests.map { try engine.submit($0) }
-        var results: [[Int]] = []
-        for s in streams { results.append(await Self.run(s).tokens) }
-        for (r, got) in zip(requests, results) {
-            let expected = try reference.generate(prompt: r.prompt, maxTokens: r.maxTokens, sampling: r.sampling, stopTokens: [])
-            #expect(got == expected.tokens)
-        }
-        let stats = engine.statistics
+        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages)
         #expect(stats.draftTokens > 0 && stats.acceptedDraftTokens > 0, "\(stats.acceptedDraftTokens)/\(stats.draftTokens) drafts kept")
         #expect(stats.acceptedDraftTokens < stats.draftTokens, "some drafts were rejected")
-        #expect(engine.pages.freePages <= engine.pages.pageCount)
     }
 
     /// A prompt starts only when the pool holds it and a page more for every running sequence: ten prompts of one
