@@ -67,11 +67,10 @@ public final class Transformer: @unchecked Sendable {
         } else {
             lmHead = try w.matrix("lm_head.weight", rows: config.vocabSize, cols: config.hiddenSize)
         }
-        // (Latent attention's architectures set head_dim to their rope dimensions, as transformers does.)
-        let latent = layouts.first?.latent
+        // (Latent attention's architectures set head_dim to their rope dimension, as transformers does.)
         rope = try RotaryEmbedding(config.rope, headDim: config.headDim, maxPositionEmbeddings: config.maxPositionEmbeddings)
-        kvShape = latent.map { (keyWidth: $0.cachedWidth, valueWidth: 0) }
-            ?? (keyWidth: config.numKeyValueHeads * config.headDim, valueWidth: config.numKeyValueHeads * config.headDim)
+        let kvWidth = config.numKeyValueHeads * config.headDim
+        kvShape = layouts.first?.latent.map { (keyWidth: $0.cachedWidth, valueWidth: 0) } ?? (keyWidth: kvWidth, valueWidth: kvWidth)
         pool = WorkerPool(threads: max(1, threads))
     }
 

@@ -388,17 +388,21 @@ public final class InferenceEngine: @unchecked Sendable {
         // Decoding sequences, oldest first, each take the page for their next token, preempting the youngest
         // running sequence when none is left.
         var index = 0
+        // Decoding sequences not yet given their page (drafts leave one free page for each).
+        var decodingLeft = active.reduce(0) { $0 + ($1.decoding ? 1 : 0) }
         while index < active.count {
             let s = active[index]
             guard s.decoding else { index += 1; continue }
             let cache = slots[s.slot].cache
-            // Drafts ride along when their pages are free (they never preempt anyone); at most what the request
-            // may still generate after `next`, and what the cache holds.
+            decodingLeft -= 1
+            // Drafts ride along when their pages are free beyond a page for every later decoding sequence (so they
+            // never cause a preemption); at most what the request may still generate after `next`, and what the
+            // cache holds.
             s.draft = []
             if let drafter = s.request.drafter {
                 let room = min(s.request.maxTokens - s.generated.count - 1, cache.capacity - cache.count - 1)
                 let draft = drafter.draft(after: s.history, limit: max(0, room))
-                if !draft.isEmpty && cache.pagesMissing(upTo: cache.count + 1 + draft.count) <= pages.freePages
+                if !draft.isEmpty && cache.pagesMissing(upTo: cache.count + 1 + draft.count) + decodingLeft <= pages.freePages
                     && reserve(cache, upTo: cache.count + 1 + draft.count) {
                     s.draft = draft
                 }
