@@ -76,7 +76,8 @@ public struct ExpertRouter: @unchecked Sendable {
             case .sigmoid: for e in 0..<count { s[e] = 1 / (1 + expf(-s[e])) }
             }
             routing.choice.withUnsafeMutableBufferPointer { c in
-                for e in 0..<count { c[e] = s[e] + (selectionBias?[e] ?? 0) }
+                c.baseAddress!.update(from: s, count: count)
+                if let bias = selectionBias { for e in 0..<count { c[e] += bias[e] } }
                 if layout.groups > 1 {
                     routing.groupScores.withUnsafeMutableBufferPointer { g in
                         layout.keepBestGroups(c.baseAddress!, experts: count, groupScores: g.baseAddress!)

@@ -199,12 +199,7 @@ public struct LatentAttention: @unchecked Sendable {
                     sgemmNT(m: rows, n: n, k: ropeDim, alpha: scale, a: q + nope, lda: qWidth, b: keys + rank, ldb: D,
                             c: s + p0, ldc: positions, accumulate: true, pool: nil)
                 }
-                for r in 0..<rows {
-                    let row = s + r * positions
-                    let valid = start + first + r + 1
-                    softmax(row, count: valid)
-                    for j in valid..<visible { row[j] = 0 }
-                }
+                causalSoftmax(s, rows: rows, stride: positions, firstVisible: start + first + 1, visible: visible)
                 sgemmNN(m: rows, n: v, k: visible, alpha: 1, a: s, lda: positions, b: expanded + h * headRows + nope,
                         ldb: expandedWidth, c: out + first * oWidth + h * v, ldc: oWidth, accumulate: false, pool: nil)
             }

@@ -94,12 +94,7 @@ struct ScaledDotProduct {
                     sgemmNT(m: rows, n: n, k: qkDim, alpha: scale, a: q, lda: qWidth, b: keys + kc, ldb: ks,
                             c: s + p0, ldc: positions, accumulate: false, pool: nil)
                 }
-                for r in 0..<rows {
-                    let row = s + r * positions
-                    let valid = start + first + r + 1
-                    softmax(row, count: valid)
-                    for j in valid..<visible { row[j] = 0 }
-                }
+                causalSoftmax(s, rows: rows, stride: positions, firstVisible: start + first + 1, visible: visible)
                 let o = out + first * oWidth + h * valueDim
                 cache.forEachRun(layer: layer, positions: visible) { p0, n, keys, values in
                     sgemmNN(m: rows, n: valueDim, k: n, alpha: 1, a: s + p0, lda: positions,
@@ -146,5 +141,16 @@ struct ScaledDotProduct {
             let v = (valuesInKeys ? keys : values) + vc
             for j in 0..<n { axpy(s[first + j], v + j * vs, o, count: valueDim) }
         }
+    }
+}
+
+/// Softmax of `rows` score rows (`stride` apart) under the causal mask: row r sees `firstVisible + r` positions; the
+/// rest of the `visible` columns become 0 (so one product over all of them adds nothing from the masked ones).
+func causalSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, stride: Int, firstVisible: Int, visible: Int) {
+    for r in 0..<rows {
+        let row = s + r * stride
+        let valid = firstVisible + r
+        softmax(row, count: valid)
+        for j in valid..<visible { row[j] = 0 }
     }
 }
