@@ -298,7 +298,14 @@ public final class Trainer {
             throw TrainingError.checkpointWrite(path: final, reason: "\(error)")
         }
         lastCheckpoint = final
-        for old in Trainer.checkpoints(in: out).dropLast(2) { try? fm.removeItem(atPath: "\(out)/checkpoint-\(old)") }
+        // Old checkpoints leave by a rename first, so a kill in the middle of deleting one never leaves a
+        // `checkpoint-N` with some files gone (a resume would read it); leftovers of a killed deletion go here too.
+        for old in Trainer.checkpoints(in: out).dropLast(2) {
+            _ = rename("\(out)/checkpoint-\(old)", "\(out)/.checkpoint-\(old).deleting")
+        }
+        for n in (try? fm.contentsOfDirectory(atPath: out)) ?? [] where n.hasPrefix(".checkpoint-") && n.hasSuffix(".deleting") {
+            try? fm.removeItem(atPath: "\(out)/\(n)")
+        }
     }
 
     /// Steps of the complete checkpoints in `directory`, oldest first.
