@@ -28,19 +28,24 @@ extension TrainableModel {
     /// Loads a Hugging Face checkpoint directory (config.json + safetensors, any float dtype) for training.
     /// `head` nil takes the checkpoint's (a `score.weight` makes a reward model); `.score` on a language
     /// model's checkpoint starts a reward model from it (the score head initialised as HF does).
-    public static func load(directory: String, head: Head? = nil, selectionBias: Bool = false,
+    /// `mtpDepth` nil keeps the checkpoint's multi-token-prediction module (if it has one); 1 adds one where it
+    /// has none (initialised as HF does), 0 leaves it out.
+    public static func load(directory: String, head: Head? = nil, selectionBias: Bool = false, mtpDepth: Int? = nil,
                             threads: Int = WorkerPool.defaultThreadCount) throws -> TrainableModel {
         let config = try ModelConfig(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
         // A checkpoint that carries the expert bias keeps it even if not asked for.
         let hasBias = checkpoint.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
         let model = try TrainableModel(config: config, head: head ?? (checkpoint.contains("score.weight") ? .score : .languageModel),
-                                       selectionBias: selectionBias || hasBias, threads: threads, has: checkpoint.contains)
+                                       selectionBias: selectionBias || hasBias,
+                                       mtpDepth: mtpDepth ?? MultiTokenPrediction.storedDepth(config, has: checkpoint.contains),
+                                       threads: threads, has: checkpoint.contains)
         let w = model.store.values!
         for t in model.store.tensors {
             if t.frozen && !checkpoint.contains(t.name) { continue }   // a bias added now starts at zero
-            if t.name == "score.weight" && !checkpoint.contains(t.name) {
-                model.initialize(tensor: t, seed: 0x5C0E)
+            let added = t.name == "score.weight" || model.mtp.map { t.name.hasPrefix($0.prefix + ".") } ?? false
+            if added && !checkpoint.contains(t.name) {
+                model.initialize(tensor: t, seed: 0x5C0E &+ UInt64(t.offset))
                 continue
             }
             let data = try checkpoint.tensor(t.name, shape: t.shape)
@@ -55,9 +60,14 @@ extension TrainableModel {
     public func save(to directory: String, dtype: DType = .f32) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let w = store.values!
-        let entries = store.tensors.map { t in
-            SafeTensorsWriter.Entry(name: t.name, dtype: dtype, shape: t.shape) { dst in
-                try FloatEncoding.encode(UnsafeBufferPointer(start: w + t.offset, count: t.count), as: dtype, into: dst)
+        // The multi-token-prediction module's shared embedding and head are stored again under its own names, as
+        // DeepSeek-V3's checkpoints do.
+        let copies = mtp.map { m in [("\(m.prefix).embed_tokens.weight", embedding), ("\(m.prefix).shared_head.head.weight", lmHead)] } ?? []
+        let tensors = store.tensors.map { ($0.name, $0.offset, $0.shape) }
+            + copies.map { name, offset in (name, offset, [vocab, hidden]) }
+        let entries = tensors.map { name, offset, shape in
+            SafeTensorsWriter.Entry(name: name, dtype: dtype, shape: shape) { dst in
+                try FloatEncoding.encode(UnsafeBufferPointer(start: w + offset, count: shape.reduce(1, *)), as: dtype, into: dst)
             }
         }
         try SafeTensorsWriter.write(entries, to: "\(directory)/model.safetensors")
@@ -72,8 +82,9 @@ extension TrainableModel {
     /// The config as saved: a reward model names the sequence-classification class and its one label, so that
     /// `AutoModelForSequenceClassification` loads it.
     func savedConfig() -> ModelConfig {
-        guard head == .score else { return config }
         var c = config
+        if mtp != nil { c.raw["num_nextn_predict_layers"] = .number(Double(mtpDepth)) }
+        guard head == .score else { return c }
         if case let .array(names)? = c.raw["architectures"] {
             c.raw["architectures"] = .array(names.map { name in
                 guard case let .string(s) = name else { return name }

@@ -43,6 +43,8 @@ public struct LossBreakdown: Sendable, Codable {
     public var tokens: Int
     /// The sequence-wise balance loss (unweighted), 0 when its coefficient is 0.
     public var sequenceAux: Double = 0
+    /// The multi-token-prediction module's mean cross-entropy (token i+2), 0 without one; `total` adds it × λ.
+    public var mtp: Double = 0
 }
 
 extension TrainableModel {
@@ -54,6 +56,7 @@ extension TrainableModel {
                           balance: BalanceLosses, gradientScale: Float = 1, balanceMask: [Bool]? = nil) throws -> LossBreakdown {
         try checkTargets(targets, count: B * T)
         try forwardHidden(batch: B, seqLen: T, inputs: inputs, balanceMask: balanceMask)
+        mtp?.forward(self, batch: B, seqLen: T, inputs: inputs, targets: targets, balanceMask: balanceMask)
         let n = B * T
         let valid = (0..<n).reduce(0) { $0 + (targets[$1] >= 0 ? 1 : 0) }
         let c = valid > 0 ? -gradientScale / Float(valid) : 0
@@ -61,7 +64,12 @@ extension TrainableModel {
         let logp = head(rows: n, targets: targets, coefficients: coefficients)
         var result = breakdown(logp: logp, targets: targets, rows: n, balance: balance)
         result.tokens = valid
-        backwardHidden(batch: B, seqLen: T, balance: balanceGradient(balance, scale: gradientScale))
+        let balanceGradient = balanceGradient(balance, scale: gradientScale)
+        if let mtp {
+            result.mtp = mtp.loss(self, weight: Float(mtpLossWeight) * gradientScale, balance: balanceGradient).crossEntropy
+            result.total += mtpLossWeight * result.mtp
+        }
+        backwardHidden(batch: B, seqLen: T, balance: balanceGradient, residualGradient: mtp?.residualGradient.pointer)
         return result
     }
 
@@ -70,8 +78,14 @@ extension TrainableModel {
                          balance: BalanceLosses, balanceMask: [Bool]? = nil) throws -> LossBreakdown {
         try checkTargets(targets, count: B * T)
         try forwardHidden(batch: B, seqLen: T, inputs: inputs, balanceMask: balanceMask)
+        mtp?.forward(self, batch: B, seqLen: T, inputs: inputs, targets: targets, balanceMask: balanceMask)
         let logp = head(rows: B * T, targets: targets, coefficients: nil)
-        return breakdown(logp: logp, targets: targets, rows: B * T, balance: balance)
+        var result = breakdown(logp: logp, targets: targets, rows: B * T, balance: balance)
+        if let mtp {
+            result.mtp = mtp.loss(self, weight: nil, balance: nil).crossEntropy
+            result.total += mtpLossWeight * result.mtp
+        }
+        return result
     }
 
     private func breakdown(logp: [Float], targets: UnsafePointer<Int32>, rows n: Int, balance: BalanceLosses) -> LossBreakdown {
@@ -114,14 +128,16 @@ extension TrainableModel {
     /// it also back-propagates in the same pass: d logits = c·(onehot − softmax), into the head's weight
     /// gradient and `dFinal` (the gradient of the final normalised hidden states). `temperature` divides the
     /// logits first (log-probs of tokens sampled at that temperature, as TRL computes them); `entropy`, when
-    /// given, receives each row's entropy of that distribution.
+    /// given, receives each row's entropy of that distribution. `input` and `inputGrad` replace the final hidden
+    /// states and `dFinal` (the multi-token-prediction module's head).
     func head(rows n: Int, targets: UnsafePointer<Int32>, coefficients: [Float]?, temperature: Float = 1,
-              entropy: UnsafeMutablePointer<Float>? = nil) -> [Float] {
+              entropy: UnsafeMutablePointer<Float>? = nil, input: UnsafePointer<Float>? = nil,
+              inputGrad: UnsafeMutablePointer<Float>? = nil) -> [Float] {
         let w = store.values!, g = store.grads!, V = vocab, H = hidden
         let chunk = 256
         let logits = logitsChunk.reserve(chunk * V)
-        let hf = finalNormed.pointer
-        let df = coefficients != nil ? dFinal.reserve(n * H) : nil
+        let hf = input ?? UnsafePointer(finalNormed.pointer)
+        let df = coefficients != nil ? inputGrad ?? dFinal.reserve(n * H) : nil
         let scaled = entropy != nil ? UnsafeMutablePointer<Float>.allocate(capacity: chunk * V) : nil
         defer { scaled?.deallocate() }
         var logp = [Float](repeating: 0, count: n)

@@ -40,11 +40,73 @@ public final class TrainableModel: @unchecked Sendable {
         init(inputNorm: Int, postNorm: Int, attention: any TrainableAttention, mlp: MLPLayer?, moe: MoELayer?) {
             self.inputNorm = inputNorm; self.postNorm = postNorm; self.attention = attention; self.mlp = mlp; self.moe = moe
         }
+
+        /// The layer `l` describes, its parameters registered in `store`.
+        static func make(_ l: LayerLayout, store: ParameterStore, config: ModelConfig, selectionBias: Bool) -> Block {
+            let hidden = config.hiddenSize
+            let attention: any TrainableAttention
+            if let latent = l.latent {
+                attention = LatentAttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
+                                                 layout: latent)
+            } else {
+                attention = AttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
+                                           kvHeads: config.numKeyValueHeads, headDim: config.headDim, qkvBias: l.qkvBias,
+                                           outputBias: l.outputBias, qkNorm: l.qkNorm, eps: Float(config.rmsNormEps))
+            }
+            var mlp: MLPLayer?, moe: MoELayer?
+            switch l.feedForward {
+            case let .dense(prefix, width): mlp = MLPLayer(store, prefix: prefix, hidden: hidden, width: width)
+            case let .moe(m): moe = MoELayer(store, layout: m, hidden: hidden, selectionBias: selectionBias)
+            }
+            return Block(inputNorm: store.add("\(l.prefix).input_layernorm.weight", shape: [hidden], decay: false),
+                         postNorm: store.add("\(l.prefix).post_attention_layernorm.weight", shape: [hidden], decay: false),
+                         attention: attention, mlp: mlp, moe: moe)
+        }
+
+        /// h ← h + attention(norm1(h)), then h ← h + ffn(norm2(h)) over B×T rows, saving what `backward` needs.
+        /// `scratch` holds B·T·hidden floats.
+        func forward(_ h: UnsafeMutablePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, model m: TrainableModel,
+                     scratch: UnsafeMutablePointer<Float>, stats: inout RouterStatistics) {
+            let n = B * T, hidden = m.hidden, w = m.store.values!
+            let x = self.x.reserve(n * hidden), a = normed1.reserve(n * hidden)
+            x.update(from: h, count: n * hidden)
+            rmsNormForward(x, rows: n, dim: hidden, weight: w + inputNorm, eps: m.eps, into: a, rstd: rstd1.reserve(n), pool: m.pool)
+            attention.forward(a, batch: B, seqLen: T, rope: rope, store: m.store, into: h, accumulate: true, pool: m.pool)
+            let mid = self.mid.reserve(n * hidden), c = normed2.reserve(n * hidden)
+            mid.update(from: h, count: n * hidden)
+            rmsNormForward(mid, rows: n, dim: hidden, weight: w + postNorm, eps: m.eps, into: c, rstd: rstd2.reserve(n), pool: m.pool)
+            if let mlp {
+                mlp.forward(c, rows: n, store: m.store, into: scratch, pool: m.pool)
+                axpy(1, scratch, h, count: n * hidden)
+            } else if let moe {
+                moe.forward(c, tokens: n, seqLen: T, store: m.store, into: h, stats: &stats, pool: m.pool)
+            }
+        }
+
+        /// Backward of `forward`: `dh` holds d(loss)/d(output) and becomes d(loss)/d(input); parameter gradients
+        /// are added. `scratch` holds B·T·hidden floats.
+        func backward(_ dh: UnsafeMutablePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, model m: TrainableModel,
+                      scratch dn: UnsafeMutablePointer<Float>, balance: BalanceGradient) {
+            let n = B * T, hidden = m.hidden, w = m.store.values!, g = m.store.grads!
+            // h_out = mid + ff(norm2(mid)): d mid = dh + norm2ᵀ(ffᵀ(dh)).
+            if let mlp {
+                mlp.backward(dh, rows: n, store: m.store, inputGrad: dn, accumulate: false, pool: m.pool)
+            } else if let moe {
+                moe.backward(dh, tokens: n, seqLen: T, store: m.store, balance: balance, inputGrad: dn, accumulate: false, pool: m.pool)
+            }
+            rmsNormBackward(dn, x: mid.pointer, rows: n, dim: hidden, weight: w + postNorm, rstd: rstd2.pointer,
+                            weightGrad: g + postNorm, inputGrad: dh, accumulate: true, pool: m.pool)
+            // mid = x + attn(norm1(x)).
+            attention.backward(dh, batch: B, seqLen: T, rope: rope, store: m.store, inputGrad: dn, accumulate: false, pool: m.pool)
+            rmsNormBackward(dn, x: x.pointer, rows: n, dim: hidden, weight: w + inputNorm, rstd: rstd1.pointer,
+                            weightGrad: g + inputNorm, inputGrad: dh, accumulate: true, pool: m.pool)
+        }
     }
 
     /// The model `config` describes, parameters registered under the checkpoint's names (hub naming).
     /// `selectionBias` adds DeepSeek-V3's `e_score_correction_bias` to every MoE layer.
-    public init(config: ModelConfig, head: Head = .languageModel, selectionBias: Bool = false,
+    /// `mtpDepth` 1 adds DeepSeek-V3's multi-token-prediction module (layer index `num_hidden_layers`).
+    public init(config: ModelConfig, head: Head = .languageModel, selectionBias: Bool = false, mtpDepth: Int = 0,
                 threads: Int = WorkerPool.defaultThreadCount, has: (String) -> Bool = { _ in false }) throws {
         let arch = try ArchitectureRegistry.architecture(for: config.modelType)
         let config = try arch.withDefaults(config)
@@ -60,27 +122,8 @@ public final class TrainableModel: @unchecked Sendable {
         pool = WorkerPool(threads: threads)
 
         embedding = store.add("model.embed_tokens.weight", shape: [vocab, hidden], decay: true)
-        var blocks: [Block] = []
-        for l in layouts {
-            let attention: any TrainableAttention
-            if let latent = l.latent {
-                attention = LatentAttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
-                                                 layout: latent)
-            } else {
-                attention = AttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
-                                           kvHeads: config.numKeyValueHeads, headDim: config.headDim, qkvBias: l.qkvBias,
-                                           outputBias: l.outputBias, qkNorm: l.qkNorm, eps: eps)
-            }
-            var mlp: MLPLayer?, moe: MoELayer?
-            switch l.feedForward {
-            case let .dense(prefix, width): mlp = MLPLayer(store, prefix: prefix, hidden: hidden, width: width)
-            case let .moe(m): moe = MoELayer(store, layout: m, hidden: hidden, selectionBias: selectionBias)
-            }
-            blocks.append(Block(inputNorm: store.add("\(l.prefix).input_layernorm.weight", shape: [hidden], decay: false),
-                                postNorm: store.add("\(l.prefix).post_attention_layernorm.weight", shape: [hidden], decay: false),
-                                attention: attention, mlp: mlp, moe: moe))
-        }
-        self.blocks = blocks
+        let store = store
+        blocks = layouts.map { Block.make($0, store: store, config: config, selectionBias: selectionBias) }
         finalNorm = store.add("model.norm.weight", shape: [hidden], decay: false)
         self.head = head
         switch head {
@@ -89,16 +132,20 @@ public final class TrainableModel: @unchecked Sendable {
         case .score:
             lmHead = store.add("score.weight", shape: [1, hidden], decay: true)
         }
+        guard mtpDepth <= 1 else { throw TrainingError.badArgument("multi-token prediction of depth \(mtpDepth): only depth 1 is supported") }
+        mtp = mtpDepth == 1 ? try MultiTokenPredictionModule(store: store, config: config, selectionBias: selectionBias, has: has) : nil
         store.allocate()
     }
 
-    public var moeLayerCount: Int { blocks.filter { $0.moe != nil }.count }
+    /// Every MoE layer, the multi-token-prediction module's last.
+    var moeLayers: [MoELayer] { (blocks + (mtp.map { [$0.block] } ?? [])).compactMap(\.moe) }
+    public var moeLayerCount: Int { moeLayers.count }
     public var expertCount: Int { config.numExperts }
 
     /// Tokens routed to each expert in the last forward, per MoE layer.
-    public var lastExpertLoad: [[Int]] { blocks.compactMap { $0.moe?.load } }
+    public var lastExpertLoad: [[Int]] { moeLayers.map(\.load) }
 
-    private func table(_ T: Int) -> RopeTable {
+    func table(_ T: Int) -> RopeTable {
         if let t = ropeTable, t.positions >= T { return t }
         let t = RopeTable(rope, positions: T)
         ropeTable = t
@@ -110,6 +157,12 @@ public final class TrainableModel: @unchecked Sendable {
     let dResidual = Floats(), dNormed = Floats(), logitsChunk = Floats(), dFinal = Floats()
     var stats = RouterStatistics(experts: 0)
     var lastInputs: [Int32] = []
+    /// DeepSeek-V3's multi-token-prediction module, trained beside the model (nil: none).
+    let mtp: MultiTokenPredictionModule?
+    /// λ of the multi-token-prediction loss: the loss is CE + λ·CE_MTP (+ balance losses).
+    public var mtpLossWeight = 0.3
+    public var mtpDepth: Int { mtp == nil ? 0 : 1 }
+
     /// The (batch, seqLen) of the forward whose activations are saved: a backward must be for the same one.
     var savedShape: (batch: Int, seqLen: Int)?
 
@@ -131,22 +184,9 @@ public final class TrainableModel: @unchecked Sendable {
         }
         stats = RouterStatistics(experts: config.numExperts)
         for b in blocks { b.moe?.balanceMask = balanceMask }
-        for b in blocks {
-            let x = b.x.reserve(n * hidden), a = b.normed1.reserve(n * hidden)
-            x.update(from: h, count: n * hidden)
-            rmsNormForward(x, rows: n, dim: hidden, weight: w + b.inputNorm, eps: eps, into: a, rstd: b.rstd1.reserve(n), pool: pool)
-            b.attention.forward(a, batch: B, seqLen: T, rope: rope, store: store, into: h, accumulate: true, pool: pool)
-            let mid = b.mid.reserve(n * hidden), c = b.normed2.reserve(n * hidden)
-            mid.update(from: h, count: n * hidden)
-            rmsNormForward(mid, rows: n, dim: hidden, weight: w + b.postNorm, eps: eps, into: c, rstd: b.rstd2.reserve(n), pool: pool)
-            if let mlp = b.mlp {
-                let y = dNormed.reserve(n * hidden)
-                mlp.forward(c, rows: n, store: store, into: y, pool: pool)
-                axpy(1, y, h, count: n * hidden)
-            } else if let moe = b.moe {
-                moe.forward(c, tokens: n, seqLen: T, store: store, into: h, stats: &stats, pool: pool)
-            }
-        }
+        if let moe = mtp?.block.moe { moe.load = .init(repeating: 0, count: moe.experts) }   // until it runs on this batch
+        let scratch = dNormed.reserve(n * hidden)
+        for b in blocks { b.forward(h, batch: B, seqLen: T, rope: rope, model: self, scratch: scratch, stats: &stats) }
         let fi = finalInput.reserve(n * hidden)
         fi.update(from: h, count: n * hidden)
         rmsNormForward(fi, rows: n, dim: hidden, weight: w + finalNorm, eps: eps, into: finalNormed.reserve(n * hidden),
@@ -164,7 +204,7 @@ public final class TrainableModel: @unchecked Sendable {
         let ffn = c.numExperts > 0 ? n * c.numExpertsPerToken * (3 * hidden + 5 * width) + n * c.numExperts * 3
                                    : n * (3 * hidden + 5 * c.intermediateSize)
         let perLayer = 10 * n * hidden + qkv + probabilities + ffn
-        return 4 * (blocks.count * perLayer + 6 * n * hidden + 256 * vocab)
+        return 4 * ((blocks.count + mtpDepth) * perLayer + 6 * n * hidden + 256 * vocab)
     }
 
     /// Targets are negative (ignored, like HF's -100) or a token of the vocabulary; the head must be the LM head.
@@ -176,7 +216,9 @@ public final class TrainableModel: @unchecked Sendable {
     }
 
     /// Backward from d(loss)/d(final normalised hidden) in `dFinal`, through every layer to the embedding.
-    func backwardHidden(batch B: Int, seqLen T: Int, balance: BalanceGradient) {
+    /// `residualGradient` (B·T·hidden) adds a gradient of the last layer's output, before the final norm (the
+    /// multi-token-prediction module reads it there).
+    func backwardHidden(batch B: Int, seqLen T: Int, balance: BalanceGradient, residualGradient: UnsafePointer<Float>? = nil) {
         // The layers' saved activations belong to the last forward; a backward of another shape would read
         // past them.
         precondition(savedShape.map { $0 == (B, T) } ?? false, "backward without the matching forward (\(B)×\(T))")
@@ -185,21 +227,9 @@ public final class TrainableModel: @unchecked Sendable {
         let dh = dResidual.reserve(n * hidden)
         rmsNormBackward(dFinal.pointer, x: finalInput.pointer, rows: n, dim: hidden, weight: w + finalNorm,
                         rstd: finalRstd.pointer, weightGrad: g + finalNorm, inputGrad: dh, accumulate: false, pool: pool)
+        if let residualGradient { axpy(1, residualGradient, dh, count: n * hidden) }
         let dn = dNormed.reserve(n * hidden)
-        for b in blocks.reversed() {
-            // h_out = mid + ff(norm2(mid)): d mid = dh + norm2ᵀ(ffᵀ(dh)).
-            if let mlp = b.mlp {
-                mlp.backward(dh, rows: n, store: store, inputGrad: dn, accumulate: false, pool: pool)
-            } else if let moe = b.moe {
-                moe.backward(dh, tokens: n, seqLen: T, store: store, balance: balance, inputGrad: dn, accumulate: false, pool: pool)
-            }
-            rmsNormBackward(dn, x: b.mid.pointer, rows: n, dim: hidden, weight: w + b.postNorm, rstd: b.rstd2.pointer,
-                            weightGrad: g + b.postNorm, inputGrad: dh, accumulate: true, pool: pool)
-            // mid = x + attn(norm1(x)).
-            b.attention.backward(dh, batch: B, seqLen: T, rope: rope, store: store, inputGrad: dn, accumulate: false, pool: pool)
-            rmsNormBackward(dn, x: b.x.pointer, rows: n, dim: hidden, weight: w + b.inputNorm, rstd: b.rstd1.pointer,
-                            weightGrad: g + b.inputNorm, inputGrad: dh, accumulate: true, pool: pool)
-        }
+        for b in blocks.reversed() { b.backward(dh, batch: B, seqLen: T, rope: rope, model: self, scratch: dn, balance: balance) }
         for t in 0..<n { axpy(1, dh + t * hidden, g + embedding + Int(lastInputs[t]) * hidden, count: hidden) }
     }
 }

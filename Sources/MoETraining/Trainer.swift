@@ -431,7 +431,7 @@ extension TrainableModel {
     public func updateSelectionBias(rate: Float, load: [[Int]]? = nil) {
         let w = store.values!
         let loads = load ?? lastExpertLoad
-        for (i, moe) in blocks.compactMap(\.moe).enumerated() {
+        for (i, moe) in moeLayers.enumerated() {
             guard let bias = moe.selectionBias else { continue }
             let mean = Float(loads[i].reduce(0, +)) / Float(max(moe.experts, 1))
             for e in 0..<moe.experts {

@@ -10,7 +10,7 @@ enum TrainingFixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/training").path
     static let cases = ["qwen2_moe", "qwen2_moe_topk_norm", "qwen3_moe", "qwen3_moe_no_norm", "mixtral", "olmoe",
-                        "glm4_moe", "deepseek_v3", "deepseek_v2", "deepseek_v3_seq_aux"]
+                        "glm4_moe", "deepseek_v3", "deepseek_v2", "deepseek_v3_seq_aux", "deepseek_v3_mtp", "glm4_moe_mtp"]
 
     struct Expected: Decodable {
         let input_ids: [[Int32]]
@@ -22,6 +22,9 @@ enum TrainingFixtures {
         /// DeepSeek-V3's sequence-wise balance loss (make_mla_grad_fixtures.py), where the case weighs it.
         let seq_aux_loss_coef: Double?
         let seq_aux_loss: Double?
+        /// The multi-token-prediction module's weight λ and loss (the `_mtp` cases of make_mla_grad_fixtures.py).
+        let mtp_loss_weight: Double?
+        let mtp_loss: Double?
     }
 
     static func directory(_ name: String) -> String { root + "/" + name }
@@ -45,12 +48,17 @@ enum TrainingFixtures {
     func lossAndEveryGradientMatchTorch(_ name: String) throws {
         let e = try TrainingFixtures.expected(name)
         let model = try TrainableModel.load(directory: TrainingFixtures.directory(name), threads: 2)
+        #expect(model.mtpDepth == (e.mtp_loss != nil ? 1 : 0), "\(name): the checkpoint's multi-token-prediction module")
+        if let weight = e.mtp_loss_weight { model.mtpLossWeight = weight }
         let (inputs, targets, B, T) = TrainingFixtures.batch(e)
         let loss = try model.trainStep(batch: B, seqLen: T, inputs: inputs, targets: targets,
                                        balance: BalanceLosses(auxLossCoef: e.router_aux_loss_coef,
                                                               sequenceAuxLossCoef: e.seq_aux_loss_coef ?? 0))
         if let sequenceAux = e.seq_aux_loss {
             #expect(abs(loss.sequenceAux - sequenceAux) < 1e-5, "\(name): sequence aux \(loss.sequenceAux) vs \(sequenceAux)")
+        }
+        if let mtp = e.mtp_loss {
+            #expect(abs(loss.mtp - mtp) < 1e-5, "\(name): MTP loss \(loss.mtp) vs \(mtp)")
         }
         #expect(abs(loss.crossEntropy - e.ce_loss) < 1e-5, "\(name): CE \(loss.crossEntropy) vs \(e.ce_loss)")
         #expect(abs(loss.aux - e.aux_loss) < 1e-5, "\(name): aux \(loss.aux) vs \(e.aux_loss)")
