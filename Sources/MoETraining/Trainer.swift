@@ -25,6 +25,8 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     public var logEvery = 10
     /// Stop (and checkpoint) after this many seconds of training, whatever `steps` says.
     public var timeLimit: Double?
+    /// λ of the multi-token-prediction loss, where the model has the module (nil: the model's default, 0.3).
+    public var mtpLossWeight: Double?
 
     public init() {}
 }
@@ -97,6 +99,7 @@ public final class Trainer {
             throw TrainingError.badArgument("--bias-update-rate changes the base model, which LoRA keeps frozen: leave one out")
         }
         lora?.apply(to: model)
+        if let w = settings.mtpLossWeight { model.mtpLossWeight = w }
         optimizer = AdamW(lora?.store ?? model.store, settings: settings.adam)
         self.jointlyTrained = jointlyTrained.map { ($0.name, $0.model, AdamW($0.model.store, settings: settings.adam)) }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -334,6 +337,7 @@ public final class Trainer {
         resumed.steps = settings.steps; resumed.evalEvery = settings.evalEvery; resumed.evalBatches = settings.evalBatches
         resumed.checkpointEvery = settings.checkpointEvery; resumed.logEvery = settings.logEvery; resumed.timeLimit = settings.timeLimit
         settings = resumed
+        if let w = settings.mtpLossWeight { model.mtpLossWeight = w }
         try Self.readMoments(optimizer, trainedStore, from: "\(dir)/optimizer.safetensors", step: state.optimizerStep)
         for j in jointlyTrained {
             let saved = try Checkpoint(directory: "\(dir)/\(j.name)")
@@ -380,6 +384,11 @@ public final class Trainer {
         guard savedBias == modelBias else {
             throw TrainingError.resume(savedBias ? "the checkpoint was trained with --bias-update-rate: pass it again"
                                                  : "the checkpoint has no expert selection bias: resume without --bias-update-rate")
+        }
+        let savedMTP = model.mtp.map { saved.contains("\($0.prefix).eh_proj.weight") } ?? saved.tensorNames.contains { $0.hasSuffix(".eh_proj.weight") }
+        guard savedMTP == (model.mtp != nil) else {
+            throw TrainingError.resume(savedMTP ? "the checkpoint was trained with --mtp-depth 1: pass it again"
+                                                : "the checkpoint has no multi-token-prediction module: resume with --mtp-depth 0")
         }
         let w = model.store.values!
         for t in model.store.tensors {

@@ -64,6 +64,18 @@ struct TrainingOptions: ParsableArguments {
     }
 }
 
+/// DeepSeek-V3's multi-token prediction, for `moe pretrain` and `moe sft`.
+struct MTPOptions: ParsableArguments {
+    @Option(help: "Train DeepSeek-V3's multi-token-prediction module beside the model (1; 0: none): one more decoder layer that predicts the token after next, saved as layer num_hidden_layers the way DeepSeek-V3 and GLM-4.5 checkpoints hold it, used by `moe generate --speculative mtp`. Default: none for pre-training, the checkpoint's for fine-tuning.")
+    var mtpDepth: Int?
+    @Option(help: "λ of the multi-token-prediction loss: the loss is CE + λ·CE(token after next).") var mtpLossWeight: Double = 0.3
+
+    func validate() throws {
+        if let d = mtpDepth, !(0...1).contains(d) { throw ValidationError("--mtp-depth must be 0 or 1 (deeper modules are not supported)") }
+        guard mtpLossWeight >= 0, mtpLossWeight.isFinite else { throw ValidationError("--mtp-loss-weight must be ≥ 0") }
+    }
+}
+
 /// `moe pretrain --config PRESET|config.json --data FILE… --tokenizer DIR --out DIR`.
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -82,6 +94,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Directory with tokenizer.json (e.g. from `moe tokenizer train`).") var tokenizer: String
     @Option(help: "Output directory.") var out: String
     @OptionGroup var training: TrainingOptions
+    @OptionGroup var mtp: MTPOptions
     @OptionGroup var runOptions: RunOptions
 
     func validate() throws {
@@ -93,17 +106,18 @@ struct Pretrain: ParsableCommand {
         try TrainingSetup.prepareOutput(out)
         let tok = try Tokenizer(directory: tokenizer)
         let eos = try TrainingSetup.eosToken(tok)
-        let settings = try training.settings(defaultSteps: 1000, defaultLearningRate: 3e-3)
+        var settings = try training.settings(defaultSteps: 1000, defaultLearningRate: 3e-3)
+        settings.mtpLossWeight = mtp.mtpLossWeight
         let modelConfig = try TrainingSetup.modelConfig(config, tokenizer: tok, eosToken: eos)
         let (train, validation) = try TrainingSetup.shards(dataFiles: data, tokenizer: tok, eosToken: eos,
                                                            validationFraction: training.valFraction, out: out)
         let model = try TrainableModel(config: modelConfig, selectionBias: settings.biasUpdateRate != nil,
-                                       threads: runOptions.threadCount)
+                                       mtpDepth: mtp.mtpDepth ?? 0, threads: runOptions.threadCount)
         model.initialize(seed: settings.seed)
         let trainer = try Trainer(model: model, settings: settings, train: train, validation: validation, out: out,
                                      extraFiles: TrainingSetup.tokenizerFiles(tokenizer))
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
-                              "model: \(modelConfig.modelType), \(model.store.parameterCount) parameters; data: \(train.count) training tokens, \(validation.count) validation tokens")
+                              "model: \(modelConfig.modelType), \(model.store.parameterCount) parameters\(model.mtpDepth > 0 ? " (with the multi-token-prediction module)" : ""); data: \(train.count) training tokens, \(validation.count) validation tokens")
         print(String(format: "trained %d steps: loss %.4f, validation loss %@, %.0f tokens/s; wrote %@",
                      summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a",
                      summary.tokensPerSecond, out))

@@ -23,6 +23,7 @@ struct SFT: ParsableCommand {
     @Option(help: "Conversations, JSONL.") var data: String
     @Option(help: "Output directory.") var out: String
     @OptionGroup var training: TrainingOptions
+    @OptionGroup var mtp: MTPOptions
     @OptionGroup var lora: LoRAOptions
     @OptionGroup var runOptions: RunOptions
 
@@ -31,7 +32,12 @@ struct SFT: ParsableCommand {
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
         let template = try tokenizer.chatTemplateOrChatML()
-        let trainable = try TrainableModel.load(directory: model, threads: runOptions.threadCount)
+        // LoRA keeps the base weights, a multi-token-prediction module's among them, frozen: it trains without one.
+        if lora.loraRank != nil && (mtp.mtpDepth ?? 0) > 0 {
+            throw ValidationError("--mtp-depth trains the whole module, which LoRA keeps frozen: leave one out")
+        }
+        let trainable = try TrainableModel.load(directory: model, mtpDepth: lora.loraRank != nil ? 0 : mtp.mtpDepth,
+                                                threads: runOptions.threadCount)
         var kept: [SFTExample] = [], tooLong = 0
         for conversation in try SFTData.conversations(path: data) {
             let e = try SFTData.example(conversation, tokenizer: tokenizer, template: template)
@@ -42,7 +48,8 @@ struct SFT: ParsableCommand {
         let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try ExampleBatches(train: train, validation: held, batchSize: training.batch, pad: pad, seed: training.seed)
         let epoch = (train.count + training.batch - 1) / training.batch
-        let settings = try training.settings(defaultSteps: epoch, defaultLearningRate: 1e-4)
+        var settings = try training.settings(defaultSteps: epoch, defaultLearningRate: 1e-4)
+        settings.mtpLossWeight = mtp.mtpLossWeight
         let trainer = try Trainer(model: trainable, settings: settings, batches: batches, stage: "sft", out: out,
                                   extraFiles: TrainingSetup.tokenizerFiles(model),
                                   lora: try lora.adapters(for: trainable, base: model, seed: training.seed))

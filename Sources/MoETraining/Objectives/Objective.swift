@@ -32,13 +32,18 @@ public struct LanguageModeling: TrainingObjective {
         let b = batch.tokens
         let l = try model.trainStep(batch: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, balance: balance,
                                     gradientScale: scale, balanceMask: b.attention)
-        return ObjectiveResult(loss: l, weight: Double(l.tokens), reported: l.crossEntropy)
+        return ObjectiveResult(loss: l, weight: Double(l.tokens), metrics: metrics(model, l), reported: l.crossEntropy)
     }
 
     public func evaluate(_ model: TrainableModel, _ batch: TrainingBatch, balance: BalanceLosses) throws -> ObjectiveResult {
         let b = batch.tokens
         let l = try model.evaluate(batch: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, balance: balance,
                                    balanceMask: b.attention)
-        return ObjectiveResult(loss: l, weight: Double(l.tokens), reported: l.crossEntropy)
+        return ObjectiveResult(loss: l, weight: Double(l.tokens), metrics: metrics(model, l), reported: l.crossEntropy)
+    }
+
+    /// The multi-token-prediction module's cross-entropy, where the model has one.
+    private func metrics(_ model: TrainableModel, _ l: LossBreakdown) -> [String: Double] {
+        model.mtpDepth > 0 ? ["mtp_ce": l.mtp] : [:]
     }
 }
