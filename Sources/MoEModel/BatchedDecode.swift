@@ -57,12 +57,12 @@ extension Transformer {
     }
 
     /// Throws, before any cache moves, for chunks a pass cannot run (see `forward(_ chunks:)`).
-    func validate(_ chunks: [SequenceChunk]) throws {
+    func validate(_ chunks: [SequenceChunk], layers: Int? = nil) throws {
         guard !chunks.isEmpty else { throw ModelError.badInput("no sequences to run") }
         for (c, chunk) in chunks.enumerated() {
             guard !chunk.tokens.isEmpty else { throw ModelError.badInput("sequence \(c) has no tokens to run") }
             try requireInVocabulary(chunk.tokens)
-            try requireFits(chunk.cache)
+            try requireFits(chunk.cache, layers: layers)
             guard chunk.cache.count + chunk.tokens.count <= chunk.cache.capacity else {
                 throw ModelError.contextOverflow(tokens: chunk.cache.count + chunk.tokens.count, context: chunk.cache.capacity)
             }

@@ -66,10 +66,15 @@ extension Transformer {
 
         var clock = ContinuousClock.now
         var logits = try forward(prompt, cache: cache, logitsFor: .last)
+        var mtp: MTPDrafts?
+        if case let .multiTokenPrediction(tokens)? = drafter {
+            mtp = try MTPDrafts(model: self, capacity: cache.capacity, tokens: tokens)
+            mtp?.record(rows: 0..<prompt.count)
+        }
         result.promptSeconds = seconds(since: clock)
         clock = .now
         if let drafter {
-            try speculate(drafter, logits: logits, cache: cache, maxTokens: maxTokens, sampler: &sampler, stops: stops,
+            try speculate(drafter, mtp: mtp, logits: logits, cache: cache, maxTokens: maxTokens, sampler: &sampler, stops: stops,
                           history: &history, result: &result, onToken: onToken)
             result.decodeSeconds = seconds(since: clock)
             return result
@@ -92,8 +97,9 @@ extension Transformer {
     /// The decode loop of `generate` with drafts: the last token and up to `tokens` drafts go through one pass;
     /// row j's logits decide draft j, the first rejected draft is replaced by the model's token (and the cache
     /// gives back the positions of the drafts after it), and when every draft is kept the last row gives one more.
-    private func speculate(_ drafter: Drafter, logits first: UnsafeMutableBufferPointer<Float>, cache: KVCache, maxTokens: Int,
-                           sampler: inout Sampler, stops: Set<Int>, history: inout [Int], result: inout Generation,
+    /// With `mtp`, drafts come from the multi-token-prediction module, fed each pass's kept positions.
+    private func speculate(_ drafter: Drafter, mtp: MTPDrafts?, logits first: UnsafeMutableBufferPointer<Float>, cache: KVCache,
+                           maxTokens: Int, sampler: inout Sampler, stops: Set<Int>, history: inout [Int], result: inout Generation,
                            onToken: (Int) -> Bool) throws {
         let vocab = config.vocabSize
         var done = false
@@ -106,11 +112,13 @@ extension Transformer {
             return result.tokens.count < maxTokens && history.count - 1 < cache.capacity
         }
         var last = sampler.sample(first.baseAddress!, count: vocab, history: history, generated: result.tokens)
+        // The tokens that followed the positions of the last pass, for the module (the prompt's: all but its first).
+        var followed = Array(history.dropFirst())
         if !emit(last) { return }
         while !done {
             // Room: the pass writes 1 + drafts positions, and the drafts may not overshoot maxTokens.
-            let room = min(maxTokens - result.tokens.count, cache.capacity - cache.count - 1)
-            let draft = drafter.draft(after: history, limit: max(0, room))
+            let room = max(0, min(maxTokens - result.tokens.count, cache.capacity - cache.count - 1))
+            let draft = try mtp.map { try $0.commit(next: followed + [last], limit: room) } ?? drafter.draft(after: history, limit: room)
             let rows = try forward([last] + draft, cache: cache, logitsFor: .all)
             result.draftTokens += draft.count
             var kept = 0
@@ -134,6 +142,9 @@ extension Transformer {
                 if !emit(last) { done = true }
                 break
             }
+            // The positions that became text: the pass's first row and its kept drafts, followed by the kept drafts.
+            mtp?.record(rows: 0..<(kept + 1))
+            followed = Array(draft[..<kept])
         }
     }
 }

@@ -8,10 +8,18 @@ public enum Drafter: Sendable, Equatable {
     /// that followed their latest earlier occurrence are proposed. Pays on text that repeats its context
     /// (summaries, code edits, extraction, chat turns quoting the prompt).
     case promptLookup(ngram: Int = 3, tokens: Int = 8)
+    /// Self-speculation with the checkpoint's multi-token-prediction module (DeepSeek-V3, GLM-4.5, or a model
+    /// trained with `--mtp-depth 1`): the module's most likely next token after the model's, then (for `tokens`
+    /// > 1) the module run again on its own output. Drafts come from the model's state, not the text: see
+    /// `MTPDrafts`.
+    case multiTokenPrediction(tokens: Int = 1)
 
-    /// Up to `limit` draft tokens to follow `history`.
+    /// Up to `limit` draft tokens to follow `history` (none for `multiTokenPrediction`, which drafts from the
+    /// model's hidden states).
     public func draft(after history: [Int], limit: Int) -> [Int] {
         switch self {
+        case .multiTokenPrediction:
+            return []
         case let .promptLookup(ngram, tokens):
             let count = min(tokens, limit)
             guard count > 0 else { return [] }
@@ -58,5 +66,64 @@ extension Sampler {
         if draft >= 0 && draft < count { logits[draft] = -.infinity }
         let u = generator.nextUnit()
         return (drawProcessed(logits, count: count, unit: u), false)
+    }
+}
+
+/// Multi-token-prediction drafting for one sequence: the module's KV cache, and the model's last-layer states
+/// of the positions whose next token is known but which the module has not yet seen.
+///
+/// Position i of the module joins h_i (the model's) with token i+1 and predicts token i+2. After every model
+/// pass, `commit` feeds the module the pass's positions that became text, with the tokens that followed them;
+/// the module's prediction after the last of them is the first draft. Further drafts run the module on its own
+/// output and are taken back from its cache before the next commit.
+public final class MTPDrafts {
+    let model: Transformer
+    let cache: KVCache
+    let tokens: Int
+    /// h rows (hidden each) of the positions `cache.count…` not yet fed to the module.
+    var pending: [Float] = []
+
+    public init(model: Transformer, capacity: Int, tokens: Int) throws {
+        guard model.mtp != nil else {
+            throw ModelError.unsupported("--speculative mtp needs a checkpoint with a multi-token-prediction module (num_nextn_predict_layers and model.layers.\(model.config.numHiddenLayers).eh_proj.weight); train one with --mtp-depth 1")
+        }
+        self.model = model
+        self.tokens = max(1, tokens)
+        cache = model.makeMTPCache(capacity: capacity)
+    }
+
+    /// Keeps the last model pass's last-layer states of rows `rows` (call right after the pass).
+    public func record(rows: Range<Int>) { model.appendLastHidden(rows: rows, to: &pending) }
+
+    public func reset() { cache.reset(); pending = [] }
+
+    /// Feeds the module the recorded positions with `next` (the token that followed each, in order) and returns
+    /// up to `limit` drafts for the tokens after the last of them.
+    public func commit(next: [Int], limit: Int) throws -> [Int] {
+        let H = model.config.hiddenSize
+        precondition(next.count * H == pending.count, "MTPDrafts: \(next.count) tokens for \(pending.count / H) recorded rows")
+        let committed = cache.count + next.count
+        let room = min(limit, tokens, cache.capacity - committed + 1)
+        guard room > 0 else {
+            // Nothing to draft: the positions still go to the module, so that later drafts see them.
+            if !next.isEmpty, committed <= cache.capacity { _ = try model.mtpForward(nextTokens: next, hidden: pending, cache: cache) }
+            pending = []
+            return []
+        }
+        var (logits, output) = try model.mtpForward(nextTokens: next, hidden: pending, cache: cache)
+        pending = []
+        var drafts = [argmax(logits)]
+        while drafts.count < room {
+            (logits, output) = try model.mtpForward(nextTokens: [drafts.last!], hidden: output, cache: cache)
+            drafts.append(argmax(logits))
+        }
+        cache.truncate(to: committed)
+        return drafts
+    }
+
+    private func argmax(_ logits: UnsafeMutableBufferPointer<Float>) -> Int {
+        var best = 0
+        for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+        return best
     }
 }

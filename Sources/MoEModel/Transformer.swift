@@ -24,6 +24,8 @@ public final class Transformer: @unchecked Sendable {
     public let finalNorm: [Float]
     public let lmHead: WeightMatrix
     public let rope: RotaryEmbedding
+    /// DeepSeek-V3's multi-token-prediction module, where the checkpoint stores one (a built-in draft model).
+    public let mtp: MTPModule?
     /// Floats a KV cache holds per position and layer: keys and values (latent attention: one row, no values).
     public let kvShape: (keyWidth: Int, valueWidth: Int)
     public let pool: WorkerPool
@@ -61,6 +63,7 @@ public final class Transformer: @unchecked Sendable {
         let layouts = try architecture.layout(config, has: w.has)
         layers = try layouts.map { try DecoderLayer(config, w, layout: $0) }
         finalNorm = try w.vector("model.norm.weight", count: config.hiddenSize)
+        mtp = MultiTokenPrediction.storedDepth(config, has: w.has) > 0 ? try MTPModule(config, w) : nil
         if config.tieWordEmbeddings || !w.has("lm_head.weight") {
             guard config.tieWordEmbeddings else { throw FormatError.missingTensor(tensor: "lm_head.weight", directory: directory) }
             lmHead = embedding
@@ -109,11 +112,13 @@ public final class Transformer: @unchecked Sendable {
 
     // The parts of a pass that every `forward` shares.
 
-    /// Refuses a cache made for another shape of model (its layout would be read out of bounds).
-    func requireFits(_ cache: KVCache) throws {
-        guard cache.layers == layers.count, cache.rowWidth == kvShape.keyWidth, cache.valueWidth == kvShape.valueWidth else {
+    /// Refuses a cache made for another shape of model (its layout would be read out of bounds); `layers`: the
+    /// layers the pass runs (the model's, or the multi-token-prediction module's one).
+    func requireFits(_ cache: KVCache, layers: Int? = nil) throws {
+        let layers = layers ?? self.layers.count
+        guard cache.layers == layers, cache.rowWidth == kvShape.keyWidth, cache.valueWidth == kvShape.valueWidth else {
             throw ModelError.badInput("the KV cache (\(cache.layers) layers × \(cache.rowWidth)+\(cache.valueWidth)) is not shaped for this model "
-                                      + "(\(layers.count) layers × \(kvShape.keyWidth)+\(kvShape.valueWidth))")
+                                      + "(\(layers) layers × \(kvShape.keyWidth)+\(kvShape.valueWidth))")
         }
     }
 
@@ -124,8 +129,10 @@ public final class Transformer: @unchecked Sendable {
     }
 
     /// Runs the (validated) chunks' tokens through every layer and advances their caches: the residual stream
-    /// [rows, hidden] in the workspace, the chunks' rows one after another.
-    func run(_ chunks: [SequenceChunk]) -> UnsafeMutablePointer<Float> {
+    /// [rows, hidden] in the workspace, the chunks' rows one after another. `layers` and `input` (which writes
+    /// the first residual rows) replace the model's layers and embedding (the multi-token-prediction module).
+    func run(_ chunks: [SequenceChunk], layers: [DecoderLayer]? = nil,
+             input: ((UnsafeMutablePointer<Float>) -> Void)? = nil) -> UnsafeMutablePointer<Float> {
         let layout = PassLayout(chunks)
         let H = config.hiddenSize
         let h = ws.hidden.reserve(layout.rows * H)
@@ -135,12 +142,13 @@ public final class Transformer: @unchecked Sendable {
         var row = 0
         for chunk in chunks {
             for (t, id) in chunk.tokens.enumerated() {
-                loadRow(embedding, row: id, into: h + row * H)
+                if input == nil { loadRow(embedding, row: id, into: h + row * H) }
                 rope.table(position: chunk.cache.count + t, cos: cosTable + row * half, sin: sinTable + row * half)
                 row += 1
             }
         }
-        runLayers(h, tokens: layout.rows) { i, attention, normed in
+        input?(h)
+        runLayers(h, tokens: layout.rows, layers: layers ?? self.layers) { i, attention, normed in
             attention.forward(normed, layout, layer: i, rope: rope, residual: h, hidden: H, ws: ws, pool: pool)
         }
         for chunk in chunks { chunk.cache.count += chunk.tokens.count }
@@ -149,7 +157,7 @@ public final class Transformer: @unchecked Sendable {
 
     /// Every decoder layer over the T rows of the residual stream `h`; `attend(i, attention, normed)` adds
     /// layer i's attention of the normalised rows into `h` (the caller picks the cache(s) and positions).
-    func runLayers(_ h: UnsafeMutablePointer<Float>, tokens T: Int,
+    func runLayers(_ h: UnsafeMutablePointer<Float>, tokens T: Int, layers: [DecoderLayer],
                    attend: (Int, SelfAttention, UnsafeMutablePointer<Float>) -> Void) {
         let H = config.hiddenSize
         let normed = ws.normed.reserve(T * H)
@@ -169,12 +177,12 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    /// Final norm and LM head for the given rows of `h`: logits [rows.count, vocab].
-    func logits(_ h: UnsafePointer<Float>, rows: [Int]) -> UnsafeMutableBufferPointer<Float> {
+    /// Final norm (or `norm`) and LM head for the given rows of `h`: logits [rows.count, vocab].
+    func logits(_ h: UnsafePointer<Float>, rows: [Int], norm: [Float]? = nil) -> UnsafeMutableBufferPointer<Float> {
         let H = config.hiddenSize, V = config.vocabSize
         let eps = Float(config.rmsNormEps)
         let finalNormed = ws.finalNormed.reserve(rows.count * H)
-        finalNorm.withUnsafeBufferPointer { w in
+        (norm ?? finalNorm).withUnsafeBufferPointer { w in
             for (r, row) in rows.enumerated() { rmsNorm(h + row * H, weight: w.baseAddress!, count: H, eps: eps, into: finalNormed + r * H) }
         }
         let logits = ws.logits.reserve(rows.count * V)

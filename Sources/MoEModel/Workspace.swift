@@ -45,6 +45,7 @@ final class Workspace: @unchecked Sendable {
     let expertInput = ScratchBuffer() // tokens gathered for one expert [rows, hidden]
     let logits = ScratchBuffer()      // [rows asked for, vocab]
     let finalNormed = ScratchBuffer() // [rows asked for, hidden]
+    let joined = ScratchBuffer()      // multi-token prediction: [enorm(Emb(next token)); hnorm(h)] [T, 2·hidden]
     var routing = Routing()
 }
 

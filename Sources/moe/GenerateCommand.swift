@@ -30,9 +30,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Seed for reproducible sampling.") var seed: UInt64?
     @Flag(help: "Do not stop at end-of-sequence tokens.") var ignoreEos = false
     @Flag(help: "Print the generated ids (comma-separated) even when the model has a tokenizer.") var printIds = false
-    @Option(help: "Speculative decoding: 'lookup' drafts from n-gram matches in the prompt and text so far (same output when greedy, same distribution when sampling).")
+    @Option(help: "Speculative decoding (same output when greedy, same distribution when sampling): 'lookup' drafts from n-gram matches in the prompt and text so far; 'mtp' from the checkpoint's multi-token-prediction module (DeepSeek-V3, GLM-4.5, or trained with --mtp-depth 1).")
     var speculative: String?
-    @Option(help: "Draft tokens per step with --speculative.") var draftTokens: Int = 8
+    @Option(help: "Draft tokens per step with --speculative (default: 8 for lookup, 1 for mtp).") var draftTokens: Int?
 
     func run() throws {
         let (prompt, tokenizer) = try input.ids(modelDirectory: options.model)
@@ -62,9 +62,14 @@ struct Generate: ParsableCommand {
         switch speculative {
         case nil: break
         case "lookup"?:
+            drafter = .promptLookup(ngram: 3, tokens: draftTokens ?? 8)
+        case "mtp"?:
+            drafter = .multiTokenPrediction(tokens: draftTokens ?? 1)
+        case let other?: throw ValidationError("--speculative must be 'lookup' or 'mtp' (got '\(other)')")
+        }
+        if let draftTokens {
+            guard drafter != nil else { throw ValidationError("--draft-tokens needs --speculative") }
             guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be between 1 and 64") }
-            drafter = .promptLookup(ngram: 3, tokens: draftTokens)
-        case let other?: throw ValidationError("--speculative must be 'lookup' (got '\(other)')")
         }
         let result = try model.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops,
                                         drafter: drafter) { id in
