@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MoEFormats
 
 /// `moe demo`, `moe pretrain` and `moe bench train` through the binary, as the README and scripts use them.
 @Suite struct TrainingCLITests {
@@ -80,6 +81,34 @@ import Testing
         #expect(stderr.contains("cannot write the checkpoint"), "\(stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/run/checkpoint-4/model.safetensors")) == before)
         #expect(!FileManager.default.fileExists(atPath: dir + "/run/checkpoint-6"))
+    }
+
+    /// --mtp-depth 1: the module is trained (its loss logged), saved under DeepSeek-V3's names, needed again to
+    /// resume, and drafts for `moe generate --speculative mtp` without changing its greedy text.
+    @Test func pretrainTrainsAMultiTokenPredictionModule() throws {
+        let dir = temporaryDirectory()
+        let text = (0..<400).map { i in "The fox \(i % 13) ran to the river and back \(i % 7) times." }.joined(separator: "\n")
+        try text.write(toFile: dir + "/data.txt", atomically: true, encoding: .utf8)
+        var r = try CLI.run(["tokenizer", "train", "--input", dir + "/data.txt", "--vocab-size", "300", "--out", dir + "/tok", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let common = ["pretrain", "--config", "tiny", "--data", dir + "/data.txt", "--tokenizer", dir + "/tok", "--out", dir + "/run",
+                      "--batch", "2", "--seq-len", "32", "--eval-every", "2", "--quiet"]
+        r = try CLI.run(common + ["--steps", "4", "--mtp-depth", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let metrics = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8)
+        #expect(metrics.contains("\"mtp_ce\"") && metrics.contains("\"val_mtp_ce\""))
+        let config = try String(contentsOfFile: dir + "/run/config.json", encoding: .utf8)
+        #expect(config.contains("\"num_nextn_predict_layers\" : 1"))
+        let names = try SafeTensorsFile(path: dir + "/run/model.safetensors").tensors.keys
+        for n in ["eh_proj", "enorm", "hnorm", "shared_head.norm", "shared_head.head", "embed_tokens", "input_layernorm"] {
+            #expect(names.contains("model.layers.2.\(n).weight"), "\(n)")
+        }
+        r = try CLI.run(common + ["--steps", "6", "--resume"])
+        #expect(r.status != 0 && r.stderr.contains("--mtp-depth 1"), "\(r.stderr)")
+        let generate = ["generate", "--model", dir + "/run", "--prompt", "The fox", "--max-tokens", "16", "--print-ids"]
+        let plain = try CLI.run(generate), fast = try CLI.run(generate + ["--speculative", "mtp", "--draft-tokens", "2"])
+        #expect(plain.status == 0 && fast.status == 0, "\(fast.stderr)")
+        #expect(fast.stdout == plain.stdout && fast.stderr.contains("drafts "), "\(fast.stdout) vs \(plain.stdout)")
     }
 
     @Test func pretrainRejectsAnEmptyCorpus() throws {
