@@ -92,8 +92,17 @@ public final class MTPDrafts {
         cache = model.makeMTPCache(capacity: capacity)
     }
 
-    /// Keeps the last model pass's last-layer states of rows `rows` (call right after the pass).
+    /// Keeps the last model pass's last-layer states of rows `rows` (call right after the pass), the positions
+    /// after those recorded before.
     public func record(rows: Range<Int>) { model.appendLastHidden(rows: rows, to: &pending) }
+
+    /// Positions the module has seen: the recorded ones start here.
+    public var fed: Int { cache.count }
+    /// Positions recorded and not yet fed.
+    public var recorded: Int { pending.count / model.config.hiddenSize }
+
+    /// Forgets the last `rows` recorded positions (drafts the model rejected).
+    public func dropLast(rows: Int) { pending.removeLast(min(rows, recorded) * model.config.hiddenSize) }
 
     public func reset() { cache.reset(); pending = [] }
 

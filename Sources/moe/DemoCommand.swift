@@ -11,8 +11,8 @@ struct Demo: AsyncParsableCommand {
         discussion: """
             Generates a corpus of arithmetic, a small programming language and templated prose; trains a \
             byte-level BPE tokenizer on it and a qwen3_moe model (8 experts, top-2) for about --minutes on the \
-            CPU; prints samples per domain and which experts each domain uses. OUT holds the tokenizer, the \
-            model (OUT/pretrain, a Hugging Face directory), metrics.jsonl, loss.svg, expert_load.svg, \
+            CPU; prints samples per domain and which experts each domain uses. OUT holds the corpus (corpus.jsonl, \
+            for `moe pretrain --data`), the tokenizer, the model (OUT/pretrain, a Hugging Face directory), metrics.jsonl, loss.svg, expert_load.svg, \
             routing.svg and report.json ({"stages": [{"name": "pretrain", "val_loss": …}], "routing": …}).
             """)
 

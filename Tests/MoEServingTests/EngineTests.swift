@@ -37,9 +37,10 @@ import Testing
 
     /// Runs `requests` together through an engine of 3 slots (contexts of 64, pages of 4 positions) and expects each
     /// to give what `Transformer.generate` gives it alone; returns the engine's statistics.
-    static func expectEachAsAlone(_ requests: [GenerationRequest], stepTokens: Int, kvPages: Int?) async throws -> InferenceEngine.Snapshot {
-        let model = try TestModel.transformer()
-        let reference = try TestModel.transformer()
+    static func expectEachAsAlone(_ requests: [GenerationRequest], stepTokens: Int, kvPages: Int?,
+                                  directory: String = TestModel.directory) async throws -> InferenceEngine.Snapshot {
+        let model = try Transformer(directory: directory, threads: 1)
+        let reference = try Transformer(directory: directory, threads: 1)
         let engine = try InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens, contextSize: 64, pageSize: 4,
                                          kvPages: kvPages)
         engine.start()
@@ -70,6 +71,23 @@ import Testing
         let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages)
         #expect(stats.draftTokens > 0 && stats.acceptedDraftTokens > 0, "\(stats.acceptedDraftTokens)/\(stats.draftTokens) drafts kept")
         #expect(stats.acceptedDraftTokens < stats.draftTokens, "some drafts were rejected")
+    }
+
+    /// The same with drafts from the multi-token-prediction module (a tiny DeepSeek-V3 that has one): one or two
+    /// drafts a step, the module fed every position the batched passes keep, also across preemptions.
+    @Test(arguments: [(512, nil), (7, 16)])
+    func multiTokenPredictionDraftsChangeNothing(stepTokens: Int, kvPages: Int?) async throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/training/deepseek_v3_mtp").path
+        var rng = Xoshiro256StarStar(seed: 4)
+        let requests: [GenerationRequest] = (0..<5).map { i in
+            let prompt = (0..<(3 + i * 3)).map { _ in Int(rng.next() % 64) }
+            let sampling = i == 4 ? SamplingParameters(temperature: 0.9, topK: 40, seed: 3) : .greedy
+            return GenerationRequest(prompt: prompt, maxTokens: 8 + 2 * i, sampling: sampling, stopTokens: [],
+                                     drafter: i == 4 ? nil : .multiTokenPrediction(tokens: i % 2 + 1))
+        }
+        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages, directory: directory)
+        #expect(stats.draftTokens > 0, "\(stats.acceptedDraftTokens)/\(stats.draftTokens) drafts kept")
     }
 
     /// A prompt starts only when the pool holds it and a page more for every running sequence: ten prompts of one

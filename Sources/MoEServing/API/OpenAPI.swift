@@ -59,7 +59,7 @@ enum OpenAPI {
               "logprobs": { "oneOf": [{ "type": "boolean" }, { "type": "integer", "minimum": 0, "maximum": 20 }] },
               "top_logprobs": { "type": "integer", "minimum": 0, "maximum": 20 },
               "ignore_eos": { "type": "boolean" },
-              "speculative": { "type": "string", "enum": ["lookup"] },
+              "speculative": { "type": "string", "enum": ["lookup", "mtp"] },
               "draft_tokens": { "type": "integer", "minimum": 1, "maximum": 16 },
               "user": { "type": "string" }
             }

@@ -272,8 +272,15 @@ struct GenerationPlan: Sendable {
             let n = f.draftTokens ?? 8
             guard (1...16).contains(n) else { throw .invalidRequest("'draft_tokens' must be between 1 and 16; got \(n).", param: "draft_tokens") }
             drafter = .promptLookup(ngram: 3, tokens: n)
+        case "mtp"?:
+            guard model.mtp != nil else {
+                throw .invalidRequest("'speculative': \"mtp\" needs a model with a multi-token-prediction module; this one has none.", param: "speculative")
+            }
+            let n = f.draftTokens ?? 1
+            guard (1...4).contains(n) else { throw .invalidRequest("'draft_tokens' must be between 1 and 4 with \"mtp\"; got \(n).", param: "draft_tokens") }
+            drafter = .multiTokenPrediction(tokens: n)
         case let other?:
-            throw .invalidRequest("'speculative' must be \"lookup\"; got \"\(other)\".", param: "speculative")
+            throw .invalidRequest("'speculative' must be \"lookup\" or \"mtp\"; got \"\(other)\".", param: "speculative")
         }
         stream = f.stream ?? false
         includeUsage = f.streamOptions?.includeUsage ?? false

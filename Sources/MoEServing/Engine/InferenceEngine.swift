@@ -96,6 +96,8 @@ public final class InferenceEngine: @unchecked Sendable {
         var next = 0
         /// The draft tokens fed after `next` in the current step.
         var draft: [Int] = []
+        /// Multi-token-prediction drafting (`speculative: "mtp"`): the module's cache and the recorded positions.
+        var mtp: MTPDrafts?
         var decoding: Bool { prefilled == context.count }
         init(_ p: Pending) {
             id = p.id; request = p.request; continuation = p.continuation
@@ -284,8 +286,11 @@ public final class InferenceEngine: @unchecked Sendable {
     /// context runs in the next steps.
     private func admit(_ s: Sequence) {
         let prompt = s.context
-        // Never reuse the whole prompt: its last token must run to give the logits of the first new token.
-        let limit = prompt.count - 1
+        // Never reuse the whole prompt: its last token must run to give the logits of the first new token. The
+        // multi-token-prediction module needs every position's last-layer state: nothing is reused for it.
+        var drafts = 0
+        if case let .multiTokenPrediction(n)? = s.request.drafter { drafts = n }
+        let limit = drafts > 0 ? 0 : prompt.count - 1
         var source = -1, sourceLength = 0
         for (i, slot) in slots.enumerated() {
             let n = commonPrefix(slot.tokens, prompt, limit: limit)
@@ -313,6 +318,10 @@ public final class InferenceEngine: @unchecked Sendable {
         slots[target].tokens = Array(prompt[..<reused])
         s.slot = target
         s.prefilled = reused
+        if drafts > 0 && s.mtp == nil {
+            let capacity = min(slots[target].cache.capacity, s.request.prompt.count + s.request.maxTokens + 1)
+            s.mtp = try? MTPDrafts(model: model, capacity: capacity, tokens: drafts)
+        }
         if !s.announced {
             s.cached = reused
             lock.lock()
@@ -359,6 +368,7 @@ public final class InferenceEngine: @unchecked Sendable {
         slots[s.slot].cache.reset()
         slots[s.slot].tokens = []
         release(s)
+        s.mtp?.reset()
         s.context = s.history
         s.prefilled = 0
         s.started = false
@@ -400,8 +410,8 @@ public final class InferenceEngine: @unchecked Sendable {
             // cache holds.
             s.draft = []
             if let drafter = s.request.drafter {
-                let room = min(s.request.maxTokens - s.generated.count - 1, cache.capacity - cache.count - 1)
-                let draft = drafter.draft(after: s.history, limit: max(0, room))
+                let room = max(0, min(s.request.maxTokens - s.generated.count - 1, cache.capacity - cache.count - 1))
+                let draft = s.mtp.map { mtpDrafts(s, $0, limit: room) } ?? drafter.draft(after: s.history, limit: room)
                 if !draft.isEmpty && cache.pagesMissing(upTo: cache.count + 1 + draft.count) + decodingLeft <= pages.freePages
                     && reserve(cache, upTo: cache.count + 1 + draft.count) {
                     s.draft = draft
@@ -463,8 +473,11 @@ public final class InferenceEngine: @unchecked Sendable {
         }
         let vocab = model.config.vocabSize
         var ended: Set<Int> = []
-        var row = 0, prefilledTokens = 0
+        var row = 0, prefilledTokens = 0, hiddenRow = 0
         for (s, chunk) in zip(members, chunks) {
+            // Every position the pass ran, for the module (rejected drafts are dropped again in `verify`).
+            s.mtp?.record(rows: hiddenRow..<(hiddenRow + chunk.tokens.count))
+            hiddenRow += chunk.tokens.count
             slots[s.slot].tokens += chunk.tokens
             if !s.decoding {
                 s.prefilled += chunk.tokens.count
@@ -491,6 +504,17 @@ public final class InferenceEngine: @unchecked Sendable {
         snapshot.steps += 1
         snapshot.prefilledTokens += prefilledTokens
         lock.unlock()
+    }
+
+    /// The module's drafts after the last token of `s`: it is first fed the positions recorded since its last
+    /// drafts, each with the token that followed it. A module that cannot run stops drafting for the sequence.
+    private func mtpDrafts(_ s: Sequence, _ mtp: MTPDrafts, limit: Int) -> [Int] {
+        let first = mtp.fed + 1, last = mtp.fed + mtp.recorded
+        guard last < s.history.count, let drafts = try? mtp.commit(next: Array(s.history[first..<(last + 1)]), limit: limit) else {
+            s.mtp = nil
+            return []
+        }
+        return drafts
     }
 
     /// Samples the next token of `s` from its logits row; returns whether it goes on.
@@ -526,6 +550,7 @@ public final class InferenceEngine: @unchecked Sendable {
         let slot = s.slot, rejected = draft.count - kept
         slots[slot].cache.truncate(to: slots[slot].cache.count - rejected)
         slots[slot].tokens.removeLast(rejected)
+        s.mtp?.dropLast(rows: rejected)
         s.generated.removeLast(tokens.count)
         s.history.removeLast(tokens.count)
         lock.lock()

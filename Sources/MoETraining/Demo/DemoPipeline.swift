@@ -113,7 +113,10 @@ public struct DemoPipeline {
     func pretrain(tokenizerDirectory: String, pretrainDirectory: String) throws -> (TrainableModel, Tokenizer, TrainingSummary) {
         let documents = DemoCorpus.documents(count: options.quick ? 240 : 9000, seed: options.seed)
         let characters = documents.reduce(0) { $0 + $1.text.count }
-        log("corpus: \(documents.count) documents (arithmetic, code, prose), \(characters) characters")
+        log("corpus: \(documents.count) documents (arithmetic, code, prose), \(characters) characters → \(options.out)/corpus.jsonl")
+        // The corpus as `moe pretrain --data` reads it, for training other models on it.
+        let lines = try documents.map { String(decoding: try JSONSerialization.data(withJSONObject: ["text": $0.text]), as: UTF8.self) }
+        try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: "\(options.out)/corpus.jsonl")
         let trainer = BPETrainer(vocabSize: options.quick ? 384 : 2048, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
         try trainer.train(texts: documents.map(\.text)).write(to: tokenizerDirectory)
         try writeChatTemplate(tokenizerDirectory)
