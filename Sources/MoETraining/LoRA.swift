@@ -67,10 +67,12 @@ public final class LoRAAdapters {
         self.settings = settings; self.baseModel = baseModel
         taskType = model.head == .score ? "SEQ_CLS" : "CAUSAL_LM"
         // Linear weights PEFT can wrap: 2-D, learned, not the embedding (PEFT's embedding LoRA is another
-        // layout) and not a routed expert (transformers fuses the experts into one parameter per layer).
+        // layout), not a routed expert (transformers fuses the experts into one parameter per layer) and not the
+        // multi-token-prediction module (transformers has no such layer).
+        let mtp = model.mtp.map { $0.prefix + "." }
         let candidates = model.store.tensors.filter {
             $0.shape.count == 2 && !$0.frozen && $0.name.hasSuffix(".weight") && $0.name != "model.embed_tokens.weight"
-                && !$0.name.contains(".experts.")
+                && !$0.name.contains(".experts.") && !(mtp.map($0.name.hasPrefix) ?? false)
         }
         func module(_ t: ParameterStore.Tensor) -> String { String(t.name.dropLast(".weight".count)) }
         func matches(_ name: String, _ target: String) -> Bool { name == target || name.hasSuffix("." + target) }

@@ -54,6 +54,13 @@ public final class ParameterStore: @unchecked Sendable {
 
     public func tensor(_ name: String) -> Tensor? { index[name].map { tensors[$0] } }
 
+    /// Marks the tensors whose names satisfy `predicate` frozen: the optimizer and clipping leave them as they are.
+    public func freeze(where predicate: (String) -> Bool) {
+        tensors = tensors.map { t in
+            predicate(t.name) ? Tensor(name: t.name, shape: t.shape, offset: t.offset, count: t.count, decay: t.decay, frozen: true) : t
+        }
+    }
+
     public func zeroGrads() { grads.update(repeating: 0, count: max(count, 1)) }
 
     /// The number of trainable scalars (frozen tensors excluded).

@@ -157,7 +157,7 @@ public final class TrainableModel: @unchecked Sendable {
     let dResidual = Floats(), dNormed = Floats(), logitsChunk = Floats(), dFinal = Floats()
     var stats = RouterStatistics(experts: 0)
     var lastInputs: [Int32] = []
-    /// DeepSeek-V3's multi-token-prediction module, trained beside the model (nil: none).
+    /// DeepSeek-V3's multi-token-prediction module, trained beside the model by language modelling (nil: none).
     let mtp: MultiTokenPredictionModule?
     /// λ of the multi-token-prediction loss: the loss is CE + λ·CE_MTP (+ balance losses).
     public var mtpLossWeight = 0.3

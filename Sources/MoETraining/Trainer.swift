@@ -100,6 +100,9 @@ public final class Trainer {
         }
         lora?.apply(to: model)
         if let w = settings.mtpLossWeight { model.mtpLossWeight = w }
+        // Only language modelling trains the multi-token-prediction module: other objectives carry it unchanged
+        // (weight decay would otherwise shrink it step by step).
+        if !(objective is LanguageModeling), let mtp = model.mtp { model.store.freeze { $0.hasPrefix(mtp.prefix + ".") } }
         optimizer = AdamW(lora?.store ?? model.store, settings: settings.adam)
         self.jointlyTrained = jointlyTrained.map { ($0.name, $0.model, AdamW($0.model.store, settings: settings.adam)) }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

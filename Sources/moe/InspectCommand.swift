@@ -51,6 +51,9 @@ struct Inspect: ParsableCommand {
             print(line)
         }
         print("vocabulary:       \(c.vocabSize)\(c.tieWordEmbeddings ? " (tied embeddings)" : "")")
+        if model.mtp != nil {
+            print("multi-token pred: a module of depth 1 (layer \(c.numHiddenLayers)): `--speculative mtp` drafts with it")
+        }
         print("context:          \(model.contextLength); rope \(c.rope.type), theta \(c.rope.theta)")
         print("parameters:       \(count(s.totalParameters)) total, \(count(s.activeParameters)) active per token")
         print("bytes per token:  \(bytes(s.bytesPerToken)) of weights read per decoded token")

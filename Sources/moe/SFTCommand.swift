@@ -32,12 +32,11 @@ struct SFT: ParsableCommand {
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
         let template = try tokenizer.chatTemplateOrChatML()
-        // LoRA keeps the base weights, a multi-token-prediction module's among them, frozen: it trains without one.
+        // LoRA keeps the base weights frozen, a multi-token-prediction module's among them: it cannot add one.
         if lora.loraRank != nil && (mtp.mtpDepth ?? 0) > 0 {
-            throw ValidationError("--mtp-depth trains the whole module, which LoRA keeps frozen: leave one out")
+            throw ValidationError("--mtp-depth 1 adds a module to train, which LoRA would keep frozen: leave one out")
         }
-        let trainable = try TrainableModel.load(directory: model, mtpDepth: lora.loraRank != nil ? 0 : mtp.mtpDepth,
-                                                threads: runOptions.threadCount)
+        let trainable = try TrainableModel.load(directory: model, mtpDepth: mtp.mtpDepth, threads: runOptions.threadCount)
         var kept: [SFTExample] = [], tooLong = 0
         for conversation in try SFTData.conversations(path: data) {
             let e = try SFTData.example(conversation, tokenizer: tokenizer, template: template)

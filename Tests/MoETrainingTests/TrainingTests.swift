@@ -91,6 +91,40 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
         #expect(last < 0.5, "cross-entropy \(first) → \(last)")
     }
 
+    /// The multi-token-prediction module learns its token-after-next task with the model, and once frozen (as
+    /// objectives other than language modelling leave it) an optimizer step with weight decay leaves it as it is.
+    @Test func multiTokenPredictionTrainsAndFreezes() throws {
+        let model = try TrainableModel(config: try tinyConfig(), mtpDepth: 1, threads: 2)
+        model.initialize(seed: 1)
+        let optimizer = AdamW(model.store)
+        var rng = SplitMix64(seed: 9)
+        let tokens = (0..<65).map { _ in Int32(rng.next() % 64) }
+        let inputs = Array(tokens[0..<64]), targets = Array(tokens[1...64])
+        var first = 0.0, last = 0.0
+        for step in 0..<80 {
+            model.store.zeroGrads()
+            let l = try model.trainStep(batch: 2, seqLen: 32, inputs: inputs, targets: targets, balance: BalanceLosses())
+            if step == 0 { first = l.mtp }
+            last = l.mtp
+            #expect(abs(l.total - l.crossEntropy - 0.3 * l.mtp) < 1e-9)
+            clipGradients(model.store, maxNorm: 1)
+            optimizer.update(model.store, lr: 1e-2, pool: model.pool)
+        }
+        #expect(first > 3.5 && last < 0.5, "MTP cross-entropy \(first) → \(last)")
+
+        let prefix = model.mtp!.prefix + "."
+        let count = model.store.parameterCount
+        model.store.freeze { $0.hasPrefix(prefix) }
+        #expect(model.store.parameterCount < count)
+        let module = model.store.tensors.filter { $0.name.hasPrefix(prefix) }
+        let before = module.map { Array(UnsafeBufferPointer(start: model.store.values + $0.offset, count: $0.count)) }
+        model.store.zeroGrads()
+        _ = try model.trainStep(batch: 2, seqLen: 32, inputs: inputs, targets: targets, balance: BalanceLosses())
+        optimizer.update(model.store, lr: 1e-2, pool: model.pool)
+        let after = module.map { Array(UnsafeBufferPointer(start: model.store.values + $0.offset, count: $0.count)) }
+        #expect(before == after)
+    }
+
     /// Training 8 steps straight and training 4, stopping, and resuming from the checkpoint give the same
     /// losses (weights, optimizer moments, data order and step are all restored).
     @Test func resumeEqualsAnUninterruptedRun() throws {
