@@ -43,6 +43,14 @@ func dot_f32_1x2(_ w: UnsafeRawPointer, _ rowBytes: Int, _ cols: Int, _ x: Unsaf
     let x1 = x + 1 &* ldx
     var a00 = SIMD8<Float>(); var a01 = SIMD8<Float>()
     var k = 0
+    var a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
+    while k &+ 16 <= cols {
+        let wa = load8F32(w0 + k &* 4), wb = load8F32(w0 + (k &+ 8) &* 4)
+        a00 = a00.addingProduct(wa, ldx8(x0 + k)); a01 = a01.addingProduct(wa, ldx8(x1 + k))
+        a02 = a02.addingProduct(wb, ldx8(x0 + (k &+ 8))); a03 = a03.addingProduct(wb, ldx8(x1 + (k &+ 8)))
+        k &+= 16
+    }
+    a00 += a02; a01 += a03
     while k &+ 8 <= cols {
         let xv0 = ldx8(x0 + k)
         let xv1 = ldx8(x1 + k)
@@ -196,6 +204,14 @@ func dot_bf16_1x2(_ w: UnsafeRawPointer, _ rowBytes: Int, _ cols: Int, _ x: Unsa
     let x1 = x + 1 &* ldx
     var a00 = SIMD8<Float>(); var a01 = SIMD8<Float>()
     var k = 0
+    var a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
+    while k &+ 16 <= cols {
+        let wa = load8BF16(w0 + k &* 2), wb = load8BF16(w0 + (k &+ 8) &* 2)
+        a00 = a00.addingProduct(wa, ldx8(x0 + k)); a01 = a01.addingProduct(wa, ldx8(x1 + k))
+        a02 = a02.addingProduct(wb, ldx8(x0 + (k &+ 8))); a03 = a03.addingProduct(wb, ldx8(x1 + (k &+ 8)))
+        k &+= 16
+    }
+    a00 += a02; a01 += a03
     while k &+ 8 <= cols {
         let xv0 = ldx8(x0 + k)
         let xv1 = ldx8(x1 + k)
@@ -349,6 +365,14 @@ func dot_f16_1x2(_ w: UnsafeRawPointer, _ rowBytes: Int, _ cols: Int, _ x: Unsaf
     let x1 = x + 1 &* ldx
     var a00 = SIMD8<Float>(); var a01 = SIMD8<Float>()
     var k = 0
+    var a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
+    while k &+ 16 <= cols {
+        let wa = load8F16(w0 + k &* 2), wb = load8F16(w0 + (k &+ 8) &* 2)
+        a00 = a00.addingProduct(wa, ldx8(x0 + k)); a01 = a01.addingProduct(wa, ldx8(x1 + k))
+        a02 = a02.addingProduct(wb, ldx8(x0 + (k &+ 8))); a03 = a03.addingProduct(wb, ldx8(x1 + (k &+ 8)))
+        k &+= 16
+    }
+    a00 += a02; a01 += a03
     while k &+ 8 <= cols {
         let xv0 = ldx8(x0 + k)
         let xv1 = ldx8(x1 + k)

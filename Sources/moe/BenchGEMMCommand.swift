@@ -29,7 +29,7 @@ struct BenchGEMM: ParsableCommand {
     var bandwidthBytes: Int = 1 << 30
 
     @Option(help: ArgumentHelp("Time only the batched-decode shapes (LM head t×151936×1024, expert t×256×1024 and "
-                               + "t×1024×256, bf16) for these token counts, e.g. 1,4,8,16.", valueName: "t,t,..."))
+                               + "t×1024×256, bf16 and f32) for these token counts, e.g. 1,4,8,16.", valueName: "t,t,..."))
     var decodeBatches: String?
 
     func validate() throws {
@@ -58,7 +58,9 @@ struct BenchGEMM: ParsableCommand {
         if let decodeBatches {
             // Weights read once per call whatever t is, so the GB/s column is comparable across t.
             for (o, i) in [(151936, 1024), (256, 1024), (1024, 256)] {
-                for t in parsedDecodeBatches(decodeBatches) { bench(t, o, i, .bf16, pool, blas, bandwidthColumn: true) }
+                for type in [ElementType.bf16, .f32] {
+                    for t in parsedDecodeBatches(decodeBatches) { bench(t, o, i, type, pool, blas, bandwidthColumn: true) }
+                }
             }
             return
         }

@@ -55,8 +55,8 @@ TYPES = [
 ]
 
 # (rows R, tokens T) blocks that gemvRows uses. It walks the tokens in pairs (T = 2, plus T = 1 for an odd
-# last token). With one token it goes row by row (a single sequential stream), so only 1×1 exists; with two
-# it runs 4×2 over the bulk of the rows and one of 1×2…3×2 for the rest.
+# last token). Up to four tokens it goes row by row (a single sequential stream): 1×1 and 1×2; with more it runs
+# 4×2 over the bulk of the rows and one of 1×2…3×2 for the rest.
 GEMV_SHAPES = [(1, 1), (1, 2), (2, 2), (3, 2), (4, 2)]
 
 
@@ -83,6 +83,16 @@ def dot_kernel(tname, tcase, es, ld, R, T):
             kk = "k" if j == 0 else f"(k &+ {8 * j})"
             p(f"        a0{j} = a0{j}.addingProduct({ld}(w0 + {kk} &* {es}), ldx8(x0 + {kk}))")
         p("        k &+= 32")
+        p("    }")
+        p("    a00 += a02; a01 += a03")
+    if (R, T) == (1, 2):
+        # One row, two tokens (rows streamed one by one): four FMA chains over 16 columns, folded into two.
+        p("    var a02 = SIMD8<Float>(), a03 = SIMD8<Float>()")
+        p("    while k &+ 16 <= cols {")
+        p(f"        let wa = {ld}(w0 + k &* {es}), wb = {ld}(w0 + (k &+ 8) &* {es})")
+        p("        a00 = a00.addingProduct(wa, ldx8(x0 + k)); a01 = a01.addingProduct(wa, ldx8(x1 + k))")
+        p("        a02 = a02.addingProduct(wb, ldx8(x0 + (k &+ 8))); a03 = a03.addingProduct(wb, ldx8(x1 + (k &+ 8)))")
+        p("        k &+= 16")
         p("    }")
         p("    a00 += a02; a01 += a03")
     if T == 1:
