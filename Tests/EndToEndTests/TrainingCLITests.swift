@@ -46,14 +46,21 @@ import MoEFormats
         #expect(tasks["total"] as? Int == 2 && (tasks["accuracy"] as? Double).map { (0...1).contains($0) } == true)
     }
 
-    /// pretrain → resume → a write that fails (file-size limit, as a full disk): a clear error and the
-    /// previous checkpoint intact.
-    @Test func pretrainResumesAndSurvivesAFullDisk() throws {
+    /// A directory with a small text (data.txt) and a tokenizer trained on it (tok/).
+    func foxCorpus() throws -> String {
         let dir = temporaryDirectory()
         let text = (0..<400).map { i in "The fox \(i % 13) ran to the river and back \(i % 7) times." }.joined(separator: "\n")
         try text.write(toFile: dir + "/data.txt", atomically: true, encoding: .utf8)
-        var r = try CLI.run(["tokenizer", "train", "--input", dir + "/data.txt", "--vocab-size", "300", "--out", dir + "/tok", "--quiet"])
+        let r = try CLI.run(["tokenizer", "train", "--input", dir + "/data.txt", "--vocab-size", "300", "--out", dir + "/tok", "--quiet"])
         #expect(r.status == 0, "\(r.stderr)")
+        return dir
+    }
+
+    /// pretrain → resume → a write that fails (file-size limit, as a full disk): a clear error and the
+    /// previous checkpoint intact.
+    @Test func pretrainResumesAndSurvivesAFullDisk() throws {
+        let dir = try foxCorpus()
+        var r: CLI.Result
         let common = ["pretrain", "--config", "tiny", "--data", dir + "/data.txt", "--tokenizer", dir + "/tok", "--out", dir + "/run",
                       "--batch", "2", "--seq-len", "32", "--checkpoint-every", "2", "--eval-every", "2", "--quiet"]
         r = try CLI.run(common + ["--steps", "2"])
@@ -86,11 +93,8 @@ import MoEFormats
     /// --mtp-depth 1: the module is trained (its loss logged), saved under DeepSeek-V3's names, needed again to
     /// resume, and drafts for `moe generate --speculative mtp` without changing its greedy text.
     @Test func pretrainTrainsAMultiTokenPredictionModule() throws {
-        let dir = temporaryDirectory()
-        let text = (0..<400).map { i in "The fox \(i % 13) ran to the river and back \(i % 7) times." }.joined(separator: "\n")
-        try text.write(toFile: dir + "/data.txt", atomically: true, encoding: .utf8)
-        var r = try CLI.run(["tokenizer", "train", "--input", dir + "/data.txt", "--vocab-size", "300", "--out", dir + "/tok", "--quiet"])
-        #expect(r.status == 0, "\(r.stderr)")
+        let dir = try foxCorpus()
+        var r: CLI.Result
         let common = ["pretrain", "--config", "tiny", "--data", dir + "/data.txt", "--tokenizer", dir + "/tok", "--out", dir + "/run",
                       "--batch", "2", "--seq-len", "32", "--eval-every", "2", "--quiet"]
         r = try CLI.run(common + ["--steps", "4", "--mtp-depth", "1"])

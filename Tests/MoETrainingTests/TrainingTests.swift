@@ -71,22 +71,30 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
 }
 
 @Suite struct TrainingLoopTests {
+    /// One batch of 2 × 32 random tokens (vocabulary 64) as (inputs, targets).
+    static func oneBatch() -> (inputs: [Int32], targets: [Int32]) {
+        var rng = SplitMix64(seed: 9)
+        let tokens = (0..<65).map { _ in Int32(rng.next() % 64) }
+        return (Array(tokens[0..<64]), Array(tokens[1...64]))
+    }
+
+    /// `steps` AdamW steps of `model` on `oneBatch`; each step's losses.
+    static func fit(_ model: TrainableModel, _ optimizer: AdamW, steps: Int, balance: BalanceLosses) throws -> [LossBreakdown] {
+        let (inputs, targets) = oneBatch()
+        return try (0..<steps).map { _ in
+            model.store.zeroGrads()
+            let l = try model.trainStep(batch: 2, seqLen: 32, inputs: inputs, targets: targets, balance: balance)
+            clipGradients(model.store, maxNorm: 1)
+            optimizer.update(model.store, lr: 1e-2, pool: model.pool)
+            return l
+        }
+    }
+
     @Test func tinyModelOverfitsOneBatch() throws {
         let model = try TrainableModel(config: try tinyConfig(), threads: 2)
         model.initialize(seed: 1)
-        let optimizer = AdamW(model.store)
-        var rng = SplitMix64(seed: 9)
-        let tokens = (0..<65).map { _ in Int32(rng.next() % 64) }
-        let inputs = Array(tokens[0..<64]), targets = Array(tokens[1...64])
-        var first = 0.0, last = 0.0
-        for step in 0..<80 {
-            model.store.zeroGrads()
-            let l = try model.trainStep(batch: 2, seqLen: 32, inputs: inputs, targets: targets, balance: BalanceLosses(auxLossCoef: 0.01))
-            if step == 0 { first = l.crossEntropy }
-            last = l.crossEntropy
-            clipGradients(model.store, maxNorm: 1)
-            optimizer.update(model.store, lr: 1e-2, pool: model.pool)
-        }
+        let losses = try Self.fit(model, AdamW(model.store), steps: 80, balance: BalanceLosses(auxLossCoef: 0.01))
+        let first = losses.first!.crossEntropy, last = losses.last!.crossEntropy
         #expect(first > 3.5)
         #expect(last < 0.5, "cross-entropy \(first) → \(last)")
     }
@@ -97,19 +105,9 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
         let model = try TrainableModel(config: try tinyConfig(), mtpDepth: 1, threads: 2)
         model.initialize(seed: 1)
         let optimizer = AdamW(model.store)
-        var rng = SplitMix64(seed: 9)
-        let tokens = (0..<65).map { _ in Int32(rng.next() % 64) }
-        let inputs = Array(tokens[0..<64]), targets = Array(tokens[1...64])
-        var first = 0.0, last = 0.0
-        for step in 0..<80 {
-            model.store.zeroGrads()
-            let l = try model.trainStep(batch: 2, seqLen: 32, inputs: inputs, targets: targets, balance: BalanceLosses())
-            if step == 0 { first = l.mtp }
-            last = l.mtp
-            #expect(abs(l.total - l.crossEntropy - 0.3 * l.mtp) < 1e-9)
-            clipGradients(model.store, maxNorm: 1)
-            optimizer.update(model.store, lr: 1e-2, pool: model.pool)
-        }
+        let losses = try Self.fit(model, optimizer, steps: 80, balance: BalanceLosses())
+        for l in losses { #expect(abs(l.total - l.crossEntropy - 0.3 * l.mtp) < 1e-9) }
+        let first = losses.first!.mtp, last = losses.last!.mtp
         #expect(first > 3.5 && last < 0.5, "MTP cross-entropy \(first) → \(last)")
 
         let prefix = model.mtp!.prefix + "."
@@ -118,9 +116,7 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
         #expect(model.store.parameterCount < count)
         let module = model.store.tensors.filter { $0.name.hasPrefix(prefix) }
         let before = module.map { Array(UnsafeBufferPointer(start: model.store.values + $0.offset, count: $0.count)) }
-        model.store.zeroGrads()
-        _ = try model.trainStep(batch: 2, seqLen: 32, inputs: inputs, targets: targets, balance: BalanceLosses())
-        optimizer.update(model.store, lr: 1e-2, pool: model.pool)
+        _ = try Self.fit(model, optimizer, steps: 1, balance: BalanceLosses())
         let after = module.map { Array(UnsafeBufferPointer(start: model.store.values + $0.offset, count: $0.count)) }
         #expect(before == after)
     }
