@@ -72,7 +72,7 @@ public struct ExampleBatches: BatchSource {
     let examples: [SFTExample], held: [SFTExample]
     let pad: Int, seed: UInt64
     public let batchSize: Int, seqLen: Int
-    struct Position: Codable {
+    struct Position: Codable, EpochPosition {
         var epoch = 0
         var index = 0
         /// Training examples, to tell on resume whether they are the same.
@@ -88,8 +88,6 @@ public struct ExampleBatches: BatchSource {
         position = Position(count: train.count)
     }
 
-    func order(epoch: Int) -> [Int] { ExampleBatches.shuffled(examples.count, seed: seed, epoch: epoch) }
-
     /// 0..<count in the seeded Fisher–Yates order of `epoch`.
     static func shuffled(_ count: Int, seed: UInt64, epoch: Int) -> [Int] {
         var rng = SplitMix64(seed: seed, stream: UInt64(epoch))
@@ -99,14 +97,7 @@ public struct ExampleBatches: BatchSource {
     }
 
     public mutating func next() throws -> TrainingBatch {
-        var picked: [SFTExample] = []
-        var o = order(epoch: position.epoch)
-        while picked.count < batchSize {
-            if position.index == examples.count { position.epoch += 1; position.index = 0; o = order(epoch: position.epoch) }
-            picked.append(examples[o[position.index]])
-            position.index += 1
-        }
-        return try ExampleBatches.batch(picked, pad: pad)
+        try ExampleBatches.batch(position.take(batchSize, seed: seed).map { examples[$0] }, pad: pad)
     }
 
     static func batch(_ picked: [SFTExample], pad: Int) throws -> TrainingBatch {
@@ -127,6 +118,27 @@ public struct ExampleBatches: BatchSource {
             throw TrainingError.resume("the training examples changed (\(examples.count) now, \(saved.count) in the checkpoint)")
         }
         position = saved
+    }
+}
+
+/// Where a batch source stands in its items' seeded order, epoch after epoch (saved in checkpoints).
+protocol EpochPosition {
+    var epoch: Int { get set }
+    var index: Int { get set }
+    /// The number of items.
+    var count: Int { get }
+}
+
+extension EpochPosition {
+    /// The next `n` item indices, in `ExampleBatches.shuffled` order, a new epoch's order after the last item.
+    mutating func take(_ n: Int, seed: UInt64) -> [Int] {
+        var order = ExampleBatches.shuffled(count, seed: seed, epoch: epoch), picked: [Int] = []
+        while picked.count < n {
+            if index == count { epoch += 1; index = 0; order = ExampleBatches.shuffled(count, seed: seed, epoch: epoch) }
+            picked.append(order[index])
+            index += 1
+        }
+        return picked
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import MoEFormats
 import MoEKernels
+import MoETokenizer
 
 /// Settings of a pre-training run (saved in every checkpoint; a resumed run keeps them).
 public struct TrainingSettings: Codable, Sendable, Equatable {
@@ -523,14 +524,7 @@ public struct TrainingProgressLine: Sendable {
         if let limit = timeLimit { remaining = min(remaining, max(0, limit - elapsed)) }
         let val = validationLoss.map { String(format: "  val %.4f", $0) } ?? ""
         return String(format: "step %d/%d [%@]  loss %.4f%@  %.0f tok/s  ETA %@", step, steps, bar, loss, val,
-                      tokensPerSecond, formatDuration(remaining))
+                      tokensPerSecond, ProgressBar.duration(remaining))
     }
 }
 
-func formatDuration(_ s: Double) -> String {
-    guard s.isFinite else { return "?" }
-    let t = Int(s.rounded())
-    if t >= 3600 { return "\(t / 3600)h\(t % 3600 / 60)m" }
-    if t >= 60 { return "\(t / 60)m\(String(format: "%02d", t % 60))s" }
-    return "\(t)s"
-}

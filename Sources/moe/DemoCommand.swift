@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoEKernels
 import MoEServing
+import MoETokenizer
 import MoETraining
 
 /// `moe demo [--out DIR]`: the main job — corpus → tokenizer → pre-trained MoE → samples and routing report.
@@ -38,7 +39,7 @@ struct Demo: AsyncParsableCommand {
         options.reusePretrained = reusePretrained
         options.seed = seed
         if let threads { options.threads = max(1, threads) }
-        let bar = TrainingBar(quiet: quiet)
+        let bar = ProgressBar(quiet: quiet)
         let report = try DemoPipeline(options: options, log: { printError($0) }, progress: { bar.show($0) }).run()
         bar.finish()
 

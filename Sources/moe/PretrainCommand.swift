@@ -131,34 +131,15 @@ func runTraining(_ trainer: Trainer, resume: Bool, quiet: Bool, _ description: S
         else { printError("no checkpoint in \(trainer.out): starting from step 0") }
     }
     printError(description)
-    let bar = TrainingBar(quiet: quiet)
+    let bar = ProgressBar(quiet: quiet)
     let summary = try trainer.run { bar.show($0) }
     bar.finish()
     return summary
 }
 
-/// Prints `TrainingProgressLine`s on stderr: redrawn in place on a terminal, every tenth of the run otherwise.
-final class TrainingBar {
-    let quiet: Bool
-    let interactive = isatty(2) != 0
-    var lastDecile = -1
-
-    init(quiet: Bool) { self.quiet = quiet }
-
+extension ProgressBar {
+    /// One training step's line (a validation result is printed in a log file whatever the tenth).
     func show(_ p: TrainingProgressLine) {
-        if quiet { return }
-        if interactive {
-            FileHandle.standardError.write(Data(("\r" + p.text + "\u{1B}[K").utf8))
-        } else {
-            let decile = p.step * 10 / max(p.steps, 1)
-            if decile != lastDecile || p.validationLoss != nil {
-                lastDecile = decile
-                FileHandle.standardError.write(Data((p.text + "\n").utf8))
-            }
-        }
-    }
-
-    func finish() {
-        if !quiet && interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        show(p.text, fraction: Double(p.step) / Double(max(p.steps, 1)), force: p.validationLoss != nil)
     }
 }

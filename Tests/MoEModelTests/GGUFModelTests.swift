@@ -8,12 +8,16 @@ import MoEFormats
 enum GGUFModelFixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/gguf").path
-    static let architectures = ["qwen2_moe", "qwen3_moe", "mixtral", "olmoe", "qwen2", "qwen3", "llama", "deepseek_v3", "glm4_moe"]
+    static let architectures = ["qwen2_moe", "qwen3_moe", "mixtral", "olmoe", "qwen2", "qwen3", "llama", "deepseek_v3", "glm4_moe",
+                                       "glm4_moe_mtp"]
     static let quantized = ["f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "mxfp4",
                             "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs", "q4_k_m"]
 
     struct Architecture: Decodable {
-        let file: String, tokens: [Int], logits: [[Float]], reference: String, llama_greedy: [Int]
+        let file: String, tokens: [Int], logits: [[Float]], reference: String
+        /// llama.cpp's greedy ids, or transformers' (`greedy`) where llama-cpp-python cannot run the file.
+        let llama_greedy: [Int]?, greedy: [Int]?
+        var greedyIDs: [Int] { llama_greedy ?? greedy ?? [] }
     }
     struct Quantized: Decodable {
         let file: String, types: [String], tokens: [Int]
@@ -51,7 +55,28 @@ func greedyIDs(_ model: Transformer, prompt: [Int], count: Int) throws -> [Int] 
             #expect(diff <= 1e-4, "\(name) (\(threads) threads) vs \(e.reference): max |Δlogit| = \(diff)")
         }
         let model = try Transformer(directory: "\(GGUFModelFixtures.root)/arch/\(e.file)", threads: 2)
-        #expect(try greedyIDs(model, prompt: e.tokens, count: e.llama_greedy.count) == e.llama_greedy)
+        #expect(!e.greedyIDs.isEmpty)
+        #expect(try greedyIDs(model, prompt: e.tokens, count: e.greedyIDs.count) == e.greedyIDs)
+    }
+
+    /// GLM-4.5's nextn block in a GGUF file (llama.cpp's converter, from the training fixture with a module) is the
+    /// multi-token-prediction module the safetensors checkpoint holds: the same drafts' logits.
+    @Test func multiTokenPredictionModuleFromGGUF() throws {
+        let gguf = try Transformer(directory: "\(GGUFModelFixtures.root)/arch/glm4_moe_mtp.gguf", threads: 2)
+        let hf = try Transformer(directory: "\(MultiTokenPredictionTests.root)/glm4_moe_mtp", threads: 2)
+        #expect(gguf.mtp != nil && gguf.config.numHiddenLayers == hf.config.numHiddenLayers)
+        let tokens = [5, 17, 3, 42, 8, 23, 11]
+        var results: [[Float]] = []
+        for model in [gguf, hf] {
+            try model.forward(tokens, cache: model.makeCache(capacity: tokens.count), logitsFor: .none)
+            var hidden: [Float] = []
+            model.appendLastHidden(rows: 0..<(tokens.count - 1), to: &hidden)
+            let (logits, _) = try model.mtpForward(nextTokens: Array(tokens[1...]), hidden: hidden,
+                                                   cache: model.makeMTPCache(capacity: tokens.count))
+            results.append(Array(logits))
+        }
+        let diff = zip(results[0], results[1]).map { abs($0 - $1) }.max()!
+        #expect(diff <= 1e-4, "GGUF vs safetensors module: max |Δlogit| \(diff)")
     }
 
     /// Every block type, activations rounded to 16 bits (`moe logits`): ours is within 5e-4 of the exact reference

@@ -68,8 +68,10 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
             let ggufName = arch == "glm4moe" ? name.replacingOccurrences(of: ".post_attention_norm.", with: ".ffn_norm.") : name
             guard var hf = GGUFTensorNames.hfName(ggufName) else { continue }
             if sharedExperts { hf = hf.replacingOccurrences(of: ".mlp.shared_expert.", with: ".mlp.shared_experts.") }
-            // Layers past num_hidden_layers are GLM's multi-token-prediction blocks: not run.
-            if let layer = GGUFTensorNames.layerIndex(hf), layer >= config.numHiddenLayers { continue }
+            // Layers past num_hidden_layers are multi-token-prediction blocks (GLM-4.5's nextn): read by the
+            // module that drafts with them, and anything past them is not run.
+            let mtp = (try? config.extraInt("num_nextn_predict_layers")) ?? nil
+            if let layer = GGUFTensorNames.layerIndex(hf), layer >= config.numHiddenLayers + (mtp ?? 0) { continue }
             var data = try Self.tensorData(t, name: hf, owner: backing, path: path)
             if permute, hf.hasSuffix("self_attn.q_proj.weight") || hf.hasSuffix("self_attn.k_proj.weight") {
                 let heads = hf.hasSuffix("q_proj.weight") ? config.numAttentionHeads : config.numKeyValueHeads
@@ -189,6 +191,10 @@ public enum GGUFTensorNames {
         ("attn_kv_a_mqa.bias", "self_attn.kv_a_proj_with_mqa.bias"),
         ("attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"), ("attn_kv_b.weight", "self_attn.kv_b_proj.weight"),
         ("attn_k_b.weight", "self_attn.k_b_proj.weight"), ("attn_v_b.weight", "self_attn.v_b_proj.weight"),
+        // The multi-token-prediction module (GLM-4.5's nextn block, layer num_hidden_layers).
+        ("nextn.eh_proj.weight", "eh_proj.weight"), ("nextn.enorm.weight", "enorm.weight"),
+        ("nextn.hnorm.weight", "hnorm.weight"), ("nextn.shared_head_norm.weight", "shared_head.norm.weight"),
+        ("nextn.embed_tokens.weight", "embed_tokens.weight"), ("nextn.shared_head_head.weight", "shared_head.head.weight"),
     ]
     static let global: [(gguf: String, hf: String)] = [
         ("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"),

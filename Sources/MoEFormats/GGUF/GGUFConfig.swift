@@ -81,7 +81,7 @@ enum GGUFConfig {
 
     /// The MoE settings DeepSeek-V2/V3 and GLM-4.5 share: experts, shared experts, dense-first layers, the
     /// selection bias (a tensor), groups, scaling, renormalisation; layers past `block_count −
-    /// nextn_predict_layers` are multi-token-prediction blocks, not part of the model.
+    /// nextn_predict_layers` are multi-token-prediction blocks (`num_nextn_predict_layers`), not part of the model.
     private static func deepSeekRouting(_ f: GGUFFile, _ key: (String) -> String, into c: inout [String: Any],
                                         tensors: [String: GGUFTensorInfo]) throws {
         c["n_routed_experts"] = try f.int(key("expert_count")) ?? 0
@@ -94,7 +94,10 @@ enum GGUFConfig {
         c["n_group"] = try f.int(key("expert_group_count")) ?? 1
         c["topk_group"] = try f.int(key("expert_group_used_count")) ?? 1
         let mtp = try f.int(key("nextn_predict_layers")) ?? 0
-        if mtp > 0 { c["num_hidden_layers"] = (c["num_hidden_layers"] as! Int) - mtp }
+        if mtp > 0 {
+            c["num_hidden_layers"] = (c["num_hidden_layers"] as! Int) - mtp
+            c["num_nextn_predict_layers"] = mtp
+        }
     }
 
     /// llama.cpp's `deepseek2`: MLA stored as MQA with one "head" of the latent (head_count_kv 1, key_length =

@@ -6,54 +6,71 @@ import Foundation
 ///     merges    [####################] 100%  7741/7741  0.8s
 ///
 /// On a terminal the line is redrawn in place (at most 10 times a second); elsewhere (a log file) a line is
-/// printed every 10%. `update` is cheap when nothing is drawn.
+/// printed every 10%. `update` is cheap when nothing is drawn. Callers with their own line (training: step, loss,
+/// tokens/s) give it to `show`; `quiet` draws nothing.
 public final class ProgressBar {
     public enum Unit: Sendable { case bytes, items }
 
     let label: String
     let unit: Unit
     let interactive: Bool
+    let quiet: Bool
     let start = DispatchTime.now().uptimeNanoseconds
     var lastDraw: UInt64 = 0
     var lastDecile = -1
     var total = 0
     var done = 0
     var finished = false
+    /// The last line `show` was given (what `finish` draws for such callers).
+    var shown: String?
 
     /// Whether stderr is a terminal.
     public static var stderrIsTerminal: Bool { isatty(2) != 0 }
 
-    public init(label: String, unit: Unit, interactive: Bool = ProgressBar.stderrIsTerminal) {
+    public init(label: String = "", unit: Unit = .items, interactive: Bool = ProgressBar.stderrIsTerminal, quiet: Bool = false) {
         self.label = label
         self.unit = unit
         self.interactive = interactive
+        self.quiet = quiet
     }
 
     public func update(done: Int, total: Int) {
         self.done = done
         self.total = total
-        let now = DispatchTime.now().uptimeNanoseconds
-        if interactive {
-            if now - lastDraw < 100_000_000 && done < total { return }
-            lastDraw = now
-            write("\r" + line(now: now) + "\u{1B}[K")
-        } else {
-            let decile = total > 0 ? min(10, done * 10 / total) : 0
-            if decile == lastDecile { return }
-            lastDecile = decile
-            write(line(now: now) + "\n")
-        }
+        let tenth = total > 0 ? min(10, done * 10 / total) : 0
+        if quiet || !due(tenth: tenth, last: done >= total) { return }
+        draw(line(now: DispatchTime.now().uptimeNanoseconds), tenth: tenth)
+    }
+
+    /// Shows `text`, a line the caller composed, `fraction` of the way through; `force` prints it in a log file
+    /// even within the same tenth (a validation result).
+    public func show(_ text: String, fraction: Double, force: Bool = false) {
+        shown = text
+        let tenth = min(10, max(0, Int(fraction * 10)))
+        if quiet || !(force || due(tenth: tenth, last: fraction >= 1)) { return }
+        draw(text, tenth: tenth)
+    }
+
+    /// A terminal redraws at most 10 times a second (and at the end), a log file once a tenth.
+    private func due(tenth: Int, last: Bool) -> Bool {
+        interactive ? last || DispatchTime.now().uptimeNanoseconds - lastDraw >= 100_000_000 : tenth != lastDecile
+    }
+
+    private func draw(_ text: String, tenth: Int) {
+        lastDraw = DispatchTime.now().uptimeNanoseconds
+        lastDecile = tenth
+        write(interactive ? "\r" + text + "\u{1B}[K" : text + "\n")
     }
 
     /// Draws the final state and ends the line.
     public func finish() {
-        guard !finished else { return }
+        guard !finished, !quiet else { return }
         finished = true
-        let now = DispatchTime.now().uptimeNanoseconds
+        let text = shown ?? line(now: DispatchTime.now().uptimeNanoseconds)
         if interactive {
-            write("\r" + line(now: now) + "\u{1B}[K\n")
-        } else if lastDecile != 10 {
-            write(line(now: now) + "\n")
+            write("\r" + text + "\u{1B}[K\n")
+        } else if lastDecile != 10 && shown == nil {
+            write(text + "\n")
         }
     }
 
@@ -80,7 +97,9 @@ public final class ProgressBar {
         return s
     }
 
-    static func duration(_ seconds: Double) -> String {
+    /// `4.2s`, `37s`, `3m05s`, `1h02m`.
+    public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
         if seconds < 10 { return String(format: "%.1fs", seconds) }
         let s = Int(seconds.rounded())
         if s < 60 { return "\(s)s" }

@@ -208,10 +208,9 @@ public final class PPORollouts: BatchSource {
     let settings: PPO.Settings
     let scratch: String, seed: UInt64, pad: Int
     public let batchSize: Int, seqLen: Int
-    struct Position: Codable { var epoch = 0, index = 0, rollouts = 0; var count: Int }
     /// The rollout being optimised (kept in checkpoints, so a resumed run goes on with the same samples).
     struct Rollout: Codable { var sequences: [[Int]], starts: [Int], scores: [Double], values: [String: [Float]], uses: Int }
-    var position: Position
+    var position: RolloutPosition
     var current: (batch: TrainingBatch, rollout: Rollout)?
     /// Mean reward-model score of the last rollout batch.
     public private(set) var lastMeanScore = 0.0
@@ -243,7 +242,7 @@ public final class PPORollouts: BatchSource {
         self.settings = settings; self.scratch = scratch; self.seed = seed; self.pad = pad
         batchSize = promptsPerBatch
         seqLen = prompts.map(\.count).max()! + responseLength
-        position = Position(count: prompts.count)
+        position = RolloutPosition(count: prompts.count)
         for m in [policy, reference, reward, value] where seqLen > m.config.maxPositionEmbeddings {
             throw TrainingError.badArgument("prompt + response length (\(seqLen)) exceeds a model's context (\(m.config.maxPositionEmbeddings))")
         }
@@ -260,21 +259,13 @@ public final class PPORollouts: BatchSource {
     }
 
     func rollout() throws -> Rollout {
-        try policy.save(to: scratch)
-        let sampler = try Transformer(directory: scratch, threads: policy.pool.threads)
+        let sampler = try policy.sampler(scratch: scratch)
         let eos = Set(policy.config.eosTokenIds)
         var sequences: [[Int]] = [], starts: [Int] = [], lengths: [Int] = [], endedWithEOS: [Bool] = []
-        var order = ExampleBatches.shuffled(prompts.count, seed: seed, epoch: position.epoch)
-        for i in 0..<promptsPerBatch {
-            if position.index == prompts.count {
-                position.epoch += 1; position.index = 0
-                order = ExampleBatches.shuffled(prompts.count, seed: seed, epoch: position.epoch)
-            }
-            let p = prompts[order[position.index]]
-            position.index += 1
-            let s = seed &+ UInt64(position.rollouts) &* 1_000_003 &+ UInt64(i)
+        for (i, index) in position.take(promptsPerBatch, seed: seed).enumerated() {
+            let p = prompts[index]
             let gen = try sampler.generate(prompt: p, maxTokens: responseLength,
-                                           sampling: SamplingParameters(temperature: Float(settings.temperature), seed: s))
+                                           sampling: position.sampling(settings.temperature, seed: seed, sample: i))
             sequences.append(p + gen.tokens); starts.append(p.count); lengths.append(gen.tokens.count)
             endedWithEOS.append(gen.tokens.last.map { eos.contains($0) } ?? false)
         }
@@ -317,7 +308,7 @@ public final class PPORollouts: BatchSource {
 
     public func validation(maxBatches: Int) -> [TrainingBatch] { [] }
 
-    struct Saved: Codable { var position: Position; var rollout: Rollout? }
+    struct Saved: Codable { var position: RolloutPosition; var rollout: Rollout? }
 
     public func savedState() throws -> Data {
         try JSONEncoder().encode(Saved(position: position, rollout: current.flatMap { $0.rollout.uses < iterations ? $0.rollout : nil }))
@@ -325,9 +316,7 @@ public final class PPORollouts: BatchSource {
 
     public func restore(_ state: Data) throws {
         let saved = try JSONDecoder().decode(Saved.self, from: state)
-        guard saved.position.count == prompts.count else {
-            throw TrainingError.resume("the prompts changed (\(prompts.count) now, \(saved.position.count) in the checkpoint)")
-        }
+        try saved.position.requireCount(prompts.count)
         position = saved.position
         current = try saved.rollout.map { (try Self.batch($0, pad: pad), $0) }
     }

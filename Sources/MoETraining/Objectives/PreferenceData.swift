@@ -98,14 +98,7 @@ public struct PairBatches: BatchSource {
     }
 
     public mutating func next() throws -> TrainingBatch {
-        var indices: [Int] = []
-        var o = ExampleBatches.shuffled(pairs.count, seed: seed, epoch: position.epoch)
-        while indices.count < batchSize {
-            if position.index == pairs.count { position.epoch += 1; position.index = 0; o = ExampleBatches.shuffled(pairs.count, seed: seed, epoch: position.epoch) }
-            indices.append(o[position.index])
-            position.index += 1
-        }
-        return try batch(indices, from: pairs, reference: reference)
+        try batch(position.take(batchSize, seed: seed), from: pairs, reference: reference)
     }
 
     public func validation(maxBatches: Int) -> [TrainingBatch] {

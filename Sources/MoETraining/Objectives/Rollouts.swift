@@ -45,6 +45,30 @@ public enum CompletionReward {
     }
 }
 
+/// Where GRPO's and PPO's rollouts stand: the prompts' seeded order and the rollouts made so far (which seed
+/// the samples).
+struct RolloutPosition: Codable, EpochPosition {
+    var epoch = 0, index = 0, rollouts = 0
+    var count: Int
+
+    /// Sampling at `temperature` with the seed of sample `sample` of the current rollout.
+    func sampling(_ temperature: Double, seed: UInt64, sample: Int) -> SamplingParameters {
+        SamplingParameters(temperature: Float(temperature), seed: seed &+ UInt64(rollouts) &* 1_000_003 &+ UInt64(sample))
+    }
+
+    func requireCount(_ prompts: Int) throws {
+        guard count == prompts else { throw TrainingError.resume("the prompts changed (\(prompts) now, \(count) in the checkpoint)") }
+    }
+}
+
+extension TrainableModel {
+    /// The model as the inference engine runs it, written to `scratch` first: what rollouts sample from.
+    func sampler(scratch: String) throws -> Transformer {
+        try save(to: scratch)
+        return try Transformer(directory: scratch, threads: pool.threads)
+    }
+}
+
 /// GRPO's batches, made online: `promptsPerBatch` prompts (in a seeded order, epoch after epoch), `group`
 /// completions each sampled from the current policy (through the inference engine, after writing the
 /// policy's weights to a scratch directory), scored, and turned into group-normalised advantages; the
@@ -60,8 +84,7 @@ public final class RolloutBatches: BatchSource {
     /// Sampling temperature; the old and reference log-probs are taken at it too.
     let temperature: Double
     public let batchSize: Int, seqLen: Int
-    struct Position: Codable { var epoch = 0, index = 0, rollouts = 0; var count: Int }
-    var position: Position
+    var position: RolloutPosition
     var current: TrainingBatch?
     var uses = 0
     /// The rollout batch being optimised, kept in checkpoints so that a run resumed between two of its
@@ -85,7 +108,7 @@ public final class RolloutBatches: BatchSource {
         self.temperature = temperature
         batchSize = group * promptsPerBatch
         seqLen = prompts.map(\.ids.count).max()! + maxNewTokens
-        position = Position(count: prompts.count)
+        position = RolloutPosition(count: prompts.count)
         guard seqLen <= policy.config.maxPositionEmbeddings else {
             throw TrainingError.badArgument("prompt + --max-new-tokens (\(seqLen)) exceeds the model's context (\(policy.config.maxPositionEmbeddings))")
         }
@@ -99,17 +122,13 @@ public final class RolloutBatches: BatchSource {
     }
 
     func rollout() throws -> TrainingBatch {
-        try policy.save(to: scratch)
-        let sampler = try Transformer(directory: scratch, threads: policy.pool.threads)
+        let sampler = try policy.sampler(scratch: scratch)
         var sequences: [[Int]] = [], starts: [Int] = [], rewards: [Double] = []
-        var order = ExampleBatches.shuffled(prompts.count, seed: seed, epoch: position.epoch)
-        for _ in 0..<promptsPerBatch {
-            if position.index == prompts.count { position.epoch += 1; position.index = 0; order = ExampleBatches.shuffled(prompts.count, seed: seed, epoch: position.epoch) }
-            let p = prompts[order[position.index]]
-            position.index += 1
+        for index in position.take(promptsPerBatch, seed: seed) {
+            let p = prompts[index]
             for g in 0..<group {
-                let s = seed &+ UInt64(position.rollouts) &* 1_000_003 &+ UInt64(sequences.count * 7 + g)
-                let gen = try sampler.generate(prompt: p.ids, maxTokens: maxNewTokens, sampling: SamplingParameters(temperature: Float(temperature), seed: s))
+                let gen = try sampler.generate(prompt: p.ids, maxTokens: maxNewTokens,
+                                               sampling: position.sampling(temperature, seed: seed, sample: sequences.count * 7 + g))
                 let text = tokenizer.decode(gen.tokens, skipSpecialTokens: true)
                 rewards.append(try reward.score(completion: text, ids: gen.tokens, prompt: p.ids, answer: p.answer, pad: pad))
                 sequences.append(p.ids + gen.tokens); starts.append(p.ids.count)
@@ -128,7 +147,7 @@ public final class RolloutBatches: BatchSource {
 
     public func validation(maxBatches: Int) -> [TrainingBatch] { [] }
 
-    struct Saved: Codable { var position: Position; var rollout: Rollout? }
+    struct Saved: Codable { var position: RolloutPosition; var rollout: Rollout? }
 
     public func savedState() throws -> Data {
         try JSONEncoder().encode(Saved(position: position, rollout: uses < iterations ? currentRollout : nil))
@@ -136,9 +155,7 @@ public final class RolloutBatches: BatchSource {
 
     public func restore(_ state: Data) throws {
         let saved = try JSONDecoder().decode(Saved.self, from: state)
-        guard saved.position.count == prompts.count else {
-            throw TrainingError.resume("the prompts changed (\(prompts.count) now, \(saved.position.count) in the checkpoint)")
-        }
+        try saved.position.requireCount(prompts.count)
         position = saved.position; current = nil; uses = 0; currentRollout = saved.rollout
         if let r = saved.rollout {
             current = TrainingBatch(try PaddedBatch(sequences: r.sequences, scoredFrom: r.starts, pad: pad), rowValues: r.advantages,
