@@ -133,7 +133,9 @@ public final class TrainableModel: @unchecked Sendable {
             lmHead = store.add("score.weight", shape: [1, hidden], decay: true)
         }
         guard mtpDepth <= 1 else { throw TrainingError.badArgument("multi-token prediction of depth \(mtpDepth): only depth 1 is supported") }
-        mtp = mtpDepth == 1 ? try MultiTokenPredictionModule(store: store, config: config, selectionBias: selectionBias, has: has) : nil
+        // The module predicts through the LM head: a score head (a reward model) has none for it.
+        mtp = mtpDepth == 1 && head == .languageModel
+            ? try MultiTokenPredictionModule(store: store, config: config, selectionBias: selectionBias, has: has) : nil
         store.allocate()
     }
 

@@ -121,6 +121,16 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
         #expect(before == after)
     }
 
+    /// A reward model started from a checkpoint with a multi-token-prediction module leaves the module out (it
+    /// predicts through the LM head, which a score head replaces) and saves.
+    @Test func aRewardModelLeavesTheModuleOut() throws {
+        let model = try TrainableModel.load(directory: TrainingFixtures.directory("deepseek_v3_mtp"), head: .score, threads: 1)
+        #expect(model.mtpDepth == 0)
+        let out = temporaryDirectory()
+        try model.save(to: out)
+        #expect(!(try SafeTensorsFile(path: out + "/model.safetensors")).tensors.keys.contains { $0.contains("eh_proj") })
+    }
+
     /// Training 8 steps straight and training 4, stopping, and resuming from the checkpoint give the same
     /// losses (weights, optimizer moments, data order and step are all restored).
     @Test func resumeEqualsAnUninterruptedRun() throws {
