@@ -89,3 +89,33 @@ extension TensorStore {
         return t
     }
 }
+
+/// A multimodal checkpoint's language model (Qwen3.5's `model.language_model.*`) under the names a text model's
+/// weights have (`model.*`); the other towers (`model.visual.*`) are not shown.
+public final class LanguageModelView: TensorStore, @unchecked Sendable {
+    public static let prefix = "model.language_model."
+    public let base: any TensorStore
+
+    init(_ base: any TensorStore) { self.base = base }
+
+    /// `store` seen through this view when it holds a language model under `prefix`, else `store` itself.
+    public static func unwrapping(_ store: any TensorStore) -> any TensorStore {
+        store.contains(prefix + "embed_tokens.weight") ? LanguageModelView(store) : store
+    }
+
+    private func stored(_ name: String) -> String {
+        name.hasPrefix("model.") ? Self.prefix + name.dropFirst("model.".count) : name
+    }
+
+    public var source: String { base.source }
+    public var tensorNames: [String] {
+        base.tensorNames.compactMap { n in
+            if n.hasPrefix(Self.prefix) { return "model." + n.dropFirst(Self.prefix.count) }
+            return n.hasPrefix("model.") ? nil : n
+        }
+    }
+    public var fileCount: Int { base.fileCount }
+    public var byteCount: Int { base.byteCount }
+    public func contains(_ name: String) -> Bool { base.contains(stored(name)) }
+    public func tensor(_ name: String) throws -> TensorData { try base.tensor(stored(name)) }
+}

@@ -15,21 +15,24 @@ public protocol Architecture: Sendable {
     /// The config with this architecture's own defaults filled in where config.json leaves them out (as its
     /// transformers config class would), before anything reads it.
     static func withDefaults(_ config: ModelConfig) throws -> ModelConfig
+    /// Other `model_type`s read as this one (a multimodal model's text config, say).
+    static var aliases: [String] { get }
 }
 
 extension Architecture {
     public static func withDefaults(_ config: ModelConfig) throws -> ModelConfig { config }
+    public static var aliases: [String] { [] }
 }
 
 /// `model_type` → architecture.
 public enum ArchitectureRegistry {
     public static let all: [any Architecture.Type] = [
         Qwen2MoE.self, Qwen3MoE.self, Mixtral.self, OLMoE.self, DeepseekV2.self, DeepseekV3.self, Glm4MoE.self,
-        Qwen2.self, Qwen3.self, Llama.self,
+        Qwen3Next.self, Qwen35MoE.self, Qwen2.self, Qwen3.self, Llama.self,
     ]
 
     public static func architecture(for modelType: String) throws -> any Architecture.Type {
-        guard let a = all.first(where: { $0.modelType == modelType }) else {
+        guard let a = all.first(where: { $0.modelType == modelType || $0.aliases.contains(modelType) }) else {
             throw ModelError.unknownArchitecture(modelType, known: all.map { $0.modelType })
         }
         return a
@@ -50,8 +53,14 @@ public struct LayerLayout: Sendable, Equatable {
     /// Multi-head latent attention (DeepSeek-V2/V3) in place of grouped-query attention; the fields above that
     /// describe q/k/v then do not apply.
     public var latent: LatentAttentionLayout? = nil
+    /// A Gated DeltaNet (`{prefix}.linear_attn.*`, Qwen3-Next / Qwen3.5) in place of attention.
+    public var linear: LinearAttentionLayout? = nil
+    /// Attention's output gated per channel: q_proj gives each head's query and gate, output × sigmoid(gate).
+    public var outputGate = false
+    /// Added to every RMSNorm weight as read: 1 for zero-centred norms, stored as w − 1 (Qwen3-Next / 3.5).
+    public var normOffset: Float = 0
 
-    public var attentionPrefix: String { "\(prefix).self_attn" }
+    public var attentionPrefix: String { linear == nil ? "\(prefix).self_attn" : "\(prefix).linear_attn" }
 }
 
 public enum FeedForwardLayout: Sendable, Equatable {
@@ -211,11 +220,13 @@ public struct DecoderLayer: Sendable {
     /// Reads the layer `layout` describes.
     public init(_ c: ModelConfig, _ w: WeightReader, layout l: LayerLayout) throws {
         let attention: SelfAttention
-        if let latent = l.latent {
+        if let linear = l.linear {
+            attention = .linear(try GatedDeltaNet(c, w, prefix: l.attentionPrefix, layout: linear))
+        } else if let latent = l.latent {
             attention = .latent(try LatentAttention(c, w, prefix: l.attentionPrefix, layout: latent))
         } else {
             attention = .grouped(try Attention(c, w, prefix: l.attentionPrefix, qkvBias: l.qkvBias, outputBias: l.outputBias,
-                                               qkNorm: l.qkNorm, clip: l.clip))
+                                               qkNorm: l.qkNorm, clip: l.clip, outputGate: l.outputGate, normOffset: l.normOffset))
         }
         let ff: FeedForward
         switch l.feedForward {
@@ -236,23 +247,27 @@ public struct DecoderLayer: Sendable {
                                                   width: m.width, names: (n.gate, n.up, n.down)),
                 sharedExpert: shared, sharedExpertGate: sharedGate))
         }
-        self.init(inputNorm: try w.vector("\(l.prefix).input_layernorm.weight", count: c.hiddenSize),
+        self.init(inputNorm: try w.norm("\(l.prefix).input_layernorm.weight", count: c.hiddenSize, offset: l.normOffset),
                   attention: attention,
-                  postAttentionNorm: try w.vector("\(l.prefix).post_attention_layernorm.weight", count: c.hiddenSize),
+                  postAttentionNorm: try w.norm("\(l.prefix).post_attention_layernorm.weight", count: c.hiddenSize, offset: l.normOffset),
                   feedForward: ff)
     }
 }
 
-/// A layer's self-attention: grouped-query (every architecture but DeepSeek's) or multi-head latent.
+/// A layer's token mixer: grouped-query attention (most architectures), multi-head latent attention (DeepSeek)
+/// or a Gated DeltaNet (the linear-attention layers of Qwen3-Next / 3.5). `layer` indexes the pass's caches:
+/// the KV layers for attention, the recurrent-state layers for a DeltaNet.
 public enum SelfAttention: Sendable {
     case grouped(Attention)
     case latent(LatentAttention)
+    case linear(GatedDeltaNet)
 
     func forward(_ x: UnsafePointer<Float>, _ layout: PassLayout, layer: Int, rope: RotaryEmbedding,
                  residual: UnsafeMutablePointer<Float>, hidden: Int, ws: Workspace, pool: WorkerPool) {
         switch self {
         case .grouped(let a): a.forward(x, layout, layer: layer, rope: rope, residual: residual, hidden: hidden, ws: ws, pool: pool)
         case .latent(let a): a.forward(x, layout, layer: layer, rope: rope, residual: residual, hidden: hidden, ws: ws, pool: pool)
+        case .linear(let a): a.forward(x, layout, layer: layer, residual: residual, hidden: hidden, ws: ws, pool: pool)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import MoEFormats
 import MoEKernels
 
@@ -19,14 +20,17 @@ public struct Attention: @unchecked Sendable {
     let qkNorm: QKNorm
     let qNormWeight: [Float], kNormWeight: [Float]
     let clip: Float?
+    /// q_proj gives [query | gate] per head; the output is multiplied by sigmoid(gate) (Qwen3-Next / 3.5).
+    let outputGate: Bool
     let eps: Float
 
     /// Reads `{prefix}.q_proj.weight` … `{prefix}.o_proj.weight` and the optional biases and norms.
     public init(_ c: ModelConfig, _ w: WeightReader, prefix: String, qkvBias: Bool, outputBias: Bool,
-                qkNorm: QKNorm = .none, clip: Double? = nil) throws {
+                qkNorm: QKNorm = .none, clip: Double? = nil, outputGate: Bool = false, normOffset: Float = 0) throws {
         heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim
         let qWidth = heads * headDim, kvWidth = kvHeads * headDim
-        q = try w.matrix("\(prefix).q_proj.weight", rows: qWidth, cols: c.hiddenSize)
+        self.outputGate = outputGate
+        q = try w.matrix("\(prefix).q_proj.weight", rows: outputGate ? 2 * qWidth : qWidth, cols: c.hiddenSize)
         k = try w.matrix("\(prefix).k_proj.weight", rows: kvWidth, cols: c.hiddenSize)
         v = try w.matrix("\(prefix).v_proj.weight", rows: kvWidth, cols: c.hiddenSize)
         o = try w.matrix("\(prefix).o_proj.weight", rows: c.hiddenSize, cols: qWidth)
@@ -39,11 +43,11 @@ public struct Attention: @unchecked Sendable {
         case .none:
             qNormWeight = []; kNormWeight = []
         case .perHead:
-            qNormWeight = try w.vector("\(prefix).q_norm.weight", count: headDim)
-            kNormWeight = try w.vector("\(prefix).k_norm.weight", count: headDim)
+            qNormWeight = try w.norm("\(prefix).q_norm.weight", count: headDim, offset: normOffset)
+            kNormWeight = try w.norm("\(prefix).k_norm.weight", count: headDim, offset: normOffset)
         case .wholeProjection:
-            qNormWeight = try w.vector("\(prefix).q_norm.weight", count: qWidth)
-            kNormWeight = try w.vector("\(prefix).k_norm.weight", count: kvWidth)
+            qNormWeight = try w.norm("\(prefix).q_norm.weight", count: qWidth, offset: normOffset)
+            kNormWeight = try w.norm("\(prefix).k_norm.weight", count: kvWidth, offset: normOffset)
         }
         self.clip = clip.map(Float.init)
         eps = Float(c.rmsNormEps)
@@ -70,6 +74,10 @@ public struct Attention: @unchecked Sendable {
         ScaledDotProduct(heads: heads, group: heads / kvHeads, qkDim: headDim, valueDim: headDim, valuesInKeys: false,
                          scale: 1 / Float(headDim).squareRoot())
             .attend(qs, layout, layer: layer, out: out, ws: ws, pool: pool)
+        if outputGate {
+            let gates = ws.gate.pointer
+            for i in 0..<(T * qWidth) { out[i] *= 1 / (1 + Foundation.exp(-gates[i])) }
+        }
         outputProjection(out, tokens: T, residual: residual, hidden: hidden, pool: pool)
     }
 
@@ -83,7 +91,20 @@ public struct Attention: @unchecked Sendable {
         let qs = ws.query.reserve(T * qWidth)
         let ks = ws.key.reserve(T * kvWidth)
         let vs = ws.value.reserve(T * kvWidth)
-        linear(x, ldx: hidden, tokens: T, q, into: qs, ldo: qWidth, pool: pool)
+        if outputGate {
+            // Each head's rows of q_proj hold its query then its gate: split them (the gates wait in ws.gate).
+            let both = ws.up.reserve(T * 2 * qWidth), gates = ws.gate.reserve(T * qWidth)
+            linear(x, ldx: hidden, tokens: T, q, into: both, ldo: 2 * qWidth, pool: pool)
+            for t in 0..<T {
+                for h in 0..<heads {
+                    let from = both + (t * heads + h) * 2 * headDim, to = t * qWidth + h * headDim
+                    (qs + to).update(from: from, count: headDim)
+                    (gates + to).update(from: from + headDim, count: headDim)
+                }
+            }
+        } else {
+            linear(x, ldx: hidden, tokens: T, q, into: qs, ldo: qWidth, pool: pool)
+        }
         linear(x, ldx: hidden, tokens: T, k, into: ks, ldo: kvWidth, pool: pool)
         linear(x, ldx: hidden, tokens: T, v, into: vs, ldo: kvWidth, pool: pool)
         if let qBias { addBias(qs, rows: T, stride: qWidth, bias: qBias, count: qWidth) }

@@ -115,11 +115,16 @@ extension Transformer {
         // The tokens that followed the positions of the last pass, for the module (the prompt's: all but its first).
         var followed = Array(history.dropFirst())
         if !emit(last) { return }
+        // A linear-attention state cannot be cut back: it is saved before each pass, and after a rejected draft
+        // restored and run again over the kept tokens.
+        let saved = cache.recurrent?.snapshot()
         while !done {
             // Room: the pass writes 1 + drafts positions, and the drafts may not overshoot maxTokens.
             let room = max(0, min(maxTokens - result.tokens.count, cache.capacity - cache.count - 1))
             let draft = try mtp.map { try $0.commit(next: followed + [last], limit: room) } ?? drafter.draft(after: history, limit: room)
-            let rows = try forward([last] + draft, cache: cache, logitsFor: .all)
+            let fed = [last] + draft, start = cache.count
+            if let saved, let state = cache.recurrent { saved.copy(from: state) }
+            let rows = try forward(fed, cache: cache, logitsFor: .all)
             result.draftTokens += draft.count
             var kept = 0
             while true {
@@ -134,7 +139,12 @@ extension Transformer {
                         continue
                     }
                     // The drafts from `kept` on are not part of the text: their positions go back.
-                    cache.truncate(to: cache.count - (draft.count - kept))
+                    if let saved {
+                        cache.restore(to: start, state: saved)
+                        try forward(Array(fed[...kept]), cache: cache, logitsFor: .none)
+                    } else {
+                        cache.truncate(to: cache.count - (draft.count - kept))
+                    }
                     last = token
                 } else {
                     last = sampler.sample(row, count: vocab, history: history, generated: result.tokens)

@@ -21,6 +21,9 @@ public final class KVCache: @unchecked Sendable {
     public private(set) var pagesHeld = 0
     /// A cache with a pool of its own keeps its page when truncated (nobody else could use it).
     private var keepsPages = false
+    /// The linear-attention layers' state (hybrid models such as Qwen3-Next), nil for attention-only models. It
+    /// follows the positions: `truncate` to anything but `count` starts the sequence over (see there).
+    public let recurrent: RecurrentState?
 
     public var layers: Int { pool.layers }
     public var rowWidth: Int { pool.rowWidth }
@@ -34,10 +37,11 @@ public final class KVCache: @unchecked Sendable {
 
     /// A cache with a pool of its own whose rows hold `keyWidth` and `valueWidth` floats (latent attention keeps
     /// one row per position: `valueWidth` 0).
-    public convenience init(layers: Int, capacity: Int, keyWidth: Int, valueWidth: Int) {
+    public convenience init(layers: Int, capacity: Int, keyWidth: Int, valueWidth: Int, recurrent: RecurrentShape? = nil) {
         let capacity = max(capacity, 1)
         // A single sequence's cache is planned by its caller (the model's context): no limit to check here.
-        let pool = try! KVPagePool(layers: layers, rowWidth: keyWidth, valueWidth: valueWidth, pageSize: capacity, pages: 1)
+        let pool = try! KVPagePool(layers: layers, rowWidth: keyWidth, valueWidth: valueWidth, pageSize: capacity, pages: 1,
+                                   recurrent: recurrent)
         try! self.init(pool: pool, capacity: capacity)
         _ = reserve(upTo: capacity)
         keepsPages = true
@@ -48,6 +52,7 @@ public final class KVCache: @unchecked Sendable {
         guard capacity > 0 else { throw ModelError.badInput("a KV cache needs a capacity of at least one position") }
         self.pool = pool
         self.capacity = capacity
+        recurrent = pool.recurrent.map { RecurrentState(layers: $0.layers, layout: $0.layout) }
         let pages = (capacity + pool.pageSize - 1) / pool.pageSize
         pageTable = .allocate(capacity: pages)
     }
@@ -120,12 +125,29 @@ public final class KVCache: @unchecked Sendable {
     }
 
     /// Forgets everything and gives its pages back (a cache with a pool of its own keeps them).
-    public func reset() { truncate(to: 0) }
+    public func reset() { truncate(to: 0); recurrent?.reset() }
 
-    /// Keeps the first `n` positions (for reusing a shared prefix); pages past them go back to the pool.
+    /// Keeps the first `n` positions (for reusing a shared prefix); pages past them go back to the pool. A
+    /// cache with recurrent state cannot go back to a position inside what it holds: it keeps everything
+    /// (`n` ≥ `count`) or starts over (`count` becomes 0); callers read `count` afterwards.
     public func truncate(to n: Int) {
-        count = min(count, max(n, 0))
+        let n = min(count, max(n, 0))
+        if let recurrent, n < count {
+            recurrent.reset()
+            count = 0
+        } else {
+            count = n
+        }
         if !keepsPages { releasePages(from: pagesFor(count)) }
+    }
+
+    /// Goes back to position `n` of what it holds, taking `state` as the recurrent state there (a snapshot
+    /// taken at `n`).
+    public func restore(to n: Int, state: RecurrentState) {
+        precondition(n <= count, "restore(to:) moves back only")
+        count = max(n, 0)
+        if !keepsPages { releasePages(from: pagesFor(count)) }
+        recurrent?.copy(from: state)
     }
 
     private func releasePages(from first: Int) {
@@ -142,8 +164,12 @@ public final class KVCache: @unchecked Sendable {
     ///
     /// Throws `badInput` for a cache of another shape or `n` beyond what `other` holds, `contextOverflow` when
     /// `n` exceeds this cache's capacity, `kvPagesExhausted` when a copy finds too few free pages.
-    public func copyPrefix(from other: KVCache, count n: Int) throws {
-        guard other.layers == layers, other.rowWidth == rowWidth, other.valueWidth == valueWidth else {
+    ///
+    /// With recurrent state, `state` is that state at position `n` (a snapshot taken there) unless `n` is all
+    /// `other` holds (or 0); without it such an `n` is `badInput`.
+    public func copyPrefix(from other: KVCache, count n: Int, state: RecurrentState? = nil) throws {
+        guard other.layers == layers, other.rowWidth == rowWidth, other.valueWidth == valueWidth,
+              other.pool.recurrent == pool.recurrent else {
             throw ModelError.badInput("copyPrefix: caches of different shapes (\(other.layers) layers × \(other.rowWidth)+\(other.valueWidth) "
                                       + "into \(layers) × \(rowWidth)+\(valueWidth))")
         }
@@ -151,6 +177,16 @@ public final class KVCache: @unchecked Sendable {
             throw ModelError.badInput("copyPrefix: \(n) positions asked for, the source holds \(other.count)")
         }
         guard n <= capacity else { throw ModelError.contextOverflow(tokens: n, context: capacity) }
+        if let recurrent {
+            // The state exists only for the source's last position.
+            guard n == other.count || n == 0 || state != nil, other.recurrent != nil else {
+                throw ModelError.badInput("copyPrefix: a sequence with linear-attention state can take another's positions only whole, or with the state at \(n) (of \(other.count))")
+            }
+            if other === self {
+                if let state, n < count { restore(to: n, state: state) } else if n == 0 { reset() }
+                return
+            }
+        }
         guard other !== self else { truncate(to: n); return }
         if other.pool === pool {
             reset()
@@ -171,11 +207,12 @@ public final class KVCache: @unchecked Sendable {
                 }
             }
         }
+        if let recurrent, let source = state ?? other.recurrent { n == 0 ? recurrent.reset() : recurrent.copy(from: source) }
         count = n
     }
 
-    /// Bytes of the pages this cache holds (shared pages counted in full).
-    public var byteCount: Int { pagesHeld * pool.pageBytes }
+    /// Bytes of the pages this cache holds (shared pages counted in full) and of its recurrent state.
+    public var byteCount: Int { pagesHeld * pool.pageBytes + (recurrent?.byteCount ?? 0) }
 }
 
 /// A fixed store of KV pages, each `pageSize` positions of every layer's keys and values, handed out to the
@@ -191,6 +228,8 @@ public final class KVPagePool: @unchecked Sendable {
     public let valueWidth: Int
     /// Positions per page.
     public let pageSize: Int
+    /// The recurrent state each cache of this pool carries (hybrid models), beside its pages.
+    public let recurrent: RecurrentShape?
     public let pageCount: Int
     /// Bytes of one page: keys and values of `pageSize` positions in every layer.
     public let pageBytes: Int
@@ -202,7 +241,7 @@ public final class KVPagePool: @unchecked Sendable {
 
     /// Throws `badInput` for sizes that are not positive or whose product overflows. `valueWidth` defaults to
     /// `rowWidth`.
-    public init(layers: Int, rowWidth: Int, valueWidth: Int? = nil, pageSize: Int, pages: Int) throws {
+    public init(layers: Int, rowWidth: Int, valueWidth: Int? = nil, pageSize: Int, pages: Int, recurrent: RecurrentShape? = nil) throws {
         let valueWidth = valueWidth ?? rowWidth
         guard layers > 0, rowWidth > 0, valueWidth >= 0, pageSize > 0, pages > 0, pages <= Int(Int32.max) else {
             throw ModelError.badInput("a KV page pool needs positive sizes (\(layers) layers, rows \(rowWidth)+\(valueWidth), \(pageSize) positions a page, \(pages) pages)")
@@ -213,6 +252,7 @@ public final class KVPagePool: @unchecked Sendable {
             throw ModelError.badInput("a KV page pool of \(pages) pages × \(pageSize) positions × \(layers) layers × \(rowWidth)+\(valueWidth) floats overflows")
         }
         self.layers = layers; self.rowWidth = rowWidth; self.valueWidth = valueWidth; self.pageSize = pageSize; pageCount = pages
+        self.recurrent = recurrent
         pageBytes = bytes / pages
         keyStore = .allocate(capacity: keyFloats)
         valueStore = .allocate(capacity: max(valueFloats, 1))
@@ -275,4 +315,15 @@ public final class KVPagePool: @unchecked Sendable {
             values(page: Int(target), layer: layer).update(from: values(page: Int(page), layer: layer), count: rows * valueWidth)
         }
     }
+}
+
+/// The shape of the recurrent state of a hybrid model's sequences: `layers` Gated DeltaNet layers of `layout`.
+public struct RecurrentShape: Sendable, Equatable {
+    public var layers: Int
+    public var layout: LinearAttentionLayout
+
+    public init(layers: Int, layout: LinearAttentionLayout) { self.layers = layers; self.layout = layout }
+
+    /// Bytes per sequence.
+    public var bytes: Int { layers * layout.stateFloats * MemoryLayout<Float>.size }
 }

@@ -42,6 +42,9 @@ public struct ModelSummary: Sendable {
             case .latent(let a):
                 for w in [a.q, a.qA, a.qB, a.kvA, a.o].compactMap({ $0 }) + a.kvB { add(w) }
                 for v in [a.qABias, a.qANorm, a.kvABias, a.kvANorm, a.oBias] { addVector(v) }
+            case .linear(let a):
+                for w in a.projections + [a.outProj] { add(w) }
+                for v in [a.conv, a.dtBias, a.dtBias, a.normWeight] { addVector(v) }   // (A_log: as many as dt_bias)
             }
             switch layer.feedForward {
             case .dense(let mlp):
@@ -68,7 +71,7 @@ public struct ModelSummary: Sendable {
         } else {
             add(model.lmHead)
         }
-        kvCacheBytes = model.layers.count * model.contextLength * model.kvBytesPerTokenAndLayer
+        kvCacheBytes = model.contextLength * model.kvBytesPerToken + model.recurrentStateBytes
     }
 
     /// Weights + a full-context KV cache + the largest activations (logits of one row, attention scores).

@@ -28,6 +28,12 @@ public final class Transformer: @unchecked Sendable {
     public let mtp: MTPModule?
     /// Floats a KV cache holds per position and layer: keys and values (latent attention: one row, no values).
     public let kvShape: (keyWidth: Int, valueWidth: Int)
+    /// Layers whose keys and values a cache holds: the attention layers (all but a hybrid model's DeltaNets).
+    public let kvLayers: Int
+    /// The Gated DeltaNet layers' state each sequence carries (hybrid models), nil for the others.
+    public let recurrentShape: RecurrentShape?
+    /// Layer i's index among the cache's KV layers, or among the recurrent-state layers for a DeltaNet.
+    let cacheIndex: [Int]
     public let pool: WorkerPool
     let ws = Workspace()
 
@@ -52,7 +58,7 @@ public final class Transformer: @unchecked Sendable {
         } else {
             config = try ModelConfig(directory: directory)
             generation = try GenerationConfig(directory: directory)
-            checkpoint = try Checkpoint(directory: directory)
+            checkpoint = LanguageModelView.unwrapping(try Checkpoint(directory: directory))
         }
         let architecture = try ArchitectureRegistry.architecture(for: config.modelType)
         config = try architecture.withDefaults(config)
@@ -62,7 +68,7 @@ public final class Transformer: @unchecked Sendable {
         embedding = try w.matrix("model.embed_tokens.weight", rows: config.vocabSize, cols: config.hiddenSize)
         let layouts = try architecture.layout(config, has: w.has)
         layers = try layouts.map { try DecoderLayer(config, w, layout: $0) }
-        finalNorm = try w.vector("model.norm.weight", count: config.hiddenSize)
+        finalNorm = try w.norm("model.norm.weight", count: config.hiddenSize, offset: layouts.first?.normOffset ?? 0)
         mtp = MultiTokenPrediction.storedDepth(config, has: w.has) > 0 ? try MTPModule(config, w) : nil
         if config.tieWordEmbeddings || !w.has("lm_head.weight") {
             guard config.tieWordEmbeddings else { throw FormatError.missingTensor(tensor: "lm_head.weight", directory: directory) }
@@ -74,6 +80,14 @@ public final class Transformer: @unchecked Sendable {
         rope = try RotaryEmbedding(config.rope, headDim: config.headDim, maxPositionEmbeddings: config.maxPositionEmbeddings)
         let kvWidth = config.numKeyValueHeads * config.headDim
         kvShape = layouts.first?.latent.map { (keyWidth: $0.cachedWidth, valueWidth: 0) } ?? (keyWidth: kvWidth, valueWidth: kvWidth)
+        var kvLayers = 0, linearLayers = 0, cacheIndex: [Int] = []
+        for l in layouts {
+            if l.linear != nil { cacheIndex.append(linearLayers); linearLayers += 1 } else { cacheIndex.append(kvLayers); kvLayers += 1 }
+        }
+        self.cacheIndex = cacheIndex
+        // (A cache keeps at least one KV layer: a model of DeltaNets alone leaves it unused.)
+        self.kvLayers = max(kvLayers, 1)
+        recurrentShape = layouts.lazy.compactMap(\.linear).first.map { RecurrentShape(layers: linearLayers, layout: $0) }
         pool = WorkerPool(threads: max(1, threads))
     }
 
@@ -82,16 +96,24 @@ public final class Transformer: @unchecked Sendable {
 
     /// A KV cache for up to `capacity` positions (default: the whole context).
     public func makeCache(capacity: Int? = nil) -> KVCache {
-        KVCache(layers: layers.count, capacity: capacity ?? contextLength, keyWidth: kvShape.keyWidth, valueWidth: kvShape.valueWidth)
+        KVCache(layers: kvLayers, capacity: capacity ?? contextLength, keyWidth: kvShape.keyWidth, valueWidth: kvShape.valueWidth,
+                recurrent: recurrentShape)
     }
 
     /// Bytes of f32 KV cache per position and layer.
     public var kvBytesPerTokenAndLayer: Int { (kvShape.keyWidth + kvShape.valueWidth) * MemoryLayout<Float>.size }
 
+    /// Bytes of f32 KV cache per position (all the layers that keep keys and values).
+    public var kvBytesPerToken: Int { kvBytesPerTokenAndLayer * kvLayers }
+
+    /// Bytes of recurrent state per sequence (0 without linear-attention layers), whatever its length.
+    public var recurrentStateBytes: Int { recurrentShape?.bytes ?? 0 }
+
     /// A pool of `pages` KV pages of `pageSize` positions each, for caches that grow page by page and share
     /// prefixes (`KVCache(pool:capacity:)`).
     public func makePagePool(pages: Int, pageSize: Int) throws -> KVPagePool {
-        try KVPagePool(layers: layers.count, rowWidth: kvShape.keyWidth, valueWidth: kvShape.valueWidth, pageSize: pageSize, pages: pages)
+        try KVPagePool(layers: kvLayers, rowWidth: kvShape.keyWidth, valueWidth: kvShape.valueWidth, pageSize: pageSize, pages: pages,
+                       recurrent: recurrentShape)
     }
 
     /// Runs `tokens` at the positions after those already in `cache`, appends their keys and values, and
@@ -115,8 +137,9 @@ public final class Transformer: @unchecked Sendable {
     /// Refuses a cache made for another shape of model (its layout would be read out of bounds); `layers`: the
     /// layers the pass runs (the model's, or the multi-token-prediction module's one).
     func requireFits(_ cache: KVCache, layers: Int? = nil) throws {
-        let layers = layers ?? self.layers.count
-        guard cache.layers == layers, cache.rowWidth == kvShape.keyWidth, cache.valueWidth == kvShape.valueWidth else {
+        let layers = layers ?? kvLayers
+        guard cache.layers == layers, cache.rowWidth == kvShape.keyWidth, cache.valueWidth == kvShape.valueWidth,
+              cache.pool.recurrent == (layers == kvLayers ? recurrentShape : nil) else {
             throw ModelError.badInput("the KV cache (\(cache.layers) layers × \(cache.rowWidth)+\(cache.valueWidth)) is not shaped for this model "
                                       + "(\(layers) layers × \(kvShape.keyWidth)+\(kvShape.valueWidth))")
         }
@@ -148,8 +171,9 @@ public final class Transformer: @unchecked Sendable {
             }
         }
         input?(h)
+        let cacheIndex = layers == nil ? self.cacheIndex : Array(0..<(layers?.count ?? 0))
         runLayers(h, tokens: layout.rows, layers: layers ?? self.layers) { i, attention, normed in
-            attention.forward(normed, layout, layer: i, rope: rope, residual: h, hidden: H, ws: ws, pool: pool)
+            attention.forward(normed, layout, layer: cacheIndex[i], rope: rope, residual: h, hidden: H, ws: ws, pool: pool)
         }
         for chunk in chunks { chunk.cache.count += chunk.tokens.count }
         return h

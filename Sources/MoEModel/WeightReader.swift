@@ -37,6 +37,12 @@ public struct WeightReader: @unchecked Sendable {
         try FloatEncoding.floats(store.tensor(name, shape: [count]))
     }
 
+    /// An RMSNorm weight of `count` values as f32, plus `offset` (1 for zero-centred norms stored as w − 1).
+    public func norm(_ name: String, count: Int, offset: Float = 0) throws -> [Float] {
+        let v = try vector(name, count: count)
+        return offset == 0 ? v : v.map { $0 + offset }
+    }
+
     static func elementType(_ t: TensorData) throws -> ElementType {
         if let q = t.quant { return .quantized(q) }
         switch t.dtype {

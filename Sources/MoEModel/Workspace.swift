@@ -46,6 +46,7 @@ final class Workspace: @unchecked Sendable {
     let logits = ScratchBuffer()      // [rows asked for, vocab]
     let finalNormed = ScratchBuffer() // [rows asked for, hidden]
     let joined = ScratchBuffer()      // multi-token prediction: [enorm(Emb(next token)); hnorm(h)] [T, 2·hidden]
+    let linearMixed = ScratchBuffer() // Gated DeltaNet: projections [T, q | k | v | z | b | a]
     var routing = Routing()
 }
 

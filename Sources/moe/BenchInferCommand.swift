@@ -98,7 +98,7 @@ struct BenchInfer: ParsableCommand {
                      Double(summary.bytesPerToken) / 1e6, bandwidth, limit, 100 * decode / limit))
         if depth > 0 {
             print(String(format: "decode at depth %d tokens/s: %.1f   (± %.1f); KV cache %.1f KiB per token",
-                         depth, mean(depthRates), stddev(depthRates), Double(model.kvBytesPerTokenAndLayer * model.layers.count) / 1024))
+                         depth, mean(depthRates), stddev(depthRates), Double(model.kvBytesPerToken) / 1024))
         }
         if batch > 1 {
             let aggregate = mean(batchRates)

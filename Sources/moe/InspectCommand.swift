@@ -58,8 +58,14 @@ struct Inspect: ParsableCommand {
         print("parameters:       \(count(s.totalParameters)) total, \(count(s.activeParameters)) active per token")
         print("bytes per token:  \(bytes(s.bytesPerToken)) of weights read per decoded token")
         let kvFloats = model.kvShape.keyWidth + model.kvShape.valueWidth
-        print("KV cache:         \(bytes(model.kvBytesPerTokenAndLayer * model.layers.count)) per token (\(kvFloats) f32 values per layer"
-              + (model.kvShape.valueWidth == 0 ? ": latent + rope key)" : ": keys + values)"))
+        print("KV cache:         \(bytes(model.kvBytesPerToken)) per token (\(kvFloats) f32 values per layer"
+              + (model.kvShape.valueWidth == 0 ? ": latent + rope key)" : ": keys + values)")
+              + (model.recurrentShape == nil ? "" : " in \(model.kvLayers) attention layers"))
+        if let r = model.recurrentShape {
+            let l = r.layout
+            print("recurrent state:  \(bytes(model.recurrentStateBytes)) per sequence, whatever its length (\(r.layers) Gated DeltaNet layers: "
+                  + "conv window \(l.convKernel - 1)×\(l.convChannels) + \(l.valueHeads) heads × \(l.keyDim)×\(l.valueDim) f32)")
+        }
         print("memory:           \(bytes(s.weightBytes)) weights + \(bytes(s.kvCacheBytes)) KV cache (full context, f32) ≈ \(bytes(s.memoryNeeded(model))) with activations")
     }
 }

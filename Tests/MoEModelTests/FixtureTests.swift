@@ -9,7 +9,8 @@ enum Fixtures {
         .appendingPathComponent("Fixtures/models").path
     static let cases = ["qwen2_moe", "qwen2_moe_step2", "qwen3_moe", "qwen3_moe_bf16", "mixtral", "olmoe",
                         "qwen2", "qwen3", "llama",
-                        "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_plain", "glm4_moe"]
+                        "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_plain", "glm4_moe",
+                        "qwen3_next", "qwen3_5_moe"]
 
     struct Expected: Decodable {
         struct Greedy: Decodable { let prompt: [Int]; let max_new_tokens: Int; let ids: [Int] }
@@ -58,16 +59,18 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         let e = try Fixtures.expected(name)
         let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
         let vocab = model.config.vocabSize
+        // A DeltaNet L2-normalises its keys: a small key's rounding (GEMM vs GEMV sums) grows with it.
+        let tolerance: Float = model.recurrentShape == nil ? 1e-5 : 5e-5
         let full = Array(try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all))
         // Prefill a prefix, then one token at a time.
         let cache = model.makeCache()
         let split = 3
         let prefix = Array(try model.forward(Array(e.tokens[..<split]), cache: cache, logitsFor: .all))
-        #expect(prefix.withUnsafeBufferPointer { maxAbsDifference($0, Array(full[..<(split * vocab)])) } <= 1e-5)
+        #expect(prefix.withUnsafeBufferPointer { maxAbsDifference($0, Array(full[..<(split * vocab)])) } <= tolerance)
         for t in split..<e.tokens.count {
             let step = try model.forward([e.tokens[t]], cache: cache, logitsFor: .last)
             let diff = maxAbsDifference(UnsafeBufferPointer(step), Array(full[(t * vocab)..<((t + 1) * vocab)]))
-            #expect(diff <= 1e-5, "\(name) position \(t): \(diff)")
+            #expect(diff <= tolerance, "\(name) position \(t): \(diff)")
         }
         #expect(cache.count == e.tokens.count)
     }

@@ -62,7 +62,7 @@ import Testing
     @Test(arguments: [(512, nil), (7, 16)])
     func draftsVerifiedInTheBatchChangeNothing(stepTokens: Int, kvPages: Int?) async throws {
         var rng = Xoshiro256StarStar(seed: 9)
-        let requests: [GenerationRequest] = (0..<6).map { i in
+        let requests: [GenerationRequest] = (0..<7).map { i in
             let part = (0..<(3 + i * 2)).map { _ in Int(rng.next() % 300) }
             let sampling = i == 5 ? SamplingParameters(temperature: 0.9, topK: 40, seed: 3) : .greedy
             return GenerationRequest(prompt: part + part + part.prefix(2), maxTokens: 6 + 3 * i, sampling: sampling, stopTokens: [],
@@ -163,6 +163,51 @@ import Testing
         // The first holds 46 positions (6 pages of 8), the second 45: pages 0–4 (positions 0..<40) are shared, the
         // sixth of each is its own (whichever wrote first into the shared one copied it): 7 pages in all.
         #expect(engine.pages.freePages == engine.pages.pageCount - 7)
+    }
+
+    static let hybridDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/models/qwen3_next").path
+
+    /// A hybrid model (Gated DeltaNet state beside the KV cache of its attention layers) decoded in the batched
+    /// engine: sequences of different lengths, joining at different steps, prompts whole or in chunks, and
+    /// preempted ones that recompute, give exactly what each gives alone.
+    @Test(arguments: [(512, nil), (7, nil), (7, 16)])
+    func hybridBatchedEqualsOneAtATime(stepTokens: Int, kvPages: Int?) async throws {
+        var rng = Xoshiro256StarStar(seed: 9)
+        let requests: [GenerationRequest] = (0..<7).map { i in
+            let prompt = (0..<(3 + i * 5)).map { _ in 4 + Int(rng.next() % 120) }
+            let sampling = i % 2 == 0 ? SamplingParameters.greedy : SamplingParameters(temperature: 0.9, topK: 40, seed: UInt64(i))
+            return GenerationRequest(prompt: prompt, maxTokens: 4 + 3 * i, sampling: sampling, stopTokens: [])
+        }
+        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages, directory: Self.hybridDirectory)
+        #expect((stats.preemptions > 0) == (kvPages != nil), "\(stats.preemptions) preemptions")
+    }
+
+    /// A hybrid model's state cannot be cut back to any position: prompts reuse the positions where a state was
+    /// saved (prompt chunk boundaries, the position before a prompt's last token) or all a slot holds (a chat's
+    /// next turn), say so in `cachedTokens`, and give what recomputing gives.
+    @Test func hybridPrefixReuseRestoresSavedStates() async throws {
+        let model = try Transformer(directory: Self.hybridDirectory, threads: 1)
+        let reference = try Transformer(directory: Self.hybridDirectory, threads: 1)
+        let engine = try InferenceEngine(model: model, parallel: 1, stepTokens: 8, contextSize: 96, pageSize: 4)
+        engine.start()
+        defer { engine.shutdown() }
+        let prompt = (0..<21).map { 4 + ($0 * 37) % 120 }
+        func run(_ p: [Int], _ n: Int = 4) async throws -> (tokens: [Int], cached: Int) {
+            let r = await Self.run(try engine.submit(GenerationRequest(prompt: p, maxTokens: n, sampling: .greedy, stopTokens: [])))
+            let expected = try reference.generate(prompt: p, maxTokens: n, sampling: .greedy, stopTokens: [])
+            #expect(r.tokens == expected.tokens)
+            return (r.tokens, r.cached)
+        }
+        let first = try await run(prompt)
+        #expect(first.cached == 0)
+        // The same prompt: the state saved before its last token.
+        #expect(try await run(prompt).cached == 20)
+        // A chat's next turn (the prompt, the reply, more): everything the slot ran (the reply's last token never ran).
+        let next = prompt + first.tokens + [5, 6, 7]
+        #expect(try await run(next).cached == prompt.count + first.tokens.count - 1)
+        // A prompt sharing 19 tokens: back to the chunk boundary at 16.
+        #expect(try await run(Array(prompt[..<19]) + [9, 9, 9]).cached == 16)
     }
 
     /// A long prompt arriving while another sequence decodes runs in chunks of the step budget, and the

@@ -114,7 +114,26 @@ public final class InferenceEngine: @unchecked Sendable {
         var tokens: [Int] = []
         var busy = false
         var lastUsed = 0
+        /// Hybrid models (linear-attention state that cannot be cut back): the state at earlier positions of
+        /// `tokens` — prompt chunk boundaries and the position before a prompt's last token —, oldest first.
+        var states: [(position: Int, state: RecurrentState)] = []
+
+        /// The longest prefix of `tokens`, at most `n` positions, that the cache can go back to: any for
+        /// keys and values alone; with recurrent state, all it holds or a position with a saved state.
+        func reusable(_ n: Int) -> Int {
+            guard cache.recurrent != nil else { return n }
+            if n >= cache.count && cache.count == tokens.count { return cache.count }
+            return states.last { $0.position <= n }?.position ?? 0
+        }
+
+        func state(at position: Int) -> RecurrentState? { states.last { $0.position == position }?.state }
+
+        /// Forgets the saved states past `position`.
+        mutating func keepStates(upTo position: Int) { states.removeAll { $0.position > position } }
     }
+
+    /// Saved recurrent states per slot (each a full copy of the state: `Transformer.recurrentStateBytes`).
+    static let savedStates = 4
 
     private let lock = NSCondition()
     // Guarded by `lock`:
@@ -293,25 +312,30 @@ public final class InferenceEngine: @unchecked Sendable {
         let limit = drafts > 0 ? 0 : prompt.count - 1
         var source = -1, sourceLength = 0
         for (i, slot) in slots.enumerated() {
-            let n = commonPrefix(slot.tokens, prompt, limit: limit)
+            let n = slot.reusable(commonPrefix(slot.tokens, prompt, limit: limit))
             if n > sourceLength { source = i; sourceLength = n }
         }
         let free = slots.indices.filter { !slots[$0].busy }
+        func reusable(_ i: Int) -> Int { slots[i].reusable(commonPrefix(slots[i].tokens, prompt, limit: limit)) }
         guard let target = (source >= 0 && !slots[source].busy) ? source
-                : free.max(by: { (commonPrefix(slots[$0].tokens, prompt, limit: limit), -slots[$0].lastUsed)
-                                 < (commonPrefix(slots[$1].tokens, prompt, limit: limit), -slots[$1].lastUsed) })
+                : free.max(by: { (reusable($0), -slots[$0].lastUsed) < (reusable($1), -slots[$1].lastUsed) })
         else {
             // Cannot happen: admission is bounded by `parallel` free slots.
             s.continuation.finish()
             return
         }
-        var reused = commonPrefix(slots[target].tokens, prompt, limit: limit)
+        var reused = reusable(target)
         if source >= 0, source != target, sourceLength > reused,
-           (try? slots[target].cache.copyPrefix(from: slots[source].cache, count: sourceLength)) != nil {
+           (try? slots[target].cache.copyPrefix(from: slots[source].cache, count: sourceLength,
+                                                state: slots[source].state(at: sourceLength))) != nil {
             reused = sourceLength
+            slots[target].states = slots[source].states.filter { $0.position <= reused }.map { ($0.position, $0.state.snapshot()) }
+        } else if reused < slots[target].cache.count, let state = slots[target].state(at: reused) {
+            slots[target].cache.restore(to: reused, state: state)
         } else {
             slots[target].cache.truncate(to: reused)
         }
+        slots[target].keepStates(upTo: reused)
         clock += 1
         slots[target].busy = true
         slots[target].lastUsed = clock
@@ -340,11 +364,13 @@ public final class InferenceEngine: @unchecked Sendable {
             .min(by: { slots[$0].lastUsed < slots[$1].lastUsed }) {
             slots[victim].cache.reset()
             slots[victim].tokens = []
+            slots[victim].states = []
             return true
         }
         guard let s = active.last(where: { !$0.started && slots[$0.slot].cache.pagesHeld > 0 }) else { return false }
         slots[s.slot].cache.reset()
         slots[s.slot].tokens = []
+        slots[s.slot].states = []
         s.prefilled = 0
         if !s.announced {
             lock.lock()
@@ -367,6 +393,7 @@ public final class InferenceEngine: @unchecked Sendable {
         active.removeAll { $0 === s }
         slots[s.slot].cache.reset()
         slots[s.slot].tokens = []
+        slots[s.slot].states = []
         release(s)
         s.mtp?.reset()
         s.context = s.history
@@ -441,6 +468,7 @@ public final class InferenceEngine: @unchecked Sendable {
                 s.started = true
             }
             var n = min(budget, context.count - s.prefilled)
+            if cache.recurrent != nil { n = min(n, Self.nextStateBoundary(after: s.prefilled, context: context.count, step: stepTokens) - s.prefilled) }
             if !reserve(cache, upTo: cache.count + n) {
                 // Run what the pages it could take hold, once the position after the cache's is writable.
                 n = cache.pagesMissing(upTo: cache.count + 1) == 0
@@ -466,6 +494,7 @@ public final class InferenceEngine: @unchecked Sendable {
             // did not move, but forget their tokens rather than trust them.
             for s in active {
                 slots[s.slot].tokens = []
+                slots[s.slot].states = []
                 if s.decoding { finish(s, .length, stopToken: nil) } else { s.continuation.finish(); release(s) }
             }
             active.removeAll()
@@ -481,6 +510,7 @@ public final class InferenceEngine: @unchecked Sendable {
             slots[s.slot].tokens += chunk.tokens
             if !s.decoding {
                 s.prefilled += chunk.tokens.count
+                saveState(s)
                 prefilledTokens += chunk.tokens.count
                 guard s.decoding else { continue }
                 if !s.announced {
@@ -603,6 +633,25 @@ public final class InferenceEngine: @unchecked Sendable {
         s.continuation.yield(.finished(reason, stopToken: stopToken))
         s.continuation.finish()
         release(s)
+    }
+
+    /// Where a hybrid model's prompt chunk after `prefilled` positions ends, so that its state is saved where a
+    /// later prompt may pick it up: at multiples of `step` and before the prompt's last token (a repeated
+    /// prompt runs only that token again).
+    static func nextStateBoundary(after prefilled: Int, context: Int, step: Int) -> Int {
+        let nextMultiple = (prefilled / step + 1) * step
+        return prefilled < context - 1 ? min(nextMultiple, context - 1) : context
+    }
+
+    /// Saves the recurrent state of a prefilling sequence whose chunk ended at a boundary (see
+    /// `nextStateBoundary`), keeping the newest `savedStates`.
+    private func saveState(_ s: Sequence) {
+        let slot = s.slot
+        guard let state = slots[slot].cache.recurrent, s.prefilled < s.context.count,
+              s.prefilled % stepTokens == 0 || s.prefilled == s.context.count - 1 else { return }
+        slots[slot].keepStates(upTo: s.prefilled - 1)
+        slots[slot].states.append((s.prefilled, state.snapshot()))
+        if slots[slot].states.count > Self.savedStates { slots[slot].states.removeFirst() }
     }
 
     private func release(_ s: Sequence) {

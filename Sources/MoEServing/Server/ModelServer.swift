@@ -65,7 +65,7 @@ func planKVPages(_ model: Transformer, parallel: Int, contextSize: Int, pageSize
                  limitSource: String) throws -> Int {
     let perContext = InferenceEngine.pages(positions: contextSize, pageSize: pageSize)
     let shape = model.kvShape
-    guard let pageBytes = KVPagePool.bytes(layers: model.layers.count, rowWidth: shape.keyWidth, valueWidth: shape.valueWidth,
+    guard let pageBytes = KVPagePool.bytes(layers: model.kvLayers, rowWidth: shape.keyWidth, valueWidth: shape.valueWidth,
                                            pageSize: pageSize, pages: 1),
           case let (wanted, overflow) = perContext.multipliedReportingOverflow(by: max(parallel, 1)), !overflow else {
         throw ServerStartError(description: "the KV page size overflows a 64-bit byte count")

@@ -1,0 +1,69 @@
+import MoEFormats
+
+/// What Qwen3-Next and Qwen3.5/3.6-MoE share: `layer_types` interleaving Gated DeltaNet layers
+/// ("linear_attention") with gated full attention ("full_attention"; by default every `full_attention_interval`-th,
+/// 4), zero-centred RMSNorms (stored as w − 1), per-head q/k norms, partial rotary embedding (default 0.25), and
+/// MoE layers with a sigmoid-gated shared expert.
+extension ModelConfig {
+    /// Each layer's kind, from `layer_types` or `full_attention_interval`.
+    func hybridLayerKinds() throws -> [Bool] {
+        if case let .array(items)? = raw["layer_types"] {
+            guard items.count == numHiddenLayers else {
+                throw FormatError.badConfig(path: "config.json", reason: "layer_types lists \(items.count) layers, num_hidden_layers is \(numHiddenLayers)")
+            }
+            return try items.map {
+                switch $0 {
+                case .string("linear_attention"): return true
+                case .string("full_attention"): return false
+                default: throw FormatError.badConfig(path: "config.json", reason: "layer_types: \($0) is neither \"linear_attention\" nor \"full_attention\"")
+                }
+            }
+        }
+        let interval = try extraInt("full_attention_interval") ?? 4
+        guard interval >= 1 else { throw FormatError.badConfig(path: "config.json", reason: "full_attention_interval must be at least 1") }
+        return (0..<numHiddenLayers).map { ($0 + 1) % interval != 0 }
+    }
+
+    /// The Gated DeltaNet shapes (`linear_*` keys; transformers' defaults where absent).
+    func linearAttentionLayout(fused: Bool) throws -> LinearAttentionLayout {
+        let l = LinearAttentionLayout(keyHeads: try extraInt("linear_num_key_heads") ?? 16,
+                                      valueHeads: try extraInt("linear_num_value_heads") ?? 32,
+                                      keyDim: try extraInt("linear_key_head_dim") ?? 128,
+                                      valueDim: try extraInt("linear_value_head_dim") ?? 128,
+                                      convKernel: try extraInt("linear_conv_kernel_dim") ?? 4,
+                                      fusedProjections: fused)
+        try l.validate()
+        return l
+    }
+
+    /// The layers of a hybrid model: `fused` for Qwen3-Next's interleaved in_proj_qkvz / in_proj_ba; `sparse(i)`
+    /// whether layer i's feed-forward part is MoE.
+    func hybridLayerLayouts(fused: Bool, normTopKProb: Bool, sparse: (Int) -> Bool) throws -> [LayerLayout] {
+        let kinds = try hybridLayerKinds()
+        let linear = try linearAttentionLayout(fused: fused)
+        let bias = attentionBias ?? false
+        return (0..<numHiddenLayers).map { i in
+            let p = "model.layers.\(i)"
+            let ff: FeedForwardLayout
+            if numExperts > 0 && sparse(i) {
+                ff = .moe(MoELayout(prefix: "\(p).mlp", experts: numExperts, topK: numExpertsPerToken,
+                                    width: moeIntermediateSize ?? intermediateSize, normTopKProb: normTopKProb,
+                                    expertNames: .swiGLU, sharedWidth: sharedExpertIntermediateSize))
+            } else {
+                ff = .dense(prefix: "\(p).mlp", width: intermediateSize)
+            }
+            var layout = LayerLayout(prefix: p, qkvBias: bias, outputBias: bias, qkNorm: .perHead, clip: nil, feedForward: ff)
+            layout.linear = kinds[i] ? linear : nil
+            layout.outputGate = true
+            layout.normOffset = 1
+            return layout
+        }
+    }
+
+    /// transformers' default partial rotary factor for these models.
+    func withHybridDefaults() -> ModelConfig {
+        var c = self
+        if !c.ropeSettingGiven("partial_rotary_factor") { c.rope.partialRotaryFactor = 0.25 }
+        return c
+    }
+}
