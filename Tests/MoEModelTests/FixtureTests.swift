@@ -172,6 +172,62 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         #expect { try Transformer(directory: dir) } throws: { error in "\(error)".contains(named) }
     }
 
+    /// Gated DeltaNet settings that do not fit the checkpoint, or that the engine does not run, are refused with
+    /// the key or tensor named; so is a checkpoint missing one of the layer's state parameters.
+    @Test(arguments: [
+        ("linear_num_value_heads", 3, "linear_num_value_heads"),  // not a multiple of the 2 key heads
+        ("linear_num_key_heads", 4, "in_proj_qkvz"),              // the checkpoint's shapes disagree
+        ("linear_conv_kernel_dim", 64, "linear_conv_kernel_dim"),
+        ("linear_key_head_dim", 0, "linear_key_head_dim"),
+        ("full_attention_interval", 0, "layer_types"),            // (layer_types given: the list is checked instead)
+    ])
+    func inconsistentDeltaNetSettingsAreNamed(_ key: String, _ value: Int, _ named: String) throws {
+        let dir = try Fixtures.copy("qwen3_next")
+        let path = dir + "/config.json"
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        config[key] = value
+        if key == "full_attention_interval" { config["layer_types"] = ["linear_attention"] }
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path))
+        #expect { try Transformer(directory: dir) } throws: { error in "\(error)".contains(named) }
+    }
+
+    @Test(arguments: ["A_log", "dt_bias", "conv1d.weight", "norm.weight"])
+    func missingDeltaNetParameterIsNamed(_ parameter: String) throws {
+        let dir = try Fixtures.copy("qwen3_5_moe")
+        let c = try Checkpoint(directory: dir)
+        let missing = "model.layers.1.linear_attn.\(parameter)"
+        let entries = try c.tensorNames.filter { $0 != missing }.map { name -> SafeTensorsWriter.Entry in
+            let t = try c.tensor(name)
+            let bytes = Array(UnsafeRawBufferPointer(start: t.pointer, count: t.byteCount))
+            return .init(name: name, dtype: t.dtype, shape: t.shape) { buffer in bytes.withUnsafeBytes { buffer.copyMemory(from: $0) } }
+        }
+        try SafeTensorsWriter.write(entries, to: dir + "/model.safetensors")
+        #expect(throws: FormatError.missingTensor(tensor: missing, directory: dir)) { try Transformer(directory: dir) }
+    }
+
+    /// A multimodal Qwen3.5 checkpoint keeps its language model under model.language_model.* beside a vision
+    /// tower: the text model loads from it and gives the same logits.
+    @Test func multimodalCheckpointLoadsItsLanguageModel() throws {
+        let dir = try Fixtures.copy("qwen3_5_moe")
+        let c = try Checkpoint(directory: dir)
+        var entries = try c.tensorNames.map { name -> SafeTensorsWriter.Entry in
+            let t = try c.tensor(name)
+            let bytes = Array(UnsafeRawBufferPointer(start: t.pointer, count: t.byteCount))
+            let renamed = name.hasPrefix("model.") ? "model.language_model." + name.dropFirst(6) : name
+            return .init(name: renamed, dtype: t.dtype, shape: t.shape) { buffer in bytes.withUnsafeBytes { buffer.copyMemory(from: $0) } }
+        }
+        entries.append(.init(name: "model.visual.patch_embed.proj.weight", dtype: .f32, shape: [2, 2]) { $0.initializeMemory(as: UInt8.self, repeating: 0) })
+        try SafeTensorsWriter.write(entries, to: dir + "/model.safetensors")
+        let path = dir + "/config.json"
+        let text = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        let wrapper: [String: Any] = ["model_type": "qwen3_5_moe", "text_config": text, "vision_config": ["depth": 1]]
+        try JSONSerialization.data(withJSONObject: wrapper).write(to: URL(fileURLWithPath: path))
+        let e = try Fixtures.expected("qwen3_5_moe")
+        let model = try Transformer(directory: dir, threads: 1)
+        let logits = try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all)
+        #expect(maxAbsDifference(UnsafeBufferPointer(logits), e.logits.flatMap { $0 }) <= 1e-4)
+    }
+
     @Test func unsupportedRopeTypeIsRefused() throws {
         var p = RopeParameters()
         p.type = "longrope"
