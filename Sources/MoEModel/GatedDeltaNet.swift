@@ -42,6 +42,39 @@ public struct LinearAttentionLayout: Sendable, Equatable {
     public var convChannels: Int { 2 * keyWidth + valueWidth }
     /// One row of the projections in the order the layer reads them: [q | k | v | z | b | a].
     public var projectedWidth: Int { convChannels + valueWidth + 2 * valueHeads }
+    /// The input projections as a checkpoint stores them (`{prefix}.{name}.weight`, rows × hidden), in order.
+    public var projections: [(name: String, rows: Int)] {
+        fusedProjections
+            ? [("in_proj_qkvz", convChannels + valueWidth), ("in_proj_ba", 2 * valueHeads)]
+            : [("in_proj_qkv", convChannels), ("in_proj_z", valueWidth), ("in_proj_b", valueHeads), ("in_proj_a", valueHeads)]
+    }
+
+    /// Fused projections: for each column of a [q | k | v | z | b | a] row, its column in the stored outputs
+    /// [qkvz | ba] laid side by side. Per key head g, in_proj_qkvz holds [q keyDim | k keyDim | v r·valueDim |
+    /// z r·valueDim] and in_proj_ba [b r | a r] (r = valueHeads / keyHeads).
+    public func storedColumns() -> [Int32] {
+        let r = valueHeads / keyHeads, qkvzRows = convChannels + valueWidth
+        var order = [Int32](repeating: 0, count: projectedWidth)
+        let group = 2 * keyDim + 2 * r * valueDim
+        let vOffset = 2 * keyWidth, zOffset = convChannels, bOffset = zOffset + valueWidth, aOffset = bOffset + valueHeads
+        for g in 0..<keyHeads {
+            let base = g * group
+            for i in 0..<keyDim {
+                order[g * keyDim + i] = Int32(base + i)
+                order[keyWidth + g * keyDim + i] = Int32(base + keyDim + i)
+            }
+            for i in 0..<(r * valueDim) {
+                order[vOffset + g * r * valueDim + i] = Int32(base + 2 * keyDim + i)
+                order[zOffset + g * r * valueDim + i] = Int32(base + 2 * keyDim + r * valueDim + i)
+            }
+            for j in 0..<r {
+                order[bOffset + g * r + j] = Int32(qkvzRows + g * 2 * r + j)
+                order[aOffset + g * r + j] = Int32(qkvzRows + g * 2 * r + r + j)
+            }
+        }
+        return order
+    }
+
     /// Floats of one sequence's state in one layer: the convolution's last `convKernel − 1` inputs and one
     /// keyDim × valueDim matrix per value head.
     public var stateFloats: Int { (convKernel - 1) * convChannels + valueHeads * keyDim * valueDim }
@@ -78,38 +111,9 @@ public struct GatedDeltaNet: @unchecked Sendable {
     public init(_ c: ModelConfig, _ w: WeightReader, prefix: String, layout l: LinearAttentionLayout) throws {
         try l.validate()
         layout = l
-        let H = c.hiddenSize, nk = l.keyHeads, nv = l.valueHeads, r = nv / nk
-        if l.fusedProjections {
-            let qkvzRows = l.convChannels + l.valueWidth
-            projections = [try w.matrix("\(prefix).in_proj_qkvz.weight", rows: qkvzRows, cols: H),
-                           try w.matrix("\(prefix).in_proj_ba.weight", rows: 2 * nv, cols: H)]
-            // Per key head g: [q keyDim | k keyDim | v r·valueDim | z r·valueDim] and [b r | a r].
-            var order = [Int32](repeating: 0, count: l.projectedWidth)
-            let group = 2 * l.keyDim + 2 * r * l.valueDim
-            let vOffset = 2 * l.keyWidth, zOffset = l.convChannels, bOffset = zOffset + l.valueWidth, aOffset = bOffset + nv
-            for g in 0..<nk {
-                let base = g * group
-                for i in 0..<l.keyDim {
-                    order[g * l.keyDim + i] = Int32(base + i)
-                    order[l.keyWidth + g * l.keyDim + i] = Int32(base + l.keyDim + i)
-                }
-                for i in 0..<(r * l.valueDim) {
-                    order[vOffset + g * r * l.valueDim + i] = Int32(base + 2 * l.keyDim + i)
-                    order[zOffset + g * r * l.valueDim + i] = Int32(base + 2 * l.keyDim + r * l.valueDim + i)
-                }
-                for j in 0..<r {
-                    order[bOffset + g * r + j] = Int32(qkvzRows + g * 2 * r + j)
-                    order[aOffset + g * r + j] = Int32(qkvzRows + g * 2 * r + r + j)
-                }
-            }
-            columnOrder = order
-        } else {
-            projections = [try w.matrix("\(prefix).in_proj_qkv.weight", rows: l.convChannels, cols: H),
-                           try w.matrix("\(prefix).in_proj_z.weight", rows: l.valueWidth, cols: H),
-                           try w.matrix("\(prefix).in_proj_b.weight", rows: nv, cols: H),
-                           try w.matrix("\(prefix).in_proj_a.weight", rows: nv, cols: H)]
-            columnOrder = []
-        }
+        let H = c.hiddenSize, nv = l.valueHeads
+        projections = try l.projections.map { try w.matrix("\(prefix).\($0.name).weight", rows: $0.rows, cols: H) }
+        columnOrder = l.fusedProjections ? l.storedColumns() : []
         conv = try FloatEncoding.floats(w.store.tensor("\(prefix).conv1d.weight", shape: [l.convChannels, 1, l.convKernel]))
         negativeA = try w.vector("\(prefix).A_log", count: nv).map { -Foundation.exp($0) }
         dtBias = try w.vector("\(prefix).dt_bias", count: nv)

@@ -16,9 +16,17 @@ extension TrainableModel {
         if case let .number(r)? = config.raw["initializer_range"] { std = Float(r) } else { std = 0.02 }
         var rng = SplitMix64(seed: seed)
         let p = store.values! + t.offset
-        if t.name.hasSuffix("norm.weight") {
+        if t.name.hasSuffix("linear_attn.norm.weight") {
             p.update(repeating: 1, count: t.count)
-        } else if t.shape.count == 2 && !t.frozen {
+        } else if t.name.hasSuffix("norm.weight") {
+            // Zero-centred norms (scale 1 + w) start at 0, as transformers initialises them.
+            p.update(repeating: (layouts.first?.normOffset ?? 0) == 0 ? 1 : 0, count: t.count)
+        } else if t.name.hasSuffix(".A_log") {
+            // A ~ U(0.01, 16), as transformers' Gated DeltaNet; dt_bias 1.
+            for i in 0..<t.count { p[i] = Foundation.log(0.01 + 15.99 * Float(Double(rng.next() >> 11) / Double(1 << 53))) }
+        } else if t.name.hasSuffix(".dt_bias") {
+            p.update(repeating: 1, count: t.count)
+        } else if (t.shape.count == 2 || t.name.hasSuffix("conv1d.weight")) && !t.frozen {
             for i in 0..<t.count { p[i] = std * rng.nextGaussian() }
         } else {
             p.update(repeating: 0, count: t.count)

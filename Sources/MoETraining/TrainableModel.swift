@@ -15,7 +15,7 @@ public final class TrainableModel: @unchecked Sendable {
     public let store = ParameterStore()
     public let pool: WorkerPool
 
-    let embedding: Int, finalNorm: Int
+    let embedding: Int, finalNorm: NormWeight
     /// The LM head (`lm_head.weight`, or the embedding when tied); for a reward model, `score.weight` [1, hidden].
     let lmHead: Int
     public let head: Head
@@ -30,14 +30,14 @@ public final class TrainableModel: @unchecked Sendable {
 
     /// One decoder layer's parts.
     final class Block {
-        let inputNorm: Int, postNorm: Int
+        let inputNorm: NormWeight, postNorm: NormWeight
         let attention: any TrainableAttention
         let mlp: MLPLayer?
         let moe: MoELayer?
         // Saved: the residual stream entering the layer and after attention, norms' outputs and 1/rms.
         let x = Floats(), mid = Floats(), normed1 = Floats(), normed2 = Floats(), rstd1 = Floats(), rstd2 = Floats()
 
-        init(inputNorm: Int, postNorm: Int, attention: any TrainableAttention, mlp: MLPLayer?, moe: MoELayer?) {
+        init(inputNorm: NormWeight, postNorm: NormWeight, attention: any TrainableAttention, mlp: MLPLayer?, moe: MoELayer?) {
             self.inputNorm = inputNorm; self.postNorm = postNorm; self.attention = attention; self.mlp = mlp; self.moe = moe
         }
 
@@ -45,21 +45,26 @@ public final class TrainableModel: @unchecked Sendable {
         static func make(_ l: LayerLayout, store: ParameterStore, config: ModelConfig, selectionBias: Bool) -> Block {
             let hidden = config.hiddenSize
             let attention: any TrainableAttention
-            if let latent = l.latent {
+            if let linear = l.linear {
+                attention = GatedDeltaNetLayer(store, prefix: l.attentionPrefix, hidden: hidden, layout: linear, eps: Float(config.rmsNormEps))
+            } else if let latent = l.latent {
                 attention = LatentAttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
                                                  layout: latent)
             } else {
                 attention = AttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
                                            kvHeads: config.numKeyValueHeads, headDim: config.headDim, qkvBias: l.qkvBias,
-                                           outputBias: l.outputBias, qkNorm: l.qkNorm, eps: Float(config.rmsNormEps))
+                                           outputBias: l.outputBias, qkNorm: l.qkNorm, eps: Float(config.rmsNormEps),
+                                           outputGate: l.outputGate, normOffset: l.normOffset)
             }
             var mlp: MLPLayer?, moe: MoELayer?
             switch l.feedForward {
             case let .dense(prefix, width): mlp = MLPLayer(store, prefix: prefix, hidden: hidden, width: width)
             case let .moe(m): moe = MoELayer(store, layout: m, hidden: hidden, selectionBias: selectionBias)
             }
-            return Block(inputNorm: store.add("\(l.prefix).input_layernorm.weight", shape: [hidden], decay: false),
-                         postNorm: store.add("\(l.prefix).post_attention_layernorm.weight", shape: [hidden], decay: false),
+            return Block(inputNorm: NormWeight(store.add("\(l.prefix).input_layernorm.weight", shape: [hidden], decay: false),
+                                               count: hidden, shift: l.normOffset),
+                         postNorm: NormWeight(store.add("\(l.prefix).post_attention_layernorm.weight", shape: [hidden], decay: false),
+                                              count: hidden, shift: l.normOffset),
                          attention: attention, mlp: mlp, moe: moe)
         }
 
@@ -67,14 +72,14 @@ public final class TrainableModel: @unchecked Sendable {
         /// `scratch` holds B·T·hidden floats.
         func forward(_ h: UnsafeMutablePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, model m: TrainableModel,
                      scratch: UnsafeMutablePointer<Float>, stats: inout RouterStatistics) {
-            let n = B * T, hidden = m.hidden, w = m.store.values!
+            let n = B * T, hidden = m.hidden
             let x = self.x.reserve(n * hidden), a = normed1.reserve(n * hidden)
             x.update(from: h, count: n * hidden)
-            rmsNormForward(x, rows: n, dim: hidden, weight: w + inputNorm, eps: m.eps, into: a, rstd: rstd1.reserve(n), pool: m.pool)
+            rmsNormForward(x, rows: n, dim: hidden, weight: inputNorm.values(m.store), eps: m.eps, into: a, rstd: rstd1.reserve(n), pool: m.pool)
             attention.forward(a, batch: B, seqLen: T, rope: rope, store: m.store, into: h, accumulate: true, pool: m.pool)
             let mid = self.mid.reserve(n * hidden), c = normed2.reserve(n * hidden)
             mid.update(from: h, count: n * hidden)
-            rmsNormForward(mid, rows: n, dim: hidden, weight: w + postNorm, eps: m.eps, into: c, rstd: rstd2.reserve(n), pool: m.pool)
+            rmsNormForward(mid, rows: n, dim: hidden, weight: postNorm.values(m.store), eps: m.eps, into: c, rstd: rstd2.reserve(n), pool: m.pool)
             if let mlp {
                 mlp.forward(c, rows: n, store: m.store, into: scratch, pool: m.pool)
                 axpy(1, scratch, h, count: n * hidden)
@@ -87,19 +92,19 @@ public final class TrainableModel: @unchecked Sendable {
         /// are added. `scratch` holds B·T·hidden floats.
         func backward(_ dh: UnsafeMutablePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, model m: TrainableModel,
                       scratch dn: UnsafeMutablePointer<Float>, balance: BalanceGradient) {
-            let n = B * T, hidden = m.hidden, w = m.store.values!, g = m.store.grads!
+            let n = B * T, hidden = m.hidden, g = m.store.grads!
             // h_out = mid + ff(norm2(mid)): d mid = dh + norm2ᵀ(ffᵀ(dh)).
             if let mlp {
                 mlp.backward(dh, rows: n, store: m.store, inputGrad: dn, accumulate: false, pool: m.pool)
             } else if let moe {
                 moe.backward(dh, tokens: n, seqLen: T, store: m.store, balance: balance, inputGrad: dn, accumulate: false, pool: m.pool)
             }
-            rmsNormBackward(dn, x: mid.pointer, rows: n, dim: hidden, weight: w + postNorm, rstd: rstd2.pointer,
-                            weightGrad: g + postNorm, inputGrad: dh, accumulate: true, pool: m.pool)
+            rmsNormBackward(dn, x: mid.pointer, rows: n, dim: hidden, weight: postNorm.values(m.store), rstd: rstd2.pointer,
+                            weightGrad: g + postNorm.offset, inputGrad: dh, accumulate: true, pool: m.pool)
             // mid = x + attn(norm1(x)).
             attention.backward(dh, batch: B, seqLen: T, rope: rope, store: m.store, inputGrad: dn, accumulate: false, pool: m.pool)
-            rmsNormBackward(dn, x: x.pointer, rows: n, dim: hidden, weight: w + inputNorm, rstd: rstd1.pointer,
-                            weightGrad: g + inputNorm, inputGrad: dh, accumulate: true, pool: m.pool)
+            rmsNormBackward(dn, x: x.pointer, rows: n, dim: hidden, weight: inputNorm.values(m.store), rstd: rstd1.pointer,
+                            weightGrad: g + inputNorm.offset, inputGrad: dh, accumulate: true, pool: m.pool)
         }
     }
 
@@ -124,7 +129,8 @@ public final class TrainableModel: @unchecked Sendable {
         embedding = store.add("model.embed_tokens.weight", shape: [vocab, hidden], decay: true)
         let store = store
         blocks = layouts.map { Block.make($0, store: store, config: config, selectionBias: selectionBias) }
-        finalNorm = store.add("model.norm.weight", shape: [hidden], decay: false)
+        finalNorm = NormWeight(store.add("model.norm.weight", shape: [hidden], decay: false), count: hidden,
+                               shift: layouts.first?.normOffset ?? 0)
         self.head = head
         switch head {
         case .languageModel:
@@ -191,7 +197,7 @@ public final class TrainableModel: @unchecked Sendable {
         for b in blocks { b.forward(h, batch: B, seqLen: T, rope: rope, model: self, scratch: scratch, stats: &stats) }
         let fi = finalInput.reserve(n * hidden)
         fi.update(from: h, count: n * hidden)
-        rmsNormForward(fi, rows: n, dim: hidden, weight: w + finalNorm, eps: eps, into: finalNormed.reserve(n * hidden),
+        rmsNormForward(fi, rows: n, dim: hidden, weight: finalNorm.values(store), eps: eps, into: finalNormed.reserve(n * hidden),
                        rstd: finalRstd.reserve(n), pool: pool)
         savedShape = (B, T)
     }
@@ -227,8 +233,8 @@ public final class TrainableModel: @unchecked Sendable {
         let n = B * T, w = store.values!, g = store.grads!
         let rope = table(T)
         let dh = dResidual.reserve(n * hidden)
-        rmsNormBackward(dFinal.pointer, x: finalInput.pointer, rows: n, dim: hidden, weight: w + finalNorm,
-                        rstd: finalRstd.pointer, weightGrad: g + finalNorm, inputGrad: dh, accumulate: false, pool: pool)
+        rmsNormBackward(dFinal.pointer, x: finalInput.pointer, rows: n, dim: hidden, weight: finalNorm.values(store),
+                        rstd: finalRstd.pointer, weightGrad: g + finalNorm.offset, inputGrad: dh, accumulate: false, pool: pool)
         if let residualGradient { axpy(1, residualGradient, dh, count: n * hidden) }
         let dn = dNormed.reserve(n * hidden)
         for b in blocks.reversed() { b.backward(dh, batch: B, seqLen: T, rope: rope, model: self, scratch: dn, balance: balance) }

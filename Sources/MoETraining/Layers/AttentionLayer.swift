@@ -17,13 +17,16 @@ final class AttentionLayer: TrainableAttention {
     // Offsets into the parameter store.
     let q: Int, k: Int, v: Int, o: Int
     let qBias: Int?, kBias: Int?, vBias: Int?, oBias: Int?
-    let qNorm: Int?, kNorm: Int?
+    let qNorm: NormWeight?, kNorm: NormWeight?
+    /// q_proj gives each head's query then its output gate; the output is multiplied by sigmoid(gate).
+    let outputGate: Bool
 
     // Saved activations.
     let input = Floats(), qRaw = Floats(), kRaw = Floats(), qRstd = Floats(), kRstd = Floats()
     let qs = Floats(), ks = Floats(), vs = Floats(), probs = Floats(), attended = Floats()
+    let gates = Floats(), gatedOutput = Floats()
     // Backward scratch.
-    let dq = Floats(), dk = Floats(), dv = Floats(), dAttended = Floats(), dProbs = Floats()
+    let dq = Floats(), dk = Floats(), dv = Floats(), dAttended = Floats(), dProbs = Floats(), dQueryGate = Floats()
 
     var qWidth: Int { heads * headDim }
     var kvWidth: Int { kvHeads * headDim }
@@ -32,11 +35,11 @@ final class AttentionLayer: TrainableAttention {
     }
 
     init(_ store: ParameterStore, prefix: String, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
-         qkvBias: Bool, outputBias: Bool, qkNorm: Attention.QKNorm, eps: Float) {
+         qkvBias: Bool, outputBias: Bool, qkNorm: Attention.QKNorm, eps: Float, outputGate: Bool = false, normOffset: Float = 0) {
         self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.hidden = hidden
-        self.qkNorm = qkNorm; self.eps = eps
+        self.qkNorm = qkNorm; self.eps = eps; self.outputGate = outputGate
         let qw = heads * headDim, kvw = kvHeads * headDim
-        q = store.add("\(prefix).q_proj.weight", shape: [qw, hidden], decay: true)
+        q = store.add("\(prefix).q_proj.weight", shape: [outputGate ? 2 * qw : qw, hidden], decay: true)
         k = store.add("\(prefix).k_proj.weight", shape: [kvw, hidden], decay: true)
         v = store.add("\(prefix).v_proj.weight", shape: [kvw, hidden], decay: true)
         o = store.add("\(prefix).o_proj.weight", shape: [hidden, qw], decay: true)
@@ -47,11 +50,11 @@ final class AttentionLayer: TrainableAttention {
         switch qkNorm {
         case .none: qNorm = nil; kNorm = nil
         case .perHead:
-            qNorm = store.add("\(prefix).q_norm.weight", shape: [headDim], decay: false)
-            kNorm = store.add("\(prefix).k_norm.weight", shape: [headDim], decay: false)
+            qNorm = NormWeight(store.add("\(prefix).q_norm.weight", shape: [headDim], decay: false), count: headDim, shift: normOffset)
+            kNorm = NormWeight(store.add("\(prefix).k_norm.weight", shape: [headDim], decay: false), count: headDim, shift: normOffset)
         case .wholeProjection:
-            qNorm = store.add("\(prefix).q_norm.weight", shape: [qw], decay: false)
-            kNorm = store.add("\(prefix).k_norm.weight", shape: [kvw], decay: false)
+            qNorm = NormWeight(store.add("\(prefix).q_norm.weight", shape: [qw], decay: false), count: qw, shift: normOffset)
+            kNorm = NormWeight(store.add("\(prefix).k_norm.weight", shape: [kvw], decay: false), count: kvw, shift: normOffset)
         }
     }
 
@@ -67,22 +70,41 @@ final class AttentionLayer: TrainableAttention {
         let xs = input.reserve(n * hidden)
         xs.update(from: x, count: n * hidden)
         let qp = qs.reserve(n * qWidth), kp = ks.reserve(n * kvWidth), vp = vs.reserve(n * kvWidth)
-        linearForward(xs, rows: n, inputs: hidden, outputs: qWidth, weight: w + q, bias: qBias.map { w + $0 }, into: qp, pool: pool)
+        if outputGate {
+            // Each head's rows of q_proj: its query, then its gate.
+            let both = dQueryGate.reserve(n * 2 * qWidth), gate = gates.reserve(n * qWidth)
+            linearForward(xs, rows: n, inputs: hidden, outputs: 2 * qWidth, weight: w + q, bias: qBias.map { w + $0 }, into: both, pool: pool)
+            for t in 0..<n {
+                for h in 0..<heads {
+                    let from = both + (t * heads + h) * 2 * headDim, to = t * qWidth + h * headDim
+                    (qp + to).update(from: from, count: headDim)
+                    (gate + to).update(from: from + headDim, count: headDim)
+                }
+            }
+        } else {
+            linearForward(xs, rows: n, inputs: hidden, outputs: qWidth, weight: w + q, bias: qBias.map { w + $0 }, into: qp, pool: pool)
+        }
         linearForward(xs, rows: n, inputs: hidden, outputs: kvWidth, weight: w + k, bias: kBias.map { w + $0 }, into: kp, pool: pool)
         linearForward(xs, rows: n, inputs: hidden, outputs: kvWidth, weight: w + v, bias: vBias.map { w + $0 }, into: vp, pool: pool)
         if let qNorm, let kNorm {
             let (qr, qd) = normShape(tokens: n, width: qWidth), (kr, kd) = normShape(tokens: n, width: kvWidth)
             let qraw = qRaw.reserve(n * qWidth), kraw = kRaw.reserve(n * kvWidth)
             qraw.update(from: qp, count: n * qWidth); kraw.update(from: kp, count: n * kvWidth)
-            rmsNormForward(qraw, rows: qr, dim: qd, weight: w + qNorm, eps: eps, into: qp, rstd: qRstd.reserve(qr), pool: pool)
-            rmsNormForward(kraw, rows: kr, dim: kd, weight: w + kNorm, eps: eps, into: kp, rstd: kRstd.reserve(kr), pool: pool)
+            rmsNormForward(qraw, rows: qr, dim: qd, weight: qNorm.values(store), eps: eps, into: qp, rstd: qRstd.reserve(qr), pool: pool)
+            rmsNormForward(kraw, rows: kr, dim: kd, weight: kNorm.values(store), eps: eps, into: kp, rstd: kRstd.reserve(kr), pool: pool)
         }
         rope.rotate(qp, batch: B, seqLen: T, heads: heads, headDim: headDim, inverse: false, pool: pool)
         rope.rotate(kp, batch: B, seqLen: T, heads: kvHeads, headDim: headDim, inverse: false, pool: pool)
 
         let p = probs.reserve(B * heads * T * T), att = attended.reserve(n * qWidth)
         shape.forward(q: qp, k: kp, v: vp, batch: B, seqLen: T, probs: p, into: att, pool: pool)
-        linearForward(att, rows: n, inputs: qWidth, outputs: hidden, weight: w + o, bias: oBias.map { w + $0 }, into: out,
+        var projected = UnsafePointer(att)
+        if outputGate {
+            let gated = gatedOutput.reserve(n * qWidth), gate = gates.pointer
+            for i in 0..<(n * qWidth) { gated[i] = att[i] / (1 + Foundation.exp(-gate[i])) }
+            projected = UnsafePointer(gated)
+        }
+        linearForward(projected, rows: n, inputs: qWidth, outputs: hidden, weight: w + o, bias: oBias.map { w + $0 }, into: out,
                       accumulate: accumulate, pool: pool)
     }
 
@@ -94,8 +116,17 @@ final class AttentionLayer: TrainableAttention {
         let qw = qWidth, kvw = kvWidth, hd = headDim
         let att = attended.pointer, p = probs.pointer, qp = qs.pointer, kp = ks.pointer, vp = vs.pointer
         let dAtt = dAttended.reserve(n * qw)
-        linearBackward(dOut, x: att, rows: n, inputs: qw, outputs: hidden, weight: w + o, weightGrad: g + o,
-                       biasGrad: oBias.map { g + $0 }, inputGrad: dAtt, accumulateInput: false, pool: pool)
+        linearBackward(dOut, x: outputGate ? gatedOutput.pointer : att, rows: n, inputs: qw, outputs: hidden, weight: w + o,
+                       weightGrad: g + o, biasGrad: oBias.map { g + $0 }, inputGrad: dAtt, accumulateInput: false, pool: pool)
+        if outputGate {
+            // out = att·σ(gate): d(att) = d(out)·σ, d(gate) = d(out)·att·σ(1 − σ) (kept in `gates`, no longer needed).
+            let gate = gates.pointer
+            for i in 0..<(n * qw) {
+                let s = 1 / (1 + Foundation.exp(-gate[i]))
+                gate[i] = dAtt[i] * att[i] * s * (1 - s)
+                dAtt[i] *= s
+            }
+        }
 
         let dqp = dq.reserve(n * qw), dkp = dk.zeroed(n * kvw), dvp = dv.zeroed(n * kvw)
         shape.backward(dAtt, q: qp, k: kp, v: vp, probs: p, batch: B, seqLen: T, dq: dqp, dk: dkp, dv: dvp,
@@ -104,14 +135,28 @@ final class AttentionLayer: TrainableAttention {
         rope.rotate(dkp, batch: B, seqLen: T, heads: kvHeads, headDim: hd, inverse: true, pool: pool)
         if let qNorm, let kNorm {
             let (qr, qd) = normShape(tokens: n, width: qw), (kr, kd) = normShape(tokens: n, width: kvw)
-            rmsNormBackward(dqp, x: qRaw.pointer, rows: qr, dim: qd, weight: w + qNorm, rstd: qRstd.pointer,
-                            weightGrad: g + qNorm, inputGrad: dqp, accumulate: false, pool: pool)
-            rmsNormBackward(dkp, x: kRaw.pointer, rows: kr, dim: kd, weight: w + kNorm, rstd: kRstd.pointer,
-                            weightGrad: g + kNorm, inputGrad: dkp, accumulate: false, pool: pool)
+            rmsNormBackward(dqp, x: qRaw.pointer, rows: qr, dim: qd, weight: qNorm.values(store), rstd: qRstd.pointer,
+                            weightGrad: g + qNorm.offset, inputGrad: dqp, accumulate: false, pool: pool)
+            rmsNormBackward(dkp, x: kRaw.pointer, rows: kr, dim: kd, weight: kNorm.values(store), rstd: kRstd.pointer,
+                            weightGrad: g + kNorm.offset, inputGrad: dkp, accumulate: false, pool: pool)
         }
         let xs = input.pointer
-        linearBackward(dqp, x: xs, rows: n, inputs: hidden, outputs: qw, weight: w + q, weightGrad: g + q,
-                       biasGrad: qBias.map { g + $0 }, inputGrad: dx, accumulateInput: accumulate, pool: pool)
+        if outputGate {
+            // Back into q_proj's rows: each head's query gradient, then its gate's.
+            let both = dQueryGate.reserve(n * 2 * qw), gate = gates.pointer
+            for t in 0..<n {
+                for h in 0..<heads {
+                    let to = both + (t * heads + h) * 2 * hd, from = t * qw + h * hd
+                    to.update(from: dqp + from, count: hd)
+                    (to + hd).update(from: gate + from, count: hd)
+                }
+            }
+            linearBackward(both, x: xs, rows: n, inputs: hidden, outputs: 2 * qw, weight: w + q, weightGrad: g + q,
+                           biasGrad: qBias.map { g + $0 }, inputGrad: dx, accumulateInput: accumulate, pool: pool)
+        } else {
+            linearBackward(dqp, x: xs, rows: n, inputs: hidden, outputs: qw, weight: w + q, weightGrad: g + q,
+                           biasGrad: qBias.map { g + $0 }, inputGrad: dx, accumulateInput: accumulate, pool: pool)
+        }
         linearBackward(dkp, x: xs, rows: n, inputs: hidden, outputs: kvw, weight: w + k, weightGrad: g + k,
                        biasGrad: kBias.map { g + $0 }, inputGrad: dx, accumulateInput: true, pool: pool)
         linearBackward(dvp, x: xs, rows: n, inputs: hidden, outputs: kvw, weight: w + v, weightGrad: g + v,

@@ -203,3 +203,21 @@ func swiGLUBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: I
     linearBackward(du, x: x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.up, weightGrad: w.upGrad,
                    biasGrad: nil, inputGrad: dx, accumulateInput: true, pool: pool)
 }
+
+/// An RMSNorm weight of the parameter store read as w + offset: 1 for the zero-centred norms of Qwen3-Next /
+/// Qwen3.5 (stored as w − 1, as their checkpoints keep them). The gradient is the same for w and w + 1.
+final class NormWeight {
+    let offset: Int, count: Int, shift: Float
+    private let shifted = Floats()
+
+    init(_ offset: Int, count: Int, shift: Float) { self.offset = offset; self.count = count; self.shift = shift }
+
+    /// The weights to multiply by (refreshed from the store on every call: the optimizer moves them).
+    func values(_ store: ParameterStore) -> UnsafeMutablePointer<Float> {
+        let w = store.values! + offset
+        guard shift != 0 else { return w }
+        let p = shifted.reserve(count)
+        for j in 0..<count { p[j] = w[j] + shift }
+        return p
+    }
+}
