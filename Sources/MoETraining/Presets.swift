@@ -1,11 +1,12 @@
 import Foundation
 import MoEFormats
 
-/// Built-in model configurations, all in the `qwen3_moe` layout (config.json keys as transformers writes them).
+/// Built-in model configurations (config.json keys as transformers writes them): `qwen3_moe` ones, and the
+/// hybrid `qwen3_next` ones (`-next`: Gated DeltaNet layers with gated attention every fourth layer).
 ///
 ///     let config = try ModelPreset.config("bench-small", vocabSize: 8192)
 public enum ModelPreset {
-    public static let names = ["tiny", "small", "bench-small"]
+    public static let names = ["tiny", "small", "bench-small", "tiny-next", "small-next"]
 
     /// The config.json object of a preset; `vocabSize` replaces the preset's (a trained tokenizer's size).
     public static func json(_ name: String, vocabSize: Int? = nil) throws -> [String: Any] {
@@ -30,6 +31,17 @@ public enum ModelPreset {
             c.merge(["vocab_size": 8192, "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
                      "num_key_value_heads": 2, "head_dim": 64, "num_experts": 32, "num_experts_per_tok": 4,
                      "moe_intermediate_size": 128, "intermediate_size": 512, "max_position_embeddings": 512]) { $1 }
+        case "tiny-next", "small-next":
+            // The same sizes as tiny / small, as Qwen3-Next: DeltaNet layers (value heads twice the key heads) and a
+            // gated attention layer last in every four, a gated shared expert beside the routed ones.
+            c = try json(name == "tiny-next" ? "tiny" : "small", vocabSize: vocabSize)
+            let hidden = c["hidden_size"] as! Int, layers = name == "tiny-next" ? 4 : 8
+            c.merge(["architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "num_hidden_layers": layers,
+                     "full_attention_interval": 4, "linear_conv_kernel_dim": 4, "linear_num_key_heads": 2,
+                     "linear_num_value_heads": 4, "linear_key_head_dim": hidden / 4, "linear_value_head_dim": hidden / 4,
+                     "shared_expert_intermediate_size": c["moe_intermediate_size"]!,
+                     "rope_parameters": ["rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25]]) { $1 }
+            c["rope_theta"] = nil
         default:
             throw TrainingError.badArgument("unknown preset '\(name)' (presets: \(names.joined(separator: ", ")))")
         }

@@ -12,7 +12,8 @@ struct Demo: AsyncParsableCommand {
         discussion: """
             Generates a corpus of arithmetic, a small programming language and templated prose; trains a \
             byte-level BPE tokenizer on it and a qwen3_moe model (8 experts, top-2) for about --minutes on the \
-            CPU; prints samples per domain and which experts each domain uses. OUT holds the corpus (corpus.jsonl, \
+            CPU (`--arch next`: the hybrid qwen3_next; `--compare`: both, reported side by side); prints samples per \
+            domain and which experts each domain uses. OUT holds the corpus (corpus.jsonl, \
             for `moe pretrain --data`), the tokenizer, the model (OUT/pretrain, a Hugging Face directory), metrics.jsonl, loss.svg, expert_load.svg, \
             routing.svg and report.json ({"stages": [{"name": "pretrain", "val_loss": …}], "routing": …}).
             """)
@@ -26,9 +27,14 @@ struct Demo: AsyncParsableCommand {
     @Flag(help: "No progress bar.") var quiet = false
     @Flag(help: "When done, serve the final model through the OpenAI-compatible API (as `moe serve`; ledger OUT/ledger.sqlite).") var serve = false
     @Option(help: "With --serve: the port (0: any free port).") var port = 8080
+    @Option(help: "The model family: moe (qwen3_moe) or next (the hybrid qwen3_next: Gated DeltaNet layers, gated attention every fourth).")
+    var arch: String = "moe"
+    @Flag(help: "Also pre-train the other family on the same corpus for the same minutes (OUT/pretrain-ARCH) and report both.")
+    var compare = false
 
     func validate() throws {
         if !(minutes > 0) { throw ValidationError("--minutes must be positive") }
+        if DemoArchitecture(rawValue: arch) == nil { throw ValidationError("--arch must be moe or next, not '\(arch)'") }
     }
 
     func run() async throws {
@@ -38,6 +44,8 @@ struct Demo: AsyncParsableCommand {
         options.quick = quick
         options.reusePretrained = reusePretrained
         options.seed = seed
+        options.architecture = DemoArchitecture(rawValue: arch)!
+        options.compare = compare
         if let threads { options.threads = max(1, threads) }
         let bar = ProgressBar(quiet: quiet)
         let report = try DemoPipeline(options: options, log: { printError($0) }, progress: { bar.show($0) }).run()

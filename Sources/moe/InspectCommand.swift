@@ -27,7 +27,9 @@ struct Inspect: ParsableCommand {
         print("model:            \(model.directory)")
         print("architecture:     \(c.modelType)")
         print("weights:          \(dtypes.joined(separator: ", ")) in \(model.checkpoint.fileCount) file(s)")
-        print("layers:           \(c.numHiddenLayers) (\(s.moeLayers) MoE, \(s.denseLayers) dense)")
+        let deltaNets = model.recurrentShape?.layers ?? 0
+        print("layers:           \(c.numHiddenLayers) (\(s.moeLayers) MoE, \(s.denseLayers) dense"
+              + (deltaNets > 0 ? "; \(deltaNets) Gated DeltaNet, \(c.numHiddenLayers - deltaNets) gated attention)" : ")"))
         if case let .latent(a)? = model.layers.first?.attention {
             let l = a.layout
             print("hidden:           \(c.hiddenSize); \(c.numAttentionHeads) heads of multi-head latent attention: latent \(l.kvLoraRank), "

@@ -85,10 +85,10 @@ struct Pretrain: ParsableCommand {
             once into OUT/data, separated by EOS and packed into sequences. OUT receives the model as a Hugging \
             Face directory (config.json, model.safetensors, tokenizer files), checkpoint-N/ directories with \
             optimizer and trainer state (the two newest kept), metrics.jsonl, loss.svg and expert_load.svg. \
-            Presets (qwen3_moe layout, vocabulary sized to the tokenizer): \(ModelPreset.names.joined(separator: ", ")).
+            Presets (vocabulary sized to the tokenizer; -next: the hybrid qwen3_next layout, else qwen3_moe): \(ModelPreset.names.joined(separator: ", ")).
             """)
 
-    @Option(help: "A preset (tiny, small, bench-small) or a config.json of any supported architecture.") var config: String
+    @Option(help: "A preset (tiny, small, bench-small, tiny-next, small-next) or a config.json of any supported architecture.") var config: String
     @Option(parsing: .upToNextOption, help: "Training text: .txt (one document each) or .jsonl ({\"text\": …} per line).")
     var data: [String] = []
     @Option(help: "Directory with tokenizer.json (e.g. from `moe tokenizer train`).") var tokenizer: String

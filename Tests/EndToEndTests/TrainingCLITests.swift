@@ -46,6 +46,22 @@ import MoEFormats
         #expect(tasks["total"] as? Int == 2 && (tasks["accuracy"] as? Double).map { (0...1).contains($0) } == true)
     }
 
+    /// `--arch next --compare`: the hybrid family through every stage, the attention-only one pre-trained beside
+    /// it on the same corpus and time, both in the report.
+    @Test func demoComparesTheHybridFamily() throws {
+        let out = temporaryDirectory()
+        let r = try CLI.run(["demo", "--quick", "--quiet", "--out", out, "--arch", "next", "--compare"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
+        let runs = report["architectures"] as! [[String: Any]]
+        #expect(runs.map { $0["model_type"] as? String } == ["qwen3_next", "qwen3_moe"])
+        #expect(runs.allSatisfy { ($0["val_loss"] as? Double).map { $0.isFinite && $0 > 0 } == true })
+        #expect(try String(contentsOfFile: out + "/report.md", encoding: .utf8).contains("| qwen3_next |"))
+        let inspect = try CLI.run(["inspect", "--model", out + "/pretrain"])
+        #expect(inspect.stdout.contains("recurrent state:"), "\(inspect.stdout)")
+        #expect(try CLI.run(["demo", "--quick", "--out", out, "--arch", "rnn"]).status != 0)
+    }
+
     /// A directory with a small text (data.txt) and a tokenizer trained on it (tok/).
     func foxCorpus() throws -> String {
         let dir = temporaryDirectory()

@@ -19,6 +19,10 @@ public struct DemoPipeline {
         public var reusePretrained = false
         public var threads = WorkerPool.defaultThreadCount
         public var seed: UInt64 = 42
+        /// The model family the demo trains and post-trains.
+        public var architecture = DemoArchitecture.moe
+        /// Also pre-train the other family on the same corpus for the same time, and report both.
+        public var compare = false
         public init(out: String) { self.out = out }
     }
 
@@ -30,14 +34,20 @@ public struct DemoPipeline {
         self.options = options; self.log = log; self.progress = progress
     }
 
-    /// The model the demo trains: `qwen3_moe` with 8 experts top-2 in every layer.
-    func modelConfig(vocabSize: Int, eos: [Int]) throws -> ModelConfig {
-        let size: [String: Any] = options.quick
+    /// The model the demo trains: `qwen3_moe` with 8 experts top-2 in every layer, or the same sizes as the
+    /// hybrid `qwen3_next` (Gated DeltaNet layers, gated attention in the last of every four, a shared expert).
+    func modelConfig(vocabSize: Int, eos: [Int], architecture: DemoArchitecture) throws -> ModelConfig {
+        var size: [String: Any] = options.quick
             ? ["hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
                "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64]
             : ["hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 32,
                "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 192]
-        return try ModelPreset.config("tiny", vocabSize: vocabSize,
+        if architecture == .next {
+            let hidden = size["hidden_size"] as! Int
+            size.merge(["num_hidden_layers": 4, "linear_key_head_dim": hidden / 4, "linear_value_head_dim": hidden / 4,
+                        "shared_expert_intermediate_size": size["moe_intermediate_size"]!]) { $1 }
+        }
+        return try ModelPreset.config(architecture == .next ? "tiny-next" : "tiny", vocabSize: vocabSize,
                                       overrides: size.merging(["eos_token_id": eos, "max_position_embeddings": 256]) { $1 })
     }
 
@@ -101,7 +111,14 @@ public struct DemoPipeline {
         stages[3].taskAccuracy = try taskAccuracy(rlDirectory, tokenizer)
         log(String(format: "GRPO: mean reward %.2f, held-out arithmetic %.1f%%", reward, 100 * stages[3].taskAccuracy!))
 
-        let report = DemoReport(stages: stages, routing: routing, samples: samples, seconds: Date().timeIntervalSince(started))
+        var report = DemoReport(stages: stages, routing: routing, samples: samples, seconds: Date().timeIntervalSince(started))
+        report.architectures = [.init(stages[0], modelType: model.config.modelType, parameters: model.store.parameterCount)]
+        if options.compare {
+            let other: DemoArchitecture = options.architecture == .moe ? .next : .moe
+            let (otherModel, otherSummary) = try pretrainOther(other, tokenizer: tokenizer, from: pretrainDirectory)
+            report.architectures.append(.init(DemoReport.Stage(otherSummary, name: "pretrain", model: "\(out)/pretrain-\(other.rawValue)"),
+                                              modelType: otherModel.config.modelType, parameters: otherModel.store.parameterCount))
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(report), to: "\(out)/report.json")
@@ -128,7 +145,27 @@ public struct DemoPipeline {
         try removeCheckpoints(pretrainDirectory)
         let (train, validation) = try TrainingSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
                                                            validationFraction: 0.05, out: pretrainDirectory)
-        let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops)
+        let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops, architecture: options.architecture)
+        let (model, summary) = try pretrainModel(config, train: train, validation: validation, out: pretrainDirectory,
+                                         tokenizerDirectory: tokenizerDirectory)
+        return (model, tokenizer, summary)
+    }
+
+    /// The other family (`--compare`) pre-trained on the same token shards for the same time, in OUT/pretrain-ARCH.
+    func pretrainOther(_ architecture: DemoArchitecture, tokenizer: Tokenizer, from pretrainDirectory: String) throws -> (TrainableModel, TrainingSummary) {
+        let shards = TokenizedCorpus.paths("\(pretrainDirectory)/data")
+        let train = try TokenShard(path: shards.train), validation = try TokenShard(path: shards.validation)
+        let directory = "\(options.out)/pretrain-\(architecture.rawValue)"
+        try removeCheckpoints(directory)
+        let eos = try TrainingSetup.eosToken(tokenizer)
+        let stops = [eos] + (tokenizer.id(forToken: "<|im_end|>").map { [$0] } ?? [])
+        let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops, architecture: architecture)
+        return try pretrainModel(config, train: train, validation: validation, out: directory, tokenizerDirectory: "\(options.out)/tokenizer")
+    }
+
+    /// Pre-trains `config` from scratch for the time budget.
+    func pretrainModel(_ config: ModelConfig, train: TokenShard, validation: TokenShard, out pretrainDirectory: String,
+               tokenizerDirectory: String) throws -> (TrainableModel, TrainingSummary) {
         let model = try TrainableModel(config: config, threads: options.threads)
         model.initialize(seed: options.seed)
         var settings = TrainingSettings()
@@ -152,8 +189,7 @@ public struct DemoPipeline {
         log(String(format: "pre-training: %d steps, loss %.3f, validation loss %@, %.0f tokens/s",
                    summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.3f", $0) } ?? "n/a",
                    summary.tokensPerSecond))
-
-        return (model, tokenizer, summary)
+        return (model, summary)
     }
 
     /// Steps that fit the time budget, from two timed forward/backward passes (gradients discarded).
@@ -217,6 +253,11 @@ public struct DemoPipeline {
     }
 }
 
+/// The model families `moe demo` trains: `qwen3_moe` (attention in every layer) or the hybrid `qwen3_next`.
+public enum DemoArchitecture: String, Sendable, CaseIterable {
+    case moe, next
+}
+
 /// Entropy of a distribution divided by the entropy of the uniform one (1 = perfectly balanced).
 func normalisedEntropy(_ p: [Double]) -> Double {
     guard p.count > 1 else { return 1 }
@@ -270,10 +311,31 @@ public struct DemoReport: Codable, Sendable {
     }
     public struct Sample: Codable, Sendable { public var prompt: String; public var completion: String }
 
+    /// Pre-training of each model family the demo ran (`--compare`: both, on the same corpus and time).
+    public struct ArchitectureRun: Codable, Sendable {
+        public var modelType: String
+        public var parameters: Int
+        public var steps: Int
+        public var valLoss: Double?
+        public var tokensPerSecond: Double
+        public var seconds: Double
+        public var model: String
+        enum CodingKeys: String, CodingKey {
+            case steps, seconds, parameters, model
+            case modelType = "model_type", valLoss = "val_loss", tokensPerSecond = "tokens_per_s"
+        }
+
+        init(_ s: Stage, modelType: String, parameters: Int) {
+            self.modelType = modelType; self.parameters = parameters; steps = s.steps; valLoss = s.valLoss
+            tokensPerSecond = s.tokensPerSecond; seconds = s.seconds; model = s.model
+        }
+    }
+
     public var stages: [Stage]
     public var routing: Routing
     public var samples: [String: [Sample]]
     public var seconds: Double
+    public var architectures: [ArchitectureRun] = []
 
     /// The markdown report card (as nanochat prints one): a row per stage.
     public func reportCard() -> String {
@@ -285,6 +347,12 @@ public struct DemoReport: Codable, Sendable {
                 + "\(f(st.meanReward, "%.2f")) | \(f(st.seconds, "%.0f")) |\n"
         }
         s += String(format: "\nRouting: domain separation %.2f (0 = every domain uses the same experts).\n", routing.domainSeparation)
+        if !architectures.isEmpty {
+            s += "\n| pre-trained model | parameters | steps | validation loss | tokens/s | seconds |\n|---|---:|---:|---:|---:|---:|\n"
+            for a in architectures {
+                s += "| \(a.modelType) | \(a.parameters) | \(a.steps) | \(f(a.valLoss, "%.3f")) | \(f(a.tokensPerSecond, "%.0f")) | \(f(a.seconds, "%.0f")) |\n"
+            }
+        }
         return s
     }
 }
