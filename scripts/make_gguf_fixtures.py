@@ -81,7 +81,7 @@ def add_tokenizer(directory, vocab_size):
     PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(directory)
 
 
-def convert(hf_dir, out, outtype="f32"):
+def convert(hf_dir, out, outtype="f32", extra=()):
     code = f"""
 import sys
 sys.path[:0] = [{LLAMA!r}, {os.path.join(LLAMA, 'gguf-py')!r}]
@@ -92,7 +92,7 @@ import conversion.llama as llama
 llama.LlamaModel.set_vocab = lambda self: self._set_vocab_gpt2()
 import conversion.glm as glm
 glm.Glm4MoeModel.set_vocab = lambda self: self._set_vocab_gpt2()
-sys.argv = ["convert_hf_to_gguf", {hf_dir!r}, "--outfile", {out!r}, "--outtype", {outtype!r}]
+sys.argv = ["convert_hf_to_gguf", {hf_dir!r}, "--outfile", {out!r}, "--outtype", {outtype!r}] + {list(extra)!r}
 convert.main()
 """
     subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL, stderr=None if os.environ.get("VERBOSE") else subprocess.DEVNULL)

@@ -11,13 +11,23 @@ public struct LinearAttentionLayout: Sendable, Equatable {
     public var keyDim: Int
     public var valueDim: Int
     public var convKernel: Int
-    /// Qwen3-Next's projections, fused per key head (`in_proj_qkvz`: [q | k | v | z], `in_proj_ba`: [b | a]),
-    /// rather than Qwen3.5's separate `in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a`.
-    public var fusedProjections: Bool
+    /// Qwen3-Next's q, k, v and z projections, fused per key head (`in_proj_qkvz`: [q | k | v | z] per key head),
+    /// rather than Qwen3.5's `in_proj_qkv` ([all q | all k | all v]) and `in_proj_z`.
+    public var fusedQKVZ: Bool
+    /// Qwen3-Next's `in_proj_ba` ([b | a] per key head) rather than `in_proj_b` and `in_proj_a`.
+    public var fusedBA: Bool
+    /// Value heads in llama.cpp's qwen35moe order: value head h reads key head h mod keyHeads (its files tile the
+    /// heads for ggml's broadcast), rather than transformers' h / (valueHeads / keyHeads).
+    public var tiledValueHeads = false
 
-    public init(keyHeads: Int, valueHeads: Int, keyDim: Int, valueDim: Int, convKernel: Int, fusedProjections: Bool) {
+    public init(keyHeads: Int, valueHeads: Int, keyDim: Int, valueDim: Int, convKernel: Int, fusedQKVZ: Bool, fusedBA: Bool) {
         self.keyHeads = keyHeads; self.valueHeads = valueHeads; self.keyDim = keyDim; self.valueDim = valueDim
-        self.convKernel = convKernel; self.fusedProjections = fusedProjections
+        self.convKernel = convKernel; self.fusedQKVZ = fusedQKVZ; self.fusedBA = fusedBA
+    }
+
+    /// The key head value head `h` reads.
+    @inline(__always) public func keyHead(ofValueHead h: Int) -> Int {
+        tiledValueHeads ? h % keyHeads : h / (valueHeads / keyHeads)
     }
 
     /// The kernel sizes the convolution supports (checkpoints use 4).
@@ -44,32 +54,37 @@ public struct LinearAttentionLayout: Sendable, Equatable {
     public var projectedWidth: Int { convChannels + valueWidth + 2 * valueHeads }
     /// The input projections as a checkpoint stores them (`{prefix}.{name}.weight`, rows × hidden), in order.
     public var projections: [(name: String, rows: Int)] {
-        fusedProjections
-            ? [("in_proj_qkvz", convChannels + valueWidth), ("in_proj_ba", 2 * valueHeads)]
-            : [("in_proj_qkv", convChannels), ("in_proj_z", valueWidth), ("in_proj_b", valueHeads), ("in_proj_a", valueHeads)]
+        (fusedQKVZ ? [("in_proj_qkvz", convChannels + valueWidth)] : [("in_proj_qkv", convChannels), ("in_proj_z", valueWidth)])
+            + (fusedBA ? [("in_proj_ba", 2 * valueHeads)] : [("in_proj_b", valueHeads), ("in_proj_a", valueHeads)])
     }
 
-    /// Fused projections: for each column of a [q | k | v | z | b | a] row, its column in the stored outputs
-    /// [qkvz | ba] laid side by side. Per key head g, in_proj_qkvz holds [q keyDim | k keyDim | v r·valueDim |
-    /// z r·valueDim] and in_proj_ba [b r | a r] (r = valueHeads / keyHeads).
+    /// Whether the stored projections' outputs, side by side, are in another order than [q | k | v | z | b | a].
+    public var reorders: Bool { fusedQKVZ || fusedBA }
+
+    /// For each column of a [q | k | v | z | b | a] row, its column in the stored projections' outputs laid side
+    /// by side. Per key head g, in_proj_qkvz holds [q keyDim | k keyDim | v r·valueDim | z r·valueDim] and
+    /// in_proj_ba [b r | a r] (r = valueHeads / keyHeads); the separate projections are in order already.
     public func storedColumns() -> [Int32] {
         let r = valueHeads / keyHeads, qkvzRows = convChannels + valueWidth
-        var order = [Int32](repeating: 0, count: projectedWidth)
-        let group = 2 * keyDim + 2 * r * valueDim
+        var order = (0..<Int32(projectedWidth)).map { $0 }
         let vOffset = 2 * keyWidth, zOffset = convChannels, bOffset = zOffset + valueWidth, aOffset = bOffset + valueHeads
         for g in 0..<keyHeads {
-            let base = g * group
-            for i in 0..<keyDim {
-                order[g * keyDim + i] = Int32(base + i)
-                order[keyWidth + g * keyDim + i] = Int32(base + keyDim + i)
+            if fusedQKVZ {
+                let base = g * (2 * keyDim + 2 * r * valueDim)
+                for i in 0..<keyDim {
+                    order[g * keyDim + i] = Int32(base + i)
+                    order[keyWidth + g * keyDim + i] = Int32(base + keyDim + i)
+                }
+                for i in 0..<(r * valueDim) {
+                    order[vOffset + g * r * valueDim + i] = Int32(base + 2 * keyDim + i)
+                    order[zOffset + g * r * valueDim + i] = Int32(base + 2 * keyDim + r * valueDim + i)
+                }
             }
-            for i in 0..<(r * valueDim) {
-                order[vOffset + g * r * valueDim + i] = Int32(base + 2 * keyDim + i)
-                order[zOffset + g * r * valueDim + i] = Int32(base + 2 * keyDim + r * valueDim + i)
-            }
-            for j in 0..<r {
-                order[bOffset + g * r + j] = Int32(qkvzRows + g * 2 * r + j)
-                order[aOffset + g * r + j] = Int32(qkvzRows + g * 2 * r + r + j)
+            if fusedBA {
+                for j in 0..<r {
+                    order[bOffset + g * r + j] = Int32(qkvzRows + g * 2 * r + j)
+                    order[aOffset + g * r + j] = Int32(qkvzRows + g * 2 * r + r + j)
+                }
             }
         }
         return order
@@ -113,7 +128,7 @@ public struct GatedDeltaNet: @unchecked Sendable {
         layout = l
         let H = c.hiddenSize, nv = l.valueHeads
         projections = try l.projections.map { try w.matrix("\(prefix).\($0.name).weight", rows: $0.rows, cols: H) }
-        columnOrder = l.fusedProjections ? l.storedColumns() : []
+        columnOrder = l.reorders ? l.storedColumns() : []
         conv = try FloatEncoding.floats(w.store.tensor("\(prefix).conv1d.weight", shape: [l.convChannels, 1, l.convKernel]))
         negativeA = try w.vector("\(prefix).A_log", count: nv).map { -Foundation.exp($0) }
         dtBias = try w.vector("\(prefix).dt_bias", count: nv)
@@ -128,10 +143,13 @@ public struct GatedDeltaNet: @unchecked Sendable {
                  hidden: Int, ws: Workspace, pool: WorkerPool) {
         let l = layout, T = pass.rows, W = l.projectedWidth
         let p = ws.linearMixed.reserve(T * W)
-        if l.fusedProjections {
+        if l.reorders {
             let stored = ws.expertInput.reserve(T * W)
-            linear(x, ldx: hidden, tokens: T, projections[0], into: stored, ldo: W, pool: pool)
-            linear(x, ldx: hidden, tokens: T, projections[1], into: stored + projections[0].rows, ldo: W, pool: pool)
+            var offset = 0
+            for m in projections {
+                linear(x, ldx: hidden, tokens: T, m, into: stored + offset, ldo: W, pool: pool)
+                offset += m.rows
+            }
             columnOrder.withUnsafeBufferPointer { order in
                 for t in 0..<T {
                     let from = stored + t * W, to = p + t * W
@@ -204,7 +222,7 @@ public struct GatedDeltaNet: @unchecked Sendable {
     /// takes the β-weighted correction toward v at key k, and is read at q; o [n, valueWidth].
     func deltaRule(_ rows: UnsafeMutablePointer<Float>, tokens n: Int, matrices: UnsafeMutablePointer<Float>,
                    out: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-        let l = layout, W = l.projectedWidth, dk = l.keyDim, dv = l.valueDim, r = l.valueHeads / l.keyHeads
+        let l = layout, W = l.projectedWidth, dk = l.keyDim, dv = l.valueDim
         let zOffset = l.convChannels, bOffset = zOffset + l.valueWidth, aOffset = bOffset + l.valueHeads
         negativeA.withUnsafeBufferPointer { negA in
             dtBias.withUnsafeBufferPointer { dt in
@@ -215,7 +233,8 @@ public struct GatedDeltaNet: @unchecked Sendable {
                         let kv = kv.baseAddress!
                         for t in 0..<n {
                             let row = rows + t * W
-                            let q = row + (h / r) * dk, k = row + l.keyWidth + (h / r) * dk, v = row + 2 * l.keyWidth + h * dv
+                            let kh = l.keyHead(ofValueHead: h)
+                            let q = row + kh * dk, k = row + l.keyWidth + kh * dk, v = row + 2 * l.keyWidth + h * dv
                             let beta = 1 / (1 + Foundation.exp(-row[bOffset + h]))
                             let decay = Foundation.exp(negA[h] * softplus(row[aOffset + h] + dt[h]))
                             // S ← decay·S and kv = Sᵀk, in one sweep.

@@ -177,7 +177,7 @@ public final class KVCache: @unchecked Sendable {
             throw ModelError.badInput("copyPrefix: \(n) positions asked for, the source holds \(other.count)")
         }
         guard n <= capacity else { throw ModelError.contextOverflow(tokens: n, context: capacity) }
-        if let recurrent {
+        if recurrent != nil {
             // The state exists only for the source's last position.
             guard n == other.count || n == 0 || state != nil, other.recurrent != nil else {
                 throw ModelError.badInput("copyPrefix: a sequence with linear-attention state can take another's positions only whole, or with the state at \(n) (of \(other.count))")

@@ -230,7 +230,7 @@ public final class TrainableModel: @unchecked Sendable {
         // The layers' saved activations belong to the last forward; a backward of another shape would read
         // past them.
         precondition(savedShape.map { $0 == (B, T) } ?? false, "backward without the matching forward (\(B)×\(T))")
-        let n = B * T, w = store.values!, g = store.grads!
+        let n = B * T, g = store.grads!
         let rope = table(T)
         let dh = dResidual.reserve(n * hidden)
         rmsNormBackward(dFinal.pointer, x: finalInput.pointer, rows: n, dim: hidden, weight: finalNorm.values(store),

@@ -12,6 +12,6 @@ enum Qwen35MoE: Architecture {
     static func withDefaults(_ c: ModelConfig) throws -> ModelConfig { c.withHybridDefaults() }
 
     static func layout(_ c: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout] {
-        try c.hybridLayerLayouts(fused: false, normTopKProb: true, sparse: { _ in true })
+        try c.hybridLayerLayouts(fused: false, normTopKProb: true, sparse: { _ in true }, has: has)
     }
 }

@@ -9,6 +9,6 @@ enum Qwen3Next: Architecture {
     static func withDefaults(_ c: ModelConfig) throws -> ModelConfig { c.withHybridDefaults() }
 
     static func layout(_ c: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout] {
-        try c.hybridLayerLayouts(fused: true, normTopKProb: c.normTopKProb ?? true, sparse: c.isSparseLayer)
+        try c.hybridLayerLayouts(fused: true, normTopKProb: c.normTopKProb ?? true, sparse: c.isSparseLayer, has: has)
     }
 }

@@ -24,23 +24,29 @@ extension ModelConfig {
         return (0..<numHiddenLayers).map { ($0 + 1) % interval != 0 }
     }
 
-    /// The Gated DeltaNet shapes (`linear_*` keys; transformers' defaults where absent).
-    func linearAttentionLayout(fused: Bool) throws -> LinearAttentionLayout {
-        let l = LinearAttentionLayout(keyHeads: try extraInt("linear_num_key_heads") ?? 16,
+    /// The Gated DeltaNet shapes (`linear_*` keys; transformers' defaults where absent); `linear_value_heads_tiled`
+    /// marks llama.cpp's qwen35moe head order (set when reading its GGUF files).
+    func linearAttentionLayout(fusedQKVZ: Bool, fusedBA: Bool) throws -> LinearAttentionLayout {
+        var l = LinearAttentionLayout(keyHeads: try extraInt("linear_num_key_heads") ?? 16,
                                       valueHeads: try extraInt("linear_num_value_heads") ?? 32,
                                       keyDim: try extraInt("linear_key_head_dim") ?? 128,
                                       valueDim: try extraInt("linear_value_head_dim") ?? 128,
                                       convKernel: try extraInt("linear_conv_kernel_dim") ?? 4,
-                                      fusedProjections: fused)
+                                      fusedQKVZ: fusedQKVZ, fusedBA: fusedBA)
+        l.tiledValueHeads = try extraBool("linear_value_heads_tiled") ?? false
         try l.validate()
         return l
     }
 
-    /// The layers of a hybrid model: `fused` for Qwen3-Next's interleaved in_proj_qkvz / in_proj_ba; `sparse(i)`
+    /// The layers of a hybrid model: `fused` for Qwen3-Next's projections fused per key head (in_proj_qkvz,
+    /// in_proj_ba), each where the checkpoint holds it (llama.cpp's newer qwen3next files split qkvz); `sparse(i)`
     /// whether layer i's feed-forward part is MoE.
-    func hybridLayerLayouts(fused: Bool, normTopKProb: Bool, sparse: (Int) -> Bool) throws -> [LayerLayout] {
+    func hybridLayerLayouts(fused: Bool, normTopKProb: Bool, sparse: (Int) -> Bool, has: (String) -> Bool) throws -> [LayerLayout] {
         let kinds = try hybridLayerKinds()
-        let linear = try linearAttentionLayout(fused: fused)
+        let first = kinds.firstIndex(of: true) ?? 0
+        let names = "model.layers.\(first).linear_attn"
+        let linear = try linearAttentionLayout(fusedQKVZ: fused && !has("\(names).in_proj_qkv.weight"),
+                                               fusedBA: fused && !has("\(names).in_proj_b.weight"))
         let bias = attentionBias ?? false
         return (0..<numHiddenLayers).map { i in
             let p = "model.layers.\(i)"

@@ -34,7 +34,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
         dtBias = store.add("\(prefix).dt_bias", shape: [l.valueHeads], decay: false)
         norm = store.add("\(prefix).norm.weight", shape: [l.valueDim], decay: false)
         outProj = store.add("\(prefix).out_proj.weight", shape: [hidden, l.valueWidth], decay: true)
-        columnOrder = l.fusedProjections ? l.storedColumns() : Array(0..<Int32(l.projectedWidth))
+        columnOrder = l.storedColumns()
     }
 
     private var W: Int { layout.projectedWidth }
@@ -46,7 +46,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
     func forward(_ x: UnsafePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, store: ParameterStore,
                  into out: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool) {
         let l = layout, n = B * T, w = store.values!, W = W, C = l.convChannels, K = l.convKernel
-        let nv = l.valueHeads, dk = l.keyDim, dv = l.valueDim, r = nv / l.keyHeads
+        let nv = l.valueHeads, dk = l.keyDim, dv = l.valueDim
         let xs = input.reserve(n * hidden)
         xs.update(from: x, count: n * hidden)
         // Projections, stored side by side, then into [q | k | v | z | b | a] order.
@@ -95,7 +95,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
         let nc = chunks(T), stateSize = dk * dv
         let saved = states.reserve(B * nv * nc * stateSize), o = outputs.reserve(n * l.valueWidth)
         pool.parallelFor(B * nv) { task in
-            let b = task / nv, h = task % nv, kh = h / r
+            let b = task / nv, h = task % nv, kh = l.keyHead(ofValueHead: h)
             let S = UnsafeMutablePointer<Float>.allocate(capacity: stateSize + dv)
             defer { S.deallocate() }
             S.initialize(repeating: 0, count: stateSize)
@@ -143,7 +143,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
     func backward(_ dOut: UnsafePointer<Float>, batch B: Int, seqLen T: Int, rope: RopeTable, store: ParameterStore,
                   inputGrad dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: WorkerPool) {
         let l = layout, n = B * T, w = store.values!, grad = store.grads!, W = W, C = l.convChannels, K = l.convKernel
-        let nv = l.valueHeads, dk = l.keyDim, dv = l.valueDim, r = nv / l.keyHeads, keyHeads = l.keyHeads
+        let nv = l.valueHeads, dk = l.keyDim, dv = l.valueDim, keyHeads = l.keyHeads
         let p = mixed.pointer, c = preActivation.pointer, y = convolved.pointer, q = queries.pointer, k = keys.pointer
         let inv = inverseNorms.pointer, beta = betas.pointer, g = decays.pointer, o = outputs.pointer, rstd = outputRstd.pointer
         // Output projection.
@@ -180,7 +180,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: stateSize + 5 * dv + 2 * dk)
             defer { scratch.deallocate() }
             let dS = scratch, kv = scratch + stateSize, delta = kv + dv, dDelta = delta + dv, dkv = dDelta + dv, tmp = dkv + dv
-            for h in (kh * r)..<((kh + 1) * r) {
+            for h in 0..<nv where l.keyHead(ofValueHead: h) == kh {
                 dS.update(repeating: 0, count: stateSize)
                 for ci in stride(from: nc - 1, through: 0, by: -1) {
                     let t0 = ci * chunk, t1 = min(t0 + chunk, T)
