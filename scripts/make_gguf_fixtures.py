@@ -161,6 +161,29 @@ def make_qwen3_moe(directory, hidden, width, heads, head_dim, seed, layers=2):
     add_tokenizer(directory, 128)
 
 
+def make_qwen3_next(directory):
+    """Qwen3-Next with every layer MoE (llama.cpp's qwen3next has no dense layers): 3 Gated DeltaNet layers (2 key
+    heads, 4 value heads) and gated attention in the last; zero-centred norms drawn around 0 so that they matter."""
+    import torch
+    from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
+    torch.manual_seed(11)
+    config = Qwen3NextConfig(vocab_size=128, hidden_size=32, intermediate_size=32, moe_intermediate_size=16,
+                             shared_expert_intermediate_size=24, num_hidden_layers=4, num_attention_heads=4,
+                             num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2, norm_topk_prob=True,
+                             linear_conv_kernel_dim=4, linear_key_head_dim=8, linear_value_head_dim=8, linear_num_key_heads=2,
+                             linear_num_value_heads=4, layer_types=["linear_attention"] * 3 + ["full_attention"],
+                             max_position_embeddings=256, rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=1,
+                             eos_token_id=2, initializer_range=0.1,
+                             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25})
+    model = Qwen3NextForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight") and not name.endswith("linear_attn.norm.weight"):
+                p.copy_(0.2 * torch.randn_like(p))
+    model.save_pretrained(directory)
+    add_tokenizer(directory, 128)
+
+
 def make_qwen2_moe(directory):
     import torch
     from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
@@ -318,7 +341,7 @@ def arch_fixture(case, hf, tmp):
     if not os.path.exists(os.path.join(hf, "tokenizer.json")):
         add_tokenizer(hf, json.load(open(os.path.join(hf, "config.json")))["vocab_size"])
     out = os.path.join(OUT, "arch", case + ".gguf")
-    convert(hf, out)
+    convert(hf, out, extra=CONVERT_ARGS.get(case, ()))
     if case in HF_ONLY_CASES:
         # llama-cpp-python 0.3.36 cannot decode a glm4moe file that holds the nextn block (llama_decode -1; the
         # converter is newer): transformers' logits and greedy ids are the reference (the prompt within the
@@ -341,7 +364,11 @@ def arch_fixture(case, hf, tmp):
 # HF fixtures (Tests/Fixtures/models) converted as they are.
 # (llama.cpp reads deepseek2 without q_lora_rank only at 27 layers, its V2-Lite: that fixture is left out.)
 # glm4_moe_mtp: the training fixture with a multi-token-prediction module, which llama.cpp writes as blk.2.nextn.*.
-HF_ARCH_CASES = ["mixtral", "qwen2", "qwen3", "llama", "deepseek_v3", "glm4_moe", "glm4_moe_mtp"]
+# qwen3_5_moe: llama.cpp's qwen35moe tiles the value heads (its converter reorders them); qwen3_next: made below.
+HF_ARCH_CASES = ["mixtral", "qwen2", "qwen3", "llama", "deepseek_v3", "glm4_moe", "glm4_moe_mtp", "qwen3_5_moe"]
+MADE_CASES = {"qwen3_next": make_qwen3_next}
+# The hybrid models' converter asks for their multi-token-prediction layers unless told there are none.
+CONVERT_ARGS = {"qwen3_5_moe": ["--no-mtp"], "qwen3_next": ["--no-mtp"]}
 SOURCES = {"glm4_moe_mtp": "Tests/Fixtures/training/glm4_moe_mtp"}
 HF_ONLY_CASES = {"glm4_moe_mtp"}
 
@@ -361,7 +388,10 @@ def main():
         expected = json.load(open(path))
         for case in sys.argv[2:] or HF_ARCH_CASES:
             hf = os.path.join(tmp, case)
-            copy_source(case, hf)
+            if case in MADE_CASES:
+                MADE_CASES[case](hf)
+            else:
+                copy_source(case, hf)
             expected[case] = arch_fixture(case, hf, tmp)
         with open(path, "w") as f:
             json.dump(expected, f)
@@ -394,6 +424,9 @@ def main():
     make_qwen2_moe(cases["qwen2_moe"])
     cases["qwen3_moe"] = os.path.join(tmp, "qwen3_moe")
     make_qwen3_moe(cases["qwen3_moe"], hidden=32, width=32, heads=4, head_dim=16, seed=5)
+    for case, make in MADE_CASES.items():
+        cases[case] = os.path.join(tmp, case)
+        make(cases[case])
     arch_expected = {}
     for case, hf in cases.items():
         arch_expected[case] = arch_fixture(case, hf, tmp)

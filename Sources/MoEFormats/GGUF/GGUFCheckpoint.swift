@@ -30,7 +30,8 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
 
     /// GGUF architectures swift-moe runs, with the `model_type` of the engine architecture that runs them
     /// (`llama` with experts is Mixtral).
-    public static let architectures = ["qwen2moe", "qwen3moe", "llama", "olmoe", "qwen2", "qwen3", "deepseek2", "glm4moe"]
+    public static let architectures = ["qwen2moe", "qwen3moe", "llama", "olmoe", "qwen2", "qwen3", "deepseek2", "glm4moe",
+                                       "qwen3next", "qwen35moe"]
 
     /// Whether `path` names a GGUF file (by extension) rather than a model directory.
     public static func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
@@ -63,9 +64,10 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
         let permute = arch == "llama"
         // DeepSeek's and GLM's shared experts are `shared_experts` (ungated) in their HF checkpoints.
         let sharedExperts = arch == "deepseek2" || arch == "glm4moe"
+        let hybrid = arch == "qwen3next" || arch == "qwen35moe"
         for (name, t) in tensors {
-            // GLM-4.5's second norm is `post_attention_norm` in llama.cpp (`ffn_norm` elsewhere).
-            let ggufName = arch == "glm4moe" ? name.replacingOccurrences(of: ".post_attention_norm.", with: ".ffn_norm.") : name
+            // GLM-4.5's and Qwen3-Next's second norm is `post_attention_norm` in llama.cpp (`ffn_norm` elsewhere).
+            let ggufName = arch == "glm4moe" || hybrid ? name.replacingOccurrences(of: ".post_attention_norm.", with: ".ffn_norm.") : name
             guard var hf = GGUFTensorNames.hfName(ggufName) else { continue }
             if sharedExperts { hf = hf.replacingOccurrences(of: ".mlp.shared_expert.", with: ".mlp.shared_experts.") }
             // Layers past num_hidden_layers are multi-token-prediction blocks (GLM-4.5's nextn): read by the
@@ -77,6 +79,7 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
                 let heads = hf.hasSuffix("q_proj.weight") ? config.numAttentionHeads : config.numKeyValueHeads
                 data = try unpermuteRows(data, heads: heads)
             }
+            if hybrid { data = try undoHybridConversion(data) }
             if hf.hasSuffix("shared_expert_gate.weight"), data.shape.count == 1 {
                 data = TensorData(name: hf, dtype: data.dtype, shape: [1, data.shape[0]], pointer: data.pointer,
                                   byteCount: data.byteCount, owner: backing, quant: data.quant)
@@ -141,6 +144,34 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
                           owner: owner, quant: quant)
     }
 
+    /// What llama.cpp's converter does to Qwen3-Next / Qwen3.5 tensors, undone: zero-centred norms stored with their
+    /// 1 added (HF keeps w, scaling by 1 + w), A stored as −exp(A_log), the convolution squeezed to [channels, kernel].
+    private func undoHybridConversion(_ t: TensorData) throws -> TensorData {
+        let name = t.name
+        if name.hasSuffix("conv1d.weight"), t.shape.count == 2 {
+            return TensorData(name: name, dtype: t.dtype, shape: [t.shape[0], 1, t.shape[1]], pointer: t.pointer,
+                              byteCount: t.byteCount, owner: backing, quant: t.quant)
+        }
+        let shifted = name.hasSuffix("norm.weight") && !name.hasSuffix("linear_attn.norm.weight")
+        guard shifted || name.hasSuffix(".A_log") else { return t }
+        var values = try FloatEncoding.floats(t)
+        for i in values.indices {
+            if shifted {
+                values[i] -= 1
+            } else {
+                guard values[i] < 0 else {
+                    throw FormatError.badTensor(path: source, tensor: "\(name) (GGUF ssm_a)", reason: "holds \(values[i]); A = −exp(A_log) must be negative")
+                }
+                values[i] = Foundation.log(-values[i])
+            }
+        }
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: values.count * 4, alignment: 64)
+        backing.copies.append(copy)
+        values.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress!, byteCount: values.count * 4) }
+        return TensorData(name: name, dtype: .f32, shape: t.shape, pointer: UnsafeRawPointer(copy), byteCount: values.count * 4,
+                          owner: backing, quant: nil)
+    }
+
     /// Undoes llama.cpp's `permute` of q/k rows for the `llama` architecture: within each head, GGUF row 2i + j is
     /// HF row j·(headDim/2) + i. Rows are whole blocks, so this works in any stored type.
     private func unpermuteRows(_ t: TensorData, heads: Int) throws -> TensorData {
@@ -191,6 +222,13 @@ public enum GGUFTensorNames {
         ("attn_kv_a_mqa.bias", "self_attn.kv_a_proj_with_mqa.bias"),
         ("attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"), ("attn_kv_b.weight", "self_attn.kv_b_proj.weight"),
         ("attn_k_b.weight", "self_attn.k_b_proj.weight"), ("attn_v_b.weight", "self_attn.v_b_proj.weight"),
+        // Gated DeltaNet (qwen3next: ssm_in, or attn_qkv + attn_gate, and ssm_ba; qwen35moe: attn_qkv, attn_gate,
+        // ssm_beta, ssm_alpha). ssm_a is A = −exp(A_log).
+        ("ssm_in.weight", "linear_attn.in_proj_qkvz.weight"), ("attn_qkv.weight", "linear_attn.in_proj_qkv.weight"),
+        ("attn_gate.weight", "linear_attn.in_proj_z.weight"), ("ssm_ba.weight", "linear_attn.in_proj_ba.weight"),
+        ("ssm_beta.weight", "linear_attn.in_proj_b.weight"), ("ssm_alpha.weight", "linear_attn.in_proj_a.weight"),
+        ("ssm_a", "linear_attn.A_log"), ("ssm_dt.bias", "linear_attn.dt_bias"), ("ssm_conv1d.weight", "linear_attn.conv1d.weight"),
+        ("ssm_norm.weight", "linear_attn.norm.weight"), ("ssm_out.weight", "linear_attn.out_proj.weight"),
         // The multi-token-prediction module (GLM-4.5's nextn block, layer num_hidden_layers).
         ("nextn.eh_proj.weight", "eh_proj.weight"), ("nextn.enorm.weight", "enorm.weight"),
         ("nextn.hnorm.weight", "hnorm.weight"), ("nextn.shared_head_norm.weight", "shared_head.norm.weight"),

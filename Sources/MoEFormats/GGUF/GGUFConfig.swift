@@ -54,6 +54,8 @@ enum GGUFConfig {
             let layers = c["num_hidden_layers"] as! Int
             c["mlp_only_layers"] = (0..<layers).filter { tensors["blk.\($0).ffn_gate_inp.weight"] == nil }
             if a == "olmoe" { c["intermediate_size"] = try f.int(key("expert_feed_forward_length")) ?? c["intermediate_size"]! }
+        case "qwen3next", "qwen35moe":
+            try hybrid(f, key, into: &c, tensors: tensors, architecture: a)
         case "llama":
             if experts > 0 {
                 c["model_type"] = "mixtral"
@@ -77,6 +79,39 @@ enum GGUFConfig {
         }
         let json = try JSONSerialization.data(withJSONObject: c)
         return try ModelConfig(json: json, path: f.path)
+    }
+
+    /// Qwen3-Next / Qwen3.5-MoE: the Gated DeltaNet's shapes in llama.cpp's `ssm.*` keys (state_size: key head
+    /// dim, group_count: key heads, time_step_rank: value heads, inner_size: all value dims), which layers are
+    /// recurrent, partial rotary from rope.dimension_count; top-k weights renormalised (llama.cpp always does for
+    /// these); qwen35moe files tile their value heads.
+    private static func hybrid(_ f: GGUFFile, _ key: (String) -> String, into c: inout [String: Any],
+                               tensors: [String: GGUFTensorInfo], architecture a: String) throws {
+        c["model_type"] = a == "qwen3next" ? "qwen3_next" : "qwen3_5_moe"
+        c["num_experts"] = try f.int(key("expert_count")) ?? 0
+        c["num_experts_per_tok"] = try f.int(key("expert_used_count")) ?? 0
+        if let w = try f.int(key("expert_feed_forward_length")) { c["moe_intermediate_size"] = w }
+        if let w = try f.int(key("expert_shared_feed_forward_length")) { c["shared_expert_intermediate_size"] = w }
+        c["norm_topk_prob"] = true
+        let layers = c["num_hidden_layers"] as! Int
+        c["mlp_only_layers"] = (0..<layers).filter { tensors["blk.\($0).ffn_gate_inp.weight"] == nil }
+        let valueHeads = try f.requireInt(key("ssm.time_step_rank"))
+        guard valueHeads > 0 else { throw FormatError.badConfig(path: f.path, reason: "\(key("ssm.time_step_rank")) must be positive") }
+        c["linear_conv_kernel_dim"] = try f.requireInt(key("ssm.conv_kernel"))
+        c["linear_key_head_dim"] = try f.requireInt(key("ssm.state_size"))
+        c["linear_num_key_heads"] = try f.requireInt(key("ssm.group_count"))
+        c["linear_num_value_heads"] = valueHeads
+        c["linear_value_head_dim"] = try f.requireInt(key("ssm.inner_size")) / valueHeads
+        c["linear_value_heads_tiled"] = a == "qwen35moe"
+        if let recurrent = try f.array(key("attention.recurrent_layers"), { $0.bool }, expected: "booleans") {
+            c["layer_types"] = recurrent.prefix(layers).map { $0 ? "linear_attention" : "full_attention" }
+        } else {
+            c["full_attention_interval"] = try f.int(key("full_attention_interval")) ?? 4
+        }
+        let headDim = c["head_dim"] as! Int
+        if let rotary = try f.int(key("rope.dimension_count")) {
+            c["partial_rotary_factor"] = Double(rotary) / Double(headDim)
+        }
     }
 
     /// The MoE settings DeepSeek-V2/V3 and GLM-4.5 share: experts, shared experts, dense-first layers, the
