@@ -99,7 +99,20 @@ fi
 # 3. GGUF
 if [[ ! -s "$GGUF" ]]; then
     echo "== converting $TOK_DIR -> $GGUF ($OUTTYPE)"
-    "$PY" "$TOOLS/hf_to_gguf.py" "$TOK_DIR" "$GGUF.tmp" --outtype "$OUTTYPE" --pre qwen2
+    if grep -q '"model_type" *: *"qwen3_next"' "$MODEL_DIR/config.json"; then
+        # The hybrid model's converter asks for multi-token-prediction layers unless told there are none.
+        "$PY" -c '
+import sys
+hf, out, outtype, llama = sys.argv[1:5]
+sys.path[:0] = [llama, llama + "/gguf-py"]
+import convert_hf_to_gguf as convert
+import conversion.base as base
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
+sys.argv = ["convert_hf_to_gguf", hf, "--outfile", out, "--outtype", outtype, "--no-mtp"]
+convert.main()' "$TOK_DIR" "$GGUF.tmp" "$OUTTYPE" "$VENV/llama.cpp"
+    else
+        "$PY" "$TOOLS/hf_to_gguf.py" "$TOK_DIR" "$GGUF.tmp" --outtype "$OUTTYPE" --pre qwen2
+    fi
     mv "$GGUF.tmp" "$GGUF"
 fi
 

@@ -11,18 +11,20 @@ import MoEModel
 /// `--arch deepseek_v2`: a DeepSeek-V2-Lite-shaped model of the bench size — multi-head latent attention (16
 /// heads, latent 256, rope key 32, nope 64, value 64, q low-rank 512: llama.cpp reads deepseek2 without a q
 /// low-rank only at V2-Lite's 27 layers), 64 experts top-6 of width 256 + 2 shared, the first layer dense (width
-/// 3072), softmax greedy routing.
+/// 3072), softmax greedy routing. `--arch qwen3_next`: a Qwen3-Next-shaped hybrid of the bench size — Gated
+/// DeltaNet layers (8 key heads, 16 value heads, head dims 128, conv 4) with gated attention (8 heads / 2 KV heads of
+/// 256, partial rotary 0.25) in every fourth layer, 128 experts top-8 of width 256 + a gated shared expert of 256.
 struct BenchMakeModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "make-model",
-        abstract: "Write a random bench model (Qwen3-MoE or DeepSeek-V2-shaped; f32 or bf16) as a Hugging Face directory.")
+        abstract: "Write a random bench model (Qwen3-MoE, DeepSeek-V2 or Qwen3-Next-shaped; f32 or bf16) as a Hugging Face directory.")
 
     @Option(help: "Output directory.") var out: String
     @Option(help: "Weight dtype: bf16, f16 or f32.") var dtype: String = "bf16"
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "bench (735M parameters) or 7b (7.2B, 1.6B active).") var size: String = "bench"
     @Option(help: "Number of layers (default 8 for bench, 16 for 7b; fewer for a quick check).") var layers: Int?
-    @Option(help: "Architecture: qwen3_moe or deepseek_v2 (bench size only).") var arch: String = "qwen3_moe"
+    @Option(help: "Architecture: qwen3_moe, deepseek_v2 or qwen3_next (the last two: bench size only).") var arch: String = "qwen3_moe"
 
     func run() throws {
         let storage: DType
@@ -41,10 +43,14 @@ struct BenchMakeModel: ParsableCommand {
         let deepSeek: Bool
         switch arch {
         case "qwen3_moe": deepSeek = false
-        case "deepseek_v2":
-            guard size.lowercased() == "bench" else { throw ValidationError("--arch deepseek_v2 comes in --size bench only") }
+        case "deepseek_v2", "qwen3_next":
+            guard size.lowercased() == "bench" else { throw ValidationError("--arch \(arch) comes in --size bench only") }
+            if arch == "qwen3_next" {
+                try writeHybrid(storage: storage, layers: layers)
+                return
+            }
             deepSeek = true
-        default: throw ValidationError("--arch must be qwen3_moe or deepseek_v2")
+        default: throw ValidationError("--arch must be qwen3_moe, deepseek_v2 or qwen3_next")
         }
         let kvHeads = 4, headDim = 64, experts = 64, topK = deepSeek ? 6 : 8, vocab = 151_936, denseWidth = 3072
         // DeepSeek-V2-Lite's attention at half its width.
@@ -78,26 +84,9 @@ struct BenchMakeModel: ParsableCommand {
         try AtomicFile.write(JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
                              to: (out as NSString).appendingPathComponent("config.json"))
 
-        var entries: [SafeTensorsWriter.Entry] = []
-        var stream = seed
-        func random(_ name: String, _ shape: [Int], std: Float = 0.02) {
-            stream &+= 1
-            let s = stream
-            entries.append(.init(name: name, dtype: storage, shape: shape) { buffer in
-                var rng = Xoshiro256StarStar(seed: s)
-                let n = shape.reduce(1, *)
-                let values = [Float](unsafeUninitializedCapacity: n) { v, count in
-                    // Uniform with the standard deviation of N(0, std): fast and enough for a speed benchmark.
-                    let a = std * Float(3).squareRoot()
-                    for i in 0..<n { v[i] = a * (2 * Float(rng.nextUnit()) - 1) }
-                    count = n
-                }
-                try values.withUnsafeBufferPointer { try FloatEncoding.encode($0, as: storage, into: buffer) }
-            })
-        }
-        func ones(_ name: String, _ n: Int) {
-            entries.append(.floats(name, shape: [n], values: [Float](repeating: 1, count: n), as: storage))
-        }
+        var w = RandomWeights(storage: storage, seed: seed)
+        func random(_ name: String, _ shape: [Int]) { w.random(name, shape) }
+        func ones(_ name: String, _ n: Int) { w.constant(name, n, 1) }
         random("model.embed_tokens.weight", [vocab, hidden])
         for l in 0..<layers {
             let p = "model.layers.\(l)"
@@ -139,9 +128,103 @@ struct BenchMakeModel: ParsableCommand {
         }
         ones("model.norm.weight", hidden)
         random("lm_head.weight", [vocab, hidden])
+        try finish(w.entries, layers: layers)
+    }
+
+    func finish(_ entries: [SafeTensorsWriter.Entry], layers: Int) throws {
         try SafeTensorsWriter.write(entries, to: (out as NSString).appendingPathComponent("model.safetensors"))
         try AtomicFile.write(Data("{\"bos_token_id\": 151643, \"eos_token_id\": 151645}\n".utf8),
                              to: (out as NSString).appendingPathComponent("generation_config.json"))
         print("wrote \(out) (\(arch), \(size), \(dtype), \(layers) layers)")
+    }
+
+    /// The Qwen3-Next-shaped bench model (see the type's comment); zero-centred norms are stored as 0 (scale 1).
+    func writeHybrid(storage: DType, layers: Int) throws {
+        let hidden = 1024, heads = 8, kvHeads = 2, headDim = 256, experts = 128, topK = 8, width = 256, vocab = 151_936
+        let keyHeads = 8, valueHeads = 16, keyDim = 128, valueDim = 128, kernel = 4
+        let config: [String: Any] = [
+            "architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next",
+            "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kvHeads,
+            "head_dim": headDim, "num_experts": experts, "num_experts_per_tok": topK, "moe_intermediate_size": width,
+            "shared_expert_intermediate_size": width, "intermediate_size": 3072, "norm_topk_prob": true,
+            "decoder_sparse_step": 1, "mlp_only_layers": [Int](), "full_attention_interval": 4,
+            "linear_num_key_heads": keyHeads, "linear_num_value_heads": valueHeads, "linear_key_head_dim": keyDim,
+            "linear_value_head_dim": valueDim, "linear_conv_kernel_dim": kernel,
+            "vocab_size": vocab, "max_position_embeddings": 16384, "rms_norm_eps": 1e-6,
+            "rope_parameters": ["rope_type": "default", "rope_theta": 10_000_000.0, "partial_rotary_factor": 0.25] as [String: Any],
+            "tie_word_embeddings": false, "hidden_act": "silu", "attention_bias": false,
+            "bos_token_id": 151_643, "eos_token_id": 151_645,
+            "dtype": storage == .bf16 ? "bfloat16" : storage == .f16 ? "float16" : "float32",
+        ]
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try AtomicFile.write(JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                             to: (out as NSString).appendingPathComponent("config.json"))
+        var w = RandomWeights(storage: storage, seed: seed)
+        w.random("model.embed_tokens.weight", [vocab, hidden])
+        let keyWidth = keyHeads * keyDim, valueWidth = valueHeads * valueDim, channels = 2 * keyWidth + valueWidth
+        for l in 0..<layers {
+            let p = "model.layers.\(l)"
+            w.constant("\(p).input_layernorm.weight", hidden, 0)
+            w.constant("\(p).post_attention_layernorm.weight", hidden, 0)
+            if (l + 1) % 4 == 0 {
+                w.random("\(p).self_attn.q_proj.weight", [2 * heads * headDim, hidden])
+                w.random("\(p).self_attn.k_proj.weight", [kvHeads * headDim, hidden])
+                w.random("\(p).self_attn.v_proj.weight", [kvHeads * headDim, hidden])
+                w.random("\(p).self_attn.o_proj.weight", [hidden, heads * headDim])
+                w.constant("\(p).self_attn.q_norm.weight", headDim, 0)
+                w.constant("\(p).self_attn.k_norm.weight", headDim, 0)
+            } else {
+                let a = "\(p).linear_attn"
+                w.random("\(a).in_proj_qkvz.weight", [channels + valueWidth, hidden])
+                w.random("\(a).in_proj_ba.weight", [2 * valueHeads, hidden])
+                w.random("\(a).conv1d.weight", [channels, 1, kernel], std: 0.3)
+                w.constant("\(a).A_log", valueHeads, Foundation.log(4))
+                w.constant("\(a).dt_bias", valueHeads, 1)
+                w.constant("\(a).norm.weight", valueDim, 1)
+                w.random("\(a).out_proj.weight", [hidden, valueWidth])
+            }
+            w.random("\(p).mlp.gate.weight", [experts, hidden])
+            for e in 0..<experts {
+                w.random("\(p).mlp.experts.\(e).gate_proj.weight", [width, hidden])
+                w.random("\(p).mlp.experts.\(e).up_proj.weight", [width, hidden])
+                w.random("\(p).mlp.experts.\(e).down_proj.weight", [hidden, width])
+            }
+            w.random("\(p).mlp.shared_expert.gate_proj.weight", [width, hidden])
+            w.random("\(p).mlp.shared_expert.up_proj.weight", [width, hidden])
+            w.random("\(p).mlp.shared_expert.down_proj.weight", [hidden, width])
+            w.random("\(p).mlp.shared_expert_gate.weight", [1, hidden])
+        }
+        w.constant("model.norm.weight", hidden, 0)
+        w.random("lm_head.weight", [vocab, hidden])
+        try finish(w.entries, layers: layers)
+    }
+}
+
+/// Random bench weights as safetensors entries, each written from its own seeded stream when the file is.
+struct RandomWeights {
+    let storage: DType
+    var stream: UInt64
+    var entries: [SafeTensorsWriter.Entry] = []
+
+    init(storage: DType, seed: UInt64) { self.storage = storage; stream = seed }
+
+    mutating func random(_ name: String, _ shape: [Int], std: Float = 0.02) {
+        stream &+= 1
+        let s = stream, storage = storage
+        entries.append(.init(name: name, dtype: storage, shape: shape) { buffer in
+            var rng = Xoshiro256StarStar(seed: s)
+            let n = shape.reduce(1, *)
+            let values = [Float](unsafeUninitializedCapacity: n) { v, count in
+                // Uniform with the standard deviation of N(0, std): fast and enough for a speed benchmark.
+                let a = std * Float(3).squareRoot()
+                for i in 0..<n { v[i] = a * (2 * Float(rng.nextUnit()) - 1) }
+                count = n
+            }
+            try values.withUnsafeBufferPointer { try FloatEncoding.encode($0, as: storage, into: buffer) }
+        })
+    }
+
+    mutating func constant(_ name: String, _ n: Int, _ value: Float) {
+        entries.append(.floats(name, shape: [n], values: [Float](repeating: value, count: n), as: storage))
     }
 }
