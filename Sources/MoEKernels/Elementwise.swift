@@ -152,7 +152,9 @@ public func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
 /// y[i] += a · x[i]
 @inline(__always)
 public func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-    for i in 0..<n { y[i] += a * x[i] }
+    var i = 0
+    while i &+ 8 <= n { store8U(load8U(y + i) + a * load8U(x + i), y + i); i &+= 8 }
+    while i < n { y[i] += a * x[i]; i &+= 1 }
 }
 
 /// x[i] += b[i] for each of `rows` rows of length `n` (a bias added to every token).

@@ -23,6 +23,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
     let queries = Floats(), keys = Floats(), inverseNorms = Floats(), betas = Floats(), decays = Floats()
     let states = Floats(), outputs = Floats(), outputRstd = Floats(), gated = Floats()
     // Backward scratch.
+    /// (dDecays: each row's share of the gated norm's weight gradient; dBetas: dβ and dg per row and head.)
     let dGated = Floats(), dMixed = Floats(), dQueries = Floats(), dKeys = Floats(), dBetas = Floats(), dDecays = Floats()
     let dStored = Floats(), column = Floats(), chunkStates = Floats()
 
@@ -55,11 +56,12 @@ final class GatedDeltaNetLayer: TrainableAttention {
         for m in projections {
             let y = column.reserve(n * m.rows)
             linearForward(xs, rows: n, inputs: hidden, outputs: m.rows, weight: w + m.offset, bias: nil, into: y, pool: pool)
-            for t in 0..<n { (stored + t * W + offset).update(from: y + t * m.rows, count: m.rows) }
+            let o = offset
+            forEachBlock(n, pool: pool) { t in (stored + t * W + o).update(from: y + t * m.rows, count: m.rows) }
             offset += m.rows
         }
         columnOrder.withUnsafeBufferPointer { order in
-            for t in 0..<n { for c in 0..<W { p[t * W + c] = stored[t * W + Int(order[c])] } }
+            forEachBlock(n, pool: pool) { t in for c in 0..<W { p[t * W + c] = stored[t * W + Int(order[c])] } }
         }
         // Causal depthwise convolution (zeros before each sequence) and SiLU.
         let c = preActivation.reserve(n * C), y = convolved.reserve(n * C)
@@ -77,7 +79,8 @@ final class GatedDeltaNetLayer: TrainableAttention {
         let q = queries.reserve(n * l.keyWidth), k = keys.reserve(n * l.keyWidth)
         let inv = inverseNorms.reserve(n * 2 * l.keyHeads), beta = betas.reserve(n * nv), g = decays.reserve(n * nv)
         let scale = 1 / Float(dk).squareRoot()
-        for t in 0..<n {
+        let bOffset = bOffset, aOffset = aOffset, zOffset = zOffset, aLog = aLog, dtBias = dtBias, norm = norm, eps = eps
+        forEachBlock(n, pool: pool) { t in
             for head in 0..<(2 * l.keyHeads) {
                 let src = y + t * C + head * dk
                 let s = 1 / (dot(src, src, count: dk) + 1e-6).squareRoot()
@@ -110,7 +113,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
         }
         // Gated RMSNorm, then the output projection.
         let gd = gated.reserve(n * l.valueWidth), rstd = outputRstd.reserve(n * nv)
-        for t in 0..<n {
+        forEachBlock(n, pool: pool) { t in
             for h in 0..<nv {
                 let oh = o + t * l.valueWidth + h * dv, z = p + t * W + zOffset + h * dv, dst = gd + t * l.valueWidth + h * dv
                 let s = 1 / (dot(oh, oh, count: dv) / Float(dv) + eps).squareRoot()
@@ -150,16 +153,18 @@ final class GatedDeltaNetLayer: TrainableAttention {
         let dg = dGated.reserve(n * l.valueWidth)
         linearBackward(dOut, x: gated.pointer, rows: n, inputs: l.valueWidth, outputs: hidden, weight: w + outProj,
                        weightGrad: grad + outProj, biasGrad: nil, inputGrad: dg, accumulateInput: false, pool: pool)
-        // Gated norm: out = ô·w·silu(z), ô = o·r. dg becomes d(o); dz goes into dP.
-        let dp = dMixed.zeroed(n * W)
-        for t in 0..<n {
+        // Gated norm: out = ô·w·silu(z), ô = o·r. dg becomes d(o); dz goes into dP; each row's share of the
+        // norm weight's gradient is summed after (rows run in parallel).
+        let dp = dMixed.zeroed(n * W), normRows = dDecays.zeroed(n * dv)
+        let zOffset = zOffset, bOffset = bOffset, aOffset = aOffset, norm = norm, aLog = aLog, dtBias = dtBias
+        forEachBlock(n, pool: pool) { t in
             for h in 0..<nv {
                 let oh = o + t * l.valueWidth + h * dv, z = p + t * W + zOffset + h * dv, d = dg + t * l.valueWidth + h * dv
                 let s = rstd[t * nv + h]
                 var mean: Float = 0
                 for j in 0..<dv {
                     let sig = 1 / (1 + Foundation.exp(-z[j])), silu = z[j] * sig, hat = oh[j] * s
-                    grad[norm + j] += d[j] * hat * silu
+                    normRows[t * dv + j] += d[j] * hat * silu
                     dp[t * W + zOffset + h * dv + j] = d[j] * hat * w[norm + j] * sig * (1 + z[j] * (1 - sig))
                     d[j] *= w[norm + j] * silu        // d(ô)
                     mean += hat * d[j]
@@ -168,10 +173,11 @@ final class GatedDeltaNetLayer: TrainableAttention {
                 for j in 0..<dv { d[j] = s * (d[j] - oh[j] * s * mean) }
             }
         }
+        for t in 0..<n { axpy(1, normRows + t * dv, grad + norm, count: dv) }
         // The delta rule in reverse, per (sequence, key head): its value heads one after another, so the shared
         // q and k gradients are added without races.
         let dq = dQueries.zeroed(n * l.keyWidth), dkeys = dKeys.zeroed(n * l.keyWidth)
-        let dbeta = dBetas.reserve(n * nv), ddecay = dDecays.reserve(n * nv)
+        let dbeta = dBetas.reserve(2 * n * nv), ddecay = dbeta + n * nv
         let nc = chunks(T), stateSize = dk * dv, saved = states.pointer
         let chunkBuffer = chunkStates.reserve(B * keyHeads * (chunk + 1) * stateSize)
         pool.parallelFor(B * keyHeads) { task in
@@ -207,62 +213,51 @@ final class GatedDeltaNetLayer: TrainableAttention {
                         // o = Sᵀq: dS += q doᵀ, dq += S do. S = S' + kδᵀ: dδ = dSᵀk, dk += dS δ.
                         dDelta.update(repeating: 0, count: dv)
                         for i in 0..<dk {
-                            let s = S + i * dv, d = dS + i * dv, qi = qt[i], ki = kt[i]
-                            var sq: Float = 0, sk: Float = 0
-                            for j in 0..<dv {
-                                sq += s[j] * dOt[j]
-                                d[j] += qi * dOt[j]
-                                dDelta[j] += d[j] * ki
-                                sk += d[j] * delta[j]
-                            }
-                            dqt[i] += sq
-                            dkt[i] += sk
+                            let d = dS + i * dv
+                            dqt[i] += dot(S + i * dv, dOt, count: dv)
+                            axpy(qt[i], dOt, d, count: dv)
+                            axpy(kt[i], d, dDelta, count: dv)
+                            dkt[i] += dot(d, delta, count: dv)
                         }
                         // δ = β(v − kv): dβ, dv, d(kv).
-                        var db: Double = 0
-                        for j in 0..<dv {
-                            db += Double(dDelta[j] * (vt[j] - kv[j]))
-                            dkv[j] = -bt * dDelta[j]
-                        }
-                        dbeta[row * nv + h] = Float(db)
+                        for j in 0..<dv { kv[j] = vt[j] - kv[j] }
+                        dbeta[row * nv + h] = dot(dDelta, kv, count: dv)
                         let dvt = dp + row * W + 2 * l.keyWidth + h * dv
-                        for j in 0..<dv { dvt[j] += bt * dDelta[j] }
+                        axpy(bt, dDelta, dvt, count: dv)
+                        for j in 0..<dv { dkv[j] = -bt * dDelta[j] }
                         // kv = S'ᵀk: dS' = dS + k dkvᵀ, dk += S' dkv; S' = α prev: dg = ⟨dS', S'⟩, dS ← α dS'.
-                        // (⟨dS', S'⟩ sums terms that largely cancel: in f64.)
-                        var dgt: Double = 0
+                        var dgt: Float = 0
                         for i in 0..<dk {
-                            let s = prev + i * dv, d = dS + i * dv, ki = kt[i]
-                            var sd: Float = 0
-                            for j in 0..<dv {
-                                let ds = d[j] + ki * dkv[j]
-                                let sp = alpha * s[j]
-                                sd += sp * dkv[j]
-                                dgt += Double(ds) * Double(sp)
-                                d[j] = alpha * ds
-                            }
-                            dkt[i] += sd
+                            let s = prev + i * dv, d = dS + i * dv
+                            axpy(kt[i], dkv, d, count: dv)
+                            dkt[i] += alpha * dot(s, dkv, count: dv)
+                            dgt += alpha * dot(d, s, count: dv)
+                            MoEKernels.scale(d, count: dv, by: alpha)
                         }
-                        ddecay[row * nv + h] = Float(dgt)
+                        ddecay[row * nv + h] = dgt
                     }
                 }
             }
         }
         // β = σ(b), g = −exp(A_log)·softplus(a + dt_bias).
-        for t in 0..<n {
+        forEachBlock(n, pool: pool) { t in
             for h in 0..<nv {
                 let bt = beta[t * nv + h]
                 dp[t * W + bOffset + h] = dbeta[t * nv + h] * bt * (1 - bt)
-                let u = p[t * W + aOffset + h] + w[dtBias + h], dgt = ddecay[t * nv + h]
-                let du = dgt * -Foundation.exp(w[aLog + h]) / (1 + Foundation.exp(-u))
-                dp[t * W + aOffset + h] = du
-                grad[dtBias + h] += du
-                grad[aLog + h] += dgt * g[t * nv + h]
+                let u = p[t * W + aOffset + h] + w[dtBias + h]
+                dp[t * W + aOffset + h] = ddecay[t * nv + h] * -Foundation.exp(w[aLog + h]) / (1 + Foundation.exp(-u))
+            }
+        }
+        for t in 0..<n {
+            for h in 0..<nv {
+                grad[dtBias + h] += dp[t * W + aOffset + h]
+                grad[aLog + h] += ddecay[t * nv + h] * g[t * nv + h]
             }
         }
         // The L2 norms back to the convolution's output y (q's and k's columns of dp; v's hold dv already):
         // saved = f·n̂ with n̂ = y·s (f = 1/√dk for q, 1 for k), so dy = s·(f·dsaved − n̂·⟨saved, dsaved⟩).
         let scale = 1 / Float(dk).squareRoot()
-        for t in 0..<n {
+        forEachBlock(n, pool: pool) { t in
             for head in 0..<(2 * keyHeads) {
                 let isQ = head < keyHeads, kh = isQ ? head : head - keyHeads
                 let dSaved = (isQ ? dq : dkeys) + t * l.keyWidth + kh * dk
@@ -275,7 +270,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
         }
         // SiLU, then the convolution: dp's first C columns become d(pre-convolution projections).
         let dc = column.reserve(n * C)
-        for t in 0..<n {
+        forEachBlock(n, pool: pool) { t in
             for ch in 0..<C {
                 let pre = c[t * C + ch], sig = 1 / (1 + Foundation.exp(-pre))
                 dc[t * C + ch] = dp[t * W + ch] * sig * (1 + pre * (1 - sig))
@@ -299,12 +294,12 @@ final class GatedDeltaNetLayer: TrainableAttention {
         // Back to the stored projections' order, then their weights and the input.
         let dstored = dStored.reserve(n * W)
         columnOrder.withUnsafeBufferPointer { order in
-            for t in 0..<n { for col in 0..<W { dstored[t * W + Int(order[col])] = dp[t * W + col] } }
+            forEachBlock(n, pool: pool) { t in for col in 0..<W { dstored[t * W + Int(order[col])] = dp[t * W + col] } }
         }
         var offset = 0
         for (i, m) in projections.enumerated() {
-            let d = column.reserve(n * m.rows)
-            for t in 0..<n { (d + t * m.rows).update(from: dstored + t * W + offset, count: m.rows) }
+            let d = column.reserve(n * m.rows), o = offset
+            forEachBlock(n, pool: pool) { t in (d + t * m.rows).update(from: dstored + t * W + o, count: m.rows) }
             linearBackward(d, x: input.pointer, rows: n, inputs: hidden, outputs: m.rows, weight: w + m.offset,
                            weightGrad: grad + m.offset, biasGrad: nil, inputGrad: dx, accumulateInput: accumulate || i > 0, pool: pool)
             offset += m.rows
