@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""PyTorch peer for `moe bench train --preset bench-small`: Qwen3-MoE training throughput on the CPU.
+"""PyTorch peer for `moe bench train`: the same model's training throughput on the CPU.
 
     ~/.cache/moe-peers/bin/python scripts/bench_train_torch.py [--steps 10] [--warmup 2] [--batch 16]
-        [--seq-len 256] [--threads 2]
+        [--seq-len 256] [--threads 2] [--config PRESET.json]
+
+--config: a config.json of any architecture (`moe bench train` writes its preset's), trained through transformers'
+own class for it (Qwen3-Next's Gated DeltaNet: its torch fallback, `torch_chunk_gated_delta_rule`). Without it:
 
 bench-small: Qwen3MoeForCausalLM, vocab 8192, hidden 256, 4 layers (all MoE), 4 heads / 2 KV heads,
 head_dim 64, 32 experts top-4, expert width 128, norm_topk_prob, untied, float32; loss = CE + 0.01 * aux
@@ -28,6 +31,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", help="config.json of the model to train (default: bench-small, below)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -58,7 +62,15 @@ def main() -> None:
         router_aux_loss_coef=0.01,
         dtype="float32",
     )
-    model = Qwen3MoeForCausalLM(config).to(torch.float32).train()
+    if args.config:
+        import json
+        from transformers import AutoConfig, AutoModelForCausalLM
+        fields = json.load(open(args.config))
+        config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+        config.output_router_logits = True
+        model = AutoModelForCausalLM.from_config(config).to(torch.float32).train()
+    else:
+        model = Qwen3MoeForCausalLM(config).to(torch.float32).train()
     nparams = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
 

@@ -12,11 +12,11 @@ struct BenchTrain: ParsableCommand {
         commandName: "train",
         abstract: "Time training steps (forward, backward, AdamW) on random tokens, beside PyTorch + transformers.",
         discussion: """
-            The model is a preset (bench-small: qwen3_moe, vocab 8192, hidden 256, 4 layers, 32 experts top-4); \
-            batch 16 × 256, AdamW lr 3e-4, aux loss 0.01, gradient clipping 1.0, f32. With a Python that has torch \
-            (--peer-python, default ~/.cache/moe-peers/bin/python), scripts/bench_train_torch.py trains the same \
-            configuration with HF Qwen3MoeForCausalLM right after, and the ratio is printed. The last line is \
-            `tokens/s: X` (swift-moe's).
+            The model is a preset (bench-small: qwen3_moe, vocab 8192, hidden 256, 4 layers, 32 experts top-4; \
+            small-next: the hybrid qwen3_next); batch 16 × 256, AdamW lr 3e-4, aux loss 0.01, gradient clipping 1.0, \
+            f32. With a Python that has torch (--peer-python, default ~/.cache/moe-peers/bin/python), \
+            scripts/bench_train_torch.py trains the same config.json with transformers' class for it right after, and \
+            the ratio is printed. The last line is `tokens/s: X` (swift-moe's).
             """)
 
     @Option(help: "Model preset.") var preset: String = "bench-small"
@@ -68,23 +68,26 @@ struct BenchTrain: ParsableCommand {
                      ours, achieved / 1e9, 100 * achieved / peak, peak / 1e9, peakResidentMiB()))
 
         if !peerPython.isEmpty, FileManager.default.isExecutableFile(atPath: peerPython),
-           FileManager.default.fileExists(atPath: "scripts/bench_train_torch.py"), preset == "bench-small" {
+           FileManager.default.fileExists(atPath: "scripts/bench_train_torch.py") {
             print("PyTorch peer (scripts/bench_train_torch.py, run from the repository root):")
-            if let peer = runPeer() {
+            if let peer = try runPeer() {
                 print(String(format: "ratio: swift-moe / PyTorch = %.2f× (%.1f vs %.1f tokens/s)", ours / peer, ours, peer))
             }
         } else {
-            print(preset == "bench-small" ? "(no PyTorch peer run: needs --peer-python with torch and the repository's scripts/ in the current directory)"
-                                          : "(the PyTorch peer runs for --preset bench-small only)")
+            print("(no PyTorch peer run: needs --peer-python with torch and the repository's scripts/ in the current directory)")
         }
         print(String(format: "tokens/s: %.1f", ours))
     }
 
-    private func runPeer() -> Double? {
+    /// Trains the preset's config.json through transformers (written to a temporary file for the script).
+    private func runPeer() throws -> Double? {
+        let configPath = NSTemporaryDirectory() + "moe-bench-train-\(getpid())-config.json"
+        try JSONSerialization.data(withJSONObject: try ModelPreset.json(preset)).write(to: URL(fileURLWithPath: configPath))
+        defer { try? FileManager.default.removeItem(atPath: configPath) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: peerPython)
         p.arguments = ["scripts/bench_train_torch.py", "--steps", "\(steps)", "--warmup", "\(warmup)", "--batch", "\(batch)",
-                       "--seq-len", "\(seqLen)", "--threads", "\(threads)"]
+                       "--seq-len", "\(seqLen)", "--threads", "\(threads)", "--config", configPath]
         let pipe = Pipe()
         p.standardOutput = pipe
         guard (try? p.run()) != nil else { return nil }
