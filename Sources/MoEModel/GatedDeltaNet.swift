@@ -104,8 +104,9 @@ public struct LinearAttentionLayout: Sendable, Equatable {
 ///     per value head, S (keyDim × valueDim):  S ← e^g S;  S ← S + k ⊗ β(v − Sᵀk);  o = Sᵀq
 ///     out      = out_proj(RMSNorm(o) · w · SiLU(z))          (per value head)
 ///
-/// The recurrent form runs for prefill and decode: its state (conv window and S) is a fixed size per sequence,
-/// kept in the sequence's `KVCache.recurrent`, so memory does not grow with the context.
+/// Prefill runs the chunked form (matrix products over chunks of 64 tokens), decode the recurrent one; the state
+/// (conv window and S) is a fixed size per sequence, kept in the sequence's `KVCache.recurrent`, so memory does
+/// not grow with the context.
 public struct GatedDeltaNet: @unchecked Sendable {
     public let layout: LinearAttentionLayout
     /// The input projections as stored: [in_proj_qkvz, in_proj_ba] or [in_proj_qkv, in_proj_z, in_proj_b, in_proj_a].
@@ -170,7 +171,12 @@ public struct GatedDeltaNet: @unchecked Sendable {
             let n = pass.counts[c]
             convolve(rows, tokens: n, window: state.convWindow(layer: layer))
             normaliseQueriesAndKeys(rows, tokens: n)
-            deltaRule(rows, tokens: n, matrices: state.matrices(layer: layer), out: out + pass.firsts[c] * l.valueWidth, pool: pool)
+            let o = out + pass.firsts[c] * l.valueWidth, matrices = state.matrices(layer: layer)
+            if n >= Self.chunkedFrom {
+                chunkedDeltaRule(rows, tokens: n, matrices: matrices, out: o, pool: pool)
+            } else {
+                deltaRule(rows, tokens: n, matrices: matrices, out: o, pool: pool)
+            }
         }
         gatedNorm(out, p, tokens: T)
         linear(out, ldx: l.valueWidth, tokens: T, outProj, into: residual, ldo: hidden, accumulate: true, pool: pool)
@@ -252,6 +258,85 @@ public struct GatedDeltaNet: @unchecked Sendable {
                                 for j in 0..<dv { s[j] += ki * kv[j]; o[j] += s[j] * qi }
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs of at least this many tokens take the chunked form (prefill); shorter ones (decode, drafts) the recurrent.
+    static let chunkedFrom = 8
+    /// Tokens per chunk of the chunked form (transformers' `torch_chunk_gated_delta_rule` uses 64).
+    static let chunk = 64
+
+    /// The same rule over n rows in the chunked form (Yang et al.'s WY representation, as transformers'
+    /// `torch_chunk_gated_delta_rule`), so that most of the work is matrix products. Per chunk of c tokens, with
+    /// γ the cumulative log-decay and A[i][j] = β_i (k_i·k_j) e^{γ_i−γ_j} (j < i):
+    ///
+    ///     U = (I + A)⁻¹ βV,   W = (I + A)⁻¹ (β e^γ K)         (forward substitution)
+    ///     V' = U − W S                                        (the chunk's corrections, given the state entering)
+    ///     O = (e^γ Q) S + ((QKᵀ) ⊙ e^{γ_i−γ_j}, j ≤ i) V'
+    ///     S ← e^{γ_last} S + (e^{γ_last−γ} K)ᵀ V'
+    func chunkedDeltaRule(_ rows: UnsafeMutablePointer<Float>, tokens n: Int, matrices: UnsafeMutablePointer<Float>,
+                          out: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+        let l = layout, W = l.projectedWidth, dk = l.keyDim, dv = l.valueDim, C = Self.chunk, ow = l.valueWidth
+        let bOffset = l.convChannels + l.valueWidth, aOffset = bOffset + l.valueHeads
+        negativeA.withUnsafeBufferPointer { negA in
+            dtBias.withUnsafeBufferPointer { dt in
+                pool.parallelFor(l.valueHeads) { h in
+                    let kh = l.keyHead(ofValueHead: h), S = matrices + h * dk * dv
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * C * C + C * dv + 2 * C * dk + 2 * C)
+                    defer { scratch.deallocate() }
+                    let A = scratch, M = A + C * C, U = M + C * C, Wk = U + C * dv, Qd = Wk + C * dk
+                    let gamma = Qd + C * dk, beta = gamma + C
+                    var t0 = 0
+                    while t0 < n {
+                        let c = min(C, n - t0), base = rows + t0 * W
+                        let q = base + kh * dk, k = base + l.keyWidth + kh * dk, v = base + 2 * l.keyWidth + h * dv
+                        var decay: Float = 0
+                        for i in 0..<c {
+                            let row = base + i * W
+                            beta[i] = 1 / (1 + Foundation.exp(-row[bOffset + h]))
+                            decay += negA[h] * softplus(row[aOffset + h] + dt[h])
+                            gamma[i] = decay
+                        }
+                        // A = β KKᵀ ⊙ e^{γ_i−γ_j}, strictly lower.
+                        sgemmNT(m: c, n: c, k: dk, alpha: 1, a: k, lda: W, b: k, ldb: W, c: A, ldc: C, accumulate: false, pool: nil)
+                        for i in 0..<c { for j in 0..<i { A[i * C + j] *= beta[i] * Foundation.exp(gamma[i] - gamma[j]) } }
+                        // U and W by forward substitution, row by row.
+                        for i in 0..<c {
+                            let u = U + i * dv, wk = Wk + i * dk, vi = v + i * W, ki = k + i * W
+                            let f = beta[i] * Foundation.exp(gamma[i])
+                            for j in 0..<dv { u[j] = beta[i] * vi[j] }
+                            for j in 0..<dk { wk[j] = f * ki[j] }
+                            for j in 0..<i {
+                                let a = A[i * C + j]
+                                axpy(-a, U + j * dv, u, count: dv)
+                                axpy(-a, Wk + j * dk, wk, count: dk)
+                            }
+                        }
+                        // V' = U − W S (in U).
+                        sgemmNN(m: c, n: dv, k: dk, alpha: -1, a: Wk, lda: dk, b: S, ldb: dv, c: U, ldc: dv, accumulate: true, pool: nil)
+                        // O = (e^γ Q) S + (QKᵀ ⊙ e^{γ_i−γ_j}, lower with the diagonal) V'.
+                        sgemmNT(m: c, n: c, k: dk, alpha: 1, a: q, lda: W, b: k, ldb: W, c: M, ldc: C, accumulate: false, pool: nil)
+                        for i in 0..<c {
+                            for j in 0...i { M[i * C + j] *= Foundation.exp(gamma[i] - gamma[j]) }
+                            for j in (i + 1)..<max(i + 1, c) { M[i * C + j] = 0 }
+                            let qi = q + i * W, e = Foundation.exp(gamma[i])
+                            for j in 0..<dk { Qd[i * dk + j] = qi[j] * e }
+                        }
+                        let o = out + t0 * ow + h * dv
+                        sgemmNN(m: c, n: dv, k: dk, alpha: 1, a: Qd, lda: dk, b: S, ldb: dv, c: o, ldc: ow, accumulate: false, pool: nil)
+                        sgemmNN(m: c, n: dv, k: c, alpha: 1, a: M, lda: C, b: U, ldb: dv, c: o, ldc: ow, accumulate: true, pool: nil)
+                        // S ← e^{γ_last} S + (e^{γ_last−γ} K)ᵀ V'.
+                        let last = gamma[c - 1]
+                        scale(S, count: dk * dv, by: Foundation.exp(last))
+                        for i in 0..<c {
+                            let ki = k + i * W, e = Foundation.exp(last - gamma[i])
+                            for j in 0..<dk { Qd[i * dk + j] = ki[j] * e }
+                        }
+                        sgemmTN(m: dk, n: dv, k: c, alpha: 1, a: Qd, lda: dk, b: U, ldb: dv, c: S, ldc: dv, accumulate: true, pool: nil)
+                        t0 += c
                     }
                 }
             }

@@ -95,6 +95,25 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         }
     }
 
+    /// A DeltaNet's two forms agree: prefill in chunks (70 tokens, then 80 more after them: chunk boundaries that
+    /// do not line up with the sequence's) gives the logits of running the same tokens one at a time (the recurrent
+    /// decode form).
+    @Test(arguments: ["qwen3_next", "qwen3_5_moe"])
+    func chunkedPrefillEqualsRecurrentSteps(_ name: String) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        let vocab = model.config.vocabSize
+        let tokens = (0..<150).map { 4 + ($0 * 37 + 11) % (vocab - 4) }
+        let cache = model.makeCache(capacity: 150)
+        var prefill = Array(try model.forward(Array(tokens[..<70]), cache: cache, logitsFor: .all))
+        prefill += Array(try model.forward(Array(tokens[70...]), cache: cache, logitsFor: .all))
+        let stepCache = model.makeCache(capacity: 150)
+        for (t, token) in tokens.enumerated() {
+            let step = try model.forward([token], cache: stepCache, logitsFor: .last)
+            let diff = maxAbsDifference(UnsafeBufferPointer(step), Array(prefill[(t * vocab)..<((t + 1) * vocab)]))
+            #expect(diff <= 1e-4, "\(name) position \(t): \(diff)")
+        }
+    }
+
     @Test(arguments: Fixtures.cases)
     func greedyGenerationEqualsHFGenerate(_ name: String) throws {
         let e = try Fixtures.expected(name)
