@@ -25,7 +25,7 @@ final class GatedDeltaNetLayer: TrainableAttention {
     // Backward scratch.
     /// (dDecays: each row's share of the gated norm's weight gradient; dBetas: dβ and dg per row and head.)
     let dGated = Floats(), dMixed = Floats(), dQueries = Floats(), dKeys = Floats(), dBetas = Floats(), dDecays = Floats()
-    let dStored = Floats(), column = Floats(), chunkStates = Floats()
+    let dStored = Floats(), column = Floats(), chunkStates = Floats(), tapsByRow = Floats()
 
     init(_ store: ParameterStore, prefix: String, hidden: Int, layout l: LinearAttentionLayout, eps: Float) {
         layout = l; self.hidden = hidden; self.eps = eps
@@ -39,6 +39,14 @@ final class GatedDeltaNetLayer: TrainableAttention {
     }
 
     private var W: Int { layout.projectedWidth }
+
+    /// The convolution's taps as [kernel, channels] (stored [channels, 1, kernel]).
+    private func transposedTaps(_ store: ParameterStore) -> UnsafeMutablePointer<Float> {
+        let C = layout.convChannels, K = layout.convKernel, w = store.values! + conv
+        let t = tapsByRow.reserve(K * C)
+        for ch in 0..<C { for j in 0..<K { t[j * C + ch] = w[ch * K + j] } }
+        return t
+    }
     private var zOffset: Int { layout.convChannels }
     private var bOffset: Int { layout.convChannels + layout.valueWidth }
     private var aOffset: Int { bOffset + layout.valueHeads }
@@ -64,16 +72,16 @@ final class GatedDeltaNetLayer: TrainableAttention {
             forEachBlock(n, pool: pool) { t in for c in 0..<W { p[t * W + c] = stored[t * W + Int(order[c])] } }
         }
         // Causal depthwise convolution (zeros before each sequence) and SiLU.
-        let c = preActivation.reserve(n * C), y = convolved.reserve(n * C)
-        let taps = w + conv
-        forEachBlock(B * C, pool: pool) { task in
-            let b = task / C, ch = task % C
-            for t in 0..<T {
-                var s: Float = 0
-                for j in 0..<K where t - (K - 1) + j >= 0 { s += taps[ch * K + j] * p[(b * T + t - (K - 1) + j) * W + ch] }
-                c[(b * T + t) * C + ch] = s
-                y[(b * T + t) * C + ch] = s / (1 + Foundation.exp(-s))
+        // Row by row, the taps transposed to [kernel, channels] so that every step runs along a row.
+        let c = preActivation.reserve(n * C), y = convolved.reserve(n * C), taps = transposedTaps(store)
+        forEachBlock(n, pool: pool) { r in
+            let t = r % T, cr = c + r * C, yr = y + r * C
+            cr.update(repeating: 0, count: C)
+            for j in 0..<K where t - (K - 1) + j >= 0 {
+                let x = p + (r - (K - 1) + j) * W, tap = taps + j * C
+                for ch in 0..<C { cr[ch] += tap[ch] * x[ch] }
             }
+            for ch in 0..<C { yr[ch] = cr[ch] / (1 + Foundation.exp(-cr[ch])) }
         }
         // L2-normalised q (× 1/√dk) and k per key head; β and g per value head.
         let q = queries.reserve(n * l.keyWidth), k = keys.reserve(n * l.keyWidth)
@@ -269,28 +277,33 @@ final class GatedDeltaNetLayer: TrainableAttention {
             }
         }
         // SiLU, then the convolution: dp's first C columns become d(pre-convolution projections).
-        let dc = column.reserve(n * C)
+        let dc = column.reserve(n * C + blockCount(n, pool: pool) * K * C)
         forEachBlock(n, pool: pool) { t in
             for ch in 0..<C {
                 let pre = c[t * C + ch], sig = 1 / (1 + Foundation.exp(-pre))
                 dc[t * C + ch] = dp[t * W + ch] * sig * (1 + pre * (1 - sig))
             }
         }
-        let taps = w + conv, dTaps = grad + conv
-        forEachBlock(C, pool: pool) { ch in
-            for b in 0..<B {
-                for t in 0..<T {
-                    var d: Float = 0
-                    for j in 0..<K where t + (K - 1) - j < T { d += taps[ch * K + j] * dc[(b * T + t + (K - 1) - j) * C + ch] }
-                    dp[(b * T + t) * W + ch] = d
+        // Row by row (the taps' gradient summed per part of the rows, then in part order).
+        let taps = transposedTaps(store), dTaps = grad + conv
+        let parts = blockCount(n, pool: pool), partial = column.reserve(n * C + parts * K * C) + n * C
+        partial.update(repeating: 0, count: parts * K * C)
+        forEachPart(n, pool: pool) { range, part in
+            let acc = partial + part * K * C
+            for r in range {
+                let t = r % T, d = dp + r * W, g = dc + r * C
+                d.update(repeating: 0, count: C)
+                for j in 0..<K where t + (K - 1) - j < T {
+                    let src = dc + (r + (K - 1) - j) * C, tap = taps + j * C
+                    for ch in 0..<C { d[ch] += tap[ch] * src[ch] }
                 }
-                for j in 0..<K {
-                    var s: Float = 0
-                    for t in 0..<T where t - (K - 1) + j >= 0 { s += dc[(b * T + t) * C + ch] * p[(b * T + t - (K - 1) + j) * W + ch] }
-                    dTaps[ch * K + j] += s
+                for j in 0..<K where t - (K - 1) + j >= 0 {
+                    let x = p + (r - (K - 1) + j) * W, a = acc + j * C
+                    for ch in 0..<C { a[ch] += g[ch] * x[ch] }
                 }
             }
         }
+        for part in 0..<parts { for j in 0..<K { for ch in 0..<C { dTaps[ch * K + j] += partial[(part * K + j) * C + ch] } } }
         // Back to the stored projections' order, then their weights and the input.
         let dstored = dStored.reserve(n * W)
         columnOrder.withUnsafeBufferPointer { order in
