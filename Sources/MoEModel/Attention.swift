@@ -95,13 +95,7 @@ public struct Attention: @unchecked Sendable {
             // Each head's rows of q_proj hold its query then its gate: split them (the gates wait in ws.gate).
             let both = ws.up.reserve(T * 2 * qWidth), gates = ws.gate.reserve(T * qWidth)
             linear(x, ldx: hidden, tokens: T, q, into: both, ldo: 2 * qWidth, pool: pool)
-            for t in 0..<T {
-                for h in 0..<heads {
-                    let from = both + (t * heads + h) * 2 * headDim, to = t * qWidth + h * headDim
-                    (qs + to).update(from: from, count: headDim)
-                    (gates + to).update(from: from + headDim, count: headDim)
-                }
-            }
+            Self.splitQueryAndGate(both, rows: T, heads: heads, headDim: headDim, query: qs, gate: gates)
         } else {
             linear(x, ldx: hidden, tokens: T, q, into: qs, ldo: qWidth, pool: pool)
         }
@@ -139,6 +133,25 @@ public struct Attention: @unchecked Sendable {
             }
         }
         return (qs, ks, vs)
+    }
+
+    /// Gated attention's q_proj output [rows, heads·2·headDim] (each head's query, then its gate) into the queries and
+    /// the gates, [rows, heads·headDim] each; `merge` does the reverse (training's gradients).
+    public static func splitQueryAndGate(_ both: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int,
+                                         query: UnsafeMutablePointer<Float>, gate: UnsafeMutablePointer<Float>, merge: Bool = false) {
+        let width = heads * headDim
+        for t in 0..<rows {
+            for h in 0..<heads {
+                let packed = both + (t * heads + h) * 2 * headDim, at = t * width + h * headDim
+                if merge {
+                    packed.update(from: query + at, count: headDim)
+                    (packed + headDim).update(from: gate + at, count: headDim)
+                } else {
+                    (query + at).update(from: packed, count: headDim)
+                    (gate + at).update(from: packed + headDim, count: headDim)
+                }
+            }
+        }
     }
 
     /// residual[T, hidden] += o(attention output [T, heads·headDim]) (+ o's bias).

@@ -74,13 +74,7 @@ final class AttentionLayer: TrainableAttention {
             // Each head's rows of q_proj: its query, then its gate.
             let both = dQueryGate.reserve(n * 2 * qWidth), gate = gates.reserve(n * qWidth)
             linearForward(xs, rows: n, inputs: hidden, outputs: 2 * qWidth, weight: w + q, bias: qBias.map { w + $0 }, into: both, pool: pool)
-            for t in 0..<n {
-                for h in 0..<heads {
-                    let from = both + (t * heads + h) * 2 * headDim, to = t * qWidth + h * headDim
-                    (qp + to).update(from: from, count: headDim)
-                    (gate + to).update(from: from + headDim, count: headDim)
-                }
-            }
+            Attention.splitQueryAndGate(both, rows: n, heads: heads, headDim: headDim, query: qp, gate: gate)
         } else {
             linearForward(xs, rows: n, inputs: hidden, outputs: qWidth, weight: w + q, bias: qBias.map { w + $0 }, into: qp, pool: pool)
         }
@@ -143,14 +137,8 @@ final class AttentionLayer: TrainableAttention {
         let xs = input.pointer
         if outputGate {
             // Back into q_proj's rows: each head's query gradient, then its gate's.
-            let both = dQueryGate.reserve(n * 2 * qw), gate = gates.pointer
-            for t in 0..<n {
-                for h in 0..<heads {
-                    let to = both + (t * heads + h) * 2 * hd, from = t * qw + h * hd
-                    to.update(from: dqp + from, count: hd)
-                    (to + hd).update(from: gate + from, count: hd)
-                }
-            }
+            let both = dQueryGate.reserve(n * 2 * qw)
+            Attention.splitQueryAndGate(both, rows: n, heads: heads, headDim: hd, query: dqp, gate: gates.pointer, merge: true)
             linearBackward(both, x: xs, rows: n, inputs: hidden, outputs: 2 * qw, weight: w + q, weightGrad: g + q,
                            biasGrad: qBias.map { g + $0 }, inputGrad: dx, accumulateInput: accumulate, pool: pool)
         } else {
