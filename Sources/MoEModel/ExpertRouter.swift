@@ -69,6 +69,12 @@ public struct ExpertRouter: @unchecked Sendable {
         if routing.groupScores.count != layout.groups { routing.groupScores = .init(repeating: 0, count: layout.groups) }
         for e in 0...count { routing.offsets[e] = 0 }
         let scale = Float(layout.scale)
+        if routing.topScores.count < k { routing.topScores = .init(repeating: 0, count: k); routing.topExperts = .init(repeating: 0, count: k) }
+        // Moved out for the loop (and back after): no second reference, so no copy on write.
+        var topScores = routing.topScores, topExperts = routing.topExperts
+        routing.topScores = []; routing.topExperts = []
+        defer { routing.topScores = topScores; routing.topExperts = topExperts }
+        topScores.withUnsafeMutableBufferPointer { topScores in topExperts.withUnsafeMutableBufferPointer { topExperts in
         for t in 0..<T {
             let s = logits + t * count
             switch layout.scoring {
@@ -83,16 +89,31 @@ public struct ExpertRouter: @unchecked Sendable {
                         layout.keepBestGroups(c.baseAddress!, experts: count, groupScores: g.baseAddress!)
                     }
                 }
+                // The k best in one pass (a short sorted list; most experts fall below its last and are passed by):
+                // O(experts), not O(experts × k), at Qwen3-Next's 512 experts top-10. Equal scores keep the lower
+                // index first, as a scan for the maximum would.
+                let chosen = topExperts.baseAddress!, best = topScores.baseAddress!
+                var filled = 0
+                for e in 0..<count {
+                    let v = c[e].isNaN ? -Float.infinity : c[e]
+                    guard filled < k || v > best[k - 1] else { continue }
+                    var at = min(filled, k - 1)
+                    while at > 0 && !(best[at - 1] >= v) { at -= 1 }
+                    if at < filled { // shift the worse ones down one (the last falls off when full)
+                        let move = min(filled, k - 1) - at
+                        (best + at + 1).update(from: best + at, count: move)
+                        (chosen + at + 1).update(from: chosen + at, count: move)
+                    }
+                    best[at] = v
+                    chosen[at] = Int32(e)
+                    filled = min(filled + 1, k)
+                }
                 var sum: Float = 0
                 for j in 0..<k {
-                    // The j-th best choice; earlier picks are marked by -infinity.
-                    var best = 0
-                    var bestC = -Float.infinity
-                    for e in 0..<count where c[e] > bestC { bestC = c[e]; best = e }
-                    routing.chosen[t * k + j] = Int32(best)
-                    routing.weights[t * k + j] = s[best]
-                    sum += s[best]
-                    c[best] = -.infinity
+                    let e = Int(chosen[j])
+                    routing.chosen[t * k + j] = Int32(e)
+                    routing.weights[t * k + j] = s[e]
+                    sum += s[e]
                 }
                 for j in 0..<k {
                     var weight = routing.weights[t * k + j]
@@ -102,6 +123,7 @@ public struct ExpertRouter: @unchecked Sendable {
             }
             for j in 0..<k { routing.offsets[Int(routing.chosen[t * k + j]) + 1] += 1 }
         }
+        } }
         routing.hit.removeAll(keepingCapacity: true)
         for e in 0..<count {
             if routing.offsets[e + 1] > 0 { routing.hit.append(e) }

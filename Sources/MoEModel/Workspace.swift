@@ -59,4 +59,6 @@ struct Routing {
     var hit: [Int] = []               // experts chosen by at least one token, ascending
     var choice: [Float] = []          // [experts] one token's scores for choosing
     var groupScores: [Float] = []     // [groups] one token's expert-group ranks
+    var topScores: [Float] = []       // [k] one token's best choice scores so far, descending
+    var topExperts: [Int32] = []      // [k] their experts
 }
