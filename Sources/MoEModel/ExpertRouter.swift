@@ -89,25 +89,8 @@ public struct ExpertRouter: @unchecked Sendable {
                         layout.keepBestGroups(c.baseAddress!, experts: count, groupScores: g.baseAddress!)
                     }
                 }
-                // The k best in one pass (a short sorted list; most experts fall below its last and are passed by):
-                // O(experts), not O(experts × k), at Qwen3-Next's 512 experts top-10. Equal scores keep the lower
-                // index first, as a scan for the maximum would.
-                let chosen = topExperts.baseAddress!, best = topScores.baseAddress!
-                var filled = 0
-                for e in 0..<count {
-                    let v = c[e].isNaN ? -Float.infinity : c[e]
-                    guard filled < k || v > best[k - 1] else { continue }
-                    var at = min(filled, k - 1)
-                    while at > 0 && !(best[at - 1] >= v) { at -= 1 }
-                    if at < filled { // shift the worse ones down one (the last falls off when full)
-                        let move = min(filled, k - 1) - at
-                        (best + at + 1).update(from: best + at, count: move)
-                        (chosen + at + 1).update(from: chosen + at, count: move)
-                    }
-                    best[at] = v
-                    chosen[at] = Int32(e)
-                    filled = min(filled + 1, k)
-                }
+                let chosen = topExperts.baseAddress!
+                selectTopK(c.baseAddress!, count: count, k: k, indices: chosen, values: topScores.baseAddress!)
                 var sum: Float = 0
                 for j in 0..<k {
                     let e = Int(chosen[j])
@@ -137,5 +120,28 @@ public struct ExpertRouter: @unchecked Sendable {
         }
         for e in stride(from: count, to: 0, by: -1) { routing.offsets[e] = routing.offsets[e - 1] }
         routing.offsets[0] = 0
+    }
+}
+
+/// The indices of the `k` largest of `count` scores, best first, in one pass: a short sorted list that most scores
+/// fall below the last of and pass by — O(count), not O(count × k) (Qwen3-Next routes 512 experts top-10). Equal
+/// scores keep the lower index first (as a scan for the maximum, and torch.topk on CPU); NaN counts as −∞.
+/// `values` receives the chosen scores (k floats of scratch).
+public func selectTopK(_ scores: UnsafePointer<Float>, count: Int, k: Int, indices: UnsafeMutablePointer<Int32>,
+                       values best: UnsafeMutablePointer<Float>) {
+    var filled = 0
+    for e in 0..<count {
+        let v = scores[e].isNaN ? -Float.infinity : scores[e]
+        guard filled < k || v > best[k - 1] else { continue }
+        var at = min(filled, k - 1)
+        while at > 0 && !(best[at - 1] >= v) { at -= 1 }
+        if at < filled {   // the worse ones move down one (the last falls off when the list is full)
+            let move = min(filled, k - 1) - at
+            (best + at + 1).update(from: best + at, count: move)
+            (indices + at + 1).update(from: indices + at, count: move)
+        }
+        best[at] = v
+        indices[at] = Int32(e)
+        filled = min(filled + 1, k)
     }
 }

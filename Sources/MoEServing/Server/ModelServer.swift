@@ -60,9 +60,13 @@ public struct ServerStartError: Error, CustomStringConvertible {
 
 /// The KV page pool for `parallel` sequences of `contextSize` positions within `limit` bytes: as many pages as
 /// every slot's whole context needs, or fewer when they do not fit (sequences then share the pool as they
-/// grow, and the engine preempts when it runs out). Throws when not even one sequence's context fits.
+/// grow, and the engine preempts when it runs out). A hybrid model's recurrent state comes off the limit first:
+/// each slot's own and the snapshots it keeps for prefix reuse. Throws when not even one sequence's context fits.
 func planKVPages(_ model: Transformer, parallel: Int, contextSize: Int, pageSize: Int, limit: Int,
                  limitSource: String) throws -> Int {
+    let stateBytes = model.recurrentStateBytes.multipliedReportingOverflow(by: max(parallel, 1) * (1 + InferenceEngine.savedStates))
+    guard !stateBytes.overflow else { throw ServerStartError(description: "the recurrent state's size overflows a 64-bit byte count") }
+    let limit = limit - stateBytes.partialValue
     let perContext = InferenceEngine.pages(positions: contextSize, pageSize: pageSize)
     let shape = model.kvShape
     guard let pageBytes = KVPagePool.bytes(layers: model.kvLayers, rowWidth: shape.keyWidth, valueWidth: shape.valueWidth,

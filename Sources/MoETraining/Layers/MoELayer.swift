@@ -113,6 +113,7 @@ final class MoELayer {
                 forEachRange(n, pool: pool) { tokens in
                     var score = [Float](repeating: 0, count: E)
                     var groupScore = [Float](repeating: 0, count: routing.groups)
+                    var top = [Int32](repeating: 0, count: k), topScore = [Float](repeating: 0, count: k)
                     for t in tokens {
                         let l = lg + t * E, p = pr + t * E
                         var m = -Float.infinity
@@ -131,12 +132,11 @@ final class MoELayer {
                             }
                         }
                         var total: Float = 0
+                        // Ties go to the lower index, as torch.topk does on CPU.
+                        selectTopK(score, count: E, k: k, indices: &top, values: &topScore)
                         for j in 0..<k {
-                            // The highest remaining score; ties go to the lower index, as torch.topk does on CPU.
-                            var best = 0, bestScore = -Float.infinity
-                            for e in 0..<E where score[e] > bestScore { best = e; bestScore = score[e] }
-                            score[best] = -.infinity
-                            ch[t * k + j] = Int32(best)
+                            let best = Int(top[j])
+                            ch[t * k + j] = top[j]
                             wt[t * k + j] = p[best]
                             total += p[best]
                         }
