@@ -13,7 +13,7 @@ import MoEKernels
         weights.withUnsafeBufferPointer { w in
             let router = ExpertRouter(weight: WeightMatrix(base: UnsafeRawPointer(w.baseAddress!), rows: experts, cols: 1, type: .f32),
                                       topK: k, normTopKProb: true, layout: { var l = RouterLayout(); l.scoring = .sigmoid; return l }())
-            var rng = SplitMix(seed: 3)
+            var rng = Xoshiro256StarStar(seed: 3)
             var logits = (0..<(T * experts)).map { _ in Float(Int(rng.next() % 64)) / 8 - 4 }   // many equal values
             logits[5] = .nan
             let original = logits
@@ -31,18 +31,5 @@ import MoEKernels
                 for i in routing.offsets[e]..<routing.offsets[e + 1] { #expect(routing.chosen[Int(routing.order[i])] == Int32(e)) }
             }
         }
-    }
-}
-
-/// A tiny deterministic generator for the test's scores.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
