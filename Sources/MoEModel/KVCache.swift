@@ -142,11 +142,11 @@ public final class KVCache: @unchecked Sendable {
     }
 
     /// Goes back to position `n` of what it holds, taking `state` as the recurrent state there (a snapshot
-    /// taken at `n`).
-    public func restore(to n: Int, state: RecurrentState) {
+    /// taken at `n`). `keepingPages`: the pages past `n` stay held (positions about to be written again).
+    public func restore(to n: Int, state: RecurrentState, keepingPages: Bool = false) {
         precondition(n <= count, "restore(to:) moves back only")
         count = max(n, 0)
-        if !keepsPages { releasePages(from: pagesFor(count)) }
+        if !keepsPages && !keepingPages { releasePages(from: pagesFor(count)) }
         recurrent?.copy(from: state)
     }
 

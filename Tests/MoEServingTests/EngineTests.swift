@@ -73,6 +73,22 @@ import Testing
         #expect(stats.acceptedDraftTokens < stats.draftTokens, "some drafts were rejected")
     }
 
+    /// Drafts on a hybrid model: a rejected draft takes the sequence's DeltaNet state back to before the pass and
+    /// runs the kept tokens again, so each greedy sequence still gives what it gives alone (a sampled one without drafts
+    /// runs beside them: drafts keep sampling's distribution, not its draws).
+    @Test(arguments: [(512, nil), (7, 16)])
+    func hybridDraftsChangeNothing(stepTokens: Int, kvPages: Int?) async throws {
+        var rng = Xoshiro256StarStar(seed: 4)
+        let requests: [GenerationRequest] = (0..<6).map { i in
+            let part = (0..<(3 + i * 2)).map { _ in 4 + Int(rng.next() % 120) }
+            let sampling = i == 4 ? SamplingParameters(temperature: 0.9, topK: 40, seed: 3) : .greedy
+            return GenerationRequest(prompt: part + part + part.prefix(2), maxTokens: 8 + 3 * i, sampling: sampling, stopTokens: [],
+                                     drafter: i == 2 || i == 4 ? nil : .promptLookup(ngram: 3, tokens: 4))
+        }
+        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages, directory: Self.hybridDirectory)
+        #expect(stats.draftTokens > stats.acceptedDraftTokens, "\(stats.acceptedDraftTokens)/\(stats.draftTokens): some drafts rejected")
+    }
+
     /// The same with drafts from the multi-token-prediction module (a tiny DeepSeek-V3 that has one): one or two
     /// drafts a step, the module fed every position the batched passes keep, also across preemptions.
     @Test(arguments: [(512, nil), (7, 16)])

@@ -264,10 +264,6 @@ struct GenerationPlan: Sendable {
         case (false, .flag?):
             throw .invalidRequest("'logprobs' must be an integer (0 to 20) for completions.", param: "logprobs")
         }
-        if f.speculative != nil && model.recurrentShape != nil {
-            throw .invalidRequest("'speculative' is not available for this model: its linear-attention state cannot be cut back to a rejected draft.",
-                                  param: "speculative")
-        }
         switch f.speculative {
         case nil:
             guard f.draftTokens == nil else { throw .invalidRequest("'draft_tokens' needs 'speculative'.", param: "draft_tokens") }

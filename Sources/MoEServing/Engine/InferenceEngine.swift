@@ -96,6 +96,10 @@ public final class InferenceEngine: @unchecked Sendable {
         var next = 0
         /// The draft tokens fed after `next` in the current step.
         var draft: [Int] = []
+        /// Hybrid models: the linear-attention state before the current step's drafts ran (a rejected draft
+        /// restores it and runs the kept tokens again), and the position it belongs to.
+        var stateBeforeDrafts: RecurrentState?
+        var positionBeforeDrafts = 0
         /// Multi-token-prediction drafting (`speculative: "mtp"`): the module's cache and the recorded positions.
         var mtp: MTPDrafts?
         var decoding: Bool { prefilled == context.count }
@@ -152,6 +156,8 @@ public final class InferenceEngine: @unchecked Sendable {
     private var requeued: [Sequence] = []
     private var clock = 0
     private var rawLogits: [Float] = []
+    /// Kept tokens to run again after the step (`runAgainAfterRejectedDrafts`).
+    private var reruns: [SequenceChunk] = []
     private var thread: Thread?
 
     /// `contextSize`: positions per sequence (default and at most the model's context). `kvPages` pages of
@@ -442,6 +448,10 @@ public final class InferenceEngine: @unchecked Sendable {
                 if !draft.isEmpty && cache.pagesMissing(upTo: cache.count + 1 + draft.count) + decodingLeft <= pages.freePages
                     && reserve(cache, upTo: cache.count + 1 + draft.count) {
                     s.draft = draft
+                    if let state = cache.recurrent {
+                        if let saved = s.stateBeforeDrafts { saved.copy(from: state) } else { s.stateBeforeDrafts = state.snapshot() }
+                        s.positionBeforeDrafts = cache.count
+                    }
                 }
             }
             if reserve(cache, upTo: cache.count + 1) {
@@ -529,11 +539,32 @@ public final class InferenceEngine: @unchecked Sendable {
             }
             row += 1
         }
+        runAgainAfterRejectedDrafts()
         if !ended.isEmpty { active.removeAll { ended.contains($0.id) } }
         lock.lock()
         snapshot.steps += 1
         snapshot.prefilledTokens += prefilledTokens
         lock.unlock()
+    }
+
+    /// Hybrid models: the sequences whose drafts were partly rejected in this step went back to their state before
+    /// the pass (`verify`); their kept tokens run again here, in one pass, so state and cache end where the tokens
+    /// do. (A pass that fails — it cannot, the pages are held — sends its sequences back to recompute.)
+    private func runAgainAfterRejectedDrafts() {
+        guard !reruns.isEmpty else { return }
+        defer { reruns.removeAll() }
+        if (try? model.forward(reruns)) == nil {
+            for chunk in reruns {
+                guard let slot = slots.firstIndex(where: { $0.cache === chunk.cache }) else { continue }
+                if let s = active.first(where: { $0.slot == slot && slots[slot].busy }) { preempt(s); continue }
+                slots[slot].cache.reset()
+                slots[slot].tokens = []
+                slots[slot].states = []
+            }
+            return
+        }
+        // The pages past the kept tokens, held through the pass, go back.
+        for chunk in reruns { chunk.cache.truncate(to: chunk.cache.count) }
     }
 
     /// The module's drafts after the last token of `s`: it is first fed the positions recorded since its last
@@ -578,7 +609,13 @@ public final class InferenceEngine: @unchecked Sendable {
             if !accepted || s.request.stopTokens.contains(token) || s.generated.count >= s.request.maxTokens { break }
         }
         let slot = s.slot, rejected = draft.count - kept
-        slots[slot].cache.truncate(to: slots[slot].cache.count - rejected)
+        if rejected > 0, let saved = s.stateBeforeDrafts, slots[slot].cache.recurrent != nil {
+            // The state cannot be cut back: back to before the pass, the kept tokens run again after the step.
+            slots[slot].cache.restore(to: s.positionBeforeDrafts, state: saved, keepingPages: true)
+            reruns.append(SequenceChunk(tokens: [s.next] + Array(draft[..<kept]), cache: slots[slot].cache, wantsLogits: false))
+        } else {
+            slots[slot].cache.truncate(to: slots[slot].cache.count - rejected)
+        }
         slots[slot].tokens.removeLast(rejected)
         s.mtp?.dropLast(rows: rejected)
         s.generated.removeLast(tokens.count)
