@@ -111,34 +111,6 @@ public final class InferenceEngine: @unchecked Sendable {
         }
     }
 
-    /// A KV cache and the tokens whose keys and values it holds (kept after a sequence ends, for reuse, until
-    /// its pages are wanted).
-    private struct Slot {
-        let cache: KVCache
-        var tokens: [Int] = []
-        var busy = false
-        var lastUsed = 0
-        /// Hybrid models (linear-attention state that cannot be cut back): the state at earlier positions of
-        /// `tokens` — prompt chunk boundaries and the position before a prompt's last token —, oldest first.
-        var states: [(position: Int, state: RecurrentState)] = []
-
-        /// The longest prefix of `tokens`, at most `n` positions, that the cache can go back to: any for
-        /// keys and values alone; with recurrent state, all it holds or a position with a saved state.
-        func reusable(_ n: Int) -> Int {
-            guard cache.recurrent != nil else { return n }
-            if n >= cache.count && cache.count == tokens.count { return cache.count }
-            return states.last { $0.position <= n }?.position ?? 0
-        }
-
-        func state(at position: Int) -> RecurrentState? { states.last { $0.position == position }?.state }
-
-        /// Forgets the saved states past `position`.
-        mutating func keepStates(upTo position: Int) { states.removeAll { $0.position > position } }
-    }
-
-    /// Saved recurrent states per slot (each a full copy of the state: `Transformer.recurrentStateBytes`).
-    static let savedStates = 4
-
     private let lock = NSCondition()
     // Guarded by `lock`:
     private var waiting: [Pending] = []
@@ -672,14 +644,6 @@ public final class InferenceEngine: @unchecked Sendable {
         release(s)
     }
 
-    /// Where a hybrid model's prompt chunk after `prefilled` positions ends, so that its state is saved where a
-    /// later prompt may pick it up: at multiples of `step` and before the prompt's last token (a repeated
-    /// prompt runs only that token again).
-    static func nextStateBoundary(after prefilled: Int, context: Int, step: Int) -> Int {
-        let nextMultiple = (prefilled / step + 1) * step
-        return prefilled < context - 1 ? min(nextMultiple, context - 1) : context
-    }
-
     /// Saves the recurrent state of a prefilling sequence whose chunk ended at a boundary (see
     /// `nextStateBoundary`), keeping the newest `savedStates`.
     private func saveState(_ s: Sequence) {
@@ -687,8 +651,15 @@ public final class InferenceEngine: @unchecked Sendable {
         guard let state = slots[slot].cache.recurrent, s.prefilled < s.context.count,
               s.prefilled % stepTokens == 0 || s.prefilled == s.context.count - 1 else { return }
         slots[slot].keepStates(upTo: s.prefilled - 1)
-        slots[slot].states.append((s.prefilled, state.snapshot()))
-        if slots[slot].states.count > Self.savedStates { slots[slot].states.removeFirst() }
+        // The oldest saved state makes room, its buffer reused (a state is megabytes on large models).
+        let saved: RecurrentState
+        if slots[slot].states.count >= Self.savedStates {
+            saved = slots[slot].states.removeFirst().state
+            saved.copy(from: state)
+        } else {
+            saved = state.snapshot()
+        }
+        slots[slot].states.append((s.prefilled, saved))
     }
 
     private func release(_ s: Sequence) {
