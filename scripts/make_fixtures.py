@@ -40,6 +40,8 @@ from transformers import (  # noqa: E402
     GenerationConfig,
     Glm4MoeConfig,
     Glm4MoeForCausalLM,
+    GptOssConfig,
+    GptOssForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MixtralConfig,
@@ -523,6 +525,56 @@ CASES += [
     ),
 ]
 
+
+GPT_OSS = dict(
+    COMMON,
+    num_hidden_layers=4,
+    hidden_size=64,  # two MXFP4 blocks a row
+    head_dim=16,
+    intermediate_size=64,
+    num_local_experts=4,
+    num_experts_per_tok=2,
+    sliding_window=6,
+    layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+    swiglu_limit=0.75,
+    attention_bias=True,
+    max_position_embeddings=256,
+    tie_word_embeddings=False,
+    eos_token_id=2,
+    rope_parameters={"rope_type": "yarn", "rope_theta": 150_000.0, "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                     "truncate": False, "original_max_position_embeddings": 64},
+)
+
+CASES += [
+    dict(
+        name="gpt_oss",
+        what="gpt-oss: sliding (window 6) and full attention layers alternating, attention sinks, biases on q/k/v/o, "
+        "the router and the experts, 4 experts top-2 (softmax over the chosen logits), interleaved gate/up with the "
+        "clamped SwiGLU (limit 0.75 here so that the clamp bites, alpha 1.702), yarn RoPE (factor 4, truncate false); "
+        "bf16 weights, a 20-token prompt so tokens leave the window",
+        cfg_cls=GptOssConfig,
+        model_cls=GptOssForCausalLM,
+        prompt_len=20,
+        bf16=True,
+        config=GPT_OSS,
+        gate_scale=4.0,
+        base_seed=18000,
+    ),
+    dict(
+        name="gpt_oss_mxfp4",
+        what="the gpt_oss case with its experts stored in MXFP4 as the hub's checkpoints are (gate_up_proj_blocks / "
+        "_scales, down_proj_blocks / _scales, quantization_config mxfp4); transformers dequantises them on CPU",
+        cfg_cls=GptOssConfig,
+        model_cls=GptOssForCausalLM,
+        prompt_len=20,
+        bf16=True,
+        mxfp4=True,
+        config=GPT_OSS,
+        gate_scale=4.0,
+        base_seed=18500,
+    ),
+]
+
 # --------------------------------------------------------------------------------------------------------------
 # helpers
 
@@ -542,9 +594,12 @@ def randomise(model: torch.nn.Module, gen: torch.Generator, std: float, gate_sca
                 v = torch.rand(p.shape, generator=gen) * 0.8 + 0.6
                 if zero_centred and not name.endswith("linear_attn.norm.weight"):
                     v -= 1
-            elif name.endswith(".bias"):
+            elif name.endswith(".bias") or name.endswith("_proj_bias"):
                 v = torch.randn(p.shape, generator=gen) * 0.5
-            elif name.endswith("mlp.gate.weight") or name.endswith("block_sparse_moe.gate.weight"):
+            elif name.endswith("self_attn.sinks"):  # gpt-oss: a logit per head beside the scores
+                v = torch.randn(p.shape, generator=gen)
+            elif (name.endswith("mlp.gate.weight") or name.endswith("block_sparse_moe.gate.weight")
+                  or name.endswith("mlp.router.weight")):
                 v = torch.randn(p.shape, generator=gen) * std * gate_scale
             elif name.endswith("shared_expert_gate.weight"):
                 v = torch.randn(p.shape, generator=gen) * 0.5
@@ -561,6 +616,8 @@ def gate_modules(model) -> dict[int, torch.nn.Module]:
         mlp = layer.mlp
         if hasattr(mlp, "gate") and hasattr(mlp, "experts"):
             out[i] = mlp.gate
+        elif hasattr(mlp, "router") and hasattr(mlp, "experts"):  # gpt-oss
+            out[i] = mlp.router
     return out
 
 
@@ -594,6 +651,8 @@ def routing_choice(logits: torch.Tensor, gate, config) -> tuple[torch.Tensor, fl
     DeepSeek-V2) or sigmoid + e_score_correction_bias (DeepSeek-V3, GLM-4.5); groups by max (V2) or top-2 sum."""
     mt = getattr(config, "model_type", "")
     logits = logits.float()
+    if mt == "gpt_oss":  # top-k on the logits themselves (softmax over the chosen afterwards)
+        return logits, math.inf
     if mt in ("deepseek_v3", "glm4_moe"):
         scores = torch.sigmoid(logits) + gate.e_score_correction_bias.float()
         groups, kept, by = config.n_group, config.topk_group, "top2"
@@ -711,6 +770,91 @@ def check_clip(model, clip: float, prompt: list[int]) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+# MXFP4 as gpt-oss's hub checkpoints store experts: per row of `in` values, blocks of 32 as one E8M0 exponent
+# (`*_scales`, 2^(e-127)) and 16 bytes of E2M1 codes (`*_blocks`), element 2j in byte j's low nibble, 2j+1 in its high.
+FP4_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def mxfp4_quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[..., out, in] float -> (blocks [..., out, in/32, 16] uint8, scales [..., out, in/32] uint8)."""
+    *lead, n = w.shape
+    x = w.float().reshape(*lead, n // 32, 32)
+    amax = x.abs().amax(-1)
+    e = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp(min=1e-30))) - 2, torch.full_like(amax, -127))
+    e = e.clamp(-127, 127)
+    scaled = x / torch.pow(2.0, e).unsqueeze(-1)
+    codes = (scaled.unsqueeze(-1) - FP4_VALUES).abs().argmin(-1).to(torch.uint8)
+    blocks = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    return blocks.contiguous(), (e + 127).to(torch.uint8).contiguous()
+
+
+def mxfp4_dequantize(blocks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    lo, hi = FP4_VALUES[(blocks & 0x0F).long()], FP4_VALUES[(blocks >> 4).long()]
+    v = torch.stack([lo, hi], -1).reshape(*blocks.shape[:-1], 32)
+    v = v * torch.pow(2.0, scales.float() - 127).unsqueeze(-1)
+    return v.reshape(*scales.shape[:-1], scales.shape[-1] * 32)
+
+
+def round_experts_to_mxfp4(model) -> None:
+    """Replaces every expert matrix by its MXFP4 value (HF keeps them [E, in, out]; blocks run along `in`)."""
+    with torch.no_grad():
+        for layer in model.model.layers:
+            ex = layer.mlp.experts
+            for name in ("gate_up_proj", "down_proj"):
+                p = getattr(ex, name)
+                b, sc = mxfp4_quantize(p.transpose(1, 2))
+                p.copy_(mxfp4_dequantize(b, sc).transpose(1, 2))
+
+
+def store_experts_as_mxfp4(d: Path) -> None:
+    """Rewrites a saved gpt-oss checkpoint with its experts as `*_blocks` / `*_scales` and an mxfp4
+    quantization_config, as the hub's gpt-oss checkpoints are."""
+    from safetensors.torch import load_file, save_file
+
+    path = d / "model.safetensors"
+    tensors = load_file(path)
+    out = {}
+    for k, v in tensors.items():
+        if k.endswith("experts.gate_up_proj") or k.endswith("experts.down_proj"):
+            b, sc = mxfp4_quantize(v.float().transpose(1, 2))
+            assert torch.equal(mxfp4_dequantize(b, sc), v.float().transpose(1, 2)), f"{k}: not MXFP4-exact"
+            out[k + "_blocks"], out[k + "_scales"] = b, sc
+        else:
+            out[k] = v
+    save_file(out, path, metadata={"format": "pt"})
+    cfg_path = d / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"],
+    }
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def check_swiglu_clamp(model, prompt: list[int]) -> tuple[int, int]:
+    """Counts gate/up values (of the experts' gate_up products) beyond swiglu_limit over the prompt forward."""
+    counts = [0, 0]
+    limit = model.config.swiglu_limit
+    originals = []
+    for layer in model.model.layers:
+        ex = layer.mlp.experts
+        original = ex._apply_gate
+
+        def counting(gate_up, original=original):
+            counts[0] += int((gate_up[..., ::2] > limit).sum()) + int((gate_up[..., 1::2].abs() > limit).sum())
+            counts[1] += gate_up.numel()
+            return original(gate_up)
+
+        ex._apply_gate = counting
+        originals.append((ex, original))
+    try:
+        forward_logits(model, prompt)
+    finally:
+        for ex, original in originals:
+            ex._apply_gate = original
+    return counts[0], counts[1]
+
+
 def to_legacy(cfg: dict) -> dict:
     """transformers-5 `rope_parameters` -> legacy hub `rope_theta` + `rope_scaling`; `dtype` -> `torch_dtype`."""
     out = {}
@@ -755,6 +899,8 @@ def build_case(case: dict) -> dict:
                 for gate in gate_modules(model).values():
                     b = gate.e_score_correction_bias
                     b.copy_(torch.randn(b.shape, generator=gen) * case["selection_bias"])
+        if case.get("mxfp4"):
+            round_experts_to_mxfp4(model)
         # prompt tokens avoid the special ids 0..3
         prompt = (torch.randint(4, config.vocab_size, (case.get("prompt_len", PROMPT_LEN),), generator=gen)).tolist()
 
@@ -795,6 +941,8 @@ def build_case(case: dict) -> dict:
     if bf16:
         model.to(torch.bfloat16)
     model.save_pretrained(d, **save_kw)
+    if case.get("mxfp4"):
+        store_experts_as_mxfp4(d)
     if bf16:
         model.to(torch.float32)  # exact: weights were bf16-rounded already
 
@@ -847,6 +995,13 @@ def build_case(case: dict) -> dict:
     if case["config"].get("qkv_bias", False) or case["cfg_cls"] is Qwen2Config:
         b = ref.model.layers[0].self_attn.q_proj.bias
         assert b is not None and float(b.detach().abs().min()) > 0
+
+    if case["cfg_cls"] is GptOssConfig:
+        over, total = check_swiglu_clamp(ref, prompt)
+        assert over > 0, "swiglu_limit never clamps"
+        clip_info = f"{over}/{total} gate/up values clamped"
+        assert len(prompt) > case["config"]["sliding_window"]
+        assert float(ref.model.layers[0].self_attn.sinks.detach().abs().min()) > 0
 
     is_moe = bool(res["unused"])
     expected = {

@@ -64,6 +64,13 @@ public final class Checkpoint: TensorStore, @unchecked Sendable {
 
     /// Total bytes of all tensors.
     public var byteCount: Int { location.values.reduce(0) { $0 + $1.byteCount } }
+
+    public func releasePages(of t: TensorData) {
+        guard location[t.name]?.pointer == t.pointer else { return }   // (only this checkpoint's read-only mappings)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: t.pointer) + page - 1) / page * page, end = (Int(bitPattern: t.pointer) + t.byteCount) / page * page
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, Int32(MADV_DONTNEED)) }
+    }
 }
 
 /// Where a model's weights come from, by Hugging Face tensor name: a safetensors `Checkpoint`, or a GGUF file
@@ -79,9 +86,14 @@ public protocol TensorStore: AnyObject, Sendable {
     func contains(_ name: String) -> Bool
     /// The tensor called `name`, or an error naming it.
     func tensor(_ name: String) throws -> TensorData
+    /// Lets the OS drop `t`'s pages from memory, for a tensor read once into a copy (a memory-mapped file's pages are
+    /// read again if touched); does nothing where the data are not a file's.
+    func releasePages(of t: TensorData)
 }
 
 extension TensorStore {
+    public func releasePages(of t: TensorData) {}
+
     /// The tensor called `name`, checked to have `shape`.
     public func tensor(_ name: String, shape: [Int]) throws -> TensorData {
         let t = try tensor(name)
@@ -118,4 +130,5 @@ public final class LanguageModelView: TensorStore, @unchecked Sendable {
     public var byteCount: Int { base.byteCount }
     public func contains(_ name: String) -> Bool { base.contains(stored(name)) }
     public func tensor(_ name: String) throws -> TensorData { try base.tensor(stored(name)) }
+    public func releasePages(of t: TensorData) { base.releasePages(of: t) }
 }

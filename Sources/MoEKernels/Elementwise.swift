@@ -84,6 +84,41 @@ public func siluMultiply(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float
     }
 }
 
+/// The gated activation of a gated MLP (gate and up projections), applied into the gate rows.
+public enum GatedActivation: Sendable, Equatable {
+    /// silu(gate) · up (SwiGLU).
+    case silu
+    /// gpt-oss's clamped SwiGLU: g = min(gate, limit), u = clamp(up, ±limit), (u + 1) · g · σ(α·g).
+    case clampedSwiGLU(alpha: Float, limit: Float)
+
+    /// gate[i] = activation(gate[i], up[i]).
+    public func apply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
+        switch self {
+        case .silu: siluMultiply(gate, up, count: n)
+        case let .clampedSwiGLU(alpha, limit): MoEKernels.clampedSwiGLU(gate, up, count: n, alpha: alpha, limit: limit)
+        }
+    }
+}
+
+/// gate[i] = (clamp(up[i], ±limit) + 1) · g · σ(α·g), g = min(gate[i], limit) (gpt-oss).
+public func clampedSwiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int, alpha: Float, limit: Float) {
+    @inline(__always)
+    func step(_ gate: SIMD8<Float>, _ up: SIMD8<Float>) -> SIMD8<Float> {
+        let g = gate.replacing(with: SIMD8(repeating: limit), where: gate .> limit)
+        let u = up.clamped(lowerBound: SIMD8(repeating: -limit), upperBound: SIMD8(repeating: limit))
+        return (u + 1) * g / (1 + exp8(-alpha * g))
+    }
+    var i = 0
+    while i &+ 8 <= n {
+        store8U(step(load8U(gate + i), load8U(up + i)), gate + i)
+        i &+= 8
+    }
+    while i < n {
+        gate[i] = step(SIMD8(repeating: gate[i]), SIMD8(repeating: up[i]))[0]
+        i &+= 1
+    }
+}
+
 /// Backward of out = silu(g)·u given dOut in `da`: du = dOut·silu(g), then da = dOut·u·silu'(g) in place,
 /// silu'(g) = σ(g)(1 + g(1 − σ(g))).
 public func siluMultiplyBackward(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, _ da: UnsafeMutablePointer<Float>,
@@ -146,6 +181,15 @@ public func scale(_ x: UnsafeMutablePointer<Float>, count n: Int, by a: Float) {
 public func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
     if n <= 0 { return }
     let s = expShiftedSum(x, count: n, shift: maxElement(x, count: n))
+    scale(x, count: n, by: 1 / s)
+}
+
+/// Softmax of x[0..<n] with one more logit, `sink`, in the denominator only (gpt-oss's attention sinks: a head can
+/// give part of its attention to nothing); −∞ makes it the plain softmax.
+public func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int, sink: Float) {
+    if sink == -.infinity { softmax(x, count: n); return }
+    let m = max(n > 0 ? maxElement(x, count: n) : -.infinity, sink)
+    let s = (n > 0 ? expShiftedSum(x, count: n, shift: m) : 0) + Foundation.exp(sink - m)
     scale(x, count: n, by: 1 / s)
 }
 

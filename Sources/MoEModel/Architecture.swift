@@ -17,18 +17,22 @@ public protocol Architecture: Sendable {
     static func withDefaults(_ config: ModelConfig) throws -> ModelConfig
     /// Other `model_type`s read as this one (a multimodal model's text config, say).
     static var aliases: [String] { get }
+    /// The checkpoint's tensors as the layouts name and shape them, where the hub stores some otherwise (gpt-oss's
+    /// fused, transposed or MXFP4 experts); by default the store itself.
+    static func weights(_ store: any TensorStore, _ config: ModelConfig) throws -> any TensorStore
 }
 
 extension Architecture {
     public static func withDefaults(_ config: ModelConfig) throws -> ModelConfig { config }
     public static var aliases: [String] { [] }
+    public static func weights(_ store: any TensorStore, _ config: ModelConfig) throws -> any TensorStore { store }
 }
 
 /// `model_type` → architecture.
 public enum ArchitectureRegistry {
     public static let all: [any Architecture.Type] = [
         Qwen2MoE.self, Qwen3MoE.self, Mixtral.self, OLMoE.self, DeepseekV2.self, DeepseekV3.self, Glm4MoE.self,
-        Qwen3Next.self, Qwen35MoE.self, Qwen2.self, Qwen3.self, Llama.self,
+        Qwen3Next.self, Qwen35MoE.self, GptOss.self, Qwen2.self, Qwen3.self, Llama.self,
     ]
 
     public static func architecture(for modelType: String) throws -> any Architecture.Type {
@@ -59,6 +63,12 @@ public struct LayerLayout: Sendable, Equatable {
     public var outputGate = false
     /// Added to every RMSNorm weight as read: 1 for zero-centred norms, stored as w − 1 (Qwen3-Next / 3.5).
     public var normOffset: Float = 0
+    /// Attention sinks (`{prefix}.self_attn.sinks` [heads], gpt-oss): a learned logit per head in each softmax's
+    /// denominator.
+    public var sinks = false
+    /// Sliding-window attention: each query sees its own position and the `window − 1` before it; the sequence
+    /// keeps only the last `window` keys and values of this layer (a ring in its `RecurrentState`).
+    public var window: Int? = nil
 
     public var attentionPrefix: String { linear == nil ? "\(prefix).self_attn" : "\(prefix).linear_attn" }
 }
@@ -156,6 +166,13 @@ public struct MoELayout: Sendable, Equatable {
     public var sharedWidth: Int?
     public var sharedGated = true
     public var router = RouterLayout()
+    /// The router's module name: `{prefix}.gate` (most) or `{prefix}.router` (gpt-oss).
+    public var routerModule = "gate"
+    /// A bias on the router's logits (`{router}.bias`, gpt-oss).
+    public var routerBias = false
+    /// Biases on the experts' projections: `{experts}.{gate,up,down}_proj_bias` [experts, rows] (gpt-oss).
+    public var expertBias = false
+    public var activation: GatedActivation = .silu
 
     public struct ExpertNames: Sendable, Equatable {
         public var gate: String, up: String, down: String
@@ -164,7 +181,8 @@ public struct MoELayout: Sendable, Equatable {
         public static let w1w3w2 = ExpertNames(gate: "w1", up: "w3", down: "w2")
     }
 
-    public var routerName: String { "\(prefix).gate.weight" }
+    public var routerName: String { "\(prefix).\(routerModule).weight" }
+    public var routerBiasName: String { "\(prefix).\(routerModule).bias" }
     public var selectionBiasName: String { "\(prefix).gate.e_score_correction_bias" }
     public func expertPrefix(_ e: Int) -> String { "\(prefix).experts.\(e)" }
     public var sharedPrefix: String { sharedGated ? "\(prefix).shared_expert" : "\(prefix).shared_experts" }
@@ -178,12 +196,37 @@ extension ModelConfig {
         !mlpOnlyLayers.contains(i) && numExperts > 0 && (i + 1) % decoderSparseStep == 0
     }
 
+    /// Each layer's attention window (nil: full attention) where `sliding_window` is set (and `enabled`, Qwen's
+    /// `use_sliding_window`): the layers `layer_types` calls "sliding_attention", or without it those
+    /// `defaultSliding` picks (as the architecture's transformers config fills `layer_types` in). `defaultWindow`:
+    /// the window when config.json leaves `sliding_window` out.
+    func slidingWindows(enabled: Bool = true, defaultWindow: Int? = nil, defaultSliding: (Int) -> Bool) throws -> [Int?] {
+        let none = [Int?](repeating: nil, count: numHiddenLayers)
+        let given: Int?
+        if case .null? = raw["sliding_window"] { given = nil } else { given = try extraInt("sliding_window") ?? defaultWindow }
+        guard enabled, let window = given else { return none }
+        guard window >= 1 else { return none }   // (Qwen2-MoE writes 0 for "no window")
+        guard window <= maxPositionEmbeddings else {
+            throw FormatError.badConfig(path: "config.json", reason: "sliding_window \(window) is larger than the context (max_position_embeddings \(maxPositionEmbeddings))")
+        }
+        if case let .array(items)? = raw["layer_types"] {
+            guard items.count == numHiddenLayers else {
+                throw FormatError.badConfig(path: "config.json", reason: "layer_types lists \(items.count) layers, num_hidden_layers is \(numHiddenLayers)")
+            }
+            return try items.map {
+                switch $0 {
+                case .string("sliding_attention"): return window
+                case .string("full_attention"): return nil
+                default: throw FormatError.badConfig(path: "config.json", reason: "layer_types: \($0) is neither \"sliding_attention\" nor \"full_attention\"")
+                }
+            }
+        }
+        return (0..<numHiddenLayers).map { defaultSliding($0) ? window : nil }
+    }
+
     /// Refuses settings the engine does not implement, rather than running them wrongly.
     public func requireSupported() throws {
         if hiddenAct != "silu" { throw ModelError.unsupported("hidden_act '\(hiddenAct)' is not supported (only silu)") }
-        if case .bool(true)? = raw["use_sliding_window"] {
-            throw ModelError.unsupported("sliding-window attention (use_sliding_window: true) is not supported")
-        }
         if case .bool(true)? = raw["mlp_bias"] { throw ModelError.unsupported("mlp_bias: true is not supported") }
     }
 
@@ -226,7 +269,8 @@ public struct DecoderLayer: Sendable {
             attention = .latent(try LatentAttention(c, w, prefix: l.attentionPrefix, layout: latent))
         } else {
             attention = .grouped(try Attention(c, w, prefix: l.attentionPrefix, qkvBias: l.qkvBias, outputBias: l.outputBias,
-                                               qkNorm: l.qkNorm, clip: l.clip, outputGate: l.outputGate, normOffset: l.normOffset))
+                                               qkNorm: l.qkNorm, clip: l.clip, outputGate: l.outputGate, normOffset: l.normOffset,
+                                               sinks: l.sinks, window: l.window))
         }
         let ff: FeedForward
         switch l.feedForward {
@@ -241,11 +285,14 @@ public struct DecoderLayer: Sendable {
                 }
             }
             let n = m.expertNames
-            ff = .moe(MoEBlock(
-                router: try ExpertRouter(w, layout: m, hidden: c.hiddenSize),
-                experts: try MoEBlock.readExperts(w, prefix: "\(m.prefix).experts", count: m.experts, hidden: c.hiddenSize,
-                                                  width: m.width, names: (n.gate, n.up, n.down)),
-                sharedExpert: shared, sharedExpertGate: sharedGate))
+            var experts = try MoEBlock.readExperts(w, prefix: "\(m.prefix).experts", count: m.experts, hidden: c.hiddenSize,
+                                                   width: m.width, names: (n.gate, n.up, n.down))
+            if m.expertBias {
+                try MoEBlock.readExpertBiases(w, prefix: "\(m.prefix).experts", into: &experts, hidden: c.hiddenSize, width: m.width)
+            }
+            for e in experts.indices { experts[e].activation = m.activation }
+            ff = .moe(MoEBlock(router: try ExpertRouter(w, layout: m, hidden: c.hiddenSize), experts: experts,
+                               sharedExpert: shared, sharedExpertGate: sharedGate))
         }
         self.init(inputNorm: try w.norm("\(l.prefix).input_layernorm.weight", count: c.hiddenSize, offset: l.normOffset),
                   attention: attention,

@@ -4,7 +4,8 @@ import MoEKernels
 
 /// Grouped-query self-attention with RoPE and a KV cache, in the variants the supported architectures use:
 /// optional q/k/v (and o) biases, optional RMSNorm of q and k (per head as Qwen3, or over the whole
-/// projection as OLMoE), optional clamping of q, k, v (OLMoE's `clip_qkv`).
+/// projection as OLMoE), optional clamping of q, k, v (OLMoE's `clip_qkv`), attention sinks and a sliding window
+/// (gpt-oss: the layer's keys and values then live in the sequence's ring, not in the KV cache).
 public struct Attention: @unchecked Sendable {
     public enum QKNorm: Sendable {
         case none
@@ -22,11 +23,16 @@ public struct Attention: @unchecked Sendable {
     let clip: Float?
     /// q_proj gives [query | gate] per head; the output is multiplied by sigmoid(gate) (Qwen3-Next / 3.5).
     let outputGate: Bool
+    /// A logit per head in each softmax's denominator (empty: none).
+    let sinks: [Float]
+    /// Sliding window: positions a query sees, its own included (nil: all before it).
+    let window: Int?
     let eps: Float
 
     /// Reads `{prefix}.q_proj.weight` … `{prefix}.o_proj.weight` and the optional biases and norms.
     public init(_ c: ModelConfig, _ w: WeightReader, prefix: String, qkvBias: Bool, outputBias: Bool,
-                qkNorm: QKNorm = .none, clip: Double? = nil, outputGate: Bool = false, normOffset: Float = 0) throws {
+                qkNorm: QKNorm = .none, clip: Double? = nil, outputGate: Bool = false, normOffset: Float = 0,
+                sinks: Bool = false, window: Int? = nil) throws {
         heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim
         let qWidth = heads * headDim, kvWidth = kvHeads * headDim
         self.outputGate = outputGate
@@ -50,6 +56,8 @@ public struct Attention: @unchecked Sendable {
             kNormWeight = try w.norm("\(prefix).k_norm.weight", count: kvWidth, offset: normOffset)
         }
         self.clip = clip.map(Float.init)
+        self.sinks = sinks ? try w.vector("\(prefix).sinks", count: heads) : []
+        self.window = window
         eps = Float(c.rmsNormEps)
     }
 
@@ -62,18 +70,24 @@ public struct Attention: @unchecked Sendable {
         let T = layout.rows
         let qWidth = heads * headDim, kvWidth = kvHeads * headDim
         let (qs, ks, vs) = project(x, tokens: T, rope: rope, hidden: hidden, ws: ws, pool: pool)
-        // Append this pass's keys and values to each sequence's cache.
-        for (c, cache) in layout.caches.enumerated() {
-            let first = layout.firsts[c]
-            for t in 0..<layout.counts[c] {
-                cache.keys(layer: layer, position: cache.count + t).update(from: ks + (first + t) * kvWidth, count: kvWidth)
-                cache.values(layer: layer, position: cache.count + t).update(from: vs + (first + t) * kvWidth, count: kvWidth)
-            }
-        }
         let out = ws.attention.reserve(T * qWidth)
-        ScaledDotProduct(heads: heads, group: heads / kvHeads, qkDim: headDim, valueDim: headDim, valuesInKeys: false,
-                         scale: 1 / Float(headDim).squareRoot())
-            .attend(qs, layout, layer: layer, out: out, ws: ws, pool: pool)
+        sinks.withUnsafeBufferPointer { sinks in
+            let attention = ScaledDotProduct(heads: heads, group: heads / kvHeads, qkDim: headDim, valueDim: headDim, valuesInKeys: false,
+                                             scale: 1 / Float(headDim).squareRoot(), sinks: sinks.isEmpty ? nil : sinks.baseAddress)
+            if let window {
+                attention.attendWindow(qs, keys: ks, values: vs, layout, ring: layer, window: window, out: out, ws: ws, pool: pool)
+                return
+            }
+            // Append this pass's keys and values to each sequence's cache.
+            for (c, cache) in layout.caches.enumerated() {
+                let first = layout.firsts[c]
+                for t in 0..<layout.counts[c] {
+                    cache.keys(layer: layer, position: cache.count + t).update(from: ks + (first + t) * kvWidth, count: kvWidth)
+                    cache.values(layer: layer, position: cache.count + t).update(from: vs + (first + t) * kvWidth, count: kvWidth)
+                }
+            }
+            attention.attend(qs, layout, layer: layer, out: out, ws: ws, pool: pool)
+        }
         if outputGate {
             let gates = ws.gate.pointer
             for i in 0..<(T * qWidth) { out[i] *= 1 / (1 + Foundation.exp(-gates[i])) }

@@ -20,6 +20,8 @@ public struct ExpertRouter: @unchecked Sendable {
     public let layout: RouterLayout
     /// `e_score_correction_bias` [experts], when the layout has one.
     public let selectionBias: [Float]?
+    /// A bias added to the logits (gpt-oss), or nil.
+    public var bias: [Float]? = nil
 
     public var experts: Int { weight.rows }
 
@@ -35,6 +37,7 @@ public struct ExpertRouter: @unchecked Sendable {
         self.init(weight: try w.matrix(m.routerName, rows: m.experts, cols: hidden), topK: m.topK, normTopKProb: m.normTopKProb,
                   layout: m.router,
                   selectionBias: m.router.selectionBias ? try w.vector(m.selectionBiasName, count: m.experts) : nil)
+        if m.routerBias { bias = try w.vector(m.routerBiasName, count: m.experts) }
     }
 
     /// Refuses group settings that cannot be routed (the config's numbers, named).

@@ -52,7 +52,7 @@ public final class KVCache: @unchecked Sendable {
         guard capacity > 0 else { throw ModelError.badInput("a KV cache needs a capacity of at least one position") }
         self.pool = pool
         self.capacity = capacity
-        recurrent = pool.recurrent.map { RecurrentState(layers: $0.layers, layout: $0.layout) }
+        recurrent = pool.recurrent.map { RecurrentState($0) }
         let pages = (capacity + pool.pageSize - 1) / pool.pageSize
         pageTable = .allocate(capacity: pages)
     }
@@ -315,15 +315,4 @@ public final class KVPagePool: @unchecked Sendable {
             values(page: Int(target), layer: layer).update(from: values(page: Int(page), layer: layer), count: rows * valueWidth)
         }
     }
-}
-
-/// The shape of the recurrent state of a hybrid model's sequences: `layers` Gated DeltaNet layers of `layout`.
-public struct RecurrentShape: Sendable, Equatable {
-    public var layers: Int
-    public var layout: LinearAttentionLayout
-
-    public init(layers: Int, layout: LinearAttentionLayout) { self.layers = layers; self.layout = layout }
-
-    /// Bytes per sequence.
-    public var bytes: Int { layers * layout.stateFloats * MemoryLayout<Float>.size }
 }

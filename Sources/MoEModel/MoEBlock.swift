@@ -50,12 +50,27 @@ public struct MoEBlock: @unchecked Sendable {
         return try (0..<count).map { e in try MLP(w, prefix: "\(prefix).\(e)", hidden: hidden, width: width, names: names) }
     }
 
+    /// The experts' biases, stacked per projection as gpt-oss's experts have them: `{experts}.gate_proj_bias`,
+    /// `up_proj_bias` [E, width] and `down_proj_bias` [E, hidden].
+    public static func readExpertBiases(_ w: WeightReader, prefix: String, into experts: inout [MLP], hidden: Int, width: Int) throws {
+        let E = experts.count
+        let gate = try w.vector("\(prefix).gate_proj_bias", shape: [E, width])
+        let up = try w.vector("\(prefix).up_proj_bias", shape: [E, width])
+        let down = try w.vector("\(prefix).down_proj_bias", shape: [E, hidden])
+        for e in 0..<E {
+            experts[e].gateBias = Array(gate[(e * width)..<((e + 1) * width)])
+            experts[e].upBias = Array(up[(e * width)..<((e + 1) * width)])
+            experts[e].downBias = Array(down[(e * hidden)..<((e + 1) * hidden)])
+        }
+    }
+
     /// residual[T, hidden] += MoE(x[T, hidden]).
     func forward(_ x: UnsafePointer<Float>, tokens T: Int, residual: UnsafeMutablePointer<Float>,
                  ws: Workspace, pool: WorkerPool) {
         let hidden = router.weight.cols, count = router.experts, k = topK
         let logits = ws.routerLogits.reserve(T * count)
         linear(x, ldx: hidden, tokens: T, router.weight, into: logits, ldo: count, pool: pool)
+        router.bias?.withUnsafeBufferPointer { addBias(logits, rows: T, stride: count, bias: $0.baseAddress!, count: count) }
         router.route(logits, tokens: T, routing: &ws.routing)
         let routing = ws.routing
 
@@ -75,8 +90,9 @@ public struct MoEBlock: @unchecked Sendable {
             let mlp = experts[e]
             linearPair(input + lo * hidden, ldx: hidden, tokens: rows, mlp.gate, into: gate + lo * width, ldo1: width,
                        mlp.up, into: up + lo * width, ldo2: width, pool: pool)
-            siluMultiply(gate + lo * width, up + lo * width, count: rows * width)
+            mlp.activate(gate + lo * width, up + lo * width, rows: rows)
             linear(gate + lo * width, ldx: width, tokens: rows, mlp.down, into: out + lo * hidden, ldo: hidden, pool: pool)
+            mlp.addDownBias(out + lo * hidden, rows: rows)
         }
         if entries < 16 * hit.count {
             // Few rows per expert (decode; batched decode too: with B ≤ 16 sequences the mean is below 16 unless

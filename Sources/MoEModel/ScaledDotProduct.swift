@@ -15,6 +15,10 @@ struct ScaledDotProduct {
     let valueDim: Int
     let valuesInKeys: Bool
     let scale: Float
+    /// Attention sinks: a logit per query head that joins each softmax's denominator (gpt-oss), or nil.
+    var sinks: UnsafePointer<Float>? = nil
+
+    @inline(__always) func sink(_ h: Int) -> Float { sinks.map { $0[h] } ?? -.infinity }
 
     /// Attends every sequence's query rows of a pass (keys and values of this pass already in the caches, whose
     /// `count` does not include them yet) into `out` [rows, heads·valueDim]. One-token sequences attend by dot
@@ -67,6 +71,87 @@ struct ScaledDotProduct {
         }
     }
 
+    /// Sliding-window attention: a query at position p sees positions p − window + 1 … p, whose keys and values are
+    /// those of this pass (`keys`, `values` [rows, kvWidth]) and, before them, what each sequence's ring (layer
+    /// `ring` of its `RecurrentState`; position q in slot q % window) still holds. The pass's keys and values go
+    /// into the rings: a decoded token's before it attends, a prefill chunk's last `window` after.
+    func attendWindow(_ qs: UnsafePointer<Float>, keys ks: UnsafePointer<Float>, values vs: UnsafePointer<Float>,
+                      _ layout: PassLayout, ring: Int, window W: Int, out: UnsafeMutablePointer<Float>,
+                      ws: Workspace, pool: WorkerPool) {
+        let qWidth = heads * qkDim, oWidth = heads * valueDim, kvWidth = heads / group * qkDim
+        func store(_ c: Int, from t0: Int) {
+            let cache = layout.caches[c]
+            guard let state = cache.recurrent else { preconditionFailure("a cache without a ring reached a sliding-window layer") }
+            let (keys, values) = state.ring(layer: ring)
+            for t in t0..<layout.counts[c] {
+                let slot = (cache.count + t) % W, row = layout.firsts[c] + t
+                (keys + slot * kvWidth).update(from: ks + row * kvWidth, count: kvWidth)
+                (values + slot * kvWidth).update(from: vs + row * kvWidth, count: kvWidth)
+            }
+        }
+        if !layout.singles.isEmpty {
+            for c in layout.singles { store(c, from: 0) }
+            let scores = ws.scores.reserve(layout.singles.count * heads * W)
+            layout.caches.withUnsafeBufferPointer { caches in
+                layout.singles.withUnsafeBufferPointer { singles in
+                    layout.firsts.withUnsafeBufferPointer { firsts in
+                        pool.parallelFor(singles.count * heads) { task in
+                            let c = singles[task / heads], h = task % heads, kv = h / group
+                            let cache = caches[c]
+                            let (keys, values) = cache.recurrent!.ring(layer: ring)
+                            let n = min(cache.count + 1, W)   // filled slots (order does not matter to a softmax)
+                            let q = qs + firsts[c] * qWidth + h * qkDim, o = out + firsts[c] * oWidth + h * valueDim
+                            let s = scores + task * W
+                            for j in 0..<n { s[j] = dot(q, keys + j * kvWidth + kv * qkDim, count: qkDim) * scale }
+                            softmax(s, count: n, sink: sink(h))
+                            o.update(repeating: 0, count: valueDim)
+                            for j in 0..<n { axpy(s[j], values + j * kvWidth + kv * valueDim, o, count: valueDim) }
+                        }
+                    }
+                }
+            }
+        }
+        for (c, cache) in layout.caches.enumerated() where layout.counts[c] > 1 {
+            // The positions this chunk's queries can see, in order: the ring's last window − 1, then the chunk's.
+            let T = layout.counts[c], first = layout.firsts[c], start = cache.count
+            let prior = min(start, W - 1), n = prior + T
+            let keys = ws.windowKeys.reserve(n * kvWidth), values = ws.windowValues.reserve(n * kvWidth)
+            if prior > 0 {
+                let held = cache.recurrent!.ring(layer: ring)
+                for j in 0..<prior {
+                    let slot = (start - prior + j) % W
+                    (keys + j * kvWidth).update(from: held.keys + slot * kvWidth, count: kvWidth)
+                    (values + j * kvWidth).update(from: held.values + slot * kvWidth, count: kvWidth)
+                }
+            }
+            (keys + prior * kvWidth).update(from: ks + first * kvWidth, count: T * kvWidth)
+            (values + prior * kvWidth).update(from: vs + first * kvWidth, count: T * kvWidth)
+            // Queries in blocks; a block's queries see at most block + window − 1 positions.
+            let block = min(T, 128), span = block + W - 1
+            let scores = ws.scores.reserve(heads * block * span)
+            for t0 in stride(from: 0, to: T, by: block) {
+                let rows = min(block, T - t0)
+                let j0 = max(0, t0 + prior - W + 1), j1 = t0 + rows + prior
+                pool.parallelFor(heads) { h in
+                    let kv = h / group, s = scores + h * block * span
+                    sgemmNT(m: rows, n: j1 - j0, k: qkDim, alpha: scale, a: qs + (first + t0) * qWidth + h * qkDim, lda: qWidth,
+                            b: keys + j0 * kvWidth + kv * qkDim, ldb: kvWidth, c: s, ldc: span, accumulate: false, pool: nil)
+                    for r in 0..<rows {
+                        // Query t0 + r sees positions (in `keys`) t0 + r + prior − W + 1 … t0 + r + prior.
+                        let row = s + r * span
+                        let lo = max(j0, t0 + r + prior - W + 1) - j0, hi = t0 + r + prior + 1 - j0
+                        for j in 0..<lo { row[j] = 0 }
+                        softmax(row + lo, count: hi - lo, sink: sink(h))
+                        for j in hi..<(j1 - j0) { row[j] = 0 }
+                    }
+                    sgemmNN(m: rows, n: valueDim, k: j1 - j0, alpha: 1, a: s, lda: span, b: values + j0 * kvWidth + kv * valueDim,
+                            ldb: kvWidth, c: out + (first + t0) * oWidth + h * valueDim, ldc: oWidth, accumulate: false, pool: nil)
+                }
+            }
+            store(c, from: max(0, T - W))
+        }
+    }
+
     /// Key and value columns of head h in the cached rows, and the rows' strides.
     @inline(__always)
     private func columns(_ h: Int, cache: KVCache) -> (key: Int, value: Int, keyStride: Int, valueStride: Int) {
@@ -94,7 +179,7 @@ struct ScaledDotProduct {
                     sgemmNT(m: rows, n: n, k: qkDim, alpha: scale, a: q, lda: qWidth, b: keys + kc, ldb: ks,
                             c: s + p0, ldc: positions, accumulate: false, pool: nil)
                 }
-                causalSoftmax(s, rows: rows, stride: positions, firstVisible: start + first + 1, visible: visible)
+                causalSoftmax(s, rows: rows, stride: positions, firstVisible: start + first + 1, visible: visible, sink: sink(h))
                 let o = out + first * oWidth + h * valueDim
                 cache.forEachRun(layer: layer, positions: visible) { p0, n, keys, values in
                     sgemmNN(m: rows, n: valueDim, k: n, alpha: 1, a: s + p0, lda: positions,
@@ -117,7 +202,7 @@ struct ScaledDotProduct {
             sgemmNT(m: m, n: n, k: qkDim, alpha: scale, a: q, lda: qkDim, b: keys + kc, ldb: ks,
                     c: s + first, ldc: scoreStride, accumulate: false, pool: nil)
         }
-        for r in 0..<m { softmax(s + r * scoreStride, count: positions) }
+        for r in 0..<m { softmax(s + r * scoreStride, count: positions, sink: sink(hs.lowerBound + r)) }
         cache.forEachRun(layer: layer, positions: positions) { first, n, keys, values in
             sgemmNN(m: m, n: valueDim, k: n, alpha: 1, a: s + first, lda: scoreStride,
                     b: (valuesInKeys ? keys : values) + vc, ldb: vs, c: o, ldc: valueDim, accumulate: first > 0, pool: nil)
@@ -135,7 +220,7 @@ struct ScaledDotProduct {
         cache.forEachRun(layer: layer, positions: positions) { first, n, keys, _ in
             for j in 0..<n { s[first + j] = dot(q, keys + j * ks + kc, count: qkDim) * scale }
         }
-        softmax(s, count: positions)
+        softmax(s, count: positions, sink: sink(h))
         o.update(repeating: 0, count: valueDim)
         cache.forEachRun(layer: layer, positions: positions) { first, n, keys, values in
             let v = (valuesInKeys ? keys : values) + vc
@@ -146,11 +231,12 @@ struct ScaledDotProduct {
 
 /// Softmax of `rows` score rows (`stride` apart) under the causal mask: row r sees `firstVisible + r` positions; the
 /// rest of the `visible` columns become 0 (so one product over all of them adds nothing from the masked ones).
-func causalSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, stride: Int, firstVisible: Int, visible: Int) {
+func causalSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, stride: Int, firstVisible: Int, visible: Int,
+                   sink: Float = -.infinity) {
     for r in 0..<rows {
         let row = s + r * stride
         let valid = firstVisible + r
-        softmax(row, count: valid)
+        softmax(row, count: valid, sink: sink)
         for j in valid..<visible { row[j] = 0 }
     }
 }

@@ -47,10 +47,11 @@ public final class Transformer: @unchecked Sendable {
                 activations: ActivationRounding = .int8) throws {
         self.directory = directory
         var config: ModelConfig
+        let store: any TensorStore
         if GGUFCheckpoint.isGGUF(directory) {
             let gguf = try GGUFCheckpoint(path: directory)
             config = gguf.config
-            checkpoint = gguf
+            store = gguf
             var generation = GenerationConfig()
             generation.eosTokenIds = config.eosTokenIds
             generation.bosTokenId = config.bosTokenId
@@ -58,12 +59,13 @@ public final class Transformer: @unchecked Sendable {
         } else {
             config = try ModelConfig(directory: directory)
             generation = try GenerationConfig(directory: directory)
-            checkpoint = LanguageModelView.unwrapping(try Checkpoint(directory: directory))
+            store = LanguageModelView.unwrapping(try Checkpoint(directory: directory))
         }
         let architecture = try ArchitectureRegistry.architecture(for: config.modelType)
         config = try architecture.withDefaults(config)
         self.config = config
         try config.requireSupported()
+        checkpoint = try architecture.weights(store, config)
         let w = WeightReader(checkpoint, activations: activations)
         embedding = try w.matrix("model.embed_tokens.weight", rows: config.vocabSize, cols: config.hiddenSize)
         let layouts = try architecture.layout(config, has: w.has)
@@ -80,14 +82,26 @@ public final class Transformer: @unchecked Sendable {
         rope = try RotaryEmbedding(config.rope, headDim: config.headDim, maxPositionEmbeddings: config.maxPositionEmbeddings)
         let kvWidth = config.numKeyValueHeads * config.headDim
         kvShape = layouts.first?.latent.map { (keyWidth: $0.cachedWidth, valueWidth: 0) } ?? (keyWidth: kvWidth, valueWidth: kvWidth)
-        var kvLayers = 0, linearLayers = 0, cacheIndex: [Int] = []
+        // Each layer's place in a sequence's cache: a KV layer of its pages, or a DeltaNet state or a sliding window's
+        // ring in its fixed-size `RecurrentState`.
+        var kvLayers = 0, linearLayers = 0, windowLayers = 0, cacheIndex: [Int] = []
         for l in layouts {
-            if l.linear != nil { cacheIndex.append(linearLayers); linearLayers += 1 } else { cacheIndex.append(kvLayers); kvLayers += 1 }
+            if l.linear != nil {
+                cacheIndex.append(linearLayers); linearLayers += 1
+            } else if l.window != nil {
+                cacheIndex.append(windowLayers); windowLayers += 1
+            } else {
+                cacheIndex.append(kvLayers); kvLayers += 1
+            }
         }
         self.cacheIndex = cacheIndex
-        // (A cache keeps at least one KV layer: a model of DeltaNets alone leaves it unused.)
+        // (A cache keeps at least one KV layer: a model without full attention leaves it unused.)
         self.kvLayers = max(kvLayers, 1)
-        recurrentShape = layouts.lazy.compactMap(\.linear).first.map { RecurrentShape(layers: linearLayers, layout: $0) }
+        let windows = Set(layouts.compactMap(\.window))
+        guard windows.count <= 1 else { throw ModelError.unsupported("sliding windows of several sizes (\(windows.sorted())) in one model") }
+        let shape = RecurrentShape(layers: linearLayers, layout: layouts.lazy.compactMap(\.linear).first,
+                                   windowLayers: windowLayers, window: windows.first ?? 0, windowWidth: kvWidth)
+        recurrentShape = shape.floats > 0 ? shape : nil
         pool = WorkerPool(threads: max(1, threads))
     }
 

@@ -37,6 +37,11 @@ public struct WeightReader: @unchecked Sendable {
         try FloatEncoding.floats(store.tensor(name, shape: [count]))
     }
 
+    /// A small tensor of `shape` as f32 values (row-major).
+    public func vector(_ name: String, shape: [Int]) throws -> [Float] {
+        try FloatEncoding.floats(store.tensor(name, shape: shape))
+    }
+
     /// An RMSNorm weight of `count` values as f32, plus `offset` (1 for zero-centred norms stored as w − 1).
     public func norm(_ name: String, count: Int, offset: Float = 0) throws -> [Float] {
         let v = try vector(name, count: count)

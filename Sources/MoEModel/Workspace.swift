@@ -36,6 +36,8 @@ final class Workspace: @unchecked Sendable {
     let latentQuery = ScratchBuffer()  // latent attention: absorbed queries [T, heads·(kv_lora_rank + rope)]
     let latentOutput = ScratchBuffer() // latent attention: weighted latents [T, heads·kv_lora_rank]
     let scores = ScratchBuffer()      // attention probabilities [heads, chunk, positions]
+    let windowKeys = ScratchBuffer()  // sliding-window prefill: the ring's keys, then the pass's [positions, kvWidth]
+    let windowValues = ScratchBuffer()
     let ropeCos = ScratchBuffer()     // [T, rotaryDim/2]
     let ropeSin = ScratchBuffer()
     let gate = ScratchBuffer()        // MLP / expert gate projection [rows, width]

@@ -64,9 +64,14 @@ struct Inspect: ParsableCommand {
               + (model.kvShape.valueWidth == 0 ? ": latent + rope key)" : ": keys + values)")
               + (model.recurrentShape == nil ? "" : " in \(model.kvLayers) attention layers"))
         if let r = model.recurrentShape {
-            let l = r.layout
-            print("recurrent state:  \(bytes(model.recurrentStateBytes)) per sequence, whatever its length (\(r.layers) Gated DeltaNet layers: "
-                  + "conv window \(l.convKernel - 1)×\(l.convChannels) + \(l.valueHeads) heads × \(l.keyDim)×\(l.valueDim) f32)")
+            var parts: [String] = []
+            if let l = r.layout {
+                parts.append("\(r.layers) Gated DeltaNet layers: conv window \(l.convKernel - 1)×\(l.convChannels) + \(l.valueHeads) heads × \(l.keyDim)×\(l.valueDim) f32")
+            }
+            if r.windowLayers > 0 {
+                parts.append("\(r.windowLayers) sliding-window layers: a ring of \(r.window) positions × \(r.windowWidth) keys + values f32")
+            }
+            print("recurrent state:  \(bytes(model.recurrentStateBytes)) per sequence, whatever its length (\(parts.joined(separator: "; ")))")
         }
         print("memory:           \(bytes(s.weightBytes)) weights + \(bytes(s.kvCacheBytes)) KV cache (full context, f32) ≈ \(bytes(s.memoryNeeded(model))) with activations")
     }

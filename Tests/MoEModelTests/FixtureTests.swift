@@ -10,7 +10,7 @@ enum Fixtures {
     static let cases = ["qwen2_moe", "qwen2_moe_step2", "qwen3_moe", "qwen3_moe_bf16", "mixtral", "olmoe",
                         "qwen2", "qwen3", "llama",
                         "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_plain", "glm4_moe",
-                        "qwen3_next", "qwen3_5_moe"]
+                        "qwen3_next", "qwen3_5_moe", "gpt_oss", "gpt_oss_mxfp4"]
 
     struct Expected: Decodable {
         struct Greedy: Decodable { let prompt: [Int]; let max_new_tokens: Int; let ids: [Int] }
@@ -112,6 +112,31 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
             let diff = maxAbsDifference(UnsafeBufferPointer(step), Array(prefill[(t * vocab)..<((t + 1) * vocab)]))
             #expect(diff <= 1e-4, "\(name) position \(t): \(diff)")
         }
+    }
+
+    /// A sliding-window layer's ring and its prefill agree: chunks of several lengths — shorter and longer than the
+    /// window (6), starting inside and past it, one more block of 128 queries — give the logits of one token at a time.
+    @Test(arguments: ["gpt_oss", "gpt_oss_mxfp4"])
+    func slidingWindowChunksEqualSteps(_ name: String) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        let vocab = model.config.vocabSize
+        let tokens = (0..<200).map { 4 + ($0 * 37 + 11) % (vocab - 4) }
+        let cache = model.makeCache(capacity: 200)
+        var chunked: [Float] = [], at = 0
+        for n in [4, 1, 9, 3, 2, 150, 31] {
+            chunked += Array(try model.forward(Array(tokens[at..<(at + n)]), cache: cache, logitsFor: .all))
+            at += n
+        }
+        #expect(at == tokens.count)
+        let stepCache = model.makeCache(capacity: 200)
+        for (t, token) in tokens.enumerated() {
+            let step = try model.forward([token], cache: stepCache, logitsFor: .last)
+            let diff = maxAbsDifference(UnsafeBufferPointer(step), Array(chunked[(t * vocab)..<((t + 1) * vocab)]))
+            #expect(diff <= 1e-4, "\(name) position \(t): \(diff)")
+        }
+        // The ring's memory does not grow with the sequence: a fixed state, and KV pages only for the full layers.
+        #expect(model.recurrentShape?.windowLayers == 2 && model.recurrentShape?.window == 6)
+        #expect(model.kvLayers == 2)
     }
 
     @Test(arguments: Fixtures.cases)

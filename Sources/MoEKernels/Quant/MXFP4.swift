@@ -49,3 +49,16 @@ enum MXFP4: QuantBlockFormat {
         }
     }
 }
+
+/// One row of MXFP4 as Hugging Face checkpoints store it (gpt-oss's `*_blocks` / `*_scales`) into ggml's blocks,
+/// bit for bit the same values: `groups` exponent bytes, and 16 code bytes per group holding element 2j in byte j's
+/// low nibble and 2j+1 in its high, become `groups` blocks of [exponent, 16 bytes with element j low, j+16 high].
+public func repackMXFP4Row(blocks: UnsafePointer<UInt8>, scales: UnsafePointer<UInt8>, groups: Int,
+                           into out: UnsafeMutableRawPointer) {
+    for g in 0..<groups {
+        let src = blocks + g * 16, dst = out + g * MXFP4.bytes
+        dst.storeBytes(of: scales[g], as: UInt8.self)
+        @inline(__always) func code(_ i: Int) -> UInt8 { (src[i >> 1] >> UInt8((i & 1) * 4)) & 0x0F }
+        for j in 0..<16 { dst.storeBytes(of: code(j) | code(j + 16) << 4, toByteOffset: 1 + j, as: UInt8.self) }
+    }
+}
