@@ -71,7 +71,7 @@ MARGIN = 1e-3
 PROMPT_LEN = 7
 MAX_NEW = 8
 MAX_SEED_TRIES = 400
-SIZE_BUDGET = 5 * 1024 * 1024  # whole fixtures folder
+SIZE_BUDGET = 6 * 1024 * 1024  # whole fixtures folder
 
 # Shared tiny dimensions.
 COMMON = dict(
@@ -257,6 +257,25 @@ CASES = [
             rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
         ),
         base_seed=7000,
+    ),
+    dict(
+        name="qwen2_window",
+        what="dense Qwen2 with use_sliding_window: layer 0 full, layers 1-2 sliding (max_window_layers 1, window 4); "
+        "config.json keeps layer_types as transformers writes it; a 12-token prompt",
+        cfg_cls=Qwen2Config,
+        model_cls=Qwen2ForCausalLM,
+        prompt_len=12,
+        config=dict(
+            COMMON,
+            num_hidden_layers=3,
+            use_sliding_window=True,
+            sliding_window=4,
+            max_window_layers=1,
+            tie_word_embeddings=True,
+            eos_token_id=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
+        ),
+        base_seed=7500,
     ),
     dict(
         name="qwen3",

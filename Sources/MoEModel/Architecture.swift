@@ -189,6 +189,13 @@ public struct MoELayout: Sendable, Equatable {
     public var sharedGateName: String { "\(prefix).shared_expert_gate.weight" }
 }
 
+extension Array where Element == LayerLayout {
+    /// These layouts with layer i's attention window `windows[i]`.
+    func withWindows(_ windows: [Int?]) -> [LayerLayout] {
+        zip(self, windows).map { l, w in var l = l; l.window = w; return l }
+    }
+}
+
 extension ModelConfig {
     /// Whether layer `i` is a mixture-of-experts layer (Qwen2-MoE / Qwen3-MoE rule):
     /// not in `mlp_only_layers`, experts exist, and `(i + 1) % decoder_sparse_step == 0`.
@@ -222,6 +229,14 @@ extension ModelConfig {
             }
         }
         return (0..<numHiddenLayers).map { defaultSliding($0) ? window : nil }
+    }
+
+    /// Qwen's windows: `use_sliding_window` (default false) turns `sliding_window` on for the layers `layer_types`
+    /// names, or without it those `defaultSliding(i, max_window_layers)` picks (default 28), as each Qwen config
+    /// class fills `layer_types` in.
+    func qwenSlidingWindows(_ defaultSliding: (Int, Int) -> Bool) throws -> [Int?] {
+        let maxWindowLayers = try extraInt("max_window_layers") ?? 28
+        return try slidingWindows(enabled: try extraBool("use_sliding_window") ?? false) { defaultSliding($0, maxWindowLayers) }
     }
 
     /// Refuses settings the engine does not implement, rather than running them wrongly.

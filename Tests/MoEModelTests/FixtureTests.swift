@@ -8,7 +8,7 @@ enum Fixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/models").path
     static let cases = ["qwen2_moe", "qwen2_moe_step2", "qwen3_moe", "qwen3_moe_bf16", "mixtral", "olmoe",
-                        "qwen2", "qwen3", "llama",
+                        "qwen2", "qwen2_window", "qwen3", "llama",
                         "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_plain", "glm4_moe",
                         "qwen3_next", "qwen3_5_moe", "gpt_oss", "gpt_oss_mxfp4"]
 
@@ -116,6 +116,25 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
 
     /// A sliding-window layer's ring and its prefill agree: chunks of several lengths — shorter and longer than the
     /// window (6), starting inside and past it, one more block of 128 queries — give the logits of one token at a time.
+    /// Without `layer_types` (configs older than transformers 5), Qwen2's windows follow `max_window_layers`.
+    @Test func qwenWindowsWithoutLayerTypes() throws {
+        let e = try Fixtures.expected("qwen2_window")
+        let dir = try Fixtures.copy("qwen2_window")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/config.json"
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        json["layer_types"] = nil
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        let model = try Transformer(directory: dir, threads: 2)
+        #expect(model.recurrentShape?.windowLayers == 2)
+        let logits = try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all)
+        #expect(maxAbsDifference(UnsafeBufferPointer(logits), e.logits.flatMap { $0 }) <= 1e-4)
+        // A window larger than the context is refused, naming both.
+        json["sliding_window"] = 100_000
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        #expect(throws: (any Error).self) { try Transformer(directory: dir) }
+    }
+
     @Test(arguments: ["gpt_oss", "gpt_oss_mxfp4"])
     func slidingWindowChunksEqualSteps(_ name: String) throws {
         let model = try Transformer(directory: Fixtures.directory(name), threads: 2)

@@ -7,7 +7,8 @@ enum Mixtral: Architecture {
     static let modelType = "mixtral"
 
     static func layout(_ c: ModelConfig, has: (String) -> Bool) throws -> [LayerLayout] {
-        (0..<c.numHiddenLayers).map { i in
+        let windows = try c.slidingWindows { _ in true }   // `sliding_window`, when set, bounds every layer
+        return (0..<c.numHiddenLayers).map { i in
             let p = "model.layers.\(i)"
             // Hub checkpoints: block_sparse_moe.{gate, experts.E.w1/w2/w3}; some transformers 5 saves use mlp.*.
             let moe = has("\(p).mlp.gate.weight") ? "\(p).mlp" : "\(p).block_sparse_moe"
@@ -15,6 +16,6 @@ enum Mixtral: Architecture {
                                feedForward: .moe(MoELayout(prefix: moe, experts: c.numExperts, topK: c.numExpertsPerToken,
                                                            width: c.intermediateSize, normTopKProb: true,
                                                            expertNames: .w1w3w2)))
-        }
+        }.withWindows(windows)
     }
 }

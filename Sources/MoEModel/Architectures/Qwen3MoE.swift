@@ -11,6 +11,6 @@ enum Qwen3MoE: Architecture {
             MoELayout(prefix: "\(p).mlp", experts: c.numExperts, topK: c.numExpertsPerToken,
                       width: c.moeIntermediateSize ?? c.intermediateSize, normTopKProb: c.normTopKProb ?? false,
                       expertNames: .swiGLU)
-        }
+        }.withWindows(try c.qwenSlidingWindows { _, _ in true })   // (every layer: transformers has no layer_types here)
     }
 }
