@@ -338,6 +338,13 @@ def arch_fixture(case, hf, tmp):
         # llama.cpp's expert_gating_func from it, and llama.cpp assumes softmax without it.
         config["scoring_func"] = "sigmoid"
         json.dump(config, open(os.path.join(hf, "config.json"), "w"), indent=2)
+    if case in CONFIG_EDITS:
+        for k, v in CONFIG_EDITS[case].items():
+            if isinstance(v, dict):
+                config[k].update(v)
+            else:
+                config[k] = v
+        json.dump(config, open(os.path.join(hf, "config.json"), "w"), indent=2)
     if not os.path.exists(os.path.join(hf, "tokenizer.json")):
         add_tokenizer(hf, json.load(open(os.path.join(hf, "config.json")))["vocab_size"])
     out = os.path.join(OUT, "arch", case + ".gguf")
@@ -355,6 +362,9 @@ def arch_fixture(case, hf, tmp):
     # Where the GGUF holds less than config.json (llama.cpp's Qwen3 converter drops `llama3` RoPE scaling),
     # llama.cpp's logits are the reference: the file is what the tests read.
     agree = float(np.abs(logits - hf_logits).max()) < 1e-4
+    if case in TRANSFORMERS_REFERENCE:
+        assert float(np.abs(logits - hf_logits).max()) < TRANSFORMERS_REFERENCE[case], f"llama.cpp and transformers disagree: {np.abs(logits - hf_logits).max(axis=1)}"
+        agree = True
     print(f"arch/{case}.gguf {os.path.getsize(out)} bytes, llama.cpp vs HF {np.abs(logits - hf_logits).max():.2e}")
     return {"file": case + ".gguf", "tokens": PROMPT, "llama_greedy": greedy,
             "reference": "transformers" if agree else "llama.cpp",
@@ -365,11 +375,17 @@ def arch_fixture(case, hf, tmp):
 # (llama.cpp reads deepseek2 without q_lora_rank only at 27 layers, its V2-Lite: that fixture is left out.)
 # glm4_moe_mtp: the training fixture with a multi-token-prediction module, which llama.cpp writes as blk.2.nextn.*.
 # qwen3_5_moe: llama.cpp's qwen35moe tiles the value heads (its converter reorders them); qwen3_next: made below.
-HF_ARCH_CASES = ["mixtral", "qwen2", "qwen3", "llama", "deepseek_v3", "glm4_moe", "glm4_moe_mtp", "qwen3_5_moe"]
+# gpt_oss_mxfp4: its experts stay MXFP4 (the converter repacks the hub's blocks); llama.cpp's clamped SwiGLU has the
+# fixed limit 7 and its yarn truncates, so the copy converted says so (CONFIG_EDITS), and transformers' logits on it are
+# the reference (llama.cpp rounds the activations of its MXFP4 products to 8 bits: near, not within 1e-4).
+HF_ARCH_CASES = ["mixtral", "qwen2", "qwen3", "llama", "deepseek_v3", "glm4_moe", "glm4_moe_mtp", "qwen3_5_moe",
+                 "gpt_oss_mxfp4"]
 MADE_CASES = {"qwen3_next": make_qwen3_next}
 # The hybrid models' converter asks for their multi-token-prediction layers unless told there are none.
 CONVERT_ARGS = {"qwen3_5_moe": ["--no-mtp"], "qwen3_next": ["--no-mtp"]}
 SOURCES = {"glm4_moe_mtp": "Tests/Fixtures/training/glm4_moe_mtp"}
+CONFIG_EDITS = {"gpt_oss_mxfp4": {"swiglu_limit": 7.0, "rope_parameters": {"truncate": True}}}
+TRANSFORMERS_REFERENCE = {"gpt_oss_mxfp4": 0.1}   # case: how near llama.cpp must still be
 HF_ONLY_CASES = {"glm4_moe_mtp"}
 
 

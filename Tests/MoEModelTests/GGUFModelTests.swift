@@ -9,7 +9,7 @@ enum GGUFModelFixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/gguf").path
     static let architectures = ["qwen2_moe", "qwen3_moe", "mixtral", "olmoe", "qwen2", "qwen3", "llama", "deepseek_v3", "glm4_moe",
-                                       "glm4_moe_mtp", "qwen3_5_moe", "qwen3_next"]
+                                       "glm4_moe_mtp", "qwen3_5_moe", "qwen3_next", "gpt_oss_mxfp4"]
     static let quantized = ["f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "mxfp4",
                             "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs", "q4_k_m"]
 

@@ -31,7 +31,7 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
     /// GGUF architectures swift-moe runs, with the `model_type` of the engine architecture that runs them
     /// (`llama` with experts is Mixtral).
     public static let architectures = ["qwen2moe", "qwen3moe", "llama", "olmoe", "qwen2", "qwen3", "deepseek2", "glm4moe",
-                                       "qwen3next", "qwen35moe"]
+                                       "qwen3next", "qwen35moe", "gpt-oss"]
 
     /// Whether `path` names a GGUF file (by extension) rather than a model directory.
     public static func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
@@ -66,8 +66,8 @@ public final class GGUFCheckpoint: TensorStore, @unchecked Sendable {
         let sharedExperts = arch == "deepseek2" || arch == "glm4moe"
         let hybrid = arch == "qwen3next" || arch == "qwen35moe"
         for (name, t) in tensors {
-            // GLM-4.5's and Qwen3-Next's second norm is `post_attention_norm` in llama.cpp (`ffn_norm` elsewhere).
-            let ggufName = arch == "glm4moe" || hybrid ? name.replacingOccurrences(of: ".post_attention_norm.", with: ".ffn_norm.") : name
+            // GLM-4.5's, gpt-oss's and Qwen3-Next's second norm is `post_attention_norm` in llama.cpp (`ffn_norm` elsewhere).
+            let ggufName = arch == "glm4moe" || arch == "gpt-oss" || hybrid ? name.replacingOccurrences(of: ".post_attention_norm.", with: ".ffn_norm.") : name
             guard var hf = GGUFTensorNames.hfName(ggufName) else { continue }
             if sharedExperts { hf = hf.replacingOccurrences(of: ".mlp.shared_expert.", with: ".mlp.shared_experts.") }
             // Layers past num_hidden_layers are multi-token-prediction blocks (GLM-4.5's nextn): read by the
@@ -215,6 +215,10 @@ public enum GGUFTensorNames {
         ("ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"),
         ("ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight"),
         ("exp_probs_b.bias", "mlp.gate.e_score_correction_bias"),
+        // gpt-oss: attention sinks, the router's and the experts' biases.
+        ("attn_sinks.weight", "self_attn.sinks"), ("ffn_gate_inp.bias", "mlp.gate.bias"),
+        ("ffn_gate_exps.bias", "mlp.experts.gate_proj_bias"), ("ffn_up_exps.bias", "mlp.experts.up_proj_bias"),
+        ("ffn_down_exps.bias", "mlp.experts.down_proj_bias"),
         // Multi-head latent attention (deepseek2); attn_k_b / attn_v_b are llama.cpp's split of kv_b_proj.
         ("attn_q_a.weight", "self_attn.q_a_proj.weight"), ("attn_q_a.bias", "self_attn.q_a_proj.bias"),
         ("attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"), ("attn_q_b.weight", "self_attn.q_b_proj.weight"),

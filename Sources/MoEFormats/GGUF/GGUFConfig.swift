@@ -33,6 +33,9 @@ enum GGUFConfig {
             var rope: [String: Any] = ["rope_type": scaling, "rope_theta": c["rope_theta"]!]
             if let factor = try f.double(key("rope.scaling.factor")) { rope["factor"] = factor }
             if let original = try f.int(key("rope.scaling.original_context_length")) { rope["original_max_position_embeddings"] = original }
+            if let v = try f.double(key("rope.scaling.yarn_beta_fast")) { rope["beta_fast"] = v }
+            if let v = try f.double(key("rope.scaling.yarn_beta_slow")) { rope["beta_slow"] = v }
+            if let v = try f.double(key("rope.scaling.yarn_attn_factor")) { rope["attention_factor"] = v }
             c["rope_scaling"] = rope
         }
         if let clamp = try f.double(key("attention.clamp_kqv")), clamp > 0 { c["clip_qkv"] = clamp }
@@ -74,6 +77,14 @@ enum GGUFConfig {
                 c["partial_rotary_factor"] = Double(rotary) / Double(headDim)
             }
             c["use_qk_norm"] = tensors["blk.0.attn_q_norm.weight"] != nil
+        case "gpt-oss":
+            // llama.cpp: even layers slide (its swa pattern 2, transformers' default layer_types); the clamped
+            // SwiGLU's alpha and limit are its fixed 1.702 and 7 (also gpt-oss's defaults).
+            c["model_type"] = "gpt_oss"
+            c["num_local_experts"] = experts
+            c["num_experts_per_tok"] = try f.int(key("expert_used_count")) ?? 0
+            c["intermediate_size"] = try f.int(key("expert_feed_forward_length")) ?? c["intermediate_size"]!
+            c["sliding_window"] = try f.requireInt(key("attention.sliding_window"))
         default:
             c["model_type"] = a   // qwen2, qwen3
         }
