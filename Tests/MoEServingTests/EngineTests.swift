@@ -75,9 +75,10 @@ import Testing
 
     /// Drafts on a hybrid model: a rejected draft takes the sequence's DeltaNet state back to before the pass and
     /// runs the kept tokens again, so each greedy sequence still gives what it gives alone (a sampled one without drafts
-    /// runs beside them: drafts keep sampling's distribution, not its draws).
-    @Test(arguments: [(512, nil), (7, 16)])
-    func hybridDraftsChangeNothing(stepTokens: Int, kvPages: Int?) async throws {
+    /// runs beside them: drafts keep sampling's distribution, not its draws). The same for gpt-oss's rings.
+    @Test(arguments: [(512, nil), (7, 16)], ["qwen3_next", "gpt_oss"])
+    func hybridDraftsChangeNothing(_ settings: (stepTokens: Int, kvPages: Int?), model name: String) async throws {
+        let (stepTokens, kvPages) = settings
         var rng = Xoshiro256StarStar(seed: 4)
         let requests: [GenerationRequest] = (0..<6).map { i in
             let part = (0..<(3 + i * 2)).map { _ in 4 + Int(rng.next() % 120) }
@@ -85,7 +86,7 @@ import Testing
             return GenerationRequest(prompt: part + part + part.prefix(2), maxTokens: 8 + 3 * i, sampling: sampling, stopTokens: [],
                                      drafter: i == 2 || i == 4 ? nil : .promptLookup(ngram: 3, tokens: 4))
         }
-        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages, directory: Self.hybridDirectory)
+        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages, directory: Self.fixture(name))
         #expect(stats.draftTokens > stats.acceptedDraftTokens, "\(stats.acceptedDraftTokens)/\(stats.draftTokens): some drafts rejected")
     }
 
@@ -181,21 +182,26 @@ import Testing
         #expect(engine.pages.freePages == engine.pages.pageCount - 7)
     }
 
-    static let hybridDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/models/qwen3_next").path
+    static func fixture(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/models/\(name)").path
+    }
+    static let hybridDirectory = fixture("qwen3_next")
 
     /// A hybrid model (Gated DeltaNet state beside the KV cache of its attention layers) decoded in the batched
     /// engine: sequences of different lengths, joining at different steps, prompts whole or in chunks, and
-    /// preempted ones that recompute, give exactly what each gives alone.
-    @Test(arguments: [(512, nil), (7, nil), (7, 16)])
-    func hybridBatchedEqualsOneAtATime(stepTokens: Int, kvPages: Int?) async throws {
+    /// preempted ones that recompute, give exactly what each gives alone. gpt-oss's sliding-window rings (window 6,
+    /// prompts up to 33 tokens) are such fixed state too.
+    @Test(arguments: [(512, nil), (7, nil), (7, 16)], ["qwen3_next", "gpt_oss"])
+    func hybridBatchedEqualsOneAtATime(_ settings: (stepTokens: Int, kvPages: Int?), model name: String) async throws {
+        let (stepTokens, kvPages) = settings
         var rng = Xoshiro256StarStar(seed: 9)
         let requests: [GenerationRequest] = (0..<7).map { i in
             let prompt = (0..<(3 + i * 5)).map { _ in 4 + Int(rng.next() % 120) }
             let sampling = i % 2 == 0 ? SamplingParameters.greedy : SamplingParameters(temperature: 0.9, topK: 40, seed: UInt64(i))
             return GenerationRequest(prompt: prompt, maxTokens: 4 + 3 * i, sampling: sampling, stopTokens: [])
         }
-        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages, directory: Self.hybridDirectory)
+        let stats = try await Self.expectEachAsAlone(requests, stepTokens: stepTokens, kvPages: kvPages, directory: Self.fixture(name))
         #expect((stats.preemptions > 0) == (kvPages != nil), "\(stats.preemptions) preemptions")
     }
 
