@@ -161,6 +161,47 @@ CONVERSATIONS = {
         ],
         "tools": [WEATHER_TOOL],
     },
+    # gpt-oss's harmony: a developer message, earlier reasoning (dropped by the template), reasoning before a tool call
+    # (kept until a final answer follows), a training render (the last assistant turn's reasoning kept).
+    "developer": {
+        "messages": [
+            {"role": "developer", "content": "Answer in one word."},
+            {"role": "user", "content": "Capital of France?"},
+        ],
+        "tools": [WEATHER_TOOL],
+    },
+    "reasoning_history": {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Is 91 prime?"},
+            {"role": "assistant", "content": "No: 91 = 7 x 13.", "thinking": "91 / 7 = 13, so it is composite."},
+            {"role": "user", "content": "Is 97 prime?"},
+        ]
+    },
+    "reasoning_tool_call": {
+        "messages": [
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {"role": "assistant", "thinking": "I should call get_weather.", "tool_calls": [TOOL_CALL]},
+            {"role": "tool", "tool_call_id": "call12345", "name": "get_weather", "content": "{\"temperature\": 18}"},
+        ],
+        "tools": [WEATHER_TOOL],
+    },
+    "reasoning_tool_call_answered": {
+        "messages": [
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {"role": "assistant", "thinking": "I should call get_weather.", "tool_calls": [TOOL_CALL]},
+            {"role": "tool", "tool_call_id": "call12345", "name": "get_weather", "content": "{\"temperature\": 18}"},
+            {"role": "assistant", "content": "18 degrees.", "thinking": "The tool says 18."},
+            {"role": "user", "content": "And tomorrow?"},
+        ],
+        "tools": [WEATHER_TOOL],
+    },
+    "training_turn": {
+        "messages": [
+            {"role": "user", "content": "2 + 3?"},
+            {"role": "assistant", "content": "5", "thinking": "Adding gives 5."},
+        ]
+    },
     "unicode": {
         "messages": [
             {"role": "system", "content": "Réponds en français. «Guillemets» & <tags> 'quotes' \"double\""},
@@ -187,6 +228,16 @@ THINKING_CASES = [
     ("system_user", True, {"enable_thinking": False}),
     ("system_user", True, {"enable_thinking": True}),
     ("reasoning", True, {"enable_thinking": False}),
+]
+# Templates in harmony (gpt-oss): its own conversations, and each reasoning effort.
+HARMONY_CASES = [
+    ("developer", True, {}),
+    ("reasoning_history", True, {}),
+    ("reasoning_history", True, {"reasoning_effort": "low"}),
+    ("reasoning_history", True, {"reasoning_effort": "high"}),
+    ("reasoning_tool_call", True, {}),
+    ("reasoning_tool_call_answered", True, {"reasoning_effort": "high"}),
+    ("training_turn", False, {}),
 ]
 COMMON_EXTRA = {"bos_token": "<BOS>", "eos_token": "<EOS>"}
 
@@ -281,6 +332,8 @@ def main():
         shutil.copyfile(src, os.path.join(OUT, name))
         template = open(src, encoding="utf-8").read()
         extra_cases = THINKING_CASES if "enable_thinking" in template else []
+        if "<|channel|>" in template:
+            extra_cases = extra_cases + HARMONY_CASES
         for conv, agp, extra in CASES + extra_cases:
             r = render(template, conv, agp, extra)
             case = {"template": name, "conversation": conv, "add_generation_prompt": agp, "extra": dict(COMMON_EXTRA, **extra)}
