@@ -13,18 +13,18 @@ extension Tokenizer {
     /// ```swift
     /// let ids = try tokenizer.encodeChat([ChatMessage(role: "user", content: "Hi!")])
     /// ```
-    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true,
+    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true, tools: [TemplateValue]? = nil,
                            extra: [String: TemplateValue] = [:]) throws -> [Int] {
-        try encodeChat(messages, addGenerationPrompt: addGenerationPrompt, extra: extra, atMost: .max)!
+        try encodeChat(messages, addGenerationPrompt: addGenerationPrompt, tools: tools, extra: extra, atMost: .max)!
     }
 
-    /// As `encodeChat(_:addGenerationPrompt:extra:)`, or nil once the ids are known to be more than `limit`.
-    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true,
+    /// As `encodeChat(_:addGenerationPrompt:tools:extra:)`, or nil once the ids are known to be more than `limit`.
+    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true, tools: [TemplateValue]? = nil,
                            extra: [String: TemplateValue] = [:], atMost limit: Int) throws -> [Int]? {
         var variables = extra
         if let bosToken, variables["bos_token"] == nil { variables["bos_token"] = .string(bosToken) }
         if let eosToken, variables["eos_token"] == nil { variables["eos_token"] = .string(eosToken) }
-        let text = try chatTemplateOrChatML().render(messages: messages, addGenerationPrompt: addGenerationPrompt,
+        let text = try chatTemplateOrChatML().render(messages: messages, addGenerationPrompt: addGenerationPrompt, tools: tools,
                                                      extra: variables)
         return encode(text, addSpecialTokens: false, atMost: limit)
     }

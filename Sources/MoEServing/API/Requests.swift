@@ -9,14 +9,30 @@ import MoETokenizer
 struct ChatCompletionRequest: Decodable {
     var model: String
     var messages: [Message]
+    /// Function definitions for the chat template (`{"type": "function", "function": {name, description, parameters}}`).
+    var tools: [TemplateValue]?
+    var toolChoice: TemplateValue?
+    /// "low", "medium" or "high": reaches the chat template as `reasoning_effort` (gpt-oss's harmony reads it).
+    var reasoningEffort: String?
     var generation: GenerationFields
 
     struct Message: Decodable {
         var role: String
         var content: String?
         var name: String?
+        /// An assistant's earlier calls, `arguments` parsed into an object (what chat templates write with `tojson`).
+        var toolCalls: [TemplateValue]?
+        /// A tool result's call.
+        var toolCallId: String?
+        /// An assistant's earlier reasoning (`reasoning_content`, or `reasoning` / `thinking` as other servers name it).
+        var reasoning: String?
 
-        enum CodingKeys: String, CodingKey { case role, content, name }
+        enum CodingKeys: String, CodingKey {
+            case role, content, name, reasoning, thinking
+            case toolCalls = "tool_calls", toolCallId = "tool_call_id", reasoningContent = "reasoning_content"
+        }
+
+        init(role: String, content: String?) { self.role = role; self.content = content }
 
         /// `content` is a string, null, or an array of parts of which the text parts are kept.
         init(from decoder: any Decoder) throws {
@@ -33,6 +49,25 @@ struct ChatCompletionRequest: Decodable {
                 throw DecodingError.typeMismatch(String.self, .init(codingPath: c.codingPath + [CodingKeys.content],
                                                                     debugDescription: "content must be a string or an array of text parts"))
             }
+            toolCalls = try c.decodeIfPresent([TemplateValue].self, forKey: .toolCalls)?.map(Self.argumentsParsed)
+            toolCallId = try c.decodeIfPresent(String.self, forKey: .toolCallId)
+            reasoning = try c.decodeIfPresent(String.self, forKey: .reasoningContent) ?? c.decodeIfPresent(String.self, forKey: .reasoning)
+                ?? c.decodeIfPresent(String.self, forKey: .thinking)
+        }
+
+        /// OpenAI sends a call's `arguments` as a JSON string; templates expect the object (transformers' convention,
+        /// which vLLM and llama.cpp follow). A string that is not JSON stays a string.
+        static func argumentsParsed(_ call: TemplateValue) -> TemplateValue {
+            guard case .object(var entries) = call, let f = entries.firstIndex(where: { $0.key == "function" }),
+                  case .object(var function) = entries[f].value, let a = function.firstIndex(where: { $0.key == "arguments" }),
+                  case .string(let text) = function[a].value, let parsed = try? TemplateValue(decoding: Data(text.utf8)) else { return call }
+            function[a].value = parsed
+            entries[f].value = .object(function)
+            return .object(entries)
+        }
+
+        var chatMessage: ChatMessage {
+            ChatMessage(role: role, content: content ?? "", reasoningContent: reasoning, toolCalls: toolCalls, toolCallId: toolCallId, name: name)
         }
     }
 
@@ -41,13 +76,43 @@ struct ChatCompletionRequest: Decodable {
         var text: String?
     }
 
-    enum CodingKeys: String, CodingKey { case model, messages }
+    enum CodingKeys: String, CodingKey {
+        case model, messages, tools
+        case toolChoice = "tool_choice", reasoningEffort = "reasoning_effort"
+    }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         model = try c.decode(String.self, forKey: .model)
         messages = try c.decode([Message].self, forKey: .messages)
+        tools = try c.decodeIfPresent([TemplateValue].self, forKey: .tools)
+        toolChoice = try c.decodeIfPresent(TemplateValue.self, forKey: .toolChoice)
+        reasoningEffort = try c.decodeIfPresent(String.self, forKey: .reasoningEffort)
         generation = try GenerationFields(from: decoder)
+    }
+
+    /// What the chat template gets besides the messages: the tools (none with `tool_choice` "none") and the reasoning
+    /// effort. Refuses what it cannot honour, naming the field.
+    func templateInputs() throws(APIError) -> (tools: [TemplateValue]?, extra: [String: TemplateValue]) {
+        var extra: [String: TemplateValue] = [:]
+        if let effort = reasoningEffort {
+            guard ["low", "medium", "high"].contains(effort) else {
+                throw .invalidRequest("'reasoning_effort' must be \"low\", \"medium\" or \"high\"; got \"\(effort)\".", param: "reasoning_effort")
+            }
+            extra["reasoning_effort"] = .string(effort)
+        }
+        for (i, tool) in (tools ?? []).enumerated() {
+            guard tool["type"] == .string("function"), case .string(let name)? = tool["function"]?["name"], !name.isEmpty else {
+                throw .invalidRequest("'tools[\(i)]' must be {\"type\": \"function\", \"function\": {\"name\": …}}.", param: "tools")
+            }
+        }
+        switch toolChoice {
+        case nil, .string("auto")?: return (tools?.isEmpty == false ? tools : nil, extra)
+        case .string("none")?: return (nil, extra)
+        default:
+            throw .invalidRequest("'tool_choice' must be \"auto\" or \"none\" here: a required or named call needs constrained decoding, which this server does not do yet.",
+                                  param: "tool_choice")
+        }
     }
 }
 

@@ -22,13 +22,22 @@ struct ResponseShapes: Sendable {
          "prompt_tokens_details": ["cached_tokens": cached]]
     }
 
-    /// A whole (non-streamed) response.
-    func body(choices: [(index: Int, text: String, logprobs: [TokenLogprob]?, finish: String)], usage: [String: Any]) -> [String: Any] {
+    /// A whole (non-streamed) response. Chat: the message's `content` (null when it is only tool calls), and
+    /// `reasoning_content` and `tool_calls` where the choice has them (a harmony model's analysis channel and calls).
+    func body(choices: [ChoiceRun.Result], logprobs: Bool, usage: [String: Any]) -> [String: Any] {
         let list: [[String: Any]] = choices.map { c in
-            var choice: [String: Any] = ["index": c.index, "finish_reason": c.finish,
-                                         "logprobs": c.logprobs.map(logprobsObject) ?? NSNull()]
+            var choice: [String: Any] = ["index": c.index, "finish_reason": c.finishReason ?? "length",
+                                         "logprobs": logprobs ? logprobsObject(c.logprobs) : NSNull()]
             if chat {
-                choice["message"] = ["role": "assistant", "content": c.text, "refusal": NSNull()] as [String: Any]
+                var message: [String: Any] = ["role": "assistant", "refusal": NSNull(),
+                                              "content": c.text.isEmpty && !c.toolCalls.isEmpty ? NSNull() : c.text]
+                if !c.reasoning.isEmpty { message["reasoning_content"] = c.reasoning }
+                if !c.toolCalls.isEmpty {
+                    message["tool_calls"] = c.toolCalls.map { call -> [String: Any] in
+                        ["id": call.id, "type": "function", "function": ["name": call.name, "arguments": call.arguments]]
+                    }
+                }
+                choice["message"] = message
             } else {
                 choice["text"] = c.text
             }
@@ -38,17 +47,28 @@ struct ResponseShapes: Sendable {
                 "system_fingerprint": ResponseShapes.fingerprint, "choices": list, "usage": usage]
     }
 
-    /// One streamed chunk of choice `index`. `first` adds the assistant role to a chat delta.
-    func chunk(index: Int, text: String, logprobs: [TokenLogprob]?, finish: String?, first: Bool, includeUsage: Bool) -> [String: Any] {
-        var choice: [String: Any] = ["index": index, "finish_reason": finish ?? NSNull(),
-                                     "logprobs": logprobs.map(logprobsObject) ?? NSNull()]
+    /// One streamed chunk of choice `index`. `first` adds the assistant role to a chat delta; a harmony model's
+    /// reasoning and tool calls stream as `reasoning_content` and `tool_calls` deltas.
+    func chunk(index: Int, piece: ChoiceStream.Piece, logprobs: Bool, first: Bool, includeUsage: Bool) -> [String: Any] {
+        var choice: [String: Any] = ["index": index, "finish_reason": piece.finishReason ?? NSNull(),
+                                     "logprobs": logprobs ? logprobsObject(piece.logprobs) : NSNull()]
         if chat {
             var delta: [String: Any] = [:]
             if first { delta["role"] = "assistant" }
-            if !text.isEmpty || first { delta["content"] = text }
+            if !piece.text.isEmpty || (first && piece.reasoning.isEmpty && piece.toolCalls.isEmpty) { delta["content"] = piece.text }
+            if !piece.reasoning.isEmpty { delta["reasoning_content"] = piece.reasoning }
+            if !piece.toolCalls.isEmpty {
+                delta["tool_calls"] = piece.toolCalls.map { call -> [String: Any] in
+                    var function: [String: Any] = ["arguments": call.arguments]
+                    if let name = call.name { function["name"] = name }
+                    var entry: [String: Any] = ["index": call.index, "function": function]
+                    if let id = call.id { entry["id"] = id; entry["type"] = "function" }
+                    return entry
+                }
+            }
             choice["delta"] = delta
         } else {
-            choice["text"] = text
+            choice["text"] = piece.text
         }
         var chunk: [String: Any] = ["id": id, "object": chat ? "chat.completion.chunk" : "text_completion", "created": created,
                                     "model": model, "system_fingerprint": ResponseShapes.fingerprint, "choices": [choice]]

@@ -7,6 +7,9 @@ final class ChoiceRun: @unchecked Sendable {
     struct Result: Sendable {
         var index: Int
         var text = ""
+        /// Harmony's reasoning, and its tool calls (id, name, arguments).
+        var reasoning = ""
+        var toolCalls: [(id: String, name: String, arguments: String)] = []
         var logprobs: [TokenLogprob] = []
         /// nil while running, or when the choice was cut short.
         var finishReason: String?
@@ -18,13 +21,16 @@ final class ChoiceRun: @unchecked Sendable {
     let streams: [InferenceEngine.Stream]
     let tokenizer: Tokenizer
     let stopStrings: [String]
+    /// Read each choice as harmony (a gpt-oss chat).
+    let harmony: Bool
     private let lock = NSLock()
     private var current: [Result]
 
-    init(streams: [InferenceEngine.Stream], tokenizer: Tokenizer, stopStrings: [String]) {
+    init(streams: [InferenceEngine.Stream], tokenizer: Tokenizer, stopStrings: [String], harmony: Bool = false) {
         self.streams = streams
         self.tokenizer = tokenizer
         self.stopStrings = stopStrings
+        self.harmony = harmony
         current = streams.indices.map { Result(index: $0) }
     }
 
@@ -38,10 +44,15 @@ final class ChoiceRun: @unchecked Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, stream) in streams.enumerated() {
                 group.addTask { [self] in
-                    let choice = ChoiceStream(index: i, stream: stream, tokenizer: tokenizer, stopStrings: stopStrings)
+                    let choice = ChoiceStream(index: i, stream: stream, tokenizer: tokenizer, stopStrings: stopStrings, harmony: harmony)
                     while let piece = await choice.next() {
                         update(i, choice) { r in
                             r.text += piece.text
+                            r.reasoning += piece.reasoning
+                            for call in piece.toolCalls {
+                                if call.index < r.toolCalls.count { r.toolCalls[call.index].arguments += call.arguments }
+                                else { r.toolCalls.append((call.id ?? "", call.name ?? "", call.arguments)) }
+                            }
                             r.logprobs += piece.logprobs
                         }
                         continuation.yield(.piece(i, piece))

@@ -2,7 +2,8 @@ import MoEModel
 import MoETokenizer
 
 /// One choice of a response as text: reads an engine stream, decodes tokens to complete characters, cuts at
-/// stop strings, and counts what the choice used.
+/// stop strings, and counts what the choice used. For a harmony model's chat (gpt-oss) the text is read as
+/// harmony: reasoning, content and tool calls apart (stop strings apply to the content).
 ///
 /// ```swift
 /// let choice = ChoiceStream(index: 0, stream: try engine.submit(request), tokenizer: tokenizer, stopStrings: ["\n"])
@@ -15,6 +16,17 @@ final class ChoiceStream {
         var text: String
         var logprobs: [TokenLogprob]
         var finishReason: String?
+        /// Harmony's analysis channel.
+        var reasoning = ""
+        var toolCalls: [ToolCallDelta] = []
+    }
+
+    /// Part of a tool call: its `id` and `name` come with its first part, `arguments` grow.
+    struct ToolCallDelta: Sendable {
+        var index: Int
+        var id: String?
+        var name: String?
+        var arguments: String
     }
 
     let index: Int
@@ -31,13 +43,43 @@ final class ChoiceStream {
     private(set) var done = false
     /// When the first generated token arrived.
     private(set) var firstTokenAt: ContinuousClock.Instant?
+    private var harmony: HarmonyParser?
+    private var toolCalls = 0
 
-    init(index: Int, stream: InferenceEngine.Stream, tokenizer: Tokenizer, stopStrings: [String]) {
+    /// `harmony`: read the text as harmony (its special tokens then stay in the decoded text, for the parser).
+    init(index: Int, stream: InferenceEngine.Stream, tokenizer: Tokenizer, stopStrings: [String], harmony: Bool = false) {
         self.index = index
         self.stream = stream
         events = stream.events.makeAsyncIterator()
-        decoder = IncrementalDecoder(tokenizer: tokenizer, skipSpecialTokens: true)
+        decoder = IncrementalDecoder(tokenizer: tokenizer, skipSpecialTokens: !harmony)
         stops = StopStrings(stopStrings)
+        self.harmony = harmony ? HarmonyParser() : nil
+    }
+
+    /// Decoded text as a piece: all of it content, or for harmony the parser's reasoning, content and calls.
+    private func split(_ decoded: String, last: Bool = false) -> Piece {
+        guard var parser = harmony else { return Piece(text: decoded, logprobs: []) }
+        var piece = Piece(text: "", logprobs: [])
+        for event in parser.add(decoded) + (last ? parser.finish() : []) {
+            switch event {
+            case .reasoning(let t): piece.reasoning += t
+            case .content(let t): piece.text += t
+            case .toolCall(let name):
+                piece.toolCalls.append(ToolCallDelta(index: toolCalls, id: Self.newCallID(), name: name, arguments: ""))
+                toolCalls += 1
+            case .toolArguments(let t):
+                if let last = piece.toolCalls.indices.last { piece.toolCalls[last].arguments += t }
+                else { piece.toolCalls.append(ToolCallDelta(index: toolCalls - 1, arguments: t)) }
+            }
+        }
+        harmony = parser
+        return piece
+    }
+
+    /// "call_" and 24 random hex digits, as OpenAI's tool call ids.
+    static func newCallID() -> String {
+        var g = SystemRandomNumberGenerator()
+        return "call_" + String((0..<2).map { _ in String(g.next() as UInt64, radix: 16) }.joined().prefix(24))
     }
 
     /// The next piece with text, log-probabilities or a finish reason; nil when the choice has ended (also when
@@ -54,20 +96,27 @@ final class ChoiceStream {
                 completionTokens += 1
                 if firstTokenAt == nil { firstTokenAt = .now }
                 if let logprob { logprobs.append(logprob) }
-                let (text, stopped) = stops.add(decoder.add(id))
+                var piece = split(decoder.add(id))
+                piece.logprobs = logprobs
+                let (text, stopped) = stops.add(piece.text)
+                piece.text = text
                 if stopped {
                     // The stop string ends the choice here; the engine stops generating it.
                     stream.cancel()
-                    return finish("stop", text: text, logprobs)
+                    return finish("stop", piece)
                 }
-                if !text.isEmpty || !logprobs.isEmpty { return Piece(text: text, logprobs: logprobs) }
+                if !piece.text.isEmpty || !piece.reasoning.isEmpty || !piece.toolCalls.isEmpty || !logprobs.isEmpty { return piece }
             case let .finished(reason, stopToken):
                 if stopToken != nil {
                     completionTokens += 1
                     if firstTokenAt == nil { firstTokenAt = .now }
                 }
-                let (text, stopped) = stops.add(decoder.flush())
-                return finish(stopped ? "stop" : reason.rawValue, text: text + stops.flush(), logprobs)
+                var piece = split(decoder.flush(), last: true)
+                piece.logprobs = logprobs
+                let (text, stopped) = stops.add(piece.text)
+                piece.text = text + stops.flush()
+                // A turn that ends on a call (harmony's <|call|> is a stop token) finishes with "tool_calls", as OpenAI's.
+                return finish(stopped ? "stop" : toolCalls > 0 && reason == .stop ? "tool_calls" : reason.rawValue, piece)
             }
         }
         done = true
@@ -77,9 +126,11 @@ final class ChoiceStream {
     /// Stops the choice's generation (the client went away).
     func cancel() { stream.cancel() }
 
-    private func finish(_ reason: String, text: String, _ logprobs: [TokenLogprob]) -> Piece {
+    private func finish(_ reason: String, _ piece: Piece) -> Piece {
         finishReason = reason
         done = true
-        return Piece(text: text, logprobs: logprobs, finishReason: reason)
+        var piece = piece
+        piece.finishReason = reason
+        return piece
     }
 }

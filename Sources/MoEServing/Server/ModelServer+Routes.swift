@@ -106,7 +106,9 @@ extension ModelServer {
             let r = try decode(ChatCompletionRequest.self, body)
             try checkModel(r.model)
             guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
-            plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer, atMost: engine.contextSize - 1),
+            let (tools, extra) = try r.templateInputs()
+            plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer, tools: tools, extra: extra,
+                                                                       atMost: engine.contextSize - 1),
                                       chat: true, model: model,
                                       context: engine.contextSize, maxTokensLimit: options.maxTokensLimit, stopTokens: stopTokens,
                                       defaultMaxTokens: nil)
@@ -157,7 +159,7 @@ extension ModelServer {
         }
         let shapes = ResponseShapes(id: ResponseShapes.newID(chat: chat), created: Int(Date().timeIntervalSince1970),
                                     model: modelID, tokenizer: tokenizer, chat: chat)
-        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings)
+        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, harmony: chat && harmony)
         let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
                                  promptTokens: plan.prompt.count, requestID: context.requestID)
         if plan.stream {
@@ -192,11 +194,8 @@ extension ModelServer {
         }
         let usage: [String: Any]
         do { usage = try await account.commit(results, status: 200) } catch { throw CommittedError(error: error) }
-        let choices = results.map { r in
-            (index: r.index, text: r.text, logprobs: plan.topLogprobs == nil ? nil : r.logprobs, finish: r.finishReason ?? "length")
-        }
         metrics.request(endpoint: endpoint.rawValue, status: 200)
-        do { return try json(shapes.body(choices: choices, usage: usage)) } catch { throw CommittedError(error: error) }
+        do { return try json(shapes.body(choices: results, logprobs: plan.topLogprobs != nil, usage: usage)) } catch { throw CommittedError(error: error) }
     }
 
     /// Server-sent events: one chunk per piece of text, the finish reason on each choice's last chunk, the
@@ -207,9 +206,8 @@ extension ModelServer {
         do {
             try await run.forEachPiece { index, piece in
                 let first = started.insert(index).inserted
-                let chunk = shapes.chunk(index: index, text: piece.text,
-                                         logprobs: plan.topLogprobs == nil ? nil : piece.logprobs,
-                                         finish: piece.finishReason, first: first, includeUsage: plan.includeUsage)
+                let chunk = shapes.chunk(index: index, piece: piece, logprobs: plan.topLogprobs != nil, first: first,
+                                         includeUsage: plan.includeUsage)
                 try await writer.write(try event(chunk))
             }
         } catch {
@@ -287,11 +285,11 @@ extension ModelServer {
 
     /// Messages through the model's chat template, as token ids; tokenizing stops past `limit` ids (a prompt
     /// over the context costs no more than the context's worth).
-    func render(_ messages: [ChatCompletionRequest.Message], _ tokenizer: Tokenizer, atMost limit: Int = .max) throws -> [Int] {
+    func render(_ messages: [ChatCompletionRequest.Message], _ tokenizer: Tokenizer, tools: [TemplateValue]? = nil,
+                extra: [String: TemplateValue] = [:], atMost limit: Int = .max) throws -> [Int] {
         let ids: [Int]?
         do {
-            ids = try tokenizer.encodeChat(messages.map { ChatMessage(role: $0.role, content: $0.content ?? "", name: $0.name) },
-                                           atMost: limit)
+            ids = try tokenizer.encodeChat(messages.map(\.chatMessage), tools: tools, extra: extra, atMost: limit)
         } catch {
             throw APIError.invalidRequest("The chat template could not render these messages: \(error)", param: "messages")
         }

@@ -106,6 +106,8 @@ public final class ModelServer: Sendable {
     public let modelID: String
     public let model: Transformer
     public let tokenizer: Tokenizer?
+    /// The chat template writes harmony (gpt-oss): chat answers are read back into reasoning, content and tool calls.
+    let harmony: Bool
     public let engine: InferenceEngine
     public let options: ServerOptions
     let ledger: UsageLedger
@@ -122,6 +124,7 @@ public final class ModelServer: Sendable {
     public init(model: Transformer, tokenizer: Tokenizer? = nil, options: ServerOptions) throws {
         self.model = model
         self.tokenizer = tokenizer
+        harmony = tokenizer.map(HarmonyParser.isHarmony) ?? false
         self.options = options
         modelID = URL(fileURLWithPath: model.directory).standardizedFileURL.lastPathComponent
         keys = try options.apiKeysFile.map { try APIKeys(contentsOfFile: $0) }
