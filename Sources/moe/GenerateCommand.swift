@@ -33,6 +33,8 @@ struct Generate: ParsableCommand {
     @Option(help: "Speculative decoding (same output when greedy, same distribution when sampling): 'lookup' drafts from n-gram matches in the prompt and text so far; 'mtp' from the checkpoint's multi-token-prediction module (DeepSeek-V3, GLM-4.5, or trained with --mtp-depth 1).")
     var speculative: String?
     @Option(help: "Draft tokens per step with --speculative (default: 8 for lookup, 1 for mtp).") var draftTokens: Int?
+    @Flag(help: "With --chat on a harmony model (gpt-oss): print the analysis channel (the reasoning) before the answer.")
+    var showReasoning = false
 
     func run() throws {
         let (prompt, tokenizer) = try input.ids(modelDirectory: options.model)
@@ -56,8 +58,10 @@ struct Generate: ParsableCommand {
         sampling.seed = seed
         var stops = model.eosTokenIds.union(tokenizer?.eosTokenIds ?? [])
         if ignoreEos { stops = [] }
-        // With a tokenizer the text is streamed as it is generated, one complete character at a time.
-        var decoder = printIds ? nil : tokenizer.map { IncrementalDecoder(tokenizer: $0, skipSpecialTokens: true) }
+        // With a tokenizer the text is streamed as it is generated, one complete character at a time; a harmony
+        // model's chat prints its final channel (and its analysis with --show-reasoning) and its tool calls.
+        let harmony = input.chat && tokenizer.map(HarmonyParser.isHarmony) == true ? HarmonyOutput(showReasoning: showReasoning) : nil
+        var decoder = printIds ? nil : tokenizer.map { IncrementalDecoder(tokenizer: $0, skipSpecialTokens: harmony == nil) }
         var drafter: Drafter?
         switch speculative {
         case nil: break
@@ -74,12 +78,13 @@ struct Generate: ParsableCommand {
         let result = try model.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops,
                                         drafter: drafter) { id in
             if decoder != nil, let text = decoder?.add(id), !text.isEmpty {
-                FileHandle.standardOutput.write(Data(text.utf8))
+                FileHandle.standardOutput.write(Data((harmony?.add(text) ?? text).utf8))
             }
             return true
         }
         if var decoder {
-            print(decoder.flush())
+            let rest = decoder.flush()
+            print(harmony.map { $0.add(rest) + $0.finish() } ?? rest)
         } else {
             print(result.tokens.map(String.init).joined(separator: ","))
         }
@@ -87,5 +92,47 @@ struct Generate: ParsableCommand {
         printError("finish_reason: \(result.finishReason.rawValue); prompt \(prompt.count) tokens in \(String(format: "%.3f", result.promptSeconds)) s; "
                    + "\(result.tokens.count) generated at \(String(format: "%.1f", decodeRate)) tokens/s"
                    + (drafter == nil ? "" : "; drafts \(result.acceptedDraftTokens)/\(result.draftTokens) accepted"))
+    }
+}
+
+
+/// A harmony answer as `moe generate --chat` prints it: the final channel, the analysis first when asked (then a
+/// blank line), tool calls as `→ name(arguments)` lines.
+final class HarmonyOutput {
+    private var parser = HarmonyParser()
+    let showReasoning: Bool
+    private var inReasoning = false, inCall = false
+
+    init(showReasoning: Bool) { self.showReasoning = showReasoning }
+
+    /// The text to print for the next decoded piece.
+    func add(_ text: String) -> String { render(parser.add(text)) }
+    func finish() -> String { render(parser.finish()) + close() }
+
+    /// Ends the reasoning or call being printed.
+    private func close() -> String {
+        defer { inReasoning = false; inCall = false }
+        return inCall ? ")\n" : inReasoning ? "\n\n" : ""
+    }
+
+    private func render(_ events: [HarmonyParser.Event]) -> String {
+        var out = ""
+        for event in events {
+            switch event {
+            case .reasoning(let t):
+                guard showReasoning else { continue }
+                if !inReasoning { out += close() }
+                inReasoning = true
+                out += t
+            case .content(let t):
+                out += close() + t
+            case .toolCall(let name):
+                out += close() + "→ \(name)("
+                inCall = true
+            case .toolArguments(let t):
+                out += t
+            }
+        }
+        return out
     }
 }

@@ -37,9 +37,16 @@ struct PromptOptions: ParsableArguments {
     @Option(help: "With --chat: a system message before the user's.")
     var system: String?
 
+    @Option(help: "With --chat: low, medium or high, for templates that read it (gpt-oss's harmony).")
+    var reasoningEffort: String?
+
     func validate() throws {
         if (tokens == nil) == (prompt == nil) { throw ValidationError("give exactly one of --tokens and --prompt") }
         if (chat || system != nil) && prompt == nil { throw ValidationError("--chat and --system need --prompt") }
+        if let reasoningEffort {
+            guard chat else { throw ValidationError("--reasoning-effort needs --chat") }
+            guard ["low", "medium", "high"].contains(reasoningEffort) else { throw ValidationError("--reasoning-effort must be low, medium or high") }
+        }
     }
 
     /// The prompt's ids, and the tokenizer when the model directory has one.
@@ -53,7 +60,7 @@ struct PromptOptions: ParsableArguments {
         if chat {
             let messages = (system.map { [ChatMessage(role: "system", content: $0)] } ?? [])
                 + [ChatMessage(role: "user", content: prompt ?? "")]
-            ids = try tokenizer.encodeChat(messages)
+            ids = try tokenizer.encodeChat(messages, extra: reasoningEffort.map { ["reasoning_effort": .string($0)] } ?? [:])
         } else {
             ids = tokenizer.encode(prompt ?? "")
         }
