@@ -90,7 +90,7 @@ def randomise(model, gen, std):
 
 def router_logits(model, ids):
     logits = []
-    hooks = [l.mlp.gate.register_forward_hook(lambda m, i, o: logits.append(o[0].detach()))
+    hooks = [(l.mlp.router if hasattr(l.mlp, "router") else l.mlp.gate).register_forward_hook(lambda m, i, o: logits.append(o[0].detach()))
              for l in model.model.layers if hasattr(l.mlp, "experts")]
     with torch.no_grad():
         model(input_ids=ids, use_cache=False)

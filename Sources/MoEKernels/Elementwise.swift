@@ -93,15 +93,39 @@ public enum GatedActivation: Sendable, Equatable {
 
     /// gate[i] = activation(gate[i], up[i]).
     public func apply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
+        apply(gate, up, into: gate, count: n)
+    }
+
+    /// out[i] = activation(gate[i], up[i]); `out` may alias `gate`.
+    public func apply(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
-        case .silu: siluMultiply(gate, up, count: n)
-        case let .clampedSwiGLU(alpha, limit): MoEKernels.clampedSwiGLU(gate, up, count: n, alpha: alpha, limit: limit)
+        case .silu: siluMultiply(gate, up, into: out, count: n)
+        case let .clampedSwiGLU(alpha, limit): MoEKernels.clampedSwiGLU(gate, up, into: out, count: n, alpha: alpha, limit: limit)
+        }
+    }
+
+    /// Backward given d(out) in `da`: the up gradient into `du`, the gate gradient into `da` (in place).
+    public func backward(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, _ da: UnsafeMutablePointer<Float>,
+                         upGrad du: UnsafeMutablePointer<Float>, count n: Int) {
+        switch self {
+        case .silu: siluMultiplyBackward(gate, up, da, upGrad: du, count: n)
+        case let .clampedSwiGLU(alpha, limit):
+            // out = (u' + 1)·g'·σ(α·g'), g' = min(g, L), u' = clamp(u, ±L); a clamp passes gradient where it does
+            // not bite (bounds included, as torch.clamp).
+            for i in 0..<n {
+                let g = min(gate[i], limit), u = min(max(up[i], -limit), limit)
+                let s = 1 / (1 + Foundation.exp(-alpha * g))
+                let d = da[i]
+                du[i] = up[i] >= -limit && up[i] <= limit ? d * g * s : 0
+                da[i] = gate[i] <= limit ? d * (u + 1) * (s + alpha * g * s * (1 - s)) : 0
+            }
         }
     }
 }
 
-/// gate[i] = (clamp(up[i], ±limit) + 1) · g · σ(α·g), g = min(gate[i], limit) (gpt-oss).
-public func clampedSwiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int, alpha: Float, limit: Float) {
+/// out[i] = (clamp(up[i], ±limit) + 1) · g · σ(α·g), g = min(gate[i], limit) (gpt-oss); `out` may alias `gate`.
+public func clampedSwiGLU(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                          count n: Int, alpha: Float, limit: Float) {
     @inline(__always)
     func step(_ gate: SIMD8<Float>, _ up: SIMD8<Float>) -> SIMD8<Float> {
         let g = gate.replacing(with: SIMD8(repeating: limit), where: gate .> limit)
@@ -110,11 +134,11 @@ public func clampedSwiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePoint
     }
     var i = 0
     while i &+ 8 <= n {
-        store8U(step(load8U(gate + i), load8U(up + i)), gate + i)
+        store8U(step(load8U(gate + i), load8U(up + i)), out + i)
         i &+= 8
     }
     while i < n {
-        gate[i] = step(SIMD8(repeating: gate[i]), SIMD8(repeating: up[i]))[0]
+        out[i] = step(SIMD8(repeating: gate[i]), SIMD8(repeating: up[i]))[0]
         i &+= 1
     }
 }

@@ -20,12 +20,30 @@ public protocol Architecture: Sendable {
     /// The checkpoint's tensors as the layouts name and shape them, where the hub stores some otherwise (gpt-oss's
     /// fused, transposed or MXFP4 experts); by default the store itself.
     static func weights(_ store: any TensorStore, _ config: ModelConfig) throws -> any TensorStore
+    /// The inverse of `weights` for a trained model's parameters (one tensor per expert and projection): the hub's
+    /// tensors that replace some of them (`replaced`), so that transformers loads what training saves; `mxfp4`
+    /// stores gpt-oss's experts as MXFP4 blocks and scales. By default none.
+    static func hubTensors(names: [String], values: (String) -> UnsafePointer<Float>, _ config: ModelConfig, mxfp4: Bool)
+        -> (replaced: Set<String>, tensors: [HubTensor])
+}
+
+/// A tensor as a checkpoint writer takes it: f32 values, or raw bytes of another dtype (MXFP4 blocks are U8).
+public struct HubTensor: Sendable {
+    public var name: String
+    public var shape: [Int]
+    public var values: [Float] = []
+    public var bytes: [UInt8]? = nil
+
+    public init(name: String, shape: [Int], values: [Float]) { self.name = name; self.shape = shape; self.values = values }
+    public init(name: String, shape: [Int], bytes: [UInt8]) { self.name = name; self.shape = shape; self.bytes = bytes }
 }
 
 extension Architecture {
     public static func withDefaults(_ config: ModelConfig) throws -> ModelConfig { config }
     public static var aliases: [String] { [] }
     public static func weights(_ store: any TensorStore, _ config: ModelConfig) throws -> any TensorStore { store }
+    public static func hubTensors(names: [String], values: (String) -> UnsafePointer<Float>, _ config: ModelConfig, mxfp4: Bool)
+        -> (replaced: Set<String>, tensors: [HubTensor]) { ([], []) }
 }
 
 /// `model_type` → architecture.

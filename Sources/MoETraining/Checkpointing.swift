@@ -41,7 +41,8 @@ extension TrainableModel {
     public static func load(directory: String, head: Head? = nil, selectionBias: Bool = false, mtpDepth: Int? = nil,
                             threads: Int = WorkerPool.defaultThreadCount) throws -> TrainableModel {
         let config = try ModelConfig(directory: directory)
-        let checkpoint = try Checkpoint(directory: directory)
+        // As the engine reads it: gpt-oss's hub experts (fused, transposed or MXFP4) shown stacked per projection.
+        let checkpoint = try ArchitectureRegistry.architecture(for: config.modelType).weights(try Checkpoint(directory: directory), config)
         // A checkpoint that carries the expert bias keeps it even if not asked for.
         let hasBias = checkpoint.tensorNames.contains { $0.hasSuffix("e_score_correction_bias") }
         let model = try TrainableModel(config: config, head: head ?? (checkpoint.contains("score.weight") ? .score : .languageModel),
@@ -56,30 +57,73 @@ extension TrainableModel {
                 model.initialize(tensor: t, seed: 0x5C0E &+ UInt64(t.offset))
                 continue
             }
-            let data = try checkpoint.tensor(t.name, shape: t.shape)
-            let values = try FloatEncoding.floats(data)
+            let values = try Self.floats(t, in: checkpoint)
             (w + t.offset).update(from: values, count: t.count)
         }
         return model
     }
 
+    /// A parameter's values from the checkpoint: its own tensor, or expert E's slice of an experts tensor stacked per
+    /// projection (`{experts}.gate_proj` [E, rows, cols] for `{experts}.E.gate_proj.weight`, `{experts}.gate_proj_bias`
+    /// [E, rows] for its `.bias`), dequantised when stored in a block format (gpt-oss's MXFP4 experts train from
+    /// their dequantised values).
+    static func floats(_ t: ParameterStore.Tensor, in checkpoint: any TensorStore) throws -> [Float] {
+        if checkpoint.contains(t.name) { return try FloatEncoding.floats(checkpoint.tensor(t.name, shape: t.shape)) }
+        let parts = t.name.split(separator: ".").map(String.init)
+        if parts.count >= 4, let e = Int(parts[parts.count - 3]), parts[parts.count - 4] == "experts" {
+            let experts = parts[..<(parts.count - 3)].joined(separator: ".")
+            let projection = parts[parts.count - 2], kind = parts[parts.count - 1]
+            let stacked = kind == "bias" ? "\(experts).\(projection)_bias" : "\(experts).\(projection)"
+            if checkpoint.contains(stacked) {
+                let data = try checkpoint.tensor(stacked)
+                guard data.shape.count == t.shape.count + 1, Array(data.shape.dropFirst()) == t.shape, e < data.shape[0] else {
+                    throw FormatError.shapeMismatch(tensor: stacked, expected: [e + 1] + t.shape, found: data.shape)
+                }
+                let rowBytes = data.byteCount / data.shape[0]
+                let slab = TensorData(name: t.name, dtype: data.dtype, shape: t.shape, pointer: data.pointer + e * rowBytes,
+                                      byteCount: rowBytes, owner: data.owner, quant: data.quant)
+                return try FloatEncoding.floats(slab)
+            }
+        }
+        throw FormatError.missingTensor(tensor: t.name, directory: checkpoint.source)
+    }
+
     /// Writes the model as a Hugging Face directory: config.json, model.safetensors (f32 by default, names
     /// and shapes as `save_pretrained` writes them) and generation_config.json; files are replaced atomically.
-    public func save(to directory: String, dtype: DType = .f32) throws {
+    /// `mxfp4Experts`: gpt-oss's experts as MXFP4 blocks and scales (as its hub checkpoints), the rest in `dtype`.
+    public func save(to directory: String, dtype: DType = .f32, mxfp4Experts: Bool = false) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let w = store.values!
         // The multi-token-prediction module's shared embedding and head are stored again under its own names, as
         // DeepSeek-V3's checkpoints do.
         let copies = mtp.map { m in [("\(m.prefix).embed_tokens.weight", embedding), ("\(m.prefix).shared_head.head.weight", lmHead)] } ?? []
-        let tensors = store.tensors.map { ($0.name, $0.offset, $0.shape) }
+        // Tensors the hub keeps otherwise (gpt-oss's fused experts), in their place.
+        let hub = try ArchitectureRegistry.architecture(for: config.modelType)
+            .hubTensors(names: store.tensors.map(\.name), values: { UnsafePointer(w + self.store.tensor($0)!.offset) }, config, mxfp4: mxfp4Experts)
+        if mxfp4Experts && !hub.tensors.contains(where: { $0.bytes != nil }) {
+            throw ModelError.unsupported("MXFP4 experts are saved for gpt-oss only (this model is \(config.modelType))")
+        }
+        let tensors = store.tensors.filter { !hub.replaced.contains($0.name) }.map { ($0.name, $0.offset, $0.shape) }
             + copies.map { name, offset in (name, offset, [vocab, hidden]) }
         let entries = tensors.map { name, offset, shape in
             SafeTensorsWriter.Entry(name: name, dtype: dtype, shape: shape) { dst in
                 try FloatEncoding.encode(UnsafeBufferPointer(start: w + offset, count: shape.reduce(1, *)), as: dtype, into: dst)
             }
+        } + hub.tensors.map { t in
+            if let bytes = t.bytes {
+                return SafeTensorsWriter.Entry(name: t.name, dtype: .u8, shape: t.shape) { dst in dst.copyBytes(from: bytes) }
+            }
+            return SafeTensorsWriter.Entry.floats(t.name, shape: t.shape, values: t.values, as: dtype)
         }
         try SafeTensorsWriter.write(entries, to: "\(directory)/model.safetensors")
-        try AtomicFile.write(try savedConfig().jsonData(), to: "\(directory)/config.json")
+        var saved = savedConfig()
+        if mxfp4Experts {
+            saved.raw["quantization_config"] = .object(["quant_method": .string("mxfp4"), "modules_to_not_convert": .array(
+                ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"].map { .string($0) })])
+        } else {
+            saved.raw["quantization_config"] = nil   // (trained from MXFP4 experts, saved in `dtype`)
+        }
+        try AtomicFile.write(try saved.jsonData(), to: "\(directory)/config.json")
         var generation: [String: Any] = ["_from_model_config": true]
         if let bos = config.bosTokenId { generation["bos_token_id"] = bos }
         if let eos = config.eosTokenIds.first { generation["eos_token_id"] = config.eosTokenIds.count == 1 ? eos : config.eosTokenIds }

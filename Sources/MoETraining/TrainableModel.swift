@@ -54,7 +54,7 @@ public final class TrainableModel: @unchecked Sendable {
                 attention = AttentionLayer(store, prefix: l.attentionPrefix, hidden: hidden, heads: config.numAttentionHeads,
                                            kvHeads: config.numKeyValueHeads, headDim: config.headDim, qkvBias: l.qkvBias,
                                            outputBias: l.outputBias, qkNorm: l.qkNorm, eps: Float(config.rmsNormEps),
-                                           outputGate: l.outputGate, normOffset: l.normOffset)
+                                           outputGate: l.outputGate, normOffset: l.normOffset, sinks: l.sinks, window: l.window)
             }
             var mlp: MLPLayer?, moe: MoELayer?
             switch l.feedForward {

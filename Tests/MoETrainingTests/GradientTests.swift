@@ -11,7 +11,7 @@ enum TrainingFixtures {
         .appendingPathComponent("Fixtures/training").path
     static let cases = ["qwen2_moe", "qwen2_moe_topk_norm", "qwen3_moe", "qwen3_moe_no_norm", "mixtral", "olmoe",
                         "glm4_moe", "deepseek_v3", "deepseek_v2", "deepseek_v3_seq_aux", "deepseek_v3_mtp", "glm4_moe_mtp",
-                        "qwen3_next", "qwen3_5_moe"]
+                        "qwen3_next", "qwen3_5_moe", "gpt_oss"]
 
     struct Expected: Decodable {
         let input_ids: [[Int32]]

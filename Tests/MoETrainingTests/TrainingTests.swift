@@ -270,6 +270,42 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
     }
 }
 
+@Suite struct GptOssCheckpointTests {
+    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/models/gpt_oss_mxfp4").path
+
+    /// gpt-oss's MXFP4 experts train from their dequantised values and are saved back as MXFP4 bit for bit (the values
+    /// are on the grid), or in bf16 without the quantization_config; either gives the fixture's logits.
+    @Test(arguments: [true, false])
+    func mxfp4ExpertsRoundTrip(mxfp4: Bool) throws {
+        let model = try TrainableModel.load(directory: Self.fixture, threads: 1)
+        let dir = temporaryDirectory()
+        try model.save(to: dir, dtype: .bf16, mxfp4Experts: mxfp4)
+        let original = try SafeTensorsFile(path: Self.fixture + "/model.safetensors")
+        let saved = try SafeTensorsFile(path: dir + "/model.safetensors")
+        let config = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+        #expect(config.contains("\"mxfp4\"") == mxfp4)
+        if mxfp4 {
+            #expect(Set(saved.tensors.keys) == Set(original.tensors.keys))
+            for (k, t) in original.tensors where k.hasSuffix("_blocks") || k.hasSuffix("_scales") {
+                let s = try #require(saved.tensors[k])
+                #expect(s.shape == t.shape && Data(bytes: s.pointer, count: s.byteCount) == Data(bytes: t.pointer, count: t.byteCount), "\(k)")
+            }
+        } else {
+            #expect(saved.tensors["model.layers.0.mlp.experts.gate_up_proj"]?.shape == [4, 64, 128])
+        }
+        let e = try JSONDecoder().decode(Fixtures.self, from: Data(contentsOf: URL(fileURLWithPath: Self.fixture + "/expected.json")))
+        let inference = try Transformer(directory: dir, threads: 1)
+        let logits = try inference.forward(e.tokens, cache: inference.makeCache(), logitsFor: .all)
+        var diff: Float = 0
+        for (i, v) in e.logits.joined().enumerated() { diff = max(diff, abs(v - logits[i])) }
+        #expect(diff < 1e-4, "max |Δlogit| \(diff)")
+        #expect(throws: (any Error).self) { try TrainableModel.load(directory: TrainingFixtures.directory("qwen3_moe")).save(to: dir, mxfp4Experts: true) }
+    }
+
+    struct Fixtures: Decodable { let tokens: [Int]; let logits: [[Float]] }
+}
+
 extension TrainableModel {
     /// [T × vocab] logits of one sequence (tests).
     func logits(_ ids: [Int32]) throws -> [Float] {

@@ -62,3 +62,17 @@ public func repackMXFP4Row(blocks: UnsafePointer<UInt8>, scales: UnsafePointer<U
         for j in 0..<16 { dst.storeBytes(of: code(j) | code(j + 16) << 4, toByteOffset: 1 + j, as: UInt8.self) }
     }
 }
+
+/// One row of `count` values (whole blocks of 32) quantised to MXFP4 as Hugging Face checkpoints store it (the layout
+/// `repackMXFP4Row` reads): ggml's rounding (exponent floor(log2 amax) − 2, nearest E2M1 code), codes re-paired.
+public func quantizeMXFP4Row(_ x: UnsafePointer<Float>, count: Int, blocks: UnsafeMutablePointer<UInt8>,
+                             scales: UnsafeMutablePointer<UInt8>) {
+    var block = [UInt8](repeating: 0, count: MXFP4.bytes)
+    for g in 0..<(count / 32) {
+        block.withUnsafeMutableBytes { MXFP4.quantize(x + g * 32, into: $0.baseAddress!) }
+        scales[g] = block[0]
+        // ggml: element j in byte 1 + j % 16, low nibble for j < 16; HF: element 2j low and 2j + 1 high in byte j.
+        @inline(__always) func code(_ i: Int) -> UInt8 { i < 16 ? block[1 + i] & 0x0F : block[1 + i - 16] >> 4 }
+        for j in 0..<16 { blocks[g * 16 + j] = code(2 * j) | code(2 * j + 1) << 4 }
+    }
+}

@@ -35,6 +35,70 @@ enum GptOss: Architecture {
         let experts = "model.layers.0.mlp.experts.gate_up_proj"
         return store.contains(experts) || store.contains(experts + "_blocks") ? GptOssExperts(store, c) : store
     }
+
+    /// Trained experts (`{experts}.E.{gate,up,down}_proj.{weight,bias}`) fused back as the hub keeps them:
+    /// `gate_up_proj` [E, hidden, 2·width] with gate and up columns interleaved and `down_proj` [E, width, hidden]
+    /// (transposed), or with `mxfp4` as `*_blocks` / `*_scales` in their [E, out, in] layout; biases
+    /// `gate_up_proj_bias` [E, 2·width] (interleaved) and `down_proj_bias` [E, hidden].
+    static func hubTensors(names: [String], values: (String) -> UnsafePointer<Float>, _ c: ModelConfig, mxfp4: Bool)
+        -> (replaced: Set<String>, tensors: [HubTensor]) {
+        let E = c.numExperts, H = c.hiddenSize, I = c.intermediateSize
+        var replaced = Set<String>(), tensors: [HubTensor] = []
+        for layer in 0..<c.numHiddenLayers {
+            let p = "model.layers.\(layer).mlp.experts"
+            guard names.contains("\(p).0.gate_proj.weight") else { continue }
+            // [E, out, in] rows: gate_up's 2j = gate j, 2j + 1 = up j; down's as they are.
+            var gateUp = [Float](repeating: 0, count: E * 2 * I * H), down = [Float](repeating: 0, count: E * H * I)
+            var gateUpBias = [Float](repeating: 0, count: E * 2 * I), downBias = [Float](repeating: 0, count: E * H)
+            for e in 0..<E {
+                let g = values("\(p).\(e).gate_proj.weight"), u = values("\(p).\(e).up_proj.weight")
+                let d = values("\(p).\(e).down_proj.weight")
+                let gb = values("\(p).\(e).gate_proj.bias"), ub = values("\(p).\(e).up_proj.bias"), db = values("\(p).\(e).down_proj.bias")
+                for j in 0..<I {
+                    for i in 0..<H {
+                        gateUp[(e * 2 * I + 2 * j) * H + i] = g[j * H + i]
+                        gateUp[(e * 2 * I + 2 * j + 1) * H + i] = u[j * H + i]
+                    }
+                    gateUpBias[e * 2 * I + 2 * j] = gb[j]
+                    gateUpBias[e * 2 * I + 2 * j + 1] = ub[j]
+                }
+                for i in 0..<(H * I) { down[e * H * I + i] = d[i] }
+                for i in 0..<H { downBias[e * H + i] = db[i] }
+                for part in ["gate_proj", "up_proj", "down_proj"] { replaced.formUnion(["\(p).\(e).\(part).weight", "\(p).\(e).\(part).bias"]) }
+            }
+            if mxfp4 {
+                for (name, rows, cols, v) in [("gate_up_proj", 2 * I, H, gateUp), ("down_proj", H, I, down)] {
+                    let groups = cols / 32
+                    var blocks = [UInt8](repeating: 0, count: E * rows * groups * 16), scales = [UInt8](repeating: 0, count: E * rows * groups)
+                    v.withUnsafeBufferPointer { src in
+                        blocks.withUnsafeMutableBufferPointer { b in
+                            scales.withUnsafeMutableBufferPointer { s in
+                                for r in 0..<(E * rows) {
+                                    quantizeMXFP4Row(src.baseAddress! + r * cols, count: cols, blocks: b.baseAddress! + r * groups * 16,
+                                                     scales: s.baseAddress! + r * groups)
+                                }
+                            }
+                        }
+                    }
+                    tensors.append(HubTensor(name: "\(p).\(name)_blocks", shape: [E, rows, groups, 16], bytes: blocks))
+                    tensors.append(HubTensor(name: "\(p).\(name)_scales", shape: [E, rows, groups], bytes: scales))
+                }
+            } else {
+                tensors.append(HubTensor(name: "\(p).gate_up_proj", shape: [E, H, 2 * I], values: transposed(gateUp, E, 2 * I, H)))
+                tensors.append(HubTensor(name: "\(p).down_proj", shape: [E, I, H], values: transposed(down, E, H, I)))
+            }
+            tensors.append(HubTensor(name: "\(p).gate_up_proj_bias", shape: [E, 2 * I], values: gateUpBias))
+            tensors.append(HubTensor(name: "\(p).down_proj_bias", shape: [E, H], values: downBias))
+        }
+        return (replaced, tensors)
+    }
+
+    /// Each of `count` [rows, cols] matrices transposed to [cols, rows].
+    private static func transposed(_ v: [Float], _ count: Int, _ rows: Int, _ cols: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: v.count)
+        for m in 0..<count { for r in 0..<rows { for c in 0..<cols { out[m * rows * cols + c * rows + r] = v[m * rows * cols + r * cols + c] } } }
+        return out
+    }
 }
 
 /// A gpt-oss checkpoint's experts as the engine reads experts (GGUF's layout): one stacked matrix per projection in

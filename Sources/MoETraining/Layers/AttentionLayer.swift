@@ -20,6 +20,9 @@ final class AttentionLayer: TrainableAttention {
     let qNorm: NormWeight?, kNorm: NormWeight?
     /// q_proj gives each head's query then its output gate; the output is multiplied by sigmoid(gate).
     let outputGate: Bool
+    /// gpt-oss: a sink logit per head (`{prefix}.sinks`), and a sliding window.
+    let sinks: Int?
+    let window: Int?
 
     // Saved activations.
     let input = Floats(), qRaw = Floats(), kRaw = Floats(), qRstd = Floats(), kRstd = Floats()
@@ -30,14 +33,18 @@ final class AttentionLayer: TrainableAttention {
 
     var qWidth: Int { heads * headDim }
     var kvWidth: Int { kvHeads * headDim }
-    var shape: CausalAttention {
-        CausalAttention(heads: heads, kvHeads: kvHeads, qkDim: headDim, valueDim: headDim, scale: 1 / Float(headDim).squareRoot())
+    func shape(_ store: ParameterStore) -> CausalAttention {
+        CausalAttention(heads: heads, kvHeads: kvHeads, qkDim: headDim, valueDim: headDim, scale: 1 / Float(headDim).squareRoot(),
+                        window: window, sinks: sinks.map { UnsafePointer(store.values! + $0) },
+                        sinkGrads: sinks.map { store.grads! + $0 })
     }
 
     init(_ store: ParameterStore, prefix: String, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
-         qkvBias: Bool, outputBias: Bool, qkNorm: Attention.QKNorm, eps: Float, outputGate: Bool = false, normOffset: Float = 0) {
+         qkvBias: Bool, outputBias: Bool, qkNorm: Attention.QKNorm, eps: Float, outputGate: Bool = false, normOffset: Float = 0,
+         sinks: Bool = false, window: Int? = nil) {
         self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.hidden = hidden
-        self.qkNorm = qkNorm; self.eps = eps; self.outputGate = outputGate
+        self.qkNorm = qkNorm; self.eps = eps; self.outputGate = outputGate; self.window = window
+        self.sinks = sinks ? store.add("\(prefix).sinks", shape: [heads], decay: false) : nil
         let qw = heads * headDim, kvw = kvHeads * headDim
         q = store.add("\(prefix).q_proj.weight", shape: [outputGate ? 2 * qw : qw, hidden], decay: true)
         k = store.add("\(prefix).k_proj.weight", shape: [kvw, hidden], decay: true)
@@ -91,7 +98,7 @@ final class AttentionLayer: TrainableAttention {
         rope.rotate(kp, batch: B, seqLen: T, heads: kvHeads, headDim: headDim, inverse: false, pool: pool)
 
         let p = probs.reserve(B * heads * T * T), att = attended.reserve(n * qWidth)
-        shape.forward(q: qp, k: kp, v: vp, batch: B, seqLen: T, probs: p, into: att, pool: pool)
+        shape(store).forward(q: qp, k: kp, v: vp, batch: B, seqLen: T, probs: p, into: att, pool: pool)
         var projected = UnsafePointer(att)
         if outputGate {
             let gated = gatedOutput.reserve(n * qWidth), gate = gates.pointer
@@ -123,7 +130,7 @@ final class AttentionLayer: TrainableAttention {
         }
 
         let dqp = dq.reserve(n * qw), dkp = dk.zeroed(n * kvw), dvp = dv.zeroed(n * kvw)
-        shape.backward(dAtt, q: qp, k: kp, v: vp, probs: p, batch: B, seqLen: T, dq: dqp, dk: dkp, dv: dvp,
+        shape(store).backward(dAtt, q: qp, k: kp, v: vp, probs: p, batch: B, seqLen: T, dq: dqp, dk: dkp, dv: dvp,
                        scratch: dProbs.reserve(B * kvHeads * T * T), pool: pool)
         rope.rotate(dqp, batch: B, seqLen: T, heads: heads, headDim: hd, inverse: true, pool: pool)
         rope.rotate(dkp, batch: B, seqLen: T, heads: kvHeads, headDim: hd, inverse: true, pool: pool)
@@ -165,17 +172,23 @@ protocol TrainableAttention: AnyObject {
 /// softmax(scale·q·kᵀ + causal mask)·v for B sequences of T tokens, query heads in groups sharing a key/value
 /// head: q rows [B·T × heads·qkDim], k [B·T × kvHeads·qkDim], v [B·T × kvHeads·valueDim]. Forward keeps the
 /// probabilities [B·heads × T × T]; backward recomputes nothing. Grouped-query and latent attention share it.
+/// With a `window`, query r sees keys r − window + 1 … r; with `sinks`, head h's softmax has one more logit in its
+/// denominator (gpt-oss), whose gradient backward adds into `sinkGrads`.
 struct CausalAttention {
     let heads: Int, kvHeads: Int, qkDim: Int, valueDim: Int
     let scale: Float
+    var window: Int? = nil
+    var sinks: UnsafePointer<Float>? = nil
+    var sinkGrads: UnsafeMutablePointer<Float>? = nil
 
     func forward(q qp: UnsafePointer<Float>, k kp: UnsafePointer<Float>, v vp: UnsafePointer<Float>, batch B: Int,
                  seqLen T: Int, probs p: UnsafeMutablePointer<Float>, into att: UnsafeMutablePointer<Float>, pool: WorkerPool) {
         let group = heads / kvHeads, hd = qkDim, vd = valueDim
         let qw = heads * hd, kw = kvHeads * hd, vw = kvHeads * vd, ow = heads * vd
-        let scale = scale
+        let scale = scale, window = window ?? T, sinks = sinks
         pool.parallelFor(B * heads) { task in
             let b = task / heads, h = task % heads, kvh = h / group
+            let sink = sinks.map { $0[h] } ?? -.infinity
             let s = p + task * T * T
             let qh = qp + b * T * qw + h * hd, kh = kp + b * T * kw + kvh * hd, vh = vp + b * T * vw + kvh * vd
             let ah = att + b * T * ow + h * vd
@@ -187,8 +200,9 @@ struct CausalAttention {
                 sgemmNT(m: r1 - r0, n: r1, k: hd, alpha: scale, a: qh + r0 * qw, lda: qw, b: kh, ldb: kw, c: s + r0 * T,
                         ldc: T, accumulate: false, pool: nil)
                 for r in r0..<r1 {
-                    let row = s + r * T
-                    softmax(row, count: r + 1)
+                    let row = s + r * T, first = max(0, r - window + 1)
+                    row.update(repeating: 0, count: first)
+                    softmax(row + first, count: r + 1 - first, sink: sink)
                     (row + r + 1).update(repeating: 0, count: r1 - r - 1)
                 }
                 sgemmNN(m: r1 - r0, n: vd, k: r1, alpha: 1, a: s + r0 * T, lda: T, b: vh, ldb: vw, c: ah + r0 * ow, ldc: ow,
@@ -206,6 +220,10 @@ struct CausalAttention {
         let group = heads / kvHeads, hd = qkDim, vd = valueDim
         let qw = heads * hd, kw = kvHeads * hd, vw = kvHeads * vd, ow = heads * vd
         let scale = scale, heads = heads, kvHeads = kvHeads
+        // Each (sequence, head)'s sink gradient, summed over the sequences after the parallel part.
+        var sinkParts = [Float](repeating: 0, count: sinkGrads == nil ? 0 : B * heads)
+        sinkParts.withUnsafeMutableBufferPointer { sinkPartsBuffer in
+        let sinkPart = sinkGrads == nil ? nil : sinkPartsBuffer.baseAddress   // (an empty array may have an address)
         // One task per (sequence, kv head): the heads sharing a kv head add into the same dK, dV rows.
         pool.parallelFor(B * kvHeads) { task in
             let b = task / kvHeads, kvh = task % kvHeads
@@ -225,10 +243,16 @@ struct CausalAttention {
                             accumulate: true, pool: nil)
                     sgemmNT(m: rb, n: r1, k: vd, alpha: 1, a: doh + r0 * ow, lda: ow, b: vh, ldb: vw, c: db, ldc: T,
                             accumulate: false, pool: nil)
-                    // dS = P ⊙ (dP − ⟨dP, P⟩) over the visible keys; masked entries have P = 0.
+                    // dS = P ⊙ (dP − ⟨dP, P⟩) over the visible keys; masked entries have P = 0. A sink's logit σ has
+                    // probability 1 − Σ P and no output: dσ = −(1 − Σ P)·⟨dP, P⟩.
                     for r in r0..<r1 {
                         let pr = s + r * T, dr = ds + r * T
                         let c = dot(pr, dr, count: r + 1)
+                        if let sinkPart {
+                            var total: Float = 0
+                            for j in 0...r { total += pr[j] }
+                            sinkPart[b * heads + h] -= (1 - total) * c
+                        }
                         for j in 0...r { dr[j] = pr[j] * (dr[j] - c) }
                         (dr + r + 1).update(repeating: 0, count: r1 - r - 1)
                     }
@@ -240,6 +264,10 @@ struct CausalAttention {
                     r0 = r1
                 }
             }
+        }
+        if let sinkGrads, let sinkPart {
+            for b in 0..<B { for h in 0..<heads { sinkGrads[h] += sinkPart[b * heads + h] } }
+        }
         }
     }
 }

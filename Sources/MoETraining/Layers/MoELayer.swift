@@ -44,7 +44,12 @@ final class MoELayer {
     let hidden: Int, experts: Int, topK: Int, width: Int, normTopKProb: Bool
     let routing: RouterLayout
     let router: Int
+    /// gpt-oss's bias on the router logits.
+    let routerBias: Int?
     let expertWeights: [(gate: Int, up: Int, down: Int)]
+    /// gpt-oss's biases of each expert's projections.
+    let expertBiases: [(gate: Int, up: Int, down: Int)]?
+    let activation: GatedActivation
     /// DeepSeek-V3's `e_score_correction_bias`: added to the probabilities only to choose experts.
     let selectionBias: Int?
     let shared: MLPLayer?
@@ -70,6 +75,8 @@ final class MoELayer {
         self.hidden = hidden; experts = m.experts; topK = m.topK; width = m.width; normTopKProb = m.normTopKProb
         routing = m.router
         router = store.add(m.routerName, shape: [m.experts, hidden], decay: true)
+        routerBias = m.routerBias ? store.add(m.routerBiasName, shape: [m.experts], decay: false) : nil
+        activation = m.activation
         self.selectionBias = selectionBias || m.router.selectionBias
             ? store.add(m.selectionBiasName, shape: [m.experts], decay: false, frozen: true) : nil
         let n = m.expertNames
@@ -79,6 +86,12 @@ final class MoELayer {
                     store.add("\(p).\(n.up).weight", shape: [m.width, hidden], decay: true),
                     store.add("\(p).\(n.down).weight", shape: [hidden, m.width], decay: true))
         }
+        expertBiases = m.expertBias ? (0..<m.experts).map { e in
+            let p = m.expertPrefix(e)
+            return (store.add("\(p).\(n.gate).bias", shape: [m.width], decay: false),
+                    store.add("\(p).\(n.up).bias", shape: [m.width], decay: false),
+                    store.add("\(p).\(n.down).bias", shape: [hidden], decay: false))
+        } : nil
         if let sw = m.sharedWidth {
             shared = MLPLayer(store, prefix: m.sharedPrefix, hidden: hidden, width: sw)
             sharedGate = m.sharedGated ? store.add(m.sharedGateName, shape: [1, hidden], decay: true) : nil
@@ -89,8 +102,14 @@ final class MoELayer {
 
     private func expert(_ e: Int, _ store: ParameterStore) -> SwiGLUWeights {
         let w = store.values!, gr = store.grads!, x = expertWeights[e]
-        return SwiGLUWeights(gate: w + x.gate, up: w + x.up, down: w + x.down, gateGrad: gr + x.gate, upGrad: gr + x.up,
-                             downGrad: gr + x.down, hidden: hidden, width: width)
+        var weights = SwiGLUWeights(gate: w + x.gate, up: w + x.up, down: w + x.down, gateGrad: gr + x.gate, upGrad: gr + x.up,
+                                    downGrad: gr + x.down, hidden: hidden, width: width)
+        if let b = expertBiases?[e] {
+            weights.biases = (w + b.gate, w + b.up, w + b.down)
+            weights.biasGrads = (gr + b.gate, gr + b.up, gr + b.down)
+        }
+        weights.activation = activation
+        return weights
     }
 
     /// out[N×hidden] += MoE(x[N×hidden]); adds this layer's router statistics to `stats`.
@@ -100,7 +119,7 @@ final class MoELayer {
         let xs = input.reserve(n * hidden)
         xs.update(from: x, count: n * hidden)
         let lg = logits.reserve(n * E), pr = probs.reserve(n * E), ls = lse.reserve(n)
-        linearForward(xs, rows: n, inputs: hidden, outputs: E, weight: w + router, bias: nil, into: lg, pool: pool)
+        linearForward(xs, rows: n, inputs: hidden, outputs: E, weight: w + router, bias: routerBias.map { w + $0 }, into: lg, pool: pool)
 
         // Router: scores (softmax or sigmoid), then top-k on scores + bias (when balancing without aux loss) within
         // the best groups, then renormalisation and scaling.
@@ -342,7 +361,7 @@ final class MoELayer {
             }
         }
         linearBackward(dl, x: xs, rows: n, inputs: hidden, outputs: E, weight: w + router, weightGrad: gr + router,
-                       biasGrad: nil, inputGrad: dx, accumulateInput: accumulate, pool: pool)
+                       biasGrad: routerBias.map { gr + $0 }, inputGrad: dx, accumulateInput: accumulate, pool: pool)
         // Scatter the experts' input gradients back to their tokens (each token's choices in order).
         slot.withUnsafeBufferPointer { sb in
             let sl = sb.baseAddress!, hidden = self.hidden

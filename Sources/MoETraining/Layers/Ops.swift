@@ -171,18 +171,22 @@ struct SwiGLUWeights {
     var gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>, down: UnsafeMutablePointer<Float>
     var gateGrad: UnsafeMutablePointer<Float>, upGrad: UnsafeMutablePointer<Float>, downGrad: UnsafeMutablePointer<Float>
     var hidden: Int, width: Int
+    /// Biases of the three projections and their gradients (gpt-oss's experts), nil without.
+    var biases: (gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>, down: UnsafeMutablePointer<Float>)? = nil
+    var biasGrads: (gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>, down: UnsafeMutablePointer<Float>)? = nil
+    var activation: GatedActivation = .silu
 }
 
-/// SwiGLU forward over `rows` rows of x: saves g = x·gateᵀ, u = x·upᵀ and a = silu(g)⊙u ([rows×width] each);
-/// y = a·downᵀ (+ y when accumulating).
+/// Gated MLP forward over `rows` rows of x: saves g = x·gateᵀ (+ b), u = x·upᵀ (+ b) and a = act(g, u) (silu(g)⊙u
+/// unless the weights say otherwise) ([rows×width] each); y = a·downᵀ (+ b).
 func swiGLUForward(_ x: UnsafePointer<Float>, rows: Int, _ w: SwiGLUWeights, g: UnsafeMutablePointer<Float>,
                    u: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>,
                    pool: WorkerPool?) {
     if rows == 0 { return }
-    linearForward(x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.gate, bias: nil, into: g, pool: pool)
-    linearForward(x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.up, bias: nil, into: u, pool: pool)
-    siluMultiply(g, u, into: a, count: rows * w.width)
-    linearForward(a, rows: rows, inputs: w.width, outputs: w.hidden, weight: w.down, bias: nil, into: y, pool: pool)
+    linearForward(x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.gate, bias: w.biases?.gate, into: g, pool: pool)
+    linearForward(x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.up, bias: w.biases?.up, into: u, pool: pool)
+    w.activation.apply(g, u, into: a, count: rows * w.width)
+    linearForward(a, rows: rows, inputs: w.width, outputs: w.hidden, weight: w.down, bias: w.biases?.down, into: y, pool: pool)
 }
 
 /// SwiGLU backward: weight gradients accumulate; dx (+)= the input gradient. `scratch` holds 2·rows·width floats.
@@ -195,13 +199,13 @@ func swiGLUBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: I
     let da = scratch, du = scratch + n
     // da = dy·down; dDown += dyᵀ·a
     linearBackward(dy, x: a, rows: rows, inputs: w.width, outputs: w.hidden, weight: w.down, weightGrad: w.downGrad,
-                   biasGrad: nil, inputGrad: da, accumulateInput: false, pool: pool)
-    // a = silu(g)·u: du = da·silu(g); dg = da·u·silu'(g) (into da).
-    siluMultiplyBackward(g, u, da, upGrad: du, count: n)
+                   biasGrad: w.biasGrads?.down, inputGrad: da, accumulateInput: false, pool: pool)
+    // a = act(g, u): du, and dg into da.
+    w.activation.backward(g, u, da, upGrad: du, count: n)
     linearBackward(da, x: x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.gate, weightGrad: w.gateGrad,
-                   biasGrad: nil, inputGrad: dx, accumulateInput: accumulate, pool: pool)
+                   biasGrad: w.biasGrads?.gate, inputGrad: dx, accumulateInput: accumulate, pool: pool)
     linearBackward(du, x: x, rows: rows, inputs: w.hidden, outputs: w.width, weight: w.up, weightGrad: w.upGrad,
-                   biasGrad: nil, inputGrad: dx, accumulateInput: true, pool: pool)
+                   biasGrad: w.biasGrads?.up, inputGrad: dx, accumulateInput: true, pool: pool)
 }
 
 /// An RMSNorm weight of the parameter store read as w + offset: 1 for the zero-centred norms of Qwen3-Next /
