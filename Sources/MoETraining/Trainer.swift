@@ -28,6 +28,10 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     public var timeLimit: Double?
     /// λ of the multi-token-prediction loss, where the model has the module (nil: the model's default, 0.3).
     public var mtpLossWeight: Double?
+    /// The model files at the top of OUT: their dtype (nil: f32) and gpt-oss's experts as MXFP4. Checkpoints stay
+    /// f32, so that a resumed run continues exactly.
+    public var saveDType: String?
+    public var saveMXFP4Experts: Bool?
 
     public init() {}
 }
@@ -92,6 +96,9 @@ public final class Trainer {
         }
         guard settings.steps > 0, batches.batchSize > 0, batches.seqLen > 0, settings.accumulation > 0 else {
             throw TrainingError.badArgument("steps, batch size, sequence length and accumulation must be positive")
+        }
+        if settings.saveMXFP4Experts == true && model.config.modelType != "gpt_oss" {
+            throw TrainingError.badArgument("MXFP4 experts are saved for gpt-oss only (this model is \(model.config.modelType))")
         }
         self.model = model; self.settings = settings; self.out = out
         self.batches = batches; self.objective = objective; self.stage = stage; self.extraFiles = extraFiles
@@ -290,6 +297,10 @@ public final class Trainer {
             let modelFiles = ["model.safetensors", "config.json", "generation_config.json"]
             for f in (lora == nil ? modelFiles : LoRAAdapters.files) + extraFiles.map({ ($0 as NSString).lastPathComponent }) {
                 try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: "\(final)/\(f)")), to: "\(out)/\(f)")
+            }
+            if lora == nil, settings.saveDType != nil || settings.saveMXFP4Experts == true {
+                try model.save(to: out, dtype: DType(rawValue: (settings.saveDType ?? "f32").uppercased()) ?? .f32,
+                               mxfp4Experts: settings.saveMXFP4Experts ?? false)
             }
             for j in jointlyTrained {
                 try fm.createDirectory(atPath: "\(out)/\(j.name)", withIntermediateDirectories: true)

@@ -37,6 +37,10 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Checkpoint every N steps (0: only at the end).") var checkpointEvery: Int = 200
     @Option(help: "Expert load logged every N steps.") var logEvery: Int = 10
     @Option(help: "Fraction of the documents held out for validation.") var valFraction: Double = 0.05
+    @Option(help: "dtype of the model files at the top of OUT: f32, bf16 or f16 (checkpoints stay f32, for an exact resume).")
+    var saveDtype: String = "f32"
+    @Flag(help: "gpt-oss: the experts of the model files at the top of OUT as MXFP4 blocks and scales, as its hub checkpoints keep them.")
+    var saveMxfp4 = false
 
     /// The settings, with the command's defaults for the options left out.
     func settings(defaultSteps: Int, defaultLearningRate: Double) throws -> TrainingSettings {
@@ -60,6 +64,9 @@ struct TrainingOptions: ParsableArguments {
         s.biasUpdateRate = biasUpdateRate > 0 ? biasUpdateRate : nil
         s.seed = seed; s.evalEvery = evalEvery == 0 ? Int.max : evalEvery; s.evalBatches = evalBatches
         s.checkpointEvery = checkpointEvery == 0 ? Int.max : checkpointEvery; s.logEvery = logEvery
+        guard ["f32", "bf16", "f16"].contains(saveDtype) else { throw ValidationError("--save-dtype must be f32, bf16 or f16") }
+        if saveDtype != "f32" { s.saveDType = saveDtype }
+        if saveMxfp4 { s.saveMXFP4Experts = true }
         return s
     }
 }

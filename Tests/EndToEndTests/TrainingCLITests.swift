@@ -215,6 +215,33 @@ extension TrainingCLITests {
         let badPrefs = try CLI.run(["dpo", "--model", out + "/pretrain", "--data", out + "/badprefs.jsonl", "--out", out + "/dpo2"])
         #expect(badPrefs.status != 0 && badPrefs.stderr.contains("badprefs.jsonl:1"), "\(badPrefs.stderr)")
 
+        // gpt-oss: pre-trained from a config.json, fine-tuned with its experts saved as MXFP4 (and the rest in bf16), read
+        // back by the engine; DPO with LoRA on it.
+        let oss = """
+            {"model_type": "gpt_oss", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_local_experts": 4, "num_experts_per_tok": 2,
+             "sliding_window": 16, "layer_types": ["sliding_attention", "full_attention"], "max_position_embeddings": 256,
+             "rms_norm_eps": 1e-5, "tie_word_embeddings": false}
+            """
+        try oss.write(toFile: out + "/oss.json", atomically: true, encoding: .utf8)
+        try (0..<100).map { "The number \($0) plus one is \($0 + 1)." }.joined(separator: "\n").write(toFile: out + "/oss.txt", atomically: true, encoding: .utf8)
+        let ossPretrain = try CLI.run(["pretrain", "--config", out + "/oss.json", "--data", out + "/oss.txt", "--tokenizer", out + "/pretrain",
+                                       "--out", out + "/oss", "--steps", "2", "--batch", "2", "--seq-len", "32", "--quiet"])
+        #expect(ossPretrain.status == 0, "\(ossPretrain.stderr)")
+        let ossSFT = try CLI.run(["sft", "--model", out + "/oss", "--data", out + "/chat.jsonl", "--out", out + "/oss-sft", "--batch", "2",
+                                  "--steps", "2", "--save-mxfp4", "--save-dtype", "bf16", "--quiet"])
+        #expect(ossSFT.status == 0, "\(ossSFT.stderr)")
+        let inspect = try CLI.run(["inspect", "--model", out + "/oss-sft"])
+        #expect(inspect.status == 0 && inspect.stdout.contains("MXFP4") && inspect.stdout.contains("BF16"), "\(inspect.stdout)\(inspect.stderr)")
+        let ossChat = try CLI.run(["generate", "--model", out + "/oss-sft", "--prompt", "What is 2 + 1?", "--chat", "--max-tokens", "4"])
+        #expect(ossChat.status == 0, "\(ossChat.stderr)")
+        let ossDPO = try CLI.run(["dpo", "--model", out + "/oss", "--data", out + "/prefs.jsonl", "--out", out + "/oss-dpo", "--batch", "2",
+                                  "--steps", "2", "--quiet", "--lora-rank", "2", "--val-fraction", "0"])
+        #expect(ossDPO.status == 0 && FileManager.default.fileExists(atPath: out + "/oss-dpo/adapter_model.safetensors"), "\(ossDPO.stderr)")
+        let notOss = try CLI.run(["sft", "--model", out + "/pretrain", "--data", out + "/chat.jsonl", "--out", out + "/sft3", "--steps", "1",
+                                  "--save-mxfp4", "--quiet"])
+        #expect(notOss.status != 0 && notOss.stderr.contains("gpt-oss only"), "\(notOss.stderr)")
+
         try (lines[0] + "\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n").write(toFile: out + "/bad.jsonl", atomically: true, encoding: .utf8)
         let bad = try CLI.run(["sft", "--model", out + "/pretrain", "--data", out + "/bad.jsonl", "--out", out + "/sft2"])
         #expect(bad.status != 0 && bad.stderr.contains("bad.jsonl:2") && bad.stderr.contains("no assistant turn"), "\(bad.stderr)")
