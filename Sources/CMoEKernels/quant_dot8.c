@@ -236,6 +236,35 @@ INLINE void iq4_xs_block8(const uint8_t *b, const activations8 *a, int nt, size_
     k_scale_sums(sum, half_at(b), a, nt, v, acc, c);
 }
 
+// MXFP4: one E8M0 exponent byte e, 16 bytes of E2M1 codes (value j low nibble, j+16 high, as Q4_0); value =
+// 2^(e−128)·grid[q] with ggml's doubled E2M1 grid (0, ±1, ±2, ±3, ±4, ±6, ±8, ±12). Signed like IQ4_XS's grid.
+INLINE __m256i mxfp4_grid_vector(void) {
+    static const int8_t grid[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)grid));
+}
+
+/// 2^(e − 128) (ggml's `ggml_e8m0_to_fp32_half`), subnormal for e < 2.
+INLINE float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+INLINE void mxfp4_block8(const uint8_t *b, const activations8 *a, int nt, size_t v, __m256 (*acc)[2], float *off, int c) {
+    (void)off;
+    const __m128i m0f = _mm_set1_epi8(0x0F), qs = _mm_loadu_si128((const __m128i *)(b + 1));
+    const __m256i codes = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), m0f), _mm_and_si128(qs, m0f));
+    const __m256i w = _mm256_shuffle_epi8(mxfp4_grid_vector(), codes), u = _mm256_abs_epi8(w);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const float d = e8m0_half(b[0]);
+    for (int t = 0; t < nt; t++) {
+        const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a[t].q + v)), w);
+        const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones));
+        acc[t][c] = _mm256_fmadd_ps(s, _mm256_set1_ps(d * a[t].d[v / 32]), acc[t][c]);
+    }
+}
+
 size_t moe_activations8_bytes(size_t n, size_t tokens) { return token_stride8(n) * tokens; }
 
 void moe_quantize_activations8(const float *x, size_t ldx, size_t n, size_t group, size_t token_begin, size_t token_end,
@@ -305,6 +334,7 @@ ROWS_KERNEL8(q5_K, 176, 256)
 ROWS_KERNEL8(q3_K, 110, 256)
 ROWS_KERNEL8(q2_K, 84, 256)
 ROWS_KERNEL8(iq4_xs, 136, 256)
+ROWS_KERNEL8(mxfp4, 17, 32)
 
 #else
 
@@ -328,5 +358,6 @@ UNAVAILABLE8(q5_K)
 UNAVAILABLE8(q3_K)
 UNAVAILABLE8(q2_K)
 UNAVAILABLE8(iq4_xs)
+UNAVAILABLE8(mxfp4)
 
 #endif

@@ -116,7 +116,7 @@ extension QuantDotTests {
     /// the exact dot products; with any activations, within their rounding (each off by at most its group's
     /// largest / 254).
     @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"),
-          arguments: [QuantType.q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs], [(1, 512), (3, 512), (4, 8448), (17, 512), (70, 256)])
+          arguments: [QuantType.q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs, .mxfp4], [(1, 512), (3, 512), (4, 8448), (17, 512), (70, 256)])
     func int8ActivationsEqualTheDequantisedProduct(_ q: QuantType, shape: (tokens: Int, cols: Int)) {
         let (tokens, cols) = shape
         let rows = 7, ldx = cols + 5, ldo = rows + 1, group = q.int8ActivationGroup
@@ -214,7 +214,7 @@ extension QuantDotTests {
     }
 
     /// A NaN or infinite activation stays visible on the fast path too.
-    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs])
+    @Test(.enabled(if: quantDotAVX2, "needs the AVX2 kernels"), arguments: [QuantType.q4_0, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs, .mxfp4])
     func int8NonFiniteActivationsStayVisible(_ q: QuantType) {
         let rows = 3, cols = 512
         let values = (0..<(rows * cols)).map { Float(($0 * 37) % 101) / 50 - 1 }

@@ -49,12 +49,12 @@ func greedyIDs(_ model: Transformer, prompt: [Int], count: Int) throws -> [Int] 
     func architecturesMatchTheirReference(_ name: String) throws {
         let e: GGUFModelFixtures.Architecture = try #require(try GGUFModelFixtures.load("arch")[name])
         for threads in [1, 2] {
-            let model = try Transformer(directory: "\(GGUFModelFixtures.root)/arch/\(e.file)", threads: threads)
+            let model = try Transformer(directory: "\(GGUFModelFixtures.root)/arch/\(e.file)", threads: threads, activations: .int16)
             let logits = try model.forward(e.tokens, cache: model.makeCache(), logitsFor: .all)
             let diff = maxAbsDifference(UnsafeBufferPointer(logits), e.logits.flatMap { $0 })
             #expect(diff <= 1e-4, "\(name) (\(threads) threads) vs \(e.reference): max |Δlogit| = \(diff)")
         }
-        let model = try Transformer(directory: "\(GGUFModelFixtures.root)/arch/\(e.file)", threads: 2)
+        let model = try Transformer(directory: "\(GGUFModelFixtures.root)/arch/\(e.file)", threads: 2, activations: .int16)
         #expect(!e.greedyIDs.isEmpty)
         #expect(try greedyIDs(model, prompt: e.tokens, count: e.greedyIDs.count) == e.greedyIDs)
     }

@@ -56,6 +56,8 @@ void moe_dot8_rows_q5_K(const void *base, size_t row_bytes, size_t blocks, const
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 void moe_dot8_rows_iq4_xs(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                           float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
+void moe_dot8_rows_mxfp4(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
+                          float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 void moe_dot8_rows_q6_K(const void *base, size_t row_bytes, size_t blocks, const void *acts, size_t tokens,
                         float *out, size_t ldo, size_t row_begin, size_t row_end, int accumulate);
 

@@ -131,6 +131,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
         case .q5_K: kernel = moe_dot8_rows_q5_K
         case .q6_K: kernel = moe_dot8_rows_q6_K
         case .iq4_xs: kernel = moe_dot8_rows_iq4_xs
+        case .mxfp4: kernel = moe_dot8_rows_mxfp4
         default: preconditionFailure("\(self) has no 8-bit kernel")
         }
         kernel(w.base, w.rowBytes, w.cols / blockElements, activations, tokens, out, ldo, rows.lowerBound, rows.upperBound,
@@ -141,7 +142,7 @@ public enum QuantType: Int, Sendable, CaseIterable, CustomStringConvertible {
     var hasInt8Kernel: Bool {
         guard quantDotAVX2 else { return false }
         switch self {
-        case .q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs: return true
+        case .q4_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs, .mxfp4: return true
         default: return false
         }
     }
