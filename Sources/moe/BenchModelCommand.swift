@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoEFormats
+import MoEKernels
 import MoEModel
 
 /// `moe bench make-model`: writes the random Qwen3-MoE that `moe bench infer` is measured on, as a Hugging Face
@@ -14,17 +15,20 @@ import MoEModel
 /// 3072), softmax greedy routing. `--arch qwen3_next`: a Qwen3-Next-shaped hybrid of the bench size — Gated
 /// DeltaNet layers (8 key heads, 16 value heads, head dims 128, conv 4) with gated attention (8 heads / 2 KV heads of
 /// 256, partial rotary 0.25) in every fourth layer, 128 experts top-8 of width 256 + a gated shared expert of 256.
+/// `--arch gpt_oss`: a gpt-oss-shaped model of the bench size — 8 layers alternating sliding window 128 / full
+/// attention, 64 heads of 64 / 8 KV heads with sinks and biases, 32 experts top-4 of width 1024 stored in MXFP4 as
+/// the hub's checkpoints (`*_blocks` / `*_scales`), vocabulary 201,088.
 struct BenchMakeModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "make-model",
-        abstract: "Write a random bench model (Qwen3-MoE, DeepSeek-V2 or Qwen3-Next-shaped; f32 or bf16) as a Hugging Face directory.")
+        abstract: "Write a random bench model (Qwen3-MoE, DeepSeek-V2, Qwen3-Next or gpt-oss-shaped; f32 or bf16) as a Hugging Face directory.")
 
     @Option(help: "Output directory.") var out: String
     @Option(help: "Weight dtype: bf16, f16 or f32.") var dtype: String = "bf16"
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "bench (735M parameters) or 7b (7.2B, 1.6B active).") var size: String = "bench"
     @Option(help: "Number of layers (default 8 for bench, 16 for 7b; fewer for a quick check).") var layers: Int?
-    @Option(help: "Architecture: qwen3_moe, deepseek_v2 or qwen3_next (the last two: bench size only).") var arch: String = "qwen3_moe"
+    @Option(help: "Architecture: qwen3_moe, deepseek_v2, qwen3_next or gpt_oss (the last three: bench size only).") var arch: String = "qwen3_moe"
 
     func run() throws {
         let storage: DType
@@ -43,14 +47,18 @@ struct BenchMakeModel: ParsableCommand {
         let deepSeek: Bool
         switch arch {
         case "qwen3_moe": deepSeek = false
-        case "deepseek_v2", "qwen3_next":
+        case "deepseek_v2", "qwen3_next", "gpt_oss":
             guard size.lowercased() == "bench" else { throw ValidationError("--arch \(arch) comes in --size bench only") }
             if arch == "qwen3_next" {
                 try writeHybrid(storage: storage, layers: layers)
                 return
             }
+            if arch == "gpt_oss" {
+                try writeGptOss(storage: storage, layers: layers)
+                return
+            }
             deepSeek = true
-        default: throw ValidationError("--arch must be qwen3_moe, deepseek_v2 or qwen3_next")
+        default: throw ValidationError("--arch must be qwen3_moe, deepseek_v2, qwen3_next or gpt_oss")
         }
         let kvHeads = 4, headDim = 64, experts = 64, topK = deepSeek ? 6 : 8, vocab = 151_936, denseWidth = 3072
         // DeepSeek-V2-Lite's attention at half its width.
@@ -200,6 +208,53 @@ struct BenchMakeModel: ParsableCommand {
     }
 }
 
+extension BenchMakeModel {
+    /// The gpt-oss-shaped bench model (see the type's comment); its experts in MXFP4 blocks and scales.
+    func writeGptOss(storage: DType, layers: Int) throws {
+        let hidden = 1024, heads = 64, kvHeads = 8, headDim = 64, experts = 32, topK = 4, width = 1024, vocab = 201_088
+        let config: [String: Any] = [
+            "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
+            "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kvHeads,
+            "head_dim": headDim, "num_local_experts": experts, "num_experts_per_tok": topK, "intermediate_size": width,
+            "sliding_window": 128, "layer_types": (0..<layers).map { $0 % 2 == 0 ? "sliding_attention" : "full_attention" },
+            "vocab_size": vocab, "max_position_embeddings": 131_072, "rms_norm_eps": 1e-5, "attention_bias": true,
+            "rope_parameters": ["rope_type": "yarn", "rope_theta": 150_000.0, "factor": 32.0, "beta_fast": 32.0,
+                                                     "beta_slow": 1.0, "truncate": false, "original_max_position_embeddings": 4096] as [String: Any],
+            "tie_word_embeddings": false, "hidden_act": "silu", "bos_token_id": 151_643, "eos_token_id": 151_645,
+            "quantization_config": ["quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                                                                       "model.embed_tokens", "lm_head"]] as [String: Any],
+            "dtype": storage == .bf16 ? "bfloat16" : storage == .f16 ? "float16" : "float32",
+        ]
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try AtomicFile.write(JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                             to: (out as NSString).appendingPathComponent("config.json"))
+        var w = RandomWeights(storage: storage, seed: seed)
+        w.random("model.embed_tokens.weight", [vocab, hidden])
+        for l in 0..<layers {
+            let p = "model.layers.\(l)"
+            w.constant("\(p).input_layernorm.weight", hidden, 1)
+            w.constant("\(p).post_attention_layernorm.weight", hidden, 1)
+            w.random("\(p).self_attn.q_proj.weight", [heads * headDim, hidden])
+            w.random("\(p).self_attn.k_proj.weight", [kvHeads * headDim, hidden])
+            w.random("\(p).self_attn.v_proj.weight", [kvHeads * headDim, hidden])
+            w.random("\(p).self_attn.o_proj.weight", [hidden, heads * headDim])
+            for (name, n) in [("q_proj", heads * headDim), ("k_proj", kvHeads * headDim), ("v_proj", kvHeads * headDim), ("o_proj", hidden)] {
+                w.constant("\(p).self_attn.\(name).bias", n, 0)
+            }
+            w.constant("\(p).self_attn.sinks", heads, 0)
+            w.random("\(p).mlp.router.weight", [experts, hidden])
+            w.constant("\(p).mlp.router.bias", experts, 0)
+            w.mxfp4("\(p).mlp.experts.gate_up_proj", [experts, 2 * width, hidden])
+            w.constant("\(p).mlp.experts.gate_up_proj_bias", experts * 2 * width, 0, shape: [experts, 2 * width])
+            w.mxfp4("\(p).mlp.experts.down_proj", [experts, hidden, width])
+            w.constant("\(p).mlp.experts.down_proj_bias", experts * hidden, 0, shape: [experts, hidden])
+        }
+        w.constant("model.norm.weight", hidden, 1)
+        w.random("lm_head.weight", [vocab, hidden])
+        try finish(w.entries, layers: layers)
+    }
+}
+
 /// Random bench weights as safetensors entries, each written from its own seeded stream when the file is.
 struct RandomWeights {
     let storage: DType
@@ -224,7 +279,31 @@ struct RandomWeights {
         })
     }
 
-    mutating func constant(_ name: String, _ n: Int, _ value: Float) {
-        entries.append(.floats(name, shape: [n], values: [Float](repeating: value, count: n), as: storage))
+    mutating func constant(_ name: String, _ n: Int, _ value: Float, shape: [Int]? = nil) {
+        entries.append(.floats(name, shape: shape ?? [n], values: [Float](repeating: value, count: n), as: storage))
+    }
+
+    /// `{name}_blocks` and `{name}_scales`: random [count, rows, cols] values quantised to MXFP4 as the hub stores it.
+    mutating func mxfp4(_ name: String, _ shape: [Int], std: Float = 0.02) {
+        stream &+= 1
+        let s = stream, rows = shape[0] * shape[1], cols = shape[2], groups = cols / 32
+        // Both entries quantise the same seeded values; each fills its own part.
+        func fill(_ blocks: Bool, _ buffer: UnsafeMutableRawBufferPointer) {
+            var rng = Xoshiro256StarStar(seed: s)
+            let a = std * Float(3).squareRoot()
+            var row = [Float](repeating: 0, count: cols), b = [UInt8](repeating: 0, count: groups * 16), sc = [UInt8](repeating: 0, count: groups)
+            for r in 0..<rows {
+                for i in 0..<cols { row[i] = a * (2 * Float(rng.nextUnit()) - 1) }
+                row.withUnsafeBufferPointer { x in
+                    b.withUnsafeMutableBufferPointer { bp in
+                        sc.withUnsafeMutableBufferPointer { sp in quantizeMXFP4Row(x.baseAddress!, count: cols, blocks: bp.baseAddress!, scales: sp.baseAddress!) }
+                    }
+                }
+                if blocks { buffer.baseAddress!.advanced(by: r * groups * 16).copyMemory(from: b, byteCount: groups * 16) }
+                else { buffer.baseAddress!.advanced(by: r * groups).copyMemory(from: sc, byteCount: groups) }
+            }
+        }
+        entries.append(.init(name: name + "_blocks", dtype: .u8, shape: [shape[0], shape[1], groups, 16]) { fill(true, $0) })
+        entries.append(.init(name: name + "_scales", dtype: .u8, shape: [shape[0], shape[1], groups]) { fill(false, $0) })
     }
 }
