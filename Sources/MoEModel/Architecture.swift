@@ -234,19 +234,22 @@ extension ModelConfig {
         guard window <= maxPositionEmbeddings else {
             throw FormatError.badConfig(path: "config.json", reason: "sliding_window \(window) is larger than the context (max_position_embeddings \(maxPositionEmbeddings))")
         }
-        if case let .array(items)? = raw["layer_types"] {
-            guard items.count == numHiddenLayers else {
-                throw FormatError.badConfig(path: "config.json", reason: "layer_types lists \(items.count) layers, num_hidden_layers is \(numHiddenLayers)")
-            }
-            return try items.map {
-                switch $0 {
-                case .string("sliding_attention"): return window
-                case .string("full_attention"): return nil
-                default: throw FormatError.badConfig(path: "config.json", reason: "layer_types: \($0) is neither \"sliding_attention\" nor \"full_attention\"")
-                }
-            }
-        }
+        if let types = try layerTypes(["sliding_attention", "full_attention"]) { return types.map { $0 == "sliding_attention" ? window : nil } }
         return (0..<numHiddenLayers).map { defaultSliding($0) ? window : nil }
+    }
+
+    /// `layer_types`, when config.json has it: one of `allowed` per layer, else an error naming what is wrong.
+    func layerTypes(_ allowed: [String]) throws -> [String]? {
+        guard case let .array(items)? = raw["layer_types"] else { return nil }
+        guard items.count == numHiddenLayers else {
+            throw FormatError.badConfig(path: "config.json", reason: "layer_types lists \(items.count) layers, num_hidden_layers is \(numHiddenLayers)")
+        }
+        return try items.map {
+            guard case let .string(type) = $0, allowed.contains(type) else {
+                throw FormatError.badConfig(path: "config.json", reason: "layer_types: \($0) is none of \(allowed.map { "\"\($0)\"" }.joined(separator: ", "))")
+            }
+            return type
+        }
     }
 
     /// Qwen's windows: `use_sliding_window` (default false) turns `sliding_window` on for the layers `layer_types`

@@ -7,18 +7,7 @@ import MoEFormats
 extension ModelConfig {
     /// Each layer's kind, from `layer_types` or `full_attention_interval`.
     func hybridLayerKinds() throws -> [Bool] {
-        if case let .array(items)? = raw["layer_types"] {
-            guard items.count == numHiddenLayers else {
-                throw FormatError.badConfig(path: "config.json", reason: "layer_types lists \(items.count) layers, num_hidden_layers is \(numHiddenLayers)")
-            }
-            return try items.map {
-                switch $0 {
-                case .string("linear_attention"): return true
-                case .string("full_attention"): return false
-                default: throw FormatError.badConfig(path: "config.json", reason: "layer_types: \($0) is neither \"linear_attention\" nor \"full_attention\"")
-                }
-            }
-        }
+        if let types = try layerTypes(["linear_attention", "full_attention"]) { return types.map { $0 == "linear_attention" } }
         let interval = try extraInt("full_attention_interval") ?? 4
         guard interval >= 1 else { throw FormatError.badConfig(path: "config.json", reason: "full_attention_interval must be at least 1") }
         return (0..<numHiddenLayers).map { ($0 + 1) % interval != 0 }
