@@ -60,6 +60,9 @@ public struct ModelConfig: Sendable {
     public var dtype: String?
     /// The whole JSON object, for keys only one architecture reads.
     public var raw: [String: JSONValue]
+    /// Top-level keys whose values were written as floats with a whole value (gpt-oss's `"swiglu_limit": 7.0`):
+    /// `jsonData` writes them so again, since transformers' strict config classes refuse an int where a float is declared.
+    public var wholeFloatKeys: Set<String> = []
 
     /// Loads `config.json` from a model directory.
     public init(directory: String) throws {
@@ -105,6 +108,13 @@ public struct ModelConfig: Sendable {
         dtype = try c.optionalString("dtype") ?? c.optionalString("torch_dtype")
         rope = try Self.readRope(c, path: path)
         raw = dict.compactMapValues(JSONValue.init)
+        // (From the text: how a number was written is not kept by JSONSerialization's NSNumbers in a portable way.)
+        let text = String(decoding: data, as: UTF8.self)
+        if let pattern = try? NSRegularExpression(pattern: #""([A-Za-z0-9_]+)"\s*:\s*-?[0-9]+\.0+\s*[,}\n]"#) {
+            for m in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                if let r = Range(m.range(at: 1), in: text), dict[String(text[r])] is NSNumber { wholeFloatKeys.insert(String(text[r])) }
+            }
+        }
 
         for (key, value) in [("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
                              ("num_attention_heads", numAttentionHeads), ("num_key_value_heads", numKeyValueHeads),
@@ -178,7 +188,19 @@ public indirect enum JSONValue: Sendable, Equatable {
 extension ModelConfig {
     /// config.json as written by `save_pretrained` would have it: every key read, pretty-printed, sorted.
     public func jsonData() throws -> Data {
-        try JSONSerialization.data(withJSONObject: raw.mapValues(\.foundationObject), options: [.prettyPrinted, .sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: raw.mapValues(\.foundationObject), options: [.prettyPrinted, .sortedKeys])
+        guard !wholeFloatKeys.isEmpty else { return data }
+        // JSONSerialization writes 7.0 as 7: put the ".0" back on the keys that had it (top level: pretty-printed, one a line).
+        var lines = String(decoding: data, as: UTF8.self).components(separatedBy: "\n")
+        for (i, line) in lines.enumerated() {
+            guard line.hasPrefix("  \""), !line.hasPrefix("   "), let colon = line.range(of: "\" : ") else { continue }
+            let key = String(line[line.index(line.startIndex, offsetBy: 3)..<colon.lowerBound])
+            guard wholeFloatKeys.contains(key), case .number? = raw[key] else { continue }
+            var value = String(line[colon.upperBound...]), comma = ""
+            if value.hasSuffix(",") { value.removeLast(); comma = "," }
+            if Int(value) != nil { lines[i] = line[..<colon.upperBound] + value + ".0" + comma }
+        }
+        return Data(lines.joined(separator: "\n").utf8)
     }
 }
 

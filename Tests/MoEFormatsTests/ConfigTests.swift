@@ -20,6 +20,16 @@ import Testing
         #expect(c.decoderSparseStep == 1 && c.mlpOnlyLayers.isEmpty && c.normTopKProb == nil && !c.tieWordEmbeddings)
     }
 
+    /// A float written with a whole value stays a float when the config is written back (transformers' strict config
+    /// classes refuse gpt-oss's `"swiglu_limit": 7` where a float is declared); ints stay ints.
+    @Test func wholeFloatsAreWrittenBackAsFloats() throws {
+        let c = try ModelConfig(json: Data(("{" + base + #", "swiglu_limit": 7.0, "swiglu_alpha": 1.702, "sliding_window": 128, "initializer_range": 0.02}"#).utf8))
+        let text = String(decoding: try c.jsonData(), as: UTF8.self)
+        #expect(text.contains("\"swiglu_limit\" : 7.0,") && text.contains("\"sliding_window\" : 128,") && text.contains("\"hidden_size\" : 8"))
+        let again = try ModelConfig(json: try c.jsonData())
+        #expect(again.raw == c.raw && again.wholeFloatKeys == ["swiglu_limit"])
+    }
+
     @Test func unreadableConfigNamesTheFile() throws {
         let dir = NSTemporaryDirectory() + "moe-cfg-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

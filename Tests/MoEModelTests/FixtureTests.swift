@@ -208,6 +208,25 @@ func maxAbsDifference(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         }
     }
 
+    /// MXFP4 blocks whose scales do not match them (a group missing, or the wrong type) are an error naming the tensor.
+    @Test(arguments: ["shape", "dtype"])
+    func mismatchedMXFP4ScalesAreNamed(_ broken: String) throws {
+        let dir = try Fixtures.copy("gpt_oss_mxfp4")
+        let c = try Checkpoint(directory: dir)
+        let target = "model.layers.1.mlp.experts.down_proj_scales"
+        let entries = try c.tensorNames.map { name -> SafeTensorsWriter.Entry in
+            let t = try c.tensor(name)
+            var shape = t.shape, dtype = t.dtype, count = t.byteCount
+            if name == target {
+                if broken == "shape" { shape[2] -= 1; count = shape.reduce(1, *) } else { dtype = .i8 }
+            }
+            let bytes = Array(UnsafeRawBufferPointer(start: t.pointer, count: count))
+            return .init(name: name, dtype: dtype, shape: shape) { buffer in bytes.withUnsafeBytes { buffer.copyMemory(from: $0) } }
+        }
+        try SafeTensorsWriter.write(entries, to: dir + "/model.safetensors")
+        #expect { try Transformer(directory: dir) } throws: { error in "\(error)".contains("down_proj") }
+    }
+
     @Test func wrongShapeIsNamed() throws {
         let dir = try Fixtures.copy("llama")
         var config = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
