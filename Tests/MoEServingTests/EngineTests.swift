@@ -10,6 +10,7 @@ import Testing
         for await event in stream.events {
             switch event {
             case let .prefilled(_, c): cached = c
+            case .promptLogprobs: break
             case let .token(t, _): tokens.append(t)
             case let .finished(r, s): finish = r; stopToken = s
             }

@@ -61,7 +61,9 @@ enum OpenAPI {
               "ignore_eos": { "type": "boolean" },
               "speculative": { "type": "string", "enum": ["lookup", "mtp"] },
               "draft_tokens": { "type": "integer", "minimum": 1, "maximum": 16 },
-              "user": { "type": "string" }
+              "user": { "type": "string", "maxLength": 256 },
+              "logit_bias": { "type": "object", "propertyNames": { "pattern": "^[0-9]+$" },
+                              "additionalProperties": { "type": "number", "minimum": -100, "maximum": 100 } }
             }
           },
           "Message": {
@@ -100,7 +102,7 @@ enum OpenAPI {
                     { "type": "array", "items": { "type": "string" }, "minItems": 1, "maxItems": 1 },
                     { "type": "array", "items": { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": "$MAX_TOKEN_ID" }, "minItems": 1 }, "minItems": 1, "maxItems": 1 }
                   ] },
-                  "echo": { "type": "boolean", "const": false }
+                  "echo": { "type": "boolean" }
                 } }
             ]
           },

@@ -120,7 +120,9 @@ struct ChatCompletionRequest: Decodable {
 struct CompletionRequest: Decodable {
     var model: String
     var prompt: Prompt
+    /// Return the prompt before the completion (and, with `logprobs`, its tokens' log-probabilities).
     var echo: Bool
+    var suffix: String?
     var generation: GenerationFields
 
     /// A string, or token ids (one prompt per request: arrays of several prompts are refused).
@@ -129,12 +131,13 @@ struct CompletionRequest: Decodable {
         case tokens([Int])
     }
 
-    enum CodingKeys: String, CodingKey { case model, prompt, echo }
+    enum CodingKeys: String, CodingKey { case model, prompt, echo, suffix }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         model = try c.decode(String.self, forKey: .model)
         echo = try c.decodeIfPresent(Bool.self, forKey: .echo) ?? false
+        suffix = try c.decodeIfPresent(String.self, forKey: .suffix)
         if let text = try? c.decode(String.self, forKey: .prompt) {
             prompt = .text(text)
         } else if let ids = try? c.decode([Int].self, forKey: .prompt) {
@@ -174,6 +177,8 @@ struct GenerationFields: Decodable {
     var topLogprobs: Int?
     var ignoreEos: Bool?
     var user: String?
+    /// Token id (as a string key, as OpenAI sends it) → bias in −100…100.
+    var logitBias: [String: Double]?
     /// Extension: speculative decoding for this request ("lookup": prompt-lookup drafts), `draft_tokens` per step.
     var speculative: String?
     var draftTokens: Int?
@@ -195,7 +200,7 @@ struct GenerationFields: Decodable {
         case frequencyPenalty = "frequency_penalty", maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens", streamOptions = "stream_options"
         case topLogprobs = "top_logprobs", ignoreEos = "ignore_eos"
-        case speculative, draftTokens = "draft_tokens"
+        case speculative, draftTokens = "draft_tokens", logitBias = "logit_bias"
     }
 
     init(from decoder: any Decoder) throws {
@@ -237,6 +242,7 @@ struct GenerationFields: Decodable {
         topLogprobs = try integer(.topLogprobs)
         ignoreEos = try c.decodeIfPresent(Bool.self, forKey: .ignoreEos)
         user = try c.decodeIfPresent(String.self, forKey: .user)
+        logitBias = try c.decodeIfPresent([String: Double].self, forKey: .logitBias)
         speculative = try c.decodeIfPresent(String.self, forKey: .speculative)
         draftTokens = try integer(.draftTokens)
     }
@@ -254,12 +260,19 @@ struct GenerationPlan: Sendable {
     var stream: Bool
     var includeUsage: Bool
     var drafter: Drafter?
+    var logitBias: [Int: Float] = [:]
+    /// `echo` with `logprobs` (completions): the prompt's tokens are scored too.
+    var promptLogprobs = false
+    /// OpenAI's `user`, kept in the ledger row.
+    var user: String?
 
     /// Checks every field against OpenAI's ranges. `defaultMaxTokens` is nil for "the rest of the context".
     /// `context`: the positions a sequence may use on this server (`--ctx-size`); `maxTokensLimit`: the most
     /// tokens one choice may generate (`--max-tokens-limit`; more is cut, as the context cuts it).
+    /// `echo`: completions that return their prompt, which may then generate nothing (`max_tokens` 0, as
+    /// lm-evaluation-harness asks for prompt log-probs).
     init(_ f: GenerationFields, prompt: [Int], chat: Bool, model: Transformer, context: Int, maxTokensLimit: Int? = nil,
-         stopTokens: Set<Int>, defaultMaxTokens: Int?) throws(APIError) {
+         stopTokens: Set<Int>, defaultMaxTokens: Int?, echo: Bool = false) throws(APIError) {
         guard !prompt.isEmpty else { throw .invalidRequest("The prompt is empty.", param: chat ? "messages" : "prompt") }
         guard prompt.count < context else {
             throw .invalidRequest("This model's maximum context length is \(context) tokens; the prompt has \(prompt.count) (one position must be left to generate).",
@@ -268,8 +281,8 @@ struct GenerationPlan: Sendable {
         self.prompt = prompt
         let room = context - prompt.count
         let asked = f.maxCompletionTokens ?? f.maxTokens
-        if let asked, asked < 1 {
-            throw .invalidRequest("'\(f.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens")' must be at least 1; got \(asked).",
+        if let asked, asked < (echo ? 0 : 1) {
+            throw .invalidRequest("'\(f.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens")' must be at least \(echo ? 0 : 1); got \(asked).",
                                   param: f.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens")
         }
         // More than the context leaves is cut to what fits: the choice then ends with finish_reason "length".
@@ -347,6 +360,20 @@ struct GenerationPlan: Sendable {
         case let other?:
             throw .invalidRequest("'speculative' must be \"lookup\" or \"mtp\"; got \"\(other)\".", param: "speculative")
         }
+        for (key, value) in f.logitBias ?? [:] {
+            guard let token = Int(key), token >= 0, token < model.config.vocabSize else {
+                throw .invalidRequest("'logit_bias' keys must be token ids (0 to \(model.config.vocabSize - 1)); got \"\(key)\".", param: "logit_bias")
+            }
+            guard value.isFinite, (-100...100).contains(value) else {
+                throw .invalidRequest("'logit_bias' values must be between -100 and 100; got \(value) for token \(token).", param: "logit_bias")
+            }
+            logitBias[token] = Float(value)
+        }
+        promptLogprobs = echo && topLogprobs != nil
+        if let u = f.user, u.count > 256 {
+            throw .invalidRequest("'user' holds at most 256 characters; got \(u.count).", param: "user")
+        }
+        user = f.user
         stream = f.stream ?? false
         includeUsage = f.streamOptions?.includeUsage ?? false
         if f.streamOptions != nil && !stream {
@@ -359,6 +386,6 @@ struct GenerationPlan: Sendable {
         var s = sampling
         if let seed = s.seed { s.seed = seed &+ UInt64(index) }
         return GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, topLogprobs: topLogprobs,
-                                 drafter: drafter)
+                                 drafter: drafter, logitBias: logitBias, promptLogprobs: promptLogprobs)
     }
 }

@@ -27,7 +27,7 @@ struct ResponseShapes: Sendable {
     func body(choices: [ChoiceRun.Result], logprobs: Bool, usage: [String: Any]) -> [String: Any] {
         let list: [[String: Any]] = choices.map { c in
             var choice: [String: Any] = ["index": c.index, "finish_reason": c.finishReason ?? "length",
-                                         "logprobs": logprobs ? logprobsObject(c.logprobs) : NSNull()]
+                                         "logprobs": logprobs ? logprobsObject(c.logprobs, unscored: c.unscoredToken) : NSNull()]
             if chat {
                 var message: [String: Any] = ["role": "assistant", "refusal": NSNull(),
                                               "content": c.text.isEmpty && !c.toolCalls.isEmpty ? NSNull() : c.text]
@@ -51,7 +51,7 @@ struct ResponseShapes: Sendable {
     /// reasoning and tool calls stream as `reasoning_content` and `tool_calls` deltas.
     func chunk(index: Int, piece: ChoiceStream.Piece, logprobs: Bool, first: Bool, includeUsage: Bool) -> [String: Any] {
         var choice: [String: Any] = ["index": index, "finish_reason": piece.finishReason ?? NSNull(),
-                                     "logprobs": logprobs ? logprobsObject(piece.logprobs) : NSNull()]
+                                     "logprobs": logprobs ? logprobsObject(piece.logprobs, unscored: piece.unscoredToken) : NSNull()]
         if chat {
             var delta: [String: Any] = [:]
             if first { delta["role"] = "assistant" }
@@ -83,8 +83,8 @@ struct ResponseShapes: Sendable {
     }
 
     /// Chat: `{"content": [{token, logprob, bytes, top_logprobs}]}`. Completions: `{tokens, token_logprobs,
-    /// top_logprobs, text_offset}`.
-    func logprobsObject(_ entries: [TokenLogprob]) -> [String: Any] {
+    /// top_logprobs, text_offset}`, led by an echoed prompt's first token (`unscored`) with null log-probs.
+    func logprobsObject(_ entries: [TokenLogprob], unscored: Int? = nil) -> [String: Any] {
         if chat {
             return ["content": entries.map { e -> [String: Any] in
                 var entry = tokenEntry(e.token, e.logprob)
@@ -94,14 +94,16 @@ struct ResponseShapes: Sendable {
         }
         var offset = 0
         var offsets: [Int] = []
-        let tokens = entries.map { e -> String in
-            let t = tokenizer.decode([e.token])
+        let tokens = (unscored.map { [$0] } ?? []) + entries.map(\.token)
+        let texts = tokens.map { token -> String in
+            let t = tokenizer.decode([token])
             offsets.append(offset)
             offset += t.utf16.count
             return t
         }
-        return ["tokens": tokens, "token_logprobs": entries.map { Double($0.logprob) },
-                "top_logprobs": entries.map { e in
+        let lead: [Any] = unscored == nil ? [] : [NSNull()]
+        return ["tokens": texts, "token_logprobs": lead + entries.map { Double($0.logprob) },
+                "top_logprobs": lead + entries.map { e in
                     Dictionary(e.top.map { (tokenizer.decode([$0.token]), Double($0.logprob)) }, uniquingKeysWith: { a, _ in a })
                 },
                 "text_offset": offsets]

@@ -11,6 +11,8 @@ final class ChoiceRun: @unchecked Sendable {
         var reasoning = ""
         var toolCalls: [(id: String, name: String, arguments: String)] = []
         var logprobs: [TokenLogprob] = []
+        /// An echoed prompt's first token (no log-probability), before `logprobs`.
+        var unscoredToken: Int?
         /// nil while running, or when the choice was cut short.
         var finishReason: String?
         var completionTokens = 0
@@ -23,10 +25,14 @@ final class ChoiceRun: @unchecked Sendable {
     let stopStrings: [String]
     /// Read each choice as harmony (a gpt-oss chat).
     let harmony: Bool
+    /// Completions with `echo`: each choice starts with the prompt.
+    let echo: (text: String, firstToken: Int)?
     private let lock = NSLock()
     private var current: [Result]
 
-    init(streams: [InferenceEngine.Stream], tokenizer: Tokenizer, stopStrings: [String], harmony: Bool = false) {
+    init(streams: [InferenceEngine.Stream], tokenizer: Tokenizer, stopStrings: [String], harmony: Bool = false,
+         echo: (text: String, firstToken: Int)? = nil) {
+        self.echo = echo
         self.streams = streams
         self.tokenizer = tokenizer
         self.stopStrings = stopStrings
@@ -44,7 +50,7 @@ final class ChoiceRun: @unchecked Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, stream) in streams.enumerated() {
                 group.addTask { [self] in
-                    let choice = ChoiceStream(index: i, stream: stream, tokenizer: tokenizer, stopStrings: stopStrings, harmony: harmony)
+                    let choice = ChoiceStream(index: i, stream: stream, tokenizer: tokenizer, stopStrings: stopStrings, harmony: harmony, echo: echo)
                     while let piece = await choice.next() {
                         update(i, choice) { r in
                             r.text += piece.text
@@ -54,6 +60,7 @@ final class ChoiceRun: @unchecked Sendable {
                                 else { r.toolCalls.append((call.id ?? "", call.name ?? "", call.arguments)) }
                             }
                             r.logprobs += piece.logprobs
+                            if let t = piece.unscoredToken { r.unscoredToken = t }
                         }
                         continuation.yield(.piece(i, piece))
                     }

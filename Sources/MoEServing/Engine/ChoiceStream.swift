@@ -19,6 +19,8 @@ final class ChoiceStream {
         /// Harmony's analysis channel.
         var reasoning = ""
         var toolCalls: [ToolCallDelta] = []
+        /// An echoed prompt's first token: it leads `logprobs` with no log-probability (nothing comes before it).
+        var unscoredToken: Int?
     }
 
     /// Part of a tool call: its `id` and `name` come with its first part, `arguments` grow.
@@ -45,9 +47,14 @@ final class ChoiceStream {
     private(set) var firstTokenAt: ContinuousClock.Instant?
     private var harmony: HarmonyParser?
     private var toolCalls = 0
+    /// `echo`: the prompt's text and first token, sent as the first piece; its scores when the engine sends them.
+    private let echo: (text: String, firstToken: Int)?
+    private var promptScores: [TokenLogprob]?
 
     /// `harmony`: read the text as harmony (its special tokens then stay in the decoded text, for the parser).
-    init(index: Int, stream: InferenceEngine.Stream, tokenizer: Tokenizer, stopStrings: [String], harmony: Bool = false) {
+    init(index: Int, stream: InferenceEngine.Stream, tokenizer: Tokenizer, stopStrings: [String], harmony: Bool = false,
+         echo: (text: String, firstToken: Int)? = nil) {
+        self.echo = echo
         self.index = index
         self.stream = stream
         events = stream.events.makeAsyncIterator()
@@ -89,9 +96,17 @@ final class ChoiceStream {
         var logprobs: [TokenLogprob] = []
         while let event = await events.next() {
             switch event {
+            case let .promptLogprobs(scores):
+                promptScores = scores
             case let .prefilled(prompt, cached):
                 promptTokens = prompt
                 cachedTokens = cached
+                if let echo {
+                    // The prompt as it was sent, never cut by stop strings.
+                    var piece = Piece(text: echo.text, logprobs: promptScores ?? [])
+                    if promptScores != nil { piece.unscoredToken = echo.firstToken }
+                    return piece
+                }
             case let .token(id, logprob):
                 completionTokens += 1
                 if firstTokenAt == nil { firstTokenAt = .now }

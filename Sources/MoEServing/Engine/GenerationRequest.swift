@@ -15,15 +15,22 @@ public struct GenerationRequest: Sendable {
     /// Speculative decoding: where draft tokens come from (nil: off). The drafts of every sequence that has one
     /// are verified in the same batched step as the others' tokens.
     public var drafter: Drafter?
+    /// OpenAI's `logit_bias`: added to the raw logits before penalties and sampling (not to reported log-probs).
+    public var logitBias: [Int: Float]
+    /// Score the prompt too (`echo` with `logprobs`): the log-probability of each prompt token after the ones before
+    /// it, sent once as `.promptLogprobs` before `.prefilled`. The prompt then runs whole (no cached prefix).
+    public var promptLogprobs: Bool
 
     public init(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>,
-                topLogprobs: Int? = nil, drafter: Drafter? = nil) {
+                topLogprobs: Int? = nil, drafter: Drafter? = nil, logitBias: [Int: Float] = [:], promptLogprobs: Bool = false) {
         self.prompt = prompt
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopTokens = stopTokens
         self.topLogprobs = topLogprobs
         self.drafter = drafter
+        self.logitBias = logitBias
+        self.promptLogprobs = promptLogprobs
     }
 }
 
@@ -39,9 +46,11 @@ public struct TokenLogprob: Sendable, Equatable {
     public var top: [Alternative]
 }
 
-/// What the engine reports for one sequence, in order: `prefilled` once, `token` per shown token, then
-/// `finished` once (unless the consumer cancelled first).
+/// What the engine reports for one sequence, in order: `promptLogprobs` once when asked for, `prefilled` once,
+/// `token` per shown token, then `finished` once (unless the consumer cancelled first).
 public enum GenerationEvent: Sendable, Equatable {
+    /// Prompt tokens 1… each under the tokens before it (the first token has none).
+    case promptLogprobs([TokenLogprob])
     /// The prompt ran; `cachedTokens` of it were reused from an earlier prompt's KV cache.
     case prefilled(promptTokens: Int, cachedTokens: Int)
     case token(Int, TokenLogprob?)

@@ -102,6 +102,8 @@ public final class InferenceEngine: @unchecked Sendable {
         var positionBeforeDrafts = 0
         /// Multi-token-prediction drafting (`speculative: "mtp"`): the module's cache and the recorded positions.
         var mtp: MTPDrafts?
+        /// `promptLogprobs`: prompt tokens 1… scored so far (each from the row after the token before it).
+        var promptScores: [TokenLogprob] = []
         var decoding: Bool { prefilled == context.count }
         init(_ p: Pending) {
             id = p.id; request = p.request; continuation = p.continuation
@@ -198,6 +200,9 @@ public final class InferenceEngine: @unchecked Sendable {
         if let bad = request.prompt.first(where: { $0 < 0 || $0 >= vocab }) {
             throw .invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))")
         }
+        if let bad = request.logitBias.first(where: { $0.key < 0 || $0.key >= vocab || !$0.value.isFinite }) {
+            throw .invalid("logit_bias: token id \(bad.key) is outside the vocabulary (0..<\(vocab)) or its bias is not finite")
+        }
         lock.lock(); defer { lock.unlock() }
         guard !stopping else { throw .shutDown }
         guard waiting.count < queueLimit else { throw .queueFull(limit: queueLimit) }
@@ -287,7 +292,8 @@ public final class InferenceEngine: @unchecked Sendable {
         // multi-token-prediction module needs every position's last-layer state: nothing is reused for it.
         var drafts = 0
         if case let .multiTokenPrediction(n)? = s.request.drafter { drafts = n }
-        let limit = drafts > 0 ? 0 : prompt.count - 1
+        // Scoring the prompt needs the logits after each of its tokens: nothing is reused for it either.
+        let limit = drafts > 0 || (s.request.promptLogprobs && !s.announced) ? 0 : prompt.count - 1
         var source = -1, sourceLength = 0
         for (i, slot) in slots.enumerated() {
             let n = slot.reusable(commonPrefix(slot.tokens, prompt, limit: limit))
@@ -458,7 +464,8 @@ public final class InferenceEngine: @unchecked Sendable {
                 guard n > 0 else { continue }
             }
             chunks.append(SequenceChunk(tokens: Array(context[s.prefilled..<(s.prefilled + n)]), cache: cache,
-                                        wantsLogits: s.prefilled + n == context.count))
+                                        wantsLogits: s.prefilled + n == context.count,
+                                        logitsForAll: s.request.promptLogprobs && !s.announced))
             members.append(s)
             budget -= n
         }
@@ -491,12 +498,19 @@ public final class InferenceEngine: @unchecked Sendable {
             hiddenRow += chunk.tokens.count
             slots[s.slot].tokens += chunk.tokens
             if !s.decoding {
+                let start = s.prefilled
                 s.prefilled += chunk.tokens.count
+                if chunk.logitsForAll {
+                    // A row per token: all but the last score the prompt; the last samples when the prompt is done.
+                    scorePrompt(s, from: start, rows: logits.baseAddress! + row * vocab, count: chunk.tokens.count)
+                    row += chunk.tokens.count - (s.decoding ? 1 : 0)
+                }
                 saveState(s)
                 prefilledTokens += chunk.tokens.count
                 guard s.decoding else { continue }
                 if !s.announced {
                     s.announced = true
+                    if s.request.promptLogprobs { s.continuation.yield(.promptLogprobs(s.promptScores)) }
                     s.continuation.yield(.prefilled(promptTokens: s.request.prompt.count, cachedTokens: s.cached))
                 }
             }
@@ -550,10 +564,27 @@ public final class InferenceEngine: @unchecked Sendable {
         return drafts
     }
 
+    /// The prompt's log-probabilities from the rows after positions `from ..< from + count`: row j scores the
+    /// prompt token at position `from + j + 1` (OpenAI's `echo` with `logprobs`; the alternatives as for tokens).
+    private func scorePrompt(_ s: Sequence, from: Int, rows: UnsafePointer<Float>, count: Int) {
+        let vocab = model.config.vocabSize, prompt = s.request.prompt
+        for j in 0..<count {
+            let position = from + j + 1
+            guard position < prompt.count, position == s.promptScores.count + 1 else { continue }
+            s.promptScores.append(Self.logprob(of: prompt[position], logits: rows + j * vocab, count: vocab, top: s.request.topLogprobs ?? 0))
+        }
+    }
+
+    /// OpenAI's `logit_bias`, on the raw row (after the raw copy that log-probs are read from).
+    private func bias(_ s: Sequence, _ row: UnsafeMutablePointer<Float>) {
+        for (token, b) in s.request.logitBias { row[token] += b }
+    }
+
     /// Samples the next token of `s` from its logits row; returns whether it goes on.
     private func sample(_ s: Sequence, _ row: UnsafeMutablePointer<Float>) -> Bool {
         let vocab = model.config.vocabSize
         keepRawLogits(s, row)
+        bias(s, row)
         let token = s.sampler.sample(row, count: vocab, history: s.history, generated: s.generated)
         return emit(s, token)
     }
@@ -568,6 +599,7 @@ public final class InferenceEngine: @unchecked Sendable {
         for j in 0...draft.count {
             let row = rows + j * vocab
             keepRawLogits(s, row)
+            bias(s, row)
             let token: Int, accepted: Bool
             if j < draft.count {
                 (token, accepted) = s.sampler.verify(row, count: vocab, draft: draft[j], history: s.history, generated: s.generated)

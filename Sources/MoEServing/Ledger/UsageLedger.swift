@@ -80,6 +80,10 @@ public final class UsageLedger: Sendable {
         migrator.registerMigration("v2: request ids") { db in
             try db.execute(sql: "ALTER TABLE requests ADD COLUMN request_id TEXT")
         }
+        // OpenAI's `user` field: the caller's own name for its end user.
+        migrator.registerMigration("v3: end users") { db in
+            try db.execute(sql: "ALTER TABLE requests ADD COLUMN user TEXT")
+        }
         return migrator
     }
 

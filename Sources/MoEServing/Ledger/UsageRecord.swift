@@ -42,11 +42,13 @@ public struct UsageRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
     public var status: Int
     /// The response's `X-Request-Id` (nil in rows written before ids were recorded).
     public var requestID: String?
+    /// The request's `user` field (OpenAI: an id for the caller's end user), when it sent one.
+    public var user: String?
 
     public init(id: Int64? = nil, createdAt: Date = Date(), keyHash: String, model: String, endpoint: Endpoint,
                 promptTokens: Int, cachedTokens: Int = 0, completionTokens: Int, latencyMs: Double,
                 timeToFirstTokenMs: Double? = nil, finishReason: FinishReason, costUSD: Double, status: Int,
-                requestID: String? = nil) {
+                requestID: String? = nil, user: String? = nil) {
         self.id = id
         self.createdAt = createdAt
         self.keyHash = keyHash
@@ -61,10 +63,11 @@ public struct UsageRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
         self.costUSD = costUSD
         self.status = status
         self.requestID = requestID
+        self.user = user
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, model, endpoint, status
+        case id, model, endpoint, status, user
         case createdAt = "created_at", keyHash = "key_hash"
         case promptTokens = "prompt_tokens", cachedTokens = "cached_tokens", completionTokens = "completion_tokens"
         case latencyMs = "latency_ms", timeToFirstTokenMs = "time_to_first_token_ms"

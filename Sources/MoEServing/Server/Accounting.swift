@@ -12,6 +12,8 @@ struct Accounting: Sendable {
     let promptTokens: Int
     /// Names the request in the log and in error messages.
     let requestID: String
+    /// The request's `user` field, for the row.
+    var user: String? = nil
 
     /// Writes the ledger row and returns the usage object. `status` 499: the client went away, and the row
     /// holds what was generated until then.
@@ -28,7 +30,7 @@ struct Accounting: Sendable {
         let record = UsageRecord(keyHash: keyHash, model: server.modelID, endpoint: endpoint, promptTokens: promptTokens,
                                  cachedTokens: cached, completionTokens: completion, latencyMs: milliseconds(latency),
                                  timeToFirstTokenMs: firstToken.map(milliseconds), finishReason: finish, costUSD: cost,
-                                 status: status, requestID: requestID)
+                                 status: status, requestID: requestID, user: user)
         // The row first, then the quota (the tracker reads a key's day from the ledger when it first sees it).
         defer { server.quota.settle(keyHash: keyHash, reserved: reserved, used: promptTokens + completion) }
         do {

@@ -102,6 +102,7 @@ extension ModelServer {
             throw APIError.invalidRequest("The model '\(modelID)' has no tokenizer.json, so it cannot take text.")
         }
         var plan: GenerationPlan
+        var echo: (text: String, firstToken: Int)?
         if chat {
             let r = try decode(ChatCompletionRequest.self, body)
             try checkModel(r.model)
@@ -127,10 +128,17 @@ extension ModelServer {
                 prompt = ids
             }
             // OpenAI's default for the legacy completions endpoint.
+            if r.suffix != nil {
+                throw APIError.invalidRequest("'suffix' is not supported: insertion needs a fill-in-the-middle prompt format, which this server does not know for its model.",
+                                              param: "suffix")
+            }
             plan = try GenerationPlan(r.generation, prompt: prompt, chat: false, model: model,
                                       context: engine.contextSize, maxTokensLimit: options.maxTokensLimit, stopTokens: stopTokens,
-                                      defaultMaxTokens: 16)
-            if r.echo { throw APIError.invalidRequest("'echo' is not supported.", param: "echo") }
+                                      defaultMaxTokens: 16, echo: r.echo)
+            if r.echo {
+                // The prompt as sent (ids decoded), as OpenAI and vLLM echo it.
+                if case .text(let text) = r.prompt { echo = (text, prompt[0]) } else { echo = (tokenizer.decode(prompt), prompt[0]) }
+            }
         }
 
         // The quota must cover the worst case of every choice: generation is capped by what is left today.
@@ -159,9 +167,9 @@ extension ModelServer {
         }
         let shapes = ResponseShapes(id: ResponseShapes.newID(chat: chat), created: Int(Date().timeIntervalSince1970),
                                     model: modelID, tokenizer: tokenizer, chat: chat)
-        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, harmony: chat && harmony)
+        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, harmony: chat && harmony, echo: echo)
         let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
-                                 promptTokens: plan.prompt.count, requestID: context.requestID)
+                                 promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user)
         if plan.stream {
             let plan = plan
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],

@@ -1,0 +1,147 @@
+import Foundation
+import GRDB
+import Hummingbird
+import HummingbirdTesting
+import MoEModel
+import Testing
+@testable import MoEServing
+
+/// `echo` with prompt log-probs, `logit_bias`, `suffix` and `user` on the completion endpoints.
+@Suite(.serialized) struct CompletionOptionsTests {
+    typealias R = ServingRouterTests
+
+    /// log-softmax of the model's own logits after each prompt token (what `moe logits` prints, normalised).
+    static func referenceLogprobs(_ prompt: [Int]) throws -> [[Float]] {
+        let model = try TestModel.transformer()
+        let vocab = model.config.vocabSize
+        let logits = try model.forward(prompt, cache: model.makeCache(), logitsFor: .all)
+        return (0..<prompt.count).map { p in
+            let row = Array(logits[(p * vocab)..<((p + 1) * vocab)])
+            let m = row.max()!
+            let logZ = m + log(row.reduce(0) { $0 + exp($1 - m) })
+            return row.map { $0 - logZ }
+        }
+    }
+
+    /// lm-evaluation-harness's request: the prompt echoed with its tokens' log-probs and no generation.
+    @Test func echoReturnsThePromptsLogprobs() async throws {
+        let server = try R.server()
+        let text = "The quick brown fox jumps over"
+        let prompt = try TestModel.tokenizer().encode(text)
+        let reference = try Self.referenceLogprobs(prompt)
+        try await server.makeApplication().test(.router) { client in
+            for stream in [false, true] {
+                let body: [String: Any] = ["model": "tiny-chat", "prompt": text, "max_tokens": 0, "echo": true, "logprobs": 2,
+                                           "stream": stream]
+                try await client.execute(uri: "/v1/completions", method: .post, headers: R.json, body: R.body(body)) { r in
+                    #expect(r.status == .ok)
+                    var texts = "", tokens: [String] = [], values: [Any] = [], tops: [Any] = [], finish: String?
+                    let choices: [[String: Any]]
+                    if stream {
+                        choices = try R.events(r).dropLast().compactMap {
+                            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["choices"] as? [[String: Any]]
+                        }.flatMap { $0 }
+                    } else {
+                        choices = try #require(try R.object(r)["choices"] as? [[String: Any]])
+                    }
+                    for c in choices {
+                        texts += c["text"] as? String ?? ""
+                        if let f = c["finish_reason"] as? String { finish = f }
+                        guard let lp = c["logprobs"] as? [String: Any] else { continue }
+                        tokens += lp["tokens"] as? [String] ?? []
+                        values += lp["token_logprobs"] as? [Any] ?? []
+                        tops += lp["top_logprobs"] as? [Any] ?? []
+                    }
+                    #expect(texts == text)
+                    #expect(finish == "length")
+                    #expect(tokens.count == prompt.count && values.count == prompt.count)
+                    #expect(values.first is NSNull && tops.first is NSNull, "the first token has no log-prob")
+                    for p in 1..<prompt.count {
+                        let got = try #require(values[p] as? Double)
+                        #expect(abs(got - Double(reference[p - 1][prompt[p]])) < 1e-4, "token \(p)")
+                        let top = try #require(tops[p] as? [String: Double])
+                        #expect(abs(top.values.max()! - Double(reference[p - 1].max()!)) < 1e-4)
+                    }
+                }
+            }
+            // Echo and generation: the prompt, then the completion (whose log-probs follow the prompt's).
+            let body: [String: Any] = ["model": "tiny-chat", "prompt": text, "max_tokens": 3, "echo": true, "logprobs": 0, "temperature": 0]
+            try await client.execute(uri: "/v1/completions", method: .post, headers: R.json, body: R.body(body)) { r in
+                let choice = try #require((try R.object(r)["choices"] as? [[String: Any]])?.first)
+                #expect((choice["text"] as? String)?.hasPrefix(text) == true)
+                let lp = try #require(choice["logprobs"] as? [String: Any])
+                #expect((lp["token_logprobs"] as? [Any])?.count == prompt.count + 3)
+                #expect((try R.object(r)["usage"] as? [String: Any])?["completion_tokens"] as? Int == 3)
+            }
+            // Echo without log-probs: the text only. max_tokens 0 needs echo.
+            try await client.execute(uri: "/v1/completions", method: .post, headers: R.json,
+                                     body: R.body(["model": "tiny-chat", "prompt": [5, 6, 7], "max_tokens": 0, "echo": true])) { r in
+                let choice = try #require((try R.object(r)["choices"] as? [[String: Any]])?.first)
+                #expect(choice["text"] as? String == (try TestModel.tokenizer().decode([5, 6, 7])))
+                #expect(choice["logprobs"] is NSNull)
+            }
+            try await client.execute(uri: "/v1/completions", method: .post, headers: R.json,
+                                     body: R.body(["model": "tiny-chat", "prompt": "x", "max_tokens": 0])) { r in
+                try R.expectError(r, .badRequest, param: "max_tokens")
+            }
+        }
+    }
+
+    /// A bias of +100 makes a token the first one whatever the model prefers; −100 keeps the greedy choice out.
+    @Test func logitBiasSteersAndIsChecked() async throws {
+        let server = try R.server()
+        try await server.makeApplication().test(.router) { client in
+            let base: [String: Any] = ["model": "tiny-chat", "prompt": "The quick brown fox", "max_tokens": 1, "temperature": 0, "logprobs": 1]
+            func first(_ extra: [String: Any]) async throws -> (token: String, logprob: Double) {
+                var result = ("", 0.0)
+                try await client.execute(uri: "/v1/completions", method: .post, headers: R.json,
+                                         body: R.body(base.merging(extra) { $1 })) { r in
+                    #expect(r.status == .ok)
+                    let lp = try #require((try R.object(r)["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any])
+                    result = (try #require((lp["tokens"] as? [String])?.first), try #require((lp["token_logprobs"] as? [Double])?.first))
+                }
+                return result
+            }
+            let greedy = try await first([:])
+            let tokenizer = try TestModel.tokenizer()
+            let target = tokenizer.encode(" lazy", addSpecialTokens: false)[0]
+            let forced = try await first(["logit_bias": [String(target): 100]])
+            #expect(forced.token == tokenizer.decode([target]))
+            #expect(forced.logprob < greedy.logprob, "log-probs stay the model's own")
+            let greedyID = tokenizer.encode(greedy.token, addSpecialTokens: false)[0]
+            let avoided = try await first(["logit_bias": [String(greedyID): -100]])
+            #expect(avoided.token != greedy.token)
+            for bad: [String: Any] in [["x": 1], ["-1": 1], ["999999": 1], ["5": 101]] {
+                try await client.execute(uri: "/v1/completions", method: .post, headers: R.json,
+                                         body: R.body(base.merging(["logit_bias": bad]) { $1 })) { r in
+                    try R.expectError(r, .badRequest, param: "logit_bias")
+                }
+            }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: R.json,
+                                     body: R.chat(extra: ["logit_bias": [String(target): 100], "max_tokens": 2, "temperature": 0])) { r in
+                let message = try #require((try R.object(r)["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])
+                #expect((message["content"] as? String)?.hasPrefix(tokenizer.decode([target])) == true)
+            }
+        }
+    }
+
+    @Test func suffixIsRefusedAndUserIsRecorded() async throws {
+        let server = try R.server()
+        try await server.makeApplication().test(.router) { client in
+            try await client.execute(uri: "/v1/completions", method: .post, headers: R.json,
+                                     body: R.body(["model": "tiny-chat", "prompt": "a", "suffix": "b"])) { r in
+                try R.expectError(r, .badRequest, param: "suffix")
+            }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: R.json,
+                                     body: R.chat(extra: ["user": "user-42", "max_tokens": 1])) { r in #expect(r.status == .ok) }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: R.json,
+                                     body: R.chat(extra: ["user": String(repeating: "u", count: 300)])) { r in
+                try R.expectError(r, .badRequest, param: "user")
+            }
+        }
+        let users = try await DatabaseQueue(path: server.options.ledgerPath).read { db in
+            try String?.fetchAll(db, sql: "SELECT user FROM requests ORDER BY id")
+        }
+        #expect(users == [nil, "user-42", nil])
+    }
+}
