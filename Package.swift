@@ -40,13 +40,16 @@ let package = Package(
         .target(name: "MoEFormats", dependencies: ["MoEKernels"], swiftSettings: checked),
         // Tokenizers: HF tokenizer.json (BPE) and tiktoken files, pre-tokenizer patterns, chat templates.
         .target(name: "MoETokenizer", dependencies: ["MoEFormats"], swiftSettings: checked),
+        // Constrained decoding: GBNF grammars, JSON Schema and regular expressions compiled to grammars, the
+        // per-token mask over a vocabulary. Knows nothing of models or tokenizers (it takes each token's bytes).
+        .target(name: "MoEGrammar", swiftSettings: checked),
         // Architectures, forward pass with KV cache, sampler, generator.
         .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: checked),
         // Training: explicit forward/backward per layer, balance losses, optimizer, data shards, objectives.
         .target(name: "MoETraining", dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer"], swiftSettings: checked),
         // Serving: the continuous-batching engine, the OpenAI-compatible HTTP API, the SQLite usage ledger.
         .target(name: "MoEServing",
-                dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer",
+                dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoEGrammar",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "GRDB", package: "GRDB.swift"),
                                .product(name: "Prometheus", package: "swift-prometheus"),
@@ -55,7 +58,7 @@ let package = Package(
         // The `moe` command line.
         .executableTarget(
             name: "moe",
-            dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoETraining", "MoEServing",
+            dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoETraining", "MoEServing", "MoEGrammar",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: checked),
         // Fuzz targets for the readers of user files (scripts/fuzz_parsers.sh builds them for libFuzzer; built
@@ -64,6 +67,7 @@ let package = Package(
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats", "MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: checked),
+        .testTarget(name: "MoEGrammarTests", dependencies: ["MoEGrammar", "MoETokenizer"], swiftSettings: checked),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels", "MoETokenizer"],
                     swiftSettings: checked),

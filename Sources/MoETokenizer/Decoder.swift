@@ -47,6 +47,32 @@ indirect enum TokenDecoder: Sendable {
         }
     }
 
+    /// One token's bytes in the middle of a text: the decoders that rewrite tokens one by one, in order, up to the
+    /// one that turns them into bytes (what joins or strips text at its ends does not apply).
+    func bytes(ofToken token: String) -> [UInt8] {
+        var text = token
+        for d in self.steps {
+            switch d {
+            case .byteLevel: return ByteLevel.bytes(of: text)
+            case .byteFallback: if let b = byteFallbackByte(text) { return [b] }
+            case let .replace(replacer, content): text = replacer.replaceAll(in: text, with: content)
+            case let .metaspace(replacement, _):
+                var view = String.UnicodeScalarView()
+                for s in text.unicodeScalars { view.append(s == replacement ? " " : s) }
+                text = String(view)
+            case let .bpe(suffix): text = StringReplacer(literal: suffix).replaceAll(in: text, with: " ")
+            case .fuse, .strip, .sequence: break
+            }
+        }
+        return Array(text.utf8)
+    }
+
+    /// The decoders a sequence runs, flattened.
+    private var steps: [TokenDecoder] {
+        if case .sequence(let items) = self { return items.flatMap(\.steps) }
+        return [self]
+    }
+
     func decode(_ tokens: [String]) -> String {
         decodeChain(tokens).joined()
     }

@@ -235,6 +235,16 @@ public final class Tokenizer: Sendable {
 
     // MARK: - Decoding
 
+    /// The bytes token `id` adds inside a text (a byte-level piece's bytes, a `<0xNN>` byte, `▁` as a space);
+    /// nil for special added tokens and unknown ids. Constrained decoding matches these against a grammar.
+    public func bytes(ofToken id: Int) -> [UInt8]? {
+        if let t = added.byId[id] { return t.special ? nil : Array(t.content.utf8) }
+        if let tiktoken = model as? TiktokenModel { return tiktoken.bytes(forId: id).map { Array($0) } }
+        guard let s = model.token(forId: id) else { return nil }
+        return decoder?.bytes(ofToken: s) ?? Array(s.utf8)
+    }
+
+
     /// The text of `ids`, as HF `Tokenizer.decode`: unknown ids are skipped; with `skipSpecialTokens`,
     /// special added tokens are dropped. Invalid UTF-8 becomes U+FFFD.
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
