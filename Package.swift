@@ -41,8 +41,9 @@ let package = Package(
         // Tokenizers: HF tokenizer.json (BPE) and tiktoken files, pre-tokenizer patterns, chat templates.
         .target(name: "MoETokenizer", dependencies: ["MoEFormats"], swiftSettings: checked),
         // Constrained decoding: GBNF grammars, JSON Schema and regular expressions compiled to grammars, the
-        // per-token mask over a vocabulary. Knows nothing of models (it takes each token's bytes; schemas arrive as TemplateValue).
-        .target(name: "MoEGrammar", dependencies: ["MoETokenizer"], swiftSettings: checked),
+        // per-token mask over a vocabulary (a `LogitsConstraint` for the generator and the engine); it takes each
+        // token's bytes, and schemas as TemplateValue.
+        .target(name: "MoEGrammar", dependencies: ["MoETokenizer", "MoEModel"], swiftSettings: checked),
         // Architectures, forward pass with KV cache, sampler, generator.
         .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: checked),
         // Training: explicit forward/backward per layer, balance losses, optimizer, data shards, objectives.

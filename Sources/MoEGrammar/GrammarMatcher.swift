@@ -18,6 +18,8 @@ public final class GrammarMatcher: @unchecked Sendable {
         var stacks: [Int32]
         var partial: UInt32 = 0
         var need: UInt8 = 0
+        /// The partly read character's length in bytes (its smallest code point: 0x80, 0x800, 0x10000).
+        var length: UInt8 = 0
     }
 
     // Stack nodes: the element the stack is at, and the node below.
@@ -128,20 +130,23 @@ public final class GrammarMatcher: @unchecked Sendable {
         if s.need == 0 {
             switch byte {
             case 0..<0x80: return advance(s.stacks, UInt32(byte))
-            case 0xC2..<0xE0: s.partial = UInt32(byte & 0x1F); s.need = 1
-            case 0xE0..<0xF0: s.partial = UInt32(byte & 0x0F); s.need = 2
-            case 0xF0..<0xF5: s.partial = UInt32(byte & 0x07); s.need = 3
+            case 0xC2..<0xE0: s.partial = UInt32(byte & 0x1F); s.need = 1; s.length = 2
+            case 0xE0..<0xF0: s.partial = UInt32(byte & 0x0F); s.need = 2; s.length = 3
+            case 0xF0..<0xF5: s.partial = UInt32(byte & 0x07); s.need = 3; s.length = 4
             default: return -1
             }
         } else {
             guard byte & 0xC0 == 0x80 else { return -1 }
             s.partial = s.partial << 6 | UInt32(byte & 0x3F)
             s.need -= 1
-            if s.need == 0 { return advance(s.stacks, s.partial) }
         }
-        // A character partly read: alive while some stack can take a code point that starts this way.
+        // The code points this start can still become: none overlong, past U+10FFFF or a surrogate.
         let shift = UInt32(6) * UInt32(s.need)
-        let lo = s.partial << shift, hi = lo | ((1 << shift) - 1)
+        let smallest: UInt32 = s.length == 2 ? 0x80 : s.length == 3 ? 0x800 : 0x10000
+        let lo = max(s.partial << shift, smallest), hi = min((s.partial << shift) | ((1 << shift) - 1), 0x10FFFF)
+        guard lo <= hi, !(lo >= 0xD800 && hi <= 0xDFFF) else { return -1 }
+        if s.need == 0 { return advance(s.stacks, s.partial) }
+        // A character partly read: alive while some stack can take a code point that starts this way.
         let alive = s.stacks.contains { top in
             guard top >= 0, case .chars(let k) = grammar.elements[Int(nodePosition[Int(top)])] else { return false }
             return grammar.classes[Int(k)].intersects(lo, hi)

@@ -1,3 +1,6 @@
+import MoEModel
+import MoETokenizer
+
 /// The vocabulary as a byte trie, for computing which tokens a grammar state allows: a walk down the trie
 /// advances the matcher byte by byte and abandons a branch at its first impossible byte, so tokens sharing a
 /// prefix share the work (the approach of outlines-core and llguidance; xgrammar adds precomputed masks).
@@ -66,6 +69,7 @@ public struct TokenMask: Sendable, Equatable {
     }
 
     public var allowedCount: Int { words.reduce(0) { $0 + $1.nonzeroBitCount } }
+    public var isEmpty: Bool { !words.contains { $0 != 0 } }
 }
 
 /// A grammar over a vocabulary: which tokens each state allows (cached per state), shared by the sequences of
@@ -112,7 +116,7 @@ public final class GrammarVocabularyMatcher: @unchecked Sendable {
 ///     constraint.apply(row, count: vocab)       // disallowed tokens → -inf
 ///     let token = sampler.sample(row, …)
 ///     constraint.accept(token)
-public final class GrammarConstraint: @unchecked Sendable {
+public final class GrammarConstraint: LogitsConstraint, @unchecked Sendable {
     public let shared: GrammarVocabularyMatcher
     public let stopTokens: Set<Int>
     public private(set) var state: Int32
@@ -125,8 +129,10 @@ public final class GrammarConstraint: @unchecked Sendable {
 
     /// Whether the text so far completes the grammar (an end-of-sequence token may come now).
     public var accepts: Bool { shared.matcher.accepts(state) }
-    /// Whether nothing but the end may come.
-    public var isFinished: Bool { shared.matcher.isFinished(state) }
+    public var canEnd: Bool { accepts }
+    /// Whether no token of the vocabulary may come next: the grammar is complete, or what it still allows no
+    /// token spells (an optional trailing space a vocabulary lacks).
+    public var isFinished: Bool { shared.matcher.isFinished(state) || shared.mask(state).isEmpty }
 
     /// Sets the logits of every token the grammar does not allow next to -infinity (stop tokens only where the
     /// grammar is complete; ids beyond the tokenizer's vocabulary never).
@@ -155,5 +161,13 @@ public final class GrammarConstraint: @unchecked Sendable {
         guard next >= 0 else { return false }
         state = next
         return true
+    }
+}
+
+extension TokenTrie {
+    /// The trie of a tokenizer's tokens for a model whose vocabulary has `vocabSize` ids (ids past the
+    /// tokenizer's, padding, are never allowed).
+    public init(tokenizer: Tokenizer, vocabSize: Int) {
+        self.init(tokenBytes: (0..<vocabSize).map { tokenizer.bytes(ofToken: $0) })
     }
 }

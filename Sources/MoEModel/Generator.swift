@@ -46,9 +46,10 @@ extension Transformer {
     ///
     /// With a `drafter`, each step feeds the last token and the drafter's guesses in one pass and keeps the guesses
     /// the model agrees with (`Sampler.verify`), plus the model's own next token: the same tokens as without it
-    /// for greedy decoding, the same distribution for sampling.
+    /// for greedy decoding, the same distribution for sampling. A `constraint` masks each row before sampling
+    /// (drafts it does not allow are rejected) and ends generation where it allows nothing more.
     public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>? = nil,
-                         cache: KVCache? = nil, drafter: Drafter? = nil,
+                         cache: KVCache? = nil, drafter: Drafter? = nil, constraint: (any LogitsConstraint)? = nil,
                          onToken: (Int) -> Bool = { _ in true }) throws -> Generation {
         guard !prompt.isEmpty else { throw ModelError.badInput("the prompt is empty") }
         // Room for the prompt and what may be generated; a cache of the whole context is mostly untouched
@@ -75,12 +76,17 @@ extension Transformer {
         clock = .now
         if let drafter {
             try speculate(drafter, mtp: mtp, logits: logits, cache: cache, maxTokens: maxTokens, sampler: &sampler, stops: stops,
-                          history: &history, result: &result, onToken: onToken)
+                          constraint: constraint, history: &history, result: &result, onToken: onToken)
             result.decodeSeconds = seconds(since: clock)
             return result
         }
         while result.tokens.count < maxTokens {
+            if let constraint {
+                if constraint.isFinished && (stops.isEmpty || !constraint.canEnd) { result.finishReason = .stop; break }
+                constraint.apply(logits.baseAddress!, count: vocab)
+            }
             let next = sampler.sample(logits.baseAddress!, count: vocab, history: history, generated: result.tokens)
+            constraint?.accept(next)
             result.tokens.append(next)
             history.append(next)
             if stops.contains(next) { result.finishReason = .stop; break }
@@ -99,18 +105,21 @@ extension Transformer {
     /// gives back the positions of the drafts after it), and when every draft is kept the last row gives one more.
     /// With `mtp`, drafts come from the multi-token-prediction module, fed each pass's kept positions.
     private func speculate(_ drafter: Drafter, mtp: MTPDrafts?, logits first: UnsafeMutableBufferPointer<Float>, cache: KVCache,
-                           maxTokens: Int, sampler: inout Sampler, stops: Set<Int>, history: inout [Int], result: inout Generation,
-                           onToken: (Int) -> Bool) throws {
+                           maxTokens: Int, sampler: inout Sampler, stops: Set<Int>, constraint: (any LogitsConstraint)?,
+                           history: inout [Int], result: inout Generation, onToken: (Int) -> Bool) throws {
         let vocab = config.vocabSize
         var done = false
         /// Adds a chosen token; false when generation ends with it.
         func emit(_ token: Int) -> Bool {
+            constraint?.accept(token)
             result.tokens.append(token)
             history.append(token)
             if stops.contains(token) || !onToken(token) { result.finishReason = .stop; return false }
+            if let c = constraint, c.isFinished && (stops.isEmpty || !c.canEnd) { result.finishReason = .stop; return false }
             // As the plain loop: the token just chosen must still fit in the cache to be fed.
             return result.tokens.count < maxTokens && history.count - 1 < cache.capacity
         }
+        constraint?.apply(first.baseAddress!, count: vocab)
         var last = sampler.sample(first.baseAddress!, count: vocab, history: history, generated: result.tokens)
         // The tokens that followed the positions of the last pass, for the module (the prompt's: all but its first).
         var followed = Array(history.dropFirst())
@@ -129,6 +138,7 @@ extension Transformer {
             var kept = 0
             while true {
                 let row = rows.baseAddress! + kept * vocab
+                constraint?.apply(row, count: vocab)
                 if kept < draft.count {
                     let (token, accepted) = sampler.verify(row, count: vocab, draft: draft[kept], history: history,
                                                           generated: result.tokens)

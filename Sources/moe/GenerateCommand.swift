@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MoEGrammar
 import MoEModel
 import MoETokenizer
 
@@ -35,6 +36,10 @@ struct Generate: ParsableCommand {
     @Option(help: "Draft tokens per step with --speculative (default: 8 for lookup, 1 for mtp).") var draftTokens: Int?
     @Flag(help: "With --chat on a harmony model (gpt-oss): print the analysis channel (the reasoning) before the answer.")
     var showReasoning = false
+    @Option(help: "Constrained decoding: the output is JSON that validates against this JSON Schema file.")
+    var jsonSchema: String?
+    @Option(help: "Constrained decoding: the output matches this GBNF grammar file (llama.cpp's format; start rule 'root').")
+    var grammar: String?
 
     func run() throws {
         let (prompt, tokenizer) = try input.ids(modelDirectory: options.model)
@@ -76,7 +81,7 @@ struct Generate: ParsableCommand {
             guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be between 1 and 64") }
         }
         let result = try model.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops,
-                                        drafter: drafter) { id in
+                                        drafter: drafter, constraint: try constraint(tokenizer: tokenizer, model: model, stops: stops)) { id in
             if decoder != nil, let text = decoder?.add(id), !text.isEmpty {
                 FileHandle.standardOutput.write(Data((harmony?.add(text) ?? text).utf8))
             }
@@ -92,6 +97,30 @@ struct Generate: ParsableCommand {
         printError("finish_reason: \(result.finishReason.rawValue); prompt \(prompt.count) tokens in \(String(format: "%.3f", result.promptSeconds)) s; "
                    + "\(result.tokens.count) generated at \(String(format: "%.1f", decodeRate)) tokens/s"
                    + (drafter == nil ? "" : "; drafts \(result.acceptedDraftTokens)/\(result.draftTokens) accepted"))
+    }
+
+    /// The grammar of --json-schema or --grammar over the model's vocabulary.
+    func constraint(tokenizer: Tokenizer?, model: Transformer, stops: Set<Int>) throws -> GrammarConstraint? {
+        let text: String
+        switch (jsonSchema, grammar) {
+        case (nil, nil): return nil
+        case (_?, _?): throw ValidationError("give --json-schema or --grammar, not both")
+        case (let path?, nil):
+            let schema = try TemplateValue(decoding: try readFile(path, what: "JSON Schema"))
+            do { text = try JSONSchemaGrammar.gbnf(schema: schema) } catch { throw ValidationError("\(path): \(error.message)") }
+        case (nil, let path?):
+            text = String(decoding: try readFile(path, what: "grammar"), as: UTF8.self)
+        }
+        guard let tokenizer else { throw ValidationError("constrained decoding needs the model's tokenizer.json") }
+        let parsed: Grammar
+        do { parsed = try GBNF.parse(text) } catch { throw ValidationError("\(jsonSchema ?? grammar ?? ""): \(error.message)") }
+        let trie = TokenTrie(tokenizer: tokenizer, vocabSize: model.config.vocabSize)
+        return GrammarConstraint(GrammarVocabularyMatcher(grammar: parsed, trie: trie), stopTokens: stops)
+    }
+
+    func readFile(_ path: String, what: String) throws -> Data {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the \(what) file \(path)") }
+        return data
     }
 }
 

@@ -140,6 +140,33 @@ enum CLI {
         #expect(back.status == 0 && back.stdout.trimmingCharacters(in: .newlines) == text)
     }
 
+    /// `--json-schema` and `--grammar`: a random model's sampled text is valid by construction.
+    @Test func generateFollowsAJSONSchemaOrAGrammar() throws {
+        let dir = try CLI.temporaryCopy("qwen3_moe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(atPath: Self.bytelevel + "/" + name, toPath: dir + "/" + name)
+        }
+        let schema = dir + "/schema.json", grammar = dir + "/grammar.gbnf"
+        try #"{"type": "object", "properties": {"a": {"enum": ["x", "y"]}, "n": {"type": "integer", "minimum": 1, "maximum": 9}}, "required": ["a", "n"]}"#
+            .write(toFile: schema, atomically: true, encoding: .utf8)
+        try #"root ::= "[" [0-9] ("," [0-9]){2} "]""#.write(toFile: grammar, atomically: true, encoding: .utf8)
+        for seed in 0..<3 {
+            let base = ["generate", "--model", dir, "--tokens", "72,73", "--max-tokens", "60", "--temperature", "1", "--seed", "\(seed)", "--ignore-eos"]
+            let r = try CLI.run(base + ["--json-schema", schema])
+            #expect(r.status == 0, "\(r.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            #expect(["x", "y"].contains(object?["a"] as? String ?? ""), "\(r.stdout)")
+            #expect((object?["n"] as? Int).map { (1...9).contains($0) } == true, "\(r.stdout)")
+            #expect(r.stderr.contains("finish_reason: stop"))
+            let g = try CLI.run(base + ["--grammar", grammar, "--speculative", "lookup"])
+            #expect(g.stdout.trimmingCharacters(in: .newlines).wholeMatch(of: /\[[0-9](,[0-9]){2}\]/) != nil, "\(g.stdout) \(g.stderr)")
+        }
+        try "root ::= nothing".write(toFile: grammar, atomically: true, encoding: .utf8)
+        let bad = try CLI.run(["generate", "--model", dir, "--tokens", "72", "--grammar", grammar])
+        #expect(bad.status != 0 && bad.stderr.contains("'nothing' is used"), "\(bad.stderr)")
+    }
+
     @Test func promptWithoutATokenizerIsAClearError() throws {
         let r = try CLI.run(["generate", "--model", CLI.fixtures + "/qwen2", "--prompt", "hi"])
         #expect(r.status != 0 && r.stderr.contains("tokenizer.json"))

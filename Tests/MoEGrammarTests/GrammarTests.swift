@@ -44,6 +44,13 @@ import Testing
         #expect(m.accepts(m.step(first, 0xA9)))
         #expect(m.step(first, 0xA8) < 0)
         #expect(m.step(m.start, 0xE4) < 0, "no three-byte character can match")
+        // A lead byte whose characters all lie elsewhere (E0 starts U+0800…U+0FFF, F0 U+10000…): dead at once.
+        let ascii = GrammarMatcher(try GBNF.parse(#"root ::= [a-z]"#))
+        for lead: UInt8 in [0xC2, 0xE0, 0xF0, 0xF5, 0xC0, 0x80] { #expect(ascii.step(ascii.start, lead) < 0, "\(lead)") }
+        let any = GrammarMatcher(try GBNF.parse(#"root ::= ."#))
+        #expect(any.step(any.start, [0xE0, 0x80]) < 0, "overlong")
+        #expect(any.step(any.start, [0xED, 0xA0]) < 0, "a surrogate")
+        #expect(any.accepts(any.step(any.start, Array("你".utf8))))
     }
 
     @Test func rightRecursionKeepsTheStateFlat() throws {

@@ -179,6 +179,10 @@ struct GenerationFields: Decodable {
     var user: String?
     /// Token id (as a string key, as OpenAI sends it) → bias in −100…100.
     var logitBias: [String: Double]?
+    /// `{"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict"}}`.
+    var responseFormat: TemplateValue?
+    /// Extension (llama.cpp's server): a GBNF grammar the output must match.
+    var grammar: String?
     /// Extension: speculative decoding for this request ("lookup": prompt-lookup drafts), `draft_tokens` per step.
     var speculative: String?
     var draftTokens: Int?
@@ -200,7 +204,7 @@ struct GenerationFields: Decodable {
         case frequencyPenalty = "frequency_penalty", maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens", streamOptions = "stream_options"
         case topLogprobs = "top_logprobs", ignoreEos = "ignore_eos"
-        case speculative, draftTokens = "draft_tokens", logitBias = "logit_bias"
+        case speculative, grammar, draftTokens = "draft_tokens", logitBias = "logit_bias", responseFormat = "response_format"
     }
 
     init(from decoder: any Decoder) throws {
@@ -243,6 +247,8 @@ struct GenerationFields: Decodable {
         ignoreEos = try c.decodeIfPresent(Bool.self, forKey: .ignoreEos)
         user = try c.decodeIfPresent(String.self, forKey: .user)
         logitBias = try c.decodeIfPresent([String: Double].self, forKey: .logitBias)
+        responseFormat = try c.decodeIfPresent(TemplateValue.self, forKey: .responseFormat)
+        grammar = try c.decodeIfPresent(String.self, forKey: .grammar)
         speculative = try c.decodeIfPresent(String.self, forKey: .speculative)
         draftTokens = try integer(.draftTokens)
     }
@@ -265,6 +271,8 @@ struct GenerationPlan: Sendable {
     var promptLogprobs = false
     /// OpenAI's `user`, kept in the ledger row.
     var user: String?
+    /// Constrained decoding: makes each choice's constraint (`response_format`, `grammar`).
+    var constraint: (@Sendable () -> any LogitsConstraint)?
 
     /// Checks every field against OpenAI's ranges. `defaultMaxTokens` is nil for "the rest of the context".
     /// `context`: the positions a sequence may use on this server (`--ctx-size`); `maxTokensLimit`: the most
@@ -386,6 +394,6 @@ struct GenerationPlan: Sendable {
         var s = sampling
         if let seed = s.seed { s.seed = seed &+ UInt64(index) }
         return GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, topLogprobs: topLogprobs,
-                                 drafter: drafter, logitBias: logitBias, promptLogprobs: promptLogprobs)
+                                 drafter: drafter, logitBias: logitBias, promptLogprobs: promptLogprobs, constraint: constraint?())
     }
 }

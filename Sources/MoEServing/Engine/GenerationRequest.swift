@@ -20,9 +20,13 @@ public struct GenerationRequest: Sendable {
     /// Score the prompt too (`echo` with `logprobs`): the log-probability of each prompt token after the ones before
     /// it, sent once as `.promptLogprobs` before `.prefilled`. The prompt then runs whole (no cached prefix).
     public var promptLogprobs: Bool
+    /// Constrained decoding (a grammar, a JSON schema): masks each row before sampling, drafts included; the
+    /// sequence ends where it allows nothing more. This sequence's own (it keeps the sequence's state).
+    public var constraint: (any LogitsConstraint)?
 
     public init(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>,
-                topLogprobs: Int? = nil, drafter: Drafter? = nil, logitBias: [Int: Float] = [:], promptLogprobs: Bool = false) {
+                topLogprobs: Int? = nil, drafter: Drafter? = nil, logitBias: [Int: Float] = [:], promptLogprobs: Bool = false,
+                constraint: (any LogitsConstraint)? = nil) {
         self.prompt = prompt
         self.maxTokens = maxTokens
         self.sampling = sampling
@@ -31,6 +35,7 @@ public struct GenerationRequest: Sendable {
         self.drafter = drafter
         self.logitBias = logitBias
         self.promptLogprobs = promptLogprobs
+        self.constraint = constraint
     }
 }
 

@@ -575,17 +575,25 @@ public final class InferenceEngine: @unchecked Sendable {
         }
     }
 
-    /// OpenAI's `logit_bias`, on the raw row (after the raw copy that log-probs are read from).
+    /// OpenAI's `logit_bias` and the request's constraint, on the raw row (after the raw copy that log-probs are
+    /// read from).
     private func bias(_ s: Sequence, _ row: UnsafeMutablePointer<Float>) {
         for (token, b) in s.request.logitBias { row[token] += b }
+        s.request.constraint?.apply(row, count: model.config.vocabSize)
     }
 
     /// Samples the next token of `s` from its logits row; returns whether it goes on.
     private func sample(_ s: Sequence, _ row: UnsafeMutablePointer<Float>) -> Bool {
         let vocab = model.config.vocabSize
+        if let c = s.request.constraint, c.isFinished, s.request.stopTokens.isEmpty || !c.canEnd {
+            // Nothing may follow and no end-of-sequence token may close it: the text ends here.
+            finish(s, .stop, stopToken: nil)
+            return false
+        }
         keepRawLogits(s, row)
         bias(s, row)
         let token = s.sampler.sample(row, count: vocab, history: s.history, generated: s.generated)
+        s.request.constraint?.accept(token)
         return emit(s, token)
     }
 
@@ -606,6 +614,7 @@ public final class InferenceEngine: @unchecked Sendable {
             } else {
                 (token, accepted) = (s.sampler.sample(row, count: vocab, history: s.history, generated: s.generated), false)
             }
+            s.request.constraint?.accept(token)
             tokens.append((token, logprob(s, token)))
             s.generated.append(token)
             s.history.append(token)

@@ -103,9 +103,11 @@ extension ModelServer {
         }
         var plan: GenerationPlan
         var echo: (text: String, firstToken: Int)?
+        let generation: GenerationFields
         if chat {
             let r = try decode(ChatCompletionRequest.self, body)
             try checkModel(r.model)
+            generation = r.generation
             guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
             let (tools, extra) = try r.templateInputs()
             plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer, tools: tools, extra: extra,
@@ -116,6 +118,7 @@ extension ModelServer {
         } else {
             let r = try decode(CompletionRequest.self, body)
             try checkModel(r.model)
+            generation = r.generation
             let prompt: [Int]
             switch r.prompt {
             case .text(let text):
@@ -139,6 +142,14 @@ extension ModelServer {
                 // The prompt as sent (ids decoded), as OpenAI and vLLM echo it.
                 if case .text(let text) = r.prompt { echo = (text, prompt[0]) } else { echo = (tokenizer.decode(prompt), prompt[0]) }
             }
+        }
+
+        if let grammar = try StructuredOutput.grammar(responseFormat: generation.responseFormat, grammar: generation.grammar) {
+            if chat && harmony {
+                throw APIError.invalidRequest("Structured output is not supported for harmony models yet (their answer follows a reasoning channel).",
+                                              param: generation.grammar != nil ? "grammar" : "response_format")
+            }
+            plan.constraint = StructuredOutput.constraints(grammar, trie: tokenTrie!.value, stopTokens: plan.stopTokens)
         }
 
         // The quota must cover the worst case of every choice: generation is capped by what is left today.

@@ -108,6 +108,8 @@ public final class ModelServer: Sendable {
     public let tokenizer: Tokenizer?
     /// The chat template writes harmony (gpt-oss): chat answers are read back into reasoning, content and tool calls.
     let harmony: Bool
+    /// The tokenizer's tokens as bytes in a trie, for constrained decoding (made on its first request).
+    let tokenTrie: LazyTokenTrie?
     public let engine: InferenceEngine
     public let options: ServerOptions
     let ledger: UsageLedger
@@ -125,6 +127,7 @@ public final class ModelServer: Sendable {
         self.model = model
         self.tokenizer = tokenizer
         harmony = tokenizer.map(HarmonyParser.isHarmony) ?? false
+        tokenTrie = tokenizer.map { LazyTokenTrie(tokenizer: $0, vocabSize: model.config.vocabSize) }
         self.options = options
         modelID = URL(fileURLWithPath: model.directory).standardizedFileURL.lastPathComponent
         keys = try options.apiKeysFile.map { try APIKeys(contentsOfFile: $0) }
