@@ -50,7 +50,7 @@ public struct TokenTrie: Sendable {
         tokens = flat
     }
 
-    var nodeCount: Int { byte.count }
+    public var nodeCount: Int { byte.count }
 }
 
 /// A bit per token.
