@@ -10,18 +10,13 @@ import Testing
 @Suite(.serialized) struct StructuredOutputTests {
     typealias R = ServingRouterTests
 
-    nonisolated(unsafe) static let schema: [String: Any] = [
-        "type": "object",
-        "properties": [
-            "name": ["type": "string", "maxLength": 6],
-            "age": ["type": "integer", "minimum": 0, "maximum": 120],
-            "color": ["enum": ["red", "green", "blue"]],
-            "tags": ["type": "array", "items": ["type": "string", "pattern": "^[a-z]{1,3}$"], "maxItems": 3],
-            "ok": ["type": "boolean"],
-        ],
-        "required": ["name", "age", "color", "tags"],
-        "additionalProperties": false,
-    ]
+    /// Written out, so that the request carries the properties in this order.
+    static let schema = #"""
+        {"type": "object", "properties": {"name": {"type": "string", "maxLength": 6},
+         "age": {"type": "integer", "minimum": 0, "maximum": 120}, "color": {"enum": ["red", "green", "blue"]},
+         "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]{1,3}$"}, "maxItems": 3},
+         "ok": {"type": "boolean"}}, "required": ["name", "age", "color", "tags"], "additionalProperties": false}
+        """#
 
     static func content(_ choice: [String: Any]) -> String? {
         (choice["message"] as? [String: Any])?["content"] as? String ?? choice["text"] as? String
@@ -31,10 +26,10 @@ import Testing
         let server = try R.server()
         try await server.makeApplication().test(.router) { client in
             for seed in 0..<6 {
-                var body: [String: Any] = ["temperature": 1.0, "seed": seed, "n": 3, "max_tokens": 200,
-                                           "response_format": ["type": "json_schema", "json_schema": ["name": "person", "schema": Self.schema, "strict": true]]]
-                if seed % 2 == 1 { body["speculative"] = "lookup" }
-                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: R.json, body: R.chat(extra: body)) { r in
+                let body = #"{"model": "tiny-chat", "messages": [{"role": "user", "content": "Hello"}], "temperature": 1.0, "seed": "#
+                    + "\(seed), \"n\": 3, \"max_tokens\": 200, " + (seed % 2 == 1 ? #""speculative": "lookup", "# : "")
+                    + #""response_format": {"type": "json_schema", "json_schema": {"name": "person", "strict": true, "schema": "# + Self.schema + "}}}"
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: R.json, body: ByteBuffer(string: body)) { r in
                     #expect(r.status == .ok)
                     for choice in try #require(try R.object(r)["choices"] as? [[String: Any]]) {
                         #expect(choice["finish_reason"] as? String == "stop")
@@ -46,6 +41,9 @@ import Testing
                         let tags = try #require(object["tags"] as? [String])
                         #expect(tags.count <= 3 && tags.allSatisfy { (1...3).contains($0.count) && $0.allSatisfy(\.isLowercase) }, "\(text)")
                         #expect(Set(object.keys).isSubset(of: ["name", "age", "color", "tags", "ok"]))
+                        // In the schema's order (as OpenAI answers): required ones as listed.
+                        let order = ["name", "age", "color", "tags"].compactMap { text.range(of: "\"\($0)\"")?.lowerBound }
+                        #expect(order.count == 4 && order == order.sorted(), "\(text)")
                     }
                 }
             }
@@ -98,6 +96,28 @@ import Testing
                     #expect(message.contains(words), "\(message)")
                 }
             }
+        }
+    }
+
+    /// The official `openai` client (MOE_TEST_PYTHON, as CI sets it): `chat.completions.parse` with a Pydantic model
+    /// for 50 prompts at temperature 1, and json_schema answers validated by `jsonschema`, against a live server.
+    @Test func officialClientParsesEveryAnswer() async throws {
+        guard let python = ProcessInfo.processInfo.environment["MOE_TEST_PYTHON"], !python.isEmpty else { return }
+        let server = try R.server()
+        try await server.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("scripts/openai_structured_e2e.py").path
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: python)
+            p.arguments = [script, "--base-url", "http://127.0.0.1:\(port)/v1", "--model", "tiny-chat"]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0 && log.contains("all checks passed"), "\(log)")
         }
     }
 }

@@ -144,7 +144,10 @@ extension ModelServer {
             }
         }
 
-        if let grammar = try StructuredOutput.grammar(responseFormat: generation.responseFormat, grammar: generation.grammar) {
+        // The schema as sent, its properties in their order (the decoded fields have lost it): the answer keeps it.
+        let responseFormat = generation.responseFormat == nil ? nil
+            : (try? TemplateValue(decoding: Data(body.readableBytesView)))?["response_format"] ?? generation.responseFormat
+        if let grammar = try StructuredOutput.grammar(responseFormat: responseFormat, grammar: generation.grammar) {
             if chat && harmony {
                 throw APIError.invalidRequest("Structured output is not supported for harmony models yet (their answer follows a reasoning channel).",
                                               param: generation.grammar != nil ? "grammar" : "response_format")

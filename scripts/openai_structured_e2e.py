@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Structured outputs of `moe serve` through the official `openai` client (run by
+Tests/MoEServingTests/StructuredOutputTests.swift against a tiny random model, or by hand):
+
+    python scripts/openai_structured_e2e.py --base-url http://127.0.0.1:8080/v1 --model NAME [--prompts 50]
+
+- `client.chat.completions.parse(response_format=<a Pydantic model>)` at temperature 1 returns a parsed object for
+  every prompt (valid by construction, whatever the random model would have sampled);
+- `response_format` json_schema answers, for schemas covering objects, arrays, enums, nested required fields,
+  string patterns and number bounds, validate with `jsonschema` (PyPI) — streamed and not;
+- `json_object` answers parse as JSON objects;
+- bad schemas are 400s naming `response_format`.
+Prints one line per check; exits 1 on the first failure.
+"""
+import argparse
+import json
+import sys
+from typing import Annotated, Literal
+
+import jsonschema
+import openai
+from pydantic import BaseModel, Field
+
+
+def check(condition, what):
+    if not condition:
+        print(f"FAIL: {what}", flush=True)
+        sys.exit(1)
+    print(f"ok: {what}", flush=True)
+
+
+class Pet(BaseModel):
+    kind: Literal["cat", "dog", "fish"]
+    legs: int = Field(ge=0, le=8)
+
+
+class Person(BaseModel):
+    name: str = Field(max_length=8)
+    age: int = Field(ge=0, le=120)
+    height: float = Field(ge=0, le=3)
+    color: Literal["red", "green", "blue"]
+    tags: list[Annotated[str, Field(pattern=r"^[a-z]{1,3}$")]] = Field(max_length=3)
+    pet: Pet | None
+    ok: bool
+
+
+SCHEMAS = [
+    {"type": "object", "properties": {"id": {"type": "integer", "minimum": -50, "maximum": 50},
+                                      "code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"}},
+     "required": ["id", "code"], "additionalProperties": False},
+    {"type": "array", "items": {"enum": ["a", "b", 3, None, True]}, "minItems": 1, "maxItems": 5},
+    {"type": "object", "properties": {
+        "user": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 5},
+                                                  "roles": {"type": "array", "items": {"enum": ["admin", "dev"]}, "maxItems": 2}},
+                 "required": ["name", "roles"]},
+        "score": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10}},
+     "required": ["user", "score"]},
+    {"type": "object", "properties": {"when": {"type": "string", "format": "date"}, "n": {"type": "integer", "exclusiveMinimum": 999}},
+     "required": ["when", "n"]},
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base-url", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--prompts", type=int, default=50)
+    args = ap.parse_args()
+    client = openai.OpenAI(base_url=args.base_url, api_key="none", max_retries=0, timeout=120)
+
+    parsed = 0
+    for i in range(args.prompts):
+        r = client.chat.completions.parse(model=args.model, messages=[{"role": "user", "content": f"Describe person {i}."}],
+                                          response_format=Person, temperature=1, seed=i, max_tokens=400)
+        p = r.choices[0].message.parsed
+        if isinstance(p, Person):
+            parsed += 1
+        else:
+            check(False, f"prompt {i}: no parsed object: {r.choices[0].message.content!r} ({r.choices[0].finish_reason})")
+    check(parsed == args.prompts, f"chat.completions.parse(response_format=Person) parsed {parsed}/{args.prompts} at temperature 1")
+
+    checker = jsonschema.FormatChecker()
+    for n, schema in enumerate(SCHEMAS):
+        fmt = {"type": "json_schema", "json_schema": {"name": f"s{n}", "schema": schema, "strict": True}}
+        for seed in range(4):
+            stream = seed % 2 == 1
+            kwargs = dict(model=args.model, messages=[{"role": "user", "content": "Answer."}], response_format=fmt,
+                          temperature=1, seed=seed, max_tokens=300)
+            if stream:
+                text, finish = "", None
+                for chunk in client.chat.completions.create(stream=True, **kwargs):
+                    for c in chunk.choices:
+                        text += c.delta.content or ""
+                        finish = c.finish_reason or finish
+            else:
+                r = client.chat.completions.create(**kwargs)
+                text, finish = r.choices[0].message.content, r.choices[0].finish_reason
+            check(finish == "stop", f"schema {n} seed {seed}: finished ({finish})")
+            try:
+                jsonschema.validate(json.loads(text), schema, format_checker=checker)
+            except (json.JSONDecodeError, jsonschema.ValidationError) as e:
+                check(False, f"schema {n} seed {seed}: {text!r}: {e}")
+        print(f"ok: schema {n}: 4 answers validate with jsonschema (streamed and not)", flush=True)
+
+    r = client.chat.completions.create(model=args.model, messages=[{"role": "user", "content": "JSON please"}],
+                                       response_format={"type": "json_object"}, temperature=0.8, seed=1, max_tokens=300)
+    if r.choices[0].finish_reason == "stop":
+        check(isinstance(json.loads(r.choices[0].message.content), dict), "json_object answers an object")
+
+    try:
+        client.chat.completions.create(model=args.model, messages=[{"role": "user", "content": "x"}],
+                                       response_format={"type": "json_schema", "json_schema": {"name": "bad", "schema": {"type": "string", "not": {}}}})
+        check(False, "an unsupported keyword is refused")
+    except openai.BadRequestError as e:
+        check(e.body.get("param") == "response_format" and "'not'" in e.body.get("message", ""), f"unsupported keyword: 400 ({e.body.get('message')})")
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
