@@ -350,33 +350,9 @@ public enum JSONSchemaGrammar {
 
         /// A JSON value as a GBNF literal of its compact serialisation.
         func literal(_ v: TemplateValue) -> String {
-            "\"" + RegexGrammar.escapeLiteral(Self.json(v)) + "\""
+            "\"" + RegexGrammar.escapeLiteral(v.compactJSON) + "\""
         }
 
-        static func json(_ v: TemplateValue) -> String {
-            switch v {
-            case .null: return "null"
-            case .bool(let b): return b ? "true" : "false"
-            case .int(let i): return String(i)
-            case .double(let d): return d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : "\(d)"
-            case .string(let s):
-                var out = "\""
-                for c in s.unicodeScalars {
-                    switch c {
-                    case "\"": out += "\\\""
-                    case "\\": out += "\\\\"
-                    case "\n": out += "\\n"
-                    case "\t": out += "\\t"
-                    case "\r": out += "\\r"
-                    case _ where c.value < 0x20: out += "\\u" + RegexGrammar.hex(c.value, 4)
-                    default: out.unicodeScalars.append(c)
-                    }
-                }
-                return out + "\""
-            case .array(let items): return "[" + items.map(json).joined(separator: ",") + "]"
-            case .object(let entries): return "{" + entries.map { json(.string($0.key)) + ":" + json($0.value) }.joined(separator: ",") + "}"
-            }
-        }
     }
 }
 
