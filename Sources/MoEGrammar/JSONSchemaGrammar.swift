@@ -24,6 +24,20 @@ public enum JSONSchemaGrammar {
         return c.text(root: root)
     }
 
+    /// Several schemas in one grammar (each resolving its own `$ref`s): `root` gets the expression of each schema's
+    /// value, in order, and returns the root rule's body (e.g. tool calls around each tool's arguments).
+    public static func gbnf(schemas: [TemplateValue], root: ([String]) -> String) throws(GrammarError) -> String {
+        var c = Converter(root: .null)
+        _ = c.reserve("root")
+        var values: [String] = []
+        for (i, schema) in schemas.enumerated() {
+            c.root = schema
+            c.refs = [:]
+            values.append(try c.visit(schema, name: "schema-\(i)"))
+        }
+        return c.text(root: root(values))
+    }
+
     public static func grammar(schema: TemplateValue) throws(GrammarError) -> Grammar {
         try GBNF.parse(gbnf(schema: schema))
     }
@@ -61,7 +75,8 @@ public enum JSONSchemaGrammar {
                                            "deprecated", "readOnly", "writeOnly", "$defs", "definitions", "strict", "name"]
 
     struct Converter {
-        let root: TemplateValue
+        /// The schema document `$ref`s resolve against.
+        var root: TemplateValue
         var rules: [(name: String, body: String)] = []
         var names: Set<String> = []
         var used: Set<String> = []

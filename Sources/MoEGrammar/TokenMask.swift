@@ -166,8 +166,11 @@ public final class GrammarConstraint: LogitsConstraint, @unchecked Sendable {
 
 extension TokenTrie {
     /// The trie of a tokenizer's tokens for a model whose vocabulary has `vocabSize` ids (ids past the
-    /// tokenizer's, padding, are never allowed).
-    public init(tokenizer: Tokenizer, vocabSize: Int) {
-        self.init(tokenBytes: (0..<vocabSize).map { tokenizer.bytes(ofToken: $0) })
+    /// tokenizer's, padding, are never allowed). Special tokens are left out, but for those whose text is in
+    /// `specials` (a tool-call syntax's markers, which its grammar spells).
+    public init(tokenizer: Tokenizer, vocabSize: Int, specials: Set<String> = []) {
+        var bytes = (0..<vocabSize).map { tokenizer.bytes(ofToken: $0) }
+        for t in tokenizer.addedTokens where t.id < vocabSize && specials.contains(t.content) { bytes[t.id] = Array(t.content.utf8) }
+        self.init(tokenBytes: bytes)
     }
 }

@@ -41,6 +41,11 @@ public struct ToolCallParser: Sendable {
 
     public typealias Event = HarmonyParser.Event
 
+    /// Marker tokens of every format (special tokens in some vocabularies, which a call's grammar must spell).
+    public static let markerTokens: Set<String> = ["<tool_call>", "</tool_call>", "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]",
+                                                   "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>",
+                                                   "<｜tool▁call▁end｜>", "<｜tool▁sep｜>", "<|python_tag|>"]
+
     public let format: Format
     private var pending = ""
     private var inCall = false
@@ -204,3 +209,13 @@ public struct ToolCallParser: Sendable {
         }
     }
 }
+
+/// A reader of a model's answer text into reasoning, content and tool calls (harmony, or a family's tool-call
+/// syntax), fed in pieces.
+public protocol ChatOutputParser: Sendable {
+    mutating func add(_ text: String) -> [HarmonyParser.Event]
+    mutating func finish() -> [HarmonyParser.Event]
+}
+
+extension HarmonyParser: ChatOutputParser {}
+extension ToolCallParser: ChatOutputParser {}

@@ -30,6 +30,32 @@ enum TestModel {
         return dir
     }()
 
+    /// The same model under another name whose template offers tools and teaches Qwen's (Hermes') call syntax.
+    static let toolDirectory: String = {
+        let dir = URL(fileURLWithPath: directory).deletingLastPathComponent().appendingPathComponent("tiny-tools").path
+        do {
+            try? FileManager.default.removeItem(atPath: dir)
+            try FileManager.default.copyItem(atPath: directory, toPath: dir)
+            let template = #"""
+                {%- if tools %}{{ '<|im_start|>system\n# Tools\n<tools>' }}{% for t in tools %}{{ t | tojson }}{% endfor %}\
+                {{ '</tools>\nCall one as <tool_call>\n{"name": <name>, "arguments": <args>}\n</tool_call><|im_end|>\n' }}{% endif %}\
+                {%- for m in messages %}{{ '<|im_start|>' + m.role + '\n' }}\
+                {%- if m.tool_calls %}{% for c in m.tool_calls %}{{ '<tool_call>\n' }}{{ {'name': c.function.name, 'arguments': c.function.arguments} | tojson }}{{ '\n</tool_call>' }}{% endfor %}\
+                {%- else %}{{ m.content }}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}\
+                {%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
+                """#
+            try Data(template.utf8).write(to: URL(fileURLWithPath: "\(dir)/chat_template.jinja"))
+            // Room for the tool definitions (this vocabulary spells JSON almost a byte a token).
+            let configURL = URL(fileURLWithPath: "\(dir)/config.json")
+            var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+            config["max_position_embeddings"] = 2048
+            try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        } catch {
+            fatalError("could not make the tool model: \(error)")
+        }
+        return dir
+    }()
+
     static func transformer() throws -> Transformer { try Transformer(directory: directory, threads: 1) }
     static func tokenizer() throws -> Tokenizer { try Tokenizer(directory: directory) }
 

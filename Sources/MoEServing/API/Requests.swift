@@ -1,4 +1,5 @@
 import Foundation
+import MoEGrammar
 import MoEModel
 import MoETokenizer
 
@@ -12,6 +13,8 @@ struct ChatCompletionRequest: Decodable {
     /// Function definitions for the chat template (`{"type": "function", "function": {name, description, parameters}}`).
     var tools: [TemplateValue]?
     var toolChoice: TemplateValue?
+    /// Several calls in one answer (default true).
+    var parallelToolCalls: Bool?
     /// "low", "medium" or "high": reaches the chat template as `reasoning_effort` (gpt-oss's harmony reads it).
     var reasoningEffort: String?
     var generation: GenerationFields
@@ -78,7 +81,7 @@ struct ChatCompletionRequest: Decodable {
 
     enum CodingKeys: String, CodingKey {
         case model, messages, tools
-        case toolChoice = "tool_choice", reasoningEffort = "reasoning_effort"
+        case toolChoice = "tool_choice", reasoningEffort = "reasoning_effort", parallelToolCalls = "parallel_tool_calls"
     }
 
     init(from decoder: any Decoder) throws {
@@ -87,13 +90,20 @@ struct ChatCompletionRequest: Decodable {
         messages = try c.decode([Message].self, forKey: .messages)
         tools = try c.decodeIfPresent([TemplateValue].self, forKey: .tools)
         toolChoice = try c.decodeIfPresent(TemplateValue.self, forKey: .toolChoice)
+        parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
         reasoningEffort = try c.decodeIfPresent(String.self, forKey: .reasoningEffort)
         generation = try GenerationFields(from: decoder)
     }
 
+    /// OpenAI's `tool_choice`.
+    enum ToolChoice: Equatable {
+        case auto, none, required
+        case function(String)
+    }
+
     /// What the chat template gets besides the messages: the tools (none with `tool_choice` "none") and the reasoning
-    /// effort. Refuses what it cannot honour, naming the field.
-    func templateInputs() throws(APIError) -> (tools: [TemplateValue]?, extra: [String: TemplateValue]) {
+    /// effort; and the tool choice. Refuses what it cannot honour, naming the field.
+    func templateInputs() throws(APIError) -> (tools: [TemplateValue]?, extra: [String: TemplateValue], choice: ToolChoice) {
         var extra: [String: TemplateValue] = [:]
         if let effort = reasoningEffort {
             guard ["low", "medium", "high"].contains(effort) else {
@@ -101,17 +111,38 @@ struct ChatCompletionRequest: Decodable {
             }
             extra["reasoning_effort"] = .string(effort)
         }
+        var names: [String] = []
         for (i, tool) in (tools ?? []).enumerated() {
             guard tool["type"] == .string("function"), case .string(let name)? = tool["function"]?["name"], !name.isEmpty else {
                 throw .invalidRequest("'tools[\(i)]' must be {\"type\": \"function\", \"function\": {\"name\": …}}.", param: "tools")
             }
+            names.append(name)
         }
+        let given = tools?.isEmpty == false ? tools : nil
         switch toolChoice {
-        case nil, .string("auto")?: return (tools?.isEmpty == false ? tools : nil, extra)
-        case .string("none")?: return (nil, extra)
-        default:
-            throw .invalidRequest("'tool_choice' must be \"auto\" or \"none\" here: a required or named call needs constrained decoding, which this server does not do yet.",
-                                  param: "tool_choice")
+        case nil, .string("auto")?: return (given, extra, given == nil ? .none : .auto)
+        case .string("none")?: return (nil, extra, .none)
+        case .string("required")?:
+            guard given != nil else { throw .invalidRequest("'tool_choice' \"required\" needs 'tools'.", param: "tool_choice") }
+            return (given, extra, .required)
+        case let choice?:
+            guard choice["type"] == .string("function"), case .string(let name)? = choice["function"]?["name"] else {
+                throw .invalidRequest("'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}.",
+                                      param: "tool_choice")
+            }
+            guard names.contains(name) else {
+                throw .invalidRequest("'tool_choice' names the function '\(name)', which is not among 'tools'.", param: "tool_choice")
+            }
+            return (given, extra, .function(name))
+        }
+    }
+
+    /// The tools a required or named call may use, with their parameter schemas.
+    func callable(_ choice: ToolChoice) -> [ToolCallGrammar.Tool] {
+        (tools ?? []).compactMap { tool in
+            guard case .string(let name)? = tool["function"]?["name"] else { return nil }
+            if case .function(let only) = choice, only != name { return nil }
+            return ToolCallGrammar.Tool(name: name, parameters: tool["function"]?["parameters"])
         }
     }
 }

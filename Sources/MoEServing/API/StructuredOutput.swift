@@ -53,16 +53,19 @@ final class LazyTokenTrie: @unchecked Sendable {
     private var trie: TokenTrie?
     private let tokenizer: Tokenizer
     private let vocabSize: Int
+    private let specials: Set<String>
 
-    init(tokenizer: Tokenizer, vocabSize: Int) {
+    /// `specials`: special tokens to keep (a tool-call syntax's markers).
+    init(tokenizer: Tokenizer, vocabSize: Int, specials: Set<String> = []) {
         self.tokenizer = tokenizer
         self.vocabSize = vocabSize
+        self.specials = specials
     }
 
     var value: TokenTrie {
         lock.withLock {
             if let trie { return trie }
-            let made = TokenTrie(tokenizer: tokenizer, vocabSize: vocabSize)
+            let made = TokenTrie(tokenizer: tokenizer, vocabSize: vocabSize, specials: specials)
             trie = made
             return made
         }

@@ -23,20 +23,20 @@ final class ChoiceRun: @unchecked Sendable {
     let streams: [InferenceEngine.Stream]
     let tokenizer: Tokenizer
     let stopStrings: [String]
-    /// Read each choice as harmony (a gpt-oss chat).
-    let harmony: Bool
+    /// Reads each choice's text (harmony, or a family's tool calls); a fresh copy per choice.
+    let parser: (any ChatOutputParser)?
     /// Completions with `echo`: each choice starts with the prompt.
     let echo: (text: String, firstToken: Int)?
     private let lock = NSLock()
     private var current: [Result]
 
-    init(streams: [InferenceEngine.Stream], tokenizer: Tokenizer, stopStrings: [String], harmony: Bool = false,
+    init(streams: [InferenceEngine.Stream], tokenizer: Tokenizer, stopStrings: [String], parser: (any ChatOutputParser)? = nil,
          echo: (text: String, firstToken: Int)? = nil) {
         self.echo = echo
         self.streams = streams
         self.tokenizer = tokenizer
         self.stopStrings = stopStrings
-        self.harmony = harmony
+        self.parser = parser
         current = streams.indices.map { Result(index: $0) }
     }
 
@@ -50,7 +50,7 @@ final class ChoiceRun: @unchecked Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, stream) in streams.enumerated() {
                 group.addTask { [self] in
-                    let choice = ChoiceStream(index: i, stream: stream, tokenizer: tokenizer, stopStrings: stopStrings, harmony: harmony, echo: echo)
+                    let choice = ChoiceStream(index: i, stream: stream, tokenizer: tokenizer, stopStrings: stopStrings, parser: parser, echo: echo)
                     while let piece = await choice.next() {
                         update(i, choice) { r in
                             r.text += piece.text

@@ -2,8 +2,8 @@ import MoEModel
 import MoETokenizer
 
 /// One choice of a response as text: reads an engine stream, decodes tokens to complete characters, cuts at
-/// stop strings, and counts what the choice used. For a harmony model's chat (gpt-oss) the text is read as
-/// harmony: reasoning, content and tool calls apart (stop strings apply to the content).
+/// stop strings, and counts what the choice used. For a harmony model's chat (gpt-oss), or a chat with tools, the
+/// text goes through a `ChatOutputParser`: reasoning, content and tool calls apart (stop strings apply to the content).
 ///
 /// ```swift
 /// let choice = ChoiceStream(index: 0, stream: try engine.submit(request), tokenizer: tokenizer, stopStrings: ["\n"])
@@ -45,27 +45,27 @@ final class ChoiceStream {
     private(set) var done = false
     /// When the first generated token arrived.
     private(set) var firstTokenAt: ContinuousClock.Instant?
-    private var harmony: HarmonyParser?
+    private var parser: (any ChatOutputParser)?
     private var toolCalls = 0
     /// `echo`: the prompt's text and first token, sent as the first piece; its scores when the engine sends them.
     private let echo: (text: String, firstToken: Int)?
     private var promptScores: [TokenLogprob]?
 
-    /// `harmony`: read the text as harmony (its special tokens then stay in the decoded text, for the parser).
-    init(index: Int, stream: InferenceEngine.Stream, tokenizer: Tokenizer, stopStrings: [String], harmony: Bool = false,
+    /// `parser`: read the text through it (special tokens then stay in the decoded text: the parser's markers).
+    init(index: Int, stream: InferenceEngine.Stream, tokenizer: Tokenizer, stopStrings: [String], parser: (any ChatOutputParser)? = nil,
          echo: (text: String, firstToken: Int)? = nil) {
         self.echo = echo
         self.index = index
         self.stream = stream
         events = stream.events.makeAsyncIterator()
-        decoder = IncrementalDecoder(tokenizer: tokenizer, skipSpecialTokens: !harmony)
+        decoder = IncrementalDecoder(tokenizer: tokenizer, skipSpecialTokens: parser == nil)
         stops = StopStrings(stopStrings)
-        self.harmony = harmony ? HarmonyParser() : nil
+        self.parser = parser
     }
 
-    /// Decoded text as a piece: all of it content, or for harmony the parser's reasoning, content and calls.
+    /// Decoded text as a piece: all of it content, or the parser's reasoning, content and calls.
     private func split(_ decoded: String, last: Bool = false) -> Piece {
-        guard var parser = harmony else { return Piece(text: decoded, logprobs: []) }
+        guard var parser else { return Piece(text: decoded, logprobs: []) }
         var piece = Piece(text: "", logprobs: [])
         for event in parser.add(decoded) + (last ? parser.finish() : []) {
             switch event {
@@ -79,7 +79,7 @@ final class ChoiceStream {
                 else { piece.toolCalls.append(ToolCallDelta(index: toolCalls - 1, arguments: t)) }
             }
         }
-        harmony = parser
+        self.parser = parser
         return piece
     }
 
@@ -130,7 +130,8 @@ final class ChoiceStream {
                 piece.logprobs = logprobs
                 let (text, stopped) = stops.add(piece.text)
                 piece.text = text + stops.flush()
-                // A turn that ends on a call (harmony's <|call|> is a stop token) finishes with "tool_calls", as OpenAI's.
+                // A turn that ends on a call (harmony's <|call|> is a stop token, other families end the turn) finishes
+                // with "tool_calls", as OpenAI's.
                 return finish(stopped ? "stop" : toolCalls > 0 && reason == .stop ? "tool_calls" : reason.rawValue, piece)
             }
         }

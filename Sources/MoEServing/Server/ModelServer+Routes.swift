@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MoEGrammar
 import MoEModel
 import MoETokenizer
 import NIOCore
@@ -104,12 +105,20 @@ extension ModelServer {
         var plan: GenerationPlan
         var echo: (text: String, firstToken: Int)?
         let generation: GenerationFields
+        // The body as sent, objects in their order (decoding lost it): schemas and tools keep theirs.
+        let ordered = try? TemplateValue(decoding: Data(body.readableBytesView))
+        var parser: (any ChatOutputParser)?
+        var toolGrammar: Grammar?
         if chat {
-            let r = try decode(ChatCompletionRequest.self, body)
+            var r = try decode(ChatCompletionRequest.self, body)
             try checkModel(r.model)
             generation = r.generation
             guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
-            let (tools, extra) = try r.templateInputs()
+            if case .array(let tools)? = ordered?["tools"], tools.count == r.tools?.count { r.tools = tools }
+            let (tools, extra, choice) = try r.templateInputs()
+            let reading = try toolCalls(r, choice: choice)
+            parser = reading.parser
+            toolGrammar = reading.grammar
             plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer, tools: tools, extra: extra,
                                                                        atMost: engine.contextSize - 1),
                                       chat: true, model: model,
@@ -145,15 +154,19 @@ extension ModelServer {
         }
 
         // The schema as sent, its properties in their order (the decoded fields have lost it): the answer keeps it.
-        let responseFormat = generation.responseFormat == nil ? nil
-            : (try? TemplateValue(decoding: Data(body.readableBytesView)))?["response_format"] ?? generation.responseFormat
+        let responseFormat = generation.responseFormat == nil ? nil : ordered?["response_format"] ?? generation.responseFormat
         if let grammar = try StructuredOutput.grammar(responseFormat: responseFormat, grammar: generation.grammar) {
             if chat && harmony {
                 throw APIError.invalidRequest("Structured output is not supported for harmony models yet (their answer follows a reasoning channel).",
                                               param: generation.grammar != nil ? "grammar" : "response_format")
             }
+            if toolGrammar != nil {
+                throw APIError.invalidRequest("A required or named tool call cannot go with '\(generation.grammar != nil ? "grammar" : "response_format")'.",
+                                              param: "tool_choice")
+            }
             plan.constraint = StructuredOutput.constraints(grammar, trie: tokenTrie!.value, stopTokens: plan.stopTokens)
         }
+        if let toolGrammar { plan.constraint = StructuredOutput.constraints(toolGrammar, trie: toolTrie!.value, stopTokens: plan.stopTokens) }
 
         // The quota must cover the worst case of every choice: generation is capped by what is left today.
         if let left = try quota.remaining(keyHash: keyHash) {
@@ -181,7 +194,7 @@ extension ModelServer {
         }
         let shapes = ResponseShapes(id: ResponseShapes.newID(chat: chat), created: Int(Date().timeIntervalSince1970),
                                     model: modelID, tokenizer: tokenizer, chat: chat)
-        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, harmony: chat && harmony, echo: echo)
+        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, parser: parser, echo: echo)
         let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
                                  promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user)
         if plan.stream {
@@ -250,6 +263,38 @@ extension ModelServer {
         buffer.writeBytes(try jsonData(object))
         buffer.writeString("\n\n")
         return buffer
+    }
+
+    /// How a chat's answer is read (harmony, or the template's tool-call syntax when tools are offered) and, for
+    /// a required or named call, the grammar that makes the answer that call.
+    func toolCalls(_ r: ChatCompletionRequest, choice: ChatCompletionRequest.ToolChoice) throws -> (parser: (any ChatOutputParser)?, grammar: Grammar?) {
+        if harmony {
+            if choice == .required || (choice != .auto && choice != .none) {
+                throw APIError.invalidRequest("'tool_choice' must be \"auto\" or \"none\" for harmony models: a required or named call is not constrained in harmony yet.",
+                                              param: "tool_choice")
+            }
+            return (HarmonyParser(), nil)
+        }
+        guard choice != .none else { return (nil, nil) }
+        guard let format = toolFormat else {
+            guard choice == .auto else {
+                throw APIError.invalidRequest("This model's chat template has no tool-call syntax that the server knows, so a call cannot be required.",
+                                              param: "tool_choice")
+            }
+            return (nil, nil)
+        }
+        guard choice != .auto else { return (ToolCallParser(format: format), nil) }
+        let named: Bool
+        if case .function = choice { named = true } else { named = false }
+        let grammar: Grammar
+        do throws(GrammarError) {
+            let gbnf = try ToolCallGrammar.gbnf(format: format, tools: r.callable(choice), parallel: !named && r.parallelToolCalls != false,
+                                                template: tokenizer?.chatTemplate ?? "")
+            grammar = try GBNF.parse(gbnf)
+        } catch {
+            throw APIError.invalidRequest("'tools': \(error.message)", param: error.keyword == "tool_choice" ? "tool_choice" : "tools")
+        }
+        return (ToolCallParser(format: format), grammar)
     }
 
     // MARK: - Tokenizer endpoints

@@ -110,6 +110,10 @@ public final class ModelServer: Sendable {
     let harmony: Bool
     /// The tokenizer's tokens as bytes in a trie, for constrained decoding (made on its first request).
     let tokenTrie: LazyTokenTrie?
+    /// The syntax the chat template teaches for tool calls (nil: none known, or harmony, which reads its own).
+    let toolFormat: ToolCallParser.Format?
+    /// `tokenTrie` with the tool-call syntax's special marker tokens, for required and named calls.
+    let toolTrie: LazyTokenTrie?
     public let engine: InferenceEngine
     public let options: ServerOptions
     let ledger: UsageLedger
@@ -128,6 +132,8 @@ public final class ModelServer: Sendable {
         self.tokenizer = tokenizer
         harmony = tokenizer.map(HarmonyParser.isHarmony) ?? false
         tokenTrie = tokenizer.map { LazyTokenTrie(tokenizer: $0, vocabSize: model.config.vocabSize) }
+        toolFormat = harmony ? nil : tokenizer?.chatTemplate.flatMap(ToolCallParser.Format.detect)
+        toolTrie = tokenizer.map { LazyTokenTrie(tokenizer: $0, vocabSize: model.config.vocabSize, specials: ToolCallParser.markerTokens) }
         self.options = options
         modelID = URL(fileURLWithPath: model.directory).standardizedFileURL.lastPathComponent
         keys = try options.apiKeysFile.map { try APIKeys(contentsOfFile: $0) }
