@@ -9,7 +9,9 @@ Tests/MoEServingTests/StructuredOutputTests.swift against a tiny random model, o
 - `response_format` json_schema answers, for schemas covering objects, arrays, enums, nested required fields,
   string patterns and number bounds, validate with `jsonschema` (PyPI) — streamed and not;
 - `json_object` answers parse as JSON objects;
-- bad schemas are 400s naming `response_format`.
+- bad schemas are 400s naming `response_format`;
+- with `--tools` (a model whose template teaches a call syntax): a tool round trip — a required call, its result
+  sent back, the answer — streamed and not, and a named call.
 Prints one line per check; exits 1 on the first failure.
 """
 import argparse
@@ -65,6 +67,7 @@ def main():
     ap.add_argument("--base-url", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--prompts", type=int, default=50)
+    ap.add_argument("--tools", action="store_true")
     args = ap.parse_args()
     client = openai.OpenAI(base_url=args.base_url, api_key="none", max_retries=0, timeout=120)
 
@@ -113,7 +116,66 @@ def main():
         check(False, "an unsupported keyword is refused")
     except openai.BadRequestError as e:
         check(e.body.get("param") == "response_format" and "'not'" in e.body.get("message", ""), f"unsupported keyword: 400 ({e.body.get('message')})")
+    if args.tools:
+        tool_round_trip(client, args.model)
     print("all checks passed")
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 8}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "add", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}, "b": {"type": "integer", "minimum": 0, "maximum": 9}},
+        "required": ["a", "b"], "additionalProperties": False}}},
+]
+
+
+def tool_round_trip(client, model):
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    for stream in (False, True):
+        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+        kwargs = dict(model=model, messages=messages, tools=TOOLS, tool_choice="required", temperature=1, seed=3, max_tokens=400)
+        if stream:
+            calls, finish = {}, None
+            for chunk in client.chat.completions.create(stream=True, **kwargs):
+                for c in chunk.choices:
+                    finish = c.finish_reason or finish
+                    for d in c.delta.tool_calls or []:
+                        call = calls.setdefault(d.index, {"id": None, "name": "", "arguments": ""})
+                        call["id"] = d.id or call["id"]
+                        if d.function:
+                            call["name"] += d.function.name or ""
+                            call["arguments"] += d.function.arguments or ""
+            calls = [calls[i] for i in sorted(calls)]
+        else:
+            r = client.chat.completions.create(**kwargs)
+            finish = r.choices[0].finish_reason
+            calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments} for c in r.choices[0].message.tool_calls or []]
+        check(finish == "tool_calls" and calls, f"required call (stream={stream}): finish_reason tool_calls, {len(calls)} call(s)")
+        for call in calls:
+            jsonschema.validate(json.loads(call["arguments"]), schemas[call["name"]])
+        check(True, f"the calls' arguments validate against their tools' schemas (stream={stream})")
+        # The result goes back; the model answers (in text: tool_choice auto).
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]})
+        for c in calls:
+            messages.append({"role": "tool", "tool_call_id": c["id"], "content": "18 degrees, sunny"})
+        r = client.chat.completions.create(model=model, messages=messages, tools=TOOLS, temperature=0, max_tokens=8, stream=stream)
+        if stream:
+            for _ in r:
+                pass
+        check(True, f"the tool results are taken and answered (stream={stream})")
+    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "2 + 3?"}], tools=TOOLS,
+                                       tool_choice={"type": "function", "function": {"name": "add"}}, temperature=1, seed=1)
+    calls = r.choices[0].message.tool_calls
+    check(len(calls) == 1 and calls[0].function.name == "add", "a named call calls that function once")
+    try:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}], tools=TOOLS,
+                                       tool_choice={"type": "function", "function": {"name": "missing"}})
+        check(False, "a missing named tool is refused")
+    except openai.BadRequestError as e:
+        check(e.body.get("param") == "tool_choice", "a missing named tool: 400 naming tool_choice")
 
 
 if __name__ == "__main__":

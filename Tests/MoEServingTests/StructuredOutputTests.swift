@@ -100,17 +100,18 @@ import Testing
     }
 
     /// The official `openai` client (MOE_TEST_PYTHON, as CI sets it): `chat.completions.parse` with a Pydantic model
-    /// for 50 prompts at temperature 1, and json_schema answers validated by `jsonschema`, against a live server.
+    /// for 50 prompts at temperature 1, json_schema answers validated by `jsonschema`, and a tool round trip, against
+    /// a live server.
     @Test func officialClientParsesEveryAnswer() async throws {
         guard let python = ProcessInfo.processInfo.environment["MOE_TEST_PYTHON"], !python.isEmpty else { return }
-        let server = try R.server()
+        let server = try ToolCallServingTests.server()
         try await server.makeApplication().test(.live) { client in
             let port = try #require(client.port)
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("scripts/openai_structured_e2e.py").path
             let p = Process()
             p.executableURL = URL(fileURLWithPath: python)
-            p.arguments = [script, "--base-url", "http://127.0.0.1:\(port)/v1", "--model", "tiny-chat"]
+            p.arguments = [script, "--base-url", "http://127.0.0.1:\(port)/v1", "--model", "tiny-tools", "--tools"]
             let out = Pipe()
             p.standardOutput = out
             p.standardError = out
