@@ -104,30 +104,18 @@ extension ModelServer {
         }
         var plan: GenerationPlan
         var echo: (text: String, firstToken: Int)?
-        let generation: GenerationFields
+        var parser: (any ChatOutputParser)?
         // The body as sent, objects in their order (decoding lost it): schemas and tools keep theirs.
         let ordered = try? TemplateValue(decoding: Data(body.readableBytesView))
-        var parser: (any ChatOutputParser)?
-        var toolGrammar: Grammar?
         if chat {
             var r = try decode(ChatCompletionRequest.self, body)
             try checkModel(r.model)
-            generation = r.generation
-            guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
             if case .array(let tools)? = ordered?["tools"], tools.count == r.tools?.count { r.tools = tools }
-            let (tools, extra, choice) = try r.templateInputs()
-            let reading = try toolCalls(r, choice: choice)
-            parser = reading.parser
-            toolGrammar = reading.grammar
-            plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer, tools: tools, extra: extra,
-                                                                       atMost: engine.contextSize - 1),
-                                      chat: true, model: model,
-                                      context: engine.contextSize, maxTokensLimit: options.maxTokensLimit, stopTokens: stopTokens,
-                                      defaultMaxTokens: nil)
+            if let format = ordered?["response_format"] { r.generation.responseFormat = format }
+            (plan, parser) = try prepareChat(r, tokenizer: tokenizer)
         } else {
             let r = try decode(CompletionRequest.self, body)
             try checkModel(r.model)
-            generation = r.generation
             let prompt: [Int]
             switch r.prompt {
             case .text(let text):
@@ -151,11 +139,49 @@ extension ModelServer {
                 // The prompt as sent (ids decoded), as OpenAI and vLLM echo it.
                 if case .text(let text) = r.prompt { echo = (text, prompt[0]) } else { echo = (tokenizer.decode(prompt), prompt[0]) }
             }
+            var generation = r.generation
+            if let format = ordered?["response_format"] { generation.responseFormat = format }
+            try constrain(&plan, generation, chat: false)
         }
 
-        // The schema as sent, its properties in their order (the decoded fields have lost it): the answer keeps it.
-        let responseFormat = generation.responseFormat == nil ? nil : ordered?["response_format"] ?? generation.responseFormat
-        if let grammar = try StructuredOutput.grammar(responseFormat: responseFormat, grammar: generation.grammar) {
+        let (streams, reserved) = try submit(&plan, keyHash: keyHash)
+        let shapes = ResponseShapes(id: ResponseShapes.newID(chat: chat), created: Int(Date().timeIntervalSince1970),
+                                    model: modelID, tokenizer: tokenizer, chat: chat)
+        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, parser: parser, echo: echo)
+        let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
+                                 promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user)
+        if plan.stream {
+            let plan = plan
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                            body: ResponseBody { writer in
+                                try await self.stream(run, shapes: shapes, plan: plan, account: account, writer: &writer)
+                            })
+        }
+        let results = try await collect(run, account: account, context: context)
+        let usage: [String: Any]
+        do { usage = try await account.commit(results, status: 200) } catch { throw CommittedError(error: error) }
+        metrics.request(endpoint: endpoint.rawValue, status: 200)
+        do { return try json(shapes.body(choices: results, logprobs: plan.topLogprobs != nil, usage: usage)) } catch { throw CommittedError(error: error) }
+    }
+
+    /// A chat request as a plan (its messages through the template, its structured output or required tool call
+    /// as a constraint), and how its answer is read.
+    func prepareChat(_ r: ChatCompletionRequest, tokenizer: Tokenizer) throws -> (GenerationPlan, (any ChatOutputParser)?) {
+        guard !r.messages.isEmpty else { throw APIError.invalidRequest("'messages' must hold at least one message.", param: "messages") }
+        let (tools, extra, choice) = try r.templateInputs()
+        let reading = try toolCalls(r, choice: choice)
+        var plan = try GenerationPlan(r.generation, prompt: try render(r.messages, tokenizer, tools: tools, extra: extra,
+                                                                       atMost: engine.contextSize - 1),
+                                      chat: true, model: model,
+                                      context: engine.contextSize, maxTokensLimit: options.maxTokensLimit, stopTokens: stopTokens,
+                                      defaultMaxTokens: nil)
+        try constrain(&plan, r.generation, chat: true, toolGrammar: reading.grammar)
+        return (plan, reading.parser)
+    }
+
+    /// `response_format` / `grammar`, or a required tool call's grammar, as the plan's constraint.
+    func constrain(_ plan: inout GenerationPlan, _ generation: GenerationFields, chat: Bool, toolGrammar: Grammar? = nil) throws {
+        if let grammar = try StructuredOutput.grammar(responseFormat: generation.responseFormat, grammar: generation.grammar) {
             if chat && harmony {
                 throw APIError.invalidRequest("Structured output is not supported for harmony models yet (their answer follows a reasoning channel).",
                                               param: generation.grammar != nil ? "grammar" : "response_format")
@@ -167,7 +193,11 @@ extension ModelServer {
             plan.constraint = StructuredOutput.constraints(grammar, trie: tokenTrie!.value, stopTokens: plan.stopTokens)
         }
         if let toolGrammar { plan.constraint = StructuredOutput.constraints(toolGrammar, trie: toolTrie!.value, stopTokens: plan.stopTokens) }
+    }
 
+    /// Reserves the worst case against the key's quota (cutting generation to what is left today) and submits
+    /// every choice; on failure nothing stays reserved or running.
+    func submit(_ plan: inout GenerationPlan, keyHash: String) throws -> (streams: [InferenceEngine.Stream], reserved: Int) {
         // The quota must cover the worst case of every choice: generation is capped by what is left today.
         if let left = try quota.remaining(keyHash: keyHash) {
             let room = left / plan.choices - plan.prompt.count
@@ -192,21 +222,14 @@ extension ModelServer {
             case .invalid(let message): throw APIError.invalidRequest(message)
             }
         }
-        let shapes = ResponseShapes(id: ResponseShapes.newID(chat: chat), created: Int(Date().timeIntervalSince1970),
-                                    model: modelID, tokenizer: tokenizer, chat: chat)
-        let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, parser: parser, echo: echo)
-        let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
-                                 promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user)
-        if plan.stream {
-            let plan = plan
-            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-                            body: ResponseBody { writer in
-                                try await self.stream(run, shapes: shapes, plan: plan, account: account, writer: &writer)
-                            })
-        }
-        // A client that hangs up while its whole answer is computed: its choices stop at the next step, and the row
+        return (streams, reserved)
+    }
+
+    /// Runs every choice to its end. A client that hangs up while its whole answer is computed: its choices stop at the next step, and the row
         // says `cancelled` with what was used. (Streaming notices through its failed writes.)
         // Polled rather than a closeFuture callback: those would pile up on a keep-alive connection, one per request.
+    func collect(_ run: ChoiceRun, account: Accounting, context: ServerContext) async throws -> [ChoiceRun.Result] {
+        let streams = run.streams
         let hungUp = HangUp()
         let channel = context.channel
         // A connection already closed here hung up before the handler ran: that too cancels at once.
@@ -227,10 +250,7 @@ extension ModelServer {
             do { _ = try await account.commit(results, status: 499) } catch { throw CommittedError(error: error) }
             throw CommittedError(error: APIError(status: 499, message: "The client closed the connection.", type: "invalid_request_error"))
         }
-        let usage: [String: Any]
-        do { usage = try await account.commit(results, status: 200) } catch { throw CommittedError(error: error) }
-        metrics.request(endpoint: endpoint.rawValue, status: 200)
-        do { return try json(shapes.body(choices: results, logprobs: plan.topLogprobs != nil, usage: usage)) } catch { throw CommittedError(error: error) }
+        return results
     }
 
     /// Server-sent events: one chunk per piece of text, the finish reason on each choice's last chunk, the
