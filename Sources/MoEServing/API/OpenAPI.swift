@@ -170,6 +170,32 @@ enum OpenAPI {
                            "500": { "$ref": "#/components/responses/Error" } }
           }
         },
+        "/v1/responses": {
+          "post": {
+            "summary": "OpenAI's Responses API: input text or items (messages, function calls and their outputs), instructions, previous_response_id, tools, text.format; streamed as typed events.",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["model", "input"],
+              "properties": { "model": { "type": "string", "enum": "$MODEL_IDS" },
+                              "input": { "oneOf": [{ "type": "string" }, { "type": "array", "items": { "type": "object" } }] },
+                              "instructions": { "type": "string" }, "max_output_tokens": { "type": "integer", "minimum": 1 },
+                              "temperature": { "type": "number", "minimum": 0, "maximum": 2 }, "stream": { "type": "boolean" },
+                              "previous_response_id": { "type": "string" }, "store": { "type": "boolean" },
+                              "tools": { "type": "array", "items": { "type": "object" } }, "text": { "type": "object" } } } } } },
+            "responses": { "200": { "description": "A response object.", "content": { "application/json": { "schema": { "type": "object",
+                             "required": ["id", "object", "created_at", "model", "status", "output"],
+                             "properties": { "id": { "type": "string" }, "object": { "const": "response" }, "output": { "type": "array" } } } } } },
+                           "400": { "$ref": "#/components/responses/Error" }, "401": { "$ref": "#/components/responses/Error" },
+                           "413": { "$ref": "#/components/responses/Error" }, "429": { "$ref": "#/components/responses/Error" },
+                           "500": { "$ref": "#/components/responses/Error" } }
+          }
+        },
+        "/v1/responses/{id}": {
+          "get": {
+            "summary": "A stored response (the last 256 kept in memory, for the key that made it).",
+            "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": { "200": { "description": "The response object.", "content": { "application/json": { "schema": { "type": "object" } } } },
+                           "401": { "$ref": "#/components/responses/Error" }, "404": { "$ref": "#/components/responses/Error" } }
+          }
+        },
         "/v1/models": {
           "get": {
             "summary": "The served model.",

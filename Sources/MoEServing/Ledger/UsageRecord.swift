@@ -14,6 +14,7 @@ public struct UsageRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
     public enum Endpoint: String, Sendable, Codable {
         case chatCompletions = "chat.completions"
         case completions
+        case responses
     }
 
     public enum FinishReason: String, Sendable, Codable {

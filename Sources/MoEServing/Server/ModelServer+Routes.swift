@@ -55,6 +55,8 @@ extension ModelServer {
         }
         router.post("/v1/chat/completions") { request, context in try await self.completions(request, chat: true, context: context) }
         router.post("/v1/completions") { request, context in try await self.completions(request, chat: false, context: context) }
+        router.post("/v1/responses") { request, context in try await self.responses(request, context: context) }
+        router.get("/v1/responses/:id") { request, context in try self.storedResponse(request, context: context) }
         router.post("/tokenize") { request, _ in try await self.tokenize(request) }
         router.post("/detokenize") { request, _ in try await self.detokenize(request) }
         return router
@@ -67,18 +69,26 @@ extension ModelServer {
 
     // MARK: - Completions
 
-    /// Both completion endpoints. Every request that reaches them is a ledger row: answered ones from
-    /// `answer`, refused or failed ones (no tokens, cost 0, their status) here.
+    /// Both completion endpoints.
     func completions(_ request: Request, chat: Bool, context: ServerContext) async throws -> Response {
+        try await metered(request, endpoint: chat ? .chatCompletions : .completions, context: context) { keyHash, start in
+            try await self.answer(request, chat: chat, endpoint: chat ? .chatCompletions : .completions, keyHash: keyHash, start: start,
+                                  context: context)
+        }
+    }
+
+    /// A generating endpoint's key, rate limit and ledger: every request that reaches it is a ledger row — answered
+    /// ones from `answer` (through `Accounting`), refused or failed ones (no tokens, cost 0, their status) here.
+    func metered(_ request: Request, endpoint: UsageRecord.Endpoint, context: ServerContext,
+                 _ answer: (_ keyHash: String, _ start: ContinuousClock.Instant) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
-        let endpoint: UsageRecord.Endpoint = chat ? .chatCompletions : .completions
         var keyHash = UsageLedger.unauthenticatedKeyHash
         do {
             keyHash = try authorize(request)
             if let limiter = rateLimiter, let wait = limiter.take(keyHash: keyHash) {
                 throw APIError.rateLimited(perMinute: limiter.perMinute, retryAfter: wait)
             }
-            return try await answer(request, chat: chat, endpoint: endpoint, keyHash: keyHash, start: start, context: context)
+            return try await answer(keyHash, start)
         } catch let error as CommittedError {
             throw error.error
         } catch {
@@ -481,6 +491,7 @@ struct OpenAIErrorMiddleware: RouterMiddleware {
         switch request.uri.path {
         case "/v1/chat/completions": metrics.request(endpoint: "chat.completions", status: error.status)
         case "/v1/completions": metrics.request(endpoint: "completions", status: error.status)
+        case "/v1/responses": metrics.request(endpoint: "responses", status: error.status)
         default: break
         }
         var headers: HTTPFields = [.contentType: "application/json", Self.requestIDHeader: context.requestID]

@@ -114,6 +114,8 @@ public final class ModelServer: Sendable {
     let toolFormat: ToolCallParser.Format?
     /// `tokenTrie` with the tool-call syntax's special marker tokens, for required and named calls.
     let toolTrie: LazyTokenTrie?
+    /// The last responses of `/v1/responses`, for `previous_response_id`.
+    let responseStore = ResponseStore()
     public let engine: InferenceEngine
     public let options: ServerOptions
     let ledger: UsageLedger
