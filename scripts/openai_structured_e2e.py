@@ -10,6 +10,9 @@ Tests/MoEServingTests/StructuredOutputTests.swift against a tiny random model, o
   string patterns and number bounds, validate with `jsonschema` (PyPI) — streamed and not;
 - `json_object` answers parse as JSON objects;
 - bad schemas are 400s naming `response_format`;
+- the Responses API: `responses.create` (instructions, usage, previous_response_id), `responses.retrieve`,
+  `responses.stream` (typed events whose deltas make the final text), `responses.parse(text_format=…)`, and with
+  `--tools` a function call whose output is sent back;
 - with `--tools` (a model whose template teaches a call syntax): a tool round trip — a required call, its result
   sent back, the answer — streamed and not, and a named call.
 Prints one line per check; exits 1 on the first failure.
@@ -116,9 +119,40 @@ def main():
         check(False, "an unsupported keyword is refused")
     except openai.BadRequestError as e:
         check(e.body.get("param") == "response_format" and "'not'" in e.body.get("message", ""), f"unsupported keyword: 400 ({e.body.get('message')})")
+    responses_api(client, args.model, args.tools)
     if args.tools:
         tool_round_trip(client, args.model)
     print("all checks passed")
+
+
+def responses_api(client, model, tools):
+    r = client.responses.create(model=model, input="Hello", instructions="Be brief.", max_output_tokens=6, temperature=0)
+    check(r.object == "response" and r.id.startswith("resp_") and isinstance(r.output_text, str), "responses.create: a response with output_text")
+    check(r.usage.output_tokens == 6 and r.status == "incomplete", f"responses usage and status ({r.usage.output_tokens} tokens, {r.status})")
+    follow = client.responses.create(model=model, input="And then?", previous_response_id=r.id, max_output_tokens=3)
+    check(follow.usage.input_tokens > r.usage.input_tokens, "previous_response_id continues the conversation")
+    check(client.responses.retrieve(r.id).id == r.id, "responses.retrieve")
+    plain = client.responses.create(model=model, input="Hello", max_output_tokens=6, temperature=0)
+    text, kinds = "", []
+    with client.responses.stream(model=model, input="Hello", max_output_tokens=6, temperature=0) as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                text += event.delta
+        final = stream.get_final_response()
+    check(kinds[0] == "response.created" and kinds[-1] in ("response.completed", "response.incomplete") and text == final.output_text == plain.output_text,
+          "responses streamed: typed events, the deltas are the final text (and greedy equals the unstreamed answer)")
+    parsed = client.responses.parse(model=model, input="A pet.", text_format=Pet, temperature=1, max_output_tokens=100)
+    check(isinstance(parsed.output_parsed, Pet), f"responses.parse(text_format=Pet) -> {parsed.output_parsed!r}")
+    if tools:
+        flat = [{"type": "function", "name": t["function"]["name"], "parameters": t["function"]["parameters"]} for t in TOOLS]
+        r = client.responses.create(model=model, input="2 + 3?", tools=flat, tool_choice={"type": "function", "name": "add"}, temperature=1)
+        calls = [o for o in r.output if o.type == "function_call"]
+        check(len(calls) == 1 and calls[0].name == "add", "responses: a named function call")
+        jsonschema.validate(json.loads(calls[0].arguments), TOOLS[1]["function"]["parameters"])
+        answer = client.responses.create(model=model, previous_response_id=r.id, tools=flat, max_output_tokens=4,
+                                          input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "5"}])
+        check(answer.output[0].type == "message", "responses: the function's output is answered")
 
 
 TOOLS = [

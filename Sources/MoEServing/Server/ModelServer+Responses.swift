@@ -76,8 +76,9 @@ extension ModelServer {
                                 let usage = try await account.commit(results, status: 200)
                                 let object = finished(results[0], output: events.items, adding: ResponsesAPI.output(results[0], ids: &events.ids).messages,
                                                       usage: usage)
-                                try await events.send(object["status"] as? String == "incomplete" ? "response.incomplete" : "response.completed",
-                                                      ["response": object])
+                                // Always "response.completed" (its response says "incomplete" when it is): the official
+                                // client's stream helper waits for that event (vLLM does the same).
+                                try await events.send("response.completed", ["response": object])
                                 try await writer.finish(nil)
                                 self.metrics.request(endpoint: "responses", status: 200)
                             })
