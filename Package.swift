@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoEFormatsTests", dependencies: ["MoEFormats", "MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"], swiftSettings: checked),
-        .testTarget(name: "MoEGrammarTests", dependencies: ["MoEGrammar", "MoETokenizer"], swiftSettings: checked),
+        .testTarget(name: "MoEGrammarTests", dependencies: ["MoEGrammar", "MoETokenizer", "MoEModel"], swiftSettings: checked),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoEFormats", "MoEKernels"], swiftSettings: checked),
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETraining", "MoEModel", "MoEFormats", "MoEKernels", "MoETokenizer"],
                     swiftSettings: checked),

@@ -1,4 +1,5 @@
 import Foundation
+import MoEModel
 import MoETokenizer
 import Testing
 @testable import MoEGrammar
@@ -9,11 +10,11 @@ struct GrammarSampler {
     let grammar: Grammar
     /// The fewest characters each rule can produce.
     private var shortest: [Int]
-    var rng: Xoshiro
+    var rng: Xoshiro256StarStar
 
     init(_ grammar: Grammar, seed: UInt64) {
         self.grammar = grammar
-        rng = Xoshiro(seed: seed)
+        rng = Xoshiro256StarStar(seed: seed)
         var s = [Int](repeating: Int.max / 4, count: grammar.ruleCount)
         var changed = true
         while changed {
@@ -78,18 +79,6 @@ struct GrammarSampler {
             return candidates[(first + k) % candidates.count]
         }
         return "?"
-    }
-}
-
-struct Xoshiro {
-    var s: UInt64
-    init(seed: UInt64) { s = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        s &+= 0x9E37_79B9_7F4A_7C15
-        var z = s
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

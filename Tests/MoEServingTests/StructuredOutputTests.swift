@@ -107,18 +107,9 @@ import Testing
         let server = try ToolCallServingTests.server()
         try await server.makeApplication().test(.live) { client in
             let port = try #require(client.port)
-            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().appendingPathComponent("scripts/openai_structured_e2e.py").path
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: python)
-            p.arguments = [script, "--base-url", "http://127.0.0.1:\(port)/v1", "--model", "tiny-tools", "--tools"]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0 && log.contains("all checks passed"), "\(log)")
+            let (status, log) = try await runScript(python, "openai_structured_e2e.py",
+                                              ["--base-url", "http://127.0.0.1:\(port)/v1", "--model", "tiny-tools", "--tools"])
+            #expect(status == 0 && log.contains("all checks passed"), "\(log)")
         }
     }
 }

@@ -64,3 +64,29 @@ enum TestModel {
         FileManager.default.temporaryDirectory.appendingPathComponent("moe-ledger-\(UUID().uuidString).sqlite").path
     }
 }
+
+/// Runs one of the repository's Python scripts (`scripts/NAME`) with `python`; its exit status and its output.
+/// Waits on a thread of its own: a script that talks to an in-process server must not hold one of the few threads
+/// of Swift's cooperative pool (two such tests at once on two cores would starve the server they call).
+func runScript(_ python: String, _ name: String, _ arguments: [String]) async throws -> (status: Int32, log: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            do { continuation.resume(returning: try runScriptWaiting(python, name, arguments)) } catch { continuation.resume(throwing: error) }
+        }.start()
+    }
+}
+
+private func runScriptWaiting(_ python: String, _ name: String, _ arguments: [String]) throws -> (status: Int32, log: String) {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("scripts/" + name).path
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: python)
+    p.arguments = [script] + arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, log)
+}

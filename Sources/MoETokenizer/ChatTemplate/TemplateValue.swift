@@ -203,21 +203,9 @@ extension TemplateValue {
         case .int(let i): return String(i)
         case .double(let d): return d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : d.isFinite ? "\(d)" : "null"
         case .string(let s):
-            var out = "\""
-            for c in s.unicodeScalars {
-                switch c {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\t": out += "\\t"
-                case "\r": out += "\\r"
-                case _ where c.value < 0x20:
-                    let h = String(c.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                default: out.unicodeScalars.append(c)
-                }
-            }
-            return out + "\""
+            var out = ""
+            JPy.jsonString(s, into: &out)
+            return out
         case .array(let items): return "[" + items.map(\.compactJSON).joined(separator: ",") + "]"
         case .object(let entries): return "{" + entries.map { TemplateValue.string($0.key).compactJSON + ":" + $0.value.compactJSON }.joined(separator: ",") + "}"
         }
