@@ -13,7 +13,9 @@ struct Eval: ParsableCommand {
             (--window tokens; each window's first token is context only). --tasks FILE.jsonl: one \
             {"prompt": text or [messages], "answer": …, "answer_regex"?: …} per line; each prompt is completed \
             greedily (up to --max-tokens) and the answer is read from the completion as an answer_regex's first \
-            group, GSM8K's "#### N", or else its final number; numbers compare by value. The last line is \
+            group, GSM8K's "#### N", or else its final number; numbers compare by value. --choices FILE.jsonl: \
+            {"question", "choices", "answer": index} per line, each choice scored by the log-likelihood of " " + \
+            choice after the question, as lm-evaluation-harness does ("accuracy", "accuracy_norm"). The last line is \
             JSON ({"perplexity", "bits_per_byte", …} or {"accuracy", "correct", "total", …}). With --reference MODEL \
             (--text): also "reference_perplexity", "kl_divergence" (mean KL(reference ‖ model), nats), \
             "kl_divergence_p99" and "top1_agreement".
@@ -24,6 +26,8 @@ struct Eval: ParsableCommand {
     @Option(help: "With --text: a reference model (e.g. the f32 model a quantised file came from) to compare each token's distribution with: KL divergence (mean, 99th percentile) and top-1 agreement, as llama.cpp's perplexity --kl-divergence.")
     var reference: String?
     @Option(help: "A JSONL file of {\"prompt\", \"answer\"} tasks.") var tasks: String?
+    @Option(help: "A JSONL file of multiple-choice items {\"question\", \"choices\": [...], \"answer\": index}, scored by log-likelihood as lm-evaluation-harness scores them.")
+    var choices: String?
     @Option(help: "Tokens per scoring window (--text).") var window: Int = 512
     @Option(help: "With --text: run each window this many tokens per forward pass, as decode (1) or batched serving does, to score that path (default: the whole window at once, as prefill).")
     var step: Int?
@@ -34,7 +38,7 @@ struct Eval: ParsableCommand {
     var stop: [String] = []
 
     func validate() throws {
-        if (text == nil) == (tasks == nil) { throw ValidationError("give exactly one of --text and --tasks") }
+        if [text, tasks, choices].compactMap({ $0 }).count != 1 { throw ValidationError("give exactly one of --text, --tasks and --choices") }
         if window < 2 || maxTokens < 1 || (limit ?? 1) < 1 { throw ValidationError("--window must be at least 2, --max-tokens and --limit positive") }
         if reference != nil && text == nil { throw ValidationError("--reference needs --text") }
         if let step, step < 1 { throw ValidationError("--step must be at least 1") }
@@ -65,6 +69,15 @@ struct Eval: ParsableCommand {
                 printError(String(format: "vs reference (perplexity %.3f): KL divergence mean %.6f, p99 %.6f nats; top-1 agreement %.2f%%",
                                   ref, kl, p99, 100 * top1))
             }
+            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+        } else if let choices {
+            var items = try Evaluation.choiceItems(path: choices)
+            if let limit { items = Array(items.prefix(limit)) }
+            let bar = ProgressBar(label: "eval", unit: .items)
+            let r = try Evaluation.choices(transformer, tokenizer: tokenizer, items: items) { bar.update(done: $0, total: $1) }
+            bar.finish()
+            printError(String(format: "accuracy %.1f%% (%d of %d), per-character normalised %.1f%%", 100 * r.accuracy, r.correct, r.total,
+                              100 * r.accuracyNorm))
             print(String(decoding: try encoder.encode(r), as: UTF8.self))
         } else if let tasks {
             var all = try Evaluation.tasks(path: tasks)

@@ -3,6 +3,7 @@ import GRDB
 import Hummingbird
 import HummingbirdTesting
 import MoEModel
+import MoETraining
 import Testing
 @testable import MoEServing
 
@@ -143,5 +144,34 @@ import Testing
             try String?.fetchAll(db, sql: "SELECT user FROM requests ORDER BY id")
         }
         #expect(users == [nil, "user-42", nil])
+    }
+}
+
+/// `moe eval --choices` (the model's own forward pass) and the server's echoed prompt log-probs (the engine's
+/// prefill) give each choice the same log-likelihood: what lm-evaluation-harness reads through the API.
+@Suite struct ChoiceScoringTests {
+    @Test func choiceLoglikelihoodsEqualEchoedLogprobs() async throws {
+        let tokenizer = try TestModel.tokenizer()
+        // A trailing space on the context moves to the continuation, as lm-eval splits them.
+        let item = Evaluation.ChoiceItem(context: "The quick brown ", choices: ["fox jumps", "dog", "Ünïcödé"], answer: 0)
+        let direct = try Evaluation.choices(try TestModel.transformer(), tokenizer: tokenizer, items: [item])
+        let server = try ServingRouterTests.server()
+        try await server.makeApplication().test(.router) { client in
+            for (choice, expected) in zip(item.choices, direct.loglikelihoods[0]) {
+                let context = tokenizer.encode("The quick brown", addSpecialTokens: false)
+                // lm-eval's request: (context, " " + choice), the context's trailing space moved after it.
+                let whole = tokenizer.encode("The quick brown" + "  " + choice, addSpecialTokens: false)
+                let body: [String: Any] = ["model": "tiny-chat", "prompt": [whole], "max_tokens": 1, "echo": true, "logprobs": 1, "temperature": 0]
+                try await client.execute(uri: "/v1/completions", method: .post, headers: ServingRouterTests.json,
+                                         body: ServingRouterTests.body(body)) { r in
+                    let lp = try #require((try ServingRouterTests.object(r)["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any])
+                    let values = try #require(lp["token_logprobs"] as? [Any])
+                    // lm-eval: token_logprobs[ctxlen:-1] (the last one is the generated token's).
+                    let served = values[context.count..<(values.count - 1)].compactMap { $0 as? Double }.reduce(0, +)
+                    #expect(abs(served - expected) < 1e-3, "\(choice): \(served) vs \(expected)")
+                }
+            }
+        }
+        #expect(direct.total == 1 && direct.loglikelihoods[0].count == 3)
     }
 }
