@@ -138,11 +138,10 @@ public final class GrammarConstraint: LogitsConstraint, @unchecked Sendable {
     /// grammar is complete; ids beyond the tokenizer's vocabulary never).
     public func apply(_ logits: UnsafeMutablePointer<Float>, count: Int) {
         let mask = shared.mask(state)
-        let accepting = accepts
-        for i in 0..<count {
-            let allowed = i < mask.count ? mask[i] : false
-            if !allowed && !(accepting && stopTokens.contains(i)) { logits[i] = -.infinity }
-        }
+        // Stop tokens' logits are put back after the mask where the text may end (no set lookup per token).
+        let kept = accepts ? stopTokens.filter { $0 >= 0 && $0 < count }.map { ($0, logits[$0]) } : []
+        for i in 0..<count where !(i < mask.count && mask[i]) { logits[i] = -.infinity }
+        for (i, v) in kept { logits[i] = v }
     }
 
     /// Whether `token` may come next.

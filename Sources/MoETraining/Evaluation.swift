@@ -121,13 +121,9 @@ public enum Evaluation {
     /// Reads `{"prompt": text or [messages], "answer": …, "answer_regex"?: …}` per line (`requireAnswer: false`:
     /// prompts alone, as PPO takes them).
     public static func tasks(path: String, requireAnswer: Bool = true) throws -> [Task] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw DataError.fileNotFound(path)
-        }
         var out: [Task] = []
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.allSatisfy(\.isWhitespace) {
-            func bad(_ why: String) -> DataError { .malformedLine(path: path, line: i + 1, reason: why) }
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw bad("not a JSON object") }
+        for (line, object) in try jsonObjects(path: path) {
+            func bad(_ why: String) -> DataError { .malformedLine(path: path, line: line, reason: why) }
             let answer: String
             switch object["answer"] {
             case let s as String: answer = s
@@ -148,6 +144,22 @@ public enum Evaluation {
             out.append(task)
         }
         if out.isEmpty { throw TrainingError.badArgument("no prompts in \(path)") }
+        return out
+    }
+
+    /// The objects of a JSONL file with their line numbers (blank lines skipped; a line that is no object is an
+    /// error naming it).
+    static func jsonObjects(path: String) throws -> [(line: Int, object: [String: Any])] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw DataError.fileNotFound(path)
+        }
+        var out: [(line: Int, object: [String: Any])] = []
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.allSatisfy(\.isWhitespace) {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw DataError.malformedLine(path: path, line: i + 1, reason: "not a JSON object")
+            }
+            out.append((i + 1, object))
+        }
         return out
     }
 

@@ -35,13 +35,9 @@ extension Evaluation {
 
     /// Reads `{"question" (or "context"), "choices": [text…], "answer": index}` per line.
     public static func choiceItems(path: String) throws -> [ChoiceItem] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw DataError.fileNotFound(path)
-        }
         var out: [ChoiceItem] = []
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.allSatisfy(\.isWhitespace) {
-            func bad(_ why: String) -> DataError { .malformedLine(path: path, line: i + 1, reason: why) }
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw bad("not a JSON object") }
+        for (line, o) in try jsonObjects(path: path) {
+            func bad(_ why: String) -> DataError { .malformedLine(path: path, line: line, reason: why) }
             guard let context = o["question"] as? String ?? o["context"] as? String else { throw bad("no \"question\" (or \"context\") string") }
             guard let choices = o["choices"] as? [String], choices.count >= 2 else { throw bad("\"choices\" must be at least two strings") }
             guard let answer = o["answer"] as? Int, choices.indices.contains(answer) else { throw bad("\"answer\" must be the index of a choice") }
