@@ -11,12 +11,15 @@ public struct SequenceChunk {
     /// Whether the pass returns the logits after every token of the chunk (drafts being verified), not only the
     /// last.
     public var logitsForAll: Bool
+    /// The experts this sequence's tokens may spend (nil: the model's `expertBudget`).
+    public var expertBudget: ExpertBudget?
 
-    public init(tokens: [Int], cache: KVCache, wantsLogits: Bool = true, logitsForAll: Bool = false) {
+    public init(tokens: [Int], cache: KVCache, wantsLogits: Bool = true, logitsForAll: Bool = false, expertBudget: ExpertBudget? = nil) {
         self.tokens = tokens
         self.cache = cache
         self.wantsLogits = wantsLogits
         self.logitsForAll = logitsForAll
+        self.expertBudget = expertBudget
     }
 }
 

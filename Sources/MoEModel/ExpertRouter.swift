@@ -59,7 +59,8 @@ public struct ExpertRouter: @unchecked Sendable {
     }
 
     /// Chooses experts for T tokens from their logits [T, experts] (overwritten: they become the scores), then
-    /// groups the (token, choice) entries by expert (a counting sort) in `routing`.
+    /// groups the (token, choice) entries by expert (a counting sort) in `routing`. With `routing.budgets` (one per
+    /// token), the entries a token's budget drops get expert −1 and weight 0 and join no group.
     func route(_ logits: UnsafeMutablePointer<Float>, tokens T: Int, routing: inout Routing) {
         let count = experts, k = topK
         if routing.chosen.count < T * k {
@@ -71,6 +72,7 @@ public struct ExpertRouter: @unchecked Sendable {
         if routing.choice.count != count { routing.choice = .init(repeating: 0, count: count) }
         if routing.groupScores.count != layout.groups { routing.groupScores = .init(repeating: 0, count: layout.groups) }
         for e in 0...count { routing.offsets[e] = 0 }
+        routing.entries = 0
         let scale = Float(layout.scale)
         if routing.topScores.count < k { routing.topScores = .init(repeating: 0, count: k); routing.topExperts = .init(repeating: 0, count: k) }
         // Moved out for the loop (and back after): no second reference, so no copy on write.
@@ -101,13 +103,23 @@ public struct ExpertRouter: @unchecked Sendable {
                     routing.weights[t * k + j] = s[e]
                     sum += s[e]
                 }
-                for j in 0..<k {
+                // A budget keeps the first n; the kept carry the mass of all k (`ExpertBudget`).
+                let n = routing.budgets.isEmpty ? k : routing.weights.withUnsafeBufferPointer { routing.budgets[t].kept($0.baseAddress! + t * k, k: k) }
+                var keptSum = sum, carry: Float = 1
+                if n < k {
+                    keptSum = 0
+                    for j in 0..<n { keptSum += routing.weights[t * k + j] }
+                    if !normTopKProb && keptSum > 0 { carry = sum / keptSum }
+                    for j in n..<k { routing.chosen[t * k + j] = -1; routing.weights[t * k + j] = 0 }
+                }
+                for j in 0..<n {
                     var weight = routing.weights[t * k + j]
-                    if normTopKProb { weight /= sum + 1e-20 }
+                    if normTopKProb { weight /= keptSum + 1e-20 } else if n < k { weight *= carry }
                     routing.weights[t * k + j] = weight * scale
                 }
+                routing.entries += n
             }
-            for j in 0..<k { routing.offsets[Int(routing.chosen[t * k + j]) + 1] += 1 }
+            for j in 0..<k where routing.chosen[t * k + j] >= 0 { routing.offsets[Int(routing.chosen[t * k + j]) + 1] += 1 }
         }
         } }
         routing.hit.removeAll(keepingCapacity: true)
@@ -116,7 +128,7 @@ public struct ExpertRouter: @unchecked Sendable {
             routing.offsets[e + 1] += routing.offsets[e]
         }
         // Place each entry at its expert's next free slot (offsets[e] advances, then is restored).
-        for entry in 0..<(T * k) {
+        for entry in 0..<(T * k) where routing.chosen[entry] >= 0 {
             let e = Int(routing.chosen[entry])
             routing.order[routing.offsets[e]] = Int32(entry)
             routing.offsets[e] += 1

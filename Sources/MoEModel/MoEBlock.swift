@@ -75,7 +75,7 @@ public struct MoEBlock: @unchecked Sendable {
         let routing = ws.routing
 
         // Gather every (token, choice) row in expert order: expert e owns rows offsets[e] ..< offsets[e+1].
-        let entries = T * k
+        let entries = routing.entries
         let width = experts[0].width
         let input = ws.expertInput.reserve(entries * hidden)
         let gate = ws.gate.reserve(entries * width), up = ws.up.reserve(entries * width)

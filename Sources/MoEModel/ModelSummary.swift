@@ -11,6 +11,10 @@ public struct ModelSummary: Sendable {
     /// Bytes of weights read to decode one token: one embedding row, attention, norms, routers, the k chosen
     /// experts (+ shared), and the LM head.
     public var bytesPerToken = 0
+    /// The part of `bytesPerToken` that is routed experts: the k chosen in every MoE layer.
+    public var expertBytesPerToken = 0
+    /// Bytes of one routed expert's three matrices, summed over the MoE layers (all of a layer's experts are alike).
+    public var bytesPerExpertAcrossLayers = 0
     public var weightBytes = 0
     public var kvCacheBytes = 0
     public var moeLayers = 0
@@ -60,6 +64,8 @@ public struct ModelSummary: Sendable {
                     let per = [e.gate, e.up, e.down].map(size)
                     activeParameters += block.topK * per.reduce(0) { $0 + $1.params }
                     bytesPerToken += block.topK * per.reduce(0) { $0 + $1.bytes }
+                    expertBytesPerToken += block.topK * per.reduce(0) { $0 + $1.bytes }
+                    bytesPerExpertAcrossLayers += per.reduce(0) { $0 + $1.bytes }
                 }
                 if let s = block.sharedExpert { addMLP(s, active: true) }
                 addVector(block.sharedExpertGate)

@@ -36,6 +36,10 @@ public final class Transformer: @unchecked Sendable {
     let cacheIndex: [Int]
     public let pool: WorkerPool
     let ws = Workspace()
+    /// The experts each token may spend, for every pass whose chunk names none (`validateBudget` first).
+    public var expertBudget = ExpertBudget.full
+    /// Told each MoE layer's choices in every pass (`moe route`); nil: nobody listens.
+    public var routingObserver: (any RoutingObserver)?
 
     /// Which positions' logits a forward pass returns.
     public enum LogitsRows: Sendable { case all, last, none }
@@ -103,6 +107,18 @@ public final class Transformer: @unchecked Sendable {
                                    windowLayers: windowLayers, window: windows.first ?? 0, windowWidth: kvWidth)
         recurrentShape = shape.floats > 0 ? shape : nil
         pool = WorkerPool(threads: max(1, threads))
+    }
+
+    /// The number of experts each token chooses (`num_experts_per_tok`; the largest over the layers), 0 for a dense model.
+    public var expertsPerToken: Int {
+        layers.map { if case .moe(let block) = $0.feedForward { block.topK } else { 0 } }.max() ?? 0
+    }
+
+    /// Refuses a budget this model cannot spend: none for a dense model, K between 1 and its top-k.
+    public func validateBudget(_ budget: ExpertBudget) throws {
+        guard !budget.isFull else { return }
+        guard expertsPerToken > 0 else { throw ModelError.badInput("an expert budget needs a mixture-of-experts model; this one is dense") }
+        try budget.validate(topK: expertsPerToken)
     }
 
     /// The context length: positions the model was configured for.
@@ -185,8 +201,16 @@ public final class Transformer: @unchecked Sendable {
             }
         }
         input?(h)
+        // Each row's expert budget; none at all in the common case of every row spending its k.
+        ws.routing.budgets.removeAll(keepingCapacity: true)
+        if !expertBudget.isFull || chunks.contains(where: { !($0.expertBudget?.isFull ?? true) }) {
+            for chunk in chunks {
+                let budget = chunk.expertBudget ?? expertBudget
+                for _ in chunk.tokens { ws.routing.budgets.append(budget) }
+            }
+        }
         let cacheIndex = layers == nil ? self.cacheIndex : Array(0..<(layers?.count ?? 0))
-        runLayers(h, tokens: layout.rows, layers: layers ?? self.layers) { i, attention, normed in
+        runLayers(h, tokens: layout.rows, layers: layers ?? self.layers, observer: layers == nil ? routingObserver : nil) { i, attention, normed in
             attention.forward(normed, layout, layer: cacheIndex[i], rope: rope, residual: h, hidden: H, ws: ws, pool: pool)
         }
         for chunk in chunks { chunk.cache.count += chunk.tokens.count }
@@ -195,7 +219,7 @@ public final class Transformer: @unchecked Sendable {
 
     /// Every decoder layer over the T rows of the residual stream `h`; `attend(i, attention, normed)` adds
     /// layer i's attention of the normalised rows into `h` (the caller picks the cache(s) and positions).
-    func runLayers(_ h: UnsafeMutablePointer<Float>, tokens T: Int, layers: [DecoderLayer],
+    func runLayers(_ h: UnsafeMutablePointer<Float>, tokens T: Int, layers: [DecoderLayer], observer: (any RoutingObserver)?,
                    attend: (Int, SelfAttention, UnsafeMutablePointer<Float>) -> Void) {
         let H = config.hiddenSize
         let normed = ws.normed.reserve(T * H)
@@ -210,7 +234,16 @@ public final class Transformer: @unchecked Sendable {
             }
             switch layer.feedForward {
             case .dense(let mlp): mlp.forward(normed, tokens: T, into: h, accumulate: true, ws: ws, pool: pool)
-            case .moe(let block): block.forward(normed, tokens: T, residual: h, ws: ws, pool: pool)
+            case .moe(let block):
+                block.forward(normed, tokens: T, residual: h, ws: ws, pool: pool)
+                if let observer {
+                    let r = ws.routing
+                    r.chosen.withUnsafeBufferPointer { c in r.weights.withUnsafeBufferPointer { w in
+                        observer.observe(layer: i, tokens: T, k: block.topK,
+                                        chosen: UnsafeBufferPointer(rebasing: c[..<(T * block.topK)]),
+                                        weights: UnsafeBufferPointer(rebasing: w[..<(T * block.topK)]))
+                    } }
+                }
             }
         }
     }

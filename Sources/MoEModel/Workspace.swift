@@ -54,10 +54,12 @@ final class Workspace: @unchecked Sendable {
 
 /// Which experts each token chose, grouped by expert (a counting sort), reused between passes.
 struct Routing {
-    var chosen: [Int32] = []          // [T, k] expert ids
+    var chosen: [Int32] = []          // [T, k] expert ids (−1: dropped by the token's budget)
     var weights: [Float] = []         // [T, k] routing weights
     var offsets: [Int] = []           // [experts + 1] start of each expert's group in `order`
-    var order: [Int32] = []           // flat (token·k + slot) entries sorted by expert
+    var order: [Int32] = []           // flat (token·k + slot) entries sorted by expert; the first `entries` are used
+    var entries = 0                   // entries kept (T·k without a budget)
+    var budgets: [ExpertBudget] = []  // [T] each token's budget; empty: every token spends its k
     var hit: [Int] = []               // experts chosen by at least one token, ascending
     var choice: [Float] = []          // [experts] one token's scores for choosing
     var groupScores: [Float] = []     // [groups] one token's expert-group ranks

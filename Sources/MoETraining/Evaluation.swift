@@ -45,8 +45,8 @@ public enum Evaluation {
         let w = max(2, min(window, model.contextLength, reference?.contextLength ?? .max))
         let cache = model.makeCache(capacity: w)
         let referenceCache = reference?.makeCache(capacity: w)
-        var nll = 0.0, referenceNLL = 0.0, predicted = 0
-        var divergences: [Double] = [], sameTop = 0
+        var nll = 0.0, predicted = 0
+        var comparison = DistributionComparison()
         var start = 0
         while start + 1 < ids.count {
             let chunk = Array(ids[start..<min(start + w, ids.count)])
@@ -66,12 +66,7 @@ public enum Evaluation {
                 let q = logProbabilities(logits[(t * vocab)..<((t + 1) * vocab)])
                 nll -= q[chunk[t + 1]]
                 if let referenceLogits {
-                    let p = logProbabilities(referenceLogits[(t * vocab)..<((t + 1) * vocab)])
-                    referenceNLL -= p[chunk[t + 1]]
-                    var kl = 0.0
-                    for v in 0..<vocab where p[v] > -60 { kl += exp(p[v]) * (p[v] - q[v]) }
-                    divergences.append(max(kl, 0))
-                    if q.indices.max(by: { q[$0] < q[$1] }) == p.indices.max(by: { p[$0] < p[$1] }) { sameTop += 1 }
+                    comparison.add(reference: logProbabilities(referenceLogits[(t * vocab)..<((t + 1) * vocab)]), model: q, next: chunk[t + 1])
                 }
                 predicted += 1
             }
@@ -82,13 +77,39 @@ public enum Evaluation {
         let loss = nll / Double(predicted)
         var result = TextResult(tokens: ids.count, bytes: bytes, loss: loss, perplexity: exp(loss), bitsPerByte: nll / log(2) / Double(bytes))
         if reference != nil {
-            divergences.sort()
-            result.referencePerplexity = exp(referenceNLL / Double(predicted))
-            result.klDivergence = divergences.reduce(0, +) / Double(predicted)
-            result.klDivergenceP99 = divergences[min(divergences.count - 1, Int((Double(divergences.count) * 0.99).rounded(.up)) - 1)]
-            result.top1Agreement = Double(sameTop) / Double(predicted)
+            result.referencePerplexity = comparison.referencePerplexity
+            result.klDivergence = comparison.meanDivergence
+            result.klDivergenceP99 = comparison.divergenceP99
+            result.top1Agreement = comparison.top1Agreement
         }
         return result
+    }
+
+    /// A model's next-token distributions against a reference's, token by token, as llama.cpp's
+    /// `perplexity --kl-divergence` compares them: KL(reference ‖ model) in nats, and top-1 agreement.
+    struct DistributionComparison {
+        private var divergences: [Double] = []
+        private var sameTop = 0
+        private var referenceNLL = 0.0
+
+        /// One position: both rows of log-probabilities, and the token that came next.
+        mutating func add(reference p: [Double], model q: [Double], next: Int) {
+            referenceNLL -= p[next]
+            var kl = 0.0
+            for v in p.indices where p[v] > -60 { kl += exp(p[v]) * (p[v] - q[v]) }
+            divergences.append(max(kl, 0))
+            if q.indices.max(by: { q[$0] < q[$1] }) == p.indices.max(by: { p[$0] < p[$1] }) { sameTop += 1 }
+        }
+
+        var count: Int { divergences.count }
+        var referencePerplexity: Double { exp(referenceNLL / Double(max(count, 1))) }
+        var meanDivergence: Double { divergences.reduce(0, +) / Double(max(count, 1)) }
+        var top1Agreement: Double { Double(sameTop) / Double(max(count, 1)) }
+        var divergenceP99: Double {
+            guard count > 0 else { return 0 }
+            let sorted = divergences.sorted()
+            return sorted[min(count - 1, Int((Double(count) * 0.99).rounded(.up)) - 1)]
+        }
     }
 
     /// log softmax of one row of logits, in double precision.

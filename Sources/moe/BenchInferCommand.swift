@@ -19,6 +19,7 @@ struct BenchInfer: ParsableCommand {
         abstract: "Measure prefill and decode tokens/s beside the memory-bandwidth limit.")
 
     @OptionGroup var options: ModelOptions
+    @OptionGroup var experts: ExpertBudgetOptions
     @Option(help: "Prompt length for prefill.") var promptTokens: Int = 512
     @Option(help: "Tokens to decode after the prompt.") var genTokens: Int = 128
     @Option(help: "Repetitions; the figures are their mean.") var repetitions: Int = 3
@@ -30,6 +31,7 @@ struct BenchInfer: ParsableCommand {
     func run() throws {
         guard promptTokens > 0, genTokens > 0, repetitions > 0, batch > 0 else { throw ValidationError("counts must be positive") }
         let model = try options.load()
+        try experts.apply(to: model)
         let c = model.config
         guard promptTokens <= model.contextLength, genTokens + 1 + depth <= model.contextLength, depth >= 0 else {
             throw ValidationError("--prompt-tokens + --gen-tokens exceed the context (\(model.contextLength))")
@@ -87,15 +89,34 @@ struct BenchInfer: ParsableCommand {
                 batchRates.append(Double(genTokens * batch) / elapsed(start))
             }
         }
+        // What the experts cost per decoded token, counted (not timed) in one more decode.
+        let counter = ExpertUsageCounter()
+        if summary.moeLayers > 0 {
+            model.routingObserver = counter
+            cache.reset()
+            try model.forward([prompt[0]], cache: cache, logitsFor: .last)
+            counter.reset()
+            for t in decodeInputs { try model.forward([t], cache: cache, logitsFor: .last) }
+            model.routingObserver = nil
+        }
+        // Expert bytes read per decoded token, as counted (the top-k's without a budget).
+        let expertRead = summary.moeLayers == 0 ? 0
+            : Double(counter.expertsRun) / Double(genTokens) * Double(summary.bytesPerExpertAcrossLayers) / Double(summary.moeLayers)
+        let bytesPerToken = Double(summary.bytesPerToken - summary.expertBytesPerToken) + expertRead
         let bandwidth = measureReadBandwidth(pool: model.pool, bytes: 1 << 30)
-        let limit = bandwidth * 1e9 / Double(summary.bytesPerToken)
+        let limit = bandwidth * 1e9 / bytesPerToken
         let decode = mean(decodeRates)
         print("model: \(model.directory) (\(c.modelType), \(model.embedding.type)), threads \(model.pool.threads)")
         print("prompt \(promptTokens) tokens, \(genTokens) generated, \(repetitions) repetitions")
         print(String(format: "prefill tokens/s: %.1f", mean(prefillRates)) + String(format: "   (± %.1f)", stddev(prefillRates)))
         print(String(format: "decode tokens/s: %.1f", decode) + String(format: "   (± %.1f)", stddev(decodeRates)))
         print(String(format: "bytes per token: %.1f MB; read bandwidth: %.1f GB/s; bandwidth limit: %.1f tokens/s; decode at %.0f%% of it",
-                     Double(summary.bytesPerToken) / 1e6, bandwidth, limit, 100 * decode / limit))
+                     bytesPerToken / 1e6, bandwidth, limit, 100 * decode / limit))
+        if summary.moeLayers > 0 {
+            print(String(format: "experts: budget %@, %.2f per token and layer; expert bytes read per token: %.1f MB (%.0f%% of the full top-k's %.1f MB)",
+                         model.expertBudget.description, counter.meanExpertsPerToken, expertRead / 1e6,
+                         100 * expertRead / Double(max(summary.expertBytesPerToken, 1)), Double(summary.expertBytesPerToken) / 1e6))
+        }
         if depth > 0 {
             print(String(format: "decode at depth %d tokens/s: %.1f   (± %.1f); KV cache %.1f KiB per token",
                          depth, mean(depthRates), stddev(depthRates), Double(model.kvBytesPerToken) / 1024))

@@ -18,6 +18,8 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var input: PromptOptions
 
+    @OptionGroup var experts: ExpertBudgetOptions
+
     @Option(help: "Generate at most this many tokens.")
     var maxTokens: Int = 32
 
@@ -45,6 +47,7 @@ struct Generate: ParsableCommand {
         let (prompt, tokenizer) = try input.ids(modelDirectory: options.model)
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
         let model = try options.load()
+        try experts.apply(to: model)
         var sampling = model.defaultSampling
         if let temperature {
             guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }

@@ -86,3 +86,37 @@ func jsonNumber(_ x: Float) -> String { x.isFinite ? "\(x)" : "null" }
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
+
+/// `--experts-per-token K --expert-threshold T --min-experts N`: fewer experts per token than the model was trained
+/// with, for speed (`ExpertBudget`), shared by generate, eval, bench infer and serve.
+struct ExpertBudgetOptions: ParsableArguments {
+    @Option(help: "Experts each token may use, at most the model's num_experts_per_tok (default: all of them). The kept experts' weights are rescaled to the mass of the full top-k.")
+    var expertsPerToken: Int?
+
+    @Option(help: "Keep an expert beyond the first --min-experts only while its routing weight is at least this fraction of the best one's (0–1; ik_llama.cpp's smart expert reduction).")
+    var expertThreshold: Float?
+
+    @Option(help: "With --expert-threshold: the experts every token keeps.")
+    var minExperts: Int = 1
+
+    var budget: ExpertBudget { ExpertBudget(expertsPerToken: expertsPerToken, threshold: expertThreshold, minExperts: minExperts) }
+
+    func validate() throws {
+        if let expertsPerToken, expertsPerToken < 1 { throw ValidationError("--experts-per-token must be at least 1") }
+        if let expertThreshold, !(0...1).contains(expertThreshold) { throw ValidationError("--expert-threshold must be between 0 and 1") }
+        if minExperts < 1 { throw ValidationError("--min-experts must be at least 1") }
+        if minExperts != 1 && expertThreshold == nil { throw ValidationError("--min-experts needs --expert-threshold") }
+    }
+
+    /// Sets the budget on `model` (an error naming the model's limit when it cannot be spent).
+    func apply(to model: Transformer) throws {
+        do { try model.validateBudget(budget) } catch { throw ValidationError("\(error)") }
+        model.expertBudget = budget
+    }
+}
+
+/// The CPU's model name (/proc/cpuinfo), printed beside measured figures.
+func cpuName() -> String {
+    let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    return info.split(separator: "\n").first { $0.hasPrefix("model name") }.map { String($0.split(separator: ":").last ?? "").trimmingCharacters(in: .whitespaces) } ?? "unknown"
+}
