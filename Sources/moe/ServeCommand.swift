@@ -37,6 +37,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Requests that may wait for a slot before new ones get 429 (default: 8 per slot, at least 64).") var queueLimit: Int?
     @Option(help: "Worker threads for the kernels (default: the number of cores).") var threads = WorkerPool.defaultThreadCount
     @Option(help: "How quantised weights round the activations they multiply: int8 (fast, llama.cpp's accuracy) or int16.") var activations = ActivationRounding.int8
+    @OptionGroup var experts: ExpertBudgetOptions
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
@@ -66,6 +67,7 @@ struct Serve: AsyncParsableCommand {
         o.rateLimitPerMinute = rateLimit; o.maxTokensLimit = maxTokensLimit; o.maxConnections = maxConnections
         o.headerTimeoutSeconds = headerTimeout; o.idleTimeoutSeconds = idleTimeout == 0 ? nil : idleTimeout
         o.dailyTokenQuota = dailyTokenQuota; o.maxBodyBytes = maxBodyBytes; o.queueLimit = queueLimit
+        o.expertBudget = experts.budget
         return o
     }
 

@@ -61,6 +61,9 @@ enum OpenAPI {
               "ignore_eos": { "type": "boolean" },
               "speculative": { "type": "string", "enum": ["lookup", "mtp"] },
               "draft_tokens": { "type": "integer", "minimum": 1, "maximum": 16 },
+              "experts_per_token": { "type": "integer", "minimum": 1, "description": "MoE models: experts each token may use, at most the model's num_experts_per_tok" },
+              "expert_threshold": { "type": "number", "minimum": 0, "maximum": 1, "description": "MoE models: keep an expert beyond min_experts only while its weight is at least this fraction of the best one's" },
+              "min_experts": { "type": "integer", "minimum": 1, "description": "With expert_threshold: experts always kept" },
               "user": { "type": "string", "maxLength": 256 },
               "logit_bias": { "type": "object", "propertyNames": { "pattern": "^[0-9]+$" },
                               "additionalProperties": { "type": "number", "minimum": -100, "maximum": 100 } }
@@ -113,7 +116,11 @@ enum OpenAPI {
               "prompt_tokens": { "type": "integer" },
               "completion_tokens": { "type": "integer" },
               "total_tokens": { "type": "integer" },
-              "prompt_tokens_details": { "type": "object", "properties": { "cached_tokens": { "type": "integer" } } }
+              "prompt_tokens_details": { "type": "object", "properties": { "cached_tokens": { "type": "integer" } } },
+              "experts_per_token": { "type": "integer", "description": "MoE models: the cap on experts per token in force" },
+              "expert_threshold": { "type": "number" },
+              "min_experts": { "type": "integer" },
+              "active_experts_per_token": { "type": "number", "description": "MoE models: experts kept per token and MoE layer, on average over the tokens run" }
             }
           },
           "Completion": {

@@ -217,6 +217,10 @@ struct GenerationFields: Decodable {
     /// Extension: speculative decoding for this request ("lookup": prompt-lookup drafts), `draft_tokens` per step.
     var speculative: String?
     var draftTokens: Int?
+    /// Extension: fewer experts per token than the model's (`ExpertBudget`), reported back in `usage`.
+    var expertsPerToken: Int?
+    var expertThreshold: Double?
+    var minExperts: Int?
 
     struct StreamOptions: Decodable {
         var includeUsage: Bool?
@@ -236,6 +240,7 @@ struct GenerationFields: Decodable {
         case maxCompletionTokens = "max_completion_tokens", streamOptions = "stream_options"
         case topLogprobs = "top_logprobs", ignoreEos = "ignore_eos"
         case speculative, grammar, draftTokens = "draft_tokens", logitBias = "logit_bias", responseFormat = "response_format"
+        case expertsPerToken = "experts_per_token", expertThreshold = "expert_threshold", minExperts = "min_experts"
     }
 
     init(from decoder: any Decoder) throws {
@@ -282,6 +287,9 @@ struct GenerationFields: Decodable {
         grammar = try c.decodeIfPresent(String.self, forKey: .grammar)
         speculative = try c.decodeIfPresent(String.self, forKey: .speculative)
         draftTokens = try integer(.draftTokens)
+        expertsPerToken = try integer(.expertsPerToken)
+        expertThreshold = try c.decodeIfPresent(Double.self, forKey: .expertThreshold)
+        minExperts = try integer(.minExperts)
     }
 }
 
@@ -304,6 +312,8 @@ struct GenerationPlan: Sendable {
     var user: String?
     /// Constrained decoding: makes each choice's constraint (`response_format`, `grammar`).
     var constraint: (@Sendable () -> any LogitsConstraint)?
+    /// `experts_per_token` / `expert_threshold` / `min_experts`, and the count of what the choices kept.
+    var experts: ExpertUsage?
 
     /// Checks every field against OpenAI's ranges. `defaultMaxTokens` is nil for "the rest of the context".
     /// `context`: the positions a sequence may use on this server (`--ctx-size`); `maxTokensLimit`: the most
@@ -408,6 +418,7 @@ struct GenerationPlan: Sendable {
             }
             logitBias[token] = Float(value)
         }
+        experts = try ExpertUsage(f, model: model)
         promptLogprobs = echo && topLogprobs != nil
         if let u = f.user, u.count > 256 {
             throw .invalidRequest("'user' holds at most 256 characters; got \(u.count).", param: "user")
@@ -425,6 +436,51 @@ struct GenerationPlan: Sendable {
         var s = sampling
         if let seed = s.seed { s.seed = seed &+ UInt64(index) }
         return GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, topLogprobs: topLogprobs,
-                                 drafter: drafter, logitBias: logitBias, promptLogprobs: promptLogprobs, constraint: constraint?())
+                                 drafter: drafter, logitBias: logitBias, promptLogprobs: promptLogprobs, constraint: constraint?(),
+                                 expertBudget: experts?.requested, expertTally: experts?.tally)
+    }
+}
+
+/// A request's expert budget (the extension fields) and what its tokens kept, for `usage`:
+/// `experts_per_token` (the cap in force), `expert_threshold` and `min_experts` when one applies, and
+/// `active_experts_per_token`, the mean over every token run and MoE layer.
+struct ExpertUsage: Sendable {
+    /// The request's own budget (nil: the server's).
+    var requested: ExpertBudget?
+    /// The budget in force: the request's or the server's.
+    var budget: ExpertBudget
+    var topK: Int
+    let tally = ExpertTally()
+
+    /// nil for a dense model (which refuses the fields).
+    init?(_ f: GenerationFields, model: Transformer) throws(APIError) {
+        let asked = f.expertsPerToken != nil || f.expertThreshold != nil || f.minExperts != nil
+        guard model.expertsPerToken > 0 else {
+            if asked {
+                throw .invalidRequest("'experts_per_token' and 'expert_threshold' need a mixture-of-experts model; this one is dense.",
+                                      param: f.expertsPerToken != nil ? "experts_per_token" : "expert_threshold")
+            }
+            return nil
+        }
+        topK = model.expertsPerToken
+        if let k = f.expertsPerToken, !(1...topK).contains(k) {
+            throw .invalidRequest("'experts_per_token' must be between 1 and the model's \(topK); got \(k).", param: "experts_per_token")
+        }
+        if let t = f.expertThreshold, !(t.isFinite && (0...1).contains(t)) {
+            throw .invalidRequest("'expert_threshold' must be between 0 and 1; got \(t).", param: "expert_threshold")
+        }
+        if let m = f.minExperts {
+            guard f.expertThreshold != nil else { throw .invalidRequest("'min_experts' needs 'expert_threshold'.", param: "min_experts") }
+            guard (1...topK).contains(m) else { throw .invalidRequest("'min_experts' must be between 1 and \(topK); got \(m).", param: "min_experts") }
+        }
+        requested = asked ? ExpertBudget(expertsPerToken: f.expertsPerToken, threshold: f.expertThreshold.map(Float.init), minExperts: f.minExperts ?? 1) : nil
+        budget = requested ?? model.expertBudget
+    }
+
+    var usageFields: [String: Any] {
+        var out: [String: Any] = ["experts_per_token": budget.expertsPerToken ?? topK]
+        if let t = budget.threshold { out["expert_threshold"] = (Double(t) * 1e6).rounded() / 1e6; out["min_experts"] = budget.minExperts }
+        if let mean = tally.meanExpertsPerToken { out["active_experts_per_token"] = (mean * 1000).rounded() / 1000 }
+        return out
     }
 }

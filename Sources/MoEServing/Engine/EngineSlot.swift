@@ -8,6 +8,8 @@ extension InferenceEngine {
     struct Slot {
         let cache: KVCache
         var tokens: [Int] = []
+        /// The expert budget those tokens ran with: a prefix is reused only for the same budget.
+        var budget = ExpertBudget.full
         var busy = false
         var lastUsed = 0
         /// Hybrid models (linear-attention state that cannot be cut back): the state at earlier positions of
@@ -37,5 +39,26 @@ extension InferenceEngine {
     static func nextStateBoundary(after prefilled: Int, context: Int, step: Int) -> Int {
         let nextMultiple = (prefilled / step + 1) * step
         return prefilled < context - 1 ? min(nextMultiple, context - 1) : context
+    }
+}
+
+/// Experts kept per row of the engine's last pass (summed over its MoE layers), for each request's `ExpertTally`.
+final class RowExpertCounter: RoutingObserver {
+    private(set) var perRow: [Int] = []
+    let moeLayers: Int
+
+    init(moeLayers: Int) { self.moeLayers = moeLayers }
+
+    func begin(rows: Int) {
+        if perRow.count != rows { perRow = Array(repeating: 0, count: rows) } else { for i in perRow.indices { perRow[i] = 0 } }
+    }
+
+    func observe(layer: Int, tokens: Int, k: Int, chosen: UnsafeBufferPointer<Int32>, weights: UnsafeBufferPointer<Float>) {
+        guard tokens == perRow.count else { return }   // a pass the engine did not announce (a rerun after drafts)
+        for t in 0..<tokens {
+            var n = 0
+            for j in 0..<k where chosen[t * k + j] >= 0 { n += 1 }
+            perRow[t] += n
+        }
     }
 }

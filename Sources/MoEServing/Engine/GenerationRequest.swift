@@ -1,3 +1,4 @@
+import Foundation
 import MoEModel
 
 /// What one sequence should generate: the engine's unit of work (an OpenAI request with `n` choices is `n`
@@ -23,10 +24,15 @@ public struct GenerationRequest: Sendable {
     /// Constrained decoding (a grammar, a JSON schema): masks each row before sampling, drafts included; the
     /// sequence ends where it allows nothing more. This sequence's own (it keeps the sequence's state).
     public var constraint: (any LogitsConstraint)?
+    /// The experts each token may spend (nil: the model's `expertBudget`, the server's default). A prefix is only
+    /// reused from a sequence that ran with the same budget.
+    public var expertBudget: ExpertBudget?
+    /// Counts the experts this sequence's tokens kept (shared by a request's choices), for `usage`.
+    public var expertTally: ExpertTally?
 
     public init(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>,
                 topLogprobs: Int? = nil, drafter: Drafter? = nil, logitBias: [Int: Float] = [:], promptLogprobs: Bool = false,
-                constraint: (any LogitsConstraint)? = nil) {
+                constraint: (any LogitsConstraint)? = nil, expertBudget: ExpertBudget? = nil, expertTally: ExpertTally? = nil) {
         self.prompt = prompt
         self.maxTokens = maxTokens
         self.sampling = sampling
@@ -36,6 +42,24 @@ public struct GenerationRequest: Sendable {
         self.logitBias = logitBias
         self.promptLogprobs = promptLogprobs
         self.constraint = constraint
+        self.expertBudget = expertBudget
+        self.expertTally = expertTally
+    }
+}
+
+/// Experts kept by the tokens of one request, as the engine runs them (every token a pass ran, prompt and drafts
+/// included, in every MoE layer).
+public final class ExpertTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var kept = 0, tokenLayers = 0
+
+    public init() {}
+
+    func add(kept: Int, tokenLayers: Int) { lock.withLock { self.kept += kept; self.tokenLayers += tokenLayers } }
+
+    /// Experts a token kept per MoE layer, on average (nil before any ran).
+    public var meanExpertsPerToken: Double? {
+        lock.withLock { tokenLayers > 0 ? Double(kept) / Double(tokenLayers) : nil }
     }
 }
 

@@ -65,7 +65,8 @@ extension InferenceEngine {
         if rejected > 0, let saved = s.stateBeforeDrafts, slots[slot].cache.recurrent != nil {
             // The state cannot be cut back: back to before the pass, the kept tokens run again after the step.
             slots[slot].cache.restore(to: s.positionBeforeDrafts, state: saved, keepingPages: true)
-            reruns.append(SequenceChunk(tokens: [s.next] + Array(draft[..<kept]), cache: slots[slot].cache, wantsLogits: false))
+            reruns.append(SequenceChunk(tokens: [s.next] + Array(draft[..<kept]), cache: slots[slot].cache, wantsLogits: false,
+                                        expertBudget: s.request.expertBudget))
         } else {
             slots[slot].cache.truncate(to: slots[slot].cache.count - rejected)
         }

@@ -133,6 +133,8 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Kept tokens to run again after the step (`runAgainAfterRejectedDrafts`).
     var reruns: [SequenceChunk] = []
     private var thread: Thread?
+    /// Counts the experts each row of a pass kept (MoE models), for the requests' `usage`.
+    private var expertCounter: RowExpertCounter?
 
     /// `contextSize`: positions per sequence (default and at most the model's context). `kvPages` pages of
     /// `pageSize` positions are allocated here (default: enough for every slot's whole context); at least one
@@ -156,6 +158,11 @@ public final class InferenceEngine: @unchecked Sendable {
         slots = try (0..<self.parallel).map { [pages] _ in Slot(cache: try KVCache(pool: pages, capacity: contextSize)) }
         snapshot.kvPages = count
         snapshot.kvPagesFree = count
+        let moeLayers = model.layers.filter { if case .moe = $0.feedForward { true } else { false } }.count
+        if moeLayers > 0 {
+            expertCounter = RowExpertCounter(moeLayers: moeLayers)
+            model.routingObserver = expertCounter
+        }
     }
 
     /// Pages of `pageSize` positions that hold `positions` positions.
@@ -294,13 +301,17 @@ public final class InferenceEngine: @unchecked Sendable {
         if case let .multiTokenPrediction(n)? = s.request.drafter { drafts = n }
         // Scoring the prompt needs the logits after each of its tokens: nothing is reused for it either.
         let limit = drafts > 0 || (s.request.promptLogprobs && !s.announced) ? 0 : prompt.count - 1
+        // Keys and values computed with another expert budget are not this sequence's: no reuse across budgets.
+        let budget = s.request.expertBudget ?? model.expertBudget
+        func reusable(_ i: Int) -> Int {
+            slots[i].budget == budget ? slots[i].reusable(commonPrefix(slots[i].tokens, prompt, limit: limit)) : 0
+        }
         var source = -1, sourceLength = 0
-        for (i, slot) in slots.enumerated() {
-            let n = slot.reusable(commonPrefix(slot.tokens, prompt, limit: limit))
+        for i in slots.indices {
+            let n = reusable(i)
             if n > sourceLength { source = i; sourceLength = n }
         }
         let free = slots.indices.filter { !slots[$0].busy }
-        func reusable(_ i: Int) -> Int { slots[i].reusable(commonPrefix(slots[i].tokens, prompt, limit: limit)) }
         guard let target = (source >= 0 && !slots[source].busy) ? source
                 : free.max(by: { (reusable($0), -slots[$0].lastUsed) < (reusable($1), -slots[$1].lastUsed) })
         else {
@@ -324,6 +335,7 @@ public final class InferenceEngine: @unchecked Sendable {
         slots[target].busy = true
         slots[target].lastUsed = clock
         slots[target].tokens = Array(prompt[..<reused])
+        slots[target].budget = budget
         s.slot = target
         s.prefilled = reused
         if drafts > 0 && s.mtp == nil {
@@ -433,7 +445,8 @@ public final class InferenceEngine: @unchecked Sendable {
                 }
             }
             if reserve(cache, upTo: cache.count + 1) {
-                chunks.append(SequenceChunk(tokens: [s.next] + s.draft, cache: cache, logitsForAll: !s.draft.isEmpty))
+                chunks.append(SequenceChunk(tokens: [s.next] + s.draft, cache: cache, logitsForAll: !s.draft.isEmpty,
+                                            expertBudget: s.request.expertBudget))
                 members.append(s)
                 index += 1
             } else {
@@ -465,7 +478,7 @@ public final class InferenceEngine: @unchecked Sendable {
             }
             chunks.append(SequenceChunk(tokens: Array(context[s.prefilled..<(s.prefilled + n)]), cache: cache,
                                         wantsLogits: s.prefilled + n == context.count,
-                                        logitsForAll: s.request.promptLogprobs && !s.announced))
+                                        logitsForAll: s.request.promptLogprobs && !s.announced, expertBudget: s.request.expertBudget))
             members.append(s)
             budget -= n
         }
@@ -476,6 +489,7 @@ public final class InferenceEngine: @unchecked Sendable {
             return
         }
         let logits: UnsafeMutableBufferPointer<Float>
+        expertCounter?.begin(rows: chunks.reduce(0) { $0 + $1.tokens.count })
         do {
             logits = try model.forward(chunks)
         } catch {
@@ -495,6 +509,10 @@ public final class InferenceEngine: @unchecked Sendable {
         for (s, chunk) in zip(members, chunks) {
             // Every position the pass ran, for the module (rejected drafts are dropped again in `verify`).
             s.mtp?.record(rows: hiddenRow..<(hiddenRow + chunk.tokens.count))
+            if let expertCounter, let tally = s.request.expertTally {
+                tally.add(kept: expertCounter.perRow[hiddenRow..<(hiddenRow + chunk.tokens.count)].reduce(0, +),
+                          tokenLayers: chunk.tokens.count * expertCounter.moeLayers)
+            }
             hiddenRow += chunk.tokens.count
             slots[s.slot].tokens += chunk.tokens
             if !s.decoding {

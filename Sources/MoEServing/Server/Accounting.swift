@@ -14,6 +14,8 @@ struct Accounting: Sendable {
     let requestID: String
     /// The request's `user` field, for the row.
     var user: String? = nil
+    /// The request's expert budget and count, reported in `usage` (MoE models).
+    var experts: ExpertUsage? = nil
 
     /// Writes the ledger row and returns the usage object. `status` 499: the client went away, and the row
     /// holds what was generated until then.
@@ -50,7 +52,9 @@ struct Accounting: Sendable {
                 if decode > 0 { m.decodeRate.record(Double(r.completionTokens - 1) / decode) }
             }
         }
-        return ResponseShapes.usage(prompt: promptTokens, completion: completion, cached: cached)
+        var usage = ResponseShapes.usage(prompt: promptTokens, completion: completion, cached: cached)
+        if let experts { usage.merge(experts.usageFields) { $1 } }
+        return usage
     }
 }
 

@@ -159,7 +159,7 @@ extension ModelServer {
                                     model: modelID, tokenizer: tokenizer, chat: chat)
         let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, parser: parser, echo: echo)
         let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
-                                 promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user)
+                                 promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user, experts: plan.experts)
         if plan.stream {
             let plan = plan
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],

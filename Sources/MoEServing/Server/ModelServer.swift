@@ -9,6 +9,8 @@ import ServiceLifecycle
 /// How `moe serve` was started.
 public struct ServerOptions: Sendable {
     public var host = "127.0.0.1"
+    /// The experts each token may spend unless a request says otherwise (`experts_per_token`, `expert_threshold`).
+    public var expertBudget = ExpertBudget.full
     public var port = 8080
     /// One key per line; nil: the server is open to anyone who can reach it.
     public var apiKeysFile: String?
@@ -153,6 +155,8 @@ public final class ModelServer: Sendable {
         let limit = options.memoryLimit ?? availableMemoryBytes() / 5 * 4
         let kvPages = try planKVPages(model, parallel: options.parallel, contextSize: contextSize, pageSize: options.kvPageSize,
                                       limit: limit, limitSource: options.memoryLimit == nil ? "80 % of the available memory" : "--memory-limit")
+        try model.validateBudget(options.expertBudget)
+        model.expertBudget = options.expertBudget
         engine = try InferenceEngine(model: model, parallel: options.parallel, queueLimit: options.queueLimit,
                                      stepTokens: options.stepTokens, contextSize: contextSize, pageSize: options.kvPageSize,
                                      kvPages: kvPages)
@@ -194,6 +198,7 @@ public final class ModelServer: Sendable {
             lines.append("warning: no --api-keys file: the API is open to anyone who can reach \(options.host):\(options.port)")
         }
         if tokenizer == nil { lines.append("warning: the model directory has no tokenizer.json: only /health, /metrics and /v1/models work") }
+        if !options.expertBudget.isFull { lines.append("experts: \(options.expertBudget) of the model's \(model.expertsPerToken) per token by default") }
         lines.append("ledger: \(options.ledgerPath); price: $\(options.priceInput) per million input tokens, $\(options.priceOutput) per million output tokens")
         return lines.joined(separator: "\n")
     }
