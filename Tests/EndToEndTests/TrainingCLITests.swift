@@ -44,6 +44,75 @@ import MoEFormats
         #expect(k.status == 0, "\(k.stderr)")
         let tasks = try JSONSerialization.jsonObject(with: Data((k.stdout.split(separator: "\n").last ?? "").utf8)) as! [String: Any]
         #expect(tasks["total"] as? Int == 2 && (tasks["accuracy"] as? Double).map { (0...1).contains($0) } == true)
+        try routingLab(model: out + "/pretrain", text: out + "/text.txt", out: out)
+    }
+
+    /// The routing lab on the demo's model: moe route's report against the JSONL records, a budget sweep, the
+    /// budget in bench infer, and pruning.
+    func routingLab(model: String, text: String, out: String) throws {
+        let route = try CLI.run(["route", "--model", model, "--demo-corpus", "--max-tokens", "1500", "--out", out + "/route"])
+        #expect(route.status == 0, "\(route.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/route/report.json"))) as! [String: Any]
+        let domains = report["domains"] as! [[String: Any]]
+        #expect(domains.map { $0["name"] as! String } == ["arithmetic", "code", "prose"])
+        for d in domains {
+            for row in d["share"] as! [[Double]] { #expect(abs(row.reduce(0, +) - 1) < 1e-9, "\(d["name"]!)") }
+        }
+        // The mutual information between domain and expert, counted again from routing.jsonl.
+        let layers = (report["moe_layers"] as! [Int]).count, experts = report["experts"] as! Int
+        var counts: [String: [[Double]]] = [:]
+        let lines = try String(contentsOfFile: out + "/route/routing.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == report["tokens"] as? Int)
+        for line in lines {
+            let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let domain = record["domain"] as! String
+            var c = counts[domain] ?? Array(repeating: Array(repeating: 0, count: experts), count: layers)
+            for (l, chosen) in (record["experts"] as! [[Int]]).enumerated() { for e in chosen { c[l][e] += 1 } }
+            counts[domain] = c
+        }
+        let mi = report["mutual_information_bits"] as! [Double]
+        for l in 0..<layers {
+            let total = counts.values.reduce(0.0) { $0 + $1[l].reduce(0, +) }
+            var direct = 0.0
+            for c in counts.values {
+                let pd = c[l].reduce(0, +) / total
+                for e in 0..<experts where c[l][e] > 0 {
+                    let pe = counts.values.reduce(0.0) { $0 + $1[l][e] } / total, p = c[l][e] / total
+                    direct += p * log2(p / (pd * pe))
+                }
+            }
+            #expect(abs(direct - mi[l]) < 1e-9, "layer \(l): \(direct) vs \(mi[l])")
+        }
+        let html = try String(contentsOfFile: out + "/route/report.html", encoding: .utf8)
+        #expect(html.contains("id=\"data\"") && !html.contains("src=\"http") && !html.contains("href=\"http"))   // nothing from the network
+        for f in ["routing-arithmetic.svg", "routing-all.svg", "coactivation.svg"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/route/" + f), "\(f) missing")
+        }
+
+        // The budget sweep: the full row is the reference itself; K = 1 of 2 reads half the expert bytes.
+        let sweep = try CLI.run(["eval", "--model", model, "--text", text, "--budget-sweep", "--decode-tokens", "8", "--thresholds", "0.5",
+                                 "--out", out + "/budget"])
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let rows = try JSONSerialization.jsonObject(with: Data((sweep.stdout.split(separator: "\n").last ?? "").utf8)) as! [[String: Any]]
+        #expect(rows.map { $0["budget"] as? String } == ["full", "k=1", "t=0.5"])
+        #expect(rows[0]["kl_divergence"] as? Double == 0 && rows[0]["top1_agreement"] as? Double == 1)
+        #expect(rows[1]["mean_experts"] as? Double == 1 && rows[1]["expert_bytes_read"] as? Double == 0.5)
+        for f in ["budget.md", "budget.json", "budget-kl.svg", "budget-speed.svg"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/budget/" + f), "\(f) missing")
+        }
+        let bench = try CLI.run(["bench", "infer", "--model", model, "--experts-per-token", "1", "--prompt-tokens", "16", "--gen-tokens", "8",
+                                 "--repetitions", "1"])
+        #expect(bench.status == 0 && bench.stdout.contains("(50% of the full top-k"), "\(bench.stdout) \(bench.stderr)")
+        let tooMany = try CLI.run(["generate", "--model", model, "--prompt", "1 + 1 =", "--experts-per-token", "9"])
+        #expect(tooMany.status != 0 && tooMany.stderr.contains("between 1 and the model's 2"), "\(tooMany.stderr)")
+
+        // Pruning to 3 of 4 experts: a smaller checkpoint that runs, and the quality table.
+        let prune = try CLI.run(["prune", "--model", model, "--demo-corpus", "--keep", "3", "--max-tokens", "2000", "--out", out + "/pruned"])
+        #expect(prune.status == 0 && prune.stdout.contains("| pruned | 3 |"), "\(prune.stdout) \(prune.stderr)")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/pruned/config.json"))) as! [String: Any]
+        #expect(config["num_experts"] as? Int == 3)
+        let g = try CLI.run(["generate", "--model", out + "/pruned", "--prompt", "12 + 7 =", "--max-tokens", "4"])
+        #expect(g.status == 0, "\(g.stderr)")
     }
 
     /// `--arch next --compare`: the hybrid family through every stage, the attention-only one pre-trained beside

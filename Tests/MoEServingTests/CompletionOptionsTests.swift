@@ -175,3 +175,39 @@ import Testing
         #expect(direct.total == 1 && direct.loglikelihoods[0].count == 3)
     }
 }
+
+/// `experts_per_token` / `expert_threshold`: what a request spends comes back in `usage`, an explicit full budget
+/// answers as no budget, a prefix is not reused across budgets, bad values are 400s.
+@Suite(.serialized) struct ExpertBudgetServingTests {
+    typealias R = ServingRouterTests
+
+    @Test func budgetFieldsAreSpentAndReportedInUsage() async throws {
+        let server = try R.server()
+        try await server.makeApplication().test(.router) { client in
+            func complete(_ extra: [String: Any]) async throws -> (text: String, usage: [String: Any], status: Int) {
+                var body: [String: Any] = ["model": "tiny-chat", "prompt": "The quick brown fox jumps", "max_tokens": 6, "temperature": 0]
+                body.merge(extra) { $1 }
+                return try await client.execute(uri: "/v1/completions", method: .post, headers: R.json, body: R.body(body)) { r in
+                    let o = try R.object(r)
+                    return (((o["choices"] as? [[String: Any]])?.first?["text"] as? String) ?? "", o["usage"] as? [String: Any] ?? [:],
+                            Int(r.status.code))
+                }
+            }
+            let plain = try await complete([:])
+            #expect(plain.usage["experts_per_token"] as? Int == 2 && plain.usage["active_experts_per_token"] as? Double == 2)
+            let explicit = try await complete(["experts_per_token": 2])
+            #expect(explicit.text == plain.text)
+            let one = try await complete(["experts_per_token": 1])
+            #expect(one.usage["experts_per_token"] as? Int == 1 && one.usage["active_experts_per_token"] as? Double == 1)
+            // The first request's prompt is cached, but not for another budget.
+            #expect((one.usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int == 0)
+            let threshold = try await complete(["expert_threshold": 0.5, "min_experts": 1])
+            let active = try #require(threshold.usage["active_experts_per_token"] as? Double)
+            #expect(threshold.usage["expert_threshold"] as? Double == 0.5 && (1...2).contains(active))
+            for bad: [String: Any] in [["experts_per_token": 3], ["experts_per_token": 0], ["expert_threshold": 1.5], ["min_experts": 1]] {
+                let r = try await complete(bad)
+                #expect(r.status == 400, "\(bad)")
+            }
+        }
+    }
+}

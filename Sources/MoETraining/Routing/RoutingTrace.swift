@@ -71,6 +71,14 @@ public struct RoutingTrace: Sendable {
     public static func collect(_ model: Transformer, tokenizer: Tokenizer, documents: [RoutedDocument], window: Int = 1024,
                                maxTokensPerDomain: Int = .max,
                                progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> RoutingTrace {
+        try collect(model, tokenized: documents.map { ($0.domain, tokenizer.encode($0.text, addSpecialTokens: false)) }, window: window,
+                    maxTokensPerDomain: maxTokensPerDomain, progress: progress)
+    }
+
+    /// `collect` for documents given as token ids.
+    public static func collect(_ model: Transformer, tokenized documents: [(domain: String, ids: [Int])], window: Int = 1024,
+                               maxTokensPerDomain: Int = .max,
+                               progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> RoutingTrace {
         var moeLayers: [Int] = [], experts = 0, topK = 0
         for (i, layer) in model.layers.enumerated() {
             if case .moe(let block) = layer.feedForward { moeLayers.append(i); experts = max(experts, block.router.experts); topK = max(topK, block.topK) }
@@ -80,14 +88,13 @@ public struct RoutingTrace: Sendable {
         for d in documents where !domains.contains(d.domain) { domains.append(d.domain) }
         var trace = RoutingTrace(moeLayers: moeLayers, experts: experts, topK: topK, domains: domains)
 
-        let encoded = documents.map { tokenizer.encode($0.text, addSpecialTokens: false) }
         var budget = [Int](repeating: maxTokensPerDomain, count: domains.count)
         var plan: [(document: Int, ids: ArraySlice<Int>)] = []
-        for (i, ids) in encoded.enumerated() {
-            let d = domains.firstIndex(of: documents[i].domain)!
-            let n = min(ids.count, budget[d])
+        for (i, document) in documents.enumerated() {
+            let d = domains.firstIndex(of: document.domain)!
+            let n = min(document.ids.count, budget[d])
             budget[d] -= n
-            if n > 0 { plan.append((i, ids[..<n])) }
+            if n > 0 { plan.append((i, document.ids[..<n])) }
         }
         let total = plan.reduce(0) { $0 + $1.ids.count }
         guard total > 0 else { throw TrainingError.badArgument("the documents encode to no tokens") }
