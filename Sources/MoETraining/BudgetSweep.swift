@@ -79,35 +79,40 @@ public enum BudgetSweep {
             progress?(start + 1, ids.count + budgets.count)
         }
 
-        // Decode speed and expert bytes, budget after budget on the same inputs (the text, teacher-forced).
+        // Decode speed and expert bytes on the same inputs (the text, teacher-forced). The repetitions go round the
+        // budgets, so that a drift of the machine's speed meets every budget alike.
         let summary = ModelSummary(model)
         let steps = Array(ids.prefix(min(decodeTokens, model.contextLength - 1)))
-        var rows: [Row] = []
-        for (b, budget) in budgets.enumerated() {
-            model.expertBudget = budget
-            let counter = ExpertUsageCounter()
-            var rates: [Double] = []
-            for _ in 0..<max(1, repetitions) {
+        var rates = budgets.map { _ in [Double]() }
+        let decodeCounters = budgets.map { _ in ExpertUsageCounter() }
+        for _ in 0..<max(1, repetitions) {
+            for (b, budget) in budgets.enumerated() {
+                model.expertBudget = budget
                 model.routingObserver = nil
                 cache.reset()
                 for t in steps.prefix(4) { try model.forward([t], cache: cache, logitsFor: .last) }   // warm-up
                 cache.reset()
-                counter.reset()
-                model.routingObserver = counter
+                decodeCounters[b].reset()
+                model.routingObserver = decodeCounters[b]
                 let clock = ContinuousClock.now
                 for t in steps { try model.forward([t], cache: cache, logitsFor: .last) }
                 let d = ContinuousClock.now - clock
-                rates.append(Double(steps.count) / (Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18))
+                rates[b].append(Double(steps.count) / (Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18))
             }
-            model.routingObserver = nil
-            let expertBytes = Double(counter.expertsRun) / Double(steps.count) * Double(summary.bytesPerExpertAcrossLayers)
+        }
+        model.routingObserver = nil
+        var rows: [Row] = []
+        for (b, budget) in budgets.enumerated() {
+            model.expertBudget = budget
+            let expertBytes = Double(decodeCounters[b].expertsRun) / Double(steps.count) * Double(summary.bytesPerExpertAcrossLayers)
                 / Double(max(summary.moeLayers, 1))
             let c = comparisons[b]
-            rows.append(Row(budget: budget.description, expertsPerToken: budget.expertsPerToken, threshold: budget.threshold.map(Double.init),
+            rows.append(Row(budget: budget.description, expertsPerToken: budget.expertsPerToken,
+                            threshold: budget.threshold.map { (Double($0) * 1e6).rounded() / 1e6 },
                             minExperts: budget.threshold == nil ? nil : budget.minExperts,
                             meanExperts: counters[b].meanExpertsPerToken, klDivergence: c.meanDivergence, klDivergenceP99: c.divergenceP99,
                             top1Agreement: c.top1Agreement, perplexity: exp(nll[b] / Double(max(c.count, 1))),
-                            accuracy: try accuracy?(budget), decodeTokensPerSecond: rates.sorted()[rates.count / 2],
+                            accuracy: try accuracy?(budget), decodeTokensPerSecond: rates[b].sorted()[rates[b].count / 2],
                             expertBytesRead: expertBytes / Double(max(summary.expertBytesPerToken, 1))))
             progress?(ids.count + b + 1, ids.count + budgets.count)
         }

@@ -31,9 +31,11 @@ struct Demo: AsyncParsableCommand {
     var arch: String = "moe"
     @Flag(help: "Also pre-train the other family on the same corpus for the same minutes (OUT/pretrain-ARCH) and report both.")
     var compare = false
+    @Flag(help: "Also run `moe study moe-vs-dense` on the same corpus (OUT/study) and add its table to the report.") var study = false
+    @Option(help: "With --study: minutes of pre-training for each of its three models.") var studyMinutes: Double = 2
 
     func validate() throws {
-        if !(minutes > 0) { throw ValidationError("--minutes must be positive") }
+        if !(minutes > 0) || !(studyMinutes > 0) { throw ValidationError("--minutes and --study-minutes must be positive") }
         if DemoArchitecture(rawValue: arch) == nil { throw ValidationError("--arch must be moe or next, not '\(arch)'") }
     }
 
@@ -46,6 +48,8 @@ struct Demo: AsyncParsableCommand {
         options.seed = seed
         options.architecture = DemoArchitecture(rawValue: arch)!
         options.compare = compare
+        options.study = study
+        options.studySeconds = studyMinutes * 60
         if let threads { options.threads = max(1, threads) }
         let bar = ProgressBar(quiet: quiet)
         let report = try DemoPipeline(options: options, log: { printError($0) }, progress: { bar.show($0) }).run()

@@ -6,7 +6,7 @@ struct Moe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moe",
         abstract: "swift-moe: mixture-of-experts language models in Swift.",
-        subcommands: [Demo.self, Generate.self, Logits.self, Inspect.self, Convert.self, Quantize.self, Tokenize.self, Detokenize.self, Pretrain.self, SFT.self, DPOCommand.self, RewardCommand.self, GRPOCommand.self, PPOCommand.self, LoRACommand.self, Eval.self, Serve.self, UsageCommand.self, Route.self, Prune.self, TokenizerCommand.self, Bench.self])
+        subcommands: [Demo.self, Generate.self, Logits.self, Inspect.self, Convert.self, Quantize.self, Tokenize.self, Detokenize.self, Pretrain.self, SFT.self, DPOCommand.self, RewardCommand.self, GRPOCommand.self, PPOCommand.self, LoRACommand.self, Eval.self, Serve.self, UsageCommand.self, Route.self, Prune.self, Study.self, TokenizerCommand.self, Bench.self])
 }
 
 /// `moe bench …`: benchmarks (never tests) that print figures beside a peer's.

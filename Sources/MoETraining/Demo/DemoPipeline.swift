@@ -23,6 +23,9 @@ public struct DemoPipeline {
         public var architecture = DemoArchitecture.moe
         /// Also pre-train the other family on the same corpus for the same time, and report both.
         public var compare = false
+        /// Also run the MoE-against-dense study (`MoEDenseStudy`) on the same corpus, each model for `studySeconds`.
+        public var study = false
+        public var studySeconds: Double = 120
         public init(out: String) { self.out = out }
     }
 
@@ -119,6 +122,14 @@ public struct DemoPipeline {
             report.architectures.append(.init(DemoReport.Stage(otherSummary, name: "pretrain", model: "\(out)/pretrain-\(other.rawValue)"),
                                               modelType: otherModel.config.modelType, parameters: otherModel.store.parameterCount))
         }
+        if options.study {
+            var studyOptions = options
+            studyOptions.trainSeconds = options.studySeconds
+            let studyPipeline = DemoPipeline(options: studyOptions, log: log, progress: progress)
+            let shards = TokenizedCorpus.paths("\(pretrainDirectory)/data")
+            report.study = try MoEDenseStudy.run(studyPipeline, moe: model.config, train: try TokenShard(path: shards.train),
+                                                 validation: try TokenShard(path: shards.validation), tokenizerDirectory: tokenizerDirectory)
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(report), to: "\(out)/report.json")
@@ -128,6 +139,17 @@ public struct DemoPipeline {
 
     /// Corpus → tokenizer → pre-trained model in OUT/pretrain.
     func pretrain(tokenizerDirectory: String, pretrainDirectory: String) throws -> (TrainableModel, Tokenizer, TrainingSummary) {
+        let (tokenizer, train, validation, stops) = try prepareCorpus(tokenizerDirectory: tokenizerDirectory, dataDirectory: pretrainDirectory)
+        let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops, architecture: options.architecture)
+        let (model, summary) = try pretrainModel(config, train: train, validation: validation, out: pretrainDirectory,
+                                         tokenizerDirectory: tokenizerDirectory)
+        return (model, tokenizer, summary)
+    }
+
+    /// The corpus (OUT/corpus.jsonl), its tokenizer, and its token shards in `dataDirectory`/data; `stops`: the
+    /// tokens generation ends at.
+    func prepareCorpus(tokenizerDirectory: String, dataDirectory: String) throws
+        -> (tokenizer: Tokenizer, train: TokenShard, validation: TokenShard, stops: [Int]) {
         let documents = DemoCorpus.documents(count: options.quick ? 240 : 9000, seed: options.seed)
         let characters = documents.reduce(0) { $0 + $1.text.count }
         log("corpus: \(documents.count) documents (arithmetic, code, prose), \(characters) characters → \(options.out)/corpus.jsonl")
@@ -142,13 +164,20 @@ public struct DemoPipeline {
         log("tokenizer: byte-level BPE, \(tokenizer.vocabSize) tokens → \(tokenizerDirectory)")
         // Chat turns end with <|im_end|>: generation stops there as well as at <|endoftext|>.
         let stops = [eos] + (tokenizer.id(forToken: "<|im_end|>").map { [$0] } ?? [])
-        try removeCheckpoints(pretrainDirectory)
+        try removeCheckpoints(dataDirectory)
         let (train, validation) = try TrainingSetup.shards(documents: documents.map(\.text), tokenizer: tokenizer, eosToken: eos,
-                                                           validationFraction: 0.05, out: pretrainDirectory)
-        let config = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops, architecture: options.architecture)
-        let (model, summary) = try pretrainModel(config, train: train, validation: validation, out: pretrainDirectory,
-                                         tokenizerDirectory: tokenizerDirectory)
-        return (model, tokenizer, summary)
+                                                           validationFraction: 0.05, out: dataDirectory)
+        return (tokenizer, train, validation, stops)
+    }
+
+    /// `moe study moe-vs-dense`: the corpus and tokenizer in OUT, then the study's three models, each pre-trained for
+    /// `trainSeconds` (OUT/study).
+    public func runStudy() throws -> MoEDenseStudy.Report {
+        try TrainingSetup.prepareOutput(options.out)
+        let (tokenizer, train, validation, stops) = try prepareCorpus(tokenizerDirectory: "\(options.out)/tokenizer",
+                                                                      dataDirectory: "\(options.out)/corpus")
+        let moe = try modelConfig(vocabSize: tokenizer.vocabSize, eos: stops, architecture: .moe)
+        return try MoEDenseStudy.run(self, moe: moe, train: train, validation: validation, tokenizerDirectory: "\(options.out)/tokenizer")
     }
 
     /// The other family (`--compare`) pre-trained on the same token shards for the same time, in OUT/pretrain-ARCH.
@@ -336,6 +365,8 @@ public struct DemoReport: Codable, Sendable {
     public var samples: [String: [Sample]]
     public var seconds: Double
     public var architectures: [ArchitectureRun] = []
+    /// `--study`: MoE against dense in equal time.
+    public var study: MoEDenseStudy.Report?
 
     /// The markdown report card (as nanochat prints one): a row per stage.
     public func reportCard() -> String {
@@ -353,6 +384,7 @@ public struct DemoReport: Codable, Sendable {
                 s += "| \(a.modelType) | \(a.parameters) | \(a.steps) | \(f(a.valLoss, "%.3f")) | \(f(a.tokensPerSecond, "%.0f")) | \(f(a.seconds, "%.0f")) |\n"
             }
         }
+        if let study { s += "\n" + MoEDenseStudy.table(study) }
         return s
     }
 }
