@@ -34,6 +34,7 @@ struct Study: ParsableCommand {
         func run() throws {
             var options = DemoPipeline.Options(out: out)
             options.trainSeconds = minutes * 60
+            options.pretrainSteps = nil
             options.quick = quick
             options.seed = seed
             if let threads { options.threads = max(1, threads) }

@@ -47,6 +47,29 @@ import MoEFormats
         try routingLab(model: out + "/pretrain", text: out + "/text.txt", out: out)
     }
 
+    /// `moe study moe-vs-dense` (quick): three models with active parameters within 5 %, a chart and a conclusion;
+    /// `moe demo --seeds 2 --study` (quick): each seed's report, the table across seeds, the study's section.
+    @Test func studyAndSeedsReport() throws {
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let study = try CLI.run(["study", "moe-vs-dense", "--quick", "--quiet", "--out", out + "/study-run"])
+        #expect(study.status == 0, "\(study.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/study-run/study/study.json"))) as! [String: Any]
+        let arms = report["arms"] as! [[String: Any]]
+        #expect(arms.map { $0["experts"] as? Int } == [0, 4, 8])
+        let active = arms.map { $0["active_parameters"] as! Int }
+        #expect(Double(active.max()! - active.min()!) / Double(active.min()!) < 0.05)
+        #expect(arms.allSatisfy { ($0["curve"] as? [Any])?.isEmpty == false && $0["final_val_loss"] is Double })
+        #expect(FileManager.default.fileExists(atPath: out + "/study-run/study/study.svg") && study.stdout.contains("in equal time"))
+
+        let seeds = try CLI.run(["demo", "--quick", "--quiet", "--seeds", "2", "--study", "--out", out + "/seeds"])
+        #expect(seeds.status == 0, "\(seeds.stderr)")
+        #expect(seeds.stdout.contains("| seed 42 | seed 43 | mean | sd |") && seeds.stdout.contains("| grpo − sft |"), "\(seeds.stdout)")
+        let one = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/seeds/seed-43/report.json"))) as! [String: Any]
+        #expect((one["study"] as? [String: Any])?["arms"] is [Any])
+        #expect(FileManager.default.fileExists(atPath: out + "/seeds/seeds.md"))
+    }
+
     /// The routing lab on the demo's model: moe route's report against the JSONL records, a budget sweep, the
     /// budget in bench infer, and pruning.
     func routingLab(model: String, text: String, out: String) throws {

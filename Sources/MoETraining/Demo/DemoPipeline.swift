@@ -11,7 +11,10 @@ import MoETokenizer
 public struct DemoPipeline {
     public struct Options: Sendable {
         public var out: String
-        /// Seconds of pre-training (the step count is sized to fit from a timed step).
+        /// Steps of pre-training: the same report card on any machine (nil: size them by `trainSeconds`).
+        public var pretrainSteps: Int? = DemoPipeline.defaultPretrainSteps
+        /// Seconds of pre-training when `pretrainSteps` is nil (the step count sized from a timed step): the study's
+        /// equal-time runs.
         public var trainSeconds: Double = 300
         /// A tiny corpus and model and a few steps: the whole path in seconds (tests).
         public var quick = false
@@ -28,6 +31,9 @@ public struct DemoPipeline {
         public var studySeconds: Double = 120
         public init(out: String) { self.out = out }
     }
+
+    /// About 4 minutes on two cores of an AMD EPYC (0.13 s a step).
+    public static let defaultPretrainSteps = 1800
 
     public let options: Options
     let log: (String) -> Void
@@ -125,6 +131,7 @@ public struct DemoPipeline {
         if options.study {
             var studyOptions = options
             studyOptions.trainSeconds = options.studySeconds
+            studyOptions.pretrainSteps = nil
             let studyPipeline = DemoPipeline(options: studyOptions, log: log, progress: progress)
             let shards = TokenizedCorpus.paths("\(pretrainDirectory)/data")
             report.study = try MoEDenseStudy.run(studyPipeline, moe: model.config, train: try TokenShard(path: shards.train),
@@ -204,11 +211,20 @@ public struct DemoPipeline {
         settings.warmup = options.quick ? 2 : 40
         settings.balance = BalanceLosses(auxLossCoef: 0.03, zLossCoef: 0.001)
         settings.seed = options.seed
-        settings.steps = options.quick ? 12 : try stepsThatFit(model, settings, train: train)
+        let secondsPerStep = options.quick ? 0 : try timedStep(model, settings, train: train)
+        if options.quick {
+            settings.steps = 12
+        } else if let steps = options.pretrainSteps {
+            settings.steps = steps
+            log(String(format: "pre-training %d steps: about %.1f minutes on this machine (%.3f s a step)", steps,
+                       Double(steps) * secondsPerStep / 60, secondsPerStep))
+        } else {
+            settings.steps = max(20, Int(options.trainSeconds / secondsPerStep))
+            settings.timeLimit = options.trainSeconds * 1.3
+        }
         settings.evalEvery = max(1, settings.steps / 10)
         settings.checkpointEvery = max(1, settings.steps / 4)
         settings.logEvery = max(1, min(20, settings.steps / 20))
-        settings.timeLimit = options.quick ? nil : options.trainSeconds * 1.3
         log("model: \(config.modelType), \(config.numHiddenLayers) layers, \(config.numExperts) experts top-\(config.numExpertsPerToken), "
             + "\(model.store.parameterCount) parameters; \(settings.steps) steps of \(settings.batchSize)×\(settings.seqLen) tokens "
             + "(\(train.count) training tokens)")
@@ -221,8 +237,8 @@ public struct DemoPipeline {
         return (model, summary)
     }
 
-    /// Steps that fit the time budget, from two timed forward/backward passes (gradients discarded).
-    func stepsThatFit(_ model: TrainableModel, _ s: TrainingSettings, train: TokenShard) throws -> Int {
+    /// Seconds a training step takes here, from timed forward/backward passes (gradients discarded).
+    func timedStep(_ model: TrainableModel, _ s: TrainingSettings, train: TokenShard) throws -> Double {
         var batches = try ShardBatches(train: train, validation: train, batchSize: s.batchSize, seqLen: s.seqLen, seed: 999)
         var best = Double.infinity
         for pass in 0..<4 {
@@ -233,7 +249,7 @@ public struct DemoPipeline {
         }
         model.store.zeroGrads()
         // The optimizer, validation and checkpoints: measured steps run ~10 % slower than the timed passes.
-        return max(20, Int(options.trainSeconds / (best * 1.15)))
+        return best * 1.15
     }
 
     /// Which experts each domain's tokens choose, per MoE layer, on documents the model did not train on.
@@ -367,6 +383,30 @@ public struct DemoReport: Codable, Sendable {
     public var architectures: [ArchitectureRun] = []
     /// `--study`: MoE against dense in equal time.
     public var study: MoEDenseStudy.Report?
+
+    /// `moe demo --seeds N`: each stage's held-out accuracy per seed, its mean and spread, and what each post-training
+    /// stage adds over SFT.
+    public static func acrossSeeds(_ reports: [DemoReport], seeds: [UInt64]) -> String {
+        func stats(_ x: [Double]) -> (mean: Double, sd: Double) {
+            let m = x.reduce(0, +) / Double(max(x.count, 1))
+            return (m, x.count > 1 ? (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot() : 0)
+        }
+        func accuracy(_ r: DemoReport, _ stage: String) -> Double { 100 * (r.stages.first { $0.name == stage }?.taskAccuracy ?? .nan) }
+        var s = "# swift-moe demo across \(reports.count) seeds: held-out arithmetic accuracy (%)\n\n| stage | "
+            + seeds.map { "seed \($0)" }.joined(separator: " | ") + " | mean | sd |\n|---|" + String(repeating: "---:|", count: seeds.count + 2) + "\n"
+        let names = reports.first?.stages.map(\.name) ?? []
+        for name in names {
+            let x = reports.map { accuracy($0, name) }
+            let (m, sd) = stats(x)
+            s += "| \(name) | " + x.map { String(format: "%.1f", $0) }.joined(separator: " | ") + String(format: " | %.1f | %.1f |\n", m, sd)
+        }
+        for stage in ["dpo", "grpo"] where names.contains(stage) && names.contains("sft") {
+            let x = reports.map { accuracy($0, stage) - accuracy($0, "sft") }
+            let (m, sd) = stats(x)
+            s += "| \(stage) − sft | " + x.map { String(format: "%+.1f", $0) }.joined(separator: " | ") + String(format: " | %+.1f | %.1f |\n", m, sd)
+        }
+        return s
+    }
 
     /// The markdown report card (as nanochat prints one): a row per stage.
     public func reportCard() -> String {
