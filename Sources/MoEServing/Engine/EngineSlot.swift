@@ -50,7 +50,8 @@ final class RowExpertCounter: RoutingObserver {
     init(moeLayers: Int) { self.moeLayers = moeLayers }
 
     func begin(rows: Int) {
-        if perRow.count != rows { perRow = Array(repeating: 0, count: rows) } else { for i in perRow.indices { perRow[i] = 0 } }
+        perRow.removeAll(keepingCapacity: true)
+        perRow.append(contentsOf: repeatElement(0, count: rows))
     }
 
     func observe(layer: Int, tokens: Int, k: Int, chosen: UnsafeBufferPointer<Int32>, weights: UnsafeBufferPointer<Float>) {

@@ -37,13 +37,13 @@ public struct TrainedBPE: Sendable, Equatable {
         var o = "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": ["
         for (i, s) in specialTokens.enumerated() {
             o += i == 0 ? "\n" : ",\n"
-            o += "    {\"id\": \(tokens.count + i), \"content\": \(trainedJSONString(s)), \"single_word\": false, "
+            o += "    {\"id\": \(tokens.count + i), \"content\": \(jsonStringLiteral(s)), \"single_word\": false, "
             o += "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}"
         }
         o += specialTokens.isEmpty ? "],\n" : "\n  ],\n"
         o += "  \"normalizer\": {\"type\": \"NFC\"},\n"
         o += "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [\n"
-        o += "    {\"type\": \"Split\", \"pattern\": {\"Regex\": \(trainedJSONString(pattern))}, \"behavior\": \"Isolated\", \"invert\": false},\n"
+        o += "    {\"type\": \"Split\", \"pattern\": {\"Regex\": \(jsonStringLiteral(pattern))}, \"behavior\": \"Isolated\", \"invert\": false},\n"
         o += "    {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}\n  ]},\n"
         o += "  \"post_processor\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false},\n"
         o += "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false},\n"
@@ -52,12 +52,12 @@ public struct TrainedBPE: Sendable, Equatable {
         o += "    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n    \"vocab\": {"
         for (id, t) in tokens.enumerated() {
             o += id == 0 ? "\n      " : ",\n      "
-            o += "\(trainedJSONString(t)): \(id)"
+            o += "\(jsonStringLiteral(t)): \(id)"
         }
         o += "\n    },\n    \"merges\": ["
         for (i, m) in merges.enumerated() {
             o += i == 0 ? "\n      " : ",\n      "
-            o += "[\(trainedJSONString(m.left)), \(trainedJSONString(m.right))]"
+            o += "[\(jsonStringLiteral(m.left)), \(jsonStringLiteral(m.right))]"
         }
         o += merges.isEmpty ? "]\n  }\n}\n" : "\n    ]\n  }\n}\n"
         return o
@@ -68,11 +68,11 @@ public struct TrainedBPE: Sendable, Equatable {
         var o = "{\n  \"add_bos_token\": false,\n  \"add_prefix_space\": false,\n  \"added_tokens_decoder\": {"
         for (i, s) in specialTokens.enumerated() {
             o += i == 0 ? "\n" : ",\n"
-            o += "    \"\(tokens.count + i)\": {\"content\": \(trainedJSONString(s)), \"lstrip\": false, \"normalized\": false, "
+            o += "    \"\(tokens.count + i)\": {\"content\": \(jsonStringLiteral(s)), \"lstrip\": false, \"normalized\": false, "
             o += "\"rstrip\": false, \"single_word\": false, \"special\": true}"
         }
         o += specialTokens.isEmpty ? "},\n" : "\n  },\n"
-        let eot = endOfTextToken.map(trainedJSONString) ?? "null"
+        let eot = endOfTextToken.map(jsonStringLiteral) ?? "null"
         o += "  \"bos_token\": \(eot),\n  \"eos_token\": \(eot),\n  \"pad_token\": \(eot),\n  \"unk_token\": null,\n"
         o += "  \"clean_up_tokenization_spaces\": false,\n  \"model_max_length\": \(modelMaxLength),\n"
         o += "  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n}\n"
@@ -106,8 +106,8 @@ public struct TrainedBPE: Sendable, Equatable {
     }
 }
 
-/// `s` as a JSON string literal.
-func trainedJSONString(_ s: String) -> String {
+/// `s` as a JSON string literal (control characters, C1 and the line separators escaped: safe in JavaScript too).
+public func jsonStringLiteral(_ s: String) -> String {
     var o = "\""
     o.unicodeScalars.reserveCapacity(s.unicodeScalars.count + 2)
     for c in s.unicodeScalars {

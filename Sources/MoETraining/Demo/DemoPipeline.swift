@@ -32,7 +32,7 @@ public struct DemoPipeline {
         public init(out: String) { self.out = out }
     }
 
-    /// About 4 minutes on two cores of an AMD EPYC (0.13 s a step).
+    /// About 5 minutes on two cores of an AMD EPYC (0.16 s a step).
     public static let defaultPretrainSteps = 1800
 
     public let options: Options

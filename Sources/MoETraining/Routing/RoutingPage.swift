@@ -1,4 +1,5 @@
 import Foundation
+import MoEFormats
 import MoETokenizer
 
 /// The files `moe route` writes besides report.json: routing.jsonl (every token's choices), the heat maps, and one
@@ -8,26 +9,23 @@ public enum RoutingPage {
     /// One JSON object per token: `{"document", "domain", "position", "token", "piece", "experts": [[…] per MoE
     /// layer], "weights": [[…]]}` (report.json's `moe_layers` names the layers).
     public static func writeJSONL(_ trace: RoutingTrace, tokenizer: Tokenizer, to path: String) throws {
-        guard FileManager.default.createFile(atPath: path + ".tmp", contents: nil),
-              let handle = FileHandle(forWritingAtPath: path + ".tmp") else { throw TrainingError.badArgument("cannot write \(path)") }
-        var buffer = ""
         let L = trace.moeLayers.count
-        for t in 0..<trace.tokens {
-            var experts: [String] = [], weights: [String] = []
-            for l in 0..<L {
-                let c = trace.choices(token: t, layer: l)
-                experts.append("[" + c.map { String($0.expert) }.joined(separator: ",") + "]")
-                weights.append("[" + c.map { String(format: "%.6g", $0.weight) }.joined(separator: ",") + "]")
+        try AtomicFile.write(to: path) { handle in
+            var buffer = ""
+            for t in 0..<trace.tokens {
+                var experts: [String] = [], weights: [String] = []
+                for l in 0..<L {
+                    let c = trace.choices(token: t, layer: l)
+                    experts.append("[" + c.map { String($0.expert) }.joined(separator: ",") + "]")
+                    weights.append("[" + c.map { String(format: "%.6g", $0.weight) }.joined(separator: ",") + "]")
+                }
+                buffer += "{\"document\":\(trace.document[t]),\"domain\":\(jsonStringLiteral(trace.domains[Int(trace.domain[t])])),"
+                    + "\"position\":\(trace.position[t]),\"token\":\(trace.token[t]),\"piece\":\(jsonStringLiteral(piece(tokenizer, Int(trace.token[t])))),"
+                    + "\"experts\":[\(experts.joined(separator: ","))],\"weights\":[\(weights.joined(separator: ","))]}\n"
+                if buffer.utf8.count > 1 << 20 { try handle.write(contentsOf: Data(buffer.utf8)); buffer = "" }
             }
-            buffer += "{\"document\":\(trace.document[t]),\"domain\":\(jsonString(trace.domains[Int(trace.domain[t])])),"
-                + "\"position\":\(trace.position[t]),\"token\":\(trace.token[t]),\"piece\":\(jsonString(piece(tokenizer, Int(trace.token[t])))),"
-                + "\"experts\":[\(experts.joined(separator: ","))],\"weights\":[\(weights.joined(separator: ","))]}\n"
-            if buffer.utf8.count > 1 << 20 { try handle.write(contentsOf: Data(buffer.utf8)); buffer = "" }
+            try handle.write(contentsOf: Data(buffer.utf8))
         }
-        try handle.write(contentsOf: Data(buffer.utf8))
-        try handle.synchronize()
-        try handle.close()
-        guard rename(path + ".tmp", path) == 0 else { throw TrainingError.badArgument("cannot write \(path)") }
     }
 
     /// The heat maps: for each domain (and all together) layer × expert shares, and the co-activation matrix.
@@ -64,16 +62,16 @@ public enum RoutingPage {
                 // A new document starts on a new line.
                 let newDocument = trace.document[t] != lastDocument && lastDocument >= 0
                 lastDocument = trace.document[t]
-                items.append("[\(jsonString(piece(tokenizer, Int(trace.token[t])))),[\(layers.joined(separator: ","))],\(newDocument ? 1 : 0)]")
+                items.append("[\(jsonStringLiteral(piece(tokenizer, Int(trace.token[t])))),[\(layers.joined(separator: ","))],\(newDocument ? 1 : 0)]")
             }
-            domainsJSON.append("{\"name\":\(jsonString(name)),\"tokens\":[\(items.joined(separator: ","))]}")
+            domainsJSON.append("{\"name\":\(jsonStringLiteral(name)),\"tokens\":[\(items.joined(separator: ","))]}")
         }
         let data = "{\"layers\":[\(trace.moeLayers.map(String.init).joined(separator: ","))],\"experts\":\(trace.experts),"
             + "\"domains\":[\(domainsJSON.joined(separator: ","))]}"
 
         var rows = ""
         for d in report.domains + (report.domains.count > 1 ? [report.all] : []) {
-            rows += "<tr><td>\(escape(d.name))</td><td>\(d.tokens)</td>"
+            rows += "<tr><td>\(SVGPlot.esc(d.name))</td><td>\(d.tokens)</td>"
                 + "<td>\(String(format: "%.2f", mean(d.coefficientOfVariation)))</td><td>\(String(format: "%.3f", mean(d.normalizedEntropy)))</td></tr>\n"
         }
         var layerRows = ""
@@ -85,7 +83,7 @@ public enum RoutingPage {
         let speed = report.tokensPerSecond.map { String(format: ", %.0f tokens/s", $0) } ?? ""
         return """
             <!DOCTYPE html>
-            <html lang="en"><head><meta charset="utf-8"><title>Routing: \(escape(report.model))</title>
+            <html lang="en"><head><meta charset="utf-8"><title>Routing: \(SVGPlot.esc(report.model))</title>
             <style>
             body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}
             table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -96,7 +94,7 @@ public enum RoutingPage {
                  white-space:pre;pointer-events:none;box-shadow:2px 2px 6px #0003;z-index:10}
             #legend span{display:inline-block;padding:1px 6px;margin:1px;border-radius:3px;font:11px monospace}
             </style></head><body>
-            <h1>Routing of \(escape(report.model))</h1>
+            <h1>Routing of \(SVGPlot.esc(report.model))</h1>
             <p>\(report.tokens) tokens, \(report.moeLayers.count) MoE layers, \(report.experts) experts, top-\(report.topK)\(speed).
             H(domain) = \(String(format: "%.3f", report.domainEntropy)) bits bounds the mutual information.</p>
             <h2>Domains</h2>
@@ -174,27 +172,4 @@ public enum RoutingPage {
     }
 
     public static func mean(_ x: [Double]) -> Double { x.isEmpty ? 0 : x.reduce(0, +) / Double(x.count) }
-
-    static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;")
-    }
-
-    /// A JSON string literal.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x2028 || u.value == 0x2029 { out += String(format: "\\u%04x", u.value) }
-                else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
 }
