@@ -21,7 +21,7 @@ struct Demo: AsyncParsableCommand {
             """)
 
     @Option(help: "Output directory.") var out: String = "demo-out"
-    @Option(help: "Steps of pre-training (the same report card on any machine; about 5 minutes on two cores).")
+    @Option(help: "Steps of pre-training (a report card that does not depend on the machine's speed; about 5 minutes on two cores).")
     var steps: Int = DemoPipeline.defaultPretrainSteps
     @Option(help: "Size pre-training by time instead: this many minutes (the figures then depend on the machine).") var minutes: Double?
     @Option(help: "Run the whole demo for this many seeds (--seed, --seed + 1, …; OUT/seed-S each) and print each stage's mean and spread.")

@@ -11,7 +11,7 @@ import MoETokenizer
 public struct DemoPipeline {
     public struct Options: Sendable {
         public var out: String
-        /// Steps of pre-training: the same report card on any machine (nil: size them by `trainSeconds`).
+        /// Steps of pre-training: a report card that does not depend on the machine's speed (nil: size them by `trainSeconds`).
         public var pretrainSteps: Int? = DemoPipeline.defaultPretrainSteps
         /// Seconds of pre-training when `pretrainSteps` is nil (the step count sized from a timed step): the study's
         /// equal-time runs.

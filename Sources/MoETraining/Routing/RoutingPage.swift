@@ -38,9 +38,15 @@ public enum RoutingPage {
                         SVGPlot.heatMap(title: "Expert share: \(d.name) (\(d.tokens) tokens)", rowLabel: "MoE layer", columnLabel: "expert",
                                         values: d.share, rowNames: layers, cellSize: cell)))
         }
+        // Beyond 64 experts (Qwen3-Next's 512: a quarter of a million cells) only the 64 most chosen are drawn.
+        let usage = (0..<report.experts).map { e in report.all.share.reduce(0) { $0 + $1[e] } }
+        let shown = report.experts <= 64 ? Array(0..<report.experts) : (0..<report.experts).sorted { usage[$0] > usage[$1] }.prefix(64).sorted()
+        let title = "Co-activation: P(column chosen | row chosen), all layers" + (shown.count < report.experts ? " (the 64 most chosen experts)" : "")
         out.append(("coactivation.svg",
-                    SVGPlot.heatMap(title: "Co-activation: P(column chosen | row chosen), all layers", rowLabel: "expert", columnLabel: "expert",
-                                    values: report.coactivation, cellSize: cell)))
+                    SVGPlot.heatMap(title: title, rowLabel: "expert", columnLabel: "expert",
+                                    values: shown.map { a in shown.map { b in report.coactivation[a][b] } },
+                                    rowNames: shown.map(String.init), columnNames: shown.map(String.init),
+                                    cellSize: max(4, min(22, 900 / max(shown.count, 1))))))
         return out
     }
 
