@@ -20,6 +20,13 @@ public struct ModelSummary: Sendable {
     public var moeLayers = 0
     public var denseLayers = 0
 
+    /// Expert bytes read per decoded token when `expertsRun` experts ran over `tokens` decoded tokens (as
+    /// `ExpertUsageCounter` counts them; all MoE layers' experts taken as alike).
+    public func expertBytesRead(expertsRun: Int, tokens: Int) -> Double {
+        moeLayers == 0 || tokens == 0 ? 0
+            : Double(expertsRun) / Double(tokens) * Double(bytesPerExpertAcrossLayers) / Double(moeLayers)
+    }
+
     public init(_ model: Transformer) {
         func size(_ m: WeightMatrix) -> (params: Int, bytes: Int) { (m.rows * m.cols, m.rows * m.rowBytes) }
         func add(_ m: WeightMatrix, active: Bool = true, read: Bool = true) {

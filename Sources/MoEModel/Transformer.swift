@@ -109,10 +109,13 @@ public final class Transformer: @unchecked Sendable {
         pool = WorkerPool(threads: max(1, threads))
     }
 
-    /// The number of experts each token chooses (`num_experts_per_tok`; the largest over the layers), 0 for a dense model.
-    public var expertsPerToken: Int {
-        layers.map { if case .moe(let block) = $0.feedForward { block.topK } else { 0 } }.max() ?? 0
+    /// The decoder layers that are mixture-of-experts layers, in order, with their blocks.
+    public var moeBlocks: [(layer: Int, block: MoEBlock)] {
+        layers.enumerated().compactMap { i, l in if case .moe(let block) = l.feedForward { (i, block) } else { nil } }
     }
+
+    /// The number of experts each token chooses (`num_experts_per_tok`; the largest over the layers), 0 for a dense model.
+    public var expertsPerToken: Int { moeBlocks.map(\.block.topK).max() ?? 0 }
 
     /// Refuses a budget this model cannot spend: none for a dense model, K between 1 and its top-k.
     public func validateBudget(_ budget: ExpertBudget) throws {

@@ -100,8 +100,7 @@ struct BenchInfer: ParsableCommand {
             model.routingObserver = nil
         }
         // Expert bytes read per decoded token, as counted (the top-k's without a budget).
-        let expertRead = summary.moeLayers == 0 ? 0
-            : Double(counter.expertsRun) / Double(genTokens) * Double(summary.bytesPerExpertAcrossLayers) / Double(summary.moeLayers)
+        let expertRead = summary.expertBytesRead(expertsRun: counter.expertsRun, tokens: genTokens)
         let bytesPerToken = Double(summary.bytesPerToken - summary.expertBytesPerToken) + expertRead
         let bandwidth = measureReadBandwidth(pool: model.pool, bytes: 1 << 30)
         let limit = bandwidth * 1e9 / bytesPerToken

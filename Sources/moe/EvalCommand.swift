@@ -69,6 +69,9 @@ struct Eval: ParsableCommand {
         }
     }
 
+    /// --stop with its escapes \n and \t read.
+    var stops: [String] { stop.map { $0.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\t", with: "\t") } }
+
     func readText(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path), let s = String(data: data, encoding: .utf8) else {
             throw ValidationError("cannot read \(path) as UTF-8 text")
@@ -81,7 +84,6 @@ struct Eval: ParsableCommand {
         let budgets = BudgetSweep.budgets(topK: transformer.expertsPerToken, thresholds: try sweepThresholds())
         let taskList = try tasks.map { path in try Evaluation.tasks(path: path).prefix(limit ?? .max) }
         let choiceItems = try choices.map { path in try Evaluation.choiceItems(path: path).prefix(limit ?? .max) }
-        let stops = stop.map { $0.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\t", with: "\t") }
         let accuracy: ((ExpertBudget) throws -> Double)?
         if let taskList {
             accuracy = { _ in try Evaluation.tasks(transformer, tokenizer: tokenizer, tasks: Array(taskList), maxTokens: maxTokens, chat: chat, stop: stops).accuracy }
@@ -147,7 +149,6 @@ struct Eval: ParsableCommand {
         } else if let tasks {
             var all = try Evaluation.tasks(path: tasks)
             if let limit { all = Array(all.prefix(limit)) }
-            let stops = stop.map { $0.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\t", with: "\t") }
             let r = try Evaluation.tasks(transformer, tokenizer: tokenizer, tasks: all, maxTokens: maxTokens, chat: chat, stop: stops) { done, total in
                 if isatty(2) != 0 { FileHandle.standardError.write(Data("\rtask \(done)/\(total)".utf8)) }
             }

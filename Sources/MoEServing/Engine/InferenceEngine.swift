@@ -158,7 +158,7 @@ public final class InferenceEngine: @unchecked Sendable {
         slots = try (0..<self.parallel).map { [pages] _ in Slot(cache: try KVCache(pool: pages, capacity: contextSize)) }
         snapshot.kvPages = count
         snapshot.kvPagesFree = count
-        let moeLayers = model.layers.filter { if case .moe = $0.feedForward { true } else { false } }.count
+        let moeLayers = model.moeBlocks.count
         if moeLayers > 0 {
             expertCounter = RowExpertCounter(moeLayers: moeLayers)
             model.routingObserver = expertCounter

@@ -104,8 +104,7 @@ public enum BudgetSweep {
         var rows: [Row] = []
         for (b, budget) in budgets.enumerated() {
             model.expertBudget = budget
-            let expertBytes = Double(decodeCounters[b].expertsRun) / Double(steps.count) * Double(summary.bytesPerExpertAcrossLayers)
-                / Double(max(summary.moeLayers, 1))
+            let expertBytes = summary.expertBytesRead(expertsRun: decodeCounters[b].expertsRun, tokens: steps.count)
             let c = comparisons[b]
             rows.append(Row(budget: budget.description, expertsPerToken: budget.expertsPerToken,
                             threshold: budget.threshold.map { (Double($0) * 1e6).rounded() / 1e6 },

@@ -79,10 +79,8 @@ public struct RoutingTrace: Sendable {
     public static func collect(_ model: Transformer, tokenized documents: [(domain: String, ids: [Int])], window: Int = 1024,
                                maxTokensPerDomain: Int = .max,
                                progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> RoutingTrace {
-        var moeLayers: [Int] = [], experts = 0, topK = 0
-        for (i, layer) in model.layers.enumerated() {
-            if case .moe(let block) = layer.feedForward { moeLayers.append(i); experts = max(experts, block.router.experts); topK = max(topK, block.topK) }
-        }
+        let blocks = model.moeBlocks
+        let moeLayers = blocks.map(\.layer), experts = blocks.map(\.block.router.experts).max() ?? 0, topK = model.expertsPerToken
         guard !moeLayers.isEmpty else { throw TrainingError.badArgument("\(model.directory) is a dense model: it has no experts to route to") }
         var domains: [String] = []
         for d in documents where !domains.contains(d.domain) { domains.append(d.domain) }
