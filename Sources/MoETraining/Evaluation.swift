@@ -135,7 +135,7 @@ public enum Evaluation {
         public var total: Int
         public var correct: Int
         public var accuracy: Double
-        /// The first few examples, for a look at what the model wrote.
+        /// The first few examples (`keepExamples`), for a look at what the model wrote.
         public var examples: [Example]
     }
 
@@ -186,9 +186,10 @@ public enum Evaluation {
 
     /// Greedy completions of every task, scored by exact (numeric when both are numbers) answer match.
     /// `chat` sends text prompts through the chat template as a user message; a completion ends at the first
-    /// of `stop` (cut there), at an end-of-sequence token, or after `maxTokens`.
+    /// of `stop` (cut there), at an end-of-sequence token, or after `maxTokens`. The first `keepExamples` tasks'
+    /// completions come back in `examples`.
     public static func tasks(_ model: Transformer, tokenizer: Tokenizer, tasks: [Task], maxTokens: Int, chat: Bool,
-                             stop: [String] = [], progress: ((Int, Int) -> Void)? = nil) throws -> TaskResult {
+                             stop: [String] = [], keepExamples: Int = 5, progress: ((Int, Int) -> Void)? = nil) throws -> TaskResult {
         var correct = 0
         var examples: [TaskResult.Example] = []
         for (i, task) in tasks.enumerated() {
@@ -207,7 +208,7 @@ public enum Evaluation {
             let extracted = extractAnswer(completion, regex: task.answerRegex)
             let ok = extracted.map { sameAnswer($0, expectedAnswer(task.answer)) } ?? false
             if ok { correct += 1 }
-            if examples.count < 5 {
+            if examples.count < keepExamples {
                 examples.append(.init(prompt: task.prompt ?? task.messages?.last?.content ?? "", completion: completion,
                                       expected: expectedAnswer(task.answer), extracted: extracted, correct: ok))
             }

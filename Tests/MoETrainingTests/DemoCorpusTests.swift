@@ -111,6 +111,21 @@ import Testing
         }
     }
 
+    /// On-policy pairs: a model's wrong answer (a wrong final number, or none) becomes the rejected one; a right
+    /// answer, however worded, keeps the constructed mistake.
+    @Test func ownMistakesReplaceTheRejectedAnswers() {
+        let pairs = DemoCorpus.preferencePairs(count: 4, seed: 8)
+        let sums = pairs.map { Self.sumQuestion(Substring($0.prompt))! }
+        let answers = ["\(pairs[0].chosen)",                                      // right, as the chosen one
+                       "so \(sums[1].0) + \(sums[1].1) = \(sums[1].0 + sums[1].1 + 10).",   // carry added
+                       "The answer is \(sums[2].0 + sums[2].1)",                  // right, another wording
+                       "I do not know"]                                           // no number at all
+        let (out, replaced) = DemoCorpus.withOwnMistakes(pairs, answers: answers)
+        #expect(replaced == 2)
+        #expect(out.map(\.rejected) == [pairs[0].rejected, answers[1], pairs[2].rejected, answers[3]])
+        #expect(out.map(\.chosen) == pairs.map(\.chosen) && out.map(\.prompt) == pairs.map(\.prompt))
+    }
+
     @Test func instructionsCoverAllDomainsInTheEvaluatedFormat() {
         let pairs = DemoCorpus.instructions(count: 200, seed: 5)
         #expect(pairs.count == 200)

@@ -95,6 +95,22 @@ public enum DemoCorpus {
         }
     }
 
+    /// `pairs` with each rejected answer replaced by `answers[i]`, a model's own answer to pair i's question,
+    /// wherever that answer is wrong (its final number is not the chosen answer's): the mistakes that model
+    /// makes, as on-policy preference data has them. Returns how many were replaced.
+    public static func withOwnMistakes(_ pairs: [(prompt: String, chosen: String, rejected: String)], answers: [String])
+        -> (pairs: [(prompt: String, chosen: String, rejected: String)], replaced: Int) {
+        var out = pairs, replaced = 0
+        for (i, answer) in zip(pairs.indices, answers) {
+            let right = Evaluation.extractAnswer(pairs[i].chosen, regex: nil)
+            let given = Evaluation.extractAnswer(answer, regex: nil)
+            if let right, let given, Evaluation.sameAnswer(given, right) { continue }
+            out[i].rejected = answer
+            replaced += 1
+        }
+        return (out, replaced)
+    }
+
     // MARK: Arithmetic
 
     static func arithmeticDocument(_ rng: inout SplitMix64) -> String {

@@ -39,11 +39,11 @@ extension DemoPipeline {
         return (directory, try trainer.run(progress: progress))
     }
 
-    /// DPO from `start` on right-vs-wrong worked answers to training sums (`DemoCorpus.preferencePairs`); the
-    /// reference is `start` itself, its log-probs computed once.
+    /// DPO from `start` on right-vs-wrong worked answers to training sums, the wrong ones `start`'s own where it
+    /// makes mistakes (`onPolicyPairs`); the reference is `start` itself, its log-probs computed once.
     func preferenceOptimization(from start: String, tokenizer: Tokenizer) throws -> (directory: String, summary: TrainingSummary) {
         let template = try tokenizer.chatTemplateOrChatML()
-        let pairs = try DemoCorpus.preferencePairs(count: options.quick ? 24 : 1600, seed: options.seed &+ 13).map {
+        let pairs = try onPolicyPairs(from: start, tokenizer: tokenizer).map {
             try PreferenceData.pair(prompt: [ChatMessage(role: "user", content: $0.prompt)],
                                     chosen: [ChatMessage(role: "assistant", content: $0.chosen)],
                                     rejected: [ChatMessage(role: "assistant", content: $0.rejected)], tokenizer: tokenizer, template: template)
@@ -64,6 +64,19 @@ extension DemoPipeline {
                                   objective: DPOObjective(beta: 0.1), stage: "dpo",
                                   out: directory, extraFiles: TrainingSetup.tokenizerFiles("\(options.out)/tokenizer"))
         return (directory, try trainer.run(progress: progress))
+    }
+
+    /// `DemoCorpus.preferencePairs` on training sums, each rejected answer replaced by `start`'s own greedy answer
+    /// wherever that is wrong: the pairs push down the mistakes this model makes (on seed 42's SFT model, DPO on
+    /// the fixed mistakes alone gained 4 points, with its own 6; on seed 44's, −2 and +3).
+    func onPolicyPairs(from start: String, tokenizer: Tokenizer) throws -> [(prompt: String, chosen: String, rejected: String)] {
+        let pairs = DemoCorpus.preferencePairs(count: options.quick ? 24 : 1600, seed: options.seed &+ 13)
+        let questions = pairs.map { Evaluation.Task(prompt: $0.prompt, answer: "") }
+        let own = try Evaluation.tasks(try Transformer(directory: start, threads: options.threads), tokenizer: tokenizer, tasks: questions,
+                                       maxTokens: 40, chat: true, keepExamples: questions.count)
+        let (onPolicy, replaced) = DemoCorpus.withOwnMistakes(pairs, answers: own.examples.map(\.completion))
+        log("DPO pairs: \(replaced) of \(pairs.count) rejected answers are the SFT model's own mistakes")
+        return onPolicy
     }
 
     /// GRPO from `start` on training-side sums, rewarded by the exact answer: 8 prompts × 8 completions sampled at
