@@ -47,24 +47,30 @@ public final class Transformer: @unchecked Sendable {
     /// Loads a Hugging Face model directory (config.json + safetensors) or a GGUF file (`*.gguf`; the first part
     /// of a split file). `activations`: how quantised weights round the activations they multiply (`.int8`, the
     /// fast path as llama.cpp; `.int16` agrees with f32 math to about 1e-5).
-    public init(directory: String, threads: Int = WorkerPool.defaultThreadCount,
-                activations: ActivationRounding = .int8) throws {
-        self.directory = directory
-        var config: ModelConfig
-        let store: any TensorStore
+    public convenience init(directory: String, threads: Int = WorkerPool.defaultThreadCount,
+                            activations: ActivationRounding = .int8) throws {
         if GGUFCheckpoint.isGGUF(directory) {
             let gguf = try GGUFCheckpoint(path: directory)
-            config = gguf.config
-            store = gguf
             var generation = GenerationConfig()
-            generation.eosTokenIds = config.eosTokenIds
-            generation.bosTokenId = config.bosTokenId
-            self.generation = generation
+            generation.eosTokenIds = gguf.config.eosTokenIds
+            generation.bosTokenId = gguf.config.bosTokenId
+            try self.init(config: gguf.config, generation: generation, store: gguf, threads: threads, activations: activations)
         } else {
-            config = try ModelConfig(directory: directory)
-            generation = try GenerationConfig(directory: directory)
-            store = LanguageModelView.unwrapping(try Checkpoint(directory: directory))
+            try self.init(config: try ModelConfig(directory: directory), generation: try GenerationConfig(directory: directory),
+                          store: LanguageModelView.unwrapping(try Checkpoint(directory: directory)), threads: threads,
+                          activations: activations)
         }
+    }
+
+    /// A model over weights already at hand under their Hugging Face names (a trained model's parameters, say):
+    /// its matrices read `store`'s memory where it is (f32, bf16 or a quantised type), its norms and biases are
+    /// copied. `store.source` stands for the directory in messages.
+    public init(config: ModelConfig, generation: GenerationConfig, store: any TensorStore,
+                threads: Int = WorkerPool.defaultThreadCount, activations: ActivationRounding = .int8) throws {
+        let directory = store.source
+        self.directory = directory
+        self.generation = generation
+        var config = config
         let architecture = try ArchitectureRegistry.architecture(for: config.modelType)
         config = try architecture.withDefaults(config)
         self.config = config

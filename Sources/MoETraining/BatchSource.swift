@@ -7,6 +7,8 @@ public struct TrainingBatch: Sendable {
     public var rowValues: [Double] = []
     /// Per-position values in the batch's layout (GRPO: the sampling policy's and the reference's log-probs).
     public var positionValues: [String: [Float]] = [:]
+    /// Figures about how the batch was made (a rollout's sampling speed), logged with the step that first uses it.
+    public var metrics: [String: Double] = [:]
     public init(_ tokens: PaddedBatch, rowValues: [Double] = [], positionValues: [String: [Float]] = [:]) {
         self.tokens = tokens; self.rowValues = rowValues; self.positionValues = positionValues
     }

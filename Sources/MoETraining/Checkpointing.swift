@@ -88,28 +88,48 @@ extension TrainableModel {
         throw FormatError.missingTensor(tensor: t.name, directory: checkpoint.source)
     }
 
+    /// The model's tensors as a Hugging Face checkpoint holds them: the parameters under their own names (as
+    /// offsets into `store.values`), except those the hub keeps otherwise (gpt-oss's fused experts: `hub`, with
+    /// MXFP4 blocks when `mxfp4Experts`), and the multi-token-prediction module's copies of the shared embedding
+    /// and head, stored again under its own names as DeepSeek-V3's checkpoints do.
+    func hubLayout(mxfp4Experts: Bool = false) throws -> (parameters: [(name: String, offset: Int, shape: [Int])], hub: [HubTensor]) {
+        let w = store.values!
+        let copies = mtp.map { m in [("\(m.prefix).embed_tokens.weight", embedding), ("\(m.prefix).shared_head.head.weight", lmHead)] } ?? []
+        let hub = try ArchitectureRegistry.architecture(for: config.modelType)
+            .hubTensors(names: store.tensors.map(\.name), values: { UnsafePointer(w + self.store.tensor($0)!.offset) }, config, mxfp4: mxfp4Experts)
+        if mxfp4Experts && !hub.tensors.contains(where: { $0.bytes != nil }) {
+            throw ModelError.unsupported("MXFP4 experts are saved for gpt-oss only (this model is \(config.modelType))")
+        }
+        let parameters = store.tensors.filter { !hub.replaced.contains($0.name) }.map { (name: $0.name, offset: $0.offset, shape: $0.shape) }
+            + copies.map { name, offset in (name: name, offset: offset, shape: [vocab, hidden]) }
+        return (parameters, hub.tensors)
+    }
+
+    /// The model as the inference engine runs it, over the parameters in memory (no file written): what GRPO's
+    /// and PPO's rollouts sample from. Its matrices read the parameters where they are, its norms and biases
+    /// are copies: make a new one after the weights change.
+    public func inferenceModel(threads: Int? = nil) throws -> Transformer {
+        guard head == .languageModel else { throw TrainingError.badArgument("a reward model does not generate text") }
+        var generation = GenerationConfig()
+        generation.eosTokenIds = config.eosTokenIds
+        generation.bosTokenId = config.bosTokenId
+        var saved = savedConfig()
+        saved.raw["quantization_config"] = nil   // (f32 here, whatever the checkpoint trained from held)
+        return try Transformer(config: saved, generation: generation, store: try ParameterTensors(self), threads: threads ?? pool.threads)
+    }
+
     /// Writes the model as a Hugging Face directory: config.json, model.safetensors (f32 by default, names
     /// and shapes as `save_pretrained` writes them) and generation_config.json; files are replaced atomically.
     /// `mxfp4Experts`: gpt-oss's experts as MXFP4 blocks and scales (as its hub checkpoints), the rest in `dtype`.
     public func save(to directory: String, dtype: DType = .f32, mxfp4Experts: Bool = false) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let w = store.values!
-        // The multi-token-prediction module's shared embedding and head are stored again under its own names, as
-        // DeepSeek-V3's checkpoints do.
-        let copies = mtp.map { m in [("\(m.prefix).embed_tokens.weight", embedding), ("\(m.prefix).shared_head.head.weight", lmHead)] } ?? []
-        // Tensors the hub keeps otherwise (gpt-oss's fused experts), in their place.
-        let hub = try ArchitectureRegistry.architecture(for: config.modelType)
-            .hubTensors(names: store.tensors.map(\.name), values: { UnsafePointer(w + self.store.tensor($0)!.offset) }, config, mxfp4: mxfp4Experts)
-        if mxfp4Experts && !hub.tensors.contains(where: { $0.bytes != nil }) {
-            throw ModelError.unsupported("MXFP4 experts are saved for gpt-oss only (this model is \(config.modelType))")
-        }
-        let tensors = store.tensors.filter { !hub.replaced.contains($0.name) }.map { ($0.name, $0.offset, $0.shape) }
-            + copies.map { name, offset in (name, offset, [vocab, hidden]) }
-        let entries = tensors.map { name, offset, shape in
+        let layout = try hubLayout(mxfp4Experts: mxfp4Experts)
+        let entries = layout.parameters.map { name, offset, shape in
             SafeTensorsWriter.Entry(name: name, dtype: dtype, shape: shape) { dst in
                 try FloatEncoding.encode(UnsafeBufferPointer(start: w + offset, count: shape.reduce(1, *)), as: dtype, into: dst)
             }
-        } + hub.tensors.map { t in
+        } + layout.hub.map { t in
             if let bytes = t.bytes {
                 return SafeTensorsWriter.Entry(name: t.name, dtype: .u8, shape: t.shape) { dst in dst.copyBytes(from: bytes) }
             }
@@ -146,5 +166,48 @@ extension TrainableModel {
         c.raw["id2label"] = .object(["0": .string("LABEL_0")])
         c.raw["label2id"] = .object(["LABEL_0": .number(0)])
         return c
+    }
+}
+
+/// A trained model's tensors as a `TensorStore` under their Hugging Face names (`TrainableModel.hubLayout`): the
+/// parameters read in place (f32), the hub's replacements held here. Keeps the model alive while it is used.
+final class ParameterTensors: TensorStore, @unchecked Sendable {
+    let model: TrainableModel
+    let tensors: [String: TensorData]
+    /// The hub tensors' values, owned here.
+    private let owned: [UnsafeMutableBufferPointer<Float>]
+
+    init(_ model: TrainableModel) throws {
+        self.model = model
+        let layout = try model.hubLayout()
+        let w = model.store.values!
+        var tensors: [String: TensorData] = [:]
+        for p in layout.parameters {
+            let count = p.shape.reduce(1, *)
+            tensors[p.name] = TensorData(name: p.name, dtype: .f32, shape: p.shape, pointer: UnsafeRawPointer(w + p.offset),
+                                         byteCount: count * MemoryLayout<Float>.size, owner: model)
+        }
+        var owned: [UnsafeMutableBufferPointer<Float>] = []
+        for t in layout.hub {
+            let copy = UnsafeMutableBufferPointer<Float>.allocate(capacity: t.values.count)
+            _ = copy.initialize(from: t.values)
+            owned.append(copy)
+            tensors[t.name] = TensorData(name: t.name, dtype: .f32, shape: t.shape, pointer: UnsafeRawPointer(copy.baseAddress!),
+                                         byteCount: t.values.count * MemoryLayout<Float>.size, owner: model)
+        }
+        self.tensors = tensors
+        self.owned = owned
+    }
+
+    deinit { for b in owned { b.deallocate() } }
+
+    var source: String { "(\(model.config.modelType) in training)" }
+    var tensorNames: [String] { tensors.keys.sorted() }
+    var fileCount: Int { 0 }
+    var byteCount: Int { tensors.values.reduce(0) { $0 + $1.byteCount } }
+    func contains(_ name: String) -> Bool { tensors[name] != nil }
+    func tensor(_ name: String) throws -> TensorData {
+        guard let t = tensors[name] else { throw FormatError.missingTensor(tensor: name, directory: source) }
+        return t
     }
 }

@@ -168,7 +168,7 @@ public final class Trainer {
                 loss.crossEntropy += l.crossEntropy / a; loss.aux += l.aux / a; loss.z += l.z / a; loss.total += l.total / a
                 loss.sequenceAux += l.sequenceAux / a
                 loss.tokens += l.tokens
-                for (k, v) in r.metrics { stepMetrics[k, default: 0] += v / a }
+                for (k, v) in r.metrics.merging(b.metrics, uniquingKeysWith: { $1 }) { stepMetrics[k, default: 0] += v / a }
                 for (layer, load) in model.lastExpertLoad.enumerated() {
                     for e in load.indices {
                         loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]); stepLoad[layer][e] += load[e]

@@ -52,7 +52,7 @@ struct GRPOCommand: ParsableCommand {
         let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tokenizer, prompts: encoded, group: group,
                                          promptsPerBatch: promptsPerBatch, maxNewTokens: maxNewTokens, iterations: iterations,
-                                         reward: rewardFunction, scratch: out + "/.rollout-policy", seed: training.seed, pad: pad,
+                                         reward: rewardFunction, seed: training.seed, pad: pad,
                                          temperature: temperature)
         var settings = try training.settings(defaultSteps: (encoded.count + promptsPerBatch - 1) / promptsPerBatch * iterations,
                                              defaultLearningRate: 1e-5)
@@ -62,7 +62,6 @@ struct GRPOCommand: ParsableCommand {
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
-        try? FileManager.default.removeItem(atPath: out + "/.rollout-policy")
         print(String(format: "trained %d steps: last rollout mean reward %.3f; wrote %@", summary.steps, batches.lastMeanReward, out))
     }
 }

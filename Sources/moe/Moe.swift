@@ -13,5 +13,5 @@ struct Moe: AsyncParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: kernels and inference, beside their peers.",
-        subcommands: [BenchInfer.self, BenchTrain.self, BenchMakeModel.self, BenchGEMM.self, BenchTokenize.self, BenchGrammar.self])
+        subcommands: [BenchInfer.self, BenchTrain.self, BenchMakeModel.self, BenchGEMM.self, BenchTokenize.self, BenchGrammar.self, BenchRollouts.self])
 }

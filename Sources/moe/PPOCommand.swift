@@ -67,7 +67,7 @@ struct PPOCommand: ParsableCommand {
         let pad = try tokenizer.padTokenId ?? TrainingSetup.eosToken(tokenizer)
         let batches = try PPORollouts(policy: policyModel, reference: reference, reward: rewardModel, value: valueModel, prompts: encoded,
                                       promptsPerBatch: promptsPerBatch, responseLength: responseLength, iterations: ppoEpochs,
-                                      settings: ppo, scratch: out + "/.rollout-policy", seed: training.seed, pad: pad)
+                                      settings: ppo, seed: training.seed, pad: pad)
         var settings = try training.settings(defaultSteps: (encoded.count + promptsPerBatch - 1) / promptsPerBatch * ppoEpochs,
                                              defaultLearningRate: 3e-6)
         settings.accumulation = 1
@@ -76,7 +76,6 @@ struct PPOCommand: ParsableCommand {
                                   extraFiles: TrainingSetup.tokenizerFiles(policy), jointlyTrained: [("value", valueModel)])
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                                       "ppo: \(encoded.count) prompts, \(promptsPerBatch) per rollout, \(settings.steps) steps")
-        try? FileManager.default.removeItem(atPath: out + "/.rollout-policy")
         print(String(format: "trained %d steps: last rollout mean score %.3f; wrote %@ (value model in %@/value)", summary.steps,
                      batches.lastMeanScore, out, out))
     }

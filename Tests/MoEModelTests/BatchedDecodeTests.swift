@@ -20,6 +20,38 @@ private func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] {
 }
 
 @Suite struct BatchedDecodeTests {
+    /// `generate(prompts:)` gives each prompt what `generate(prompt:)` gives it alone: greedy and seeded sampling,
+    /// prompts of 1–11 tokens prefilled in passes of at most 8, sequences ending at different steps (a stop token,
+    /// `onToken`, `maxTokens`).
+    @Test(arguments: Fixtures.cases)
+    func batchedGenerationEqualsGeneratingEachPromptAlone(_ name: String) throws {
+        let model = try Transformer(directory: Fixtures.directory(name), threads: 2)
+        let vocab = model.config.vocabSize
+        let prompts = [tokens(1, seed: 1, vocab: vocab), tokens(6, seed: 2, vocab: vocab), tokens(11, seed: 3, vocab: vocab),
+                       tokens(4, seed: 4, vocab: vocab)]
+        let sampling = [SamplingParameters(temperature: 0), SamplingParameters(temperature: 1, seed: 7),
+                        SamplingParameters(temperature: 0.7, topK: 5, seed: 8), SamplingParameters(temperature: 1.2, topP: 0.9, seed: 9)]
+        // The first sequence's fourth greedy token stops it.
+        let stop: Set<Int> = [try model.generate(prompt: prompts[0], maxTokens: 4, sampling: sampling[0], stopTokens: []).tokens[3]]
+        let alone = try zip(prompts, sampling).map { try model.generate(prompt: $0, maxTokens: 12, sampling: $1, stopTokens: stop) }
+        let together = try model.generate(prompts: prompts, maxTokens: 12, sampling: sampling, stopTokens: stop, prefillTokens: 8)
+        for i in prompts.indices {
+            #expect(together[i].tokens == alone[i].tokens, "\(name), sequence \(i)")
+            #expect(together[i].finishReason == alone[i].finishReason, "\(name), sequence \(i)")
+        }
+        #expect(together[0].tokens.count <= 4 && together[0].finishReason == .stop)
+
+        var seen = [Int](repeating: 0, count: prompts.count)
+        let cut = try model.generate(prompts: prompts, maxTokens: 12, sampling: sampling, stopTokens: []) { i, _ in
+            seen[i] += 1
+            return !(i == 2 && seen[i] == 3)
+        }
+        #expect(cut[2].tokens.count == 3 && cut[2].finishReason == .stop)
+        #expect(cut[1].tokens.count == 12 && cut[1].finishReason == .length)
+        #expect(throws: ModelError.self) { try model.generate(prompts: prompts, maxTokens: 4, sampling: [sampling[0]]) }
+        #expect(throws: ModelError.self) { try model.generate(prompts: [[]], maxTokens: 4, sampling: [sampling[0]]) }
+    }
+
     /// Sequences with prompts of 1, 5 and 9 tokens decode together, a fourth joins after two steps and the
     /// shortest leaves after five; at every step each row's logits must equal that sequence decoded alone.
     @Test(arguments: Fixtures.cases, [1, 2])

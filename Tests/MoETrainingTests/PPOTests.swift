@@ -238,7 +238,7 @@ enum PPOFixture {
         let policy = try load("policy"), reference = try load("reference"), reward = try load("reward"), value = try load("value")
         let settings = PPOFixture.settings(e), R = PPOFixture.responseLength(e)
         let rollouts = try PPORollouts(policy: policy, reference: reference, reward: reward, value: value, prompts: PPOFixture.queries(e),
-                                       promptsPerBatch: 3, responseLength: R, iterations: 2, settings: settings, scratch: dir + "/.policy",
+                                       promptsPerBatch: 3, responseLength: R, iterations: 2, settings: settings, 
                                        seed: 9, pad: e["pad_token_id"] as! Int)   // seed 9: one row stops at EOS
         let b = try rollouts.next()
         #expect(try rollouts.next().tokens.inputs == b.tokens.inputs)   // the second PPO epoch reuses the rollout
@@ -377,7 +377,7 @@ enum PPOTask {
         ppo.temperature = 1; ppo.klCoef = klCoef
         let rollouts = try PPORollouts(policy: policy, reference: reference, reward: reward, value: value, prompts: prompts,
                                        promptsPerBatch: promptsPerBatch, responseLength: 4, iterations: iterations, settings: ppo,
-                                       scratch: out + "/.rollout-policy", seed: seed, pad: 0)
+                                       seed: seed, pad: 0)
         var settings = TrainingSettings()
         settings.steps = steps; settings.learningRate = lr; settings.warmup = 2; settings.evalEvery = steps
         settings.checkpointEvery = checkpointEvery ?? steps; settings.logEvery = 1
@@ -464,7 +464,7 @@ enum PPOTask {
                   prompts: [[Int]] = PPOTask.prompts, responseLength: Int = 4) throws -> PPORollouts {
             try PPORollouts(policy: policy, reference: reference ?? policy, reward: r, value: v ?? reward, prompts: prompts,
                             promptsPerBatch: 2, responseLength: responseLength, iterations: 1, settings: PPO.Settings(),
-                            scratch: dir + "/.rollout", seed: 1, pad: 0)
+                            seed: 1, pad: 0)
         }
         _ = try make()
         #expect { try make(reward: otherVocab) } throws: { "\($0)".contains("reward model's vocabulary (64) differs from the policy's (32)") }

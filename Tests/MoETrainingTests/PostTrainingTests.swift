@@ -253,7 +253,7 @@ enum PostTrainingFixtures {
         let prompts = (0..<4).map { (ids: tok.encode("what is \($0) + 1?", addSpecialTokens: false), answer: "\($0 + 1)") }
         let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tok, prompts: prompts, group: 8, promptsPerBatch: 2,
                                          maxNewTokens: 4, iterations: 2, reward: .regex(try NSRegularExpression(pattern: "[0-9]")),
-                                         scratch: dir + "/.policy", seed: 4, pad: 0)
+                                         seed: 4, pad: 0)
         var settings = TrainingSettings()
         settings.steps = 40; settings.learningRate = 1e-2; settings.warmup = 2; settings.evalEvery = 40; settings.checkpointEvery = 40
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
@@ -279,7 +279,7 @@ extension GRPOTrainingTests {
             let prompts = (0..<4).map { (ids: tok.encode("what is \($0) + 1?", addSpecialTokens: false), answer: "\($0 + 1)") }
             let batches = try RolloutBatches(policy: policy, reference: try TrainableModel.load(directory: dir + "/start", threads: 2),
                                              tokenizer: tok, prompts: prompts, group: 4, promptsPerBatch: 2, maxNewTokens: 4, iterations: 2,
-                                             reward: .regex(try NSRegularExpression(pattern: "[0-9]")), scratch: out + "/.policy", seed: 4,
+                                             reward: .regex(try NSRegularExpression(pattern: "[0-9]")), seed: 4,
                                              pad: 0, temperature: 0.7)
             var settings = TrainingSettings()
             settings.steps = 6; settings.learningRate = 1e-2; settings.warmup = 1; settings.evalEvery = 6; settings.checkpointEvery = 3

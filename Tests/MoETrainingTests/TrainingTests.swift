@@ -270,6 +270,29 @@ private func tinyConfig(vocab: Int = 64, overrides: [String: Any] = [:]) throws 
     }
 }
 
+@Suite struct InferenceModelTests {
+    /// Rollouts sample from `inferenceModel()`: the engine over the parameters in memory computes what it computes
+    /// from the saved checkpoint, bit for bit, and a new one sees the weights as changed since (a norm, copied).
+    @Test(arguments: TrainingFixtures.cases)
+    func inferenceModelInMemoryEqualsTheSavedCheckpoint(_ name: String) throws {
+        let model = try TrainableModel.load(directory: TrainingFixtures.directory(name), threads: 2)
+        let ids = try TrainingFixtures.expected(name).input_ids[0].map(Int.init)
+        func logits(_ m: Transformer) throws -> [Float] { Array(try m.forward(ids, cache: m.makeCache(), logitsFor: .all)) }
+        func saved() throws -> [Float] {
+            let dir = temporaryDirectory()
+            try model.save(to: dir)
+            return try logits(Transformer(directory: dir, threads: 2))
+        }
+        let before = try logits(model.inferenceModel()), fromDisk = try saved()
+        #expect(before == fromDisk, "\(name)")
+        let norm = try #require(model.store.tensor("model.norm.weight"))
+        for i in 0..<norm.count { model.store.values[norm.offset + i] *= 1.5 }
+        let after = try logits(model.inferenceModel())
+        let resaved = try saved()
+        #expect(after != before && after == resaved, "\(name)")
+    }
+}
+
 @Suite struct GptOssCheckpointTests {
     static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/models/gpt_oss_mxfp4").path

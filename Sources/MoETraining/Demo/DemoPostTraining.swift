@@ -91,7 +91,7 @@ extension DemoPipeline {
         try removeCheckpoints(directory)
         let batches = try RolloutBatches(policy: policy, reference: reference, tokenizer: tokenizer, prompts: prompts, group: 8,
                                          promptsPerBatch: options.quick ? 1 : 8, maxNewTokens: 40, iterations: 2,
-                                         reward: .exactAnswer, scratch: "\(directory)/.rollout-policy", seed: options.seed,
+                                         reward: .exactAnswer, seed: options.seed,
                                          pad: try TrainingSetup.eosToken(tokenizer), temperature: 0.7)
         var settings = stageSettings(steps: options.quick ? 2 : 250, learningRate: 3e-5, warmup: options.quick ? 1 : 5)
         settings.schedule = "constant"; settings.evalEvery = Int.max
@@ -99,7 +99,6 @@ extension DemoPipeline {
                                   objective: GRPOObjective(settings: GRPO.Settings(beta: 0.04, epsilon: 0.2, temperature: 0.7)), stage: "grpo",
                                   out: directory, extraFiles: TrainingSetup.tokenizerFiles("\(options.out)/tokenizer"))
         let summary = try trainer.run(progress: progress)
-        try? FileManager.default.removeItem(atPath: "\(directory)/.rollout-policy")
         let rewards = trainer.metrics.compactMap { $0.metrics?["mean_reward"] }
         return (directory, summary, rewards.suffix(10).reduce(0, +) / Double(max(1, min(10, rewards.count))))
     }

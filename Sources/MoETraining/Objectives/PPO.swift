@@ -197,8 +197,8 @@ extension TrainableModel {
 }
 
 /// PPO's batches, made online: `promptsPerBatch` prompts (a seeded order, epoch after epoch), one response
-/// each sampled at the settings' temperature from the current policy (through the inference engine, after
-/// writing the policy's weights to a scratch directory), scored by the reward model, valued by the value
+/// each sampled at the settings' temperature from the current policy (all of the batch together, through the
+/// inference engine over the policy's weights in memory), scored by the reward model, valued by the value
 /// model, and turned into KL-penalised rewards, advantages and returns (`PPO.advantages`). Each rollout batch
 /// serves `iterations` optimisation steps (TRL's `num_ppo_epochs`, one minibatch).
 public final class PPORollouts: BatchSource {
@@ -206,7 +206,7 @@ public final class PPORollouts: BatchSource {
     let prompts: [[Int]]
     let promptsPerBatch: Int, responseLength: Int, iterations: Int
     let settings: PPO.Settings
-    let scratch: String, seed: UInt64, pad: Int
+    let seed: UInt64, pad: Int
     public let batchSize: Int, seqLen: Int
     /// The rollout being optimised (kept in checkpoints, so a resumed run goes on with the same samples).
     struct Rollout: Codable { var sequences: [[Int]], starts: [Int], scores: [Double], values: [String: [Float]], uses: Int }
@@ -216,7 +216,7 @@ public final class PPORollouts: BatchSource {
     public private(set) var lastMeanScore = 0.0
 
     public init(policy: TrainableModel, reference: TrainableModel, reward: TrainableModel, value: TrainableModel, prompts: [[Int]],
-                promptsPerBatch: Int, responseLength: Int, iterations: Int, settings: PPO.Settings, scratch: String,
+                promptsPerBatch: Int, responseLength: Int, iterations: Int, settings: PPO.Settings,
                 seed: UInt64, pad: Int) throws {
         guard !prompts.isEmpty else { throw TrainingError.badArgument("no prompts") }
         guard reward.head == .score, value.head == .score else {
@@ -239,7 +239,7 @@ public final class PPORollouts: BatchSource {
         }
         self.policy = policy; self.reference = reference; self.reward = reward; self.value = value; self.prompts = prompts
         self.promptsPerBatch = promptsPerBatch; self.responseLength = responseLength; self.iterations = max(1, iterations)
-        self.settings = settings; self.scratch = scratch; self.seed = seed; self.pad = pad
+        self.settings = settings; self.seed = seed; self.pad = pad
         batchSize = promptsPerBatch
         seqLen = prompts.map(\.count).max()! + responseLength
         position = RolloutPosition(count: prompts.count)
@@ -251,21 +251,23 @@ public final class PPORollouts: BatchSource {
     public func next() throws -> TrainingBatch {
         if var c = current, c.rollout.uses < iterations {
             c.rollout.uses += 1; current = c
+            c.batch.metrics = [:]
             return c.batch
         }
-        let r = try rollout()
-        current = (try Self.batch(r, pad: pad), r)
-        return current!.batch
+        let (r, metrics) = try rollout()
+        var batch = try Self.batch(r, pad: pad)
+        batch.metrics = metrics
+        current = (batch, r)
+        return batch
     }
 
-    func rollout() throws -> Rollout {
-        let sampler = try policy.sampler(scratch: scratch)
+    func rollout() throws -> (Rollout, metrics: [String: Double]) {
         let eos = Set(policy.config.eosTokenIds)
+        let questions = position.take(promptsPerBatch, seed: seed).map { prompts[$0] }
+        let (generations, metrics) = try RolloutPosition.sample(policy, prompts: questions, maxTokens: responseLength, sampling:
+            questions.indices.map { position.sampling(settings.temperature, seed: seed, sample: $0) })
         var sequences: [[Int]] = [], starts: [Int] = [], lengths: [Int] = [], endedWithEOS: [Bool] = []
-        for (i, index) in position.take(promptsPerBatch, seed: seed).enumerated() {
-            let p = prompts[index]
-            let gen = try sampler.generate(prompt: p, maxTokens: responseLength,
-                                           sampling: position.sampling(settings.temperature, seed: seed, sample: i))
+        for (p, gen) in zip(questions, generations) {
             sequences.append(p + gen.tokens); starts.append(p.count); lengths.append(gen.tokens.count)
             endedWithEOS.append(gen.tokens.last.map { eos.contains($0) } ?? false)
         }
@@ -295,11 +297,11 @@ public final class PPORollouts: BatchSource {
         }
         let valueMask = perPosition([Double](repeating: 1, count: starts.count * R)) { lengths[$0] + 1 }
         let oldValues = zip(values, valueMask).map { $0 * $1 }
-        return Rollout(sequences: sequences, starts: starts, scores: scores,
+        return (Rollout(sequences: sequences, starts: starts, scores: scores,
                        values: ["old": old, "advantages": perPosition(a.advantages) { lengths[$0] },
                                 "kl": perPosition(a.kl) { lengths[$0] }, "values": oldValues,
                                 "returns": perPosition(a.returns) { lengths[$0] + 1 }, "value_mask": valueMask],
-                       uses: 1)
+                       uses: 1), metrics)
     }
 
     static func batch(_ r: Rollout, pad: Int) throws -> TrainingBatch {

@@ -61,17 +61,23 @@ struct RolloutPosition: Codable, EpochPosition {
     }
 }
 
-extension TrainableModel {
-    /// The model as the inference engine runs it, written to `scratch` first: what rollouts sample from.
-    func sampler(scratch: String) throws -> Transformer {
-        try save(to: scratch)
-        return try Transformer(directory: scratch, threads: pool.threads)
+extension RolloutPosition {
+    /// Each sequence of a rollout batch sampled together through the policy as the inference engine runs it
+    /// (`TrainableModel.inferenceModel`: the weights in memory, one decode pass a step for every sequence):
+    /// `prompts[i]` with `sampling[i]`. Returns the completions and the figures for the step's metrics.
+    static func sample(_ policy: TrainableModel, prompts: [[Int]], maxTokens: Int, sampling: [SamplingParameters])
+        throws -> (generations: [Generation], metrics: [String: Double]) {
+        let started = Date()
+        let generations = try policy.inferenceModel().generate(prompts: prompts, maxTokens: maxTokens, sampling: sampling)
+        let seconds = max(Date().timeIntervalSince(started), 1e-9)
+        let tokens = generations.reduce(0) { $0 + $1.tokens.count }
+        return (generations, ["rollout_tokens_per_s": Double(tokens) / seconds, "rollout_seconds": seconds])
     }
 }
 
 /// GRPO's batches, made online: `promptsPerBatch` prompts (in a seeded order, epoch after epoch), `group`
-/// completions each sampled from the current policy (through the inference engine, after writing the
-/// policy's weights to a scratch directory), scored, and turned into group-normalised advantages; the
+/// completions each sampled from the current policy (all of the batch together, through the inference engine
+/// over the policy's weights in memory), scored, and turned into group-normalised advantages; the
 /// sampling policy's and the reference's log-probs are kept per position. Each rollout batch is used for
 /// `iterations` optimisation steps (so the clipped ratio matters from the second on).
 public final class RolloutBatches: BatchSource {
@@ -80,7 +86,7 @@ public final class RolloutBatches: BatchSource {
     let prompts: [(ids: [Int], answer: String)]
     let group: Int, promptsPerBatch: Int, maxNewTokens: Int, iterations: Int
     let reward: CompletionReward
-    let scratch: String, seed: UInt64, pad: Int
+    let seed: UInt64, pad: Int
     /// Sampling temperature; the old and reference log-probs are taken at it too.
     let temperature: Double
     public let batchSize: Int, seqLen: Int
@@ -98,13 +104,13 @@ public final class RolloutBatches: BatchSource {
 
     public init(policy: TrainableModel, reference: TrainableModel?, tokenizer: Tokenizer, prompts: [(ids: [Int], answer: String)],
                 group: Int, promptsPerBatch: Int, maxNewTokens: Int, iterations: Int, reward: CompletionReward,
-                scratch: String, seed: UInt64, pad: Int, temperature: Double = 1) throws {
+                seed: UInt64, pad: Int, temperature: Double = 1) throws {
         guard temperature > 0, temperature.isFinite else { throw TrainingError.badArgument("the sampling temperature must be positive") }
         guard !prompts.isEmpty else { throw TrainingError.badArgument("no prompts") }
         guard group >= 2 else { throw TrainingError.badArgument("GRPO needs at least 2 completions per prompt") }
         self.policy = policy; self.reference = reference; self.tokenizer = tokenizer; self.prompts = prompts
         self.group = group; self.promptsPerBatch = promptsPerBatch; self.maxNewTokens = maxNewTokens
-        self.iterations = max(1, iterations); self.reward = reward; self.scratch = scratch; self.seed = seed; self.pad = pad
+        self.iterations = max(1, iterations); self.reward = reward; self.seed = seed; self.pad = pad
         self.temperature = temperature
         batchSize = group * promptsPerBatch
         seqLen = prompts.map(\.ids.count).max()! + maxNewTokens
@@ -115,24 +121,30 @@ public final class RolloutBatches: BatchSource {
     }
 
     public func next() throws -> TrainingBatch {
-        if let current, uses < iterations { uses += 1; currentRollout?.uses = uses; return current }
+        if var current, uses < iterations {
+            uses += 1; currentRollout?.uses = uses
+            current.metrics = [:]
+            return current
+        }
         let b = try rollout()
         current = b; uses = 1
         return b
     }
 
     func rollout() throws -> TrainingBatch {
-        let sampler = try policy.sampler(scratch: scratch)
-        var sequences: [[Int]] = [], starts: [Int] = [], rewards: [Double] = []
+        var questions: [[Int]] = [], answers: [String] = [], sampling: [SamplingParameters] = []
         for index in position.take(promptsPerBatch, seed: seed) {
-            let p = prompts[index]
             for g in 0..<group {
-                let gen = try sampler.generate(prompt: p.ids, maxTokens: maxNewTokens,
-                                               sampling: position.sampling(temperature, seed: seed, sample: sequences.count * 7 + g))
-                let text = tokenizer.decode(gen.tokens, skipSpecialTokens: true)
-                rewards.append(try reward.score(completion: text, ids: gen.tokens, prompt: p.ids, answer: p.answer, pad: pad))
-                sequences.append(p.ids + gen.tokens); starts.append(p.ids.count)
+                sampling.append(position.sampling(temperature, seed: seed, sample: questions.count * 7 + g))
+                questions.append(prompts[index].ids); answers.append(prompts[index].answer)
             }
+        }
+        let (generations, rolloutMetrics) = try RolloutPosition.sample(policy, prompts: questions, maxTokens: maxNewTokens, sampling: sampling)
+        var sequences: [[Int]] = [], starts: [Int] = [], rewards: [Double] = []
+        for (i, gen) in generations.enumerated() {
+            let text = tokenizer.decode(gen.tokens, skipSpecialTokens: true)
+            rewards.append(try reward.score(completion: text, ids: gen.tokens, prompt: questions[i], answer: answers[i], pad: pad))
+            sequences.append(questions[i] + gen.tokens); starts.append(questions[i].count)
         }
         position.rollouts += 1
         lastMeanReward = rewards.reduce(0, +) / Double(rewards.count)
@@ -142,7 +154,9 @@ public final class RolloutBatches: BatchSource {
         if let reference { values["reference"] = try reference.tokenLogProbs(tokens, temperature: Float(temperature)) }
         let advantages = GRPO.advantages(rewards: rewards, groupSize: group)
         currentRollout = Rollout(sequences: sequences, starts: starts, advantages: advantages, values: values, uses: 1)
-        return TrainingBatch(tokens, rowValues: advantages, positionValues: values)
+        var batch = TrainingBatch(tokens, rowValues: advantages, positionValues: values)
+        batch.metrics = rolloutMetrics
+        return batch
     }
 
     public func validation(maxBatches: Int) -> [TrainingBatch] { [] }
