@@ -186,33 +186,41 @@ public enum Evaluation {
 
     /// Greedy completions of every task, scored by exact (numeric when both are numbers) answer match.
     /// `chat` sends text prompts through the chat template as a user message; a completion ends at the first
-    /// of `stop` (cut there), at an end-of-sequence token, or after `maxTokens`. The first `keepExamples` tasks'
-    /// completions come back in `examples`.
+    /// of `stop` (cut there), at an end-of-sequence token, or after `maxTokens`. `batch` tasks decode together
+    /// (`Transformer.generate(prompts:)`: one pass over the weights a step for all of them). The first
+    /// `keepExamples` tasks' completions come back in `examples`.
     public static func tasks(_ model: Transformer, tokenizer: Tokenizer, tasks: [Task], maxTokens: Int, chat: Bool,
-                             stop: [String] = [], keepExamples: Int = 5, progress: ((Int, Int) -> Void)? = nil) throws -> TaskResult {
+                             stop: [String] = [], keepExamples: Int = 5, batch: Int = 16,
+                             progress: ((Int, Int) -> Void)? = nil) throws -> TaskResult {
         var correct = 0
         var examples: [TaskResult.Example] = []
-        for (i, task) in tasks.enumerated() {
-            let ids: [Int]
-            if let messages = task.messages { ids = try tokenizer.encodeChat(messages) }
-            else if chat { ids = try tokenizer.encodeChat([ChatMessage(role: "user", content: task.prompt ?? "")]) }
-            else { ids = tokenizer.encode(task.prompt ?? "") }
-            var generated: [Int] = []
-            let g = try model.generate(prompt: ids, maxTokens: maxTokens, sampling: SamplingParameters(temperature: 0)) { token in
-                generated.append(token)
-                let text = tokenizer.decode(generated, skipSpecialTokens: true)
+        for first in stride(from: 0, to: tasks.count, by: max(batch, 1)) {
+            let group = tasks[first..<min(first + max(batch, 1), tasks.count)]
+            let prompts = try group.map { task -> [Int] in
+                if let messages = task.messages { return try tokenizer.encodeChat(messages) }
+                if chat { return try tokenizer.encodeChat([ChatMessage(role: "user", content: task.prompt ?? "")]) }
+                return tokenizer.encode(task.prompt ?? "")
+            }
+            var generated = [[Int]](repeating: [], count: group.count)
+            let results = try model.generate(prompts: prompts, maxTokens: maxTokens,
+                                              sampling: Array(repeating: SamplingParameters(temperature: 0), count: group.count)) { i, token in
+                guard !stop.isEmpty else { return true }
+                generated[i].append(token)
+                let text = tokenizer.decode(generated[i], skipSpecialTokens: true)
                 return !stop.contains { text.contains($0) }
             }
-            var completion = tokenizer.decode(g.tokens, skipSpecialTokens: true)
-            if let cut = stop.compactMap({ completion.range(of: $0)?.lowerBound }).min() { completion = String(completion[..<cut]) }
-            let extracted = extractAnswer(completion, regex: task.answerRegex)
-            let ok = extracted.map { sameAnswer($0, expectedAnswer(task.answer)) } ?? false
-            if ok { correct += 1 }
-            if examples.count < keepExamples {
-                examples.append(.init(prompt: task.prompt ?? task.messages?.last?.content ?? "", completion: completion,
-                                      expected: expectedAnswer(task.answer), extracted: extracted, correct: ok))
+            for (task, g) in zip(group, results) {
+                var completion = tokenizer.decode(g.tokens, skipSpecialTokens: true)
+                if let cut = stop.compactMap({ completion.range(of: $0)?.lowerBound }).min() { completion = String(completion[..<cut]) }
+                let extracted = extractAnswer(completion, regex: task.answerRegex)
+                let ok = extracted.map { sameAnswer($0, expectedAnswer(task.answer)) } ?? false
+                if ok { correct += 1 }
+                if examples.count < keepExamples {
+                    examples.append(.init(prompt: task.prompt ?? task.messages?.last?.content ?? "", completion: completion,
+                                          expected: expectedAnswer(task.answer), extracted: extracted, correct: ok))
+                }
             }
-            progress?(i + 1, tasks.count)
+            progress?(first + group.count, tasks.count)
         }
         return TaskResult(total: tasks.count, correct: correct, accuracy: Double(correct) / Double(max(tasks.count, 1)), examples: examples)
     }
