@@ -78,19 +78,24 @@ public final class Trainer {
     public let lora: LoRAAdapters?
     /// What the optimizer steps: the adapters' store with LoRA, the model's otherwise.
     var trainedStore: ParameterStore { lora?.store ?? model.store }
+    /// Data parallelism over MPI (nil: this process alone).
+    public let dataParallel: DataParallel?
+    /// Whether this process writes the run's files (rank 0, or the only process).
+    public var isWriter: Bool { dataParallel?.isWriter ?? true }
 
     /// Pre-training on token shards.
     public convenience init(model: TrainableModel, settings: TrainingSettings, train: TokenShard, validation: TokenShard,
-                            out: String, extraFiles: [String] = []) throws {
+                            out: String, extraFiles: [String] = [], dataParallel: DataParallel? = nil) throws {
         try self.init(model: model, settings: settings,
                       batches: try ShardBatches(train: train, validation: validation, batchSize: settings.batchSize,
                                                 seqLen: settings.seqLen, seed: settings.seed),
-                      stage: "pretrain", out: out, extraFiles: extraFiles)
+                      stage: "pretrain", out: out, extraFiles: extraFiles, dataParallel: dataParallel)
     }
 
     public init(model: TrainableModel, settings: TrainingSettings, batches: any BatchSource,
                 objective: any TrainingObjective = LanguageModeling(), stage: String, out: String, extraFiles: [String] = [],
-                lora: LoRAAdapters? = nil, jointlyTrained: [(name: String, model: TrainableModel)] = []) throws {
+                lora: LoRAAdapters? = nil, jointlyTrained: [(name: String, model: TrainableModel)] = [],
+                dataParallel: DataParallel? = nil) throws {
         guard batches.seqLen <= model.config.maxPositionEmbeddings else {
             throw TrainingError.badArgument("sequence length \(batches.seqLen) exceeds the model's max_position_embeddings (\(model.config.maxPositionEmbeddings))")
         }
@@ -103,6 +108,8 @@ public final class Trainer {
         self.model = model; self.settings = settings; self.out = out
         self.batches = batches; self.objective = objective; self.stage = stage; self.extraFiles = extraFiles
         self.lora = lora
+        self.dataParallel = dataParallel
+        try dataParallel?.check(accumulation: settings.accumulation)
         if lora != nil && settings.biasUpdateRate != nil {
             throw TrainingError.badArgument("--bias-update-rate changes the base model, which LoRA keeps frozen: leave one out")
         }
@@ -127,7 +134,7 @@ public final class Trainer {
                                                    batches.batchSize, batches.seqLen, need / 1073741824, have / 1073741824))
         }
         // Half-written checkpoints of a killed run.
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where name.hasPrefix(".checkpoint-") {
+        for name in isWriter ? (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] : [] where name.hasPrefix(".checkpoint-") {
             try? FileManager.default.removeItem(atPath: "\(out)/\(name)")
         }
     }
@@ -146,7 +153,7 @@ public final class Trainer {
         var lastLoss = Double.nan
         var loadSum = [[Double]](repeating: [Double](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
         var intervalLoad = loadSum
-        let metricsLog = try MetricsLog(path: "\(out)/metrics.jsonl", keepingStepsUpTo: step)
+        let metricsLog = isWriter ? try MetricsLog(path: "\(out)/metrics.jsonl", keepingStepsUpTo: step) : nil
         if settings.biasUpdateRate != nil && model.config.modelType != "deepseek_v3" {
             FileHandle.standardError.write(Data("note: the expert selection bias is saved as e_score_correction_bias; only DeepSeek-V3's transformers class reads it, so transformers ignores it for \(model.config.modelType) (swift-moe uses it)\n".utf8))
         }
@@ -160,8 +167,9 @@ public final class Trainer {
             var stepLoad = [[Int]](repeating: [Int](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
             var stepTokens = 0
             var stepMetrics: [String: Double] = [:]
-            for _ in 0..<settings.accumulation {
+            for micro in 0..<settings.accumulation {
                 let b = try batches.next()
+                if let dp = dataParallel, !dp.runs(microBatch: micro) { continue }   // another rank's share
                 stepTokens += b.tokens.rows * b.tokens.seqLen
                 let r = try objective.step(model, b, balance: settings.balance, scale: 1 / Float(settings.accumulation))
                 let l = r.loss, a = Double(settings.accumulation)
@@ -170,13 +178,17 @@ public final class Trainer {
                 loss.tokens += l.tokens
                 for (k, v) in r.metrics.merging(b.metrics, uniquingKeysWith: { $1 }) { stepMetrics[k, default: 0] += v / a }
                 for (layer, load) in model.lastExpertLoad.enumerated() {
-                    for e in load.indices {
-                        loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]); stepLoad[layer][e] += load[e]
-                    }
+                    for e in load.indices { stepLoad[layer][e] += load[e] }
                 }
             }
-            guard loss.total.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
             lora?.accumulateGradients(from: model)
+            if let dp = dataParallel {
+                try sumAcrossRanks(dp, loss: &loss, tokens: &stepTokens, metrics: &stepMetrics, load: &stepLoad)
+            }
+            for (layer, load) in stepLoad.enumerated() {
+                for e in load.indices { loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]) }
+            }
+            guard loss.total.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
             let norm = clipGradients([trainedStore] + jointlyTrained.map(\.model.store), maxNorm: settings.gradClip.map(Float.init))
             guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
             optimizer.update(trainedStore, lr: Float(lr), pool: model.pool)
@@ -198,30 +210,53 @@ public final class Trainer {
                 record.expertLoad = fractions(intervalLoad)
                 intervalLoad = intervalLoad.map { $0.map { _ in 0 } }
             }
-            let timeUp = settings.timeLimit.map { elapsed >= $0 } ?? false
+            var timeUp = settings.timeLimit.map { elapsed >= $0 } ?? false
+            if let dp = dataParallel, settings.timeLimit != nil {   // every rank stops at the same step
+                var up = [timeUp ? 1.0 : 0]
+                try dp.communicator.sumInPlace(&up)
+                timeUp = up[0] > 0
+            }
             let last = step == settings.steps || timeUp
-            if step % settings.evalEvery == 0 || last {
+            if isWriter && (step % settings.evalEvery == 0 || last) {
                 let v = try validation()
                 record.validationLoss = v?.loss
                 if let m = v?.metrics, !m.isEmpty { record.metrics = (record.metrics ?? [:]).merging(m) { $1 } }
             }
             metrics.append(record)
-            try metricsLog.append(record)
+            try metricsLog?.append(record)
             progress?(TrainingProgressLine(step: step, steps: settings.steps, loss: loss.total,
                                            validationLoss: record.validationLoss, tokensPerSecond: rate,
                                            elapsed: elapsed, stepsThisRun: step - firstStep, timeLimit: settings.timeLimit))
-            if step % settings.checkpointEvery == 0 || last {
+            if isWriter && (step % settings.checkpointEvery == 0 || last) {
                 try saveCheckpoint(elapsed: elapsedBefore + Date().timeIntervalSince(start))
             }
             if timeUp { break }
         }
-        try writePlots()
+        if isWriter { try writePlots() }
         let seconds = Date().timeIntervalSince(start)
         return TrainingSummary(steps: step, tokens: tokensSeen, seconds: seconds,
                                tokensPerSecond: Double(tokensThisRun) / max(seconds, 1e-9),
                                trainLoss: recentTrainLoss(fallback: lastLoss),
                                validationLoss: metrics.last(where: { $0.validationLoss != nil })?.validationLoss,
                                expertLoad: fractions(loadSum))
+    }
+
+    /// Data parallel: sums this step's gradients (of what the optimizer steps, and of the jointly trained models),
+    /// loss parts, tokens, metrics and expert counts across ranks; each rank's parts are already scaled by the
+    /// global accumulation, so the sums are the one-process step's.
+    private func sumAcrossRanks(_ dp: DataParallel, loss: inout LossBreakdown, tokens: inout Int, metrics: inout [String: Double],
+                                load: inout [[Int]]) throws {
+        try dp.sumGradients(trainedStore)
+        for j in jointlyTrained { try dp.sumGradients(j.model.store) }
+        let keys = metrics.keys.sorted()
+        var values = [loss.crossEntropy, loss.aux, loss.z, loss.total, loss.sequenceAux, Double(loss.tokens), Double(tokens)]
+            + keys.map { metrics[$0]! } + load.joined().map(Double.init)
+        try dp.communicator.sumInPlace(&values)
+        loss.crossEntropy = values[0]; loss.aux = values[1]; loss.z = values[2]; loss.total = values[3]; loss.sequenceAux = values[4]
+        loss.tokens = Int(values[5]); tokens = Int(values[6])
+        for (i, k) in keys.enumerated() { metrics[k] = values[7 + i] }
+        var i = 7 + keys.count
+        for layer in load.indices { for e in load[layer].indices { load[layer][e] = Int(values[i]); i += 1 } }
     }
 
     /// Mean training loss over the last logging interval (smoother than the last step's).

@@ -40,6 +40,7 @@ struct GRPOCommand: ParsableCommand {
     }
 
     func run() throws {
+        try runOptions.refuseDistributed("moe grpo")
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)

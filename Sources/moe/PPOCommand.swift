@@ -51,6 +51,7 @@ struct PPOCommand: ParsableCommand {
     }
 
     func run() throws {
+        try runOptions.refuseDistributed("moe ppo")
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: policy)

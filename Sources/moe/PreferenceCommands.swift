@@ -51,9 +51,11 @@ struct DPOCommand: ParsableCommand {
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-5)
         let trainer = try Trainer(model: policy, settings: settings, batches: batches, objective: DPOObjective(beta: beta), stage: "dpo",
                                   out: out, extraFiles: TrainingSetup.tokenizerFiles(model),
-                                  lora: try lora.adapters(for: policy, base: model, seed: training.seed))
+                                  lora: try lora.adapters(for: policy, base: model, seed: training.seed),
+                                  dataParallel: try runOptions.dataParallel())
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "dpo: \(train.count) training and \(held.count) validation pairs, β \(beta), \(settings.steps) steps of \(training.batch) pairs")
+        guard trainer.isWriter else { return }
         print(String(format: "aligned %d steps: DPO loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
     }
@@ -96,9 +98,10 @@ struct RewardTrain: ParsableCommand {
                                       wholeSequences: true)
         let settings = try training.settings(defaultSteps: (train.count + training.batch - 1) / training.batch, defaultLearningRate: 1e-4)
         let trainer = try Trainer(model: scorer, settings: settings, batches: batches, objective: RewardObjective(), stage: "reward",
-                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
+                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model), dataParallel: try runOptions.dataParallel())
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "reward: \(train.count) training and \(held.count) validation pairs, \(settings.steps) steps of \(training.batch) pairs")
+        guard trainer.isWriter else { return }
         print(String(format: "trained %d steps: loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
     }

@@ -10,8 +10,20 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Worker threads (default: the number of cores).") var threads: Int?
     @Flag(help: "Continue from the newest checkpoint in OUT (weights, optimizer, data order, step).") var resume = false
     @Flag(help: "No progress bar.") var quiet = false
+    @Flag(help: "Data parallel over MPI (implied when started by mpirun; needs Open MPI's libmpi.so.40): each rank runs its share of every step's --accumulation micro-batches, the global batch; rank 0 writes OUT.")
+    var distributed = false
 
     var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
+
+    /// Data parallelism when asked for or started by mpirun.
+    func dataParallel() throws -> DataParallel? { try DataParallel.world(required: distributed) }
+
+    /// For the stages that do not run data parallel yet: one process only.
+    func refuseDistributed(_ command: String) throws {
+        if distributed || MPICommunicator.launchedByMPI {
+            throw ValidationError("\(command) does not run data parallel yet (moe pretrain, sft and dpo do): start it without mpirun and --distributed")
+        }
+    }
 }
 
 struct TrainingOptions: ParsableArguments {
@@ -116,15 +128,18 @@ struct Pretrain: ParsableCommand {
         var settings = try training.settings(defaultSteps: 1000, defaultLearningRate: 3e-3)
         settings.mtpLossWeight = mtp.mtpLossWeight
         let modelConfig = try TrainingSetup.modelConfig(config, tokenizer: tok, eosToken: eos)
-        let (train, validation) = try TrainingSetup.shards(dataFiles: data, tokenizer: tok, eosToken: eos,
-                                                           validationFraction: training.valFraction, out: out)
+        let dataParallel = try runOptions.dataParallel()
+        // Under MPI rank 0 tokenizes into OUT/data first; the others then find the shards there.
+        let shards = { try TrainingSetup.shards(dataFiles: data, tokenizer: tok, eosToken: eos, validationFraction: training.valFraction, out: out) }
+        let (train, validation) = try dataParallel.map { try $0.rankZeroFirst(shards) } ?? shards()
         let model = try TrainableModel(config: modelConfig, selectionBias: settings.biasUpdateRate != nil,
                                        mtpDepth: mtp.mtpDepth ?? 0, threads: runOptions.threadCount)
         model.initialize(seed: settings.seed)
         let trainer = try Trainer(model: model, settings: settings, train: train, validation: validation, out: out,
-                                     extraFiles: TrainingSetup.tokenizerFiles(tokenizer))
+                                  extraFiles: TrainingSetup.tokenizerFiles(tokenizer), dataParallel: dataParallel)
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "model: \(modelConfig.modelType), \(model.store.parameterCount) parameters\(model.mtpDepth > 0 ? " (with the multi-token-prediction module)" : ""); data: \(train.count) training tokens, \(validation.count) validation tokens")
+        guard trainer.isWriter else { return }
         print(String(format: "trained %d steps: loss %.4f, validation loss %@, %.0f tokens/s; wrote %@",
                      summary.steps, summary.trainLoss, summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a",
                      summary.tokensPerSecond, out))
@@ -137,6 +152,9 @@ func runTraining(_ trainer: Trainer, resume: Bool, quiet: Bool, _ description: S
         if try trainer.resume() { printError("resumed from \(trainer.out)/checkpoint-\(trainer.step)") }
         else { printError("no checkpoint in \(trainer.out): starting from step 0") }
     }
+    // Under MPI rank 0 speaks for the run.
+    if let dp = trainer.dataParallel, !dp.isWriter { return try trainer.run() }
+    if let dp = trainer.dataParallel { printError("data parallel: \(dp.ranks) MPI ranks, \(trainer.settings.accumulation / dp.ranks) micro-batch(es) each per step") }
     printError(description)
     let bar = ProgressBar(quiet: quiet)
     let summary = try trainer.run { bar.show($0) }

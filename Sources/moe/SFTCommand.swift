@@ -51,9 +51,11 @@ struct SFT: ParsableCommand {
         settings.mtpLossWeight = mtp.mtpLossWeight
         let trainer = try Trainer(model: trainable, settings: settings, batches: batches, stage: "sft", out: out,
                                   extraFiles: TrainingSetup.tokenizerFiles(model),
-                                  lora: try lora.adapters(for: trainable, base: model, seed: training.seed))
+                                  lora: try lora.adapters(for: trainable, base: model, seed: training.seed),
+                                  dataParallel: try runOptions.dataParallel())
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "sft: \(train.count) training and \(held.count) validation conversations, \(settings.steps) steps of \(training.batch)")
+        guard trainer.isWriter else { return }
         print(String(format: "fine-tuned %d steps: loss %.4f, validation loss %@; wrote %@", summary.steps, summary.trainLoss,
                      summary.validationLoss.map { String(format: "%.4f", $0) } ?? "n/a", out))
     }

@@ -1,0 +1,48 @@
+import Foundation
+
+/// Data parallelism over MPI. An optimizer step's global batch is its `accumulation` micro-batches; rank r of N
+/// runs micro-batches r, r + N, … and only draws the others (so that every rank's batch source — data order,
+/// random state — stays where one process's would be). Gradients, losses, metrics and expert counts are summed
+/// across ranks before the optimizer step, so every rank applies the same AdamW update and the run is the
+/// one-process run with the same `accumulation`, up to float summation order: its checkpoints resume with any
+/// N that divides `accumulation`. Rank 0 writes checkpoints, metrics and plots.
+public struct DataParallel: Sendable {
+    public let communicator: MPICommunicator
+    public var rank: Int { communicator.rank }
+    public var ranks: Int { communicator.size }
+    /// Whether this rank writes the run's files.
+    public var isWriter: Bool { rank == 0 }
+
+    public init(_ communicator: MPICommunicator) { self.communicator = communicator }
+
+    /// The world communicator's data parallelism when this process runs under MPI (see `MPICommunicator.world`).
+    public static func world(required: Bool) throws -> DataParallel? {
+        try MPICommunicator.world(required: required).map(DataParallel.init)
+    }
+
+    /// Whether this rank runs micro-batch `index` of a step.
+    func runs(microBatch index: Int) -> Bool { index % ranks == rank }
+
+    /// Refuses a global batch the ranks cannot share evenly.
+    func check(accumulation: Int) throws {
+        guard accumulation % ranks == 0 else {
+            throw TrainingError.badArgument("--accumulation \(accumulation) (micro-batches per step, the global batch) must be a multiple of the \(ranks) MPI ranks")
+        }
+    }
+
+    /// Runs `body` on rank 0 first, then on the others (rank 0 writes what they then read, e.g. token shards).
+    public func rankZeroFirst<T>(_ body: () throws -> T) throws -> T {
+        if isWriter {
+            let result = Result { try body() }
+            try communicator.barrier()
+            return try result.get()
+        }
+        try communicator.barrier()
+        return try body()
+    }
+
+    /// Sums every rank's gradients (the same buffer layout on every rank).
+    func sumGradients(_ store: ParameterStore) throws {
+        try communicator.sumInPlace(store.grads, count: max(store.count, 1))
+    }
+}

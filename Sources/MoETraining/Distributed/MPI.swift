@@ -1,0 +1,112 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Open MPI's C API, found at run time: `libmpi.so.40` is opened only when the process was started by `mpirun`
+/// (or `--distributed` asks for it), so building swift-moe and running it on one machine need no MPI.
+/// `MOE_MPI_LIBRARY` names another library file. One communicator, `MPI_COMM_WORLD`, initialised once per process
+/// and finalised at exit (mpirun counts a process that exits without `MPI_Finalize` as failed).
+public final class MPICommunicator: @unchecked Sendable {
+    public let rank: Int
+    public let size: Int
+
+    private typealias InitFn = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32
+    private typealias CommQueryFn = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> Int32
+    private typealias AllreduceFn = @convention(c) (UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?,
+                                                    UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
+    private typealias BarrierFn = @convention(c) (UnsafeMutableRawPointer?) -> Int32
+    private typealias FinalizeFn = @convention(c) () -> Int32
+
+    private let allreduceFn: AllreduceFn
+    private let barrierFn: BarrierFn
+    /// Open MPI's handles are the addresses of its predefined objects.
+    private let world, float, double, sum: UnsafeMutableRawPointer
+
+    /// Whether an MPI launcher started this process (Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE, PMIx-based
+    /// launchers PMIX_RANK).
+    public static var launchedByMPI: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil
+    }
+
+    nonisolated(unsafe) private static var shared: Result<MPICommunicator, TrainingError>?
+    private static let lock = NSLock()
+
+    /// The world communicator when this process runs under MPI (`required`, or started by a launcher); nil
+    /// otherwise. Throws, with what to install, when MPI is asked for and its library cannot be loaded.
+    public static func world(required: Bool) throws -> MPICommunicator? {
+        guard required || launchedByMPI else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        if shared == nil { shared = Result { try MPICommunicator() }.mapError { $0 as? TrainingError ?? .badArgument("\($0)") } }
+        return try shared!.get()
+    }
+
+    private init() throws {
+        let path = ProcessInfo.processInfo.environment["MOE_MPI_LIBRARY"] ?? "libmpi.so.40"
+        // RTLD_GLOBAL: Open MPI's own plugins resolve libmpi's symbols against the process.
+        guard let library = dlopen(path, RTLD_NOW | RTLD_GLOBAL) else {
+            let why = dlerror().map { String(cString: $0) } ?? "not found"
+            throw TrainingError.badArgument("distributed training needs Open MPI's \(path) (\(why)): install it (Debian: apt-get install openmpi-bin) or run without mpirun and --distributed")
+        }
+        func symbol(_ name: String) throws -> UnsafeMutableRawPointer {
+            guard let s = dlsym(library, name) else { throw TrainingError.badArgument("\(path) has no \(name): Open MPI 4 or later is needed") }
+            return s
+        }
+        let initialize = unsafeBitCast(try symbol("MPI_Init"), to: InitFn.self)
+        let initialized = unsafeBitCast(try symbol("MPI_Initialized"), to: (@convention(c) (UnsafeMutablePointer<Int32>?) -> Int32).self)
+        let commRank = unsafeBitCast(try symbol("MPI_Comm_rank"), to: CommQueryFn.self)
+        let commSize = unsafeBitCast(try symbol("MPI_Comm_size"), to: CommQueryFn.self)
+        allreduceFn = unsafeBitCast(try symbol("MPI_Allreduce"), to: AllreduceFn.self)
+        barrierFn = unsafeBitCast(try symbol("MPI_Barrier"), to: BarrierFn.self)
+        finalizeAtExit = unsafeBitCast(try symbol("MPI_Finalize"), to: FinalizeFn.self)
+        world = try symbol("ompi_mpi_comm_world")
+        float = try symbol("ompi_mpi_float")
+        double = try symbol("ompi_mpi_double")
+        sum = try symbol("ompi_mpi_op_sum")
+        var done: Int32 = 0
+        _ = initialized(&done)
+        if done == 0 {
+            guard initialize(nil, nil) == 0 else { throw TrainingError.badArgument("MPI_Init failed") }
+            atexit { _ = finalizeAtExit?() }
+        }
+        var r: Int32 = 0, s: Int32 = 0
+        _ = commRank(world, &r)
+        _ = commSize(world, &s)
+        rank = Int(r); size = Int(s)
+    }
+
+    /// Sums `count` floats across ranks in place (every rank ends with the sum).
+    public func sumInPlace(_ values: UnsafeMutablePointer<Float>, count: Int) throws {
+        try reduce(UnsafeMutableRawPointer(values), count: count, type: float, stride: MemoryLayout<Float>.stride)
+    }
+
+    /// Sums `values` across ranks in place.
+    public func sumInPlace(_ values: inout [Double]) throws {
+        let n = values.count
+        try values.withUnsafeMutableBufferPointer {
+            try reduce(UnsafeMutableRawPointer($0.baseAddress!), count: n, type: double, stride: MemoryLayout<Double>.stride)
+        }
+    }
+
+    /// Waits until every rank has reached this point.
+    public func barrier() throws {
+        guard barrierFn(world) == 0 else { throw TrainingError.badArgument("MPI_Barrier failed") }
+    }
+
+    /// MPI counts are 32-bit: a long buffer goes in pieces. `MPI_IN_PLACE` is Open MPI's `(void *) 1`.
+    private func reduce(_ buffer: UnsafeMutableRawPointer, count: Int, type: UnsafeMutableRawPointer, stride: Int) throws {
+        let inPlace = UnsafeRawPointer(bitPattern: 1)
+        var done = 0
+        while done < count {
+            let n = min(count - done, 1 << 30)
+            guard allreduceFn(inPlace, buffer + done * stride, Int32(n), type, sum, world) == 0 else {
+                throw TrainingError.badArgument("MPI_Allreduce failed")
+            }
+            done += n
+        }
+    }
+}
+
+/// `MPI_Finalize`, called at exit once MPI is initialised (a C callback cannot capture).
+nonisolated(unsafe) private var finalizeAtExit: (@convention(c) () -> Int32)?

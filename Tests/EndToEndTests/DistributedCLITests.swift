@@ -1,0 +1,107 @@
+import Foundation
+import MoEFormats
+import Testing
+
+/// Open MPI's launcher, where installed (CI installs openmpi-bin and sets MOE_TEST_MPI=1, which makes it required).
+private let mpirun: String? = {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+        let path = "\(dir)/mpirun"
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return nil
+}()
+private let mpiRequired = ProcessInfo.processInfo.environment["MOE_TEST_MPI"] == "1"
+
+/// Data parallel training over MPI (`mpirun -np 2`, two ranks on this machine): the same run as one process with
+/// the same global batch (`--accumulation`), to float summation order.
+@Suite(.serialized) struct DistributedCLITests {
+    static let launcher = [mpirun ?? "mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2"]
+
+    @Test func mpiIsThereWhenCIAsksForIt() {
+        #expect(!mpiRequired || mpirun != nil, "MOE_TEST_MPI=1 but no mpirun on PATH (Debian: apt-get install openmpi-bin)")
+    }
+
+    /// metrics.jsonl's losses (1e-5) and the final weights (1e-5 relative) of two runs.
+    func expectSameRun(_ a: String, _ b: String, steps: Int) throws {
+        func losses(_ dir: String) throws -> [Double] {
+            try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["loss"] as! Double
+            }
+        }
+        let la = try losses(a), lb = try losses(b)
+        #expect(la.count == steps && lb.count == steps)
+        for (x, y) in zip(la, lb) { #expect(abs(x - y) <= 1e-5, "losses \(la) vs \(lb)") }
+        let wa = try SafeTensorsFile(path: a + "/model.safetensors"), wb = try SafeTensorsFile(path: b + "/model.safetensors")
+        #expect(Set(wa.tensors.keys) == Set(wb.tensors.keys))
+        var worst: Float = 0
+        for (name, t) in wa.tensors {
+            let x = try FloatEncoding.floats(t), y = try FloatEncoding.floats(wb.tensors[name]!)
+            let scale = max(x.map(abs).max() ?? 0, 1e-6)
+            worst = max(worst, zip(x, y).map { abs($0 - $1) / scale }.max() ?? 0)
+        }
+        #expect(worst <= 1e-5, "largest relative weight difference \(worst)")
+    }
+
+    /// Pre-training on two ranks = one process with the same global batch; a checkpoint of the two-rank run resumes
+    /// in one process and ends where the one-process run ends.
+    @Test(.enabled(if: mpirun != nil, "needs Open MPI's mpirun (Debian: openmpi-bin)"))
+    func pretrainOnTwoRanksEqualsOneProcess() throws {
+        let dir = try TrainingCLITests().foxCorpus()
+        let common = ["pretrain", "--config", "tiny", "--data", dir + "/data.txt", "--tokenizer", dir + "/tok", "--batch", "2",
+                      "--seq-len", "32", "--accumulation", "2", "--eval-every", "2", "--checkpoint-every", "2", "--threads", "1", "--quiet"]
+        var r = try CLI.run(common + ["--steps", "4", "--out", dir + "/one"])
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try CLI.run(common + ["--steps", "4", "--out", dir + "/two"], launcher: Self.launcher)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("data parallel: 2 MPI ranks"), "\(r.stderr)")
+        #expect(r.stdout.components(separatedBy: "trained 4 steps").count == 2, "rank 0 alone reports: \(r.stdout)")
+        try expectSameRun(dir + "/one", dir + "/two", steps: 4)
+
+        r = try CLI.run(common + ["--steps", "2", "--out", dir + "/resumed"], launcher: Self.launcher)
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try CLI.run(common + ["--steps", "4", "--out", dir + "/resumed", "--resume"])
+        #expect(r.status == 0 && r.stderr.contains("resumed from"), "\(r.stderr)")
+        try expectSameRun(dir + "/one", dir + "/resumed", steps: 4)
+
+        // A global batch the ranks cannot share evenly is refused.
+        r = try CLI.run(common.map { $0 == "2" ? "3" : $0 } + ["--steps", "1", "--out", dir + "/odd"], launcher: Self.launcher)
+        #expect(r.status != 0 && r.stderr.contains("multiple of the 2 MPI ranks"), "\(r.stderr)")
+    }
+
+    /// SFT and DPO on two ranks = one process.
+    @Test(.enabled(if: mpirun != nil, "needs Open MPI's mpirun (Debian: openmpi-bin)"))
+    func sftAndDPOOnTwoRanksEqualOneProcess() throws {
+        let dir = try TrainingCLITests().foxCorpus()
+        var r = try CLI.run(["pretrain", "--config", "tiny", "--data", dir + "/data.txt", "--tokenizer", dir + "/tok", "--batch", "2",
+                             "--seq-len", "32", "--steps", "2", "--out", dir + "/base", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let sft = (0..<24).map { i in
+            #"{"messages": [{"role": "user", "content": "Where did the fox \#(i % 13) run?"}, {"role": "assistant", "content": "To the river, \#(i % 7) times."}]}"#
+        }.joined(separator: "\n")
+        try sft.write(toFile: dir + "/sft.jsonl", atomically: true, encoding: .utf8)
+        let pairs = (0..<24).map { i in
+            #"{"prompt": "The fox \#(i % 13)", "chosen": " ran to the river.", "rejected": " ran \#(i % 7) times away."}"#
+        }.joined(separator: "\n")
+        try pairs.write(toFile: dir + "/pairs.jsonl", atomically: true, encoding: .utf8)
+        for (stage, data) in [("sft", "/sft.jsonl"), ("dpo", "/pairs.jsonl")] {
+            let common = [stage, "--model", dir + "/base", "--data", dir + data, "--batch", "2", "--seq-len", "128", "--accumulation", "2",
+                          "--steps", "3", "--eval-every", "3", "--threads", "1", "--quiet"]
+            r = try CLI.run(common + ["--out", dir + "/\(stage)-one"])
+            #expect(r.status == 0, "\(stage): \(r.stderr)")
+            r = try CLI.run(common + ["--out", dir + "/\(stage)-two"], launcher: Self.launcher)
+            #expect(r.status == 0, "\(stage): \(r.stderr)")
+            try expectSameRun(dir + "/\(stage)-one", dir + "/\(stage)-two", steps: 3)
+        }
+    }
+
+    /// Asking for MPI without its library is a clear error; stages without data parallelism refuse it.
+    @Test func missingMPIAndUnsupportedStagesAreClearErrors() throws {
+        let dir = try TrainingCLITests().foxCorpus()
+        var r = try CLI.run(["pretrain", "--config", "tiny", "--data", dir + "/data.txt", "--tokenizer", dir + "/tok", "--steps", "1",
+                             "--out", dir + "/run", "--distributed", "--quiet"], environment: ["MOE_MPI_LIBRARY": "/nonexistent/libmpi.so.40"])
+        #expect(r.status != 0 && r.stderr.contains("needs Open MPI's /nonexistent/libmpi.so.40"), "\(r.stderr)")
+        r = try CLI.run(["grpo", "--model", dir + "/run", "--prompts", dir + "/p.jsonl", "--reward", "exact-answer", "--out", dir + "/g",
+                         "--distributed"])
+        #expect(r.status != 0 && r.stderr.contains("does not run data parallel yet"), "\(r.stderr)")
+    }
+}
