@@ -160,6 +160,7 @@ public final class Trainer {
 
         while step < settings.steps {
             let lr = schedule.rate(step: step, totalSteps: settings.steps, peak: settings.learningRate)
+            let stepStarted = Date()
             model.store.zeroGrads()
             lora?.store.zeroGrads()
             for j in jointlyTrained { j.model.store.zeroGrads() }
@@ -183,7 +184,7 @@ public final class Trainer {
             }
             lora?.accumulateGradients(from: model)
             if let dp = dataParallel {
-                try sumAcrossRanks(dp, loss: &loss, tokens: &stepTokens, metrics: &stepMetrics, load: &stepLoad)
+                try sumAcrossRanks(dp, stepStarted: stepStarted, loss: &loss, tokens: &stepTokens, metrics: &stepMetrics, load: &stepLoad)
             }
             for (layer, load) in stepLoad.enumerated() {
                 for e in load.indices { loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]) }
@@ -244,14 +245,20 @@ public final class Trainer {
     /// Data parallel: sums this step's gradients (of what the optimizer steps, and of the jointly trained models),
     /// loss parts, tokens, metrics and expert counts across ranks; each rank's parts are already scaled by the
     /// global accumulation, so the sums are the one-process step's.
-    private func sumAcrossRanks(_ dp: DataParallel, loss: inout LossBreakdown, tokens: inout Int, metrics: inout [String: Double],
+    private func sumAcrossRanks(_ dp: DataParallel, stepStarted: Date, loss: inout LossBreakdown, tokens: inout Int, metrics: inout [String: Double],
                                 load: inout [[Int]]) throws {
+        let started = Date()
         try dp.sumGradients(trainedStore)
         for j in jointlyTrained { try dp.sumGradients(j.model.store) }
         let keys = metrics.keys.sorted()
         var values = [loss.crossEntropy, loss.aux, loss.z, loss.total, loss.sequenceAux, Double(loss.tokens), Double(tokens)]
             + keys.map { metrics[$0]! } + load.joined().map(Double.init)
         try dp.communicator.sumInPlace(&values)
+        // What the all-reduces carried (each rank's buffer; a ring sends 2(N−1)/N of it) and the time they took,
+        // waiting for the slowest rank included.
+        metrics["allreduce_bytes"] = Double((trainedStore.count + jointlyTrained.reduce(0) { $0 + $1.model.store.count }) * 4 + values.count * 8)
+        metrics["allreduce_ms"] = Date().timeIntervalSince(started) * 1000
+        metrics["compute_ms"] = started.timeIntervalSince(stepStarted) * 1000
         loss.crossEntropy = values[0]; loss.aux = values[1]; loss.z = values[2]; loss.total = values[3]; loss.sequenceAux = values[4]
         loss.tokens = Int(values[5]); tokens = Int(values[6])
         for (i, k) in keys.enumerated() { metrics[k] = values[7 + i] }

@@ -56,6 +56,12 @@ private let mpiRequired = ProcessInfo.processInfo.environment["MOE_TEST_MPI"] ==
         #expect(r.stderr.contains("data parallel: 2 MPI ranks"), "\(r.stderr)")
         #expect(r.stdout.components(separatedBy: "trained 4 steps").count == 2, "rank 0 alone reports: \(r.stdout)")
         try expectSameRun(dir + "/one", dir + "/two", steps: 4)
+        // The communication report: each step's all-reduced bytes (the f32 gradients and a few sums) and times.
+        let line = try String(contentsOfFile: dir + "/two/metrics.jsonl", encoding: .utf8).split(separator: "\n")[0]
+        let metrics = try #require((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["metrics"] as? [String: Double])
+        let parameters = try SafeTensorsFile(path: dir + "/one/model.safetensors").tensors.values.reduce(0) { $0 + $1.elementCount }
+        #expect(metrics["allreduce_bytes"].map { $0 >= Double(parameters * 4) && $0 < Double(parameters * 4 + 4096) } == true, "\(metrics)")
+        #expect(metrics["allreduce_ms"] != nil && metrics["compute_ms"] != nil)
 
         r = try CLI.run(common + ["--steps", "2", "--out", dir + "/resumed"], launcher: Self.launcher)
         #expect(r.status == 0, "\(r.stderr)")
