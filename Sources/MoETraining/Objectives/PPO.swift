@@ -264,7 +264,7 @@ public final class PPORollouts: BatchSource {
     func rollout() throws -> (Rollout, metrics: [String: Double]) {
         let eos = Set(policy.config.eosTokenIds)
         let questions = position.take(promptsPerBatch, seed: seed).map { prompts[$0] }
-        let (generations, metrics) = try RolloutPosition.sample(policy, prompts: questions, maxTokens: responseLength, sampling:
+        let (generations, metrics) = try policy.sampleRollouts(prompts: questions, maxTokens: responseLength, sampling:
             questions.indices.map { position.sampling(settings.temperature, seed: seed, sample: $0) })
         var sequences: [[Int]] = [], starts: [Int] = [], lengths: [Int] = [], endedWithEOS: [Bool] = []
         for (p, gen) in zip(questions, generations) {

@@ -61,14 +61,14 @@ struct RolloutPosition: Codable, EpochPosition {
     }
 }
 
-extension RolloutPosition {
-    /// Each sequence of a rollout batch sampled together through the policy as the inference engine runs it
-    /// (`TrainableModel.inferenceModel`: the weights in memory, one decode pass a step for every sequence):
-    /// `prompts[i]` with `sampling[i]`. Returns the completions and the figures for the step's metrics.
-    static func sample(_ policy: TrainableModel, prompts: [[Int]], maxTokens: Int, sampling: [SamplingParameters])
+extension TrainableModel {
+    /// A rollout batch: every sequence sampled together through the model as the inference engine runs it
+    /// (`inferenceModel`: the weights in memory, one decode pass a step for every sequence), `prompts[i]` with
+    /// `sampling[i]`. Returns the completions and the figures for the step's metrics.
+    func sampleRollouts(prompts: [[Int]], maxTokens: Int, sampling: [SamplingParameters])
         throws -> (generations: [Generation], metrics: [String: Double]) {
         let started = Date()
-        let generations = try policy.inferenceModel().generate(prompts: prompts, maxTokens: maxTokens, sampling: sampling)
+        let generations = try inferenceModel().generate(prompts: prompts, maxTokens: maxTokens, sampling: sampling)
         let seconds = max(Date().timeIntervalSince(started), 1e-9)
         let tokens = generations.reduce(0) { $0 + $1.tokens.count }
         return (generations, ["rollout_tokens_per_s": Double(tokens) / seconds, "rollout_seconds": seconds])
@@ -139,7 +139,7 @@ public final class RolloutBatches: BatchSource {
                 questions.append(prompts[index].ids); answers.append(prompts[index].answer)
             }
         }
-        let (generations, rolloutMetrics) = try RolloutPosition.sample(policy, prompts: questions, maxTokens: maxNewTokens, sampling: sampling)
+        let (generations, rolloutMetrics) = try policy.sampleRollouts(prompts: questions, maxTokens: maxNewTokens, sampling: sampling)
         var sequences: [[Int]] = [], starts: [Int] = [], rewards: [Double] = []
         for (i, gen) in generations.enumerated() {
             let text = tokenizer.decode(gen.tokens, skipSpecialTokens: true)
