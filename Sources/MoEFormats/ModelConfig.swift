@@ -284,6 +284,12 @@ public struct GenerationConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// The ids config.json holds, for a model without a generation_config.json (a GGUF file, weights in memory).
+    public init(from config: ModelConfig) {
+        eosTokenIds = config.eosTokenIds
+        bosTokenId = config.bosTokenId
+    }
+
     /// Reads `generation_config.json` from a model directory; an absent file gives the empty configuration.
     public init(directory: String) throws {
         let path = (directory as NSString).appendingPathComponent("generation_config.json")

@@ -51,10 +51,8 @@ public final class Transformer: @unchecked Sendable {
                             activations: ActivationRounding = .int8) throws {
         if GGUFCheckpoint.isGGUF(directory) {
             let gguf = try GGUFCheckpoint(path: directory)
-            var generation = GenerationConfig()
-            generation.eosTokenIds = gguf.config.eosTokenIds
-            generation.bosTokenId = gguf.config.bosTokenId
-            try self.init(config: gguf.config, generation: generation, store: gguf, threads: threads, activations: activations)
+            try self.init(config: gguf.config, generation: GenerationConfig(from: gguf.config), store: gguf, threads: threads,
+                          activations: activations)
         } else {
             try self.init(config: try ModelConfig(directory: directory), generation: try GenerationConfig(directory: directory),
                           store: LanguageModelView.unwrapping(try Checkpoint(directory: directory)), threads: threads,

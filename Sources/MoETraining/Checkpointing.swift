@@ -110,12 +110,10 @@ extension TrainableModel {
     /// are copies: make a new one after the weights change.
     public func inferenceModel(threads: Int? = nil) throws -> Transformer {
         guard head == .languageModel else { throw TrainingError.badArgument("a reward model does not generate text") }
-        var generation = GenerationConfig()
-        generation.eosTokenIds = config.eosTokenIds
-        generation.bosTokenId = config.bosTokenId
         var saved = savedConfig()
         saved.raw["quantization_config"] = nil   // (f32 here, whatever the checkpoint trained from held)
-        return try Transformer(config: saved, generation: generation, store: try ParameterTensors(self), threads: threads ?? pool.threads)
+        return try Transformer(config: saved, generation: GenerationConfig(from: config), store: try ParameterTensors(self),
+                               threads: threads ?? pool.threads)
     }
 
     /// Writes the model as a Hugging Face directory: config.json, model.safetensors (f32 by default, names

@@ -65,6 +65,7 @@ struct BenchRollouts: ParsableCommand {
         print("completions token for token the same: \(same) of \(batch.count) (\(tokens) tokens)")
         print("one at a time, through disk: \(range(oneByOne)) tokens/s")
         print("batched, in memory:          \(range(batched)) tokens/s")
-        print(String(format: "ratio: %.1f–%.1f×", zip(batched, oneByOne).map { $0 / $1 }.min()!, zip(batched, oneByOne).map { $0 / $1 }.max()!))
+        let ratios = zip(batched, oneByOne).map { $0 / $1 }
+        print(String(format: "ratio: %.1f–%.1f×", ratios.min()!, ratios.max()!))
     }
 }
