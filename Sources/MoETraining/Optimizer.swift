@@ -16,6 +16,8 @@ public final class AdamW {
     public private(set) var step = 0
     let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
     let count: Int
+    /// Tensors (their offsets) another process steps: expert parallelism's experts of other ranks.
+    var othersTensors: Set<Int> = []
 
     public init(_ store: ParameterStore, settings: Settings = Settings()) {
         self.settings = settings
@@ -36,7 +38,7 @@ public final class AdamW {
         // finish together.
         let slice = 1 << 16
         var work: [(lo: Int, hi: Int, decay: Float)] = []
-        for t in store.tensors where !t.frozen {
+        for t in store.tensors where !t.frozen && !othersTensors.contains(t.offset) {
             let decay: Float = t.decay ? 1 - lr * s.weightDecay : 1
             var lo = t.offset
             while lo < t.offset + t.count {
@@ -89,12 +91,25 @@ public final class AdamW {
 @discardableResult
 public func clipGradients(_ store: ParameterStore, maxNorm: Float?) -> Float { clipGradients([store], maxNorm: maxNorm) }
 
+/// `squaredNorm`: the squared norm when it is not that of the gradients here alone (expert parallelism).
 @discardableResult
-public func clipGradients(_ stores: [ParameterStore], maxNorm: Float?) -> Float {
+public func clipGradients(_ stores: [ParameterStore], maxNorm: Float?, squaredNorm: Double? = nil) -> Float {
+    let norm = Float((squaredNorm ?? squaredGradientNorm(stores)).squareRoot())
+    if let maxNorm, norm > maxNorm, norm.isFinite {
+        let scale = maxNorm / (norm + 1e-6)
+        for store in stores {
+            for t in store.tensors where !t.frozen { MoEKernels.scale(store.grads! + t.offset, count: t.count, by: scale) }
+        }
+    }
+    return norm
+}
+
+/// Σ g² over the non-frozen tensors of `stores` that `include` selects.
+func squaredGradientNorm(_ stores: [ParameterStore], include: (ParameterStore.Tensor) -> Bool = { _ in true }) -> Double {
     var sum = 0.0
     for store in stores {
         let g = store.grads!
-        for t in store.tensors where !t.frozen {
+        for t in store.tensors where !t.frozen && include(t) {
             // Eight running sums (a scalar float sum does not vectorise), added once per tensor.
             var acc = SIMD8<Float>()
             var j = t.offset
@@ -105,14 +120,7 @@ public func clipGradients(_ stores: [ParameterStore], maxNorm: Float?) -> Float 
             sum += Double(s)
         }
     }
-    let norm = Float(sum.squareRoot())
-    if let maxNorm, norm > maxNorm, norm.isFinite {
-        let scale = maxNorm / (norm + 1e-6)
-        for store in stores {
-            for t in store.tensors where !t.frozen { MoEKernels.scale(store.grads! + t.offset, count: t.count, by: scale) }
-        }
-    }
-    return norm
+    return sum
 }
 
 /// Learning rate by step: linear warm-up, then cosine decay to `minRatio`·peak, or warmup-stable-decay

@@ -82,6 +82,8 @@ public final class Trainer {
     public let dataParallel: DataParallel?
     /// Whether this process writes the run's files (rank 0, or the only process).
     public var isWriter: Bool { dataParallel?.isWriter ?? true }
+    /// Expert parallelism: which experts this rank runs and steps (nil: all).
+    let experts: ExpertSharding?
 
     /// Pre-training on token shards.
     public convenience init(model: TrainableModel, settings: TrainingSettings, train: TokenShard, validation: TokenShard,
@@ -119,6 +121,15 @@ public final class Trainer {
         // (weight decay would otherwise shrink it step by step).
         if !(objective is LanguageModeling), let mtp = model.mtp { model.store.freeze { $0.hasPrefix(mtp.prefix + ".") } }
         optimizer = AdamW(lora?.store ?? model.store, settings: settings.adam)
+        if let dp = dataParallel, dp.expertParallel {
+            guard lora == nil, jointlyTrained.isEmpty else {
+                throw TrainingError.badArgument("--expert-parallel trains a whole model (not LoRA adapters, not PPO's value model)")
+            }
+            experts = try ExpertSharding(model: model, communicator: dp.communicator, batchTokens: batches.batchSize * batches.seqLen)
+            optimizer.othersTensors = experts!.othersTensors
+        } else {
+            experts = nil
+        }
         self.jointlyTrained = jointlyTrained.map { ($0.name, $0.model, AdamW($0.model.store, settings: settings.adam)) }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         guard FileManager.default.isWritableFile(atPath: out) else {
@@ -150,6 +161,8 @@ public final class Trainer {
         }
         let start = Date()
         let firstStep = step
+        experts?.install()
+        defer { experts?.uninstall() }   // the model runs alone again (weights synchronised at the last step)
         var lastLoss = Double.nan
         var loadSum = [[Double]](repeating: [Double](repeating: 0, count: model.expertCount), count: model.moeLayerCount)
         var intervalLoad = loadSum
@@ -173,6 +186,7 @@ public final class Trainer {
                 if let dp = dataParallel, !dp.runs(microBatch: micro) { continue }   // another rank's share
                 stepTokens += b.tokens.rows * b.tokens.seqLen
                 let r = try objective.step(model, b, balance: settings.balance, scale: 1 / Float(settings.accumulation))
+                try experts?.check()
                 let l = r.loss, a = Double(settings.accumulation)
                 loss.crossEntropy += l.crossEntropy / a; loss.aux += l.aux / a; loss.z += l.z / a; loss.total += l.total / a
                 loss.sequenceAux += l.sequenceAux / a
@@ -190,7 +204,8 @@ public final class Trainer {
                 for e in load.indices { loadSum[layer][e] += Double(load[e]); intervalLoad[layer][e] += Double(load[e]) }
             }
             guard loss.total.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
-            let norm = clipGradients([trainedStore] + jointlyTrained.map(\.model.store), maxNorm: settings.gradClip.map(Float.init))
+            let norm = clipGradients([trainedStore] + jointlyTrained.map(\.model.store), maxNorm: settings.gradClip.map(Float.init),
+                                     squaredNorm: try experts?.squaredGradientNorm(trainedStore))
             guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
             optimizer.update(trainedStore, lr: Float(lr), pool: model.pool)
             for j in jointlyTrained { j.optimizer.update(j.model.store, lr: Float(lr), pool: j.model.pool) }
@@ -218,8 +233,13 @@ public final class Trainer {
                 timeUp = up[0] > 0
             }
             let last = step == settings.steps || timeUp
-            if isWriter && (step % settings.evalEvery == 0 || last) {
-                let v = try validation()
+            let evaluates = step % settings.evalEvery == 0 || last, checkpoints = step % settings.checkpointEvery == 0 || last
+            if let experts, evaluates || checkpoints {   // every rank's copy of the experts from their owners
+                try experts.synchronise(model.store.values, store: model.store)
+                if checkpoints { for moment in [optimizer.m, optimizer.v] { try experts.synchronise(moment, store: model.store) } }
+            }
+            if isWriter && evaluates {
+                let v = try experts.map { try $0.locally(validation) } ?? validation()
                 record.validationLoss = v?.loss
                 if let m = v?.metrics, !m.isEmpty { record.metrics = (record.metrics ?? [:]).merging(m) { $1 } }
             }
@@ -228,7 +248,7 @@ public final class Trainer {
             progress?(TrainingProgressLine(step: step, steps: settings.steps, loss: loss.total,
                                            validationLoss: record.validationLoss, tokensPerSecond: rate,
                                            elapsed: elapsed, stepsThisRun: step - firstStep, timeLimit: settings.timeLimit))
-            if isWriter && (step % settings.checkpointEvery == 0 || last) {
+            if isWriter && checkpoints {
                 try saveCheckpoint(elapsed: elapsedBefore + Date().timeIntervalSince(start))
             }
             if timeUp { break }
@@ -248,17 +268,24 @@ public final class Trainer {
     private func sumAcrossRanks(_ dp: DataParallel, stepStarted: Date, loss: inout LossBreakdown, tokens: inout Int, metrics: inout [String: Double],
                                 load: inout [[Int]]) throws {
         let started = Date()
-        try dp.sumGradients(trainedStore)
+        var reduced = trainedStore.count + jointlyTrained.reduce(0) { $0 + $1.model.store.count }
+        if let experts { reduced = try experts.sumSharedGradients(trainedStore) } else { try dp.sumGradients(trainedStore) }
         for j in jointlyTrained { try dp.sumGradients(j.model.store) }
         let keys = metrics.keys.sorted()
         var values = [loss.crossEntropy, loss.aux, loss.z, loss.total, loss.sequenceAux, Double(loss.tokens), Double(tokens)]
             + keys.map { metrics[$0]! } + load.joined().map(Double.init)
         try dp.communicator.sumInPlace(&values)
         // What the all-reduces carried (each rank's buffer; a ring sends 2(N−1)/N of it) and the time they took,
-        // waiting for the slowest rank included.
-        metrics["allreduce_bytes"] = Double((trainedStore.count + jointlyTrained.reduce(0) { $0 + $1.model.store.count }) * 4 + values.count * 8)
+        // waiting for the slowest rank included; under expert parallelism also what this rank's token exchanges
+        // sent to others and their time (inside the forward and backward passes, so not counted as compute).
+        metrics["allreduce_bytes"] = Double(reduced * 4 + values.count * 8)
         metrics["allreduce_ms"] = Date().timeIntervalSince(started) * 1000
-        metrics["compute_ms"] = started.timeIntervalSince(stepStarted) * 1000
+        var exchangeMilliseconds = 0.0
+        if let traffic = experts?.takeTraffic() {
+            metrics["alltoall_bytes"] = Double(traffic.bytes); metrics["alltoall_ms"] = traffic.milliseconds
+            exchangeMilliseconds = traffic.milliseconds
+        }
+        metrics["compute_ms"] = started.timeIntervalSince(stepStarted) * 1000 - exchangeMilliseconds
         loss.crossEntropy = values[0]; loss.aux = values[1]; loss.z = values[2]; loss.total = values[3]; loss.sequenceAux = values[4]
         loss.tokens = Int(values[5]); tokens = Int(values[6])
         for (i, k) in keys.enumerated() { metrics[k] = values[7 + i] }

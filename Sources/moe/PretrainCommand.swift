@@ -12,15 +12,24 @@ struct RunOptions: ParsableArguments {
     @Flag(help: "No progress bar.") var quiet = false
     @Flag(help: "Data parallel over MPI (implied when started by mpirun; needs Open MPI's libmpi.so.40): each rank runs its share of every step's --accumulation micro-batches, the global batch; rank 0 writes OUT.")
     var distributed = false
+    @Option(help: "Expert parallel over N MPI ranks (N = the ranks of mpirun -np): the experts of every MoE layer are split across the ranks and tokens travel to their experts' owners and back; the rest of the model is data parallel.")
+    var expertParallel: Int?
 
     var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
 
-    /// Data parallelism when asked for or started by mpirun.
-    func dataParallel() throws -> DataParallel? { try DataParallel.world(required: distributed) }
+    /// Data parallelism (with the experts split across the ranks when asked) when asked for or started by mpirun.
+    func dataParallel() throws -> DataParallel? {
+        guard let dp = try DataParallel.world(required: distributed || expertParallel != nil) else { return nil }
+        guard let n = expertParallel else { return dp }
+        guard n == dp.ranks else {
+            throw ValidationError("--expert-parallel \(n) must equal the number of MPI ranks (\(dp.ranks)): start it with mpirun -np \(n)")
+        }
+        return DataParallel(dp.communicator, expertParallel: true)
+    }
 
     /// For the stages that do not run data parallel yet: one process only.
     func refuseDistributed(_ command: String) throws {
-        if distributed || MPICommunicator.launchedByMPI {
+        if distributed || expertParallel != nil || MPICommunicator.launchedByMPI {
             throw ValidationError("\(command) does not run data parallel yet (moe pretrain, sft and dpo do): start it without mpirun and --distributed")
         }
     }
@@ -154,7 +163,10 @@ func runTraining(_ trainer: Trainer, resume: Bool, quiet: Bool, _ description: S
     }
     // Under MPI rank 0 speaks for the run.
     if let dp = trainer.dataParallel, !dp.isWriter { return try trainer.run() }
-    if let dp = trainer.dataParallel { printError("data parallel: \(dp.ranks) MPI ranks, \(trainer.settings.accumulation / dp.ranks) micro-batch(es) each per step") }
+    if let dp = trainer.dataParallel {
+        printError("data parallel: \(dp.ranks) MPI ranks, \(trainer.settings.accumulation / dp.ranks) micro-batch(es) each per step"
+                   + (dp.expertParallel ? "; expert parallel: each rank runs \(trainer.model.expertCount / dp.ranks) of the \(trainer.model.expertCount) experts of every MoE layer" : ""))
+    }
     printError(description)
     let bar = ProgressBar(quiet: quiet)
     let summary = try trainer.run { bar.show($0) }

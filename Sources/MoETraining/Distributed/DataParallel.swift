@@ -12,12 +12,16 @@ public struct DataParallel: Sendable {
     public var ranks: Int { communicator.size }
     /// Whether this rank writes the run's files.
     public var isWriter: Bool { rank == 0 }
+    /// Whether the routed experts are split across the ranks (`ExpertSharding`) instead of replicated.
+    public let expertParallel: Bool
 
-    public init(_ communicator: MPICommunicator) { self.communicator = communicator }
+    public init(_ communicator: MPICommunicator, expertParallel: Bool = false) {
+        self.communicator = communicator; self.expertParallel = expertParallel
+    }
 
     /// The world communicator's data parallelism when this process runs under MPI (see `MPICommunicator.world`).
     public static func world(required: Bool) throws -> DataParallel? {
-        try MPICommunicator.world(required: required).map(DataParallel.init)
+        try MPICommunicator.world(required: required).map { DataParallel($0) }
     }
 
     /// Whether this rank runs micro-batch `index` of a step.

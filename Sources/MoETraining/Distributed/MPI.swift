@@ -16,12 +16,19 @@ public final class MPICommunicator: @unchecked Sendable {
     private typealias AllreduceFn = @convention(c) (UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?,
                                                     UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
     private typealias BarrierFn = @convention(c) (UnsafeMutableRawPointer?) -> Int32
+    private typealias AlltoallFn = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32,
+                                                   UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
+    private typealias AlltoallvFn = @convention(c) (UnsafeRawPointer?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafeMutableRawPointer?,
+                                                    UnsafeMutableRawPointer?, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+                                                    UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
     private typealias FinalizeFn = @convention(c) () -> Int32
 
     private let allreduceFn: AllreduceFn
     private let barrierFn: BarrierFn
+    private let alltoallFn: AlltoallFn
+    private let alltoallvFn: AlltoallvFn
     /// Open MPI's handles are the addresses of its predefined objects.
-    private let world, float, double, sum: UnsafeMutableRawPointer
+    private let world, float, double, int, sum: UnsafeMutableRawPointer
 
     /// Whether an MPI launcher started this process (Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE, PMIx-based
     /// launchers PMIX_RANK).
@@ -59,10 +66,13 @@ public final class MPICommunicator: @unchecked Sendable {
         let commSize = unsafeBitCast(try symbol("MPI_Comm_size"), to: CommQueryFn.self)
         allreduceFn = unsafeBitCast(try symbol("MPI_Allreduce"), to: AllreduceFn.self)
         barrierFn = unsafeBitCast(try symbol("MPI_Barrier"), to: BarrierFn.self)
+        alltoallFn = unsafeBitCast(try symbol("MPI_Alltoall"), to: AlltoallFn.self)
+        alltoallvFn = unsafeBitCast(try symbol("MPI_Alltoallv"), to: AlltoallvFn.self)
         finalizeAtExit = unsafeBitCast(try symbol("MPI_Finalize"), to: FinalizeFn.self)
         world = try symbol("ompi_mpi_comm_world")
         float = try symbol("ompi_mpi_float")
         double = try symbol("ompi_mpi_double")
+        int = try symbol("ompi_mpi_int")
         sum = try symbol("ompi_mpi_op_sum")
         var done: Int32 = 0
         _ = initialized(&done)
@@ -92,6 +102,39 @@ public final class MPICommunicator: @unchecked Sendable {
     /// Waits until every rank has reached this point.
     public func barrier() throws {
         guard barrierFn(world) == 0 else { throw TrainingError.badArgument("MPI_Barrier failed") }
+    }
+
+    /// All-to-all of equal parts: `values` holds `size` parts of `values.count / size` integers, part d for rank d;
+    /// returns the parts the ranks sent this one, part s from rank s.
+    public func exchange(_ values: [Int32]) throws -> [Int32] {
+        let part = values.count / size
+        precondition(part * size == values.count, "exchange: \(values.count) values do not split into \(size) parts")
+        var received = [Int32](repeating: 0, count: values.count)
+        let status = values.withUnsafeBufferPointer { sb in
+            received.withUnsafeMutableBufferPointer { rb in
+                alltoallFn(sb.baseAddress, Int32(part), int, rb.baseAddress, Int32(part), int, world)
+            }
+        }
+        guard status == 0 else { throw TrainingError.badArgument("MPI_Alltoall failed") }
+        return received
+    }
+
+    /// All-to-all of floats in contiguous parts: `sendCounts[d]` floats of `send` (in rank order) go to rank d,
+    /// `receiveCounts[s]` floats from rank s land in `receive` (in rank order). Every count must fit MPI's 32 bits.
+    public func exchange(_ send: UnsafePointer<Float>, counts sendCounts: [Int], into receive: UnsafeMutablePointer<Float>,
+                         counts receiveCounts: [Int]) throws {
+        func layout(_ counts: [Int]) throws -> (counts: [Int32], displacements: [Int32]) {
+            guard counts.count == size, counts.reduce(0, +) <= Int(Int32.max) else {
+                throw TrainingError.badArgument("MPI_Alltoallv: \(counts.reduce(0, +)) floats for \(counts.count) of \(size) ranks do not fit one exchange")
+            }
+            var displacements = [Int32](repeating: 0, count: size), at = 0
+            for (r, c) in counts.enumerated() { displacements[r] = Int32(at); at += c }
+            return (counts.map { Int32($0) }, displacements)
+        }
+        let s = try layout(sendCounts), r = try layout(receiveCounts)
+        guard alltoallvFn(send, s.counts, s.displacements, float, receive, r.counts, r.displacements, float, world) == 0 else {
+            throw TrainingError.badArgument("MPI_Alltoallv failed")
+        }
     }
 
     /// MPI counts are 32-bit: a long buffer goes in pieces. `MPI_IN_PLACE` is Open MPI's `(void *) 1`.

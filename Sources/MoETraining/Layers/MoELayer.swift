@@ -39,7 +39,7 @@ struct BalanceGradient {
 /// weighted sum, plus the shared expert (sigmoid-gated as Qwen2-MoE's, or added as DeepSeek's and GLM's). As
 /// `ExpertRouter` in inference; the gradient flows through the chosen experts' scores only. The Switch aux loss
 /// and the z-loss are defined on softmax probabilities: sigmoid routers take no part in them (they balance by the
-/// selection bias).
+/// selection bias). Under expert parallelism the sorted rows run on their experts' owners (`exchange`).
 final class MoELayer {
     let hidden: Int, experts: Int, topK: Int, width: Int, normTopKProb: Bool
     let routing: RouterLayout
@@ -63,6 +63,10 @@ final class MoELayer {
     let sharedOut = Floats(), sharedGateValue = Floats()
     // Backward scratch.
     let dGathered = Floats(), dExpertOut = Floats(), scratch = Floats(), dLogits = Floats(), dShared = Floats()
+    /// Expert parallel: the exchange with the experts' owners (nil: every expert runs here), the rows other ranks
+    /// (and this one) sent for this rank's experts, their outputs, and the backward pass's rows of the same order.
+    var exchange: ExpertExchange?
+    let received = Floats(), receivedOut = Floats(), receivedGrad = Floats(), receivedInputGrad = Floats()
     /// Tokens routed to each expert in the last forward (the load the logs and the bias update read).
     var load: [Int] = []
     /// Which rows count in the balance losses (false: padding, as HF's attention mask); nil: all.
@@ -191,12 +195,28 @@ final class MoELayer {
             let ord = ob.baseAddress!
             forEachBlock(rows, pool: pool) { r in (gx + r * hidden).update(from: xs + Int(ord[r]) / k * hidden, count: hidden) }
         }
-        let gp = g.reserve(rows * width), up = u.reserve(rows * width), ap = a.reserve(rows * width)
         let yp = expertOut.reserve(rows * hidden)
-        runExperts(pool: pool) { e, range, inner in
-            let r0 = range.lowerBound
-            swiGLUForward(gx + r0 * hidden, rows: range.count, self.expert(e, store), g: gp + r0 * self.width,
-                          u: up + r0 * self.width, a: ap + r0 * self.width, into: yp + r0 * hidden, pool: inner)
+        if let exchange {
+            // Expert parallel: the rows go to their experts' owners, this rank runs its experts over every rank's
+            // rows, and the outputs come back in the order they left.
+            exchange.plan(offsets: offsets)
+            let m = exchange.receivedRows
+            let lx = received.reserve(m * hidden), ly = receivedOut.reserve(m * hidden)
+            exchange.toOwners(gx, width: hidden, into: lx)
+            let gp = g.reserve(m * width), up = u.reserve(m * width), ap = a.reserve(m * width)
+            runExperts(exchange.local, offsets: exchange.localOffsets, pool: pool) { e, range, inner in
+                let r0 = range.lowerBound
+                swiGLUForward(lx + r0 * hidden, rows: range.count, self.expert(e, store), g: gp + r0 * self.width,
+                              u: up + r0 * self.width, a: ap + r0 * self.width, into: ly + r0 * hidden, pool: inner)
+            }
+            exchange.fromOwners(ly, width: hidden, into: yp)
+        } else {
+            let gp = g.reserve(rows * width), up = u.reserve(rows * width), ap = a.reserve(rows * width)
+            runExperts(0..<experts, offsets: offsets, pool: pool) { e, range, inner in
+                let r0 = range.lowerBound
+                swiGLUForward(gx + r0 * hidden, rows: range.count, self.expert(e, store), g: gp + r0 * self.width,
+                              u: up + r0 * self.width, a: ap + r0 * self.width, into: yp + r0 * hidden, pool: inner)
+            }
         }
         // Combine: out[t] += w · expert output, each token's choices in order so the sum is the same on every run.
         let slot = slots()
@@ -262,20 +282,19 @@ final class MoELayer {
         return slot
     }
 
-    /// Expert-parallel when experts are many and small (each expert's products run on one thread), else
-    /// one expert after another with the products themselves parallel.
-    private func runExperts(pool: WorkerPool, _ body: (Int, Range<Int>, WorkerPool?) -> Void) {
-        let busy = (0..<experts).filter { offsets[$0 + 1] > offsets[$0] }
-        let rows = offsets[experts]
-        if busy.count >= 2 * pool.threads && rows * hidden * width < busy.count * (1 << 22) {
+    /// Runs `experts` over their rows (`offsets[i] ..< offsets[i + 1]` are the rows of `experts.lowerBound + i`):
+    /// experts in parallel when they are many and small (each expert's products on one thread), else one expert
+    /// after another with the products themselves parallel.
+    private func runExperts(_ experts: Range<Int>, offsets: [Int], pool: WorkerPool, _ body: (Int, Range<Int>, WorkerPool?) -> Void) {
+        let first = experts.lowerBound
+        func rows(_ e: Int) -> Range<Int> { offsets[e - first] ..< offsets[e - first + 1] }
+        let busy = experts.filter { !rows($0).isEmpty }
+        if busy.count >= 2 * pool.threads && offsets[experts.count] * hidden * width < busy.count * (1 << 22) {
             // Largest first, so the threads finish together.
-            let sorted = busy.sorted { offsets[$0 + 1] - offsets[$0] > offsets[$1 + 1] - offsets[$1] }
-            pool.parallelFor(sorted.count) { i in
-                let e = sorted[i]
-                body(e, self.offsets[e] ..< self.offsets[e + 1], nil)
-            }
+            let sorted = busy.sorted { rows($0).count > rows($1).count }
+            pool.parallelFor(sorted.count) { i in body(sorted[i], rows(sorted[i]), nil) }
         } else {
-            for e in busy { body(e, offsets[e] ..< offsets[e + 1], pool) }
+            for e in busy { body(e, rows(e), pool) }
         }
     }
 
@@ -303,14 +322,29 @@ final class MoELayer {
                 }
             }
         }
-        let gx = gathered.pointer, gp = g.pointer, up = u.pointer, ap = a.pointer
+        let gp = g.pointer, up = u.pointer, ap = a.pointer
         let dgx = dGathered.reserve(rows * hidden)
-        let sc = scratch.reserve(2 * rows * width)
-        runExperts(pool: pool) { e, range, inner in
-            let r0 = range.lowerBound
-            swiGLUBackward(dy + r0 * hidden, x: gx + r0 * hidden, rows: range.count, self.expert(e, store),
-                           g: gp + r0 * self.width, u: up + r0 * self.width, a: ap + r0 * self.width,
-                           inputGrad: dgx + r0 * hidden, accumulate: false, scratch: sc + 2 * r0 * self.width, pool: inner)
+        if let exchange {
+            // Expert parallel: d(output) rows go to the experts' owners, d(input) rows come back.
+            let m = exchange.receivedRows
+            let lx = received.pointer, ldy = receivedGrad.reserve(m * hidden), ldx = receivedInputGrad.reserve(m * hidden)
+            exchange.toOwners(dy, width: hidden, into: ldy)
+            let sc = scratch.reserve(2 * m * width)
+            runExperts(exchange.local, offsets: exchange.localOffsets, pool: pool) { e, range, inner in
+                let r0 = range.lowerBound
+                swiGLUBackward(ldy + r0 * hidden, x: lx + r0 * hidden, rows: range.count, self.expert(e, store),
+                               g: gp + r0 * self.width, u: up + r0 * self.width, a: ap + r0 * self.width,
+                               inputGrad: ldx + r0 * hidden, accumulate: false, scratch: sc + 2 * r0 * self.width, pool: inner)
+            }
+            exchange.fromOwners(ldx, width: hidden, into: dgx)
+        } else {
+            let gx = gathered.pointer, sc = scratch.reserve(2 * rows * width)
+            runExperts(0..<experts, offsets: offsets, pool: pool) { e, range, inner in
+                let r0 = range.lowerBound
+                swiGLUBackward(dy + r0 * hidden, x: gx + r0 * hidden, rows: range.count, self.expert(e, store),
+                               g: gp + r0 * self.width, u: up + r0 * self.width, a: ap + r0 * self.width,
+                               inputGrad: dgx + r0 * hidden, accumulate: false, scratch: sc + 2 * r0 * self.width, pool: inner)
+            }
         }
 
         // Router: routing weights → chosen scores (through the scaling and renormalisation) → all scores (plus,
