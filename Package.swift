@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // AVX2 block-format dot products (byte-wide vector work Swift's SIMD types do not express well), chosen at
@@ -48,11 +50,13 @@ let package = Package(
         .target(name: "MoEModel", dependencies: ["MoEKernels", "MoEFormats"], swiftSettings: checked),
         // Training: explicit forward/backward per layer, balance losses, optimizer, data shards, objectives.
         .target(name: "MoETraining", dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer"], swiftSettings: checked),
-        // Serving: the continuous-batching engine, the OpenAI-compatible HTTP API, the SQLite usage ledger.
+        // Serving: the continuous-batching engine, the OpenAI-compatible HTTP API, the usage ledger (SQLite or PostgreSQL).
         .target(name: "MoEServing",
                 dependencies: ["MoEModel", "MoEKernels", "MoEFormats", "MoETokenizer", "MoEGrammar",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "GRDB", package: "GRDB.swift"),
+                               .product(name: "PostgresNIO", package: "postgres-nio"),
+                               .product(name: "Logging", package: "swift-log"),
                                .product(name: "Prometheus", package: "swift-prometheus"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                 swiftSettings: checked),

@@ -10,8 +10,9 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, \
             GET /metrics (Prometheus), POST /tokenize, POST /detokenize, GET / (a chat page). The model's id is \
-            its directory name. Every request is written to the SQLite ledger (--ledger) before its last byte \
-            is sent; `moe usage` sums it. SIGINT/SIGTERM stop accepting, finish the requests in flight, then exit.
+            its directory name. Every request is written to the ledger (--ledger: a SQLite file, or a \
+            postgres:// URL that many replicas share, daily quotas included) before its last byte is sent; \
+            `moe usage` sums it. SIGINT/SIGTERM stop accepting, finish the requests in flight, then exit.
             """)
 
     @Option(help: "A Hugging Face model directory with a tokenizer (config.json, safetensors, tokenizer.json).")
@@ -19,7 +20,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0: any free port, printed at start).") var port = 8080
     @Option(help: "A file with one API key per line; without it the API is open.") var apiKeys: String?
-    @Option(help: "The SQLite usage ledger.") var ledger = UsageLedger.defaultPath
+    @Option(help: "The usage ledger: a SQLite file, or postgres://USER:PASSWORD@HOST:PORT/DATABASE (shared by replicas).")
+    var ledger = UsageLedger.defaultPath
     @Option(help: "USD per million prompt tokens.") var priceInput = 0.0
     @Option(help: "USD per million generated tokens.") var priceOutput = 0.0
     @Option(help: "Sequences decoded together (continuous batching).") var parallel = 8
@@ -78,7 +80,8 @@ struct Serve: AsyncParsableCommand {
     /// Loads and serves until SIGINT/SIGTERM; prints `listening on http://HOST:PORT` once it accepts.
     static func serve(directory: String, threads: Int, activations: ActivationRounding = .int8,
                       options: ServerOptions) async throws {
-        let server = try ModelServer(directory: directory, threads: threads, activations: activations, options: options)
+        let ledger = try await Ledgers.open(options.ledgerPath)
+        let server = try ModelServer(directory: directory, threads: threads, activations: activations, options: options, ledger: ledger)
         printError(server.banner)
         try await server.run { port in
             // Unbuffered: scripts wait for this line to know the port.

@@ -3,7 +3,7 @@ import Foundation
 import MoEServing
 
 /// `moe usage`: what the server's ledger says each API key used.
-struct UsageCommand: ParsableCommand {
+struct UsageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usage",
         abstract: "Requests, tokens and cost per API key, from the server's usage ledger.",
@@ -12,7 +12,7 @@ struct UsageCommand: ParsableCommand {
             "open" is a server without keys. The ledger is only read, so this is safe while the server runs.
             """)
 
-    @Option(help: "The usage ledger (SQLite) the server writes.")
+    @Option(help: "The usage ledger the server writes: a SQLite file or a postgres:// URL.")
     var ledger: String = UsageLedger.defaultPath
 
     @Option(help: "Only this API key (the key itself; it is hashed as the server does).")
@@ -27,8 +27,8 @@ struct UsageCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
-        let usage = try UsageLedger(path: ledger, readOnly: true)
+    func run() async throws {
+        let usage = try await Ledgers.open(ledger, readOnly: true)
             .summary(keyHash: key.map(APIKeys.hash(of:)), since: since.flatMap(UsageLedger.parseDate))
         print(Self.table(usage))
     }

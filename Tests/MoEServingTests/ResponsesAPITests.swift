@@ -77,7 +77,7 @@ import Testing
                 try await Self.post(client, body, key: "sk-a") { r in try R.expectError(r, .badRequest, param: param) }
             }
         }
-        let rows = try server.ledger.summary(keyHash: nil, since: nil)
+        let rows = try server.sqliteLedger.summary(keyHash: nil, since: nil)
         #expect(rows.reduce(0) { $0 + $1.requests } >= 8)
     }
 

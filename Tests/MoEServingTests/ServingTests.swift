@@ -137,7 +137,7 @@ import Testing
                 #expect((usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int == 0)
             }
         }
-        let rows = try server.ledger.summary(keyHash: nil, since: nil)
+        let rows = try server.sqliteLedger.summary(keyHash: nil, since: nil)
         #expect(rows.count == 1)
         let row = try #require(rows.first)
         #expect(row.requests == 1 && row.completionTokens == 6)
@@ -171,7 +171,7 @@ import Testing
                 }
             }
         }
-        #expect(try server.ledger.summary(keyHash: nil, since: nil).first?.requests == 2)
+        #expect(try server.sqliteLedger.summary(keyHash: nil, since: nil).first?.requests == 2)
     }
 
     @Test func completionsLogprobsChoicesSeedAndCache() async throws {
@@ -335,13 +335,13 @@ import Testing
             }
         }
         // Refused requests are rows with their status, no tokens and no cost; only the answered one is billed.
-        let records = try server.ledger.records()
+        let records = try server.sqliteLedger.records()
         #expect(records.count > 10)
         #expect(records.filter { $0.status == 200 }.count == 1)
         #expect(records.filter { $0.status != 200 }.allSatisfy {
             $0.status == 400 && $0.costUSD == 0 && $0.promptTokens == 0 && $0.completionTokens == 0 && $0.finishReason == .error
         })
-        let summary = try #require(try server.ledger.summary(keyHash: nil, since: nil).first)
+        let summary = try #require(try server.sqliteLedger.summary(keyHash: nil, since: nil).first)
         #expect(summary.costUSD == records.first { $0.status == 200 }?.costUSD)
     }
 
@@ -392,13 +392,13 @@ import Testing
         }
         // Keys are stored hashed; the request without a key is a row of its own (401, cost 0), and so are the 413
         // and the 429s of sk-alpha.
-        let rows = try server.ledger.summary(keyHash: nil, since: nil)
+        let rows = try server.sqliteLedger.summary(keyHash: nil, since: nil)
         let keyed = rows.filter { $0.keyHash != UsageLedger.unauthenticatedKeyHash }
         #expect(keyed.count == 2)
         #expect(keyed.allSatisfy { !$0.keyHash.contains("sk-") && $0.keyHash.count == 64 })
         let anonymous = try #require(rows.first { $0.keyHash == UsageLedger.unauthenticatedKeyHash })
         #expect(anonymous.requests == 1 && anonymous.costUSD == 0)
-        let statuses = try server.ledger.records().map(\.status)
+        let statuses = try server.sqliteLedger.records().map(\.status)
         #expect(statuses.contains(401) && statuses.contains(413) && statuses.contains(429))
     }
 
@@ -468,7 +468,7 @@ import Testing
     /// no path), `/health` says degraded and `/metrics` counts it.
     @Test func ledgerFailureIsAGeneric500AndDegradedHealth() async throws {
         let server = try ServingRouterTests.server()
-        try await server.ledger.database.write { try $0.execute(sql: "DROP TABLE requests") }
+        try await server.sqliteLedger.database.write { try $0.execute(sql: "DROP TABLE requests") }
         try await server.makeApplication().test(.router) { client in
             try await client.execute(uri: "/v1/chat/completions", method: .post, headers: ServingRouterTests.json,
                                      body: ServingRouterTests.chat()) { r in
@@ -561,7 +561,7 @@ import Testing
             var row: UsageRecord?
             for _ in 0..<100 where row == nil {
                 try await Task.sleep(for: .milliseconds(50))
-                row = try server.ledger.records().first
+                row = try server.sqliteLedger.records().first
             }
             let recorded = try #require(row)
             #expect(recorded.status == 499 && recorded.finishReason == .cancelled)
@@ -571,7 +571,7 @@ import Testing
             // answered (a row, when the request got that far, is a 499).
             try sendAndHangUp(port: port, request: request, after: 0)
             try await Task.sleep(for: .seconds(2))
-            let rows = try server.ledger.records()
+            let rows = try server.sqliteLedger.records()
             #expect(rows.allSatisfy { $0.status == 499 && $0.completionTokens < 100 }, "\(rows.map { ($0.status, $0.completionTokens) })")
         }
         server.engine.observeSteps(nil)
@@ -689,4 +689,9 @@ private final class StepCounter: @unchecked Sendable {
     private var count = 0
     func increment() { lock.lock(); count += 1; lock.unlock() }
     var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+}
+
+extension ModelServer {
+    /// The SQLite ledger these tests' servers open.
+    var sqliteLedger: UsageLedger { ledger as! UsageLedger }
 }

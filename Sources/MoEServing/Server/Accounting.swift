@@ -6,8 +6,8 @@ struct Accounting: Sendable {
     let server: ModelServer
     let keyHash: String
     let endpoint: UsageRecord.Endpoint
-    /// Tokens reserved against the key's quota when the request was admitted.
-    let reserved: Int
+    /// Tokens held against the key's quota when the request was admitted.
+    let hold: QuotaHold
     let start: ContinuousClock.Instant
     let promptTokens: Int
     /// Names the request in the log and in error messages.
@@ -34,13 +34,14 @@ struct Accounting: Sendable {
                                  timeToFirstTokenMs: firstToken.map(milliseconds), finishReason: finish, costUSD: cost,
                                  status: status, requestID: requestID, user: user)
         // The row first, then the quota (the tracker reads a key's day from the ledger when it first sees it).
-        defer { server.quota.settle(keyHash: keyHash, reserved: reserved, used: promptTokens + completion) }
         do {
             try await server.ledger.record(record)
         } catch {
+            await server.quota.release(hold, used: promptTokens + completion)
             server.metrics.ledgerWriteFailed(error, requestID: requestID)
             throw APIError.internal(requestID: requestID)
         }
+        await server.quota.release(hold, used: promptTokens + completion)
         let m = server.metrics
         m.promptTokens.increment(by: Int64(promptTokens))
         m.cachedTokens.increment(by: Int64(cached))

@@ -46,9 +46,9 @@ extension ModelServer {
         if case .array(let tools)? = chatBody["tools"] { chat.tools = tools }
         chat.generation.responseFormat = chatBody["response_format"]
         var (plan, parser) = try prepareChat(chat, tokenizer: tokenizer)
-        let (streams, reserved) = try submit(&plan, keyHash: keyHash)
+        let (streams, hold) = try await submit(&plan, keyHash: keyHash)
         let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, parser: parser)
-        let account = Accounting(server: self, keyHash: keyHash, endpoint: .responses, reserved: reserved, start: start,
+        let account = Accounting(server: self, keyHash: keyHash, endpoint: .responses, hold: hold, start: start,
                                  promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user)
         let id = ResponsesAPI.newID("resp_"), created = Int(Date().timeIntervalSince1970)
         let store = body["store"] != .bool(false)

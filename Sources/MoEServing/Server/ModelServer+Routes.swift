@@ -154,11 +154,11 @@ extension ModelServer {
             try constrain(&plan, generation, chat: false)
         }
 
-        let (streams, reserved) = try submit(&plan, keyHash: keyHash)
+        let (streams, hold) = try await submit(&plan, keyHash: keyHash)
         let shapes = ResponseShapes(id: ResponseShapes.newID(chat: chat), created: Int(Date().timeIntervalSince1970),
                                     model: modelID, tokenizer: tokenizer, chat: chat)
         let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, parser: parser, echo: echo)
-        let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, reserved: reserved, start: start,
+        let account = Accounting(server: self, keyHash: keyHash, endpoint: endpoint, hold: hold, start: start,
                                  promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user, experts: plan.experts)
         if plan.stream {
             let plan = plan
@@ -207,9 +207,9 @@ extension ModelServer {
 
     /// Reserves the worst case against the key's quota (cutting generation to what is left today) and submits
     /// every choice; on failure nothing stays reserved or running.
-    func submit(_ plan: inout GenerationPlan, keyHash: String) throws -> (streams: [InferenceEngine.Stream], reserved: Int) {
+    func submit(_ plan: inout GenerationPlan, keyHash: String) async throws -> (streams: [InferenceEngine.Stream], hold: QuotaHold) {
         // The quota must cover the worst case of every choice: generation is capped by what is left today.
-        if let left = try quota.remaining(keyHash: keyHash) {
+        if let left = try await quota.tokensLeft(keyHash: keyHash) {
             let room = left / plan.choices - plan.prompt.count
             guard room >= 1 else {
                 throw APIError.quotaExceeded("This key's daily quota of \(options.dailyTokenQuota ?? 0) tokens is spent (\(left) left; "
@@ -218,7 +218,8 @@ extension ModelServer {
             plan.maxTokens = min(plan.maxTokens, room)
         }
         let reserved = plan.choices * (plan.prompt.count + plan.maxTokens)
-        do { try quota.reserve(keyHash: keyHash, tokens: reserved) } catch let e as QuotaExceeded {
+        let hold: QuotaHold
+        do { hold = try await quota.hold(keyHash: keyHash, tokens: reserved) } catch let e as QuotaExceeded {
             throw APIError.quotaExceeded(e.description)
         }
         var streams: [InferenceEngine.Stream] = []
@@ -226,13 +227,13 @@ extension ModelServer {
             for i in 0..<plan.choices { streams.append(try engine.submit(plan.request(choice: i))) }
         } catch {
             for s in streams { s.cancel() }
-            quota.settle(keyHash: keyHash, reserved: reserved, used: 0)
+            await quota.release(hold, used: 0)
             switch error {
             case .queueFull, .shutDown: throw APIError.overloaded(error.description)
             case .invalid(let message): throw APIError.invalidRequest(message)
             }
         }
-        return (streams, reserved)
+        return (streams, hold)
     }
 
     /// Runs every choice to its end. A client that hangs up while its whole answer is computed: its choices stop at the next step, and the row

@@ -120,9 +120,9 @@ public final class ModelServer: Sendable {
     let responseStore = ResponseStore()
     public let engine: InferenceEngine
     public let options: ServerOptions
-    let ledger: UsageLedger
+    let ledger: any UsageStore
     let keys: APIKeys?
-    let quota: QuotaTracker
+    let quota: any DailyQuota
     let pricing: Pricing
     let metrics = ServerMetrics()
     let rateLimiter: RateLimiter?
@@ -131,7 +131,8 @@ public final class ModelServer: Sendable {
     let connectionLimits: ConnectionLimits
     let created = Int(Date().timeIntervalSince1970)
 
-    public init(model: Transformer, tokenizer: Tokenizer? = nil, options: ServerOptions) throws {
+    /// `ledger`: one opened already (`Ledgers.open`, e.g. PostgreSQL); nil opens the SQLite file `options.ledgerPath`.
+    public init(model: Transformer, tokenizer: Tokenizer? = nil, options: ServerOptions, ledger: (any UsageStore)? = nil) throws {
         self.model = model
         self.tokenizer = tokenizer
         harmony = tokenizer.map(HarmonyParser.isHarmony) ?? false
@@ -141,8 +142,15 @@ public final class ModelServer: Sendable {
         self.options = options
         modelID = URL(fileURLWithPath: model.directory).standardizedFileURL.lastPathComponent
         keys = try options.apiKeysFile.map { try APIKeys(contentsOfFile: $0) }
-        ledger = try UsageLedger(path: options.ledgerPath)
-        quota = QuotaTracker(ledger: ledger, dailyTokens: options.dailyTokenQuota)
+        if let ledger {
+            self.ledger = ledger
+        } else {
+            guard !PostgresLedger.isURL(options.ledgerPath) else {
+                throw ServerStartError(description: "a PostgreSQL ledger is opened with Ledgers.open and passed to ModelServer")
+            }
+            self.ledger = try UsageLedger(path: options.ledgerPath)
+        }
+        quota = self.ledger.dailyQuota(tokens: options.dailyTokenQuota)
         pricing = Pricing(inputPerMillion: options.priceInput, outputPerMillion: options.priceOutput)
         rateLimiter = options.rateLimitPerMinute.map { RateLimiter(perMinute: $0) }
         openAPIDocument = OpenAPI.document(model: modelID, vocabSize: model.config.vocabSize)
@@ -164,9 +172,9 @@ public final class ModelServer: Sendable {
 
     /// Loads the model and its tokenizer (when it has one) from `directory`: an HF model directory or a GGUF file.
     public convenience init(directory: String, threads: Int, activations: ActivationRounding = .int8,
-                            options: ServerOptions) throws {
+                            options: ServerOptions, ledger: (any UsageStore)? = nil) throws {
         let model = try Transformer(directory: directory, threads: threads, activations: activations)
-        try self.init(model: model, tokenizer: Tokenizer.forModel(directory), options: options)
+        try self.init(model: model, tokenizer: Tokenizer.forModel(directory), options: options, ledger: ledger)
     }
 
     /// The application: the router and the engine as a service, so a graceful shutdown first stops accepting
@@ -199,7 +207,7 @@ public final class ModelServer: Sendable {
         }
         if tokenizer == nil { lines.append("warning: the model directory has no tokenizer.json: only /health, /metrics and /v1/models work") }
         if !options.expertBudget.isFull { lines.append("experts: \(options.expertBudget) of the model's \(model.expertsPerToken) per token by default") }
-        lines.append("ledger: \(options.ledgerPath); price: $\(options.priceInput) per million input tokens, $\(options.priceOutput) per million output tokens")
+        lines.append("ledger: \(Ledgers.describe(options.ledgerPath)); price: $\(options.priceInput) per million input tokens, $\(options.priceOutput) per million output tokens")
         return lines.joined(separator: "\n")
     }
 }
