@@ -8,7 +8,7 @@ fi
 version="$(ls /usr/lib/postgresql | sort -n | tail -1)"
 if ! pg_lsclusters -h | grep -q .; then pg_createcluster "$version" main >/dev/null; fi
 cluster="$(pg_lsclusters -h | head -1 | awk '{print $1" "$2}')"
-pg_ctlcluster $cluster start 2>/dev/null || true   # already running is fine
+pg_ctlcluster $cluster start >/dev/null 2>&1 || true   # already running is fine
 for _ in $(seq 50); do su postgres -c "psql -qAtc 'SELECT 1'" >/dev/null 2>&1 && break; sleep 0.2; done
 su postgres -c "psql -qAtc \"SELECT 1 FROM pg_roles WHERE rolname = 'moe'\"" | grep -q 1 \
     || su postgres -c "psql -qc \"CREATE ROLE moe LOGIN PASSWORD 'moe'\"" >/dev/null

@@ -44,9 +44,11 @@ import Testing
         let reference = try Transformer(directory: directory, threads: 1)
         let engine = try InferenceEngine(model: model, parallel: 3, stepTokens: stepTokens, contextSize: 64, pageSize: 4,
                                          kvPages: kvPages)
+        // All queued before the engine runs: which sequences share a step (and whether the pool runs out) does not
+        // depend on how fast the requests arrive.
+        let streams = try requests.map { try engine.submit($0) }
         engine.start()
         defer { engine.shutdown() }
-        let streams = try requests.map { try engine.submit($0) }
         var results: [[Int]] = []
         for s in streams { results.append(await Self.run(s).tokens) }
         for (r, got) in zip(requests, results) {
