@@ -21,11 +21,18 @@ public protocol BatchSource {
     var batchSize: Int { get }
     var seqLen: Int { get }
     mutating func next() throws -> TrainingBatch
+    /// Moves past the batch `next` would return, for a batch another MPI rank trains on: the position ends where
+    /// `next` leaves it, with as little work as that allows (the default makes the batch).
+    mutating func skip() throws
     /// Fixed validation batches (empty when there is no validation data).
     func validation(maxBatches: Int) -> [TrainingBatch]
     func savedState() throws -> Data
     /// Restores a position saved by `savedState`; throws `TrainingError.resume` when it belongs to other data.
     mutating func restore(_ state: Data) throws
+}
+
+extension BatchSource {
+    public mutating func skip() throws { _ = try next() }
 }
 
 /// Pre-training batches: shuffled packed windows of the training shard, the validation shard's first windows.

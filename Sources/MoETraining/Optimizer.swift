@@ -17,7 +17,7 @@ public final class AdamW {
     let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
     let count: Int
     /// Tensors (their offsets) another process steps: expert parallelism's experts of other ranks.
-    var othersTensors: Set<Int> = []
+    public var othersTensors: Set<Int> = []
 
     public init(_ store: ParameterStore, settings: Settings = Settings()) {
         self.settings = settings

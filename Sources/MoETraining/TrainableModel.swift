@@ -24,6 +24,11 @@ public final class TrainableModel: @unchecked Sendable {
     /// `…ForSequenceClassification` with one label, as reward models are saved).
     public enum Head: Sendable { case languageModel, score }
     let blocks: [Block]
+    /// Where each block's parameters lie in the store (registered one block after another).
+    let blockParameters: [Range<Int>]
+    /// Called in the backward pass as soon as a block's parameter gradients are final for it (data parallel:
+    /// their all-reduce starts while the blocks below are differentiated).
+    var blockGradientsDone: ((Range<Int>) -> Void)?
     let rope: RotaryEmbedding
     private var ropeTable: RopeTable?
     let hidden: Int, vocab: Int, eps: Float
@@ -128,7 +133,13 @@ public final class TrainableModel: @unchecked Sendable {
 
         embedding = store.add("model.embed_tokens.weight", shape: [vocab, hidden], decay: true)
         let store = store
-        blocks = layouts.map { Block.make($0, store: store, config: config, selectionBias: selectionBias) }
+        var blockParameters: [Range<Int>] = []
+        blocks = layouts.map { layout in
+            let first = store.count
+            defer { blockParameters.append(first ..< store.count) }
+            return Block.make(layout, store: store, config: config, selectionBias: selectionBias)
+        }
+        self.blockParameters = blockParameters
         finalNorm = NormWeight(store.add("model.norm.weight", shape: [hidden], decay: false), count: hidden,
                                shift: layouts.first?.normOffset ?? 0)
         self.head = head
@@ -237,7 +248,10 @@ public final class TrainableModel: @unchecked Sendable {
                         rstd: finalRstd.pointer, weightGrad: g + finalNorm.offset, inputGrad: dh, accumulate: false, pool: pool)
         if let residualGradient { axpy(1, residualGradient, dh, count: n * hidden) }
         let dn = dNormed.reserve(n * hidden)
-        for b in blocks.reversed() { b.backward(dh, batch: B, seqLen: T, rope: rope, model: self, scratch: dn, balance: balance) }
+        for (i, b) in blocks.enumerated().reversed() {
+            b.backward(dh, batch: B, seqLen: T, rope: rope, model: self, scratch: dn, balance: balance)
+            blockGradientsDone?(blockParameters[i])
+        }
         for t in 0..<n { axpy(1, dh + t * hidden, g + embedding + Int(lastInputs[t]) * hidden, count: hidden) }
     }
 }

@@ -73,7 +73,7 @@ public final class Trainer {
     var tokensThisRun = 0
     var elapsedBefore = 0.0
     var lastCheckpoint: String?
-    var metrics: [MetricsRecord] = []
+    public private(set) var metrics: [MetricsRecord] = []
     /// LoRA: the adapters are trained (and checkpointed) instead of the model's weights, which stay as loaded.
     public let lora: LoRAAdapters?
     /// What the optimizer steps: the adapters' store with LoRA, the model's otherwise.
@@ -84,6 +84,8 @@ public final class Trainer {
     public var isWriter: Bool { dataParallel?.isWriter ?? true }
     /// Expert parallelism: which experts this rank runs and steps (nil: all).
     let experts: ExpertSharding?
+    /// Data parallel without LoRA: the gradient all-reduce, started block by block in the backward pass.
+    let buckets: GradientBuckets?
 
     /// Pre-training on token shards.
     public convenience init(model: TrainableModel, settings: TrainingSettings, train: TokenShard, validation: TokenShard,
@@ -129,6 +131,12 @@ public final class Trainer {
             optimizer.othersTensors = experts!.othersTensors
         } else {
             experts = nil
+        }
+        // LoRA's gradients are gathered from the model's after the micro-batches: they are summed in one go.
+        if let dp = dataParallel, lora == nil {
+            buckets = GradientBuckets(dp.communicator, reduced: experts?.sharedRanges ?? [0 ..< max(model.store.count, 1)])
+        } else {
+            buckets = nil
         }
         self.jointlyTrained = jointlyTrained.map { ($0.name, $0.model, AdamW($0.model.store, settings: settings.adam)) }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -182,8 +190,14 @@ public final class Trainer {
             var stepTokens = 0
             var stepMetrics: [String: Double] = [:]
             for micro in 0..<settings.accumulation {
+                if let dp = dataParallel, !dp.runs(microBatch: micro) { try batches.skip(); continue }   // another rank's share
                 let b = try batches.next()
-                if let dp = dataParallel, !dp.runs(microBatch: micro) { continue }   // another rank's share
+                // This rank's last micro-batch of the step: each block's sum starts as soon as its backward is done.
+                if let buckets, let dp = dataParallel, micro == settings.accumulation - dp.ranks + dp.rank {
+                    let grads = model.store.grads!
+                    model.blockGradientsDone = { buckets.start($0, grads: grads) }
+                }
+                defer { model.blockGradientsDone = nil }
                 stepTokens += b.tokens.rows * b.tokens.seqLen
                 let r = try objective.step(model, b, balance: settings.balance, scale: 1 / Float(settings.accumulation))
                 try experts?.check()
@@ -268,15 +282,18 @@ public final class Trainer {
     private func sumAcrossRanks(_ dp: DataParallel, stepStarted: Date, loss: inout LossBreakdown, tokens: inout Int, metrics: inout [String: Double],
                                 load: inout [[Int]]) throws {
         let started = Date()
-        var reduced = trainedStore.count + jointlyTrained.reduce(0) { $0 + $1.model.store.count }
-        if let experts { reduced = try experts.sumSharedGradients(trainedStore) } else { try dp.sumGradients(trainedStore) }
+        var reduced = jointlyTrained.reduce(0) { $0 + $1.model.store.count }
+        if let buckets { reduced += try buckets.finish(grads: trainedStore.grads) } else { try dp.sumGradients(trainedStore); reduced += trainedStore.count }
         for j in jointlyTrained { try dp.sumGradients(j.model.store) }
-        let keys = metrics.keys.sorted()
+        // The ranks' metrics may differ in name (a rank whose micro-batches reuse a rollout has no sampling speed):
+        // summed over the union of names, a missing one as 0 — as the one process's average over micro-batches.
+        let names = try dp.communicator.gather(Array(metrics.keys.sorted().joined(separator: "\n").utf8))
+        let keys = Set(names.flatMap { String(decoding: $0, as: UTF8.self).split(separator: "\n").map(String.init) }).sorted()
         var values = [loss.crossEntropy, loss.aux, loss.z, loss.total, loss.sequenceAux, Double(loss.tokens), Double(tokens)]
-            + keys.map { metrics[$0]! } + load.joined().map(Double.init)
+            + keys.map { metrics[$0] ?? 0 } + load.joined().map(Double.init)
         try dp.communicator.sumInPlace(&values)
-        // What the all-reduces carried (each rank's buffer; a ring sends 2(N−1)/N of it) and the time they took,
-        // waiting for the slowest rank included; under expert parallelism also what this rank's token exchanges
+        // What the all-reduces carried (each rank's buffer; a ring sends 2(N−1)/N of it) and the time they took after
+        // the backward pass (what the block-by-block start did not hide), waiting for the slowest rank included; under expert parallelism also what this rank's token exchanges
         // sent to others and their time (inside the forward and backward passes, so not counted as compute).
         metrics["allreduce_bytes"] = Double(reduced * 4 + values.count * 8)
         metrics["allreduce_ms"] = Date().timeIntervalSince(started) * 1000

@@ -16,7 +16,10 @@ struct BenchTrain: ParsableCommand {
             small-next: the hybrid qwen3_next); batch 16 × 256, AdamW lr 3e-4, aux loss 0.01, gradient clipping 1.0, \
             f32. With a Python that has torch (--peer-python, default ~/.cache/moe-peers/bin/python), \
             scripts/bench_train_torch.py trains the same config.json with transformers' class for it right after, and \
-            the ratio is printed. The last line is `tokens/s: X` (swift-moe's).
+            the ratio is printed. `--mpi N` then runs the same global batch on N MPI ranks on this machine (mpirun -np N, \
+            --threads / N threads each, batch / N sequences each, gradients all-reduced; `--expert-parallel`: the \
+            experts split across the ranks) and prints its tokens/s, the time in communication and the efficiency \
+            against the one process. The last line is `tokens/s: X` (swift-moe's, one process).
             """)
 
     @Option(help: "Model preset.") var preset: String = "bench-small"
@@ -27,12 +30,18 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Worker threads.") var threads: Int = 2
     @Option(help: "Python with torch + transformers for the peer run (empty: skip the peer).")
     var peerPython: String = NSHomeDirectory() + "/.cache/moe-peers/bin/python"
+    @Option(help: "Also run the same global batch on N MPI ranks of this machine (needs Open MPI's mpirun) and print the efficiency.")
+    var mpi: Int?
+    @Flag(help: "With --mpi: expert parallel (every MoE layer's experts split across the ranks) instead of data parallel.")
+    var expertParallel = false
 
     func validate() throws {
         if steps < 1 || warmup < 0 || batch < 1 || seqLen < 2 || threads < 1 { throw ValidationError("steps, batch, seq-len and threads must be positive") }
+        if let mpi, mpi < 2 || batch % mpi != 0 { throw ValidationError("--mpi N needs N ≥ 2 ranks that divide --batch (\(batch))") }
     }
 
     func run() throws {
+        if MPICommunicator.launchedByMPI { return try runRank() }
         let config = try ModelPreset.config(preset)
         let model = try TrainableModel(config: config, threads: threads)
         model.initialize(seed: 1)
@@ -76,7 +85,88 @@ struct BenchTrain: ParsableCommand {
         } else {
             print("(no PyTorch peer run: needs --peer-python with torch and the repository's scripts/ in the current directory)")
         }
+        if let mpi {
+            let perRank = max(1, threads / mpi)
+            print("MPI: \(mpi) ranks × \(perRank) thread(s), batch \(batch / mpi) × \(seqLen) each (\(expertParallel ? "expert" : "data") parallel):")
+            if let many = try runRanks(mpi, threadsEach: perRank) {
+                print(String(format: "MPI efficiency: %.1f vs %.1f tokens/s = %.0f%% of one process with %d threads (the ranks share this machine's cores)",
+                             many, ours, 100 * many / ours, threads))
+            }
+        }
         print(String(format: "tokens/s: %.1f", ours))
+    }
+
+    /// One rank of `--mpi`: its share of every step's batch (its own random tokens), gradients summed across the
+    /// ranks (the experts' kept with their owners under `--expert-parallel`), the same AdamW step everywhere;
+    /// rank 0 prints each step, the communication and the global tokens/s.
+    private func runRank() throws {
+        guard let dp = try DataParallel.world(required: true) else { return }
+        let share = batch / dp.ranks, n = share * seqLen
+        let config = try ModelPreset.config(preset)
+        let model = try TrainableModel(config: config, threads: threads)
+        model.initialize(seed: 1)
+        let optimizer = AdamW(model.store)
+        let sharding = expertParallel ? try ExpertSharding(model: model, communicator: dp.communicator, batchTokens: n) : nil
+        sharding?.install()
+        if let sharding { optimizer.othersTensors = sharding.othersTensors }
+        var rng = SplitMix64(seed: 7 &+ UInt64(dp.rank))
+        let balance = BalanceLosses(auxLossCoef: 0.01)
+        var times: [Double] = [], reduceTimes: [Double] = [], exchangeTimes: [Double] = []
+        for s in 0..<(warmup + steps) {
+            let tokens = (0...n).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
+            let inputs = Array(tokens[0..<n]), targets = Array(tokens[1...n])
+            try dp.communicator.barrier()
+            let start = DispatchTime.now().uptimeNanoseconds
+            model.store.zeroGrads()
+            let loss = try inputs.withUnsafeBufferPointer { i in
+                try targets.withUnsafeBufferPointer { t in
+                    try model.trainStep(batch: share, seqLen: seqLen, inputs: i.baseAddress!, targets: t.baseAddress!, balance: balance)
+                }
+            }
+            try sharding?.check()
+            let reduceStart = DispatchTime.now().uptimeNanoseconds
+            // Gradients as means over the global batch: each rank's are means over its share.
+            MoEKernels.scale(model.store.grads, count: model.store.count, by: 1 / Float(dp.ranks))
+            if let sharding { try sharding.sumSharedGradients(model.store) } else { try dp.sumGradients(model.store) }
+            let reduce = Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9
+            clipGradients([model.store], maxNorm: 1, squaredNorm: try sharding?.squaredGradientNorm(model.store))
+            optimizer.update(model.store, lr: 3e-4, pool: model.pool)
+            let t = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            let exchange = (sharding?.takeTraffic().milliseconds ?? 0) / 1000
+            if s >= warmup { times.append(t); reduceTimes.append(reduce); exchangeTimes.append(exchange) }
+            if dp.isWriter {
+                print(String(format: "  step %2d  loss %.4f (rank 0)  %.3f s, all-reduce %.1f ms, all-to-all %.1f ms%@", s + 1, loss.total, t,
+                             reduce * 1000, exchange * 1000, s < warmup ? "  (warm-up)" : ""))
+            }
+        }
+        sharding?.uninstall()
+        guard dp.isWriter else { return }
+        let total = times.reduce(0, +)
+        print(String(format: "communication: all-reduce %.1f%%, all-to-all %.1f%% of the step time (rank 0)",
+                     100 * reduceTimes.reduce(0, +) / total, 100 * exchangeTimes.reduce(0, +) / total))
+        print(String(format: "tokens/s: %.1f", Double(batch * seqLen * steps) / total))
+    }
+
+    /// Runs this benchmark on `ranks` MPI ranks; returns their global tokens/s (nil when mpirun fails).
+    private func runRanks(_ ranks: Int, threadsEach: Int) throws -> Double? {
+        guard let mpirun = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
+                .map({ "\($0)/mpirun" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            print("  (no mpirun on PATH: install Open MPI, Debian: apt-get install openmpi-bin)")
+            return nil
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mpirun)
+        p.arguments = (geteuid() == 0 ? ["--allow-run-as-root"] : []) + ["--oversubscribe", "-np", "\(ranks)", CommandLine.arguments[0],
+            "bench", "train", "--preset", preset, "--steps", "\(steps)", "--warmup", "\(warmup)", "--batch", "\(batch)",
+            "--seq-len", "\(seqLen)", "--threads", "\(threadsEach)", "--peer-python", ""] + (expertParallel ? ["--expert-parallel"] : [])
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        for line in text.split(separator: "\n") { print("  " + line) }
+        guard p.terminationStatus == 0, let last = text.split(separator: "\n").last, last.hasPrefix("tokens/s: ") else { return nil }
+        return Double(last.dropFirst("tokens/s: ".count))
     }
 
     /// Trains the preset's config.json through transformers (written to a temporary file for the script).

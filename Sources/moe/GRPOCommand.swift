@@ -40,7 +40,8 @@ struct GRPOCommand: ParsableCommand {
     }
 
     func run() throws {
-        try runOptions.refuseDistributed("moe grpo")
+        try runOptions.refuseExpertParallel("moe grpo")
+        let dataParallel = try runOptions.dataParallel()
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: model)
@@ -55,15 +56,18 @@ struct GRPOCommand: ParsableCommand {
                                          promptsPerBatch: promptsPerBatch, maxNewTokens: maxNewTokens, iterations: iterations,
                                          reward: rewardFunction, seed: training.seed, pad: pad,
                                          temperature: temperature)
-        var settings = try training.settings(defaultSteps: (encoded.count + promptsPerBatch - 1) / promptsPerBatch * iterations,
-                                             defaultLearningRate: 1e-5)
-        settings.accumulation = 1
+        // A micro-batch is a rollout batch's use: by default every prompt once, `iterations` uses each.
+        let uses = (encoded.count + promptsPerBatch - 1) / promptsPerBatch * iterations
+        let settings = try training.settings(defaultSteps: max(1, uses / training.accumulation), defaultLearningRate: 1e-5)
         let trainer = try Trainer(model: policy, settings: settings, batches: batches,
                                   objective: GRPOObjective(settings: GRPO.Settings(beta: beta, epsilon: epsilon, temperature: temperature)), stage: "grpo",
-                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model))
+                                  out: out, extraFiles: TrainingSetup.tokenizerFiles(model), dataParallel: dataParallel)
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                               "grpo: \(encoded.count) prompts, \(group) completions each, \(settings.steps) steps")
-        print(String(format: "trained %d steps: last rollout mean reward %.3f; wrote %@", summary.steps, batches.lastMeanReward, out))
+        guard trainer.isWriter else { return }
+        // The last step's mean over its rollouts (under MPI, every rank's).
+        let reward = trainer.metrics.last?.metrics?["mean_reward"] ?? batches.lastMeanReward
+        print(String(format: "trained %d steps: last rollout mean reward %.3f; wrote %@", summary.steps, reward, out))
     }
 }
 

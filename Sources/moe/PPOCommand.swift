@@ -51,7 +51,8 @@ struct PPOCommand: ParsableCommand {
     }
 
     func run() throws {
-        try runOptions.refuseDistributed("moe ppo")
+        try runOptions.refuseExpertParallel("moe ppo")
+        let dataParallel = try runOptions.dataParallel()
         signal(SIGXFSZ, SIG_IGN)
         try TrainingSetup.prepareOutput(out)
         let tokenizer = try Tokenizer(directory: policy)
@@ -69,15 +70,18 @@ struct PPOCommand: ParsableCommand {
         let batches = try PPORollouts(policy: policyModel, reference: reference, reward: rewardModel, value: valueModel, prompts: encoded,
                                       promptsPerBatch: promptsPerBatch, responseLength: responseLength, iterations: ppoEpochs,
                                       settings: ppo, seed: training.seed, pad: pad)
-        var settings = try training.settings(defaultSteps: (encoded.count + promptsPerBatch - 1) / promptsPerBatch * ppoEpochs,
-                                             defaultLearningRate: 3e-6)
-        settings.accumulation = 1
+        // A micro-batch is a rollout batch's use: by default every prompt once, --ppo-epochs uses each.
+        let uses = (encoded.count + promptsPerBatch - 1) / promptsPerBatch * ppoEpochs
+        let settings = try training.settings(defaultSteps: max(1, uses / training.accumulation), defaultLearningRate: 3e-6)
         let trainer = try Trainer(model: policyModel, settings: settings, batches: batches,
                                   objective: PPOObjective(value: valueModel, settings: ppo), stage: "ppo", out: out,
-                                  extraFiles: TrainingSetup.tokenizerFiles(policy), jointlyTrained: [("value", valueModel)])
+                                  extraFiles: TrainingSetup.tokenizerFiles(policy), jointlyTrained: [("value", valueModel)],
+                                  dataParallel: dataParallel)
         let summary = try runTraining(trainer, resume: runOptions.resume, quiet: runOptions.quiet,
                                       "ppo: \(encoded.count) prompts, \(promptsPerBatch) per rollout, \(settings.steps) steps")
+        guard trainer.isWriter else { return }
+        let score = trainer.metrics.last?.metrics?["mean_score"] ?? batches.lastMeanScore   // the last step's (every rank's)
         print(String(format: "trained %d steps: last rollout mean score %.3f; wrote %@ (value model in %@/value)", summary.steps,
-                     batches.lastMeanScore, out, out))
+                     score, out, out))
     }
 }

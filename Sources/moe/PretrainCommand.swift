@@ -27,10 +27,10 @@ struct RunOptions: ParsableArguments {
         return DataParallel(dp.communicator, expertParallel: true)
     }
 
-    /// For the stages that do not run data parallel yet: one process only.
-    func refuseDistributed(_ command: String) throws {
-        if distributed || expertParallel != nil || MPICommunicator.launchedByMPI {
-            throw ValidationError("\(command) does not run data parallel yet (moe pretrain, sft and dpo do): start it without mpirun and --distributed")
+    /// For the stages that sample from the whole model on every rank (GRPO, PPO): data parallel only.
+    func refuseExpertParallel(_ command: String) throws {
+        if expertParallel != nil {
+            throw ValidationError("\(command) samples rollouts from every expert on every rank: it runs data parallel, not --expert-parallel (moe pretrain, sft and dpo do)")
         }
     }
 }

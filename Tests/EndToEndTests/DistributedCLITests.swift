@@ -148,6 +148,42 @@ private let mpiRequired = ProcessInfo.processInfo.environment["MOE_TEST_MPI"] ==
         }
     }
 
+    /// GRPO and PPO on two ranks = one process with the same --accumulation: each rank trains on its share of the
+    /// rollout batches, passing over the others' without sampling them (one use each), or making them (several).
+    @Test(.enabled(if: mpirun != nil, "needs Open MPI's mpirun (Debian: openmpi-bin)"))
+    func grpoAndPPOOnTwoRanksEqualOneProcess() throws {
+        let dir = try TrainingCLITests().foxCorpus()
+        var r = try CLI.run(["pretrain", "--config", "tiny", "--data", dir + "/data.txt", "--tokenizer", dir + "/tok", "--batch", "2",
+                             "--seq-len", "32", "--steps", "2", "--out", dir + "/base", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let pairs = (0..<8).map { i in #"{"prompt": "The fox \#(i)", "chosen": " ran to the river.", "rejected": " ran \#(i) times."}"# }
+        try pairs.joined(separator: "\n").write(toFile: dir + "/pairs.jsonl", atomically: true, encoding: .utf8)
+        r = try CLI.run(["reward", "train", "--model", dir + "/base", "--data", dir + "/pairs.jsonl", "--out", dir + "/rm", "--batch", "2",
+                         "--steps", "2", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let prompts = (0..<6).map { i in #"{"prompt": "The fox \#(i) ran", "answer": "\#(i)"}"# }
+        try prompts.joined(separator: "\n").write(toFile: dir + "/prompts.jsonl", atomically: true, encoding: .utf8)
+        let runs: [(String, [String])] = [
+            ("grpo", ["grpo", "--model", dir + "/base", "--prompts", dir + "/prompts.jsonl", "--reward", "exact-answer", "--group", "4",
+                      "--prompts-per-batch", "1", "--max-new-tokens", "4", "--beta", "0.04", "--temperature", "0.8"]),
+            ("grpo-reused", ["grpo", "--model", dir + "/base", "--prompts", dir + "/prompts.jsonl", "--reward", "exact-answer", "--group", "4",
+                             "--prompts-per-batch", "1", "--max-new-tokens", "4", "--iterations", "3"]),
+            ("ppo", ["ppo", "--policy", dir + "/base", "--reward", dir + "/rm", "--prompts", dir + "/prompts.jsonl", "--prompts-per-batch", "2",
+                     "--response-length", "4", "--ppo-epochs", "1"]),
+            ("ppo-reused", ["ppo", "--policy", dir + "/base", "--reward", dir + "/rm", "--prompts", dir + "/prompts.jsonl",
+                            "--prompts-per-batch", "2", "--response-length", "4", "--ppo-epochs", "3"]),
+        ]
+        for (name, command) in runs {
+            let common = command + ["--accumulation", "2", "--steps", "2", "--threads", "1", "--quiet"]
+            r = try CLI.run(common + ["--out", dir + "/\(name)-one"])
+            #expect(r.status == 0, "\(name): \(r.stderr)")
+            r = try CLI.run(common + ["--out", dir + "/\(name)-two"], launcher: Self.launcher)
+            #expect(r.status == 0, "\(name): \(r.stderr)")
+            #expect(r.stdout.components(separatedBy: "trained 2 steps").count == 2, "rank 0 alone reports: \(r.stdout)")
+            try expectSameRun(dir + "/\(name)-one", dir + "/\(name)-two", steps: 2)
+        }
+    }
+
     /// Asking for MPI without its library is a clear error; stages without data parallelism refuse it.
     @Test func missingMPIAndUnsupportedStagesAreClearErrors() throws {
         let dir = try TrainingCLITests().foxCorpus()
@@ -155,7 +191,7 @@ private let mpiRequired = ProcessInfo.processInfo.environment["MOE_TEST_MPI"] ==
                              "--out", dir + "/run", "--distributed", "--quiet"], environment: ["MOE_MPI_LIBRARY": "/nonexistent/libmpi.so.40"])
         #expect(r.status != 0 && r.stderr.contains("needs Open MPI's /nonexistent/libmpi.so.40"), "\(r.stderr)")
         r = try CLI.run(["grpo", "--model", dir + "/run", "--prompts", dir + "/p.jsonl", "--reward", "exact-answer", "--out", dir + "/g",
-                         "--distributed"])
-        #expect(r.status != 0 && r.stderr.contains("does not run data parallel yet"), "\(r.stderr)")
+                         "--expert-parallel", "2"])
+        #expect(r.status != 0 && r.stderr.contains("runs data parallel, not --expert-parallel"), "\(r.stderr)")
     }
 }

@@ -46,7 +46,53 @@ public struct DataParallel: Sendable {
     }
 
     /// Sums every rank's gradients (the same buffer layout on every rank).
-    func sumGradients(_ store: ParameterStore) throws {
+    public func sumGradients(_ store: ParameterStore) throws {
         try communicator.sumInPlace(store.grads, count: max(store.count, 1))
+    }
+}
+
+/// A step's gradient all-reduce, bucketed by layer and started while the backward pass goes on: during the rank's
+/// last micro-batch of a step, each transformer block's gradients are final once its backward is done, and their
+/// sum is started then (`MPI_Iallreduce`), so it travels while the blocks below are differentiated; `finish`
+/// starts what is left (embeddings, final norm, head, the multi-token-prediction module) and waits for all.
+/// Only `reduced` (the whole store, or the part expert parallelism all-reduces) is summed.
+final class GradientBuckets {
+    let communicator: MPICommunicator
+    let reduced: [Range<Int>]
+    private var started: [Range<Int>] = []
+    private var requests: [UnsafeMutableRawPointer?] = []
+    /// A start that failed (called from inside the backward pass, which does not throw): `finish` throws it.
+    private var failure: Error?
+
+    init(_ communicator: MPICommunicator, reduced: [Range<Int>]) { self.communicator = communicator; self.reduced = reduced }
+
+    /// Starts the sum of `range` (a block's parameters) where it overlaps `reduced`.
+    func start(_ range: Range<Int>, grads: UnsafeMutablePointer<Float>) {
+        communicator.progress(&requests)
+        for r in reduced where r.overlaps(range) {
+            let piece = r.clamped(to: range)
+            do { try communicator.startSum(grads + piece.lowerBound, count: piece.count, requests: &requests) } catch {
+                failure = failure ?? error; continue
+            }
+            started.append(piece)
+        }
+    }
+
+    /// Starts the rest of `reduced`, waits for every sum; returns the floats all-reduced.
+    @discardableResult
+    func finish(grads: UnsafeMutablePointer<Float>) throws -> Int {
+        defer { started = []; failure = nil }
+        if let failure { try? communicator.wait(&requests); throw failure }
+        let sorted = started.sorted { $0.lowerBound < $1.lowerBound }
+        for r in reduced {
+            var at = r.lowerBound
+            for s in sorted where s.overlaps(r) {
+                if s.lowerBound > at { try communicator.startSum(grads + at, count: s.lowerBound - at, requests: &requests) }
+                at = max(at, s.upperBound)
+            }
+            if at < r.upperBound { try communicator.startSum(grads + at, count: r.upperBound - at, requests: &requests) }
+        }
+        try communicator.wait(&requests)
+        return reduced.reduce(0) { $0 + $1.count }
     }
 }

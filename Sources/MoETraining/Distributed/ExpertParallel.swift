@@ -12,13 +12,13 @@ import MoEKernels
 /// holds all weights (their storage is not sharded): its copies of other ranks' experts go stale, and `synchronise`
 /// brings them (and, for checkpoints, their optimizer moments) from their owners before validation, checkpoints and
 /// the end of a run, so rank 0 then holds the same model as the others, and checkpoints resume with any N.
-final class ExpertSharding {
+public final class ExpertSharding {
     let communicator: MPICommunicator
     let layers: [MoELayer]
     /// The flat ranges of the store that are not routed experts (all-reduced every step), and those that are.
     let sharedRanges: [Range<Int>], expertRanges: [Range<Int>]
     /// Expert tensors (their offsets) another rank owns: this rank's optimizer leaves them alone.
-    let othersTensors: Set<Int>
+    public let othersTensors: Set<Int>
     /// Expert tensors this rank owns.
     let ownTensors: Set<Int>
     /// What the layers' exchanges sent since the last `takeTraffic()`, and the time they took.
@@ -26,7 +26,7 @@ final class ExpertSharding {
 
     /// The exchanges of every MoE layer of `model` (`install` puts them in). Refuses a model without experts, experts that do not
     /// split evenly, and a batch whose exchange would exceed MPI's 32-bit counts.
-    init(model: TrainableModel, communicator: MPICommunicator, batchTokens: Int) throws {
+    public init(model: TrainableModel, communicator: MPICommunicator, batchTokens: Int) throws {
         let N = communicator.size, layers = model.moeLayers
         guard let first = layers.first else {
             throw TrainingError.badArgument("--expert-parallel needs a mixture-of-experts model (\(model.config.modelType) here has no routed experts)")
@@ -71,10 +71,10 @@ final class ExpertSharding {
     private let exchanges: [ExpertExchange]
 
     /// Puts the exchanges in the MoE layers: from here on every rank must run the same passes in step.
-    func install() { for (layer, x) in zip(layers, exchanges) { layer.exchange = x } }
+    public func install() { for (layer, x) in zip(layers, exchanges) { layer.exchange = x } }
 
     /// Removes the exchanges: the model runs every expert itself again (its weights synchronised first).
-    func uninstall() { for layer in layers { layer.exchange = nil } }
+    public func uninstall() { for layer in layers { layer.exchange = nil } }
 
     /// Runs `body` with every expert local (rank 0's validation while the others wait; weights synchronised).
     func locally<T>(_ body: () throws -> T) rethrows -> T {
@@ -84,19 +84,20 @@ final class ExpertSharding {
     }
 
     /// The first failure of an exchange (a micro-batch's results are then void).
-    func check() throws {
+    public func check() throws {
         if let failure = exchanges.lazy.compactMap(\.failure).first { throw failure }
     }
 
     /// Sums the gradients of everything but the routed experts across ranks; returns the floats all-reduced.
-    func sumSharedGradients(_ store: ParameterStore) throws -> Int {
+    @discardableResult
+    public func sumSharedGradients(_ store: ParameterStore) throws -> Int {
         for r in sharedRanges { try communicator.sumInPlace(store.grads + r.lowerBound, count: r.count) }
         return sharedRanges.reduce(0) { $0 + $1.count }
     }
 
     /// The squared global gradient norm: the shared part (the same on every rank after `sumSharedGradients`) plus
     /// every rank's own experts.
-    func squaredGradientNorm(_ store: ParameterStore) throws -> Double {
+    public func squaredGradientNorm(_ store: ParameterStore) throws -> Double {
         var own = [MoETraining.squaredGradientNorm([store]) { ownTensors.contains($0.offset) }]
         try communicator.sumInPlace(&own)
         return own[0] + MoETraining.squaredGradientNorm([store]) { !ownTensors.contains($0.offset) && !othersTensors.contains($0.offset) }
@@ -110,7 +111,7 @@ final class ExpertSharding {
     }
 
     /// Bytes sent by the layers' exchanges and the milliseconds they took since the last call.
-    func takeTraffic() -> (bytes: Int, milliseconds: Double) {
+    public func takeTraffic() -> (bytes: Int, milliseconds: Double) {
         defer { traffic.bytes = 0; traffic.seconds = 0 }
         return (traffic.bytes, traffic.seconds * 1000)
     }

@@ -16,6 +16,17 @@ public final class MPICommunicator: @unchecked Sendable {
     private typealias AllreduceFn = @convention(c) (UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?,
                                                     UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
     private typealias BarrierFn = @convention(c) (UnsafeMutableRawPointer?) -> Int32
+    private typealias IallreduceFn = @convention(c) (UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?,
+                                                     UnsafeMutableRawPointer?, UnsafeMutableRawPointer?,
+                                                     UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
+    private typealias WaitallFn = @convention(c) (Int32, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutableRawPointer?) -> Int32
+    private typealias TestallFn = @convention(c) (Int32, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<Int32>?,
+                                                  UnsafeMutableRawPointer?) -> Int32
+    private typealias AllgatherFn = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32,
+                                                    UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
+    private typealias AllgathervFn = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?,
+                                                     UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafeMutableRawPointer?,
+                                                     UnsafeMutableRawPointer?) -> Int32
     private typealias AlltoallFn = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32,
                                                    UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
     private typealias AlltoallvFn = @convention(c) (UnsafeRawPointer?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafeMutableRawPointer?,
@@ -26,9 +37,14 @@ public final class MPICommunicator: @unchecked Sendable {
     private let allreduceFn: AllreduceFn
     private let barrierFn: BarrierFn
     private let alltoallFn: AlltoallFn
+    private let allgatherFn: AllgatherFn
+    private let allgathervFn: AllgathervFn
+    private let iallreduceFn: IallreduceFn
+    private let waitallFn: WaitallFn
+    private let testallFn: TestallFn
     private let alltoallvFn: AlltoallvFn
     /// Open MPI's handles are the addresses of its predefined objects.
-    private let world, float, double, int, sum: UnsafeMutableRawPointer
+    private let world, float, double, int, byte, sum: UnsafeMutableRawPointer
 
     /// Whether an MPI launcher started this process (Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE, PMIx-based
     /// launchers PMIX_RANK).
@@ -67,12 +83,18 @@ public final class MPICommunicator: @unchecked Sendable {
         allreduceFn = unsafeBitCast(try symbol("MPI_Allreduce"), to: AllreduceFn.self)
         barrierFn = unsafeBitCast(try symbol("MPI_Barrier"), to: BarrierFn.self)
         alltoallFn = unsafeBitCast(try symbol("MPI_Alltoall"), to: AlltoallFn.self)
+        allgatherFn = unsafeBitCast(try symbol("MPI_Allgather"), to: AllgatherFn.self)
+        allgathervFn = unsafeBitCast(try symbol("MPI_Allgatherv"), to: AllgathervFn.self)
+        iallreduceFn = unsafeBitCast(try symbol("MPI_Iallreduce"), to: IallreduceFn.self)
+        waitallFn = unsafeBitCast(try symbol("MPI_Waitall"), to: WaitallFn.self)
+        testallFn = unsafeBitCast(try symbol("MPI_Testall"), to: TestallFn.self)
         alltoallvFn = unsafeBitCast(try symbol("MPI_Alltoallv"), to: AlltoallvFn.self)
         finalizeAtExit = unsafeBitCast(try symbol("MPI_Finalize"), to: FinalizeFn.self)
         world = try symbol("ompi_mpi_comm_world")
         float = try symbol("ompi_mpi_float")
         double = try symbol("ompi_mpi_double")
         int = try symbol("ompi_mpi_int")
+        byte = try symbol("ompi_mpi_byte")
         sum = try symbol("ompi_mpi_op_sum")
         var done: Int32 = 0
         _ = initialized(&done)
@@ -99,9 +121,53 @@ public final class MPICommunicator: @unchecked Sendable {
         }
     }
 
+    /// Starts summing `count` floats across ranks in place (`MPI_Iallreduce`); the sum is there once `wait`
+    /// has returned for `requests`, which collects the handles. The buffer must stay untouched until then.
+    public func startSum(_ values: UnsafeMutablePointer<Float>, count: Int, requests: inout [UnsafeMutableRawPointer?]) throws {
+        let inPlace = UnsafeRawPointer(bitPattern: 1)
+        var done = 0
+        while done < count {
+            let n = min(count - done, 1 << 30)
+            var request: UnsafeMutableRawPointer?
+            guard iallreduceFn(inPlace, values + done, Int32(n), float, sum, world, &request) == 0 else {
+                throw TrainingError.badArgument("MPI_Iallreduce failed")
+            }
+            requests.append(request)
+            done += n
+        }
+    }
+
+    /// Lets started sums move on (Open MPI progresses non-blocking collectives inside MPI calls).
+    public func progress(_ requests: inout [UnsafeMutableRawPointer?]) {
+        var flag: Int32 = 0
+        _ = testallFn(Int32(requests.count), &requests, &flag, nil)   // nil: MPI_STATUSES_IGNORE
+    }
+
+    /// Waits for every started sum of `requests`, then empties it.
+    public func wait(_ requests: inout [UnsafeMutableRawPointer?]) throws {
+        defer { requests.removeAll() }
+        guard requests.isEmpty || waitallFn(Int32(requests.count), &requests, nil) == 0 else { throw TrainingError.badArgument("MPI_Waitall failed") }
+    }
+
     /// Waits until every rank has reached this point.
     public func barrier() throws {
         guard barrierFn(world) == 0 else { throw TrainingError.badArgument("MPI_Barrier failed") }
+    }
+
+    /// Every rank's `bytes`, in rank order.
+    public func gather(_ bytes: [UInt8]) throws -> [[UInt8]] {
+        var mine = Int32(bytes.count), counts = [Int32](repeating: 0, count: size)
+        guard allgatherFn(&mine, 1, int, &counts, 1, int, world) == 0 else { throw TrainingError.badArgument("MPI_Allgather failed") }
+        var displacements = [Int32](repeating: 0, count: size)
+        for r in 1..<max(size, 1) { displacements[r] = displacements[r - 1] + counts[r - 1] }
+        var all = [UInt8](repeating: 0, count: Int(counts.reduce(0, +)))
+        let status = bytes.withUnsafeBufferPointer { b in
+            all.withUnsafeMutableBufferPointer { a in
+                allgathervFn(b.baseAddress, mine, byte, a.baseAddress, counts, displacements, byte, world)
+            }
+        }
+        guard status == 0 else { throw TrainingError.badArgument("MPI_Allgatherv failed") }
+        return (0..<size).map { Array(all[Int(displacements[$0]) ..< Int(displacements[$0] + counts[$0])]) }
     }
 
     /// All-to-all of equal parts: `values` holds `size` parts of `values.count / size` integers, part d for rank d;

@@ -261,6 +261,19 @@ public final class PPORollouts: BatchSource {
         return batch
     }
 
+    /// Another rank's micro-batch: as `RolloutBatches.skip`.
+    public func skip() throws {
+        if var c = current, c.rollout.uses < iterations {
+            c.rollout.uses += 1; current = c
+        } else if iterations == 1 {
+            _ = position.take(promptsPerBatch, seed: seed)
+            position.rollouts += 1
+            current = nil
+        } else {
+            _ = try next()
+        }
+    }
+
     func rollout() throws -> (Rollout, metrics: [String: Double]) {
         let eos = Set(policy.config.eosTokenIds)
         let questions = position.take(promptsPerBatch, seed: seed).map { prompts[$0] }

@@ -131,6 +131,21 @@ public final class RolloutBatches: BatchSource {
         return b
     }
 
+    /// Another rank's micro-batch: a further use of the current rollout costs nothing; a new rollout is only
+    /// drawn (its prompts and seed passed over) when each is used once, else made, since this rank may train on
+    /// one of its later uses (with the weights of the moment it is first used, as in one process).
+    public func skip() throws {
+        if current != nil, uses < iterations {
+            uses += 1; currentRollout?.uses = uses
+        } else if iterations == 1 {
+            _ = position.take(promptsPerBatch, seed: seed)
+            position.rollouts += 1
+            current = nil; currentRollout = nil
+        } else {
+            _ = try next()
+        }
+    }
+
     func rollout() throws -> TrainingBatch {
         var questions: [[Int]] = [], answers: [String] = [], sampling: [SamplingParameters] = []
         for index in position.take(promptsPerBatch, seed: seed) {
