@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Data-parallel pre-training across two "hosts": two network namespaces joined by a veth pair (10.77.0.1 and
-# 10.77.0.2), one MPI rank in each, Open MPI talking TCP over the pair; then the same run in one process. The
-# losses and final weights must agree as in DistributedCLITests (1e-5). Needs root (ip netns), iproute2 and Open MPI.
+# Data-parallel, then expert-parallel, pre-training across two "hosts": two network namespaces joined by a veth pair
+# (10.77.0.1 and 10.77.0.2), one MPI rank in each, Open MPI talking TCP over the pair; then the same run in one
+# process. The losses and final weights must agree as in DistributedCLITests (1e-5). Needs root (ip netns), iproute2
+# and Open MPI.
 #
 #   bash scripts/two_host_mpi.sh [path/to/moe]
 set -euo pipefail
@@ -34,12 +35,14 @@ python3 -c "print('\n'.join('The fox %d ran to the river and back %d times.' % (
 COMMON=(pretrain --config tiny --data "$WORK/data.txt" --tokenizer "$WORK/tok" --batch 2 --seq-len 32 --accumulation 2
         --steps 4 --eval-every 2 --checkpoint-every 4 --threads 1 --quiet)
 "$MOE" "${COMMON[@]}" --out "$WORK/one" >/dev/null
-ip netns exec $A mpirun --allow-run-as-root --host 10.77.0.1:1,10.77.0.2:1 -np 2 \
-    --mca plm_rsh_agent "$WORK/netns-rsh" --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 \
-    --mca oob_tcp_if_include 10.77.0.0/24 -x PATH \
-    "$MOE" "${COMMON[@]}" --out "$WORK/two" 2>&1 | grep -v "^$" | tail -3
+for mode in data expert; do
+    EXTRA=(); [[ $mode == expert ]] && EXTRA=(--expert-parallel 2)
+    ip netns exec $A mpirun --allow-run-as-root --host 10.77.0.1:1,10.77.0.2:1 -np 2 \
+        --mca plm_rsh_agent "$WORK/netns-rsh" --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 \
+        --mca oob_tcp_if_include 10.77.0.0/24 -x PATH \
+        "$MOE" "${COMMON[@]}" "${EXTRA[@]}" --out "$WORK/two-$mode" 2>&1 | grep -v "^$" | tail -3
 
-python3 - "$WORK/one" "$WORK/two" <<'EOF'
+python3 - "$WORK/one" "$WORK/two-$mode" "$mode" <<'EOF'
 import json, struct, sys
 def losses(d): return [json.loads(l)["loss"] for l in open(d + "/metrics.jsonl")]
 def tensors(d):
@@ -54,6 +57,7 @@ la, lb = losses(one), losses(two)
 worst = max(abs(x - y) for x, y in zip(la, lb))
 ta, tb = tensors(one), tensors(two)
 rel = max(max(abs(x - y) for x, y in zip(ta[k], tb[k])) / max(max(map(abs, ta[k])), 1e-6) for k in ta)
-print(f"two hosts (netns, TCP) vs one process: {len(la)} losses, max |diff| {worst:.2e}; weights max relative diff {rel:.2e}")
+print(f"two hosts (netns, TCP), {sys.argv[3]} parallel, vs one process: {len(la)} losses, max |diff| {worst:.2e}; weights max relative diff {rel:.2e}")
 sys.exit(0 if len(la) == len(lb) == 4 and worst <= 1e-5 and rel <= 1e-5 else 1)
 EOF
+done
