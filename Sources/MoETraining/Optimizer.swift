@@ -14,14 +14,17 @@ public final class AdamW {
 
     public let settings: Settings
     public private(set) var step = 0
+    /// The flat range of the store this optimizer steps and keeps moments for: all of it, or (ZeRO-1) this rank's
+    /// share. `m` and `v` hold the moments of `span` only.
+    public let span: Range<Int>
     let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
-    let count: Int
     /// Tensors (their offsets) another process steps: expert parallelism's experts of other ranks.
     public var othersTensors: Set<Int> = []
 
-    public init(_ store: ParameterStore, settings: Settings = Settings()) {
+    public init(_ store: ParameterStore, settings: Settings = Settings(), span: Range<Int>? = nil) {
         self.settings = settings
-        count = max(store.count, 1)
+        self.span = span ?? 0 ..< max(store.count, 1)
+        let count = max(self.span.count, 1)
         m = .allocate(capacity: count); m.initialize(repeating: 0, count: count)
         v = .allocate(capacity: count); v.initialize(repeating: 0, count: count)
     }
@@ -33,16 +36,17 @@ public final class AdamW {
         step += 1
         let s = settings
         let c1 = 1 - Foundation.pow(s.beta1, Float(step)), c2 = 1 - Foundation.pow(s.beta2, Float(step))
-        let w = store.values!, g = store.grads!, m = self.m, v = self.v
+        let w = store.values!, g = store.grads!, base = span.lowerBound
         // Equal slices of at most `slice` elements (tensors range from a norm to the embedding), so the threads
         // finish together.
         let slice = 1 << 16
         var work: [(lo: Int, hi: Int, decay: Float)] = []
         for t in store.tensors where !t.frozen && !othersTensors.contains(t.offset) {
             let decay: Float = t.decay ? 1 - lr * s.weightDecay : 1
-            var lo = t.offset
-            while lo < t.offset + t.count {
-                let hi = min(lo + slice, t.offset + t.count)
+            var lo = max(t.offset, span.lowerBound)
+            let end = min(t.offset + t.count, span.upperBound)
+            while lo < end {
+                let hi = min(lo + slice, end)
                 work.append((lo, hi, decay))
                 lo = hi
             }
@@ -52,6 +56,8 @@ public final class AdamW {
             let work = wb.baseAddress!
             pool.parallelFor(wb.count) { i in
                 let (lo, hi, decay) = work[i]
+                // The slice's elements: the moments are indexed from the span's start.
+                let g = g + lo, w = w + lo, m = self.m + (lo - base), v = self.v + (lo - base), n = hi - lo
                 @inline(__always)
                 func step(_ gj: SIMD8<Float>, _ mj: SIMD8<Float>, _ vj: SIMD8<Float>, _ wj: SIMD8<Float>)
                     -> (m: SIMD8<Float>, v: SIMD8<Float>, w: SIMD8<Float>) {
@@ -60,13 +66,13 @@ public final class AdamW {
                     let update = (mn / c1) / ((vn / c2).squareRoot() + eps)
                     return (mn, vn, wj * decay - lr * update)
                 }
-                var j = lo
-                while j + 8 <= hi {
+                var j = 0
+                while j + 8 <= n {
                     let r = step(load8(g + j), load8(m + j), load8(v + j), load8(w + j))
                     store8(r.m, m + j); store8(r.v, v + j); store8(r.w, w + j)
                     j += 8
                 }
-                while j < hi {
+                while j < n {
                     let r = step(SIMD8(repeating: g[j]), SIMD8(repeating: m[j]), SIMD8(repeating: v[j]), SIMD8(repeating: w[j]))
                     m[j] = r.m[0]; v[j] = r.v[0]; w[j] = r.w[0]
                     j += 1
@@ -75,12 +81,32 @@ public final class AdamW {
         }
     }
 
-    /// The moments as tensors named after the parameters (`exp_avg.<name>`, `exp_avg_sq.<name>`), for the
-    /// optimizer-state file of a checkpoint.
-    func stateTensors(_ store: ParameterStore) -> [(name: String, pointer: UnsafeMutablePointer<Float>, count: Int)] {
+    /// Moments in the store's layout as tensors named after the parameters (`exp_avg.<name>`, `exp_avg_sq.<name>`),
+    /// the optimizer-state file of a checkpoint.
+    static func stateTensors(_ store: ParameterStore, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)
+        -> [(name: String, pointer: UnsafeMutablePointer<Float>, count: Int)] {
         store.tensors.flatMap { t in
             [("exp_avg.\(t.name)", m + t.offset, t.count), ("exp_avg_sq.\(t.name)", v + t.offset, t.count)]
         }
+    }
+
+    /// The moments in the store's layout when this optimizer keeps them all (nil for a share).
+    func wholeMoments(_ store: ParameterStore) -> (m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)? {
+        span.lowerBound == 0 && span.count >= store.count ? (m, v) : nil
+    }
+
+    /// Takes `span`'s part of moments in the store's layout.
+    func setMoments(m wholeM: UnsafePointer<Float>, v wholeV: UnsafePointer<Float>, count: Int) {
+        let part = span.clamped(to: 0 ..< count)
+        (m + (part.lowerBound - span.lowerBound)).update(from: wholeM + part.lowerBound, count: part.count)
+        (v + (part.lowerBound - span.lowerBound)).update(from: wholeV + part.lowerBound, count: part.count)
+    }
+
+    /// This optimizer's moments written into whole-layout buffers at `span`.
+    func copyMoments(into wholeM: UnsafeMutablePointer<Float>, _ wholeV: UnsafeMutablePointer<Float>, count: Int) {
+        let part = span.clamped(to: 0 ..< count)
+        (wholeM + part.lowerBound).update(from: m + (part.lowerBound - span.lowerBound), count: part.count)
+        (wholeV + part.lowerBound).update(from: v + (part.lowerBound - span.lowerBound), count: part.count)
     }
 
     func restore(step: Int) { self.step = step }

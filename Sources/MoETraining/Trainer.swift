@@ -86,6 +86,8 @@ public final class Trainer {
     let experts: ExpertSharding?
     /// Data parallel without LoRA: the gradient all-reduce, started block by block in the backward pass.
     let buckets: GradientBuckets?
+    /// ZeRO-1: which share of the parameters this rank's optimizer keeps and steps (nil: all).
+    let optimizerSharding: OptimizerSharding?
 
     /// Pre-training on token shards.
     public convenience init(model: TrainableModel, settings: TrainingSettings, train: TokenShard, validation: TokenShard,
@@ -122,7 +124,15 @@ public final class Trainer {
         // Only language modelling trains the multi-token-prediction module: other objectives carry it unchanged
         // (weight decay would otherwise shrink it step by step).
         if !(objective is LanguageModeling), let mtp = model.mtp { model.store.freeze { $0.hasPrefix(mtp.prefix + ".") } }
-        optimizer = AdamW(lora?.store ?? model.store, settings: settings.adam)
+        if let dp = dataParallel, dp.shardsOptimizer {
+            guard !dp.expertParallel, lora == nil, jointlyTrained.isEmpty else {
+                throw TrainingError.badArgument("--shard-optimizer shards a whole model's optimizer, with data parallelism only (not with --expert-parallel, LoRA or PPO's value model)")
+            }
+            optimizerSharding = try OptimizerSharding(dp.communicator, store: model.store)
+        } else {
+            optimizerSharding = nil
+        }
+        optimizer = AdamW(lora?.store ?? model.store, settings: settings.adam, span: optimizerSharding?.own)
         if let dp = dataParallel, dp.expertParallel {
             guard lora == nil, jointlyTrained.isEmpty else {
                 throw TrainingError.badArgument("--expert-parallel trains a whole model (not LoRA adapters, not PPO's value model)")
@@ -144,7 +154,8 @@ public final class Trainer {
             throw TrainingError.badArgument("the output directory \(out) is not writable")
         }
         // Refuse up front what would not fit, rather than dying mid-run.
-        let stateBytes = lora.map { model.store.count * 8 + $0.memoryBytes } ?? model.store.count * 16   // LoRA: no moments of the base
+        let stateBytes = lora.map { model.store.count * 8 + $0.memoryBytes }   // LoRA: no moments of the base
+            ?? model.store.count * 8 + optimizer.span.count * 8
         let need = Double(model.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + stateBytes
                           + jointlyTrained.reduce(0) { $0 + $1.model.activationBytes(batch: batches.batchSize, seqLen: batches.seqLen) + $1.model.store.count * 16 })
         let have = Double(ProcessInfo.processInfo.physicalMemory)
@@ -222,6 +233,7 @@ public final class Trainer {
                                      squaredNorm: try experts?.squaredGradientNorm(trainedStore))
             guard norm.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: lastCheckpoint) }
             optimizer.update(trainedStore, lr: Float(lr), pool: model.pool)
+            try optimizerSharding?.gatherWeights(trainedStore.values)
             for j in jointlyTrained { j.optimizer.update(j.model.store, lr: Float(lr), pool: j.model.pool) }
             lora?.apply(to: model)
             if let rate = settings.biasUpdateRate { model.updateSelectionBias(rate: Float(rate), load: stepLoad) }
@@ -262,8 +274,9 @@ public final class Trainer {
             progress?(TrainingProgressLine(step: step, steps: settings.steps, loss: loss.total,
                                            validationLoss: record.validationLoss, tokensPerSecond: rate,
                                            elapsed: elapsed, stepsThisRun: step - firstStep, timeLimit: settings.timeLimit))
+            let moments = checkpoints ? try optimizerSharding?.gatherMoments(optimizer) : nil   // every rank's share
             if isWriter && checkpoints {
-                try saveCheckpoint(elapsed: elapsedBefore + Date().timeIntervalSince(start))
+                try saveCheckpoint(elapsed: elapsedBefore + Date().timeIntervalSince(start), moments: moments)
             }
             if timeUp { break }
         }
@@ -352,7 +365,8 @@ public final class Trainer {
 
     /// Writes `OUT/checkpoint-STEP/` (model, tokenizer files, optimizer moments, trainer state) through a
     /// temporary directory, updates the model files at the top of OUT, and keeps the two newest checkpoints.
-    func saveCheckpoint(elapsed: Double) throws {
+    /// `moments`: the optimizer's in the store's layout when it keeps a share only (ZeRO-1).
+    func saveCheckpoint(elapsed: Double, moments: (m: [Float], v: [Float])? = nil) throws {
         let name = "checkpoint-\(step)"
         let final = "\(out)/\(name)", tmp = "\(out)/.\(name).tmp"
         let fm = FileManager.default
@@ -360,7 +374,15 @@ public final class Trainer {
             try? fm.removeItem(atPath: tmp)
             try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
             if let lora { try lora.save(to: tmp) } else { try model.save(to: tmp) }
-            try Self.writeMoments(optimizer, trainedStore, to: "\(tmp)/optimizer.safetensors")
+            if var moments {
+                try moments.m.withUnsafeMutableBufferPointer { m in
+                    try moments.v.withUnsafeMutableBufferPointer { v in
+                        try Self.writeMoments(m: m.baseAddress!, v: v.baseAddress!, trainedStore, to: "\(tmp)/optimizer.safetensors")
+                    }
+                }
+            } else {
+                try Self.writeMoments(optimizer, trainedStore, to: "\(tmp)/optimizer.safetensors")
+            }
             for j in jointlyTrained {
                 try j.model.save(to: "\(tmp)/\(j.name)")
                 try Self.writeMoments(j.optimizer, j.model.store, to: "\(tmp)/\(j.name)/optimizer.safetensors")
@@ -456,20 +478,34 @@ public final class Trainer {
 
     /// AdamW's moments of `store` as a safetensors file.
     static func writeMoments(_ optimizer: AdamW, _ store: ParameterStore, to path: String) throws {
-        try SafeTensorsWriter.write(optimizer.stateTensors(store).map { t in
+        guard let whole = optimizer.wholeMoments(store) else { throw TrainingError.badArgument("a share of the optimizer's moments cannot be saved alone") }
+        try writeMoments(m: whole.m, v: whole.v, store, to: path)
+    }
+
+    /// Moments in the store's layout as a safetensors file.
+    static func writeMoments(m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, _ store: ParameterStore, to path: String) throws {
+        try SafeTensorsWriter.write(AdamW.stateTensors(store, m: m, v: v).map { t in
             SafeTensorsWriter.Entry(name: t.name, dtype: .f32, shape: [t.count]) { dst in
                 dst.copyMemory(from: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
             }
         }, to: path)
     }
 
+    /// Reads the moments of `store` (whole, whatever share `optimizer` keeps) and takes `optimizer`'s part.
     static func readMoments(_ optimizer: AdamW, _ store: ParameterStore, from path: String, step: Int) throws {
         let moments = try SafeTensorsFile(path: path)
-        for t in optimizer.stateTensors(store) {
-            guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
-                throw TrainingError.resume("\(path) lacks \(t.name)")
+        let count = max(store.count, 1)
+        var m = [Float](repeating: 0, count: count), v = m
+        try m.withUnsafeMutableBufferPointer { mb in
+            try v.withUnsafeMutableBufferPointer { vb in
+                for t in AdamW.stateTensors(store, m: mb.baseAddress!, v: vb.baseAddress!) {
+                    guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
+                        throw TrainingError.resume("\(path) lacks \(t.name)")
+                    }
+                    t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
+                }
+                optimizer.setMoments(m: mb.baseAddress!, v: vb.baseAddress!, count: count)
             }
-            t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
         }
         optimizer.restore(step: step)
     }

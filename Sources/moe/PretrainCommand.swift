@@ -14,17 +14,18 @@ struct RunOptions: ParsableArguments {
     var distributed = false
     @Option(help: "Expert parallel over N MPI ranks (N = the ranks of mpirun -np): the experts of every MoE layer are split across the ranks and tokens travel to their experts' owners and back; the rest of the model is data parallel.")
     var expertParallel: Int?
+    @Flag(help: "ZeRO-1 under MPI: each rank keeps AdamW's moments for its share of the parameters only (1/N of their memory) and steps that share; the updated weights are gathered after every step.")
+    var shardOptimizer = false
 
     var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
 
     /// Data parallelism (with the experts split across the ranks when asked) when asked for or started by mpirun.
     func dataParallel() throws -> DataParallel? {
-        guard let dp = try DataParallel.world(required: distributed || expertParallel != nil) else { return nil }
-        guard let n = expertParallel else { return dp }
-        guard n == dp.ranks else {
+        guard let dp = try DataParallel.world(required: distributed || expertParallel != nil || shardOptimizer) else { return nil }
+        if let n = expertParallel, n != dp.ranks {
             throw ValidationError("--expert-parallel \(n) must equal the number of MPI ranks (\(dp.ranks)): start it with mpirun -np \(n)")
         }
-        return DataParallel(dp.communicator, expertParallel: true)
+        return DataParallel(dp.communicator, expertParallel: expertParallel != nil, shardsOptimizer: shardOptimizer)
     }
 
     /// For the stages that sample from the whole model on every rank (GRPO, PPO): data parallel only.

@@ -71,6 +71,16 @@ private let mpiRequired = ProcessInfo.processInfo.environment["MOE_TEST_MPI"] ==
         #expect(r.status == 0 && r.stderr.contains("resumed from"), "\(r.stderr)")
         try expectSameRun(dir + "/one", dir + "/resumed", steps: 4)
 
+        // ZeRO-1: each rank keeps and steps its share of AdamW's state; the run and its checkpoints are the same.
+        r = try CLI.run(common + ["--steps", "4", "--out", dir + "/zero", "--shard-optimizer"], launcher: Self.launcher)
+        #expect(r.status == 0, "\(r.stderr)")
+        try expectSameRun(dir + "/one", dir + "/zero", steps: 4)
+        r = try CLI.run(common + ["--steps", "2", "--out", dir + "/zero-resumed", "--shard-optimizer"], launcher: Self.launcher)
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try CLI.run(common + ["--steps", "4", "--out", dir + "/zero-resumed", "--resume"])
+        #expect(r.status == 0 && r.stderr.contains("resumed from"), "\(r.stderr)")
+        try expectSameRun(dir + "/one", dir + "/zero-resumed", steps: 4)
+
         // A global batch the ranks cannot share evenly is refused.
         r = try CLI.run(common.map { $0 == "2" ? "3" : $0 } + ["--steps", "1", "--out", dir + "/odd"], launcher: Self.launcher)
         #expect(r.status != 0 && r.stderr.contains("multiple of the 2 MPI ranks"), "\(r.stderr)")

@@ -14,9 +14,11 @@ public struct DataParallel: Sendable {
     public var isWriter: Bool { rank == 0 }
     /// Whether the routed experts are split across the ranks (`ExpertSharding`) instead of replicated.
     public let expertParallel: Bool
+    /// Whether each rank keeps the optimizer state of its share of the parameters only (`OptimizerSharding`, ZeRO-1).
+    public let shardsOptimizer: Bool
 
-    public init(_ communicator: MPICommunicator, expertParallel: Bool = false) {
-        self.communicator = communicator; self.expertParallel = expertParallel
+    public init(_ communicator: MPICommunicator, expertParallel: Bool = false, shardsOptimizer: Bool = false) {
+        self.communicator = communicator; self.expertParallel = expertParallel; self.shardsOptimizer = shardsOptimizer
     }
 
     /// The world communicator's data parallelism when this process runs under MPI (see `MPICommunicator.world`).

@@ -170,6 +170,19 @@ public final class MPICommunicator: @unchecked Sendable {
         return (0..<size).map { Array(all[Int(displacements[$0]) ..< Int(displacements[$0] + counts[$0])]) }
     }
 
+    /// Every rank's share of `buffer` everywhere: rank r holds `shares[r]` (contiguous, in rank order) and receives
+    /// the others' (`MPI_Allgatherv` in place).
+    public func gatherInPlace(_ buffer: UnsafeMutablePointer<Float>, shares: [Range<Int>]) throws {
+        guard shares.count == size, let last = shares.last, last.upperBound <= Int(Int32.max) else {
+            throw TrainingError.badArgument("MPI_Allgatherv: \(shares.count) shares for \(size) ranks, or more than 2³¹ floats")
+        }
+        let counts = shares.map { Int32($0.count) }, displacements = shares.map { Int32($0.lowerBound) }
+        let inPlace = UnsafeRawPointer(bitPattern: 1)
+        guard allgathervFn(inPlace, 0, float, buffer, counts, displacements, float, world) == 0 else {
+            throw TrainingError.badArgument("MPI_Allgatherv failed")
+        }
+    }
+
     /// All-to-all of equal parts: `values` holds `size` parts of `values.count / size` integers, part d for rank d;
     /// returns the parts the ranks sent this one, part s from rank s.
     public func exchange(_ values: [Int32]) throws -> [Int32] {
