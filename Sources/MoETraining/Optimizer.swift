@@ -95,18 +95,12 @@ public final class AdamW {
         span.lowerBound == 0 && span.count >= store.count ? (m, v) : nil
     }
 
-    /// Takes `span`'s part of moments in the store's layout.
-    func setMoments(m wholeM: UnsafePointer<Float>, v wholeV: UnsafePointer<Float>, count: Int) {
-        let part = span.clamped(to: 0 ..< count)
-        (m + (part.lowerBound - span.lowerBound)).update(from: wholeM + part.lowerBound, count: part.count)
-        (v + (part.lowerBound - span.lowerBound)).update(from: wholeV + part.lowerBound, count: part.count)
-    }
-
-    /// This optimizer's moments written into whole-layout buffers at `span`.
-    func copyMoments(into wholeM: UnsafeMutablePointer<Float>, _ wholeV: UnsafeMutablePointer<Float>, count: Int) {
-        let part = span.clamped(to: 0 ..< count)
-        (wholeM + part.lowerBound).update(from: m + (part.lowerBound - span.lowerBound), count: part.count)
-        (wholeV + part.lowerBound).update(from: v + (part.lowerBound - span.lowerBound), count: part.count)
+    /// Takes the moments of the store's elements `offset ..< offset + count` where they fall in `span`.
+    func setMoments(at offset: Int, m values: UnsafePointer<Float>, v squares: UnsafePointer<Float>, count: Int) {
+        let part = span.clamped(to: offset ..< offset + count)
+        guard !part.isEmpty else { return }
+        (m + (part.lowerBound - span.lowerBound)).update(from: values + (part.lowerBound - offset), count: part.count)
+        (v + (part.lowerBound - span.lowerBound)).update(from: squares + (part.lowerBound - offset), count: part.count)
     }
 
     func restore(step: Int) { self.step = step }

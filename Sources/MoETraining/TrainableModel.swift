@@ -28,7 +28,7 @@ public final class TrainableModel: @unchecked Sendable {
     let blockParameters: [Range<Int>]
     /// Called in the backward pass as soon as a block's parameter gradients are final for it (data parallel:
     /// their all-reduce starts while the blocks below are differentiated).
-    var blockGradientsDone: ((Range<Int>) -> Void)?
+    public var blockGradientsDone: ((Range<Int>) -> Void)?
     let rope: RotaryEmbedding
     private var ropeTable: RopeTable?
     let hidden: Int, vocab: Int, eps: Float

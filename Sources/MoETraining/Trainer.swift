@@ -137,7 +137,8 @@ public final class Trainer {
             guard lora == nil, jointlyTrained.isEmpty else {
                 throw TrainingError.badArgument("--expert-parallel trains a whole model (not LoRA adapters, not PPO's value model)")
             }
-            experts = try ExpertSharding(model: model, communicator: dp.communicator, batchTokens: batches.batchSize * batches.seqLen)
+            // A micro-batch holds at most twice `batchSize` rows (preference pairs: chosen and rejected).
+            experts = try ExpertSharding(model: model, communicator: dp.communicator, batchTokens: 2 * batches.batchSize * batches.seqLen)
             optimizer.othersTensors = experts!.othersTensors
         } else {
             experts = nil
@@ -204,14 +205,13 @@ public final class Trainer {
                 if let dp = dataParallel, !dp.runs(microBatch: micro) { try batches.skip(); continue }   // another rank's share
                 let b = try batches.next()
                 // This rank's last micro-batch of the step: each block's sum starts as soon as its backward is done.
-                if let buckets, let dp = dataParallel, micro == settings.accumulation - dp.ranks + dp.rank {
+                if let buckets, let dp = dataParallel, dp.isLast(microBatch: micro, of: settings.accumulation) {
                     let grads = model.store.grads!
                     model.blockGradientsDone = { buckets.start($0, grads: grads) }
                 }
                 defer { model.blockGradientsDone = nil }
                 stepTokens += b.tokens.rows * b.tokens.seqLen
                 let r = try objective.step(model, b, balance: settings.balance, scale: 1 / Float(settings.accumulation))
-                try experts?.check()
                 let l = r.loss, a = Double(settings.accumulation)
                 loss.crossEntropy += l.crossEntropy / a; loss.aux += l.aux / a; loss.z += l.z / a; loss.total += l.total / a
                 loss.sequenceAux += l.sequenceAux / a
@@ -274,7 +274,7 @@ public final class Trainer {
             progress?(TrainingProgressLine(step: step, steps: settings.steps, loss: loss.total,
                                            validationLoss: record.validationLoss, tokensPerSecond: rate,
                                            elapsed: elapsed, stepsThisRun: step - firstStep, timeLimit: settings.timeLimit))
-            let moments = checkpoints ? try optimizerSharding?.gatherMoments(optimizer) : nil   // every rank's share
+            let moments = checkpoints ? try optimizerSharding?.gatherMoments(optimizer) : nil   // every rank's share, on rank 0
             if isWriter && checkpoints {
                 try saveCheckpoint(elapsed: elapsedBefore + Date().timeIntervalSince(start), moments: moments)
             }
@@ -460,6 +460,7 @@ public final class Trainer {
         resumed.steps = settings.steps; resumed.evalEvery = settings.evalEvery; resumed.evalBatches = settings.evalBatches
         resumed.checkpointEvery = settings.checkpointEvery; resumed.logEvery = settings.logEvery; resumed.timeLimit = settings.timeLimit
         settings = resumed
+        try dataParallel?.check(accumulation: settings.accumulation)   // the checkpoint's global batch, on these ranks
         if let w = settings.mtpLossWeight { model.mtpLossWeight = w }
         try Self.readMoments(optimizer, trainedStore, from: "\(dir)/optimizer.safetensors", step: state.optimizerStep)
         for j in jointlyTrained {
@@ -491,21 +492,17 @@ public final class Trainer {
         }, to: path)
     }
 
-    /// Reads the moments of `store` (whole, whatever share `optimizer` keeps) and takes `optimizer`'s part.
+    /// Reads the moments of `store` (a whole checkpoint's, whatever share `optimizer` keeps) into `optimizer`.
     static func readMoments(_ optimizer: AdamW, _ store: ParameterStore, from path: String, step: Int) throws {
         let moments = try SafeTensorsFile(path: path)
-        let count = max(store.count, 1)
-        var m = [Float](repeating: 0, count: count), v = m
-        try m.withUnsafeMutableBufferPointer { mb in
-            try v.withUnsafeMutableBufferPointer { vb in
-                for t in AdamW.stateTensors(store, m: mb.baseAddress!, v: vb.baseAddress!) {
-                    guard let data = moments.tensors[t.name], data.dtype == .f32, data.elementCount == t.count else {
-                        throw TrainingError.resume("\(path) lacks \(t.name)")
-                    }
-                    t.pointer.update(from: data.pointer.assumingMemoryBound(to: Float.self), count: t.count)
-                }
-                optimizer.setMoments(m: mb.baseAddress!, v: vb.baseAddress!, count: count)
+        func tensor(_ name: String, _ t: ParameterStore.Tensor) throws -> UnsafePointer<Float> {
+            guard let data = moments.tensors[name], data.dtype == .f32, data.elementCount == t.count else {
+                throw TrainingError.resume("\(path) lacks \(name)")
             }
+            return UnsafePointer(data.pointer.assumingMemoryBound(to: Float.self))
+        }
+        for t in store.tensors {
+            optimizer.setMoments(at: t.offset, m: try tensor("exp_avg.\(t.name)", t), v: try tensor("exp_avg_sq.\(t.name)", t), count: t.count)
         }
         optimizer.restore(step: step)
     }

@@ -109,6 +109,10 @@ struct BenchTrain: ParsableCommand {
         let sharding = expertParallel ? try ExpertSharding(model: model, communicator: dp.communicator, batchTokens: n) : nil
         sharding?.install()
         if let sharding { optimizer.othersTensors = sharding.othersTensors }
+        // As the trainer sums: each block's gradients as soon as its backward is done, the rest after.
+        let buckets = GradientBuckets(dp.communicator, reduced: sharding?.sharedRanges ?? [0 ..< max(model.store.count, 1)])
+        let grads = model.store.grads!
+        model.blockGradientsDone = { buckets.start($0, grads: grads) }
         var rng = SplitMix64(seed: 7 &+ UInt64(dp.rank))
         let balance = BalanceLosses(auxLossCoef: 0.01)
         var times: [Double] = [], reduceTimes: [Double] = [], exchangeTimes: [Double] = []
@@ -123,12 +127,11 @@ struct BenchTrain: ParsableCommand {
                     try model.trainStep(batch: share, seqLen: seqLen, inputs: i.baseAddress!, targets: t.baseAddress!, balance: balance)
                 }
             }
-            try sharding?.check()
             let reduceStart = DispatchTime.now().uptimeNanoseconds
-            // Gradients as means over the global batch: each rank's are means over its share.
-            MoEKernels.scale(model.store.grads, count: model.store.count, by: 1 / Float(dp.ranks))
-            if let sharding { try sharding.sumSharedGradients(model.store) } else { try dp.sumGradients(model.store) }
+            try buckets.finish(grads: grads)
             let reduce = Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9
+            // Means over the global batch: each rank's gradients were means over its share.
+            MoEKernels.scale(grads, count: model.store.count, by: 1 / Float(dp.ranks))
             clipGradients([model.store], maxNorm: 1, squaredNorm: try sharding?.squaredGradientNorm(model.store))
             optimizer.update(model.store, lr: 3e-4, pool: model.pool)
             let t = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -142,7 +145,7 @@ struct BenchTrain: ParsableCommand {
         sharding?.uninstall()
         guard dp.isWriter else { return }
         let total = times.reduce(0, +)
-        print(String(format: "communication: all-reduce %.1f%%, all-to-all %.1f%% of the step time (rank 0)",
+        print(String(format: "communication: all-reduce (after the backward pass) %.1f%%, all-to-all %.1f%% of the step time (rank 0)",
                      100 * reduceTimes.reduce(0, +) / total, 100 * exchangeTimes.reduce(0, +) / total))
         print(String(format: "tokens/s: %.1f", Double(batch * seqLen * steps) / total))
     }

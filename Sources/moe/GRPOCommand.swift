@@ -25,7 +25,7 @@ struct GRPOCommand: ParsableCommand {
     @Option(help: "Completions per prompt (G).") var group: Int = 8
     @Option(help: "Prompts per rollout batch.") var promptsPerBatch: Int = 2
     @Option(help: "Most tokens per completion.") var maxNewTokens: Int = 64
-    @Option(help: "Optimisation steps per rollout batch.") var iterations: Int = 1
+    @Option(help: "Optimisation steps per rollout batch (above 1, every MPI rank samples every rollout batch: a later use may fall to it).") var iterations: Int = 1
     @Option(help: "Weight of the KL to the starting model (0: no reference model).") var beta: Double = 0
     @Option(help: "Clipping range of the ratio.") var epsilon: Double = 0.2
     @Option(help: "Sampling temperature (the log-probs are taken at it too, as TRL does).") var temperature: Double = 1

@@ -27,7 +27,7 @@ struct PPOCommand: ParsableCommand {
     @Option(help: "Output directory.") var out: String
     @Option(help: "Prompts (one response each) per rollout batch.") var promptsPerBatch: Int = 8
     @Option(help: "Most tokens per response.") var responseLength: Int = 53
-    @Option(help: "Optimisation steps per rollout batch.") var ppoEpochs: Int = 4
+    @Option(help: "Optimisation steps per rollout batch (above 1, every MPI rank samples every rollout batch: a later use may fall to it).") var ppoEpochs: Int = 4
     @Option(help: "Sampling temperature (the log-probs are taken at it too).") var temperature: Double = 0.7
     @Option(help: "Weight of the per-token KL penalty.") var klCoef: Double = 0.05
     @Option(help: "Per-token KL estimate: k1 or k3.") var klEstimator: String = "k1"

@@ -63,9 +63,9 @@ let postgresURL = ProcessInfo.processInfo.environment["MOE_TEST_POSTGRES"].flatM
         await #expect(throws: QuotaExceeded.self) { try await quotas[1].hold(keyHash: key, tokens: 1) }
         // One request ends having used 40 tokens: its row, then its release, leave 60 of its 100 free.
         try await replicas[0].record(entry(key, prompt: 30, completion: 10))
-        await quotas[0].release(holds[0], used: 40)
+        await quotas[0].release(holds[0], used: 40, recorded: true)
         #expect(try await quotas[1].tokensLeft(keyHash: key) == 60)
-        for h in holds.dropFirst() { await quotas[1].release(h, used: 0) }
+        for h in holds.dropFirst() { await quotas[1].release(h, used: 0, recorded: true) }
         #expect(try await quotas[0].tokensLeft(keyHash: key) == 960)
     }
 
@@ -80,5 +80,7 @@ let postgresURL = ProcessInfo.processInfo.environment["MOE_TEST_POSTGRES"].flatM
         }
         #expect(Ledgers.describe("postgresql://u:pw@h/db") == "postgresql://u:***@h/db")
         #expect(Ledgers.describe("moe-ledger.sqlite") == "moe-ledger.sqlite")
+        #expect(Ledgers.describe("postgres://u:p#w/x@y@h/db") == "postgres://u:***@h/db")   // not a valid URL
+        await #expect(throws: LedgerError.self) { try await Ledgers.open("postgres://u@h/db?sslmode=verify-ca") }
     }
 }

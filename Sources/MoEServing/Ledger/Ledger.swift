@@ -28,8 +28,9 @@ public protocol DailyQuota: Sendable {
     func tokensLeft(keyHash: String) async throws -> Int?
     /// Holds `tokens` for a request of `keyHash`, or throws `QuotaExceeded` and holds nothing.
     func hold(keyHash: String, tokens: Int) async throws -> QuotaHold
-    /// Ends a hold, counting `used` tokens (record the request's row first).
-    func release(_ hold: QuotaHold, used: Int) async
+    /// Ends a hold, counting `used` tokens: record the request's row first; `recorded` false when that failed (the
+    /// tokens must still count).
+    func release(_ hold: QuotaHold, used: Int, recorded: Bool) async
 }
 
 /// Tokens held against a key's quota by one request.
@@ -47,11 +48,13 @@ public enum Ledgers {
             : try UsageLedger(path: location, readOnly: readOnly)
     }
 
-    /// `location` fit for logs: a URL's password replaced by `***`.
+    /// `location` fit for logs: a URL's password (between the user's `:` and the last `@`, read as text, so that
+    /// a password with unescaped `#`, `/` or `@` is hidden too) replaced by `***`.
     public static func describe(_ location: String) -> String {
-        guard PostgresLedger.isURL(location), var url = URLComponents(string: location), url.password != nil else { return location }
-        url.password = "***"
-        return url.string ?? location
+        guard PostgresLedger.isURL(location), let scheme = location.range(of: "://"),
+              let at = location.range(of: "@", options: .backwards), scheme.upperBound <= at.lowerBound,
+              let colon = location[scheme.upperBound ..< at.lowerBound].firstIndex(of: ":") else { return location }
+        return String(location[...colon]) + "***" + String(location[at.lowerBound...])
     }
 }
 
@@ -67,5 +70,6 @@ extension QuotaTracker: DailyQuota {
         return QuotaHold(keyHash: keyHash, tokens: tokens, id: nil)
     }
 
-    public func release(_ hold: QuotaHold, used: Int) async { settle(keyHash: hold.keyHash, reserved: hold.tokens, used: used) }
+    /// In memory the used tokens count whether or not the row was written.
+    public func release(_ hold: QuotaHold, used: Int, recorded: Bool) async { settle(keyHash: hold.keyHash, reserved: hold.tokens, used: used) }
 }

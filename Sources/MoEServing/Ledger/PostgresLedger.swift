@@ -67,9 +67,17 @@ public final class PostgresLedger: UsageStore {
             configuration = .init(unixSocketPath: "\(socketDirectory)/.s.PGSQL.\(parts.port ?? 5432)", username: user,
                                   password: parts.password, database: database)
         } else {
+            // TLS with the server's certificate verified (system roots, host name) when the server offers it
+            // (`prefer`, the default) or always (`require`, `verify-full`); `disable`: none.
             let mode = parts.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer"
-            let tls: PostgresClient.Configuration.TLS = mode == "disable" ? .disable
-                : mode == "require" ? .require(.makeClientConfiguration()) : .prefer(.makeClientConfiguration())
+            let tls: PostgresClient.Configuration.TLS
+            switch mode {
+            case "disable": tls = .disable
+            case "prefer": tls = .prefer(.makeClientConfiguration())
+            case "require", "verify-full": tls = .require(.makeClientConfiguration())
+            default:
+                throw LedgerError.cannotOpen(path: Ledgers.describe(url), reason: "sslmode=\(mode): use disable, prefer, require or verify-full (the last two verify the certificate)")
+            }
             configuration = .init(host: parts.host ?? "localhost", port: parts.port ?? 5432, username: user, password: parts.password,
                                   database: database, tls: tls)
         }
@@ -170,11 +178,11 @@ public final class PostgresLedger: UsageStore {
 /// in a transaction that first locks the key's row of `quota_days` (`SELECT … FOR UPDATE`): the holds of one key
 /// take turns across replicas, each seeing the others' committed holds and requests, so two replicas cannot both
 /// spend a key's last tokens. Released after the request's row is committed (for that moment both count: a key
-/// is never undercounted). A replica killed mid-request leaves its holds behind: they lapse after an hour.
+/// is never undercounted). A replica killed mid-request leaves its holds behind: they lapse an hour after they were
+/// made (by the database's clock), so a generation running longer than that stops being counted until it ends.
 public final class PostgresQuota: DailyQuota {
     public let dailyTokens: Int?
     let ledger: PostgresLedger
-    static let holdLifetime: TimeInterval = 3600
 
     init(ledger: PostgresLedger, dailyTokens: Int?) { self.ledger = ledger; self.dailyTokens = dailyTokens }
 
@@ -201,14 +209,17 @@ public final class PostgresQuota: DailyQuota {
           return try await ledger.client.withTransaction(logger: logger) { c in
             try await c.query("INSERT INTO quota_days (key_hash, day) VALUES (\(keyHash), \(day)) ON CONFLICT DO NOTHING", logger: logger)
             try await c.query("SELECT 1 FROM quota_days WHERE key_hash = \(keyHash) AND day = \(day) FOR UPDATE", logger: logger)
+            // The key's lapsed holds and past days go, so its rows stay few.
+            try await c.query("DELETE FROM quota_holds WHERE key_hash = \(keyHash) AND expires_at <= now()", logger: logger)
+            try await c.query("DELETE FROM quota_days WHERE key_hash = \(keyHash) AND day < \(day)", logger: logger)
             let (used, held) = try await spent(keyHash, day: day, c)
             // Compared by subtraction: `tokens` comes from the client's max_tokens, and a sum could overflow.
             guard tokens <= limit - used - held else {
                 throw QuotaExceeded(limit: limit, used: used, inFlight: held, requested: tokens, resetsAt: day.addingTimeInterval(QuotaTracker.secondsPerDay))
             }
-            let expires = Date().addingTimeInterval(Self.holdLifetime)
-            let rows = try await c.query("INSERT INTO quota_holds (key_hash, tokens, expires_at) VALUES (\(keyHash), \(tokens), \(expires)) RETURNING id",
-                                         logger: logger)
+            let rows = try await c.query(
+                "INSERT INTO quota_holds (key_hash, tokens, expires_at) VALUES (\(keyHash), \(tokens), now() + interval '1 hour') RETURNING id",
+                logger: logger)
             for try await id in rows.decode(Int64.self) { return QuotaHold(keyHash: keyHash, tokens: tokens, id: id) }
             throw LedgerError.cannotOpen(path: ledger.location, reason: "INSERT returned no id")
           }
@@ -217,9 +228,10 @@ public final class PostgresQuota: DailyQuota {
         }
     }
 
-    /// Deletes the hold (the request's row already counts its tokens). A failed delete lapses with the hold's hour.
-    public func release(_ hold: QuotaHold, used: Int) async {
-        guard let id = hold.id else { return }
+    /// Deletes the hold once the request's row counts its tokens; without the row (`recorded` false) the hold keeps
+    /// counting until it lapses. A failed delete lapses with the hold's hour.
+    public func release(_ hold: QuotaHold, used: Int, recorded: Bool) async {
+        guard recorded, let id = hold.id else { return }
         _ = try? await ledger.client.query("DELETE FROM quota_holds WHERE id = \(id)", logger: ledger.logger)
     }
 }

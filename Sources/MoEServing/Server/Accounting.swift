@@ -34,14 +34,13 @@ struct Accounting: Sendable {
                                  timeToFirstTokenMs: firstToken.map(milliseconds), finishReason: finish, costUSD: cost,
                                  status: status, requestID: requestID, user: user)
         // The row first, then the quota (the tracker reads a key's day from the ledger when it first sees it).
-        do {
-            try await server.ledger.record(record)
-        } catch {
-            await server.quota.release(hold, used: promptTokens + completion)
-            server.metrics.ledgerWriteFailed(error, requestID: requestID)
+        var failure: Error?
+        do { try await server.ledger.record(record) } catch { failure = error }
+        await server.quota.release(hold, used: promptTokens + completion, recorded: failure == nil)
+        if let failure {
+            server.metrics.ledgerWriteFailed(failure, requestID: requestID)
             throw APIError.internal(requestID: requestID)
         }
-        await server.quota.release(hold, used: promptTokens + completion)
         let m = server.metrics
         m.promptTokens.increment(by: Int64(promptTokens))
         m.cachedTokens.increment(by: Int64(cached))

@@ -227,7 +227,7 @@ extension ModelServer {
             for i in 0..<plan.choices { streams.append(try engine.submit(plan.request(choice: i))) }
         } catch {
             for s in streams { s.cancel() }
-            await quota.release(hold, used: 0)
+            await quota.release(hold, used: 0, recorded: true)   // nothing ran: nothing to count
             switch error {
             case .queueFull, .shutDown: throw APIError.overloaded(error.description)
             case .invalid(let message): throw APIError.invalidRequest(message)

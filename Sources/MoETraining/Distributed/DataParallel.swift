@@ -1,8 +1,8 @@
 import Foundation
 
 /// Data parallelism over MPI. An optimizer step's global batch is its `accumulation` micro-batches; rank r of N
-/// runs micro-batches r, r + N, … and only draws the others (so that every rank's batch source — data order,
-/// random state — stays where one process's would be). Gradients, losses, metrics and expert counts are summed
+/// runs micro-batches r, r + N, … and passes over the others (`BatchSource.skip`: drawn without the work where it
+/// can, so that every rank's batch source — data order, random state — stays where one process's would be). Gradients, losses, metrics and expert counts are summed
 /// across ranks before the optimizer step, so every rank applies the same AdamW update and the run is the
 /// one-process run with the same `accumulation`, up to float summation order: its checkpoints resume with any
 /// N that divides `accumulation`. Rank 0 writes checkpoints, metrics and plots.
@@ -29,6 +29,9 @@ public struct DataParallel: Sendable {
     /// Whether this rank runs micro-batch `index` of a step.
     func runs(microBatch index: Int) -> Bool { index % ranks == rank }
 
+    /// Whether micro-batch `index` is this rank's last of a step of `accumulation`.
+    func isLast(microBatch index: Int, of accumulation: Int) -> Bool { index == accumulation - ranks + rank }
+
     /// Refuses a global batch the ranks cannot share evenly.
     func check(accumulation: Int) throws {
         guard accumulation % ranks == 0 else {
@@ -48,7 +51,7 @@ public struct DataParallel: Sendable {
     }
 
     /// Sums every rank's gradients (the same buffer layout on every rank).
-    public func sumGradients(_ store: ParameterStore) throws {
+    func sumGradients(_ store: ParameterStore) throws {
         try communicator.sumInPlace(store.grads, count: max(store.count, 1))
     }
 }
@@ -57,24 +60,24 @@ public struct DataParallel: Sendable {
 /// last micro-batch of a step, each transformer block's gradients are final once its backward is done, and their
 /// sum is started then (`MPI_Iallreduce`), so it travels while the blocks below are differentiated; `finish`
 /// starts what is left (embeddings, final norm, head, the multi-token-prediction module) and waits for all.
-/// Only `reduced` (the whole store, or the part expert parallelism all-reduces) is summed.
-final class GradientBuckets {
+/// Only `reduced` (the whole store, or the part expert parallelism all-reduces) is summed. Every rank must start the
+/// same buckets in the same order: objectives run one backward pass of the trained model per micro-batch.
+public final class GradientBuckets {
     let communicator: MPICommunicator
     let reduced: [Range<Int>]
     private var started: [Range<Int>] = []
     private var requests: [UnsafeMutableRawPointer?] = []
-    /// A start that failed (called from inside the backward pass, which does not throw): `finish` throws it.
-    private var failure: Error?
 
-    init(_ communicator: MPICommunicator, reduced: [Range<Int>]) { self.communicator = communicator; self.reduced = reduced }
+    public init(_ communicator: MPICommunicator, reduced: [Range<Int>]) { self.communicator = communicator; self.reduced = reduced }
 
     /// Starts the sum of `range` (a block's parameters) where it overlaps `reduced`.
-    func start(_ range: Range<Int>, grads: UnsafeMutablePointer<Float>) {
+    public func start(_ range: Range<Int>, grads: UnsafeMutablePointer<Float>) {
         communicator.progress(&requests)
         for r in reduced where r.overlaps(range) {
             let piece = r.clamped(to: range)
+            // Inside the backward pass, which does not throw: a failure ends the job rather than leave the ranks apart.
             do { try communicator.startSum(grads + piece.lowerBound, count: piece.count, requests: &requests) } catch {
-                failure = failure ?? error; continue
+                communicator.abort("gradient all-reduce: \(error)")
             }
             started.append(piece)
         }
@@ -82,9 +85,8 @@ final class GradientBuckets {
 
     /// Starts the rest of `reduced`, waits for every sum; returns the floats all-reduced.
     @discardableResult
-    func finish(grads: UnsafeMutablePointer<Float>) throws -> Int {
-        defer { started = []; failure = nil }
-        if let failure { try? communicator.wait(&requests); throw failure }
+    public func finish(grads: UnsafeMutablePointer<Float>) throws -> Int {
+        defer { started = [] }
         let sorted = started.sorted { $0.lowerBound < $1.lowerBound }
         for r in reduced {
             var at = r.lowerBound

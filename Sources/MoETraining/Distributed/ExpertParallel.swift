@@ -16,7 +16,8 @@ public final class ExpertSharding {
     let communicator: MPICommunicator
     let layers: [MoELayer]
     /// The flat ranges of the store that are not routed experts (all-reduced every step), and those that are.
-    let sharedRanges: [Range<Int>], expertRanges: [Range<Int>]
+    public let sharedRanges: [Range<Int>]
+    let expertRanges: [Range<Int>]
     /// Expert tensors (their offsets) another rank owns: this rank's optimizer leaves them alone.
     public let othersTensors: Set<Int>
     /// Expert tensors this rank owns.
@@ -34,8 +35,8 @@ public final class ExpertSharding {
         guard first.experts % N == 0 else {
             throw TrainingError.badArgument("--expert-parallel: \(first.experts) experts per layer do not split evenly across \(N) ranks")
         }
-        // Every rank's rows for one owner arrive in one exchange of at most N · tokens · k rows.
-        guard N * batchTokens * first.topK * max(first.hidden, first.width) <= Int(Int32.max) else {
+        // Every rank's rows for one owner arrive in one exchange of at most N · tokens · k rows of `hidden` floats.
+        guard N * batchTokens * first.topK * first.hidden <= Int(Int32.max) else {
             throw TrainingError.badArgument("--expert-parallel: a micro-batch of \(batchTokens) tokens exceeds MPI's 32-bit counts in one exchange: lower --batch or --seq-len")
         }
         self.communicator = communicator
@@ -83,19 +84,8 @@ public final class ExpertSharding {
         return try body()
     }
 
-    /// The first failure of an exchange (a micro-batch's results are then void).
-    public func check() throws {
-        if let failure = exchanges.lazy.compactMap(\.failure).first { throw failure }
-    }
 
-    /// Sums the gradients of everything but the routed experts across ranks; returns the floats all-reduced.
-    @discardableResult
-    public func sumSharedGradients(_ store: ParameterStore) throws -> Int {
-        for r in sharedRanges { try communicator.sumInPlace(store.grads + r.lowerBound, count: r.count) }
-        return sharedRanges.reduce(0) { $0 + $1.count }
-    }
-
-    /// The squared global gradient norm: the shared part (the same on every rank after `sumSharedGradients`) plus
+    /// The squared global gradient norm: the shared part (the same on every rank once `sharedRanges` are summed) plus
     /// every rank's own experts.
     public func squaredGradientNorm(_ store: ParameterStore) throws -> Double {
         var own = [MoETraining.squaredGradientNorm([store]) { ownTensors.contains($0.offset) }]
@@ -140,8 +130,6 @@ final class ExpertExchange {
     /// Received row r (ordered by source rank, then expert) → its row ordered by expert, then source rank.
     private var expertOrder: [Int] = []
     private let bySource = Floats()
-    /// The first error (then the rows of this micro-batch are void; the trainer stops).
-    private(set) var failure: Error?
 
     init(_ communicator: MPICommunicator, experts: Int, traffic: ExchangeTraffic) {
         self.communicator = communicator; self.experts = experts; self.traffic = traffic
@@ -158,9 +146,7 @@ final class ExpertExchange {
         var counts = [Int32](repeating: 0, count: experts)
         for e in 0..<experts { counts[e] = Int32(offsets[e + 1] - offsets[e]) }
         let received: [Int]
-        do { received = try communicator.exchange(counts).map(Int.init) } catch {
-            failure = failure ?? error; received = .init(repeating: 0, count: experts)
-        }
+        do { received = try communicator.exchange(counts).map(Int.init) } catch { communicator.abort("expert exchange: \(error)") }
         sendRows = (0..<N).map { d in offsets[(d + 1) * per] - offsets[d * per] }
         receiveRows = (0..<N).map { s in received[s * per ..< (s + 1) * per].reduce(0, +) }
         localOffsets = [Int](repeating: 0, count: per + 1)
@@ -198,7 +184,7 @@ final class ExpertExchange {
         let started = Date()
         do {
             try communicator.exchange(send, counts: sendRows.map { $0 * width }, into: receive, counts: receiveRows.map { $0 * width })
-        } catch { failure = failure ?? error }
+        } catch { communicator.abort("expert exchange: \(error)") }
         traffic.seconds += Date().timeIntervalSince(started)
         traffic.bytes += (sendRows.reduce(0, +) - sendRows[communicator.rank]) * width * 4   // what leaves this rank
     }

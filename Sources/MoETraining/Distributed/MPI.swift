@@ -27,18 +27,24 @@ public final class MPICommunicator: @unchecked Sendable {
     private typealias AllgathervFn = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?,
                                                      UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafeMutableRawPointer?,
                                                      UnsafeMutableRawPointer?) -> Int32
+    private typealias GathervFn = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?,
+                                                  UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafeMutableRawPointer?, Int32,
+                                                  UnsafeMutableRawPointer?) -> Int32
     private typealias AlltoallFn = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32,
                                                    UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
     private typealias AlltoallvFn = @convention(c) (UnsafeRawPointer?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafeMutableRawPointer?,
                                                     UnsafeMutableRawPointer?, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
                                                     UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
     private typealias FinalizeFn = @convention(c) () -> Int32
+    private typealias AbortFn = @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32
 
     private let allreduceFn: AllreduceFn
     private let barrierFn: BarrierFn
+    private let abortFn: AbortFn
     private let alltoallFn: AlltoallFn
     private let allgatherFn: AllgatherFn
     private let allgathervFn: AllgathervFn
+    private let gathervFn: GathervFn
     private let iallreduceFn: IallreduceFn
     private let waitallFn: WaitallFn
     private let testallFn: TestallFn
@@ -82,9 +88,11 @@ public final class MPICommunicator: @unchecked Sendable {
         let commSize = unsafeBitCast(try symbol("MPI_Comm_size"), to: CommQueryFn.self)
         allreduceFn = unsafeBitCast(try symbol("MPI_Allreduce"), to: AllreduceFn.self)
         barrierFn = unsafeBitCast(try symbol("MPI_Barrier"), to: BarrierFn.self)
+        abortFn = unsafeBitCast(try symbol("MPI_Abort"), to: AbortFn.self)
         alltoallFn = unsafeBitCast(try symbol("MPI_Alltoall"), to: AlltoallFn.self)
         allgatherFn = unsafeBitCast(try symbol("MPI_Allgather"), to: AllgatherFn.self)
         allgathervFn = unsafeBitCast(try symbol("MPI_Allgatherv"), to: AllgathervFn.self)
+        gathervFn = unsafeBitCast(try symbol("MPI_Gatherv"), to: GathervFn.self)
         iallreduceFn = unsafeBitCast(try symbol("MPI_Iallreduce"), to: IallreduceFn.self)
         waitallFn = unsafeBitCast(try symbol("MPI_Waitall"), to: WaitallFn.self)
         testallFn = unsafeBitCast(try symbol("MPI_Testall"), to: TestallFn.self)
@@ -149,6 +157,15 @@ public final class MPICommunicator: @unchecked Sendable {
         guard requests.isEmpty || waitallFn(Int32(requests.count), &requests, nil) == 0 else { throw TrainingError.badArgument("MPI_Waitall failed") }
     }
 
+    /// Ends every rank of the job with `message` (`MPI_Abort`), for a failure inside a collective sequence that this
+    /// rank cannot leave alone: the others would wait in a collective it skips. (Open MPI ends the job the same way
+    /// on its own errors.)
+    public func abort(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("error: rank \(rank): \(message)\n".utf8))
+        _ = abortFn(world, 1)
+        exit(1)
+    }
+
     /// Waits until every rank has reached this point.
     public func barrier() throws {
         guard barrierFn(world) == 0 else { throw TrainingError.badArgument("MPI_Barrier failed") }
@@ -180,6 +197,18 @@ public final class MPICommunicator: @unchecked Sendable {
         let inPlace = UnsafeRawPointer(bitPattern: 1)
         guard allgathervFn(inPlace, 0, float, buffer, counts, displacements, float, world) == 0 else {
             throw TrainingError.badArgument("MPI_Allgatherv failed")
+        }
+    }
+
+    /// Every rank's share on rank 0: rank r sends `share` (`shares[r].count` floats), rank 0 receives them all into
+    /// `whole` at `shares` (`MPI_Gatherv`; `whole` is read on rank 0 only).
+    public func gatherOnRankZero(_ share: UnsafePointer<Float>, into whole: UnsafeMutablePointer<Float>?, shares: [Range<Int>]) throws {
+        guard shares.count == size, let last = shares.last, last.upperBound <= Int(Int32.max) else {
+            throw TrainingError.badArgument("MPI_Gatherv: \(shares.count) shares for \(size) ranks, or more than 2³¹ floats")
+        }
+        let counts = shares.map { Int32($0.count) }, displacements = shares.map { Int32($0.lowerBound) }
+        guard gathervFn(share, counts[rank], float, whole, counts, displacements, float, 0, world) == 0 else {
+            throw TrainingError.badArgument("MPI_Gatherv failed")
         }
     }
 

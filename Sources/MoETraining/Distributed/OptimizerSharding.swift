@@ -4,8 +4,8 @@ import Foundation
 /// into one contiguous share per rank; each rank keeps AdamW's moments for its share only (1/N of the optimizer's
 /// memory) and applies the step there, after the gradients are summed as in plain data parallelism; then every
 /// rank's updated share is gathered everywhere (`MPI_Allgatherv`), so all ranks hold the same weights — the ones
-/// the unsharded run computes, element for element. Checkpoints gather the moments too, so they are whole and
-/// resume with any N, sharded or not.
+/// the unsharded run computes, element for element. Checkpoints gather the moments on rank 0, so they are whole
+/// and resume with any N, sharded or not.
 final class OptimizerSharding {
     let communicator: MPICommunicator
     /// Each rank's share of the flat store.
@@ -30,16 +30,16 @@ final class OptimizerSharding {
         try communicator.gatherInPlace(values, shares: shares)
     }
 
-    /// The whole store's moments (every rank calls this; the writer saves them).
-    func gatherMoments(_ optimizer: AdamW) throws -> (m: [Float], v: [Float]) {
-        var m = [Float](repeating: 0, count: count), v = m
+    /// The whole store's moments on rank 0, which writes them (nil elsewhere); every rank calls this.
+    func gatherMoments(_ optimizer: AdamW) throws -> (m: [Float], v: [Float])? {
+        let root = communicator.rank == 0
+        var m = [Float](repeating: 0, count: root ? count : 0), v = m
         try m.withUnsafeMutableBufferPointer { mb in
             try v.withUnsafeMutableBufferPointer { vb in
-                optimizer.copyMoments(into: mb.baseAddress!, vb.baseAddress!, count: count)
-                try communicator.gatherInPlace(mb.baseAddress!, shares: shares)
-                try communicator.gatherInPlace(vb.baseAddress!, shares: shares)
+                try communicator.gatherOnRankZero(optimizer.m, into: mb.baseAddress, shares: shares)
+                try communicator.gatherOnRankZero(optimizer.v, into: vb.baseAddress, shares: shares)
             }
         }
-        return (m, v)
+        return root ? (m, v) : nil
     }
 }

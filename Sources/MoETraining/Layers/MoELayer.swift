@@ -196,28 +196,25 @@ final class MoELayer {
             forEachBlock(rows, pool: pool) { r in (gx + r * hidden).update(from: xs + Int(ord[r]) / k * hidden, count: hidden) }
         }
         let yp = expertOut.reserve(rows * hidden)
+        // The experts run here over these rows: all of them, or (expert parallel) this rank's experts over the rows
+        // every rank sent them, whose outputs then go back in the order they left.
+        let local: Range<Int>, localOffsets: [Int], lx: UnsafeMutablePointer<Float>, ly: UnsafeMutablePointer<Float>
         if let exchange {
-            // Expert parallel: the rows go to their experts' owners, this rank runs its experts over every rank's
-            // rows, and the outputs come back in the order they left.
             exchange.plan(offsets: offsets)
-            let m = exchange.receivedRows
-            let lx = received.reserve(m * hidden), ly = receivedOut.reserve(m * hidden)
+            (local, localOffsets) = (exchange.local, exchange.localOffsets)
+            lx = received.reserve(exchange.receivedRows * hidden); ly = receivedOut.reserve(exchange.receivedRows * hidden)
             exchange.toOwners(gx, width: hidden, into: lx)
-            let gp = g.reserve(m * width), up = u.reserve(m * width), ap = a.reserve(m * width)
-            runExperts(exchange.local, offsets: exchange.localOffsets, pool: pool) { e, range, inner in
-                let r0 = range.lowerBound
-                swiGLUForward(lx + r0 * hidden, rows: range.count, self.expert(e, store), g: gp + r0 * self.width,
-                              u: up + r0 * self.width, a: ap + r0 * self.width, into: ly + r0 * hidden, pool: inner)
-            }
-            exchange.fromOwners(ly, width: hidden, into: yp)
         } else {
-            let gp = g.reserve(rows * width), up = u.reserve(rows * width), ap = a.reserve(rows * width)
-            runExperts(0..<experts, offsets: offsets, pool: pool) { e, range, inner in
-                let r0 = range.lowerBound
-                swiGLUForward(gx + r0 * hidden, rows: range.count, self.expert(e, store), g: gp + r0 * self.width,
-                              u: up + r0 * self.width, a: ap + r0 * self.width, into: yp + r0 * hidden, pool: inner)
-            }
+            (local, localOffsets, lx, ly) = (0..<experts, offsets, gx, yp)
         }
+        let m = localOffsets.last ?? 0
+        let gp = g.reserve(m * width), up = u.reserve(m * width), ap = a.reserve(m * width)
+        runExperts(local, offsets: localOffsets, pool: pool) { e, range, inner in
+            let r0 = range.lowerBound
+            swiGLUForward(lx + r0 * hidden, rows: range.count, self.expert(e, store), g: gp + r0 * self.width,
+                          u: up + r0 * self.width, a: ap + r0 * self.width, into: ly + r0 * hidden, pool: inner)
+        }
+        exchange?.fromOwners(ly, width: hidden, into: yp)
         // Combine: out[t] += w · expert output, each token's choices in order so the sum is the same on every run.
         let slot = slots()
         slot.withUnsafeBufferPointer { sb in
@@ -324,28 +321,25 @@ final class MoELayer {
         }
         let gp = g.pointer, up = u.pointer, ap = a.pointer
         let dgx = dGathered.reserve(rows * hidden)
+        // As in the forward pass; expert parallel: d(output) rows go to the experts' owners, d(input) rows come back.
+        let local: Range<Int>, localOffsets: [Int], lx: UnsafeMutablePointer<Float>
+        let ldy: UnsafeMutablePointer<Float>, ldx: UnsafeMutablePointer<Float>
         if let exchange {
-            // Expert parallel: d(output) rows go to the experts' owners, d(input) rows come back.
             let m = exchange.receivedRows
-            let lx = received.pointer, ldy = receivedGrad.reserve(m * hidden), ldx = receivedInputGrad.reserve(m * hidden)
+            (local, localOffsets, lx) = (exchange.local, exchange.localOffsets, received.pointer)
+            ldy = receivedGrad.reserve(m * hidden); ldx = receivedInputGrad.reserve(m * hidden)
             exchange.toOwners(dy, width: hidden, into: ldy)
-            let sc = scratch.reserve(2 * m * width)
-            runExperts(exchange.local, offsets: exchange.localOffsets, pool: pool) { e, range, inner in
-                let r0 = range.lowerBound
-                swiGLUBackward(ldy + r0 * hidden, x: lx + r0 * hidden, rows: range.count, self.expert(e, store),
-                               g: gp + r0 * self.width, u: up + r0 * self.width, a: ap + r0 * self.width,
-                               inputGrad: ldx + r0 * hidden, accumulate: false, scratch: sc + 2 * r0 * self.width, pool: inner)
-            }
-            exchange.fromOwners(ldx, width: hidden, into: dgx)
         } else {
-            let gx = gathered.pointer, sc = scratch.reserve(2 * rows * width)
-            runExperts(0..<experts, offsets: offsets, pool: pool) { e, range, inner in
-                let r0 = range.lowerBound
-                swiGLUBackward(dy + r0 * hidden, x: gx + r0 * hidden, rows: range.count, self.expert(e, store),
-                               g: gp + r0 * self.width, u: up + r0 * self.width, a: ap + r0 * self.width,
-                               inputGrad: dgx + r0 * hidden, accumulate: false, scratch: sc + 2 * r0 * self.width, pool: inner)
-            }
+            (local, localOffsets, lx, ldy, ldx) = (0..<experts, offsets, gathered.pointer, dy, dgx)
         }
+        let sc = scratch.reserve(2 * (localOffsets.last ?? 0) * width)
+        runExperts(local, offsets: localOffsets, pool: pool) { e, range, inner in
+            let r0 = range.lowerBound
+            swiGLUBackward(ldy + r0 * hidden, x: lx + r0 * hidden, rows: range.count, self.expert(e, store),
+                           g: gp + r0 * self.width, u: up + r0 * self.width, a: ap + r0 * self.width,
+                           inputGrad: ldx + r0 * hidden, accumulate: false, scratch: sc + 2 * r0 * self.width, pool: inner)
+        }
+        exchange?.fromOwners(ldx, width: hidden, into: dgx)
 
         // Router: routing weights → chosen scores (through the scaling and renormalisation) → all scores (plus,
         // for softmax, the aux loss's constant per-expert term) → logits (softmax or sigmoid, plus the z-loss's term).
