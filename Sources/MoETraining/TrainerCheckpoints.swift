@@ -5,7 +5,6 @@ import MoEKernels
 /// The trainer's checkpoints: `checkpoint-STEP/` written through a temporary directory and renamed into place, the
 /// model files at the top of OUT, and the resume that reads them back.
 extension Trainer {
-
     struct State: Codable {
         var step: Int
         var tokensSeen: Int

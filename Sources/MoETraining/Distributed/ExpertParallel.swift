@@ -84,7 +84,6 @@ public final class ExpertSharding {
         return try body()
     }
 
-
     /// The squared global gradient norm: the shared part (the same on every rank once `sharedRanges` are summed) plus
     /// every rank's own experts.
     public func squaredGradientNorm(_ store: ParameterStore) throws -> Double {
