@@ -208,6 +208,15 @@ import Testing
                 let r = try await complete(bad)
                 #expect(r.status == 400, "\(bad)")
             }
+            // The Responses API takes and reports the same fields.
+            let body = R.body(["model": "tiny-chat", "input": "The quick brown fox", "max_output_tokens": 4, "temperature": 0, "experts_per_token": 1])
+            try await client.execute(uri: "/v1/responses", method: .post, headers: R.json, body: body) { r in
+                let usage = try #require(try R.object(r)["usage"] as? [String: Any])
+                #expect(usage["experts_per_token"] as? Int == 1 && usage["active_experts_per_token"] as? Double == 1, "\(usage)")
+                #expect(usage["input_tokens"] as? Int ?? 0 > 0)
+            }
+            let refused = R.body(["model": "tiny-chat", "input": "x", "experts_per_token": 3])
+            try await client.execute(uri: "/v1/responses", method: .post, headers: R.json, body: refused) { r in #expect(r.status == .badRequest) }
         }
     }
 }

@@ -27,7 +27,7 @@ enum ResponsesAPI {
         var chat: [TemplateValue.TemplateEntry] = [.init("model", body["model"] ?? .null), .init("messages", .array(messages))]
         // Fields that mean the same in both APIs.
         for key in ["temperature", "top_p", "stream", "user", "parallel_tool_calls", "seed", "top_k", "min_p", "logit_bias",
-                    "presence_penalty", "frequency_penalty", "repetition_penalty"] {
+                    "presence_penalty", "frequency_penalty", "repetition_penalty", "experts_per_token", "expert_threshold", "min_experts"] {
             if let v = body[key], v != .null { chat.append(.init(key, v)) }
         }
         if let v = body["max_output_tokens"], v != .null { chat.append(.init("max_tokens", v)) }
@@ -189,8 +189,11 @@ enum ResponsesAPI {
         if let usage {
             let input = usage["prompt_tokens"] as? Int ?? 0, out = usage["completion_tokens"] as? Int ?? 0
             let cached = (usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int ?? 0
-            o["usage"] = ["input_tokens": input, "input_tokens_details": ["cached_tokens": cached], "output_tokens": out,
-                          "output_tokens_details": ["reasoning_tokens": 0], "total_tokens": input + out]
+            var shaped: [String: Any] = ["input_tokens": input, "input_tokens_details": ["cached_tokens": cached], "output_tokens": out,
+                                         "output_tokens_details": ["reasoning_tokens": 0], "total_tokens": input + out]
+            // A MoE model's expert budget and what the tokens kept, as chat completions report them.
+            for key in ["experts_per_token", "expert_threshold", "min_experts", "active_experts_per_token"] { shaped[key] = usage[key] }
+            o["usage"] = shaped
         }
         return o
     }

@@ -49,7 +49,7 @@ extension ModelServer {
         let (streams, hold) = try await submit(&plan, keyHash: keyHash)
         let run = ChoiceRun(streams: streams, tokenizer: tokenizer, stopStrings: plan.stopStrings, parser: parser)
         let account = Accounting(server: self, keyHash: keyHash, endpoint: .responses, hold: hold, start: start,
-                                 promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user)
+                                 promptTokens: plan.prompt.count, requestID: context.requestID, user: plan.user, experts: plan.experts)
         let id = ResponsesAPI.newID("resp_"), created = Int(Date().timeIntervalSince1970)
         let store = body["store"] != .bool(false)
         @Sendable func finished(_ result: ChoiceRun.Result, output: [[String: Any]], adding: [TemplateValue], usage: [String: Any]) -> [String: Any] {
