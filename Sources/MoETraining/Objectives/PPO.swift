@@ -266,8 +266,7 @@ public final class PPORollouts: BatchSource {
         if var c = current, c.rollout.uses < iterations {
             c.rollout.uses += 1; current = c
         } else if iterations == 1 {
-            _ = position.take(promptsPerBatch, seed: seed)
-            position.rollouts += 1
+            position.passOver(promptsPerBatch, seed: seed)
             current = nil
         } else {
             _ = try next()

@@ -56,6 +56,12 @@ struct RolloutPosition: Codable, EpochPosition {
         SamplingParameters(temperature: Float(temperature), seed: seed &+ UInt64(rollouts) &* 1_000_003 &+ UInt64(sample))
     }
 
+    /// Moves past a rollout batch of `prompts` prompts as making it would, without sampling it (another MPI rank's).
+    mutating func passOver(_ prompts: Int, seed: UInt64) {
+        _ = take(prompts, seed: seed)
+        rollouts += 1
+    }
+
     func requireCount(_ prompts: Int) throws {
         guard count == prompts else { throw TrainingError.resume("the prompts changed (\(prompts) now, \(count) in the checkpoint)") }
     }
@@ -138,8 +144,7 @@ public final class RolloutBatches: BatchSource {
         if current != nil, uses < iterations {
             uses += 1; currentRollout?.uses = uses
         } else if iterations == 1 {
-            _ = position.take(promptsPerBatch, seed: seed)
-            position.rollouts += 1
+            position.passOver(promptsPerBatch, seed: seed)
             current = nil; currentRollout = nil
         } else {
             _ = try next()
